@@ -25,7 +25,8 @@ typedef struct obx_position {
  * Ownership: a store fills the record in claim() and owns every pointer in
  * it until the engine settles the event with ack(), release() or bury();
  * nobody else frees or modifies them, except `destination`, which the engine
- * sets (engine-owned memory) before handing the event to a broker.
+ * sets (engine-owned memory) before handing the event to a broker, and
+ * `attempts` (see below).
  * Strings are NUL-terminated UTF-8; payload is raw bytes (not terminated). */
 typedef struct obx_event {
     const char *event_id;       /* stable, unique: brokers use it for dedup */
@@ -39,7 +40,9 @@ typedef struct obx_event {
     const obx_header *headers;  /* user headers, n_headers entries */
     size_t n_headers;
     int64_t created_at_us;      /* unix time of insert/commit, microseconds */
-    uint32_t attempts;          /* failed attempts before this one */
+    /* Failed attempts before this one. The engine counts the final failed
+     * attempt into it before bury(), so the store records the total. */
+    uint32_t attempts;
     obx_position pos;
     /* Set by the engine: topic if present, else the route template expanded
      * for this event. Valid only during publish(). */

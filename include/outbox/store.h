@@ -92,8 +92,10 @@ typedef struct obx_store_ops {
                         int wait_ms, char *errstr, size_t errlen);
 
     /* The broker confirmed these events: mark them published (or delete
-     * them). After OBX_OK the events are gone; on error they stay claimed
-     * and their lease returns them, which may publish them again. */
+     * them). Whatever the result, ack settles the events (the store frees
+     * them); on error the rows stay claimed until their lease runs out and
+     * are then published again (a bounded duplicate, never a loss). The
+     * same holds for release and bury. */
     obx_status (*ack)(void *inst, obx_event *const *events, size_t n,
                       char *errstr, size_t errlen);
 

@@ -1,0 +1,235 @@
+/* demo, stats and dead: operator commands that talk to a pipeline's store
+ * directly, without running the relay. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "abi.h"
+#include "cli.h"
+
+int obx_cli_open_store(obx_cli *c, obx_relay *r, obx_pipeline **pp)
+{
+    obx_pipeline *p = obx_relay_pipeline(r, c->pipeline);
+    if (!p) {
+        fprintf(stderr, "outbox-relay: no pipeline '%s' in %s\n",
+                c->pipeline, r->conf.path);
+        return OBX_EXIT_USAGE;
+    }
+    char err[OBX_ERRSTR_LEN] = "";
+    if (p->sops->open(&p->store_host, p->store_conf, &p->store, err,
+                      sizeof err) != OBX_OK) {
+        fprintf(stderr, "outbox-relay: [pipeline %s] cannot open store %s: "
+                        "%s\n", p->name, p->store_pl->desc->name, err);
+        p->store = NULL;
+        return OBX_EXIT_RUNTIME;
+    }
+    *pp = p;
+    return 0;
+}
+
+static void close_store(obx_pipeline *p)
+{
+    if (p && p->store) {
+        p->sops->close(p->store);
+        p->store = NULL;
+    }
+}
+
+#define NEED_OP(p, op, what)                                                  \
+    if (!OBX_HAS_OP((p)->sops, obx_store_ops, op)) {                          \
+        fprintf(stderr, "outbox-relay: store %s does not support %s\n",       \
+                (p)->store_pl->desc->name, what);                            \
+        rc = OBX_EXIT_USAGE;                                                  \
+        goto out;                                                            \
+    }
+
+int obx_cmd_demo(obx_cli *c)
+{
+    if (c->count < 0) {
+        fprintf(stderr, "usage: outbox-relay demo -c FILE -n N\n");
+        return OBX_EXIT_USAGE;
+    }
+    obx_relay r;
+    obx_pipeline *p = NULL;
+    int rc = obx_cli_load(c, &r);
+    if (rc)
+        return rc;
+    if ((rc = obx_cli_open_store(c, &r, &p)) != 0)
+        goto out;
+    NEED_OP(p, demo, "demo");
+    char err[OBX_ERRSTR_LEN] = "";
+    if (p->sops->demo(p->store, (uint64_t)c->count, err, sizeof err) !=
+        OBX_OK) {
+        fprintf(stderr, "outbox-relay demo: %s\n", err);
+        rc = OBX_EXIT_RUNTIME;
+        goto out;
+    }
+    printf("wrote %lld orders, each with its OrderCreated event in the same "
+           "transaction (pipeline %s, store %s)\n",
+           c->count, p->name, p->store_pl->desc->name);
+out:
+    close_store(p);
+    obx_relay_free(&r);
+    return rc;
+}
+
+int obx_cmd_stats(obx_cli *c)
+{
+    obx_relay r;
+    int rc = obx_cli_load(c, &r);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < r.n_pipelines && rc == 0; i++) {
+        obx_cli sub = *c;
+        sub.pipeline = r.pipelines[i].name;
+        obx_pipeline *p = NULL;
+        if ((rc = obx_cli_open_store(&sub, &r, &p)) != 0)
+            break;
+        obx_store_stats st = {.struct_size = sizeof st, .lag_bytes = -1};
+        char err[OBX_ERRSTR_LEN] = "";
+        if (!OBX_HAS_OP(p->sops, obx_store_ops, stats) ||
+            p->sops->stats(p->store, &st, err, sizeof err) != OBX_OK) {
+            fprintf(stderr, "[pipeline %s] stats unavailable: %s\n", p->name,
+                    err);
+            rc = OBX_EXIT_RUNTIME;
+        } else {
+            double age = st.oldest_pending_us
+                             ? (double)(obx_now_us() - st.oldest_pending_us) / 1e6
+                             : 0;
+            printf("[pipeline %s] pending %llu, oldest %.1fs, dead %llu",
+                   p->name, (unsigned long long)st.pending, age,
+                   (unsigned long long)st.dead);
+            if (st.lag_bytes >= 0)
+                printf(", lag %lld bytes", (long long)st.lag_bytes);
+            printf("\n");
+        }
+        close_store(p);
+    }
+    obx_relay_free(&r);
+    return rc;
+}
+
+static void fmt_time(int64_t us, char *buf, size_t len)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int print_row(void *ctx, const obx_dead_letter *d)
+{
+    (void)ctx;
+    char when[32];
+    fmt_time(d->dead_at_us, when, sizeof when);
+    printf("%-36s  %-16s  %-20s  %3u  %s  %.80s\n", d->event->event_id,
+           d->event->key ? d->event->key : "", d->event->event_type,
+           d->event->attempts, when, d->reason ? d->reason : "");
+    return 0;
+}
+
+static int print_full(void *ctx, const obx_dead_letter *d)
+{
+    int *found = ctx;
+    const obx_event *e = d->event;
+    char when[32], made[32];
+    fmt_time(d->dead_at_us, when, sizeof when);
+    fmt_time(e->created_at_us, made, sizeof made);
+    printf("event_id:       %s\nkey:            %s\naggregate_type: %s\n"
+           "aggregate_id:   %s\nevent_type:     %s\ntopic:          %s\n"
+           "destination:    %s\ncreated_at:     %s\ndead_at:        %s\n"
+           "attempts:       %u\nreason:         %s\n",
+           e->event_id, e->key ? e->key : "", e->aggregate_type,
+           e->aggregate_id, e->event_type, e->topic ? e->topic : "",
+           d->destination ? d->destination : "", made, when, e->attempts,
+           d->reason ? d->reason : "");
+    for (size_t i = 0; i < e->n_headers; i++)
+        printf("header:         %s: %s\n", e->headers[i].name,
+               e->headers[i].value);
+    printf("payload:        %.*s\n", (int)e->payload_len,
+           (const char *)e->payload);
+    (*found)++;
+    return 0;
+}
+
+static int dead_list(obx_pipeline *p, const char *id)
+{
+    char err[OBX_ERRSTR_LEN] = "";
+    int found = 0;
+    obx_status st;
+    if (id)
+        st = p->sops->dead_list(p->store, id, print_full, &found, err,
+                                sizeof err);
+    else {
+        printf("%-36s  %-16s  %-20s  %3s  %-20s  %s\n", "EVENT_ID", "KEY",
+               "EVENT_TYPE", "ATT", "DEAD_AT", "REASON");
+        st = p->sops->dead_list(p->store, NULL, print_row, NULL, err,
+                                sizeof err);
+    }
+    if (st != OBX_OK) {
+        fprintf(stderr, "outbox-relay dead: %s\n", err);
+        return OBX_EXIT_RUNTIME;
+    }
+    if (id && !found) {
+        fprintf(stderr, "outbox-relay dead show: no dead letter '%s'\n", id);
+        return OBX_EXIT_RUNTIME;
+    }
+    return OBX_EXIT_OK;
+}
+
+static int dead_change(obx_cli *c, obx_pipeline *p, const char *verb)
+{
+    const char *id = c->nargs >= 2 ? c->args[1] : NULL;
+    if (!id && !c->all) {
+        fprintf(stderr, "usage: outbox-relay dead %s ID|--all -c FILE\n", verb);
+        return OBX_EXIT_USAGE;
+    }
+    char err[OBX_ERRSTR_LEN] = "";
+    uint64_t n = 0;
+    bool requeue = strcmp(verb, "requeue") == 0;
+    obx_status st = requeue ? p->sops->dead_requeue(p->store, id, &n, err,
+                                                    sizeof err)
+                            : p->sops->dead_purge(p->store, id, &n, err,
+                                                  sizeof err);
+    if (st != OBX_OK) {
+        fprintf(stderr, "outbox-relay dead %s: %s\n", verb,
+                st == OBX_NOT_FOUND && !err[0] ? "no such dead letter" : err);
+        return OBX_EXIT_RUNTIME;
+    }
+    printf("%s %llu dead letter%s\n", requeue ? "requeued" : "purged",
+           (unsigned long long)n, n == 1 ? "" : "s");
+    return OBX_EXIT_OK;
+}
+
+int obx_cmd_dead(obx_cli *c)
+{
+    const char *verb = c->nargs ? c->args[0] : "";
+    bool list = !strcmp(verb, "list"), show = !strcmp(verb, "show");
+    if (!list && !show && strcmp(verb, "requeue") && strcmp(verb, "purge")) {
+        fprintf(stderr, "usage: outbox-relay dead list|show ID|requeue "
+                        "ID|--all|purge ID|--all -c FILE\n");
+        return OBX_EXIT_USAGE;
+    }
+    if (show && c->nargs < 2) {
+        fprintf(stderr, "usage: outbox-relay dead show ID -c FILE\n");
+        return OBX_EXIT_USAGE;
+    }
+    obx_relay r;
+    obx_pipeline *p = NULL;
+    int rc = obx_cli_load(c, &r);
+    if (rc)
+        return rc;
+    if ((rc = obx_cli_open_store(c, &r, &p)) != 0)
+        goto out;
+    NEED_OP(p, dead_list, "dead letters");
+    NEED_OP(p, dead_requeue, "dead requeue");
+    NEED_OP(p, dead_purge, "dead purge");
+    if (list || show)
+        rc = dead_list(p, show ? c->args[1] : NULL);
+    else
+        rc = dead_change(c, p, verb);
+out:
+    close_store(p);
+    obx_relay_free(&r);
+    return rc;
+}

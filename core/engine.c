@@ -1,0 +1,644 @@
+/* The engine: claim -> publish -> settle for one pipeline.
+ *
+ * Guarantees enforced here (DESIGN section 2):
+ *  - no loss: an event is acked only after the broker confirmed it; every
+ *    other outcome releases or buries it, and a crash leaves it leased;
+ *  - per-key order: within a batch, once an event of a key fails, later
+ *    events of that key are released without counting an attempt and
+ *    scheduled no earlier than it; stores without ordered claims get the
+ *    same hold across batches from the `held` key set;
+ *  - outages do not burn retries: UNAVAILABLE releases the batch uncounted
+ *    and opens the circuit;
+ *  - poison is quarantined: PERMANENT, or RETRY at max_attempts, buries.
+ */
+#include "pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "abi.h"
+#include "template.h"
+
+#define ENGINE_LOG(p, lvl, ...) obx_log((p)->lg, lvl, (p)->component, __VA_ARGS__)
+
+static const char held_reason[] = "not attempted: an earlier event of its "
+                                  "key is waiting for a retry";
+
+static bool stopping(const obx_pipeline *p)
+{
+    return atomic_load(p->stop) != 0;
+}
+
+/* Sleep until the monotonic deadline or the stop flag, in short steps so
+ * SIGTERM is honoured promptly. */
+static void sleep_until(const obx_pipeline *p, int64_t deadline_us)
+{
+    for (;;) {
+        int64_t left = deadline_us - obx_mono_us();
+        if (left <= 0 || stopping(p))
+            return;
+        if (left > 50000)
+            left = 50000;
+        struct timespec ts = {0, (long)left * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- circuit breaker ------------------------------------------------- */
+
+static void circuit_trip(obx_pipeline *p, const char *who, const char *why)
+{
+    obx_circuit *c = &p->circuit;
+    int64_t delay = obx_backoff_us(p->set.circuit_backoff, c->failures, &p->rng);
+    c->failures++;
+    c->next_probe_us = obx_mono_us() + delay;
+    if (!c->open) {
+        c->open = true;
+        c->opened_us = obx_mono_us();
+        snprintf(c->reason, sizeof c->reason, "%s unavailable: %s", who, why);
+        atomic_store(&p->metrics.circuit_open, 1);
+        ENGINE_LOG(p, OBX_LOG_WARN, "circuit open: %s; next probe in %.1fs",
+                   c->reason, (double)delay / 1e6);
+    } else {
+        ENGINE_LOG(p, OBX_LOG_DEBUG, "probe failed (%s: %s); next in %.1fs",
+                   who, why, (double)delay / 1e6);
+    }
+    if (strcmp(who, "store") == 0)
+        atomic_store(&p->metrics.store_up, 0);
+    else
+        atomic_store(&p->metrics.broker_up, 0);
+}
+
+static void circuit_close(obx_pipeline *p)
+{
+    obx_circuit *c = &p->circuit;
+    atomic_store(&p->metrics.store_up, 1);
+    atomic_store(&p->metrics.broker_up, 1);
+    if (!c->open) {
+        c->failures = 0;
+        return;
+    }
+    ENGINE_LOG(p, OBX_LOG_INFO, "circuit closed after %.1fs (%s)",
+               (double)(obx_mono_us() - c->opened_us) / 1e6, c->reason);
+    c->open = false;
+    c->failures = 0;
+    atomic_store(&p->metrics.circuit_open, 0);
+}
+
+/* While open: wait for the probe time, then ask the broker's health op if
+ * it has one. Returns true when a batch may be tried (half-open). */
+static bool circuit_allows(obx_pipeline *p)
+{
+    obx_circuit *c = &p->circuit;
+    if (!c->open)
+        return true;
+    sleep_until(p, c->next_probe_us);
+    if (stopping(p))
+        return false;
+    if (p->broker && OBX_HAS_OP(p->bops, obx_broker_ops, health) &&
+        strncmp(c->reason, "broker", 6) == 0) {
+        char err[OBX_ERRSTR_LEN] = "";
+        if (p->bops->health(p->broker, err, sizeof err) != OBX_OK) {
+            circuit_trip(p, "broker", err[0] ? err : "health probe failed");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- settling -------------------------------------------------------- */
+
+static void add_release(obx_pipeline *p, obx_event *ev, int64_t at_us,
+                        const char *why, bool counts)
+{
+    obx_release *r = &p->b.rels[p->b.n_rels++];
+    r->event = ev;
+    r->retry_at_us = at_us;
+    r->error = why;
+    r->counts_as_attempt = counts;
+}
+
+static void add_burial(obx_pipeline *p, obx_event *ev, const char *reason)
+{
+    size_t i = p->b.n_burs++;
+    snprintf(p->b.reasons[i], sizeof p->b.reasons[i], "%s", reason);
+    p->b.burs[i].event = ev;
+    p->b.burs[i].reason = p->b.reasons[i];
+    p->b.burs[i].destination = ev->destination;
+}
+
+/* The store reported UNAVAILABLE while settling: the rows stay leased and
+ * come back after the lease, so nothing is lost; open the circuit. */
+static void settle_failed(obx_pipeline *p, const char *what, obx_status st,
+                          const char *err, size_t n)
+{
+    ENGINE_LOG(p, OBX_LOG_WARN,
+               "store %s of %zu events failed (%s: %s); they return after "
+               "their lease and may be published again",
+               what, n, obx_status_name(st), err);
+    if (st == OBX_UNAVAILABLE)
+        circuit_trip(p, "store", err);
+}
+
+static int flush_acks(obx_pipeline *p)
+{
+    if (p->b.n_acks == 0)
+        return 0;
+    char err[OBX_ERRSTR_LEN] = "";
+    obx_status st = p->sops->ack(p->store, p->b.acks, p->b.n_acks, err,
+                                 sizeof err);
+    if (st != OBX_OK)
+        settle_failed(p, "ack", st, err, p->b.n_acks);
+    else {
+        atomic_fetch_add(&p->metrics.published, p->b.n_acks);
+        atomic_store(&p->metrics.last_progress_us, obx_mono_us());
+    }
+    p->b.n_acks = 0;
+    return st == OBX_FATAL ? -1 : 0;
+}
+
+static int flush_releases(obx_pipeline *p)
+{
+    if (p->b.n_rels == 0)
+        return 0;
+    char err[OBX_ERRSTR_LEN] = "";
+    obx_status st = p->sops->release(p->store, p->b.rels, p->b.n_rels, err,
+                                     sizeof err);
+    if (st != OBX_OK)
+        settle_failed(p, "release", st, err, p->b.n_rels);
+    p->b.n_rels = 0;
+    return st == OBX_FATAL ? -1 : 0;
+}
+
+static int flush_burials(obx_pipeline *p)
+{
+    if (p->b.n_burs == 0)
+        return 0;
+    char err[OBX_ERRSTR_LEN] = "";
+    obx_status st = p->sops->bury(p->store, p->b.burs, p->b.n_burs, err,
+                                  sizeof err);
+    if (st != OBX_OK)
+        settle_failed(p, "bury", st, err, p->b.n_burs);
+    else
+        atomic_fetch_add(&p->metrics.dead_lettered, p->b.n_burs);
+    p->b.n_burs = 0;
+    return st == OBX_FATAL ? -1 : 0;
+}
+
+/* ---- dead letters ---------------------------------------------------- */
+
+/* dlq = topic:NAME: publish copies with the failure as headers; what the
+ * broker confirms is acked (it lives on in the DLQ topic), what it does
+ * not stays in the burial list, so the store keeps it. */
+static void dlq_publish(obx_pipeline *p)
+{
+    size_t n = p->b.n_burs;
+    obx_event *copies = calloc(n, sizeof *copies);
+    obx_header *hdrs = NULL;
+    size_t nh = 0;
+    for (size_t i = 0; i < n; i++)
+        nh += p->b.burs[i].event->n_headers + 3;
+    hdrs = calloc(nh ? nh : 1, sizeof *hdrs);
+    obx_event **ptrs = calloc(n, sizeof *ptrs);
+    obx_result *res = calloc(n, sizeof *res);
+    char (*att)[16] = calloc(n, sizeof *att);
+    if (!copies || !hdrs || !ptrs || !res || !att) {
+        ENGINE_LOG(p, OBX_LOG_ERROR, "no memory for the DLQ topic; keeping "
+                                     "dead letters in the store");
+        goto out;
+    }
+    obx_header *h = hdrs;
+    for (size_t i = 0; i < n; i++) {
+        const obx_burial *b = &p->b.burs[i];
+        copies[i] = *b->event;
+        memcpy(h, b->event->headers, b->event->n_headers * sizeof *h);
+        snprintf(att[i], sizeof att[i], "%u", b->event->attempts);
+        obx_header extra[3] = {
+            {"outbox-original-topic", b->destination ? b->destination : ""},
+            {"outbox-error", b->reason},
+            {"outbox-attempts", att[i]}};
+        memcpy(h + b->event->n_headers, extra, sizeof extra);
+        copies[i].headers = h;
+        copies[i].n_headers = b->event->n_headers + 3;
+        copies[i].destination = p->set.dlq_topic;
+        h += copies[i].n_headers;
+        ptrs[i] = &copies[i];
+    }
+    obx_status st = p->bops->publish(p->broker, ptrs, n, res,
+                                     (int)p->set.publish_timeout_ms);
+    size_t keep = 0;
+    for (size_t i = 0; i < n; i++) {
+        obx_burial b = p->b.burs[i];
+        if (st == OBX_OK && res[i].status == OBX_OK) {
+            p->b.acks[p->b.n_acks++] = b.event;
+            atomic_fetch_add(&p->metrics.dead_lettered, 1);
+            continue;
+        }
+        /* Fall back to the store; keep the first reason, add the DLQ one. */
+        size_t len = strlen(p->b.reasons[i]);
+        snprintf(p->b.reasons[i] + len, sizeof p->b.reasons[i] - len,
+                 " (dlq topic failed: %s)",
+                 st == OBX_OK ? res[i].errstr : obx_status_name(st));
+        memmove(p->b.reasons[keep], p->b.reasons[i], sizeof p->b.reasons[i]);
+        b.reason = p->b.reasons[keep];
+        p->b.burs[keep++] = b;
+    }
+    p->b.n_burs = keep;
+out:
+    free(copies);
+    free(hdrs);
+    free(ptrs);
+    free(res);
+    free(att);
+}
+
+/* ---- one batch ------------------------------------------------------- */
+
+/* Route each claimed event; hold back events whose key waits for a retry
+ * (only needed when the store does not order claims itself). */
+static void prepare_publish(obx_pipeline *p)
+{
+    bool hold = p->set.ordering == OBX_ORDER_KEY &&
+                !(p->sops->flags & OBX_STORE_ORDERED_CLAIM);
+    p->b.n_pub = 0;
+    for (size_t i = 0; i < p->b.n_claimed; i++) {
+        obx_event *ev = p->b.claimed[i];
+        obx_keyset_entry *e =
+            hold && ev->key ? obx_keyset_get(&p->held, ev->key) : NULL;
+        if (e && strcmp(e->holder, ev->event_id) != 0) {
+            add_release(p, ev, e->until_us, held_reason, false);
+            continue;
+        }
+        if (e)
+            obx_keyset_del(&p->held, ev->key);
+        char *d = p->b.dest[p->b.n_pub];
+        if (ev->topic && ev->topic[0])
+            snprintf(d, OBX_DEST_MAX, "%s", ev->topic);
+        else if (obx_template_expand(p->set.topic, ev, d, OBX_DEST_MAX) >=
+                 OBX_DEST_MAX)
+            d[0] = '\0'; /* too long: refused below, never truncated */
+        ev->destination = d;
+        p->b.pub[p->b.n_pub++] = ev;
+    }
+}
+
+/* Hold the key of a failed event so later events of it wait behind it:
+ * in this batch always, and in later batches when the event comes back
+ * (a retry) and the store does not order claims itself. A dead event
+ * never comes back, so it holds its key for this batch only. */
+static void hold_key(obx_pipeline *p, const obx_event *ev, int64_t until,
+                     bool comes_back)
+{
+    if (p->set.ordering != OBX_ORDER_KEY || !ev->key)
+        return;
+    obx_keyset_put(&p->failed, ev->key, ev->event_id, until);
+    if (comes_back && !(p->sops->flags & OBX_STORE_ORDERED_CLAIM))
+        obx_keyset_put(&p->held, ev->key, ev->event_id, until);
+}
+
+static void fail_event(obx_pipeline *p, obx_event *ev, obx_status st,
+                       const char *err)
+{
+    int64_t now = obx_now_us();
+    obx_pmetrics_error(&p->metrics, st);
+    uint32_t attempts = ev->attempts + 1;
+    bool permanent = st != OBX_RETRY;
+    if (p->set.dlq_kind != OBX_DLQ_NONE &&
+        (permanent || attempts >= (uint32_t)p->set.max_attempts)) {
+        char reason[OBX_ERRSTR_LEN + 64];
+        if (permanent)
+            snprintf(reason, sizeof reason, "%s: %s", obx_status_name(st), err);
+        else
+            snprintf(reason, sizeof reason, "max attempts (%u) reached: %s",
+                     attempts, err);
+        ev->attempts = attempts;
+        add_burial(p, ev, reason);
+        hold_key(p, ev, now, false); /* later events: right after it */
+        return;
+    }
+    /* dlq = none never dead-letters: the event keeps retrying, capped. */
+    int64_t at = now + obx_backoff_us(p->set.backoff, attempts, &p->rng);
+    atomic_fetch_add(&p->metrics.retries, 1);
+    add_release(p, ev, at, err, true);
+    hold_key(p, ev, at, true);
+}
+
+/* Sort results into acks, releases and burials, in batch order. */
+static bool classify(obx_pipeline *p)
+{
+    bool unavailable = false;
+    int64_t now_wall = obx_now_us();
+    obx_keyset_clear(&p->failed);
+    for (size_t i = 0; i < p->b.n_pub; i++) {
+        obx_event *ev = p->b.pub[i];
+        obx_result *r = &p->b.results[i];
+        obx_keyset_entry *f =
+            ev->key ? obx_keyset_get(&p->failed, ev->key) : NULL;
+        if (r->status == OBX_OK) {
+            /* Confirmed even if an earlier event of its key failed: the
+             * broker has it, and acking avoids a second copy. */
+            p->b.acks[p->b.n_acks++] = ev;
+            obx_hist_observe(&p->metrics.latency, now_wall - ev->created_at_us);
+        } else if (f) {
+            add_release(p, ev, f->until_us, held_reason, false);
+        } else if (r->status == OBX_UNAVAILABLE) {
+            obx_pmetrics_error(&p->metrics, r->status);
+            add_release(p, ev, now_wall, r->errstr, false);
+            hold_key(p, ev, now_wall, true);
+            unavailable = true;
+        } else {
+            fail_event(p, ev, r->status, r->errstr);
+        }
+    }
+    return unavailable;
+}
+
+static void release_all(obx_pipeline *p, obx_event **evs, size_t n,
+                        const char *why)
+{
+    int64_t now = obx_now_us();
+    for (size_t i = 0; i < n; i++)
+        add_release(p, evs[i], now, why, false);
+}
+
+/* Refuse events whose destination could not be formed (empty or too long)
+ * before the broker sees them: that can never succeed. */
+static void refuse_bad_destinations(obx_pipeline *p)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < p->b.n_pub; i++) {
+        obx_event *ev = p->b.pub[i];
+        if (ev->destination[0] == '\0') {
+            fail_event(p, ev, OBX_PERMANENT,
+                       "empty or over-long destination from the route "
+                       "template");
+            continue;
+        }
+        p->b.pub[keep++] = ev;
+    }
+    p->b.n_pub = keep;
+}
+
+static int publish_batch(obx_pipeline *p)
+{
+    prepare_publish(p);
+    refuse_bad_destinations(p);
+    if (p->b.n_pub == 0)
+        return 0;
+    for (size_t i = 0; i < p->b.n_pub; i++) {
+        p->b.results[i].status = OBX_FATAL;
+        strcpy(p->b.results[i].errstr, "no result from broker");
+    }
+    obx_status st = p->bops->publish(p->broker, p->b.pub, p->b.n_pub,
+                                     p->b.results,
+                                     (int)p->set.publish_timeout_ms);
+    if (st == OBX_OK) {
+        if (classify(p))
+            circuit_trip(p, "broker", "events reported unavailable");
+        else
+            circuit_close(p);
+        return 0;
+    }
+    obx_pmetrics_error(&p->metrics, st);
+    const char *why = p->b.results[0].errstr[0] ? p->b.results[0].errstr
+                                                : obx_status_name(st);
+    char reason[OBX_ERRSTR_LEN];
+    snprintf(reason, sizeof reason, "%s", why);
+    release_all(p, p->b.pub, p->b.n_pub, "broker unavailable");
+    circuit_trip(p, "broker", reason);
+    if (st == OBX_FATAL) {
+        ENGINE_LOG(p, OBX_LOG_ERROR, "broker failed (%s); reopening it", reason);
+        p->bops->close(p->broker);
+        p->broker = NULL;
+    }
+    return 0;
+}
+
+static int settle_batch(obx_pipeline *p)
+{
+    if (p->b.n_burs && p->set.dlq_kind == OBX_DLQ_TOPIC)
+        dlq_publish(p);
+    int rc = flush_acks(p);
+    rc |= flush_releases(p);
+    rc |= flush_burials(p);
+    return rc;
+}
+
+/* ---- the loop -------------------------------------------------------- */
+
+static void update_stats(obx_pipeline *p, bool force)
+{
+    int64_t now = obx_mono_us();
+    if (!OBX_HAS_OP(p->sops, obx_store_ops, stats) || !p->store ||
+        (!force && now < p->next_stats_us))
+        return;
+    p->next_stats_us = now + p->stats_interval_us;
+    obx_store_stats st = {.struct_size = sizeof st, .lag_bytes = -1};
+    char err[OBX_ERRSTR_LEN] = "";
+    if (p->sops->stats(p->store, &st, err, sizeof err) != OBX_OK) {
+        ENGINE_LOG(p, OBX_LOG_DEBUG, "stats failed: %s", err);
+        return;
+    }
+    atomic_store(&p->metrics.pending, (int_fast64_t)st.pending);
+    int64_t age = st.oldest_pending_us
+                      ? (obx_now_us() - st.oldest_pending_us) / 1000
+                      : 0;
+    atomic_store(&p->metrics.oldest_age_ms, age < 0 ? 0 : age);
+    if (st.lag_bytes >= 0)
+        obx_pmetrics_gauge(&p->metrics, "wal_slot_lag_bytes",
+                           (double)st.lag_bytes);
+    if (st.pending == 0)
+        atomic_store(&p->metrics.last_progress_us, obx_mono_us());
+}
+
+long obx_pipeline_step(obx_pipeline *p)
+{
+    char err[OBX_ERRSTR_LEN] = "";
+    size_t n = 0;
+    int64_t t0 = obx_mono_us();
+    int wait = (int)p->set.poll_interval_ms;
+    if (p->once && wait > 50)
+        wait = 50; /* draining: look again soon, exit promptly when done */
+    obx_status st = p->sops->claim(p->store, p->b.claimed,
+                                   (size_t)p->set.batch_size, &n, wait, err,
+                                   sizeof err);
+    if (st == OBX_UNAVAILABLE) {
+        circuit_trip(p, "store", err);
+        return 0;
+    }
+    if (st != OBX_OK) {
+        ENGINE_LOG(p, OBX_LOG_ERROR, "claim failed (%s): %s",
+                   obx_status_name(st), err);
+        return -1;
+    }
+    if (n == 0) {
+        if (strncmp(p->circuit.reason, "store", 5) == 0)
+            circuit_close(p);
+        return 0;
+    }
+    t0 = obx_mono_us();
+    p->b.n_claimed = n;
+    p->b.n_acks = p->b.n_rels = p->b.n_burs = 0;
+    if (p->broker)
+        publish_batch(p);
+    else
+        release_all(p, p->b.claimed, n, "broker not connected");
+    int rc = settle_batch(p);
+    obx_hist_observe(&p->metrics.batch, obx_mono_us() - t0);
+    return rc ? -1 : (long)n;
+}
+
+static int reopen_broker(obx_pipeline *p)
+{
+    char err[OBX_ERRSTR_LEN] = "";
+    obx_status st = p->bops->open(&p->broker_host, p->broker_conf, &p->broker,
+                                  err, sizeof err);
+    if (st == OBX_OK) {
+        atomic_store(&p->metrics.broker_up, 1);
+        return 0;
+    }
+    p->broker = NULL;
+    if (st == OBX_UNAVAILABLE) {
+        circuit_trip(p, "broker", err);
+        return 0;
+    }
+    ENGINE_LOG(p, OBX_LOG_ERROR, "cannot open broker %s: %s",
+               p->broker_pl->desc->name, err);
+    return -1;
+}
+
+static int open_store(obx_pipeline *p)
+{
+    while (!stopping(p)) {
+        char err[OBX_ERRSTR_LEN] = "";
+        obx_status st = p->sops->open(&p->store_host, p->store_conf, &p->store,
+                                      err, sizeof err);
+        if (st == OBX_OK) {
+            atomic_store(&p->metrics.store_up, 1);
+            return 0;
+        }
+        p->store = NULL;
+        if (st != OBX_UNAVAILABLE) {
+            ENGINE_LOG(p, OBX_LOG_ERROR, "cannot open store %s: %s",
+                       p->store_pl->desc->name, err);
+            return -1;
+        }
+        circuit_trip(p, "store", err);
+        sleep_until(p, p->circuit.next_probe_us);
+    }
+    return 0;
+}
+
+int obx_pipeline_open(obx_pipeline *p)
+{
+    if (open_store(p) != 0)
+        return -1;
+    if (stopping(p))
+        return 0;
+    return reopen_broker(p);
+}
+
+/* --once is done when a claim found nothing and the store has nothing
+ * pending (retries that are not yet due still count as pending). */
+static bool drained(obx_pipeline *p)
+{
+    if (!OBX_HAS_OP(p->sops, obx_store_ops, stats))
+        return true;
+    update_stats(p, true);
+    return atomic_load(&p->metrics.pending) == 0;
+}
+
+void obx_pipeline_close(obx_pipeline *p)
+{
+    if (p->broker) {
+        if (OBX_HAS_OP(p->bops, obx_broker_ops, flush))
+            p->bops->flush(p->broker, (int)p->set.publish_timeout_ms);
+        p->bops->close(p->broker);
+        p->broker = NULL;
+    }
+    if (p->store) {
+        p->sops->close(p->store);
+        p->store = NULL;
+    }
+}
+
+long obx_pipeline_tick(obx_pipeline *p)
+{
+    if (!circuit_allows(p))
+        return 0;
+    if (!p->broker && reopen_broker(p) != 0)
+        return -1;
+    update_stats(p, false);
+    return obx_pipeline_step(p);
+}
+
+int obx_pipeline_run(obx_pipeline *p)
+{
+    if (obx_pipeline_open(p) != 0) {
+        obx_pipeline_close(p);
+        return 1;
+    }
+    ENGINE_LOG(p, OBX_LOG_INFO, "running: store %s -> broker %s%s",
+               p->store_pl->desc->name, p->broker_pl->desc->name,
+               p->once ? " (once)" : "");
+    int rc = 0;
+    while (!stopping(p)) {
+        long n = obx_pipeline_tick(p);
+        if (n < 0) {
+            rc = 1;
+            break;
+        }
+        if (n == 0 && p->once && !p->circuit.open && drained(p))
+            break;
+    }
+    update_stats(p, true);
+    obx_pipeline_close(p);
+    ENGINE_LOG(p, rc ? OBX_LOG_ERROR : OBX_LOG_INFO, "stopped%s",
+               rc ? " after a fatal error" : "");
+    return rc;
+}
+
+int obx_pipeline_prepare(obx_pipeline *p)
+{
+    size_t n = (size_t)p->set.batch_size;
+    obx_batch *b = &p->b;
+    b->claimed = calloc(n, sizeof *b->claimed);
+    b->pub = calloc(n, sizeof *b->pub);
+    b->results = calloc(n, sizeof *b->results);
+    b->dest = calloc(n, sizeof *b->dest);
+    b->acks = calloc(n, sizeof *b->acks);
+    b->rels = calloc(n, sizeof *b->rels);
+    b->burs = calloc(n, sizeof *b->burs);
+    b->reasons = calloc(n, sizeof *b->reasons);
+    obx_keyset_init(&p->held);
+    obx_keyset_init(&p->failed);
+    obx_rng_seed(&p->rng, (uint64_t)obx_mono_us() ^ (uint64_t)(uintptr_t)p);
+    obx_pmetrics_init(&p->metrics, p->name);
+    atomic_store(&p->metrics.last_progress_us, obx_mono_us());
+    if (p->stats_interval_us == 0)
+        p->stats_interval_us = 5 * 1000000;
+    snprintf(p->component, sizeof p->component, "%s", p->name);
+    if (!b->claimed || !b->pub || !b->results || !b->dest || !b->acks ||
+        !b->rels || !b->burs || !b->reasons)
+        return -1;
+    return 0;
+}
+
+void obx_pipeline_release(obx_pipeline *p)
+{
+    obx_batch *b = &p->b;
+    free(b->claimed);
+    free(b->pub);
+    free(b->results);
+    free(b->dest);
+    free(b->acks);
+    free(b->rels);
+    free(b->burs);
+    free(b->reasons);
+    memset(b, 0, sizeof *b);
+    obx_keyset_free(&p->held);
+    obx_keyset_free(&p->failed);
+    obx_pmetrics_destroy(&p->metrics);
+}

@@ -1,0 +1,103 @@
+/* One pipeline: a store instance, a broker instance, and the engine state
+ * that moves events between them (claim -> publish -> ack) on its own
+ * thread. Nothing here is shared between pipelines except the logger and
+ * the read-only stop flag. */
+#ifndef OBX_CORE_PIPELINE_H
+#define OBX_CORE_PIPELINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <outbox/plugin.h>
+
+#include "backoff.h"
+#include "host.h"
+#include "keyset.h"
+#include "loader.h"
+#include "log.h"
+#include "metrics.h"
+#include "settings.h"
+
+#define OBX_DEST_MAX 256
+
+typedef struct obx_circuit {
+    bool open;
+    uint32_t failures;     /* consecutive failed probes */
+    int64_t next_probe_us; /* monotonic */
+    int64_t opened_us;     /* monotonic */
+    char reason[OBX_ERRSTR_LEN];
+} obx_circuit;
+
+/* Per-batch scratch, sized for batch_size once at start. */
+typedef struct obx_batch {
+    obx_event **claimed;
+    obx_event **pub;
+    obx_result *results;
+    char (*dest)[OBX_DEST_MAX];
+    obx_event **acks;
+    obx_release *rels;
+    obx_burial *burs;
+    char (*reasons)[OBX_ERRSTR_LEN + 64];
+    size_t n_claimed, n_pub, n_acks, n_rels, n_burs;
+} obx_batch;
+
+typedef struct obx_pipeline {
+    char *name;
+    obx_logger *lg;
+    char component[160];
+    const atomic_int *stop; /* set by the signal thread */
+    bool once;              /* drain what is pending, then return */
+
+    obx_pipeline_settings set;
+    const obx_loaded *store_pl, *broker_pl;
+    const obx_store_ops *sops;
+    const obx_broker_ops *bops;
+    void *store_conf, *broker_conf; /* filled from the option tables */
+    obx_host_ctx store_hctx, broker_hctx;
+    obx_host store_host, broker_host;
+    void *store, *broker; /* NULL until opened */
+
+    obx_pipeline_metrics metrics;
+    int64_t stats_interval_us;
+    int64_t next_stats_us;
+
+    obx_rng rng;
+    obx_circuit circuit;
+    obx_keyset held;   /* keys waiting for a retry (unordered stores only) */
+    obx_keyset failed; /* keys that failed in the current batch */
+    obx_batch b;
+
+    pthread_t thread;
+    bool started;
+    int rc; /* thread result: 0 ok, 1 fatal */
+} obx_pipeline;
+
+/* Allocate batch buffers and engine state; plugins must be loaded and
+ * their configs filled. 0 / -1 (no memory). */
+int obx_pipeline_prepare(obx_pipeline *p);
+
+/* Open store and broker, retrying with circuit backoff while they are
+ * unavailable and the stop flag is clear. 0, or -1 on a fatal error. */
+int obx_pipeline_open(obx_pipeline *p);
+
+/* Run the claim -> publish -> ack loop until stop (or, with once, until
+ * nothing is pending). Returns 0, or 1 after a fatal error. Closes the
+ * plugin instances before returning. */
+int obx_pipeline_run(obx_pipeline *p);
+
+/* One claim -> publish -> settle cycle. Returns the number of events
+ * claimed, or -1 on a fatal error. */
+long obx_pipeline_step(obx_pipeline *p);
+
+/* One turn of the run loop: wait out an open circuit (probing), reopen a
+ * lost broker, refresh stats, then step. Same returns as step. */
+long obx_pipeline_tick(obx_pipeline *p);
+
+/* Flush and close the plugin instances (idempotent). */
+void obx_pipeline_close(obx_pipeline *p);
+
+/* Free engine state (not the plugin configs, which the relay owns). */
+void obx_pipeline_release(obx_pipeline *p);
+
+#endif

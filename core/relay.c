@@ -1,0 +1,355 @@
+#include "relay.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "abi.h"
+
+static int entry_line(const obx_conf_section *sec, const char *key)
+{
+    for (size_t i = 0; i < sec->n_entries; i++)
+        if (strcmp(sec->entries[i].key, key) == 0)
+            return sec->entries[i].line;
+    return sec->line;
+}
+
+static void gauge_to_metrics(void *sink, const char *pipeline,
+                             const char *name, double v)
+{
+    (void)pipeline;
+    obx_pmetrics_gauge(sink, name, v);
+}
+
+/* Load one plugin of a pipeline and fill its config from the keys under
+ * `prefix` ("store." / "broker."). */
+static int load_plugin(obx_relay *r, const obx_conf_section *sec,
+                       const char *role, obx_plugin_kind kind,
+                       const char *name, const obx_loaded **pl, void **conf,
+                       char *err, size_t errlen)
+{
+    char e[1024];
+    if (obx_loader_get(&r->loader, name, kind, pl, e, sizeof e) != 0) {
+        snprintf(err, errlen, "%s:%d: [pipeline %s] %s = %s: %s",
+                 r->conf.path, entry_line(sec, role), sec->name, role, name,
+                 e);
+        return -1;
+    }
+    const obx_plugin *d = (*pl)->desc;
+    *conf = calloc(1, d->config_size ? d->config_size : 1);
+    if (!*conf) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%s.", role);
+    obx_optable t = {d->options, d->option_size};
+    return obx_options_fill(t, r->conf.path, sec, prefix, *conf, err, errlen);
+}
+
+static void init_host(obx_pipeline *p, obx_host_ctx *ctx, obx_host *h,
+                      const obx_loaded *pl)
+{
+    ctx->lg = p->lg;
+    snprintf(ctx->component, sizeof ctx->component, "%s/%s", p->name,
+             pl->desc->name);
+    ctx->gauge = gauge_to_metrics;
+    ctx->gauge_sink = &p->metrics;
+    obx_host_init(h, ctx, p->name);
+}
+
+static int build_pipeline(obx_relay *r, const obx_conf_section *sec,
+                          obx_pipeline *p, char *err, size_t errlen)
+{
+    p->name = strdup(sec->name);
+    p->lg = r->lg;
+    p->stop = &r->stop;
+    if (!p->name)
+        return -1;
+    if (obx_pipeline_settings_fill(r->conf.path, sec, &p->set, err, errlen))
+        return -1;
+    if (load_plugin(r, sec, "store", OBX_PLUGIN_STORE, p->set.store,
+                    &p->store_pl, &p->store_conf, err, errlen) ||
+        load_plugin(r, sec, "broker", OBX_PLUGIN_BROKER, p->set.broker,
+                    &p->broker_pl, &p->broker_conf, err, errlen))
+        return -1;
+    p->sops = p->store_pl->desc->ops;
+    p->bops = p->broker_pl->desc->ops;
+    init_host(p, &p->store_hctx, &p->store_host, p->store_pl);
+    init_host(p, &p->broker_hctx, &p->broker_host, p->broker_pl);
+    if (obx_pipeline_prepare(p) != 0) {
+        snprintf(err, errlen, "out of memory preparing pipeline %s", p->name);
+        return -1;
+    }
+    return 0;
+}
+
+static int build_pipelines(obx_relay *r, char *err, size_t errlen)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->conf.n_sections; i++)
+        n += r->conf.sections[i].kind == OBX_SECTION_PIPELINE;
+    if (n == 0) {
+        snprintf(err, errlen,
+                 "%s: no [pipeline NAME] section: nothing to relay (see "
+                 "plugins.conf for an example)",
+                 r->conf.path);
+        return -1;
+    }
+    r->pipelines = calloc(n, sizeof *r->pipelines);
+    if (!r->pipelines)
+        return -1;
+    for (size_t i = 0; i < r->conf.n_sections; i++) {
+        const obx_conf_section *s = &r->conf.sections[i];
+        if (s->kind != OBX_SECTION_PIPELINE)
+            continue;
+        if (build_pipeline(r, s, &r->pipelines[r->n_pipelines++], err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+int obx_relay_load(obx_relay *r, const char *path, const char *exe_dir,
+                   obx_logger *lg, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    r->lg = lg;
+    if (obx_conf_load(path, &r->conf, err, errlen) != 0)
+        return -1;
+    if (obx_relay_settings_fill(r->conf.path, obx_conf_relay(&r->conf),
+                                &r->settings, err, errlen) != 0)
+        goto fail;
+    lg->level = (obx_log_level)r->settings.log_level;
+    lg->format = (obx_log_format)r->settings.log_format;
+    if (obx_loader_init(&r->loader, r->settings.plugin_path, exe_dir) != 0) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if (build_pipelines(r, err, errlen) != 0)
+        goto fail;
+    return 0;
+fail:
+    obx_relay_free(r);
+    return -1;
+}
+
+static int validate_one(obx_pipeline *p, bool connect, FILE *out)
+{
+    int problems = 0;
+    char err[1024];
+    if (OBX_HAS_OP(p->sops, obx_store_ops, validate)) {
+        err[0] = '\0';
+        if (p->sops->validate(&p->store_host, p->store_conf, connect, err,
+                              sizeof err) != OBX_OK) {
+            fprintf(out, "[pipeline %s] store %s: %s\n", p->name,
+                    p->store_pl->desc->name, err);
+            problems++;
+        }
+    }
+    if (OBX_HAS_OP(p->bops, obx_broker_ops, validate)) {
+        err[0] = '\0';
+        if (p->bops->validate(&p->broker_host, p->broker_conf, connect, err,
+                              sizeof err) != OBX_OK) {
+            fprintf(out, "[pipeline %s] broker %s: %s\n", p->name,
+                    p->broker_pl->desc->name, err);
+            problems++;
+        }
+    }
+    return problems;
+}
+
+int obx_relay_validate(obx_relay *r, bool connect, FILE *out)
+{
+    int problems = 0;
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        problems += validate_one(&r->pipelines[i], connect, out);
+    return problems;
+}
+
+obx_pipeline *obx_relay_pipeline(obx_relay *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        if (!name || strcmp(r->pipelines[i].name, name) == 0)
+            return &r->pipelines[i];
+    return NULL;
+}
+
+bool obx_relay_ready(obx_relay *r, obx_buf *why)
+{
+    bool ok = true;
+    int64_t now = obx_mono_us();
+    for (size_t i = 0; i < r->n_pipelines; i++) {
+        obx_pipeline_metrics *m = &r->pipelines[i].metrics;
+        const char *n = r->pipelines[i].name;
+        if (atomic_load(&m->circuit_open)) {
+            obx_buf_printf(why, "pipeline %s: circuit open\n", n);
+            ok = false;
+        }
+        if (!atomic_load(&m->store_up) || !atomic_load(&m->broker_up)) {
+            obx_buf_printf(why, "pipeline %s: %s not connected\n", n,
+                           atomic_load(&m->store_up) ? "broker" : "store");
+            ok = false;
+        }
+        int64_t idle = now - atomic_load(&m->last_progress_us);
+        if (atomic_load(&m->pending) > 0 &&
+            idle > r->settings.ready_stall_ms * 1000) {
+            obx_buf_printf(why,
+                           "pipeline %s: events pending, no progress for "
+                           "%.0fs\n",
+                           n, (double)idle / 1e6);
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* ---- running --------------------------------------------------------- */
+
+static void *pipeline_thread(void *arg)
+{
+    obx_pipeline *p = arg;
+    p->rc = obx_pipeline_run(p);
+    return NULL;
+}
+
+static void render_metrics(void *ctx, obx_buf *out)
+{
+    obx_relay *r = ctx;
+    obx_pipeline_metrics *ms[64];
+    size_t n = r->n_pipelines < 64 ? r->n_pipelines : 64;
+    for (size_t i = 0; i < n; i++)
+        ms[i] = &r->pipelines[i].metrics;
+    obx_metrics_render(ms, n, out);
+}
+
+static bool ready_cb(void *ctx, obx_buf *why)
+{
+    return obx_relay_ready(ctx, why);
+}
+
+static int start_http(obx_relay *r)
+{
+    const char *l = r->settings.metrics_listen;
+    if (!l || !*l || strcmp(l, "off") == 0)
+        return 0;
+    static const obx_http_handlers proto = {NULL, render_metrics, ready_cb};
+    obx_http_handlers h = proto;
+    h.ctx = r;
+    char err[256];
+    r->http = obx_http_start(l, &h, err, sizeof err);
+    if (!r->http) {
+        obx_log(r->lg, OBX_LOG_ERROR, "core", "%s", err);
+        return -1;
+    }
+    obx_log(r->lg, OBX_LOG_INFO, "core",
+            "metrics on http://%s/metrics (port %u), /healthz, /readyz", l,
+            obx_http_port(r->http));
+    return 0;
+}
+
+static size_t running(obx_relay *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        if (r->pipelines[i].started &&
+            pthread_tryjoin_np(r->pipelines[i].thread, NULL) != 0)
+            n++;
+        else
+            r->pipelines[i].started = false;
+    return n;
+}
+
+/* Wait for a signal or for every pipeline to finish. */
+static void wait_for_stop(obx_relay *r)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    struct timespec tick = {0, 100 * 1000 * 1000};
+    while (running(r) > 0) {
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig > 0) {
+            obx_log(r->lg, OBX_LOG_INFO, "core",
+                    "%s: finishing in-flight batches (grace %.0fs)",
+                    sig == SIGINT ? "SIGINT" : "SIGTERM",
+                    (double)r->settings.shutdown_grace_ms / 1000);
+            atomic_store(&r->stop, 1);
+            return;
+        }
+        bool failed = false;
+        for (size_t i = 0; i < r->n_pipelines; i++)
+            failed |= r->pipelines[i].rc != 0;
+        if (failed)
+            atomic_store(&r->stop, 1);
+    }
+}
+
+static int join_all(obx_relay *r)
+{
+    int64_t deadline = obx_mono_us() + r->settings.shutdown_grace_ms * 1000;
+    while (running(r) > 0) {
+        if (obx_mono_us() > deadline) {
+            obx_log(r->lg, OBX_LOG_ERROR, "core",
+                    "shutdown grace expired with batches in flight; their "
+                    "events return to the store when the leases expire");
+            return 1;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        rc |= r->pipelines[i].rc;
+    return rc ? 1 : 0;
+}
+
+int obx_relay_run(obx_relay *r, bool once)
+{
+    if (start_http(r) != 0)
+        return 1;
+    for (size_t i = 0; i < r->n_pipelines; i++) {
+        obx_pipeline *p = &r->pipelines[i];
+        p->once = once;
+        if (pthread_create(&p->thread, NULL, pipeline_thread, p) != 0) {
+            obx_log(r->lg, OBX_LOG_ERROR, "core", "cannot start thread: %s",
+                    strerror(errno));
+            atomic_store(&r->stop, 1);
+            break;
+        }
+        p->started = true;
+    }
+    wait_for_stop(r);
+    int rc = join_all(r);
+    obx_http_stop(r->http);
+    r->http = NULL;
+    return rc;
+}
+
+void obx_relay_free(obx_relay *r)
+{
+    for (size_t i = 0; i < r->n_pipelines; i++) {
+        obx_pipeline *p = &r->pipelines[i];
+        if (p->store_pl && p->store_conf)
+            obx_options_free((obx_optable){p->store_pl->desc->options,
+                                           p->store_pl->desc->option_size},
+                             p->store_conf);
+        if (p->broker_pl && p->broker_conf)
+            obx_options_free((obx_optable){p->broker_pl->desc->options,
+                                           p->broker_pl->desc->option_size},
+                             p->broker_conf);
+        free(p->store_conf);
+        free(p->broker_conf);
+        obx_pipeline_settings_free(&p->set);
+        obx_pipeline_release(p);
+        free(p->name);
+    }
+    free(r->pipelines);
+    obx_relay_settings_free(&r->settings);
+    obx_loader_free(&r->loader);
+    obx_conf_free(&r->conf);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,53 @@
+/* The relay process: the config file, the plugins it names, and one
+ * pipeline per [pipeline] section, run on their own threads. */
+#ifndef OBX_CORE_RELAY_H
+#define OBX_CORE_RELAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "http.h"
+#include "loader.h"
+#include "log.h"
+#include "pipeline.h"
+#include "settings.h"
+
+typedef struct obx_relay {
+    obx_logger *lg; /* borrowed */
+    obx_conf_file conf;
+    obx_relay_settings settings;
+    obx_loader loader;
+    obx_pipeline *pipelines;
+    size_t n_pipelines;
+    atomic_int stop;
+    obx_http *http;
+} obx_relay;
+
+/* Parse and validate `path`, load every plugin it names and fill their
+ * configs from the option tables. Connects to nothing. Returns 0, or -1
+ * with err naming file:line (a config error: exit code 2). On error the
+ * relay is freed already. */
+int obx_relay_load(obx_relay *r, const char *path, const char *exe_dir,
+                   obx_logger *lg, char *err, size_t errlen);
+
+/* Run the plugins' validate ops (connecting when asked). Writes one line
+ * per problem to out; returns the number of problems. */
+int obx_relay_validate(obx_relay *r, bool connect, FILE *out);
+
+/* Start the metrics endpoint and a thread per pipeline, and wait for a
+ * SIGINT/SIGTERM (blocked by the caller) or, with once, for every pipeline
+ * to drain. Stops cleanly within shutdown_grace. Returns the exit code:
+ * 0 ok, 1 runtime failure. */
+int obx_relay_run(obx_relay *r, bool once);
+
+/* The pipeline named `name`, or the first one when name is NULL. */
+obx_pipeline *obx_relay_pipeline(obx_relay *r, const char *name);
+
+/* Readiness for /readyz; appends reasons to why when not ready. */
+bool obx_relay_ready(obx_relay *r, obx_buf *why);
+
+void obx_relay_free(obx_relay *r);
+
+#endif

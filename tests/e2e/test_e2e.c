@@ -1,0 +1,395 @@
+/* End to end: the real binary, the sqlite store and stdout/chaos brokers.
+ * Rows are written with plain SQL, as an application would. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "proc.h"
+#include "support.h"
+
+#define BIN OBX_BUILD_DIR "/outbox-relay"
+
+typedef struct fx {
+    char *dir;
+    char db[4200], conf[4200], out[4200], err[4200];
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    f->dir = obx_test_tmpdir();
+    snprintf(f->db, sizeof f->db, "%s/outbox.db", f->dir);
+    snprintf(f->conf, sizeof f->conf, "%s/relay.conf", f->dir);
+    snprintf(f->out, sizeof f->out, "%s/out.jsonl", f->dir);
+    snprintf(f->err, sizeof f->err, "%s/err.log", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    obx_test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* A config: sqlite store on f->db, `broker` with output to f->out. */
+static void write_conf(fx *f, const char *broker, const char *extra)
+{
+    FILE *fp = fopen(f->conf, "w");
+    assert_non_null(fp);
+    fprintf(fp,
+            "[relay]\nlog_level = warn\nmetrics_listen = off\n"
+            "shutdown_grace = 20s\n"
+            "[pipeline p]\nstore = sqlite\nbroker = %s\n"
+            "store.path = %s\nbroker.output = %s\npoll_interval = 20ms\n"
+            "retry.backoff = 1ms..5ms\n%s\n",
+            broker, f->db, f->out, extra ? extra : "");
+    fclose(fp);
+}
+
+static void sql(fx *f, const char *q)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    char *err = NULL;
+    if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK)
+        fail_msg("sql: %s: %s", q, err);
+    sqlite3_close(db);
+}
+
+static long long sql_int(fx *f, const char *q)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* The DDL from `outbox-relay schema sqlite`, applied with plain SQLite. */
+static void create_schema(fx *f)
+{
+    char path[4300];
+    snprintf(path, sizeof path, "%s/schema.sql", f->dir);
+    char *argv[] = {BIN, "schema", "sqlite", NULL};
+    assert_int_equal(proc_run(argv, path, f->err, 10000), 0);
+    char *ddl = slurp(path);
+    assert_non_null(strstr(ddl, "CREATE TABLE"));
+    sql(f, ddl);
+    free(ddl);
+}
+
+/* n events over `keys` keys, `per_tx` per transaction, plain 4-column
+ * INSERTs; payload {"seq":i}. */
+static void insert_events(fx *f, int from, int n, int keys, const char *type)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+    char q[512];
+    for (int i = from; i < from + n; i++) {
+        snprintf(q, sizeof q,
+                 "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                 "event_type, payload) VALUES ('order', 'o%d', '%s', "
+                 "'{\"seq\":%d}')",
+                 i % keys, type, i);
+        assert_int_equal(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
+    }
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static int run_once(fx *f)
+{
+    char *argv[] = {BIN, "run", "-c", f->conf, "--once", NULL};
+    return proc_run(argv, NULL, f->err, 120000);
+}
+
+/* Every line of the output: seq per line into seen[], per-key order. */
+static size_t check_stream(const char *path, int n, int keys, int *seen)
+{
+    char *s = slurp(path);
+    assert_non_null(s);
+    int *last = malloc((size_t)keys * sizeof *last);
+    for (int k = 0; k < keys; k++)
+        last[k] = -1;
+    size_t lines = 0;
+    for (char *line = strtok(s, "\n"); line; line = strtok(NULL, "\n")) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        if (!o)
+            fail_msg("not JSON: %s", line);
+        int seq = (int)json_integer_value(
+            json_object_get(json_object_get(o, "payload"), "seq"));
+        const char *key = json_string_value(json_object_get(o, "key"));
+        assert_true(seq >= 0 && seq < n);
+        int k = seq % keys;
+        char want[32];
+        snprintf(want, sizeof want, "o%d", k);
+        assert_string_equal(key, want);
+        if (seq <= last[k])
+            fail_msg("key %s: %d after %d", key, seq, last[k]);
+        last[k] = seq;
+        seen[seq]++;
+        lines++;
+        json_decref(o);
+    }
+    free(last);
+    free(s);
+    return lines;
+}
+
+static void test_thousand_events_exactly_once_in_key_order(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    insert_events(f, 0, 1000, 37, "OrderCreated");
+    write_conf(f, "stdout", "batch_size = 64");
+    char *argv[] = {BIN, "run", "-c", f->conf, "--once", NULL};
+    assert_int_equal(proc_run(argv, f->out, f->err, 60000), 0);
+    int seen[1000] = {0};
+    assert_int_equal(check_stream(f->out, 1000, 37, seen), 1000);
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(seen[i], 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
+                                "published_at IS NULL"),
+                     0);
+}
+
+static void test_demo_then_once(void **state)
+{
+    fx *f = *state;
+    write_conf(f, "stdout", NULL);
+    char *demo[] = {BIN, "demo", "-c", f->conf, "-n", "20", NULL};
+    assert_int_equal(proc_run(demo, NULL, f->err, 30000), 0);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM orders"), 20);
+    assert_int_equal(run_once(f), 0);
+    char *s = slurp(f->out);
+    assert_int_equal(count_lines(f->out), 20);
+    assert_non_null(strstr(s, "\"event_type\":\"OrderCreated\""));
+    assert_non_null(strstr(s, "\"topic\":\"outbox.order\""));
+    free(s);
+}
+
+static void test_sigterm_under_load_loses_nothing(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    insert_events(f, 0, 20000, 101, "Tick");
+    write_conf(f, "chaos", "batch_size = 100\nbroker.delay = 5ms");
+    char *argv[] = {BIN, "run", "-c", f->conf, NULL};
+    pid_t pid = proc_start(argv, NULL, f->err);
+    sleep_ms(700);
+    kill(pid, SIGTERM);
+    assert_int_equal(proc_wait(pid, 20000), 0);
+    size_t first = count_lines(f->out);
+    long long published =
+        sql_int(f, "SELECT count(*) FROM outbox WHERE published_at IS NOT "
+                   "NULL");
+    assert_true(first > 0 && first < 20000); /* stopped mid-stream */
+    assert_int_equal((long long)first, published); /* acked == delivered */
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
+                                "locked_until IS NOT NULL AND published_at "
+                                "IS NULL"),
+                     0); /* nothing left leased */
+    assert_int_equal(run_once(f), 0);
+    int *seen = calloc(20000, sizeof *seen);
+    assert_int_equal(check_stream(f->out, 20000, 101, seen), 20000);
+    for (int i = 0; i < 20000; i++)
+        assert_int_equal(seen[i], 1);
+    free(seen);
+}
+
+static void test_two_relays_never_publish_the_same_event(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    insert_events(f, 0, 6000, 211, "Tick");
+    char out2[4300], conf2[4300];
+    snprintf(out2, sizeof out2, "%s/out2.jsonl", f->dir);
+    snprintf(conf2, sizeof conf2, "%s/relay2.conf", f->dir);
+    write_conf(f, "stdout", "batch_size = 50");
+    char *c1 = slurp(f->conf);
+    char *at = strstr(c1, f->out);
+    FILE *fp = fopen(conf2, "w");
+    fprintf(fp, "%.*s%s%s", (int)(at - c1), c1, out2, at + strlen(f->out));
+    fclose(fp);
+    free(c1);
+    char *a1[] = {BIN, "run", "-c", f->conf, "--once", NULL};
+    char *a2[] = {BIN, "run", "-c", conf2, "--once", NULL};
+    pid_t p1 = proc_start(a1, NULL, NULL), p2 = proc_start(a2, NULL, NULL);
+    assert_int_equal(proc_wait(p1, 60000), 0);
+    assert_int_equal(proc_wait(p2, 60000), 0);
+    int *seen = calloc(6000, sizeof *seen);
+    size_t n1 = check_stream(f->out, 6000, 211, seen);
+    size_t n2 = check_stream(out2, 6000, 211, seen);
+    assert_int_equal(n1 + n2, 6000);
+    for (int i = 0; i < 6000; i++)
+        assert_int_equal(seen[i], 1);
+    assert_true(n1 > 0 && n2 > 0); /* both did work */
+    free(seen);
+}
+
+static void test_attempts_and_next_try_survive_restart(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    insert_events(f, 0, 1, 1, "Flaky");
+    write_conf(f, "chaos",
+               "broker.flaky_types = Flaky\nbroker.flaky_times = 100\n"
+               "retry.backoff = 1h..1h\nretry.max_attempts = 5");
+    char *argv[] = {BIN, "run", "-c", f->conf, NULL};
+    pid_t pid = proc_start(argv, NULL, f->err);
+    sleep_ms(800);
+    kill(pid, SIGTERM);
+    assert_int_equal(proc_wait(pid, 20000), 0);
+    assert_int_equal(sql_int(f, "SELECT attempts FROM outbox"), 1);
+    assert_true(sql_int(f, "SELECT next_attempt_at - "
+                           "CAST((julianday('now') - 2440587.5) * "
+                           "86400000000 AS INTEGER) FROM outbox") >
+                3000LL * 1000000);
+    /* A restarted relay respects the stored retry time... */
+    pid = proc_start(argv, NULL, f->err);
+    sleep_ms(800);
+    kill(pid, SIGTERM);
+    assert_int_equal(proc_wait(pid, 20000), 0);
+    assert_int_equal(sql_int(f, "SELECT attempts FROM outbox"), 1);
+    /* ...and continues counting from the stored attempts once it is due. */
+    sql(f, "UPDATE outbox SET next_attempt_at = 0");
+    pid = proc_start(argv, NULL, f->err);
+    sleep_ms(800);
+    kill(pid, SIGTERM);
+    assert_int_equal(proc_wait(pid, 20000), 0);
+    assert_int_equal(sql_int(f, "SELECT attempts FROM outbox"), 2);
+}
+
+static void test_dead_letters_list_show_requeue(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    insert_events(f, 0, 10, 3, "Tick");
+    insert_events(f, 10, 1, 3, "Poison");
+    write_conf(f, "chaos", "broker.permanent_types = Poison");
+    assert_int_equal(run_once(f), 0);
+    assert_int_equal(count_lines(f->out), 10);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE dead_at "
+                                "IS NOT NULL"),
+                     1);
+    char list[4300];
+    snprintf(list, sizeof list, "%s/list.txt", f->dir);
+    char *ls[] = {BIN, "dead", "list", "-c", f->conf, NULL};
+    assert_int_equal(proc_run(ls, list, f->err, 10000), 0);
+    char *s = slurp(list);
+    assert_non_null(strstr(s, "Poison"));
+    assert_non_null(strstr(s, "permanent"));
+    free(s);
+    /* show by id */
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    sqlite3_open(f->db, &db);
+    sqlite3_prepare_v2(db, "SELECT event_id FROM outbox WHERE dead_at IS "
+                           "NOT NULL", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    char id[128];
+    snprintf(id, sizeof id, "%s", sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    char *show[] = {BIN, "dead", "show", id, "-c", f->conf, NULL};
+    assert_int_equal(proc_run(show, list, f->err, 10000), 0);
+    s = slurp(list);
+    assert_non_null(strstr(s, id));
+    assert_non_null(strstr(s, "{\"seq\":10}"));
+    free(s);
+    /* the broker is fixed; requeue and the event goes out */
+    write_conf(f, "chaos", NULL);
+    char *rq[] = {BIN, "dead", "requeue", "--all", "-c", f->conf, NULL};
+    assert_int_equal(proc_run(rq, list, f->err, 10000), 0);
+    s = slurp(list);
+    assert_non_null(strstr(s, "requeued 1 dead letter"));
+    free(s);
+    assert_int_equal(run_once(f), 0);
+    s = slurp(f->out);
+    assert_non_null(strstr(s, "\"event_type\":\"Poison\""));
+    free(s);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
+                                "published_at IS NULL"),
+                     0);
+}
+
+static void test_cli_errors_and_exit_codes(void **state)
+{
+    fx *f = *state;
+    FILE *fp = fopen(f->conf, "w");
+    fprintf(fp, "[relay]\n\n[pipeline p]\nstore = sqlite\nbroker = stdout\n"
+                "batch_sise = 10\n");
+    fclose(fp);
+    char *chk[] = {BIN, "check", "-c", f->conf, NULL};
+    assert_int_equal(proc_run(chk, NULL, f->err, 10000), 2);
+    char *e = slurp(f->err);
+    assert_non_null(strstr(e, ":6:"));
+    assert_non_null(strstr(e, "did you mean 'batch_size'"));
+    free(e);
+    write_conf(f, "stdout", NULL);
+    assert_int_equal(proc_run(chk, f->out, f->err, 10000), 0);
+    char *bad[] = {BIN, "frobnicate", NULL};
+    assert_int_equal(proc_run(bad, NULL, f->err, 10000), 2);
+    char *ver[] = {BIN, "--version", NULL};
+    assert_int_equal(proc_run(ver, f->out, f->err, 10000), 0);
+    e = slurp(f->out);
+    assert_non_null(strstr(e, "plugin ABI 1."));
+    free(e);
+    char *help[] = {BIN, "help", "sqlite", NULL};
+    assert_int_equal(proc_run(help, f->out, f->err, 10000), 0);
+    e = slurp(f->out);
+    assert_non_null(strstr(e, "store.path"));
+    free(e);
+    char *plugins[] = {BIN, "plugins", NULL};
+    assert_int_equal(proc_run(plugins, f->out, f->err, 10000), 0);
+    e = slurp(f->out);
+    assert_non_null(strstr(e, "sqlite"));
+    assert_non_null(strstr(e, "stdout"));
+    assert_non_null(strstr(e, "chaos"));
+    free(e);
+    char *missing[] = {BIN, "run", "-c", "/nonexistent/x.conf", NULL};
+    assert_int_equal(proc_run(missing, NULL, f->err, 10000), 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_thousand_events_exactly_once_in_key_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_demo_then_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sigterm_under_load_loses_nothing,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_two_relays_never_publish_the_same_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_attempts_and_next_try_survive_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letters_list_show_requeue,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_errors_and_exit_codes, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

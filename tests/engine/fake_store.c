@@ -1,0 +1,217 @@
+/* An in-memory store for engine tests. Unlike the SQL stores it does not
+ * order claims by key (no OBX_STORE_ORDERED_CLAIM), as a WAL store, so the
+ * engine's own per-key hold is exercised. Events are generated at open:
+ * event i has key "k<i % keys>", type "Poison" when i is listed in
+ * poison, else "Tick". Faults: the first unavailable_claims claims fail
+ * with OBX_UNAVAILABLE, and claims fail while down_while_file exists. */
+#include <outbox/plugin.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fake_store.h"
+
+typedef struct fake_conf {
+    int64_t events;
+    int64_t keys;
+    int64_t unavailable_claims;
+    char *down_while_file;
+    obx_list poison;
+} fake_conf;
+
+static const obx_option fake_options[] = {
+    {"events", OBX_OPT_INT, "100", 0, 0, 10000000, NULL,
+     offsetof(fake_conf, events), "events generated at open"},
+    {"keys", OBX_OPT_INT, "10", 0, 1, 1000000, NULL,
+     offsetof(fake_conf, keys), "distinct keys"},
+    {"unavailable_claims", OBX_OPT_INT, "0", 0, 0, 1000000, NULL,
+     offsetof(fake_conf, unavailable_claims),
+     "the first N claims fail as unavailable"},
+    {"down_while_file", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
+     offsetof(fake_conf, down_while_file),
+     "claims fail as unavailable while this file exists"},
+    {"poison", OBX_OPT_LIST, NULL, 0, 0, 0, NULL, offsetof(fake_conf, poison),
+     "sequence numbers of events typed Poison"},
+    OBX_OPTIONS_END};
+
+typedef struct fake_ev {
+    obx_event ev;
+    char id[32], key[32], agg[32];
+    const char *type;
+    char payload[64];
+} fake_ev;
+
+typedef struct fake {
+    const obx_host *host;
+    const fake_conf *conf;
+    fake_ev *evs;
+    fake_view view;
+} fake;
+
+OBX_EXPORT const fake_view *obx_fake_store_view(void *inst);
+const fake_view *obx_fake_store_view(void *inst)
+{
+    return &((fake *)inst)->view;
+}
+
+static bool is_poison(const fake_conf *c, uint64_t i)
+{
+    for (size_t k = 0; k < c->poison.n; k++)
+        if ((uint64_t)strtoull(c->poison.items[k], NULL, 10) == i)
+            return true;
+    return false;
+}
+
+static obx_status fake_open(const obx_host *host, const void *config,
+                            void **inst, char *errstr, size_t errlen)
+{
+    const fake_conf *c = config;
+    fake *f = calloc(1, sizeof *f);
+    uint64_t n = (uint64_t)c->events;
+    if (!f || !(f->evs = calloc(n ? n : 1, sizeof *f->evs)) ||
+        !(f->view.rows = calloc(n ? n : 1, sizeof *f->view.rows))) {
+        snprintf(errstr, errlen, "no memory");
+        return OBX_NOMEM;
+    }
+    f->host = host;
+    f->conf = c;
+    f->view.n = n;
+    for (uint64_t i = 0; i < n; i++) {
+        fake_ev *e = &f->evs[i];
+        snprintf(e->id, sizeof e->id, "e%llu", (unsigned long long)i);
+        snprintf(e->key, sizeof e->key, "k%llu",
+                 (unsigned long long)(i % (uint64_t)c->keys));
+        snprintf(e->agg, sizeof e->agg, "thing");
+        int len = snprintf(e->payload, sizeof e->payload, "{\"seq\":%llu}",
+                           (unsigned long long)i);
+        e->ev = (obx_event){.event_id = e->id,
+                            .key = e->key,
+                            .event_type = is_poison(c, i) ? "Poison" : "Tick",
+                            .aggregate_type = e->agg,
+                            .aggregate_id = e->key,
+                            .payload = e->payload,
+                            .payload_len = (size_t)len,
+                            .created_at_us = host->now_us(),
+                            .pos = {.seq = i}};
+    }
+    *inst = f;
+    return OBX_OK;
+}
+
+static void fake_close(void *inst)
+{
+    fake *f = inst;
+    free(f->evs);
+    free(f->view.rows);
+    free(f);
+}
+
+static bool down(const fake *f)
+{
+    if (f->view.claims <= (uint64_t)f->conf->unavailable_claims)
+        return true;
+    return f->conf->down_while_file &&
+           access(f->conf->down_while_file, F_OK) == 0;
+}
+
+static obx_status fake_claim(void *inst, obx_event **out, size_t max,
+                             size_t *n, int wait_ms, char *errstr,
+                             size_t errlen)
+{
+    fake *f = inst;
+    f->view.claims++;
+    *n = 0;
+    if (down(f)) {
+        f->view.unavailable_claims++;
+        snprintf(errstr, errlen, "fake store is down");
+        return OBX_UNAVAILABLE;
+    }
+    int64_t now = f->host->now_us();
+    for (uint64_t i = 0; i < f->view.n && *n < max; i++) {
+        fake_row *r = &f->view.rows[i];
+        if (r->state != FAKE_PENDING || r->next_at_us > now)
+            continue;
+        r->state = FAKE_CLAIMED;
+        f->evs[i].ev.attempts = r->attempts;
+        out[(*n)++] = &f->evs[i].ev;
+    }
+    if (*n == 0 && wait_ms > 0)
+        usleep(1000); /* nothing due: a short nap, as a real store waits */
+    return OBX_OK;
+}
+
+static fake_row *row_of(fake *f, const obx_event *ev)
+{
+    return &f->view.rows[ev->pos.seq];
+}
+
+static obx_status fake_ack(void *inst, obx_event *const *evs, size_t n,
+                           char *errstr, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        fake_row *r = row_of(inst, evs[i]);
+        r->state = FAKE_PUBLISHED;
+        r->publishes++;
+    }
+    return OBX_OK;
+}
+
+static obx_status fake_release(void *inst, const obx_release *items, size_t n,
+                               char *errstr, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        fake_row *r = row_of(inst, items[i].event);
+        r->state = FAKE_PENDING;
+        r->next_at_us = items[i].retry_at_us;
+        if (items[i].counts_as_attempt) {
+            r->attempts++;
+            r->counted_releases++;
+        } else {
+            r->uncounted_releases++;
+        }
+    }
+    return OBX_OK;
+}
+
+static obx_status fake_bury(void *inst, const obx_burial *items, size_t n,
+                            char *errstr, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        fake_row *r = row_of(inst, items[i].event);
+        r->state = FAKE_DEAD;
+        r->attempts = items[i].event->attempts;
+        snprintf(r->reason, sizeof r->reason, "%s", items[i].reason);
+    }
+    return OBX_OK;
+}
+
+static obx_status fake_stats(void *inst, obx_store_stats *st, char *errstr,
+                             size_t errlen)
+{
+    fake *f = inst;
+    st->pending = st->dead = 0;
+    for (uint64_t i = 0; i < f->view.n; i++) {
+        fake_state s = f->view.rows[i].state;
+        st->pending += s == FAKE_PENDING || s == FAKE_CLAIMED;
+        st->dead += s == FAKE_DEAD;
+    }
+    st->lag_bytes = -1;
+    return OBX_OK;
+}
+
+static const obx_store_ops fake_ops = {
+    .struct_size = sizeof(obx_store_ops),
+    .flags = 0,
+    .open = fake_open,
+    .close = fake_close,
+    .claim = fake_claim,
+    .ack = fake_ack,
+    .release = fake_release,
+    .bury = fake_bury,
+    .stats = fake_stats,
+};
+
+OBX_STORE_PLUGIN("fake", "in-memory store with fault injection (tests)",
+                 "1.0.0", fake_options, fake_conf, fake_ops)

@@ -1,0 +1,35 @@
+/* Journal of the fake store, read by engine tests through dlsym. */
+#ifndef OBX_TEST_FAKE_STORE_H
+#define OBX_TEST_FAKE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef enum fake_state {
+    FAKE_PENDING = 0,
+    FAKE_CLAIMED,
+    FAKE_PUBLISHED,
+    FAKE_DEAD
+} fake_state;
+
+typedef struct fake_row {
+    fake_state state;
+    uint32_t attempts;
+    int64_t next_at_us;
+    uint32_t counted_releases;
+    uint32_t uncounted_releases;
+    uint32_t publishes; /* acks */
+    char reason[320];
+} fake_row;
+
+/* What the test can see of an open instance. */
+typedef struct fake_view {
+    fake_row *rows; /* index = event sequence number */
+    uint64_t n;
+    uint64_t claims, unavailable_claims;
+} fake_view;
+
+typedef const fake_view *(*fake_view_fn)(void *inst);
+#define FAKE_VIEW_SYMBOL "obx_fake_store_view"
+
+#endif

@@ -1,0 +1,373 @@
+/* Engine semantics against the fault-injecting fake store (unordered, like
+ * a WAL store) and the chaos broker: per-key order under random failures,
+ * retries and DLQ, outages that burn no attempts, store outages. */
+#include <dlfcn.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "fake_store.h"
+#include "relay.h"
+#include "support.h"
+
+typedef struct fixture {
+    char *dir;
+    char out[4096];  /* chaos output file */
+    char flag[4096]; /* down_while_file */
+    obx_logger lg;
+    obx_relay r;
+    obx_pipeline *p;
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    f->dir = obx_test_tmpdir();
+    snprintf(f->out, sizeof f->out, "%s/out.jsonl", f->dir);
+    snprintf(f->flag, sizeof f->flag, "%s/down", f->dir);
+    obx_logger_init(&f->lg);
+    f->lg.level = OBX_LOG_ERROR;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    if (f->p) {
+        obx_pipeline_close(f->p);
+        obx_relay_free(&f->r);
+    }
+    obx_test_rmtree(f->dir);
+    free(f->dir);
+    obx_logger_destroy(&f->lg);
+    free(f);
+    return 0;
+}
+
+/* Load a one-pipeline config: fake store -> chaos broker, plus `extra`. */
+static void load(fixture *f, const char *store_extra, const char *extra)
+{
+    char path[4200], text[8192];
+    snprintf(path, sizeof path, "%s/relay.conf", f->dir);
+    snprintf(text, sizeof text,
+             "[relay]\nplugin_path = %s\nlog_level = error\n"
+             "[pipeline t]\nstore = fake\nbroker = chaos\n"
+             "broker.output = %s\nbatch_size = 64\n"
+             "retry.backoff = 1ms..4ms\ncircuit.backoff = 10ms..50ms\n"
+             "poll_interval = 5ms\n%s\n%s\n",
+             OBX_FAKE_DIR, f->out, store_extra, extra);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    char err[2048];
+    int rc = obx_relay_load(&f->r, path, OBX_BUILD_DIR, &f->lg, err, sizeof err);
+    if (rc != 0)
+        fail_msg("load: %s", err);
+    f->p = obx_relay_pipeline(&f->r, NULL);
+    assert_int_equal(obx_pipeline_open(f->p), 0);
+}
+
+static const fake_view *view(fixture *f)
+{
+    fake_view_fn fn = (fake_view_fn)(uintptr_t)dlsym(f->p->store_pl->handle,
+                                                     FAKE_VIEW_SYMBOL);
+    assert_non_null(fn);
+    return fn(f->p->store);
+}
+
+static bool settled(const fake_view *v)
+{
+    for (uint64_t i = 0; i < v->n; i++)
+        if (v->rows[i].state != FAKE_PUBLISHED && v->rows[i].state != FAKE_DEAD)
+            return false;
+    return true;
+}
+
+static void drive(fixture *f, int timeout_ms)
+{
+    int64_t end = obx_mono_us() + (int64_t)timeout_ms * 1000;
+    while (obx_mono_us() < end) {
+        assert_true(obx_pipeline_tick(f->p) >= 0);
+        if (settled(view(f)))
+            return;
+    }
+    fail_msg("not settled after %d ms", timeout_ms);
+}
+
+static void drive_for(fixture *f, int ms)
+{
+    int64_t end = obx_mono_us() + (int64_t)ms * 1000;
+    while (obx_mono_us() < end)
+        assert_true(obx_pipeline_tick(f->p) >= 0);
+}
+
+/* Parse the chaos output: seq numbers per line, checked for per-key
+ * order; returns how many lines there were and fills seen[seq]. */
+static size_t check_output(fixture *f, uint64_t n, uint64_t keys,
+                           unsigned *seen, const char *topic_of_dead)
+{
+    FILE *fp = fopen(f->out, "r");
+    assert_non_null(fp);
+    int64_t *last = malloc(keys * sizeof *last);
+    for (uint64_t k = 0; k < keys; k++)
+        last[k] = -1;
+    char line[8192];
+    size_t lines = 0;
+    while (fgets(line, sizeof line, fp)) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        if (!o)
+            fail_msg("bad JSON line: %s (%s)", line, je.text);
+        const char *topic = json_string_value(json_object_get(o, "topic"));
+        uint64_t seq = (uint64_t)json_integer_value(
+            json_object_get(json_object_get(o, "payload"), "seq"));
+        assert_true(seq < n);
+        if (topic_of_dead && strcmp(topic, topic_of_dead) == 0) {
+            json_decref(o);
+            continue;
+        }
+        uint64_t k = seq % keys;
+        if ((int64_t)seq <= last[k])
+            fail_msg("key k%llu: event %llu published after %lld",
+                     (unsigned long long)k, (unsigned long long)seq,
+                     (long long)last[k]);
+        last[k] = (int64_t)seq;
+        seen[seq]++;
+        lines++;
+        json_decref(o);
+    }
+    fclose(fp);
+    free(last);
+    return lines;
+}
+
+static void property_run(void **state, unsigned seed)
+{
+    fixture *f = *state;
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             "broker.fail_percent = 30\nbroker.seed = %u\n"
+             "retry.max_attempts = 100000\n",
+             seed);
+    load(f, "store.events = 3000\nstore.keys = 37", extra);
+    drive(f, 120000);
+    const fake_view *v = view(f);
+    unsigned *seen = calloc(3000, sizeof *seen);
+    size_t lines = check_output(f, 3000, 37, seen, NULL);
+    assert_int_equal(lines, 3000);
+    uint64_t counted = 0;
+    for (uint64_t i = 0; i < 3000; i++) {
+        assert_int_equal(seen[i], 1);
+        assert_int_equal(v->rows[i].state, FAKE_PUBLISHED);
+        assert_int_equal(v->rows[i].publishes, 1);
+        counted += v->rows[i].counted_releases;
+    }
+    /* 30% failures must have happened, and each one was a counted retry. */
+    assert_true(counted > 500);
+    assert_int_equal(atomic_load(&f->p->metrics.retries), counted);
+    assert_int_equal(atomic_load(&f->p->metrics.published), 3000);
+    free(seen);
+}
+
+static void test_random_failures_keep_per_key_order_seed1(void **state)
+{
+    property_run(state, 1);
+}
+
+static void test_random_failures_keep_per_key_order_seed2(void **state)
+{
+    property_run(state, 2);
+}
+
+static void test_random_failures_keep_per_key_order_seed3(void **state)
+{
+    property_run(state, 977);
+}
+
+static void test_poison_dead_after_max_attempts_others_flow(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 1001\nstore.keys = 1001\nstore.poison = 5",
+         "broker.flaky_types = Poison\nbroker.flaky_times = 1000000\n"
+         "retry.max_attempts = 4\n");
+    drive(f, 30000);
+    const fake_view *v = view(f);
+    for (uint64_t i = 0; i < 1001; i++) {
+        if (i == 5)
+            continue;
+        assert_int_equal(v->rows[i].state, FAKE_PUBLISHED);
+        assert_int_equal(v->rows[i].attempts, 0);
+    }
+    assert_int_equal(v->rows[5].state, FAKE_DEAD);
+    assert_int_equal(v->rows[5].attempts, 4);
+    assert_int_equal(v->rows[5].counted_releases, 3);
+    assert_non_null(strstr(v->rows[5].reason, "max attempts (4)"));
+    assert_int_equal(atomic_load(&f->p->metrics.dead_lettered), 1);
+    assert_int_equal(atomic_load(&f->p->metrics.published), 1000);
+    assert_int_equal(atomic_load(&f->p->metrics.retries), 3);
+}
+
+static void test_poison_holds_only_its_key(void **state)
+{
+    fixture *f = *state;
+    /* keys = 10: events 15, 25, ... share the poison's key k5 and must
+     * wait for it, then follow it in order once it is dead. */
+    load(f, "store.events = 200\nstore.keys = 10\nstore.poison = 5",
+         "broker.flaky_types = Poison\nbroker.flaky_times = 1000000\n"
+         "retry.max_attempts = 3\nretry.backoff = 300ms..300ms\n");
+    unsigned *seen = calloc(200, sizeof *seen);
+    /* Before the poison dies, every other key is through already. */
+    drive_for(f, 250);
+    const fake_view *v = view(f);
+    assert_int_not_equal(v->rows[5].state, FAKE_DEAD);
+    for (uint64_t i = 0; i < 200; i++)
+        if (i % 10 != 5)
+            assert_int_equal(v->rows[i].state, FAKE_PUBLISHED);
+        else
+            assert_int_not_equal(v->rows[i].state, FAKE_PUBLISHED);
+    drive(f, 10000);
+    assert_int_equal(check_output(f, 200, 10, seen, NULL), 199);
+    assert_int_equal(view(f)->rows[5].state, FAKE_DEAD);
+    free(seen);
+}
+
+static void test_permanent_failure_goes_straight_to_dlq(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 50\nstore.keys = 5\nstore.poison = 7",
+         "broker.permanent_types = Poison\n");
+    drive(f, 10000);
+    const fake_view *v = view(f);
+    assert_int_equal(v->rows[7].state, FAKE_DEAD);
+    assert_int_equal(v->rows[7].attempts, 1);
+    assert_int_equal(v->rows[7].counted_releases, 0);
+    assert_non_null(strstr(v->rows[7].reason, "permanent"));
+    assert_int_equal(atomic_load(&f->p->metrics.errors[OBX_ERRC_PERMANENT]), 1);
+}
+
+static void test_dlq_topic_publishes_dead_letter_with_headers(void **state)
+{
+    fixture *f = *state;
+    /* Fails twice (max_attempts 2: dead), the third try is the DLQ copy. */
+    load(f, "store.events = 20\nstore.keys = 4\nstore.poison = 3",
+         "broker.flaky_types = Poison\nbroker.flaky_times = 2\n"
+         "retry.max_attempts = 2\ndlq = topic:dead.letters\n");
+    drive(f, 10000);
+    assert_int_equal(view(f)->rows[3].state, FAKE_PUBLISHED);
+    FILE *fp = fopen(f->out, "r");
+    char line[8192];
+    int found = 0;
+    while (fgets(line, sizeof line, fp)) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        if (!strcmp(json_string_value(json_object_get(o, "topic")),
+                    "dead.letters")) {
+            json_t *h = json_object_get(o, "headers");
+            assert_string_equal(json_string_value(json_object_get(
+                                    h, "outbox-original-topic")),
+                                "outbox.thing");
+            assert_string_equal(
+                json_string_value(json_object_get(h, "outbox-attempts")), "2");
+            assert_non_null(strstr(
+                json_string_value(json_object_get(h, "outbox-error")),
+                "max attempts"));
+            found++;
+        }
+        json_decref(o);
+    }
+    fclose(fp);
+    assert_int_equal(found, 1);
+    assert_int_equal(atomic_load(&f->p->metrics.dead_lettered), 1);
+}
+
+static void test_dlq_topic_failure_falls_back_to_store(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 20\nstore.keys = 4\nstore.poison = 3",
+         "broker.permanent_types = Poison\ndlq = topic:dead.letters\n");
+    drive(f, 10000);
+    const fake_view *v = view(f);
+    assert_int_equal(v->rows[3].state, FAKE_DEAD);
+    assert_non_null(strstr(v->rows[3].reason, "dlq topic failed"));
+}
+
+static void test_broker_outage_burns_no_attempts(void **state)
+{
+    fixture *f = *state;
+    FILE *fp = fopen(f->flag, "w");
+    fclose(fp);
+    char extra[4400];
+    snprintf(extra, sizeof extra,
+             "broker.down_while_file = %s\nretry.max_attempts = 2\n", f->flag);
+    load(f, "store.events = 300\nstore.keys = 7", extra);
+    drive_for(f, 10000); /* a 10 s outage */
+    const fake_view *v = view(f);
+    assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 1);
+    uint64_t uncounted = 0;
+    for (uint64_t i = 0; i < 300; i++) {
+        assert_int_equal(v->rows[i].attempts, 0);
+        assert_int_equal(v->rows[i].counted_releases, 0);
+        assert_int_not_equal(v->rows[i].state, FAKE_DEAD);
+        assert_int_not_equal(v->rows[i].state, FAKE_PUBLISHED);
+        uncounted += v->rows[i].uncounted_releases;
+    }
+    assert_true(uncounted > 0); /* the circuit probed during the outage */
+    assert_int_equal(atomic_load(&f->p->metrics.dead_lettered), 0);
+    unlink(f->flag);
+    drive(f, 10000);
+    for (uint64_t i = 0; i < 300; i++)
+        assert_int_equal(v->rows[i].state, FAKE_PUBLISHED);
+    assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 0);
+}
+
+static void test_store_outage_opens_circuit_then_recovers(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 100\nstore.keys = 3\nstore.unavailable_claims = 4",
+         "");
+    assert_int_equal(obx_pipeline_tick(f->p), 0);
+    assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 1);
+    assert_int_equal(atomic_load(&f->p->metrics.store_up), 0);
+    drive(f, 10000);
+    assert_int_equal(view(f)->unavailable_claims, 4);
+    assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 0);
+    assert_int_equal(atomic_load(&f->p->metrics.published), 100);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_random_failures_keep_per_key_order_seed1, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_random_failures_keep_per_key_order_seed2, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_random_failures_keep_per_key_order_seed3, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_poison_dead_after_max_attempts_others_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poison_holds_only_its_key, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_permanent_failure_goes_straight_to_dlq, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dlq_topic_publishes_dead_letter_with_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dlq_topic_failure_falls_back_to_store, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_broker_outage_burns_no_attempts,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_store_outage_opens_circuit_then_recovers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
