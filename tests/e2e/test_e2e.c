@@ -55,8 +55,11 @@ static void write_conf(fx *f, const char *broker, const char *extra)
             "shutdown_grace = 20s\n"
             "[pipeline p]\nstore = sqlite\nbroker = %s\n"
             "store.path = %s\nbroker.output = %s\npoll_interval = 20ms\n"
-            "retry.backoff = 1ms..5ms\n%s\n",
-            broker, f->db, f->out, extra ? extra : "");
+            "%s%s\n",
+            broker, f->db, f->out,
+            extra && strstr(extra, "retry.backoff") ? ""
+                                                    : "retry.backoff = 1ms..5ms\n",
+            extra ? extra : "");
     fclose(fp);
 }
 

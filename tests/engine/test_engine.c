@@ -62,10 +62,12 @@ static void load(fixture *f, const char *store_extra, const char *extra)
     snprintf(text, sizeof text,
              "[relay]\nplugin_path = %s\nlog_level = error\n"
              "[pipeline t]\nstore = fake\nbroker = chaos\n"
-             "broker.output = %s\nbatch_size = 64\n"
-             "retry.backoff = 1ms..4ms\ncircuit.backoff = 10ms..50ms\n"
+             "broker.output = %s\nbatch_size = 64\n%s"
+             "circuit.backoff = 10ms..50ms\n"
              "poll_interval = 5ms\n%s\n%s\n",
-             OBX_FAKE_DIR, f->out, store_extra, extra);
+             OBX_FAKE_DIR, f->out,
+             strstr(extra, "retry.backoff") ? "" : "retry.backoff = 1ms..4ms\n",
+             store_extra, extra);
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
     fputs(text, fp);
