@@ -213,7 +213,8 @@ static void dlq_publish(obx_pipeline *p)
     for (size_t i = 0; i < n; i++) {
         const obx_burial *b = &p->b.burs[i];
         copies[i] = *b->event;
-        memcpy(h, b->event->headers, b->event->n_headers * sizeof *h);
+        if (b->event->n_headers)
+            memcpy(h, b->event->headers, b->event->n_headers * sizeof *h);
         snprintf(att[i], sizeof att[i], "%u", b->event->attempts);
         obx_header extra[3] = {
             {"outbox-original-topic", b->destination ? b->destination : ""},

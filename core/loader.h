@@ -8,9 +8,14 @@
 #include <outbox/plugin.h>
 
 typedef struct obx_loaded {
-    const obx_plugin *desc; /* points into the shared object */
-    void *handle;           /* dlopen handle */
-    char *path;             /* resolved file path */
+    /* A loader-owned copy laid out at this build's struct sizes: fields,
+     * ops and option-row members past what the plugin declared read as
+     * zero/NULL; options rows are sizeof(obx_option) apart (option_size
+     * says so) and a NULL table becomes an empty one. Strings and enum
+     * lists still point into the shared object. */
+    const obx_plugin *desc;
+    void *handle; /* dlopen handle */
+    char *path;   /* resolved file path */
 } obx_loaded;
 
 typedef struct obx_loader {
@@ -42,7 +47,9 @@ int obx_loader_get(obx_loader *ld, const char *name_or_path,
                    size_t errlen);
 
 /* Call cb for every loadable plugin in the search path (first directory
- * wins for a name); broken files are reported through bad(). */
+ * wins for a name); broken files, and files shadowed by one of the same
+ * name earlier in the path, are reported through bad(). Plugins it loads
+ * stay loaded, as with obx_loader_get. */
 void obx_loader_scan(obx_loader *ld,
                      void (*cb)(void *ctx, const obx_loaded *p),
                      void (*bad)(void *ctx, const char *path, const char *err),
