@@ -262,9 +262,27 @@ static size_t running(obx_relay *r)
     return n;
 }
 
-/* Wait for a signal or for every pipeline to finish. */
-static void wait_for_stop(obx_relay *r)
+/* --once on a terminal: one self-overwriting progress line. */
+static void progress(obx_relay *r, bool once, int64_t *next_us)
 {
+    if (!once || !isatty(STDERR_FILENO) || obx_mono_us() < *next_us)
+        return;
+    *next_us = obx_mono_us() + 500000;
+    uint64_t published = 0;
+    int64_t pending = 0;
+    for (size_t i = 0; i < r->n_pipelines; i++) {
+        published += atomic_load(&r->pipelines[i].metrics.published);
+        int64_t p = atomic_load(&r->pipelines[i].metrics.pending);
+        pending += p > 0 ? p : 0;
+    }
+    fprintf(stderr, "\r\033[Kdraining: %llu published, %lld pending",
+            (unsigned long long)published, (long long)pending);
+}
+
+/* Wait for a signal or for every pipeline to finish. */
+static void wait_for_stop(obx_relay *r, bool once)
+{
+    int64_t next_progress = obx_mono_us() + 1000000;
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -280,6 +298,7 @@ static void wait_for_stop(obx_relay *r)
             atomic_store(&r->stop, 1);
             return;
         }
+        progress(r, once, &next_progress);
         bool failed = false;
         for (size_t i = 0; i < r->n_pipelines; i++)
             failed |= r->pipelines[i].rc != 0;
@@ -322,8 +341,10 @@ int obx_relay_run(obx_relay *r, bool once)
         }
         p->started = true;
     }
-    wait_for_stop(r);
+    wait_for_stop(r, once);
     int rc = join_all(r);
+    if (once && isatty(STDERR_FILENO))
+        fputs("\r\033[K", stderr);
     obx_http_stop(r->http);
     r->http = NULL;
     return rc;

@@ -231,7 +231,8 @@ static void test_two_relays_never_publish_the_same_event(void **state)
     char out2[4300], conf2[4300];
     snprintf(out2, sizeof out2, "%s/out2.jsonl", f->dir);
     snprintf(conf2, sizeof conf2, "%s/relay2.conf", f->dir);
-    write_conf(f, "stdout", "batch_size = 50");
+    /* A slow broker (2 ms a batch) keeps both relays busy at once. */
+    write_conf(f, "chaos", "batch_size = 50\nbroker.delay = 2ms");
     char *c1 = slurp(f->conf);
     char *at = strstr(c1, f->out);
     FILE *fp = fopen(conf2, "w");

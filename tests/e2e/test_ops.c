@@ -168,8 +168,12 @@ static void start(fx *f)
 static void stop(fx *f)
 {
     kill(f->pid, SIGTERM);
-    assert_int_equal(proc_wait(f->pid, 20000), 0);
+    int rc = proc_wait(f->pid, 20000);
     f->pid = 0;
+    if (rc != 0) {
+        char *log = slurp(f->err);
+        fail_msg("relay exited %d:\n%s", rc, log ? log : "");
+    }
 }
 
 static void test_metrics_count_what_happened_and_pass_promtool(void **state)
