@@ -129,62 +129,83 @@ static void add_burial(obx_pipeline *p, obx_event *ev, const char *reason)
     p->b.burs[i].destination = ev->destination;
 }
 
-/* The store reported UNAVAILABLE while settling: the rows stay leased and
- * come back after the lease, so nothing is lost; open the circuit. */
-static void settle_failed(obx_pipeline *p, const char *what, obx_status st,
-                          const char *err, size_t n)
+/* Settling failed. While the store is merely unavailable, the events stay
+ * claimed and we call again after the circuit's delay: the broker has them,
+ * and acking late beats publishing twice. Returns true to try again. */
+static bool settle_again(obx_pipeline *p, const char *what, obx_status st,
+                         const char *err, size_t n)
 {
-    ENGINE_LOG(p, OBX_LOG_WARN,
+    if (st == OBX_UNAVAILABLE && !stopping(p)) {
+        circuit_trip(p, "store", err);
+        sleep_until(p, p->circuit.next_probe_us);
+        return !stopping(p);
+    }
+    ENGINE_LOG(p, st == OBX_UNAVAILABLE ? OBX_LOG_WARN : OBX_LOG_ERROR,
                "store %s of %zu events failed (%s: %s); they return after "
                "their lease and may be published again",
                what, n, obx_status_name(st), err);
-    if (st == OBX_UNAVAILABLE)
-        circuit_trip(p, "store", err);
+    return false;
+}
+
+typedef obx_status (*settle_fn)(obx_pipeline *p, char *err, size_t len);
+
+static obx_status do_ack(obx_pipeline *p, char *err, size_t len)
+{
+    return p->sops->ack(p->store, p->b.acks, p->b.n_acks, err, len);
+}
+
+static obx_status do_release(obx_pipeline *p, char *err, size_t len)
+{
+    return p->sops->release(p->store, p->b.rels, p->b.n_rels, err, len);
+}
+
+static obx_status do_bury(obx_pipeline *p, char *err, size_t len)
+{
+    return p->sops->bury(p->store, p->b.burs, p->b.n_burs, err, len);
+}
+
+/* Call a settle op until it succeeds, the store fails for good, or we
+ * stop. 1 settled, 0 given up (the leases return the events), -1 when the
+ * pipeline cannot go on (neither OK nor merely unavailable). */
+static int settle(obx_pipeline *p, settle_fn fn, const char *what, size_t n)
+{
+    if (n == 0)
+        return 1;
+    for (;;) {
+        char err[OBX_ERRSTR_LEN] = "";
+        obx_status st = fn(p, err, sizeof err);
+        if (st == OBX_OK)
+            return 1;
+        if (!settle_again(p, what, st, err, n))
+            return st == OBX_UNAVAILABLE ? 0 : -1;
+    }
 }
 
 static int flush_acks(obx_pipeline *p)
 {
-    if (p->b.n_acks == 0)
-        return 0;
-    char err[OBX_ERRSTR_LEN] = "";
-    obx_status st = p->sops->ack(p->store, p->b.acks, p->b.n_acks, err,
-                                 sizeof err);
-    if (st != OBX_OK)
-        settle_failed(p, "ack", st, err, p->b.n_acks);
-    else {
+    int rc = settle(p, do_ack, "ack", p->b.n_acks);
+    if (rc == 1 && p->b.n_acks) {
         atomic_fetch_add(&p->metrics.published, p->b.n_acks);
         atomic_store(&p->metrics.last_progress_us, obx_mono_us());
     }
     p->b.n_acks = 0;
-    return st == OBX_FATAL ? -1 : 0;
+    return rc < 0 ? -1 : 0;
 }
 
 static int flush_releases(obx_pipeline *p)
 {
-    if (p->b.n_rels == 0)
-        return 0;
-    char err[OBX_ERRSTR_LEN] = "";
-    obx_status st = p->sops->release(p->store, p->b.rels, p->b.n_rels, err,
-                                     sizeof err);
-    if (st != OBX_OK)
-        settle_failed(p, "release", st, err, p->b.n_rels);
+    int rc = settle(p, do_release, "release", p->b.n_rels);
     p->b.n_rels = 0;
-    return st == OBX_FATAL ? -1 : 0;
+    return rc < 0 ? -1 : 0;
 }
 
 static int flush_burials(obx_pipeline *p)
 {
-    if (p->b.n_burs == 0)
-        return 0;
-    char err[OBX_ERRSTR_LEN] = "";
-    obx_status st = p->sops->bury(p->store, p->b.burs, p->b.n_burs, err,
-                                  sizeof err);
-    if (st != OBX_OK)
-        settle_failed(p, "bury", st, err, p->b.n_burs);
-    else
+    int rc = settle(p, do_bury, "bury", p->b.n_burs);
+    if (rc == 1)
         atomic_fetch_add(&p->metrics.dead_lettered, p->b.n_burs);
     p->b.n_burs = 0;
-    return st == OBX_FATAL ? -1 : 0;
+    return rc < 0 ? -1 : 0;
 }
 
 /* ---- dead letters ---------------------------------------------------- */

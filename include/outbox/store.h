@@ -86,16 +86,18 @@ typedef struct obx_store_ops {
      * pointers to them in out[0..*n). Waits up to wait_ms for new events
      * when none are due (0: don't wait). The events are store-owned until
      * settled by ack, release or bury; every claimed event is settled exactly
-     * once. OBX_OK with *n == 0 means nothing is due. OBX_UNAVAILABLE: the
+     * once (see ack). OBX_OK with *n == 0 means nothing is due. OBX_UNAVAILABLE: the
      * store is unreachable (the engine backs off and retries). */
     obx_status (*claim)(void *inst, obx_event **out, size_t max, size_t *n,
                         int wait_ms, char *errstr, size_t errlen);
 
     /* The broker confirmed these events: mark them published (or delete
-     * them). Whatever the result, ack settles the events (the store frees
-     * them); on error the rows stay claimed until their lease runs out and
-     * are then published again (a bounded duplicate, never a loss). The
-     * same holds for release and bury. */
+     * them). OBX_OK settles the events (the store may free them). On an
+     * error nothing is settled: the events stay claimed and valid, and the
+     * engine calls again once the store is back (OBX_UNAVAILABLE) rather
+     * than publish them twice; close() frees events still unsettled and
+     * their rows return after the lease. The same holds for release and
+     * bury. */
     obx_status (*ack)(void *inst, obx_event *const *events, size_t n,
                       char *errstr, size_t errlen);
 

@@ -17,6 +17,7 @@ typedef struct fake_conf {
     int64_t events;
     int64_t keys;
     int64_t unavailable_claims;
+    int64_t unavailable_acks;
     char *down_while_file;
     obx_list poison;
 } fake_conf;
@@ -29,6 +30,9 @@ static const obx_option fake_options[] = {
     {"unavailable_claims", OBX_OPT_INT, "0", 0, 0, 1000000, NULL,
      offsetof(fake_conf, unavailable_claims),
      "the first N claims fail as unavailable"},
+    {"unavailable_acks", OBX_OPT_INT, "0", 0, 0, 1000000, NULL,
+     offsetof(fake_conf, unavailable_acks),
+     "the first N acks fail as unavailable (events stay claimed)"},
     {"down_while_file", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
      offsetof(fake_conf, down_while_file),
      "claims fail as unavailable while this file exists"},
@@ -150,6 +154,11 @@ static fake_row *row_of(fake *f, const obx_event *ev)
 static obx_status fake_ack(void *inst, obx_event *const *evs, size_t n,
                            char *errstr, size_t errlen)
 {
+    fake *f = inst;
+    if (++f->view.acks <= (uint64_t)f->conf->unavailable_acks) {
+        snprintf(errstr, errlen, "fake store: ack failed");
+        return OBX_UNAVAILABLE;
+    }
     for (size_t i = 0; i < n; i++) {
         fake_row *r = row_of(inst, evs[i]);
         r->state = FAKE_PUBLISHED;

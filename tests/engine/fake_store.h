@@ -26,7 +26,7 @@ typedef struct fake_row {
 typedef struct fake_view {
     fake_row *rows; /* index = event sequence number */
     uint64_t n;
-    uint64_t claims, unavailable_claims;
+    uint64_t claims, unavailable_claims, acks;
 } fake_view;
 
 typedef const fake_view *(*fake_view_fn)(void *inst);

@@ -347,6 +347,23 @@ static void test_store_outage_opens_circuit_then_recovers(void **state)
     assert_int_equal(atomic_load(&f->p->metrics.published), 100);
 }
 
+static void test_failed_ack_is_retried_not_republished(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 300\nstore.keys = 7\nstore.unavailable_acks = 3",
+         "");
+    drive(f, 10000);
+    const fake_view *v = view(f);
+    assert_true(v->acks > 3);
+    for (uint64_t i = 0; i < 300; i++)
+        assert_int_equal(v->rows[i].publishes, 1);
+    unsigned *seen = calloc(300, sizeof *seen);
+    assert_int_equal(check_output(f, 300, 7, seen, NULL), 300); /* no dups */
+    free(seen);
+    assert_int_equal(atomic_load(&f->p->metrics.published), 300);
+    assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -370,6 +387,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_store_outage_opens_circuit_then_recovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_failed_ack_is_retried_not_republished, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

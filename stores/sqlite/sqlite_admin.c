@@ -1,0 +1,270 @@
+/* The sqlite store's slower paths: statistics, retention, dead letters
+ * and the demo writer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "sqlite_store.h"
+
+/* Rows deleted per retention run: small, so the write lock is held only
+ * briefly and writers never wait long behind it. */
+#define SQ_RETENTION_BATCH 1000
+/* Pause between runs; shorter while a run still found a full batch, so a
+ * busy table catches up (20k rows/s) instead of growing forever. */
+#define SQ_RETENTION_IDLE_US (5 * 1000000)
+#define SQ_RETENTION_BUSY_US (50 * 1000)
+
+void sq_retention(sq_store *s)
+{
+    if (s->conf->ack_mode != OBX_SQLITE_ACK_MARK || s->conf->retention_ms <= 0)
+        return;
+    int64_t mono = s->host->mono_us();
+    if (mono < s->retention_due_us)
+        return;
+    sqlite3_stmt *st = s->st[SQ_S_RETENTION];
+    sqlite3_bind_int64(st, 1, s->host->now_us() - s->conf->retention_ms * 1000);
+    sqlite3_bind_int(st, 2, SQ_RETENTION_BATCH);
+    int rc = sq_run(s, SQ_S_RETENTION);
+    int deleted = rc == SQLITE_OK ? sqlite3_changes(s->db) : 0;
+    s->retention_due_us =
+        mono + (deleted >= SQ_RETENTION_BATCH ? SQ_RETENTION_BUSY_US
+                                              : SQ_RETENTION_IDLE_US);
+    if (rc != SQLITE_OK)
+        s->host->log(s->host, OBX_LOG_WARN,
+                     "sqlite %s: retention: %s (will try again)", s->path,
+                     sqlite3_errmsg(s->db));
+    else if (deleted > 0)
+        s->host->log(s->host, OBX_LOG_DEBUG,
+                     "sqlite %s: retention deleted %d published rows", s->path,
+                     deleted);
+}
+
+/* One-row, one-integer query; *v untouched when there is no row. */
+static int sq_query_int(sq_store *s, sq_stmt which, int64_t *v)
+{
+    sqlite3_stmt *st = s->st[which];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *v = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Pending (unpublished, not dead) and dead counts, created_at of the oldest
+ * pending event (the lowest pending id); lag_bytes -1. Fields past
+ * st->struct_size are left alone. */
+obx_status sq_stats(void *inst, obx_store_stats *st, char *errstr,
+                    size_t errlen)
+{
+    sq_store *s = inst;
+    int64_t pending = 0, dead = 0, oldest = 0;
+    int rc = sq_query_int(s, SQ_S_PENDING, &pending);
+    if (rc == SQLITE_OK)
+        rc = sq_query_int(s, SQ_S_DEAD_COUNT, &dead);
+    if (rc == SQLITE_OK)
+        rc = sq_query_int(s, SQ_S_OLDEST, &oldest);
+    if (rc != SQLITE_OK)
+        return sq_fail(s, rc, "stats", errstr, errlen);
+    obx_store_stats out = {
+        .struct_size = st->struct_size,
+        .pending = (uint64_t)pending,
+        .dead = (uint64_t)dead,
+        .oldest_pending_us = pending ? oldest : 0,
+        .lag_bytes = -1,
+    };
+    size_t len = st->struct_size < sizeof out ? st->struct_size : sizeof out;
+    memcpy(st, &out, len);
+    return OBX_OK;
+}
+
+static obx_status sq_dead_row(sqlite3_stmt *st, obx_dead_cb cb, void *ctx,
+                              int *stop)
+{
+    sq_event *e = NULL;
+    obx_status rc = sq_event_read(st, 0, false, &e, NULL, 0);
+    if (rc != OBX_OK)
+        return rc;
+    obx_dead_letter dl = {
+        .event = &e->ev,
+        .reason = (const char *)sqlite3_column_text(st, SQ_EVENT_COLUMNS),
+        .destination =
+            (const char *)sqlite3_column_text(st, SQ_EVENT_COLUMNS + 1),
+        .dead_at_us = sqlite3_column_int64(st, SQ_EVENT_COLUMNS + 2),
+    };
+    *stop = cb(ctx, &dl);
+    free(e);
+    return OBX_OK;
+}
+
+/* Call cb for each dead letter (all, or the one with event_id), in id
+ * order. The callback must not call back into this instance. Errors:
+ * OBX_NOT_FOUND for an unknown event_id, sqlite failures as sq_fail. */
+obx_status sq_dead_list(void *inst, const char *event_id, obx_dead_cb cb,
+                        void *ctx, char *errstr, size_t errlen)
+{
+    sq_store *s = inst;
+    sqlite3_stmt *st = s->st[SQ_S_DEAD_LIST];
+    sq_bind_str(st, 1, event_id);
+    obx_status ost = OBX_OK;
+    int stop = 0, rc, rows = 0;
+    while (!stop && ost == OBX_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rows++;
+        ost = sq_dead_row(st, cb, ctx, &stop);
+    }
+    sqlite3_reset(st);
+    if (!stop && ost == OBX_OK && rc != SQLITE_DONE)
+        return sq_fail(s, rc, "dead list", errstr, errlen);
+    if (ost != OBX_OK) {
+        snprintf(errstr, errlen, "sqlite %s: dead list: out of memory",
+                 s->path);
+        return ost;
+    }
+    if (event_id && rows == 0) {
+        snprintf(errstr, errlen, "no dead letter with event_id '%s'", event_id);
+        return OBX_NOT_FOUND;
+    }
+    return OBX_OK;
+}
+
+/* Run a dead-letter UPDATE/DELETE for event_id (NULL: all) and count. */
+static obx_status sq_dead_change(sq_store *s, sq_stmt which,
+                                 const char *event_id, uint64_t *count,
+                                 const char *what, char *errstr, size_t errlen)
+{
+    sq_bind_str(s->st[which], 1, event_id);
+    int rc = sq_run(s, which);
+    sqlite3_bind_null(s->st[which], 1);
+    if (rc != SQLITE_OK)
+        return sq_fail(s, rc, what, errstr, errlen);
+    *count = (uint64_t)sqlite3_changes(s->db);
+    if (event_id && *count == 0) {
+        snprintf(errstr, errlen, "no dead letter with event_id '%s'", event_id);
+        return OBX_NOT_FOUND;
+    }
+    return OBX_OK;
+}
+
+/* Make dead letters pending again with attempts 0, due at once. */
+obx_status sq_dead_requeue(void *inst, const char *event_id, uint64_t *count,
+                           char *errstr, size_t errlen)
+{
+    return sq_dead_change(inst, SQ_S_REQUEUE, event_id, count, "dead requeue",
+                          errstr, errlen);
+}
+
+/* Delete dead letters. */
+obx_status sq_dead_purge(void *inst, const char *event_id, uint64_t *count,
+                         char *errstr, size_t errlen)
+{
+    return sq_dead_change(inst, SQ_S_PURGE, event_id, count, "dead purge",
+                          errstr, errlen);
+}
+
+/* ---- demo: the transactional outbox pattern itself ---- */
+
+typedef struct sq_demo_ctx {
+    sq_store *s;
+    sqlite3_stmt *order;
+    sqlite3_stmt *event;
+    uint64_t rng;
+} sq_demo_ctx;
+
+static uint64_t sq_rand(sq_demo_ctx *d)
+{
+    /* xorshift64: good enough for made-up order amounts */
+    d->rng ^= d->rng << 13;
+    d->rng ^= d->rng >> 7;
+    d->rng ^= d->rng << 17;
+    return d->rng;
+}
+
+static int sq_demo_prepare(sq_demo_ctx *d)
+{
+    sq_store *s = d->s;
+    int rc = sqlite3_exec(s->db,
+                          "CREATE TABLE IF NOT EXISTS orders (\n"
+                          "    id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+                          "    customer TEXT NOT NULL,\n"
+                          "    amount_cents INTEGER NOT NULL,\n"
+                          "    created_at INTEGER NOT NULL)",
+                          NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO orders (customer, amount_cents, "
+                                "created_at) VALUES (?1, ?2, ?3)",
+                                -1, &d->order, NULL);
+    char *sql =
+        sq_sql_expand(&s->names, "INSERT INTO {T} ({aggregate_type}, "
+                                 "{aggregate_id}, {event_type}, {payload}) "
+                                 "VALUES ('order', ?1, 'OrderCreated', ?2)");
+    if (rc == SQLITE_OK)
+        rc = sql ? sqlite3_prepare_v2(s->db, sql, -1, &d->event, NULL)
+                 : SQLITE_NOMEM;
+    sqlite3_free(sql);
+    return rc;
+}
+
+static int sq_step_reset(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The order row and its event, written by one transaction: either both
+ * exist or neither does. That is the whole pattern. */
+static int sq_demo_one(sq_demo_ctx *d)
+{
+    static const char *const customers[] = {"alice", "bob", "carol", "dave",
+                                            "erin"};
+    const char *customer = customers[sq_rand(d) % 5];
+    int64_t cents = 500 + (int64_t)(sq_rand(d) % 20000);
+    int64_t now = d->s->host->now_us();
+    int rc = sq_run(d->s, SQ_S_BEGIN);
+    sqlite3_bind_text(d->order, 1, customer, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(d->order, 2, cents);
+    sqlite3_bind_int64(d->order, 3, now);
+    if (rc == SQLITE_OK)
+        rc = sq_step_reset(d->order);
+    int64_t id = sqlite3_last_insert_rowid(d->s->db);
+    json_t *doc = json_pack("{sIsssIsI}", "order_id", (json_int_t)id,
+                            "customer", customer, "amount_cents",
+                            (json_int_t)cents, "created_at", (json_int_t)now);
+    char *payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    char key[32];
+    snprintf(key, sizeof key, "%lld", (long long)id);
+    sqlite3_bind_text(d->event, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(d->event, 2, payload, -1, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = payload ? sq_step_reset(d->event) : SQLITE_NOMEM;
+    sqlite3_clear_bindings(d->event);
+    free(payload);
+    if (rc == SQLITE_OK)
+        rc = sq_run(d->s, SQ_S_COMMIT);
+    return rc;
+}
+
+/* Create the `orders` table when missing and write n orders, each with its
+ * OrderCreated event in the same transaction. */
+obx_status sq_demo(void *inst, uint64_t n, char *errstr, size_t errlen)
+{
+    sq_demo_ctx d = {inst, NULL, NULL, 0};
+    d.rng = (uint64_t)d.s->host->now_us() | 1;
+    int rc = sq_demo_prepare(&d);
+    for (uint64_t i = 0; rc == SQLITE_OK && i < n; i++)
+        rc = sq_demo_one(&d);
+    obx_status st = OBX_OK;
+    if (rc != SQLITE_OK)
+        st = sq_fail(d.s, rc, "demo", errstr, errlen);
+    else
+        d.s->host->log(d.s->host, OBX_LOG_INFO,
+                       "sqlite %s: demo wrote %llu orders with their "
+                       "OrderCreated events",
+                       d.s->path, (unsigned long long)n);
+    sqlite3_finalize(d.order);
+    sqlite3_finalize(d.event);
+    return st;
+}

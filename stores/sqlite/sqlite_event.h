@@ -1,0 +1,36 @@
+/* Events as the sqlite store hands them out: one malloc block per event
+ * holding the obx_event, its header array and every string. */
+#ifndef OBX_SQLITE_EVENT_H
+#define OBX_SQLITE_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include <outbox/event.h>
+#include <outbox/status.h>
+
+/* The block. `ev` comes first so the engine's obx_event pointer is the
+ * block; the links chain the instance's unsettled events, so close() can
+ * hand their leases back and free them. */
+typedef struct sq_event {
+    obx_event ev;
+    struct sq_event *prev, *next;
+    int64_t lease_until; /* our claim's locked_until: the lease token */
+} sq_event;
+
+/* The columns sq_event_read expects, in this order, from `first` on:
+ * id, event_id, aggregate_type, aggregate_id, event_type, payload, topic,
+ * headers, created_at, attempts. */
+#define SQ_EVENT_COLUMNS 10
+
+/* Build an event from the current row of `st`. `strict`: headers that are
+ * not a JSON object fail with OBX_PERMANENT (reason in err); otherwise they
+ * are dropped. Non-string header values are passed as compact JSON text.
+ * On OBX_OK *out is a new block the caller frees with free(). */
+obx_status sq_event_read(sqlite3_stmt *st, int first, bool strict,
+                         sq_event **out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,228 @@
+#include "sqlite_sql.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sqlite3.h>
+
+#include <outbox/host.h>
+
+static const char *const sq_col_default[SQ_C_COUNT] = {
+    [SQ_C_ID] = "id",
+    [SQ_C_EVENT_ID] = "event_id",
+    [SQ_C_AGGREGATE_TYPE] = "aggregate_type",
+    [SQ_C_AGGREGATE_ID] = "aggregate_id",
+    [SQ_C_EVENT_TYPE] = "event_type",
+    [SQ_C_PAYLOAD] = "payload",
+    [SQ_C_TOPIC] = "topic",
+    [SQ_C_HEADERS] = "headers",
+    [SQ_C_CREATED_AT] = "created_at",
+    [SQ_C_ATTEMPTS] = "attempts",
+    [SQ_C_NEXT_ATTEMPT_AT] = "next_attempt_at",
+    [SQ_C_LOCKED_BY] = "locked_by",
+    [SQ_C_LOCKED_UNTIL] = "locked_until",
+    [SQ_C_PUBLISHED_AT] = "published_at",
+    [SQ_C_DEAD_AT] = "dead_at",
+    [SQ_C_LAST_ERROR] = "last_error",
+    [SQ_C_DEAD_REASON] = "dead_reason",
+    [SQ_C_DEAD_DESTINATION] = "dead_destination",
+};
+
+/* A version 4 uuid from randomblob: version nibble 4, variant 8..b. The
+ * DEFAULT runs inside the writer's INSERT, so rows written by any client
+ * get an id without help from the relay. */
+#define SQ_UUID_SQL                                                            \
+    "lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2)))\n"          \
+    "        || '-4' || substr(lower(hex(randomblob(2))), 2)\n"                \
+    "        || '-' || substr('89ab', 1 + (random() & 3), 1)\n"                \
+    "        || substr(lower(hex(randomblob(2))), 2)\n"                        \
+    "        || '-' || lower(hex(randomblob(6)))"
+
+/* unixepoch('subsec') arrived in SQLite 3.42; julianday('now') has
+ * millisecond resolution, so round to the millisecond, then scale. */
+#define SQ_NOW_US_SQL                                                          \
+    "CAST(round((julianday('now') - 2440587.5) * 86400000.0)\n"                \
+    "        AS INTEGER) * 1000"
+
+#define SQ_PENDING_WHERE "{published_at} IS NULL AND {dead_at} IS NULL"
+
+const char *const sq_ddl_templates[] = {
+    "CREATE TABLE IF NOT EXISTS {T} (\n"
+    "    -- written by the application\n"
+    "    {id} INTEGER PRIMARY KEY AUTOINCREMENT, -- commit order\n"
+    "    {event_id} TEXT NOT NULL DEFAULT ( -- uuid v4\n"
+    "        " SQ_UUID_SQL "),\n"
+    "    {aggregate_type} TEXT NOT NULL,\n"
+    "    {aggregate_id} TEXT NOT NULL, -- ordering and partition key\n"
+    "    {event_type} TEXT NOT NULL,\n"
+    "    {payload} BLOB NOT NULL, -- bytes or text\n"
+    "    {topic} TEXT, -- explicit destination, wins over the template\n"
+    "    {headers} TEXT -- JSON object of string values\n"
+    "        CHECK ({headers} IS NULL OR json_type({headers}) = 'object'),\n"
+    "    {created_at} INTEGER NOT NULL DEFAULT ( -- unix microseconds\n"
+    "        " SQ_NOW_US_SQL "),\n"
+    "    -- owned by the relay\n"
+    "    {attempts} INTEGER NOT NULL DEFAULT 0, -- failed attempts\n"
+    "    {next_attempt_at} INTEGER NOT NULL DEFAULT 0, -- unix us\n"
+    "    {locked_by} TEXT, -- lease owner\n"
+    "    {locked_until} INTEGER, -- lease end, unix us\n"
+    "    {published_at} INTEGER, -- unix us\n"
+    "    {dead_at} INTEGER, -- unix us\n"
+    "    {last_error} TEXT,\n"
+    "    {dead_reason} TEXT,\n"
+    "    {dead_destination} TEXT\n"
+    ")",
+    /* the claim scans pending rows in id order */
+    "CREATE INDEX IF NOT EXISTS {I:pending} ON {T} ({id})\n"
+    "    WHERE " SQ_PENDING_WHERE,
+    /* the claim's per-key check looks for earlier rows of a key that hold
+     * it back: leased, or released for a retry. Only those rows are in
+     * this index, so it stays as small as the work in flight and an ack
+     * (which takes its row out) touches a page or two, whatever the keys */
+    "CREATE INDEX IF NOT EXISTS {I:key} ON {T} ({aggregate_id}, {id})\n"
+    "    WHERE " SQ_PENDING_WHERE "\n"
+    "    AND ({locked_until} IS NOT NULL OR {next_attempt_at} > 0)",
+    "CREATE INDEX IF NOT EXISTS {I:dead} ON {T} ({id})\n"
+    "    WHERE {dead_at} IS NOT NULL",
+    /* retention: published rows by age */
+    "CREATE INDEX IF NOT EXISTS {I:published} ON {T} ({published_at})\n"
+    "    WHERE {published_at} IS NOT NULL",
+    NULL,
+};
+
+static int sq_col_lookup(const char *name, int limit)
+{
+    for (int c = 0; c < limit; c++)
+        if (strcmp(sq_col_default[c], name) == 0)
+            return c;
+    return -1;
+}
+
+/* Format an error, prefixed with the config line when known. */
+static void sq_err(char *err, size_t errlen, int line, const char *fmt, ...)
+    OBX_PRINTF(4, 5);
+
+static void sq_err(char *err, size_t errlen, int line, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        snprintf(err, errlen, "line %d: %s", line, msg);
+    else
+        snprintf(err, errlen, "%s", msg);
+}
+
+static int sq_apply_mapping(sq_names *n, const obx_kv *kv, char *err,
+                            size_t errlen)
+{
+    int c = sq_col_lookup(kv->name, SQ_C_N_MAPPABLE);
+    if (c < 0) {
+        sq_err(err, errlen, kv->line,
+               "store.column.%s: unknown column '%s'; valid: id, event_id, "
+               "aggregate_type, aggregate_id, event_type, payload, topic, "
+               "headers, created_at (bookkeeping columns keep their names)",
+               kv->name, kv->name);
+        return -1;
+    }
+    if (n->col[c] != sq_col_default[c]) {
+        sq_err(err, errlen, kv->line, "store.column.%s: set twice", kv->name);
+        return -1;
+    }
+    if (!kv->value || !kv->value[0]) {
+        sq_err(err, errlen, kv->line, "store.column.%s: empty column name",
+               kv->name);
+        return -1;
+    }
+    n->col[c] = kv->value;
+    return 0;
+}
+
+/* SQLite compares identifiers case-insensitively (ASCII). */
+static int sq_check_distinct(const sq_names *n, char *err, size_t errlen)
+{
+    for (int a = 0; a < SQ_C_COUNT; a++)
+        for (int b = a + 1; b < SQ_C_COUNT; b++)
+            if (strcasecmp(n->col[a], n->col[b]) == 0) {
+                sq_err(err, errlen, 0,
+                       "store.column: columns '%s' and '%s' both map to '%s'",
+                       sq_col_default[a], sq_col_default[b], n->col[a]);
+                return -1;
+            }
+    return 0;
+}
+
+int sq_names_init(sq_names *n, const obx_sqlite_config *conf, char *err,
+                  size_t errlen)
+{
+    n->table = conf->table && conf->table[0] ? conf->table : "outbox";
+    for (int c = 0; c < SQ_C_COUNT; c++)
+        n->col[c] = sq_col_default[c];
+    for (size_t i = 0; i < conf->column.n; i++)
+        if (sq_apply_mapping(n, &conf->column.items[i], err, errlen) != 0)
+            return -1;
+    return sq_check_distinct(n, err, errlen);
+}
+
+static void sq_ident(sqlite3_str *s, const char *name)
+{
+    /* %w doubles embedded double quotes: SQLite's identifier quoting. */
+    sqlite3_str_appendf(s, "\"%w\"", name);
+}
+
+/* Append the expansion of one placeholder body (between the braces). */
+static int sq_placeholder(sqlite3_str *s, const sq_names *n, const char *p,
+                          size_t len)
+{
+    char key[64];
+    if (len == 0 || len >= sizeof key)
+        return -1;
+    memcpy(key, p, len);
+    key[len] = '\0';
+    if (strcmp(key, "T") == 0) {
+        sq_ident(s, n->table);
+        return 0;
+    }
+    if (strncmp(key, "I:", 2) == 0) {
+        char *idx = sqlite3_mprintf("%s_%s", n->table, key + 2);
+        if (!idx)
+            return -1;
+        sq_ident(s, idx);
+        sqlite3_free(idx);
+        return 0;
+    }
+    int c = sq_col_lookup(key, SQ_C_COUNT);
+    if (c < 0)
+        return -1;
+    sq_ident(s, n->col[c]);
+    return 0;
+}
+
+char *sq_sql_expand(const sq_names *n, const char *tpl)
+{
+    sqlite3_str *s = sqlite3_str_new(NULL);
+    const char *p = tpl;
+    int bad = 0;
+    while (*p && !bad) {
+        const char *open = strchr(p, '{');
+        if (!open) {
+            sqlite3_str_appendall(s, p);
+            break;
+        }
+        sqlite3_str_append(s, p, (int)(open - p));
+        const char *close = strchr(open, '}');
+        bad = !close ||
+              sq_placeholder(s, n, open + 1, (size_t)(close - open - 1)) != 0;
+        p = close ? close + 1 : open + 1;
+    }
+    char *out = sqlite3_str_finish(s);
+    if (bad) {
+        sqlite3_free(out);
+        return NULL;
+    }
+    return out;
+}

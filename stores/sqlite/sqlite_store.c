@@ -1,0 +1,832 @@
+/* The sqlite store plugin: an outbox table polled through SQLite.
+ *
+ * Claims lease rows (locked_by, locked_until) inside BEGIN IMMEDIATE with
+ * UPDATE ... RETURNING, so several relay processes can share one file;
+ * PRAGMA data_version tells cheaply whether another connection committed
+ * while we wait for new events. */
+#include "sqlite_store.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How often an idle claim looks at PRAGMA data_version: cheap (it reads
+ * the WAL index header), and it bounds the pick-up latency of new rows. */
+#define SQ_POLL_US 5000
+
+static const char *const sq_ack_modes[] = {"mark", "delete", NULL};
+
+#define SQ_OFF(f) offsetof(obx_sqlite_config, f)
+
+static const obx_option sq_options[] = {
+    {"path", OBX_OPT_STRING, "outbox.db", 0, 0, 0, NULL, SQ_OFF(path),
+     "SQLite database file (created when missing)"},
+    {"table", OBX_OPT_STRING, "outbox", 0, 0, 0, NULL, SQ_OFF(table),
+     "outbox table name (quoted as an identifier)"},
+    {"ack_mode", OBX_OPT_ENUM, "mark", 0, 0, 0, sq_ack_modes, SQ_OFF(ack_mode),
+     "mark: set published_at and delete after `retention`; delete: delete "
+     "the row once the broker confirmed it"},
+    {"lease", OBX_OPT_DURATION, "60s", 0, 10, 86400000, NULL, SQ_OFF(lease_ms),
+     "how long a claim is owned before another relay may take the event"},
+    {"busy_timeout", OBX_OPT_DURATION, "5s", 0, 0, 3600000, NULL,
+     SQ_OFF(busy_timeout_ms),
+     "wait this long for a lock before reporting the store unavailable"},
+    {"retention", OBX_OPT_DURATION, "7d", 0, 0, 315360000000, NULL,
+     SQ_OFF(retention_ms),
+     "ack_mode=mark: delete published rows older than this (0: keep)"},
+    {"create_schema", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
+     SQ_OFF(create_schema),
+     "create the table and its indexes at start-up when missing"},
+    {"owner", OBX_OPT_STRING, NULL, 0, 0, 0, NULL, SQ_OFF(owner),
+     "lease owner id written to locked_by (default <hostname>:<pid>)"},
+    {"column", OBX_OPT_PREFIX, NULL, 0, 0, 0, NULL, SQ_OFF(column),
+     "column.<name> = <real column>: rename a writer-facing column (id, "
+     "event_id, aggregate_type, aggregate_id, event_type, payload, topic, "
+     "headers, created_at)"},
+    OBX_OPTIONS_END,
+};
+
+#define SQ_PENDING "{published_at} IS NULL AND {dead_at} IS NULL"
+#define SQ_EVENT_COLS                                                          \
+    "{id}, {event_id}, {aggregate_type}, {aggregate_id}, {event_type}, "       \
+    "{payload}, {topic}, {headers}, {created_at}, {attempts}"
+/* Release and bury touch a row only while our claim still holds it: once
+ * the lease ran out and another relay took the event, it is theirs. */
+#define SQ_OURS "{id} = ?1 AND {locked_by} = ?2 AND {locked_until} = ?3"
+
+/* Eligible: pending, due, not leased; and no earlier pending row of the
+ * same key is blocked (leased or waiting for its retry). Earlier rows of
+ * the key that are eligible have lower ids, so ORDER BY id LIMIT takes
+ * them into the same batch first. ?1 owner, ?2 lease end, ?3 now, ?4 max.
+ * The "locked_until IS NOT NULL OR next_attempt_at > 0" term is implied by
+ * the blocked test; it is spelled out so SQLite can use the <table>_key
+ * partial index, which holds only such rows. */
+static const char sq_claim_sql[] =
+    "UPDATE {T} SET {locked_by} = ?1, {locked_until} = ?2\n"
+    "WHERE {id} IN (\n"
+    "  SELECT o.{id} FROM {T} AS o\n"
+    "  WHERE o.{published_at} IS NULL AND o.{dead_at} IS NULL\n"
+    "    AND o.{next_attempt_at} <= ?3\n"
+    "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= ?3)\n"
+    "    AND NOT EXISTS (\n"
+    "      SELECT 1 FROM {T} AS p\n"
+    "      WHERE p.{aggregate_id} = o.{aggregate_id} AND p.{id} < o.{id}\n"
+    "        AND p.{published_at} IS NULL AND p.{dead_at} IS NULL\n"
+    "        AND (p.{locked_until} IS NOT NULL OR p.{next_attempt_at} > 0)\n"
+    "        AND (p.{next_attempt_at} > ?3 OR p.{locked_until} > ?3))\n"
+    "  ORDER BY o.{id} LIMIT ?4)\n"
+    "RETURNING " SQ_EVENT_COLS;
+
+static const char *const sq_stmt_sql[SQ_S_COUNT] = {
+    [SQ_S_BEGIN] = "BEGIN IMMEDIATE",
+    [SQ_S_COMMIT] = "COMMIT",
+    [SQ_S_ROLLBACK] = "ROLLBACK",
+    [SQ_S_DATA_VERSION] = "PRAGMA data_version",
+    [SQ_S_CLAIM] = sq_claim_sql,
+    [SQ_S_ACK] = NULL, /* by ack_mode, see sq_ack_sql() */
+    [SQ_S_RELEASE] = "UPDATE {T} SET {next_attempt_at} = ?4, "
+                     "{attempts} = {attempts} + ?5, "
+                     "{last_error} = coalesce(?6, {last_error}), "
+                     "{locked_by} = NULL, {locked_until} = NULL "
+                     "WHERE " SQ_OURS,
+    [SQ_S_BURY] = "UPDATE {T} SET {dead_at} = ?4, {dead_reason} = ?5, "
+                  "{dead_destination} = ?6, {attempts} = ?7, "
+                  "{locked_by} = NULL, {locked_until} = NULL "
+                  "WHERE " SQ_OURS,
+    [SQ_S_UNLEASE] = "UPDATE {T} SET {locked_by} = NULL, "
+                     "{locked_until} = NULL WHERE " SQ_OURS,
+    [SQ_S_POISON] = "UPDATE {T} SET {dead_at} = ?2, {dead_reason} = ?3, "
+                    "{locked_by} = NULL, {locked_until} = NULL "
+                    "WHERE {id} = ?1",
+    [SQ_S_RETENTION] = "DELETE FROM {T} WHERE {id} IN (SELECT {id} FROM {T} "
+                       "WHERE {published_at} IS NOT NULL "
+                       "AND {published_at} < ?1 LIMIT ?2)",
+    [SQ_S_PENDING] = "SELECT count(*) FROM {T} WHERE " SQ_PENDING,
+    /* ids grow with insert time, so the lowest pending id is the oldest
+     * pending event; MIN(created_at) would read every pending row */
+    [SQ_S_OLDEST] = "SELECT {created_at} FROM {T} WHERE " SQ_PENDING
+                    " ORDER BY {id} LIMIT 1",
+    [SQ_S_DEAD_COUNT] = "SELECT count(*) FROM {T} WHERE {dead_at} IS NOT NULL",
+    [SQ_S_DEAD_LIST] = "SELECT " SQ_EVENT_COLS ", {dead_reason}, "
+                       "{dead_destination}, {dead_at} FROM {T} "
+                       "WHERE {dead_at} IS NOT NULL "
+                       "AND (?1 IS NULL OR {event_id} = ?1) ORDER BY {id}",
+    [SQ_S_REQUEUE] = "UPDATE {T} SET {dead_at} = NULL, {dead_reason} = NULL, "
+                     "{dead_destination} = NULL, {attempts} = 0, "
+                     "{next_attempt_at} = 0, {locked_by} = NULL, "
+                     "{locked_until} = NULL WHERE {dead_at} IS NOT NULL "
+                     "AND (?1 IS NULL OR {event_id} = ?1)",
+    [SQ_S_PURGE] = "DELETE FROM {T} WHERE {dead_at} IS NOT NULL "
+                   "AND (?1 IS NULL OR {event_id} = ?1)",
+};
+
+static const char *sq_ack_sql(const obx_sqlite_config *conf)
+{
+    if (conf->ack_mode == OBX_SQLITE_ACK_DELETE)
+        return "DELETE FROM {T} WHERE {id} = ?1";
+    return "UPDATE {T} SET {published_at} = ?2, {locked_by} = NULL, "
+           "{locked_until} = NULL WHERE {id} = ?1 AND {published_at} IS NULL";
+}
+
+/* ---- small helpers shared with sqlite_admin.c ---- */
+
+static obx_status sq_status_of(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+    case SQLITE_READONLY: return OBX_UNAVAILABLE;
+    case SQLITE_NOMEM: return OBX_NOMEM;
+    default: return OBX_FATAL;
+    }
+}
+
+static void sq_rollback(sq_store *s)
+{
+    if (s->db && !sqlite3_get_autocommit(s->db))
+        sq_run(s, SQ_S_ROLLBACK);
+}
+
+obx_status sq_fail(sq_store *s, int rc, const char *what, char *errstr,
+                   size_t errlen)
+{
+    int base = rc & 0xff;
+    if (base == SQLITE_BUSY || base == SQLITE_LOCKED)
+        snprintf(errstr, errlen,
+                 "sqlite %s: %s: database locked for more than "
+                 "busy_timeout=%lld ms",
+                 s->path, what, (long long)s->conf->busy_timeout_ms);
+    else
+        snprintf(errstr, errlen, "sqlite %s: %s: %s", s->path, what,
+                 sqlite3_errmsg(s->db));
+    sq_rollback(s);
+    return sq_status_of(rc);
+}
+
+int sq_run(sq_store *s, sq_stmt which)
+{
+    sqlite3_stmt *st = s->st[which];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+void sq_bind_str(sqlite3_stmt *st, int idx, const char *v)
+{
+    if (v)
+        sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, idx);
+}
+
+static void sq_live_add(sq_store *s, sq_event *e)
+{
+    e->prev = NULL;
+    e->next = s->live;
+    if (s->live)
+        s->live->prev = e;
+    s->live = e;
+}
+
+/* Settle: forget and free a claimed event. */
+static void sq_live_free(sq_store *s, sq_event *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        s->live = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    free(e);
+}
+
+static void sq_bind_ours(sq_store *s, sqlite3_stmt *st, const sq_event *e)
+{
+    sqlite3_bind_int64(st, 1, (int64_t)e->ev.pos.seq);
+    sqlite3_bind_text(st, 2, s->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, e->lease_until);
+}
+
+/* ---- open / close ---- */
+
+static void sq_default_owner(sq_store *s)
+{
+    const char *o = s->conf->owner;
+    if (o && o[0]) {
+        snprintf(s->owner, sizeof s->owner, "%s", o);
+        return;
+    }
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(s->owner, sizeof s->owner, "%s:%ld", host, (long)getpid());
+}
+
+/* Errors while opening: a path that cannot be opened or is not a database
+ * is the operator's to fix (OBX_CONFIG); a lock held too long is not. */
+static obx_status sq_open_fail(sq_store *s, int rc, const char *what,
+                               char *errstr, size_t errlen)
+{
+    int base = rc & 0xff;
+    if (base == SQLITE_CANTOPEN || base == SQLITE_NOTADB ||
+        base == SQLITE_ERROR || base == SQLITE_AUTH) {
+        const char *sys = base == SQLITE_CANTOPEN && sqlite3_system_errno(s->db)
+                              ? strerror(sqlite3_system_errno(s->db))
+                              : NULL;
+        snprintf(errstr, errlen, "sqlite %s: %s: %s%s%s", s->path, what,
+                 sqlite3_errmsg(s->db), sys ? ": " : "", sys ? sys : "");
+        sq_rollback(s);
+        return OBX_CONFIG;
+    }
+    return sq_fail(s, rc, what, errstr, errlen);
+}
+
+static int sq_exec(sq_store *s, const char *sql)
+{
+    return sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+}
+
+static obx_status sq_pragmas(sq_store *s, char *errstr, size_t errlen)
+{
+    sqlite3_busy_timeout(s->db, (int)s->conf->busy_timeout_ms);
+    sqlite3_stmt *st = NULL;
+    int rc =
+        sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(st, 0);
+        if (!mode || strcmp(mode, "wal") != 0)
+            s->host->log(s->host, OBX_LOG_WARN,
+                         "sqlite %s: journal_mode is %s, not wal; readers "
+                         "and the relay will block each other",
+                         s->path, mode ? mode : "?");
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK)
+        return sq_open_fail(s, rc, "set journal_mode=WAL", errstr, errlen);
+    /* In WAL mode NORMAL syncs at checkpoints, not at every commit: after
+     * a power loss the database is intact but our last commits may be
+     * gone. Those are only claims, acks and retries (an event published
+     * again, a lease or attempt forgotten): at-least-once survives. The
+     * events themselves are committed by the writer's own connection under
+     * its own synchronous setting. */
+    rc = sq_exec(s, "PRAGMA synchronous=NORMAL");
+    if (rc != SQLITE_OK)
+        return sq_open_fail(s, rc, "set synchronous", errstr, errlen);
+    return OBX_OK;
+}
+
+static obx_status sq_create_schema(sq_store *s, char *errstr, size_t errlen)
+{
+    int rc = sq_exec(s, "BEGIN IMMEDIATE");
+    for (size_t i = 0; rc == SQLITE_OK && sq_ddl_templates[i]; i++) {
+        char *sql = sq_sql_expand(&s->names, sq_ddl_templates[i]);
+        rc = sql ? sq_exec(s, sql) : SQLITE_NOMEM;
+        sqlite3_free(sql);
+    }
+    if (rc == SQLITE_OK)
+        rc = sq_exec(s, "COMMIT");
+    if (rc != SQLITE_OK)
+        return sq_open_fail(s, rc, "create schema", errstr, errlen);
+    return OBX_OK;
+}
+
+static int sq_prepare(sq_store *s, const char *tpl, sqlite3_stmt **out)
+{
+    char *sql = sq_sql_expand(&s->names, tpl);
+    if (!sql)
+        return SQLITE_NOMEM;
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out,
+                                NULL);
+    sqlite3_free(sql);
+    return rc;
+}
+
+static obx_status sq_prepare_all(sq_store *s, char *errstr, size_t errlen)
+{
+    for (int i = 0; i < SQ_S_COUNT; i++) {
+        const char *tpl = i == SQ_S_ACK ? sq_ack_sql(s->conf) : sq_stmt_sql[i];
+        int rc = sq_prepare(s, tpl, &s->st[i]);
+        if (rc != SQLITE_OK) {
+            char what[160];
+            snprintf(what, sizeof what, "table \"%s\" does not fit",
+                     s->names.table);
+            return sq_open_fail(s, rc, what, errstr, errlen);
+        }
+    }
+    return OBX_OK;
+}
+
+static void sq_close_db(sq_store *s)
+{
+    for (int i = 0; i < SQ_S_COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    memset(s->st, 0, sizeof s->st);
+    sqlite3_close_v2(s->db);
+    s->db = NULL;
+}
+
+static obx_status sq_connect(sq_store *s, int flags, char *errstr,
+                             size_t errlen)
+{
+    int rc =
+        sqlite3_open_v2(s->path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        sqlite3_extended_result_codes(s->db, 1);
+    if (rc != SQLITE_OK && !s->db)
+        return OBX_NOMEM;
+    if (rc != SQLITE_OK)
+        return sq_open_fail(s, rc, "cannot open database", errstr, errlen);
+    return OBX_OK;
+}
+
+static obx_status sq_init(sq_store *s, const obx_host *host,
+                          const obx_sqlite_config *conf, char *errstr,
+                          size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->host = host;
+    s->conf = conf;
+    s->path = conf->path && conf->path[0] ? conf->path : "outbox.db";
+    if (sq_names_init(&s->names, conf, errstr, errlen) != 0)
+        return OBX_CONFIG;
+    sq_default_owner(s);
+    return OBX_OK;
+}
+
+/* Open the database, switch it to WAL, create the schema when asked and
+ * prepare every statement. The config must outlive the instance. */
+static obx_status sq_open(const obx_host *host, const void *config, void **inst,
+                          char *errstr, size_t errlen)
+{
+    sq_store *s = malloc(sizeof *s);
+    if (!s)
+        return OBX_NOMEM;
+    obx_status st = sq_init(s, host, config, errstr, errlen);
+    if (st == OBX_OK)
+        st = sq_connect(s, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, errstr,
+                        errlen);
+    if (st == OBX_OK)
+        st = sq_pragmas(s, errstr, errlen);
+    if (st == OBX_OK && s->conf->create_schema)
+        st = sq_create_schema(s, errstr, errlen);
+    if (st == OBX_OK)
+        st = sq_prepare_all(s, errstr, errlen);
+    if (st != OBX_OK) {
+        sq_close_db(s);
+        free(s);
+        return st;
+    }
+    host->log(host, OBX_LOG_INFO,
+              "sqlite %s: table \"%s\", owner %s, ack_mode %s, lease %lld ms",
+              s->path, s->names.table, s->owner,
+              s->conf->ack_mode == OBX_SQLITE_ACK_DELETE ? "delete" : "mark",
+              (long long)s->conf->lease_ms);
+    *inst = s;
+    return OBX_OK;
+}
+
+/* Hand the leases of unsettled events back at once (best effort: if this
+ * fails the leases simply run out), then free them. */
+static void sq_unlease_live(sq_store *s)
+{
+    if (!s->live)
+        return;
+    int rc = sq_run(s, SQ_S_BEGIN);
+    for (sq_event *e = s->live; rc == SQLITE_OK && e; e = e->next) {
+        sq_bind_ours(s, s->st[SQ_S_UNLEASE], e);
+        rc = sq_run(s, SQ_S_UNLEASE);
+    }
+    if (rc == SQLITE_OK)
+        rc = sq_run(s, SQ_S_COMMIT);
+    if (rc != SQLITE_OK) {
+        s->host->log(s->host, OBX_LOG_WARN,
+                     "sqlite %s: could not return leases at close: %s; they "
+                     "expire after the lease",
+                     s->path, sqlite3_errmsg(s->db));
+        sq_rollback(s);
+    }
+    while (s->live)
+        sq_live_free(s, s->live);
+}
+
+static void sq_close(void *inst)
+{
+    sq_store *s = inst;
+    if (!s)
+        return;
+    sq_unlease_live(s);
+    sq_close_db(s);
+    free(s);
+}
+
+/* ---- claim ---- */
+
+/* A row whose headers cannot be parsed, dead-lettered before COMMIT. */
+typedef struct sq_poison {
+    int64_t id;
+    char reason[OBX_ERRSTR_LEN];
+} sq_poison;
+
+typedef struct sq_batch {
+    obx_event **out;
+    size_t n;
+    sq_poison *bad;
+    size_t n_bad;
+} sq_batch;
+
+static obx_status sq_add_poison(sq_batch *b, int64_t id, const char *reason)
+{
+    sq_poison *p = realloc(b->bad, (b->n_bad + 1) * sizeof *p);
+    if (!p)
+        return OBX_NOMEM;
+    b->bad = p;
+    p[b->n_bad].id = id;
+    snprintf(p[b->n_bad].reason, sizeof p[b->n_bad].reason, "%s", reason);
+    b->n_bad++;
+    return OBX_OK;
+}
+
+static obx_status sq_claim_row(sqlite3_stmt *st, int64_t until, sq_batch *b)
+{
+    char err[OBX_ERRSTR_LEN];
+    sq_event *e = NULL;
+    obx_status rc = sq_event_read(st, 0, true, &e, err, sizeof err);
+    if (rc == OBX_PERMANENT)
+        return sq_add_poison(b, sqlite3_column_int64(st, 0), err);
+    if (rc != OBX_OK)
+        return rc;
+    e->lease_until = until;
+    b->out[b->n++] = &e->ev;
+    return OBX_OK;
+}
+
+static void sq_batch_drop(sq_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->out[i]);
+    b->n = 0;
+}
+
+static int sq_bury_poison(sq_store *s, sq_batch *b, int64_t now)
+{
+    sqlite3_stmt *st = s->st[SQ_S_POISON];
+    for (size_t i = 0; i < b->n_bad; i++) {
+        sqlite3_bind_int64(st, 1, b->bad[i].id);
+        sqlite3_bind_int64(st, 2, now);
+        sqlite3_bind_text(st, 3, b->bad[i].reason, -1, SQLITE_STATIC);
+        int rc = sq_run(s, SQ_S_POISON);
+        if (rc != SQLITE_OK)
+            return rc;
+        s->host->log(s->host, OBX_LOG_WARN,
+                     "sqlite %s: row id %lld dead-lettered at claim: %s",
+                     s->path, (long long)b->bad[i].id, b->bad[i].reason);
+    }
+    return SQLITE_OK;
+}
+
+/* Run the claim UPDATE and collect its rows into b. */
+static int sq_claim_step(sq_store *s, size_t max, int64_t now, int64_t until,
+                         sq_batch *b, obx_status *ost)
+{
+    sqlite3_stmt *st = s->st[SQ_S_CLAIM];
+    sqlite3_bind_text(st, 1, s->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, until);
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, max > INT32_MAX ? INT32_MAX : (sqlite3_int64)max);
+    int rc = SQLITE_DONE;
+    *ost = OBX_OK;
+    /* RETURNING never yields more than LIMIT rows; the check guards out[] */
+    while (*ost == OBX_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        *ost = b->n < max ? sq_claim_row(st, until, b) : OBX_FATAL;
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static int sq_cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = (*(obx_event *const *)a)->pos.seq;
+    uint64_t y = (*(obx_event *const *)b)->pos.seq;
+    return x < y ? -1 : x > y;
+}
+
+static obx_status sq_claim_once(sq_store *s, obx_event **out, size_t max,
+                                size_t *n, char *errstr, size_t errlen)
+{
+    int64_t now = s->host->now_us();
+    int64_t until = now + s->conf->lease_ms * 1000;
+    sq_batch b = {out, 0, NULL, 0};
+    obx_status ost = OBX_OK;
+    int rc = sq_run(s, SQ_S_BEGIN);
+    if (rc == SQLITE_OK)
+        rc = sq_claim_step(s, max, now, until, &b, &ost);
+    if (rc == SQLITE_OK && ost == OBX_OK && b.n_bad)
+        rc = sq_bury_poison(s, &b, now);
+    if (rc == SQLITE_OK && ost == OBX_OK)
+        rc = sq_run(s, SQ_S_COMMIT);
+    free(b.bad);
+    if (rc != SQLITE_OK || ost != OBX_OK) {
+        sq_batch_drop(&b);
+        if (rc != SQLITE_OK)
+            return sq_fail(s, rc, "claim", errstr, errlen);
+        sq_rollback(s);
+        snprintf(errstr, errlen, "sqlite %s: claim: %s", s->path,
+                 ost == OBX_NOMEM ? "out of memory"
+                                  : "more rows than asked for");
+        return ost;
+    }
+    /* RETURNING gives no order guarantee; the engine needs id order */
+    qsort(out, b.n, sizeof *out, sq_cmp_seq);
+    for (size_t i = 0; i < b.n; i++)
+        sq_live_add(s, (sq_event *)out[i]);
+    *n = b.n;
+    return OBX_OK;
+}
+
+static int sq_data_version(sq_store *s, int64_t *v)
+{
+    sqlite3_stmt *st = s->st[SQ_S_DATA_VERSION];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *v = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static void sq_sleep_us(int64_t us)
+{
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Wait until another connection commits or wait_ms passes. data_version
+ * changes only for commits by other connections, which is what we want. */
+static int sq_wait_change(sq_store *s, int64_t seen, int wait_ms)
+{
+    int64_t deadline = s->host->mono_us() + (int64_t)wait_ms * 1000;
+    for (;;) {
+        int64_t left = deadline - s->host->mono_us();
+        if (left <= 0)
+            return SQLITE_OK;
+        sq_sleep_us(left < SQ_POLL_US ? left : SQ_POLL_US);
+        int64_t v = seen;
+        int rc = sq_data_version(s, &v);
+        if (rc != SQLITE_OK || v != seen)
+            return rc;
+    }
+}
+
+/* Claim up to max due events (see obx_store_ops.claim). The events are
+ * ours until ack/release/bury settles them, or close(). */
+static obx_status sq_claim(void *inst, obx_event **out, size_t max, size_t *n,
+                           int wait_ms, char *errstr, size_t errlen)
+{
+    sq_store *s = inst;
+    *n = 0;
+    if (max == 0)
+        return OBX_OK;
+    sq_retention(s);
+    int64_t seen = 0;
+    int rc = wait_ms > 0 ? sq_data_version(s, &seen) : SQLITE_OK;
+    if (rc != SQLITE_OK)
+        return sq_fail(s, rc, "data_version", errstr, errlen);
+    obx_status st = sq_claim_once(s, out, max, n, errstr, errlen);
+    if (st != OBX_OK || *n > 0 || wait_ms <= 0)
+        return st;
+    rc = sq_wait_change(s, seen, wait_ms);
+    if (rc != SQLITE_OK)
+        return sq_fail(s, rc, "data_version", errstr, errlen);
+    return sq_claim_once(s, out, max, n, errstr, errlen);
+}
+
+/* ---- settle: ack, release, bury ---- */
+
+/* Run one statement per event inside one transaction; `bind` binds the
+ * statement for event i. Frees the events after COMMIT; on error they stay
+ * claimed (and valid) and the leases return them later. */
+typedef void (*sq_bind_fn)(sq_store *s, sqlite3_stmt *st, const void *items,
+                           size_t i, int64_t now);
+typedef sq_event *(*sq_item_fn)(const void *items, size_t i);
+
+static obx_status sq_settle(sq_store *s, sq_stmt which, const void *items,
+                            size_t n, sq_bind_fn bind, sq_item_fn item,
+                            const char *what, char *errstr, size_t errlen)
+{
+    if (n == 0)
+        return OBX_OK;
+    int64_t now = s->host->now_us();
+    size_t lost = 0;
+    int rc = sq_run(s, SQ_S_BEGIN);
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        bind(s, s->st[which], items, i, now);
+        rc = sq_run(s, which);
+        lost += rc == SQLITE_OK && sqlite3_changes(s->db) == 0;
+    }
+    if (rc == SQLITE_OK)
+        rc = sq_run(s, SQ_S_COMMIT);
+    if (rc != SQLITE_OK)
+        return sq_fail(s, rc, what, errstr, errlen);
+    if (lost && which != SQ_S_ACK)
+        s->host->log(s->host, OBX_LOG_INFO,
+                     "sqlite %s: %s: %zu of %zu events were no longer ours "
+                     "(lease expired and taken over); left to their owner",
+                     s->path, what, lost, n);
+    for (size_t i = 0; i < n; i++)
+        sq_live_free(s, item(items, i));
+    return OBX_OK;
+}
+
+static sq_event *sq_item_event(const void *items, size_t i)
+{
+    return (sq_event *)((obx_event *const *)items)[i];
+}
+
+static sq_event *sq_item_release(const void *items, size_t i)
+{
+    return (sq_event *)((const obx_release *)items)[i].event;
+}
+
+static sq_event *sq_item_burial(const void *items, size_t i)
+{
+    return (sq_event *)((const obx_burial *)items)[i].event;
+}
+
+static void sq_bind_ack(sq_store *s, sqlite3_stmt *st, const void *items,
+                        size_t i, int64_t now)
+{
+    sqlite3_bind_int64(st, 1, (int64_t)sq_item_event(items, i)->ev.pos.seq);
+    if (s->conf->ack_mode != OBX_SQLITE_ACK_DELETE)
+        sqlite3_bind_int64(st, 2, now);
+}
+
+static void sq_bind_release(sq_store *s, sqlite3_stmt *st, const void *items,
+                            size_t i, int64_t now)
+{
+    const obx_release *r = &((const obx_release *)items)[i];
+    sq_bind_ours(s, st, (const sq_event *)r->event);
+    sqlite3_bind_int64(st, 4, r->retry_at_us);
+    sqlite3_bind_int(st, 5, r->counts_as_attempt ? 1 : 0);
+    sq_bind_str(st, 6, r->error);
+}
+
+static void sq_bind_bury(sq_store *s, sqlite3_stmt *st, const void *items,
+                         size_t i, int64_t now)
+{
+    const obx_burial *b = &((const obx_burial *)items)[i];
+    sq_bind_ours(s, st, (const sq_event *)b->event);
+    sqlite3_bind_int64(st, 4, now);
+    sq_bind_str(st, 5, b->reason ? b->reason : "unknown");
+    sq_bind_str(st, 6, b->destination);
+    sqlite3_bind_int64(st, 7, (int64_t)b->event->attempts);
+}
+
+/* Mark published (ack_mode=mark) or delete (delete), in one transaction.
+ * Acks whatever the lease says: the broker has the event either way. */
+static obx_status sq_ack(void *inst, obx_event *const *events, size_t n,
+                         char *errstr, size_t errlen)
+{
+    return sq_settle(inst, SQ_S_ACK, events, n, sq_bind_ack, sq_item_event,
+                     "ack", errstr, errlen);
+}
+
+/* Schedule a retry: next_attempt_at, attempts (when it counts), last_error
+ * (kept when error is NULL); the lease is cleared. One transaction. */
+static obx_status sq_release(void *inst, const obx_release *items, size_t n,
+                             char *errstr, size_t errlen)
+{
+    return sq_settle(inst, SQ_S_RELEASE, items, n, sq_bind_release,
+                     sq_item_release, "release", errstr, errlen);
+}
+
+/* Dead-letter in the table: dead_at, reason, destination, attempts. */
+static obx_status sq_bury(void *inst, const obx_burial *items, size_t n,
+                          char *errstr, size_t errlen)
+{
+    return sq_settle(inst, SQ_S_BURY, items, n, sq_bind_bury, sq_item_burial,
+                     "bury", errstr, errlen);
+}
+
+/* ---- validate / schema ---- */
+
+static obx_status sq_table_exists(sq_store *s, bool *exists)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        s->db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, s->names.table, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        *exists = rc == SQLITE_ROW;
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* A missing file is fine when open() may create it: its directory must
+ * exist and be writable. */
+static obx_status sq_check_creatable(sq_store *s, char *errstr, size_t errlen)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", s->path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0'; /* "/x.db": the root directory */
+    else
+        *slash = '\0';
+    if (access(dir, W_OK | X_OK) == 0)
+        return OBX_OK;
+    snprintf(errstr, errlen, "sqlite %s: cannot create the database: %s: %s",
+             s->path, dir, strerror(errno));
+    return OBX_CONFIG;
+}
+
+/* --connect: open the existing file read/write without creating anything
+ * (no WAL switch, no schema) and check that the table fits our SQL. */
+static obx_status sq_validate_connect(sq_store *s, char *errstr, size_t errlen)
+{
+    if (access(s->path, F_OK) != 0 && s->conf->create_schema)
+        return sq_check_creatable(s, errstr, errlen);
+    obx_status st = sq_connect(s, SQLITE_OPEN_READWRITE, errstr, errlen);
+    bool exists = false;
+    int rc = st == OBX_OK ? sq_table_exists(s, &exists) : SQLITE_OK;
+    if (st == OBX_OK && rc != SQLITE_OK)
+        st = sq_open_fail(s, rc, "read schema", errstr, errlen);
+    if (st == OBX_OK && !exists && !s->conf->create_schema) {
+        snprintf(errstr, errlen,
+                 "sqlite %s: no table \"%s\" and create_schema is false",
+                 s->path, s->names.table);
+        st = OBX_CONFIG;
+    }
+    if (st == OBX_OK && exists)
+        st = sq_prepare_all(s, errstr, errlen);
+    sq_close_db(s);
+    return st;
+}
+
+/* Check the config; with `connect`, also the database file and table. */
+static obx_status sq_validate(const obx_host *host, const void *config,
+                              bool connect, char *errstr, size_t errlen)
+{
+    sq_store s;
+    obx_status st = sq_init(&s, host, config, errstr, errlen);
+    if (st != OBX_OK || !connect)
+        return st;
+    return sq_validate_connect(&s, errstr, errlen);
+}
+
+/* Emit the DDL for `config`, one statement per call, each ending in ";". */
+static obx_status sq_schema(const obx_host *host, const void *config,
+                            obx_emit_fn emit, void *ctx)
+{
+    sq_names names;
+    char err[OBX_ERRSTR_LEN];
+    if (sq_names_init(&names, config, err, sizeof err) != 0) {
+        host->log(host, OBX_LOG_ERROR, "sqlite schema: %s", err);
+        return OBX_CONFIG;
+    }
+    for (size_t i = 0; sq_ddl_templates[i]; i++) {
+        char *sql = sq_sql_expand(&names, sq_ddl_templates[i]);
+        char *text = sql ? sqlite3_mprintf("%s;\n", sql) : NULL;
+        if (text)
+            emit(ctx, text);
+        sqlite3_free(sql);
+        sqlite3_free(text);
+        if (!text)
+            return OBX_NOMEM;
+    }
+    return OBX_OK;
+}
+
+static const obx_store_ops sq_ops = {
+    .struct_size = sizeof(obx_store_ops),
+    .flags = OBX_STORE_ORDERED_CLAIM | OBX_STORE_DURABLE_RETRY,
+    .validate = sq_validate,
+    .open = sq_open,
+    .close = sq_close,
+    .claim = sq_claim,
+    .ack = sq_ack,
+    .release = sq_release,
+    .bury = sq_bury,
+    .stats = sq_stats,
+    .schema = sq_schema,
+    .dead_list = sq_dead_list,
+    .dead_requeue = sq_dead_requeue,
+    .dead_purge = sq_dead_purge,
+    .demo = sq_demo,
+};
+
+OBX_STORE_PLUGIN("sqlite", "SQLite outbox table (polling, WAL mode)", "1.0.0",
+                 sq_options, obx_sqlite_config, sq_ops)
