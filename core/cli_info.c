@@ -38,8 +38,8 @@ static void list_one(void *ctx, const obx_loaded *p)
 {
     (void)ctx;
     printf("%-7s %-12s %-8s %s\n        %s\n",
-           obx_plugin_kind_name(p->desc->kind), p->desc->name,
-           p->desc->version, p->desc->description, p->path);
+           obx_plugin_kind_name(p->desc->kind), p->desc->name, p->desc->version,
+           p->desc->description, p->path);
 }
 
 static void list_bad(void *ctx, const char *path, const char *err)
@@ -62,8 +62,8 @@ int obx_cmd_plugins(obx_cli *c)
 }
 
 /* A store or broker plugin by name: stores first. */
-static const obx_loaded *find_any(obx_loader *ld, const char *name,
-                                  char *err, size_t errlen)
+static const obx_loaded *find_any(obx_loader *ld, const char *name, char *err,
+                                  size_t errlen)
 {
     const obx_loaded *p = NULL;
     char e2[1024];
@@ -106,13 +106,12 @@ int obx_cmd_help(obx_cli *c)
     const char *kind = obx_plugin_kind_name(p->desc->kind);
     printf("%s plugin '%s' %s: %s\n(%s)\n\nkeys, set as %s.KEY in a "
            "[pipeline] section:\n\n",
-           kind, p->desc->name, p->desc->version, p->desc->description,
-           p->path, kind);
+           kind, p->desc->name, p->desc->version, p->desc->description, p->path,
+           kind);
     char prefix[16];
     snprintf(prefix, sizeof prefix, "%s.", kind);
-    obx_options_help(stdout, (obx_optable){p->desc->options,
-                                           p->desc->option_size},
-                     prefix);
+    obx_options_help(
+        stdout, (obx_optable){p->desc->options, p->desc->option_size}, prefix);
     obx_loader_free(&ld);
     return OBX_EXIT_OK;
 }
@@ -141,8 +140,10 @@ static int schema_from_config(obx_cli *c)
             p = &r.pipelines[i];
     rc = OBX_EXIT_USAGE;
     if (!p)
-        fprintf(stderr, "outbox-relay schema: no pipeline in %s uses store "
-                        "'%s'\n", r.conf.path, c->args[0]);
+        fprintf(stderr,
+                "outbox-relay schema: no pipeline in %s uses store "
+                "'%s'\n",
+                r.conf.path, c->args[0]);
     else if (!OBX_HAS_OP(p->sops, obx_store_ops, schema))
         fprintf(stderr, "outbox-relay schema: store %s has no schema\n",
                 c->args[0]);
@@ -188,8 +189,8 @@ int obx_cmd_schema(obx_cli *c)
     void *conf = calloc(1, p->desc->config_size ? p->desc->config_size : 1);
     obx_conf_section empty = {OBX_SECTION_PIPELINE, "schema", 0, NULL, 0};
     rc = OBX_EXIT_USAGE;
-    if (conf && obx_options_fill(t, "(defaults)", &empty, "store.", conf,
-                                 err, sizeof err) == 0) {
+    if (conf && obx_options_fill(t, "(defaults)", &empty, "store.", conf, err,
+                                 sizeof err) == 0) {
         obx_logger *lg = c->lg;
         obx_host_ctx hc = {.lg = lg};
         snprintf(hc.component, sizeof hc.component, "%s", p->desc->name);

@@ -11,15 +11,17 @@ int obx_cli_open_store(obx_cli *c, obx_relay *r, obx_pipeline **pp)
 {
     obx_pipeline *p = obx_relay_pipeline(r, c->pipeline);
     if (!p) {
-        fprintf(stderr, "outbox-relay: no pipeline '%s' in %s\n",
-                c->pipeline, r->conf.path);
+        fprintf(stderr, "outbox-relay: no pipeline '%s' in %s\n", c->pipeline,
+                r->conf.path);
         return OBX_EXIT_USAGE;
     }
     char err[OBX_ERRSTR_LEN] = "";
     if (p->sops->open(&p->store_host, p->store_conf, &p->store, err,
                       sizeof err) != OBX_OK) {
-        fprintf(stderr, "outbox-relay: [pipeline %s] cannot open store %s: "
-                        "%s\n", p->name, p->store_pl->desc->name, err);
+        fprintf(stderr,
+                "outbox-relay: [pipeline %s] cannot open store %s: "
+                "%s\n",
+                p->name, p->store_pl->desc->name, err);
         p->store = NULL;
         return OBX_EXIT_RUNTIME;
     }
@@ -35,12 +37,12 @@ static void close_store(obx_pipeline *p)
     }
 }
 
-#define NEED_OP(p, op, what)                                                  \
-    if (!OBX_HAS_OP((p)->sops, obx_store_ops, op)) {                          \
-        fprintf(stderr, "outbox-relay: store %s does not support %s\n",       \
-                (p)->store_pl->desc->name, what);                            \
-        rc = OBX_EXIT_USAGE;                                                  \
-        goto out;                                                            \
+#define NEED_OP(p, op, what)                                                   \
+    if (!OBX_HAS_OP((p)->sops, obx_store_ops, op)) {                           \
+        fprintf(stderr, "outbox-relay: store %s does not support %s\n",        \
+                (p)->store_pl->desc->name, what);                              \
+        rc = OBX_EXIT_USAGE;                                                   \
+        goto out;                                                              \
     }
 
 int obx_cmd_demo(obx_cli *c)
@@ -93,9 +95,10 @@ int obx_cmd_stats(obx_cli *c)
                     err);
             rc = OBX_EXIT_RUNTIME;
         } else {
-            double age = st.oldest_pending_us
-                             ? (double)(obx_now_us() - st.oldest_pending_us) / 1e6
-                             : 0;
+            double age =
+                st.oldest_pending_us
+                    ? (double)(obx_now_us() - st.oldest_pending_us) / 1e6
+                    : 0;
             printf("[pipeline %s] pending %llu, oldest %.1fs, dead %llu",
                    p->name, (unsigned long long)st.pending, age,
                    (unsigned long long)st.dead);
@@ -187,10 +190,9 @@ static int dead_change(obx_cli *c, obx_pipeline *p, const char *verb)
     char err[OBX_ERRSTR_LEN] = "";
     uint64_t n = 0;
     bool requeue = strcmp(verb, "requeue") == 0;
-    obx_status st = requeue ? p->sops->dead_requeue(p->store, id, &n, err,
-                                                    sizeof err)
-                            : p->sops->dead_purge(p->store, id, &n, err,
-                                                  sizeof err);
+    obx_status st =
+        requeue ? p->sops->dead_requeue(p->store, id, &n, err, sizeof err)
+                : p->sops->dead_purge(p->store, id, &n, err, sizeof err);
     if (st != OBX_OK) {
         fprintf(stderr, "outbox-relay dead %s: %s\n", verb,
                 st == OBX_NOT_FOUND && !err[0] ? "no such dead letter" : err);

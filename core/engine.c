@@ -21,7 +21,8 @@
 #include "abi.h"
 #include "template.h"
 
-#define ENGINE_LOG(p, lvl, ...) obx_log((p)->lg, lvl, (p)->component, __VA_ARGS__)
+#define ENGINE_LOG(p, lvl, ...)                                                \
+    obx_log((p)->lg, lvl, (p)->component, __VA_ARGS__)
 
 static const char held_reason[] = "not attempted: an earlier event of its "
                                   "key is waiting for a retry";
@@ -51,7 +52,8 @@ static void sleep_until(const obx_pipeline *p, int64_t deadline_us)
 static void circuit_trip(obx_pipeline *p, const char *who, const char *why)
 {
     obx_circuit *c = &p->circuit;
-    int64_t delay = obx_backoff_us(p->set.circuit_backoff, c->failures, &p->rng);
+    int64_t delay =
+        obx_backoff_us(p->set.circuit_backoff, c->failures, &p->rng);
     c->failures++;
     c->next_probe_us = obx_mono_us() + delay;
     if (!c->open) {
@@ -224,10 +226,11 @@ static void dlq_publish(obx_pipeline *p)
     hdrs = calloc(nh ? nh : 1, sizeof *hdrs);
     obx_event **ptrs = calloc(n, sizeof *ptrs);
     obx_result *res = calloc(n, sizeof *res);
-    char (*att)[16] = calloc(n, sizeof *att);
+    char(*att)[16] = calloc(n, sizeof *att);
     if (!copies || !hdrs || !ptrs || !res || !att) {
-        ENGINE_LOG(p, OBX_LOG_ERROR, "no memory for the DLQ topic; keeping "
-                                     "dead letters in the store");
+        ENGINE_LOG(p, OBX_LOG_ERROR,
+                   "no memory for the DLQ topic; keeping "
+                   "dead letters in the store");
         goto out;
     }
     obx_header *h = hdrs;
@@ -413,9 +416,9 @@ static int publish_batch(obx_pipeline *p)
         p->b.results[i].status = OBX_FATAL;
         strcpy(p->b.results[i].errstr, "no result from broker");
     }
-    obx_status st = p->bops->publish(p->broker, p->b.pub, p->b.n_pub,
-                                     p->b.results,
-                                     (int)p->set.publish_timeout_ms);
+    obx_status st =
+        p->bops->publish(p->broker, p->b.pub, p->b.n_pub, p->b.results,
+                         (int)p->set.publish_timeout_ms);
     if (st == OBX_OK) {
         if (classify(p))
             circuit_trip(p, "broker", "events reported unavailable");
@@ -431,7 +434,8 @@ static int publish_batch(obx_pipeline *p)
     release_all(p, p->b.pub, p->b.n_pub, "broker unavailable");
     circuit_trip(p, "broker", reason);
     if (st == OBX_FATAL) {
-        ENGINE_LOG(p, OBX_LOG_ERROR, "broker failed (%s); reopening it", reason);
+        ENGINE_LOG(p, OBX_LOG_ERROR, "broker failed (%s); reopening it",
+                   reason);
         p->bops->close(p->broker);
         p->broker = NULL;
     }
@@ -464,9 +468,8 @@ static void update_stats(obx_pipeline *p, bool force)
         return;
     }
     atomic_store(&p->metrics.pending, (int_fast64_t)st.pending);
-    int64_t age = st.oldest_pending_us
-                      ? (obx_now_us() - st.oldest_pending_us) / 1000
-                      : 0;
+    int64_t age =
+        st.oldest_pending_us ? (obx_now_us() - st.oldest_pending_us) / 1000 : 0;
     atomic_store(&p->metrics.oldest_age_ms, age < 0 ? 0 : age);
     if (st.lag_bytes >= 0)
         obx_pmetrics_gauge(&p->metrics, "wal_slot_lag_bytes",
@@ -483,9 +486,9 @@ long obx_pipeline_step(obx_pipeline *p)
     int wait = (int)p->set.poll_interval_ms;
     if (p->once && wait > 50)
         wait = 50; /* draining: look again soon, exit promptly when done */
-    obx_status st = p->sops->claim(p->store, p->b.claimed,
-                                   (size_t)p->set.batch_size, &n, wait, err,
-                                   sizeof err);
+    obx_status st =
+        p->sops->claim(p->store, p->b.claimed, (size_t)p->set.batch_size, &n,
+                       wait, err, sizeof err);
     if (st == OBX_UNAVAILABLE) {
         circuit_trip(p, "store", err);
         return 0;

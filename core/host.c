@@ -57,8 +57,8 @@ static void host_gauge_set(const obx_host *h, const char *name, double value)
 
 static int is_secret_key(const char *k, size_t n)
 {
-    static const char *const words[] = {"password", "passwd", "secret",
-                                        "token", NULL};
+    static const char *const words[] = {"password", "passwd", "secret", "token",
+                                        NULL};
     char low[64];
     if (n >= sizeof low)
         n = sizeof low - 1;

@@ -55,8 +55,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
         obx_buf_free(&b);
         return reply(c, 500, "text/plain", "out of memory\n", 14);
     }
-    enum MHD_Result ret =
-        reply(c, code, type, b.data ? b.data : "", b.len);
+    enum MHD_Result ret = reply(c, code, type, b.data ? b.data : "", b.len);
     obx_buf_free(&b);
     return ret;
 }
@@ -68,7 +67,8 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss,
     char host[128];
     const char *colon = strrchr(listen, ':');
     if (!colon || colon == listen) {
-        snprintf(err, errlen, "metrics_listen '%s': expected HOST:PORT", listen);
+        snprintf(err, errlen, "metrics_listen '%s': expected HOST:PORT",
+                 listen);
         return -1;
     }
     size_t hl = (size_t)(colon - listen);

@@ -9,15 +9,15 @@
 #include <stdint.h>
 
 typedef struct obx_keyset_entry {
-    char *key;       /* NULL: empty slot */
-    char *holder;    /* event id holding the key back */
+    char *key;        /* NULL: empty slot */
+    char *holder;     /* event id holding the key back */
     int64_t until_us; /* the holder's retry time */
-    int tomb;        /* deleted slot */
+    int tomb;         /* deleted slot */
 } obx_keyset_entry;
 
 typedef struct obx_keyset {
     obx_keyset_entry *slots;
-    size_t cap; /* power of two */
+    size_t cap;  /* power of two */
     size_t used; /* live + tombstones */
     size_t live;
 } obx_keyset;

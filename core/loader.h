@@ -50,8 +50,7 @@ int obx_loader_get(obx_loader *ld, const char *name_or_path,
  * wins for a name); broken files, and files shadowed by one of the same
  * name earlier in the path, are reported through bad(). Plugins it loads
  * stay loaded, as with obx_loader_get. */
-void obx_loader_scan(obx_loader *ld,
-                     void (*cb)(void *ctx, const obx_loaded *p),
+void obx_loader_scan(obx_loader *ld, void (*cb)(void *ctx, const obx_loaded *p),
                      void (*bad)(void *ctx, const char *path, const char *err),
                      void *ctx);
 

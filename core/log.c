@@ -64,8 +64,8 @@ void obx_vlog(obx_logger *lg, obx_log_level lvl, const char *component,
 
     pthread_mutex_lock(&lg->mu);
     if (lg->format == OBX_LOGFMT_JSON) {
-        fprintf(lg->out, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"",
-                ts, obx_log_level_name(lvl));
+        fprintf(lg->out, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
+                obx_log_level_name(lvl));
         put_json_escaped(lg->out, component ? component : "core");
         fputs("\",\"msg\":\"", lg->out);
         put_json_escaped(lg->out, msg);

@@ -58,10 +58,10 @@ static const struct {
     const char *name;
     cmd_fn fn;
 } commands[] = {
-    {"run", obx_cmd_run},       {"check", obx_cmd_check},
+    {"run", obx_cmd_run},         {"check", obx_cmd_check},
     {"plugins", obx_cmd_plugins}, {"help", obx_cmd_help},
-    {"schema", obx_cmd_schema}, {"demo", obx_cmd_demo},
-    {"dead", obx_cmd_dead},     {"stats", obx_cmd_stats},
+    {"schema", obx_cmd_schema},   {"demo", obx_cmd_demo},
+    {"dead", obx_cmd_dead},       {"stats", obx_cmd_stats},
 };
 
 static int parse_options(int argc, char **argv, obx_cli *c)

@@ -10,8 +10,8 @@ static const double batch_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
                                       0.025,  0.05,  0.1,    0.25,  0.5,
                                       1,      2.5,   5,      10,    30};
 
-static const char *const err_class_names[OBX_ERRC_N] = {
-    "retry", "unavailable", "permanent", "fatal"};
+static const char *const err_class_names[OBX_ERRC_N] = {"retry", "unavailable",
+                                                        "permanent", "fatal"};
 
 void obx_pmetrics_init(obx_pipeline_metrics *m, const char *name)
 {
@@ -180,8 +180,7 @@ static void render_hist(obx_buf *b, const char *name, const char *help,
     }
 }
 
-static void render_errors(obx_buf *b, obx_pipeline_metrics *const *ms,
-                          size_t n)
+static void render_errors(obx_buf *b, obx_pipeline_metrics *const *ms, size_t n)
 {
     head(b, "outbox_publish_errors_total", "counter",
          "Failed publish results by class.");
@@ -222,8 +221,7 @@ static void render_plugin_gauges(obx_buf *b, obx_pipeline_metrics *const *ms,
         pthread_mutex_unlock(&ms[p]->gauges_mu);
 }
 
-void obx_metrics_render(obx_pipeline_metrics *const *ms, size_t n,
-                        obx_buf *out)
+void obx_metrics_render(obx_pipeline_metrics *const *ms, size_t n, obx_buf *out)
 {
     for (size_t i = 0; i < sizeof simple / sizeof simple[0]; i++) {
         head(out, simple[i].name, simple[i].type, simple[i].help);

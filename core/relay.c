@@ -17,8 +17,8 @@ static int entry_line(const obx_conf_section *sec, const char *key)
     return sec->line;
 }
 
-static void gauge_to_metrics(void *sink, const char *pipeline,
-                             const char *name, double v)
+static void gauge_to_metrics(void *sink, const char *pipeline, const char *name,
+                             double v)
 {
     (void)pipeline;
     obx_pmetrics_gauge(sink, name, v);
@@ -27,15 +27,14 @@ static void gauge_to_metrics(void *sink, const char *pipeline,
 /* Load one plugin of a pipeline and fill its config from the keys under
  * `prefix` ("store." / "broker."). */
 static int load_plugin(obx_relay *r, const obx_conf_section *sec,
-                       const char *role, obx_plugin_kind kind,
-                       const char *name, const obx_loaded **pl, void **conf,
-                       char *err, size_t errlen)
+                       const char *role, obx_plugin_kind kind, const char *name,
+                       const obx_loaded **pl, void **conf, char *err,
+                       size_t errlen)
 {
     char e[1024];
     if (obx_loader_get(&r->loader, name, kind, pl, e, sizeof e) != 0) {
-        snprintf(err, errlen, "%s:%d: [pipeline %s] %s = %s: %s",
-                 r->conf.path, entry_line(sec, role), sec->name, role, name,
-                 e);
+        snprintf(err, errlen, "%s:%d: [pipeline %s] %s = %s: %s", r->conf.path,
+                 entry_line(sec, role), sec->name, role, name, e);
         return -1;
     }
     const obx_plugin *d = (*pl)->desc;

@@ -3,9 +3,12 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const fields[] = {"aggregate_type", "aggregate_id",
-                                     "event_type",     "event_id",
-                                     "key",            "topic",
+static const char *const fields[] = {"aggregate_type",
+                                     "aggregate_id",
+                                     "event_type",
+                                     "event_id",
+                                     "key",
+                                     "topic",
                                      NULL};
 
 static const char *field_value(const obx_event *ev, const char *name,

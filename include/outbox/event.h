@@ -29,17 +29,17 @@ typedef struct obx_position {
  * `attempts` (see below).
  * Strings are NUL-terminated UTF-8; payload is raw bytes (not terminated). */
 typedef struct obx_event {
-    const char *event_id;       /* stable, unique: brokers use it for dedup */
-    const char *key;            /* ordering / partition key (aggregate id) */
-    const char *topic;          /* explicit per-row destination, or NULL */
+    const char *event_id; /* stable, unique: brokers use it for dedup */
+    const char *key;      /* ordering / partition key (aggregate id) */
+    const char *topic;    /* explicit per-row destination, or NULL */
     const char *event_type;
     const char *aggregate_type;
     const char *aggregate_id;
     const void *payload;
     size_t payload_len;
-    const obx_header *headers;  /* user headers, n_headers entries */
+    const obx_header *headers; /* user headers, n_headers entries */
     size_t n_headers;
-    int64_t created_at_us;      /* unix time of insert/commit, microseconds */
+    int64_t created_at_us; /* unix time of insert/commit, microseconds */
     /* Failed attempts before this one. The engine counts the final failed
      * attempt into it before bury(), so the store records the total. */
     uint32_t attempts;

@@ -34,7 +34,8 @@ typedef struct obx_list {
 } obx_list;
 
 typedef struct obx_kv {
-    const char *name; /* without the prefix: "linger.ms" for "kafka.linger.ms" */
+    /* without the prefix: "linger.ms" for "kafka.linger.ms" */
+    const char *name;
     const char *value;
     int line; /* config line, for the plugin's own error messages */
 } obx_kv;
@@ -56,14 +57,17 @@ typedef struct obx_range {
 typedef struct obx_option {
     const char *name;
     obx_opt_type type;
-    const char *def;                /* default as the user would write it, or NULL */
-    unsigned flags;                 /* OBX_OPT_REQUIRED | OBX_OPT_SECRET */
-    int64_t min, max;               /* INT/DURATION/SIZE bounds; min == max == 0: none */
+    const char *def;  /* default as the user would write it, or NULL */
+    unsigned flags;   /* OBX_OPT_REQUIRED | OBX_OPT_SECRET */
+    int64_t min, max; /* INT/DURATION/SIZE bounds; min == max == 0: none */
     const char *const *enum_values; /* ENUM: NULL-terminated list */
     size_t offset;                  /* offsetof(config struct, field) */
     const char *description;
 } obx_option;
 
-#define OBX_OPTIONS_END {NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL}
+#define OBX_OPTIONS_END                                                        \
+    {                                                                          \
+        NULL, 0, NULL, 0, 0, 0, NULL, 0, NULL                                  \
+    }
 
 #endif

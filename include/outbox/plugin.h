@@ -55,32 +55,32 @@ typedef const obx_plugin *(*obx_plugin_entry_fn)(void);
 #define OBX_EXPORT
 #endif
 
-#define OBX_PLUGIN_(kind_, name_, desc_, ver_, opts_, conf_type_, ops_)       \
-    OBX_EXPORT const obx_plugin *obx_plugin_entry(void);                     \
-    const obx_plugin *obx_plugin_entry(void)                                  \
-    {                                                                         \
-        static const obx_plugin desc = {                                      \
-            .abi_major = OBX_ABI_MAJOR,                                       \
-            .abi_minor = OBX_ABI_MINOR,                                       \
-            .struct_size = sizeof(obx_plugin),                                \
-            .kind = kind_,                                                    \
-            .name = name_,                                                    \
-            .description = desc_,                                             \
-            .version = ver_,                                                  \
-            .options = opts_,                                                 \
-            .option_size = sizeof(obx_option),                                \
-            .config_size = sizeof(conf_type_),                                \
-            .ops = &ops_,                                                     \
-        };                                                                    \
-        return &desc;                                                         \
+#define OBX_PLUGIN_(kind_, name_, desc_, ver_, opts_, conf_type_, ops_)        \
+    OBX_EXPORT const obx_plugin *obx_plugin_entry(void);                       \
+    const obx_plugin *obx_plugin_entry(void)                                   \
+    {                                                                          \
+        static const obx_plugin desc = {                                       \
+            .abi_major = OBX_ABI_MAJOR,                                        \
+            .abi_minor = OBX_ABI_MINOR,                                        \
+            .struct_size = sizeof(obx_plugin),                                 \
+            .kind = kind_,                                                     \
+            .name = name_,                                                     \
+            .description = desc_,                                              \
+            .version = ver_,                                                   \
+            .options = opts_,                                                  \
+            .option_size = sizeof(obx_option),                                 \
+            .config_size = sizeof(conf_type_),                                 \
+            .ops = &ops_,                                                      \
+        };                                                                     \
+        return &desc;                                                          \
     }
 
 /* Define obx_plugin_entry for a store plugin. */
-#define OBX_STORE_PLUGIN(name, desc, ver, opts, conf_type, ops)               \
+#define OBX_STORE_PLUGIN(name, desc, ver, opts, conf_type, ops)                \
     OBX_PLUGIN_(OBX_PLUGIN_STORE, name, desc, ver, opts, conf_type, ops)
 
 /* Define obx_plugin_entry for a broker plugin. */
-#define OBX_BROKER_PLUGIN(name, desc, ver, opts, conf_type, ops)              \
+#define OBX_BROKER_PLUGIN(name, desc, ver, opts, conf_type, ops)               \
     OBX_PLUGIN_(OBX_PLUGIN_BROKER, name, desc, ver, opts, conf_type, ops)
 
 #endif

@@ -20,8 +20,9 @@
 /* What the engine asks a store to do with one failed event. */
 typedef struct obx_release {
     obx_event *event;
-    int64_t retry_at_us;    /* unix time, microseconds, not before which to retry */
-    const char *error;      /* why it failed; stored as last_error (may be NULL) */
+    int64_t
+        retry_at_us;   /* unix time, microseconds, not before which to retry */
+    const char *error; /* why it failed; stored as last_error (may be NULL) */
     bool counts_as_attempt; /* false for circuit-breaker and held-back events */
 } obx_release;
 
@@ -52,7 +53,7 @@ typedef struct obx_store_stats {
     uint64_t pending;          /* unpublished, not dead (any owner) */
     uint64_t dead;             /* dead letters held by the store */
     int64_t oldest_pending_us; /* created_at of the oldest pending, 0: none */
-    int64_t lag_bytes;         /* WAL stores: bytes behind; -1: not applicable */
+    int64_t lag_bytes; /* WAL stores: bytes behind; -1: not applicable */
 } obx_store_stats;
 
 /* Capabilities, in obx_store_ops.flags. */
@@ -86,8 +87,9 @@ typedef struct obx_store_ops {
      * pointers to them in out[0..*n). Waits up to wait_ms for new events
      * when none are due (0: don't wait). The events are store-owned until
      * settled by ack, release or bury; every claimed event is settled exactly
-     * once (see ack). OBX_OK with *n == 0 means nothing is due. OBX_UNAVAILABLE: the
-     * store is unreachable (the engine backs off and retries). */
+     * once (see ack). OBX_OK with *n == 0 means nothing is due.
+     * OBX_UNAVAILABLE: the store is unreachable (the engine backs off and
+     * retries). */
     obx_status (*claim)(void *inst, obx_event **out, size_t max, size_t *n,
                         int wait_ms, char *errstr, size_t errlen);
 

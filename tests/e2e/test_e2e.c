@@ -57,8 +57,9 @@ static void write_conf(fx *f, const char *broker, const char *extra)
             "store.path = %s\nbroker.output = %s\npoll_interval = 20ms\n"
             "%s%s\n",
             broker, f->db, f->out,
-            extra && strstr(extra, "retry.backoff") ? ""
-                                                    : "retry.backoff = 1ms..5ms\n",
+            extra && strstr(extra, "retry.backoff")
+                ? ""
+                : "retry.backoff = 1ms..5ms\n",
             extra ? extra : "");
     fclose(fp);
 }
@@ -209,7 +210,7 @@ static void test_sigterm_under_load_loses_nothing(void **state)
     long long published =
         sql_int(f, "SELECT count(*) FROM outbox WHERE published_at IS NOT "
                    "NULL");
-    assert_true(first > 0 && first < 20000); /* stopped mid-stream */
+    assert_true(first > 0 && first < 20000);       /* stopped mid-stream */
     assert_int_equal((long long)first, published); /* acked == delivered */
     assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
                                 "locked_until IS NOT NULL AND published_at "
@@ -311,8 +312,10 @@ static void test_dead_letters_list_show_requeue(void **state)
     sqlite3 *db;
     sqlite3_stmt *st;
     sqlite3_open(f->db, &db);
-    sqlite3_prepare_v2(db, "SELECT event_id FROM outbox WHERE dead_at IS "
-                           "NOT NULL", -1, &st, NULL);
+    sqlite3_prepare_v2(db,
+                       "SELECT event_id FROM outbox WHERE dead_at IS "
+                       "NOT NULL",
+                       -1, &st, NULL);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     char id[128];
     snprintf(id, sizeof id, "%s", sqlite3_column_text(st, 0));
@@ -378,6 +381,26 @@ static void test_cli_errors_and_exit_codes(void **state)
     assert_int_equal(proc_run(missing, NULL, f->err, 10000), 2);
 }
 
+/* docs/configuration.md carries the help text of the core's tables. */
+static void test_configuration_doc_in_sync(void **state)
+{
+    fx *f = *state;
+    char *doc = slurp(OBX_SOURCE_DIR "/docs/configuration.md");
+    assert_non_null(doc);
+    const char *what[] = {"relay", "pipeline"};
+    for (int i = 0; i < 2; i++) {
+        char *argv[] = {BIN, "help", (char *)what[i], NULL};
+        assert_int_equal(proc_run(argv, f->out, f->err, 10000), 0);
+        char *help = slurp(f->out);
+        if (!strstr(doc, help))
+            fail_msg("docs/configuration.md is out of date for 'help %s'; "
+                     "regenerate it from outbox-relay help",
+                     what[i]);
+        free(help);
+    }
+    free(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +416,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dead_letters_list_show_requeue,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_errors_and_exit_codes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_configuration_doc_in_sync, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

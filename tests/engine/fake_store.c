@@ -25,8 +25,8 @@ typedef struct fake_conf {
 static const obx_option fake_options[] = {
     {"events", OBX_OPT_INT, "100", 0, 0, 10000000, NULL,
      offsetof(fake_conf, events), "events generated at open"},
-    {"keys", OBX_OPT_INT, "10", 0, 1, 1000000, NULL,
-     offsetof(fake_conf, keys), "distinct keys"},
+    {"keys", OBX_OPT_INT, "10", 0, 1, 1000000, NULL, offsetof(fake_conf, keys),
+     "distinct keys"},
     {"unavailable_claims", OBX_OPT_INT, "0", 0, 0, 1000000, NULL,
      offsetof(fake_conf, unavailable_claims),
      "the first N claims fail as unavailable"},
@@ -120,9 +120,8 @@ static bool down(const fake *f)
            access(f->conf->down_while_file, F_OK) == 0;
 }
 
-static obx_status fake_claim(void *inst, obx_event **out, size_t max,
-                             size_t *n, int wait_ms, char *errstr,
-                             size_t errlen)
+static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
+                             int wait_ms, char *errstr, size_t errlen)
 {
     fake *f = inst;
     f->view.claims++;

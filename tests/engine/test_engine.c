@@ -73,7 +73,8 @@ static void load(fixture *f, const char *store_extra, const char *extra)
     fputs(text, fp);
     fclose(fp);
     char err[2048];
-    int rc = obx_relay_load(&f->r, path, OBX_BUILD_DIR, &f->lg, err, sizeof err);
+    int rc =
+        obx_relay_load(&f->r, path, OBX_BUILD_DIR, &f->lg, err, sizeof err);
     if (rc != 0)
         fail_msg("load: %s", err);
     f->p = obx_relay_pipeline(&f->r, NULL);
@@ -276,14 +277,14 @@ static void test_dlq_topic_publishes_dead_letter_with_headers(void **state)
         if (!strcmp(json_string_value(json_object_get(o, "topic")),
                     "dead.letters")) {
             json_t *h = json_object_get(o, "headers");
-            assert_string_equal(json_string_value(json_object_get(
-                                    h, "outbox-original-topic")),
-                                "outbox.thing");
+            assert_string_equal(
+                json_string_value(json_object_get(h, "outbox-original-topic")),
+                "outbox.thing");
             assert_string_equal(
                 json_string_value(json_object_get(h, "outbox-attempts")), "2");
-            assert_non_null(strstr(
-                json_string_value(json_object_get(h, "outbox-error")),
-                "max attempts"));
+            assert_non_null(
+                strstr(json_string_value(json_object_get(h, "outbox-error")),
+                       "max attempts"));
             found++;
         }
         json_decref(o);
