@@ -1,0 +1,115 @@
+/* The host API pieces plugins rely on: secret masking, route templates,
+ * and the log line formats. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "host.h"
+#include "log.h"
+#include "template.h"
+
+static void mask(const char *in, const char *want)
+{
+    char out[512];
+    obx_mask_secrets(in, out, sizeof out);
+    assert_string_equal(out, want);
+}
+
+static void test_mask_conninfo_and_urls(void **state)
+{
+    mask("host=db port=5432 user=relay password=s3cret dbname=app",
+         "host=db port=5432 user=relay password=*** dbname=app");
+    mask("password='with space' host=x", "password=*** host=x");
+    mask("postgresql://relay:s3cret@db:5432/app",
+         "postgresql://relay:***@db:5432/app");
+    mask("amqp://guest:guest@localhost:5672/",
+         "amqp://guest:***@localhost:5672/");
+    mask("sasl.password=hunter2", "sasl.password=***");
+    mask("https://host/path?token=abc&x=1", "https://host/path?token=***&x=1");
+    mask("no secrets here", "no secrets here");
+    char small[8];
+    obx_mask_secrets("password=abcdefgh", small, sizeof small);
+    assert_int_equal(strlen(small), 7);
+    assert_null(strstr(small, "abc"));
+}
+
+static void test_template_expansion(void **state)
+{
+    obx_event ev = {.event_id = "e1",
+                    .key = "k",
+                    .aggregate_type = "order",
+                    .aggregate_id = "42",
+                    .event_type = "OrderCreated"};
+    char buf[64];
+    assert_int_equal(
+        obx_template_expand("outbox.${aggregate_type}.${event_type}", &ev, buf,
+                            sizeof buf),
+        25);
+    assert_string_equal(buf, "outbox.order.OrderCreated");
+    obx_template_expand("${topic}x${nope}", &ev, buf, sizeof buf);
+    assert_string_equal(buf, "x${nope}"); /* NULL field -> "", unknown kept */
+    char tiny[6];
+    size_t need =
+        obx_template_expand("a.${aggregate_id}.b", &ev, tiny, sizeof tiny);
+    assert_int_equal(need, 6);
+    assert_string_equal(tiny, "a.42.");
+    char err[256];
+    assert_int_equal(obx_template_check("x.${aggregate_type}", err, sizeof err),
+                     0);
+    assert_int_equal(obx_template_check("x.${agregate_type}", err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "agregate_type"));
+    assert_int_equal(obx_template_check("x.${key", err, sizeof err), -1);
+    assert_non_null(strstr(err, "unterminated"));
+}
+
+static void test_log_formats_and_levels(void **state)
+{
+    obx_logger lg;
+    obx_logger_init(&lg);
+    char *buf = NULL;
+    size_t len = 0;
+    lg.out = open_memstream(&buf, &len);
+    lg.format = OBX_LOGFMT_JSON;
+    lg.level = OBX_LOG_INFO;
+    obx_log(&lg, OBX_LOG_DEBUG, "x", "hidden");
+    obx_log(&lg, OBX_LOG_WARN, "orders/sqlite", "quote \" and\nnewline");
+    fflush(lg.out);
+    json_t *o = json_loads(buf, 0, NULL);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "level")), "warn");
+    assert_string_equal(json_string_value(json_object_get(o, "component")),
+                        "orders/sqlite");
+    assert_string_equal(json_string_value(json_object_get(o, "msg")),
+                        "quote \" and\nnewline");
+    assert_null(strstr(buf, "hidden"));
+    json_decref(o);
+    fclose(lg.out);
+    free(buf);
+    buf = NULL;
+    lg.out = open_memstream(&buf, &len);
+    lg.format = OBX_LOGFMT_TEXT;
+    obx_log(&lg, OBX_LOG_ERROR, "core", "boom %d", 7);
+    fflush(lg.out);
+    assert_non_null(strstr(buf, "error [core] boom 7\n"));
+    fclose(lg.out);
+    free(buf);
+    obx_logger_destroy(&lg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mask_conninfo_and_urls),
+        cmocka_unit_test(test_template_expansion),
+        cmocka_unit_test(test_log_formats_and_levels),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
