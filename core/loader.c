@@ -19,6 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifndef OBX_PLUGIN_REL_DIR
+#define OBX_PLUGIN_REL_DIR "lib/outbox-relay"
+#endif
 #ifndef OBX_PLUGIN_INSTALL_DIR
 #define OBX_PLUGIN_INSTALL_DIR ""
 #endif
@@ -191,15 +194,21 @@ static int add_path_list(obx_loader *ld, const char *list)
     return 0;
 }
 
+/* Beside the binary: ../lib/outbox-relay (an install moved to another
+ * prefix still finds its plugins), the binary's own directory and its
+ * plugins/ (the build tree). */
 static int add_exe_dirs(obx_loader *ld, const char *exe_dir)
 {
     if (!exe_dir || !*exe_dir)
         return 0;
+    char *rel = join(exe_dir, "../" OBX_PLUGIN_REL_DIR);
     char *sub = join(exe_dir, "plugins");
-    int rc = sub && add_dir(ld, exe_dir, strlen(exe_dir)) == 0 &&
+    int rc = rel && sub && add_dir(ld, rel, strlen(rel)) == 0 &&
+                     add_dir(ld, exe_dir, strlen(exe_dir)) == 0 &&
                      add_dir(ld, sub, strlen(sub)) == 0
                  ? 0
                  : -1;
+    free(rel);
     free(sub);
     return rc;
 }

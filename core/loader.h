@@ -26,8 +26,9 @@ typedef struct obx_loader {
 } obx_loader;
 
 /* Build the search path: the colon-separated `plugin_path` (may be NULL or
- * empty), then OBX_PLUGIN_INSTALL_DIR, then `exe_dir` and `exe_dir`/plugins
- * (the build tree). Returns 0, -1 on no memory. */
+ * empty), then OBX_PLUGIN_INSTALL_DIR, then `exe_dir`/../LIBDIR/outbox-relay
+ * (a relocated install), `exe_dir` and `exe_dir`/plugins (the build tree).
+ * Returns 0, -1 on no memory. */
 int obx_loader_init(obx_loader *ld, const char *plugin_path,
                     const char *exe_dir);
 /* dlclose everything; descriptors die with it. */
