@@ -24,10 +24,11 @@ PACKAGES=(
     clang                # fuzz build (scripts/test.sh)
     libclang-rt-14-dev   # libFuzzer and clang's sanitizer runtimes
     llvm-14              # llvm-symbolizer: readable stack traces in fuzz/ASan reports
+    libpq-dev            # pg_poll, pg_wal stores
+    postgresql           # initdb/pg_ctl for the tests' private server (tests/pg); the system cluster is never used
+    librdkafka-dev       # kafka broker; its tests use librdkafka's mock cluster (Debian has no Kafka broker)
     # Later issues add these, one line each (tests start their own servers on
     # their own ports; none of them uses a system-wide instance):
-    #   libpq-dev postgresql             pg_poll, pg_wal
-    #   librdkafka-dev kcat              kafka (librdkafka mock cluster; no Kafka broker in Debian)
     #   librabbitmq-dev rabbitmq-server  rabbitmq
     #   libnats-dev nats-server          nats
 )

@@ -39,8 +39,9 @@ struct obx_host {
      * instance's lifetime. */
     const char *pipeline;
 
-    /* Log a line tagged with pipeline and plugin. Never log secrets: use
-     * mask() for anything that may hold one (conninfo strings). */
+    /* Log a line tagged with pipeline and plugin. Thread-safe (a client
+     * library's own threads may call it). Never log secrets: use mask()
+     * for anything that may hold one (conninfo strings). */
     void (*log)(const obx_host *h, obx_log_level level, const char *fmt, ...)
         OBX_PRINTF(3, 4);
     /* Whether `level` would be written; skip costly formatting when not. */
