@@ -187,10 +187,11 @@ static int flush_acks(obx_pipeline *p)
 {
     int rc = settle(p, do_ack, "ack", p->b.n_acks);
     if (rc == 1 && p->b.n_acks) {
-        atomic_fetch_add(&p->metrics.published, p->b.n_acks);
+        atomic_fetch_add(&p->metrics.published,
+                         p->b.n_acks - p->b.n_dlq_acks);
         atomic_store(&p->metrics.last_progress_us, obx_mono_us());
     }
-    p->b.n_acks = 0;
+    p->b.n_acks = p->b.n_dlq_acks = 0;
     return rc < 0 ? -1 : 0;
 }
 
@@ -212,52 +213,79 @@ static int flush_burials(obx_pipeline *p)
 
 /* ---- dead letters ---------------------------------------------------- */
 
-/* dlq = topic:NAME: publish copies with the failure as headers; what the
- * broker confirms is acked (it lives on in the DLQ topic), what it does
- * not stays in the burial list, so the store keeps it. */
-static void dlq_publish(obx_pipeline *p)
+/* Copies of the buried events bound for the DLQ topic, each with the
+ * failure added as headers. One allocation for the lot. */
+typedef struct dlq_batch {
+    obx_event *copies;
+    obx_event **ptrs;
+    obx_header *hdrs;
+    obx_result *res;
+    char (*attempts)[16];
+} dlq_batch;
+
+static void dlq_free(dlq_batch *d)
 {
-    size_t n = p->b.n_burs;
-    obx_event *copies = calloc(n, sizeof *copies);
-    obx_header *hdrs = NULL;
-    size_t nh = 0;
+    free(d->copies);
+    free(d->ptrs);
+    free(d->hdrs);
+    free(d->res);
+    free(d->attempts);
+}
+
+static int dlq_build(obx_pipeline *p, dlq_batch *d)
+{
+    size_t n = p->b.n_burs, nh = 0;
     for (size_t i = 0; i < n; i++)
         nh += p->b.burs[i].event->n_headers + 3;
-    hdrs = calloc(nh ? nh : 1, sizeof *hdrs);
-    obx_event **ptrs = calloc(n, sizeof *ptrs);
-    obx_result *res = calloc(n, sizeof *res);
-    char(*att)[16] = calloc(n, sizeof *att);
-    if (!copies || !hdrs || !ptrs || !res || !att) {
+    d->copies = calloc(n, sizeof *d->copies);
+    d->ptrs = calloc(n, sizeof *d->ptrs);
+    d->hdrs = calloc(nh, sizeof *d->hdrs);
+    d->res = calloc(n, sizeof *d->res);
+    d->attempts = calloc(n, sizeof *d->attempts);
+    if (!d->copies || !d->ptrs || !d->hdrs || !d->res || !d->attempts)
+        return -1;
+    obx_header *h = d->hdrs;
+    for (size_t i = 0; i < n; i++) {
+        const obx_burial *b = &p->b.burs[i];
+        const obx_event *ev = b->event;
+        if (ev->n_headers)
+            memcpy(h, ev->headers, ev->n_headers * sizeof *h);
+        snprintf(d->attempts[i], sizeof d->attempts[i], "%u", ev->attempts);
+        h[ev->n_headers] = (obx_header){"outbox-original-topic",
+                                        b->destination ? b->destination : ""};
+        h[ev->n_headers + 1] = (obx_header){"outbox-error", b->reason};
+        h[ev->n_headers + 2] = (obx_header){"outbox-attempts", d->attempts[i]};
+        d->copies[i] = *ev;
+        d->copies[i].headers = h;
+        d->copies[i].n_headers = ev->n_headers + 3;
+        d->copies[i].destination = p->set.dlq_topic;
+        d->ptrs[i] = &d->copies[i];
+        h += ev->n_headers + 3;
+    }
+    return 0;
+}
+
+/* dlq = topic:NAME: publish the copies; what the broker confirms is acked
+ * (it lives on in the DLQ topic), what it does not stays in the burial
+ * list, so the store keeps it. */
+static void dlq_publish(obx_pipeline *p)
+{
+    dlq_batch d = {0};
+    if (dlq_build(p, &d) != 0) {
         ENGINE_LOG(p, OBX_LOG_ERROR,
                    "no memory for the DLQ topic; keeping "
                    "dead letters in the store");
-        goto out;
+        dlq_free(&d);
+        return;
     }
-    obx_header *h = hdrs;
-    for (size_t i = 0; i < n; i++) {
-        const obx_burial *b = &p->b.burs[i];
-        copies[i] = *b->event;
-        if (b->event->n_headers)
-            memcpy(h, b->event->headers, b->event->n_headers * sizeof *h);
-        snprintf(att[i], sizeof att[i], "%u", b->event->attempts);
-        obx_header extra[3] = {
-            {"outbox-original-topic", b->destination ? b->destination : ""},
-            {"outbox-error", b->reason},
-            {"outbox-attempts", att[i]}};
-        memcpy(h + b->event->n_headers, extra, sizeof extra);
-        copies[i].headers = h;
-        copies[i].n_headers = b->event->n_headers + 3;
-        copies[i].destination = p->set.dlq_topic;
-        h += copies[i].n_headers;
-        ptrs[i] = &copies[i];
-    }
-    obx_status st = p->bops->publish(p->broker, ptrs, n, res,
+    obx_status st = p->bops->publish(p->broker, d.ptrs, p->b.n_burs, d.res,
                                      (int)p->set.publish_timeout_ms);
     size_t keep = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < p->b.n_burs; i++) {
         obx_burial b = p->b.burs[i];
-        if (st == OBX_OK && res[i].status == OBX_OK) {
+        if (st == OBX_OK && d.res[i].status == OBX_OK) {
             p->b.acks[p->b.n_acks++] = b.event;
+            p->b.n_dlq_acks++;
             atomic_fetch_add(&p->metrics.dead_lettered, 1);
             continue;
         }
@@ -265,18 +293,13 @@ static void dlq_publish(obx_pipeline *p)
         size_t len = strlen(p->b.reasons[i]);
         snprintf(p->b.reasons[i] + len, sizeof p->b.reasons[i] - len,
                  " (dlq topic failed: %s)",
-                 st == OBX_OK ? res[i].errstr : obx_status_name(st));
+                 st == OBX_OK ? d.res[i].errstr : obx_status_name(st));
         memmove(p->b.reasons[keep], p->b.reasons[i], sizeof p->b.reasons[i]);
         b.reason = p->b.reasons[keep];
         p->b.burs[keep++] = b;
     }
     p->b.n_burs = keep;
-out:
-    free(copies);
-    free(hdrs);
-    free(ptrs);
-    free(res);
-    free(att);
+    dlq_free(&d);
 }
 
 /* ---- one batch ------------------------------------------------------- */
@@ -505,7 +528,7 @@ long obx_pipeline_step(obx_pipeline *p)
     }
     t0 = obx_mono_us();
     p->b.n_claimed = n;
-    p->b.n_acks = p->b.n_rels = p->b.n_burs = 0;
+    p->b.n_acks = p->b.n_rels = p->b.n_burs = p->b.n_dlq_acks = 0;
     if (p->broker)
         publish_batch(p);
     else

@@ -40,6 +40,7 @@ typedef struct obx_batch {
     obx_burial *burs;
     char (*reasons)[OBX_ERRSTR_LEN + 64];
     size_t n_claimed, n_pub, n_acks, n_rels, n_burs;
+    size_t n_dlq_acks; /* acks that are dead letters delivered to the DLQ */
 } obx_batch;
 
 typedef struct obx_pipeline {

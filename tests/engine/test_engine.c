@@ -292,6 +292,7 @@ static void test_dlq_topic_publishes_dead_letter_with_headers(void **state)
     fclose(fp);
     assert_int_equal(found, 1);
     assert_int_equal(atomic_load(&f->p->metrics.dead_lettered), 1);
+    assert_int_equal(atomic_load(&f->p->metrics.published), 19);
 }
 
 static void test_dlq_topic_failure_falls_back_to_store(void **state)
