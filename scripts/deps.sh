@@ -26,6 +26,7 @@ PACKAGES=(
     llvm-14              # llvm-symbolizer: readable stack traces in fuzz/ASan reports
     libpq-dev            # pg_poll, pg_wal stores
     postgresql           # initdb/pg_ctl for the tests' private server (tests/pg); the system cluster is never used
+    python3              # bench/pg_wal_drain.sh: the latency reader (pgbench, pg_recvlogical come with postgresql)
     librdkafka-dev       # kafka broker; its tests use librdkafka's mock cluster (Debian has no Kafka broker)
     # Later issues add these, one line each (tests start their own servers on
     # their own ports; none of them uses a system-wide instance):

@@ -1,0 +1,546 @@
+/* The pg_poll store's connection: connect, reconnect with backoff, error
+ * mapping, prepared statements, LISTEN and waiting for NOTIFY. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pg_store.h"
+
+/* Reconnect backoff: short, because the engine's circuit breaker already
+ * spaces its probes; this only keeps settle calls made while the server
+ * is down from each waiting for a connection attempt. */
+#define PGP_RETRY_MIN_US (100 * 1000)
+#define PGP_RETRY_MAX_US (1000 * 1000)
+/* Oldest server we run on: extract() returns exact numerics from 14 on,
+ * and the emitted schema uses CREATE OR REPLACE TRIGGER (14). */
+#define PGP_MIN_SERVER 140000
+
+/* Key of the transaction-level advisory lock that serialises schema
+ * creation by relays starting together ("obx_sch"). */
+#define PGP_SCHEMA_LOCK "7021781148607336"
+
+/* ---- masking ---- */
+
+/* Replace every occurrence of `secret` in buf with "***" (never longer
+ * than the secret itself when it has 3 bytes or more). */
+static void pgp_replace_secret(char *buf, const char *secret)
+{
+    size_t sl = strlen(secret);
+    char *p = buf;
+    while ((p = strstr(p, secret)) != NULL) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + sl, strlen(p + sl) + 1);
+        p += 3;
+    }
+}
+
+void pgp_scrub(const pgp_store *s, const char *in, char *out, size_t outlen)
+{
+    if (outlen == 0)
+        return;
+    s->host->mask(in ? in : "", out, outlen);
+    /* Short passwords would mask half the message and protect nothing
+     * that the conninfo masking above does not already. */
+    if (s->secret && strlen(s->secret) >= 3)
+        pgp_replace_secret(out, s->secret);
+    /* libpq messages span lines ("server closed the connection\n\tThis
+     * probably means..."): one log line each */
+    size_t o = 0;
+    for (size_t i = 0; out[i]; i++) {
+        char c = out[i] == '\n' || out[i] == '\t' ? ' ' : out[i];
+        if (c == ' ' && (o == 0 || out[o - 1] == ' '))
+            continue;
+        out[o++] = c;
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    out[o] = '\0';
+}
+
+/* libpq's conninfo parse errors quote pieces of the string, which may be
+ * pieces of a password: keep only what is a connection keyword. */
+static void pgp_scrub_parse_error(const char *in, char *out, size_t outlen)
+{
+    size_t o = 0;
+    const char *p = in;
+    while (*p && o + 4 < outlen) {
+        const char *q = *p == '"' ? strchr(p + 1, '"') : NULL;
+        if (!q) {
+            out[o++] = *p++;
+            continue;
+        }
+        size_t len = (size_t)(q - p - 1);
+        bool keep = len <= 1;
+        PQconninfoOption *defs = keep ? NULL : PQconndefaults();
+        for (PQconninfoOption *d = defs; d && d->keyword && !keep; d++)
+            keep = strlen(d->keyword) == len &&
+                   strncmp(d->keyword, p + 1, len) == 0;
+        PQconninfoFree(defs);
+        const char *piece = keep ? p : "\"***\"";
+        size_t plen = keep ? len + 2 : 5;
+        for (size_t i = 0; i < plen && o + 1 < outlen; i++)
+            out[o++] = piece[i];
+        p = q + 1;
+    }
+    out[o] = '\0';
+    while (o > 0 && (out[o - 1] == '\n' || out[o - 1] == ' '))
+        out[--o] = '\0';
+}
+
+/* ---- init ---- */
+
+static void pgp_default_owner(pgp_store *s)
+{
+    const char *o = s->conf->owner;
+    if (o && o[0]) {
+        snprintf(s->owner, sizeof s->owner, "%s", o);
+        return;
+    }
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf(s->owner, sizeof s->owner, "%s:%ld", host, (long)getpid());
+}
+
+static obx_status pgp_parse_conninfo(pgp_store *s, char *errstr, size_t errlen)
+{
+    const char *ci = s->conf->conninfo ? s->conf->conninfo : "";
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(ci, &msg);
+    if (!opts) {
+        char clean[OBX_ERRSTR_LEN];
+        pgp_scrub_parse_error(msg ? msg : "out of memory", clean, sizeof clean);
+        snprintf(errstr, errlen, "store.conninfo: %s", clean);
+        obx_status st = msg ? OBX_CONFIG : OBX_NOMEM;
+        PQfreemem(msg);
+        return st;
+    }
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
+            s->secret = strdup(o->val);
+    PQconninfoFree(opts);
+    if (ci[0])
+        pgp_scrub(s, ci, s->target, sizeof s->target);
+    else
+        snprintf(s->target, sizeof s->target, "(libpq defaults)");
+    return OBX_OK;
+}
+
+obx_status pgp_init(pgp_store *s, const obx_host *host,
+                    const obx_pg_poll_config *conf, char *errstr, size_t errlen)
+{
+    memset(s, 0, sizeof *s);
+    s->host = host;
+    s->conf = conf;
+    if (pgp_names_init(&s->names, conf, errstr, errlen) != 0)
+        return OBX_CONFIG;
+    pgp_default_owner(s);
+    return pgp_parse_conninfo(s, errstr, errlen);
+}
+
+void pgp_fini(pgp_store *s)
+{
+    if (s->conn)
+        PQfinish(s->conn);
+    s->conn = NULL;
+    for (int i = 0; i < PGP_MAX_PARAMS; i++)
+        pgp_buf_free(&s->arg[i]);
+    if (s->secret)
+        memset(s->secret, 0, strlen(s->secret));
+    free(s->secret);
+    s->secret = NULL;
+}
+
+/* ---- errors ---- */
+
+/* What an SQLSTATE tells the engine to do. */
+static obx_status pgp_status_of(const char *state)
+{
+    if (!state || strlen(state) != 5)
+        return OBX_UNAVAILABLE; /* no server error: the connection failed */
+    static const char *const classes[] = {"08", "28", "40", "53",
+                                          "57", "58", NULL};
+    for (int i = 0; classes[i]; i++)
+        if (strncmp(state, classes[i], 2) == 0)
+            return OBX_UNAVAILABLE;
+    /* lock not available, object in use, read-only (a failover replica),
+     * database being created or renamed */
+    static const char *const codes[] = {"55P03", "55006", "25006", "3D000",
+                                        NULL};
+    for (int i = 0; codes[i]; i++)
+        if (strcmp(state, codes[i]) == 0)
+            return OBX_UNAVAILABLE;
+    return OBX_FATAL;
+}
+
+void pgp_disconnect(pgp_store *s, const char *why)
+{
+    if (!s->conn)
+        return;
+    PQfinish(s->conn);
+    s->conn = NULL;
+    s->lost_us = s->host->mono_us();
+    s->retry_us = 0; /* the first reconnect may come at once */
+    s->host->log(s->host, OBX_LOG_WARN,
+                 "pg_poll %s: connection lost (%s); reconnecting", s->target,
+                 why && why[0] ? why : "unknown reason");
+}
+
+static void pgp_rollback_if_open(pgp_store *s)
+{
+    if (s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE &&
+        PQtransactionStatus(s->conn) != PQTRANS_UNKNOWN)
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+}
+
+obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
+                    char *errstr, size_t errlen)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+    if ((!msg || !msg[0]) && s->conn)
+        msg = PQerrorMessage(s->conn);
+    char clean[OBX_ERRSTR_LEN];
+    pgp_scrub(s, msg && msg[0] ? msg : "not connected", clean, sizeof clean);
+    snprintf(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table, what,
+             clean);
+    if (!s->conn)
+        return OBX_UNAVAILABLE;
+    if (PQstatus(s->conn) == CONNECTION_BAD) {
+        pgp_disconnect(s, clean);
+        return OBX_UNAVAILABLE;
+    }
+    pgp_rollback_if_open(s);
+    return pgp_status_of(state);
+}
+
+/* ---- connecting ---- */
+
+static PGresult *pgp_exec_text(pgp_store *s, const char *sql, int n,
+                               const char *const *params)
+{
+    return PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
+}
+
+static bool pgp_ok(const PGresult *r)
+{
+    ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    return t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK;
+}
+
+/* Errors while connecting: trouble reaching the server is UNAVAILABLE,
+ * a server that answers but refuses our SQL is the operator's to fix. */
+static obx_status pgp_setup_fail(pgp_store *s, PGresult *r, const char *what,
+                                 char *errstr, size_t errlen)
+{
+    obx_status st = pgp_fail(s, r, what, errstr, errlen);
+    PQclear(r);
+    return st == OBX_FATAL ? OBX_CONFIG : st;
+}
+
+static obx_status pgp_table_exists(pgp_store *s, bool *exists, char *errstr,
+                                   size_t errlen)
+{
+    char *name = pgp_sql_expand(&s->names, "{T}");
+    if (!name)
+        return OBX_NOMEM;
+    const char *p[1] = {name};
+    PGresult *r = pgp_exec_text(s, "SELECT to_regclass($1) IS NOT NULL", 1, p);
+    free(name);
+    if (!pgp_ok(r) || PQntuples(r) != 1)
+        return pgp_setup_fail(s, r, "look for the table", errstr, errlen);
+    *exists = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return OBX_OK;
+}
+
+typedef struct pgp_ddl_run {
+    pgp_store *s;
+    PGresult *failed; /* the failing statement's result, to report */
+} pgp_ddl_run;
+
+static int pgp_ddl_exec(void *ctx, const char *sql)
+{
+    pgp_ddl_run *run = ctx;
+    PGresult *r = PQexec(run->s->conn, sql);
+    if (pgp_ok(r)) {
+        PQclear(r);
+        return 0;
+    }
+    run->failed = r;
+    return 1;
+}
+
+/* Create the table, its indexes and trigger in one transaction. The
+ * advisory lock makes relays that start together take turns; the second
+ * finds the table and does nothing. */
+static obx_status pgp_create_schema(pgp_store *s, char *errstr, size_t errlen)
+{
+    PGresult *r = PQexec(s->conn, "BEGIN");
+    if (pgp_ok(r)) {
+        PQclear(r);
+        r = PQexec(s->conn,
+                   "SELECT pg_advisory_xact_lock(" PGP_SCHEMA_LOCK ")");
+    }
+    if (!pgp_ok(r))
+        return pgp_setup_fail(s, r, "create schema", errstr, errlen);
+    PQclear(r);
+    bool exists = false;
+    obx_status st = pgp_table_exists(s, &exists, errstr, errlen);
+    if (st != OBX_OK)
+        return st;
+    pgp_ddl_run run = {s, NULL};
+    int rc = exists ? 0 : pgp_ddl_each(&s->names, s->conf, pgp_ddl_exec, &run);
+    if (rc < 0) {
+        pgp_rollback_if_open(s);
+        return OBX_NOMEM;
+    }
+    r = rc == 0 ? PQexec(s->conn, "COMMIT") : run.failed;
+    if (!pgp_ok(r))
+        return pgp_setup_fail(s, r, "create schema", errstr, errlen);
+    PQclear(r);
+    if (!exists)
+        s->host->log(s->host, OBX_LOG_INFO,
+                     "pg_poll %s: created table \"%s\" with its indexes%s",
+                     s->target, s->names.table,
+                     s->conf->notify_trigger ? " and NOTIFY trigger" : "");
+    return OBX_OK;
+}
+
+static obx_status pgp_check_table(pgp_store *s, pgp_connect_mode mode,
+                                  bool *exists, char *errstr, size_t errlen)
+{
+    *exists = true;
+    if (mode == PGP_CONNECT_CREATE)
+        return pgp_create_schema(s, errstr, errlen);
+    obx_status st = pgp_table_exists(s, exists, errstr, errlen);
+    if (st != OBX_OK || *exists)
+        return st;
+    if (mode == PGP_CONNECT_CHECK && s->conf->create_schema)
+        return OBX_OK; /* open() will create it */
+    snprintf(errstr, errlen,
+             "pg_poll %s: no table \"%s\" (in %s%s%s) and create_schema is "
+             "false; create it with `outbox-relay schema pg_poll`",
+             s->target, s->names.table,
+             s->names.schema ? "schema \"" : "the search_path",
+             s->names.schema ? s->names.schema : "",
+             s->names.schema ? "\"" : "");
+    return OBX_CONFIG;
+}
+
+static obx_status pgp_prepare_all(pgp_store *s, char *errstr, size_t errlen)
+{
+    for (int i = 0; i < PGP_S_COUNT; i++) {
+        char *sql = pgp_sql_expand(
+            &s->names, pgp_stmt_template((pgp_stmt)i, s->conf->ack_mode));
+        if (!sql)
+            return OBX_NOMEM;
+        PGresult *r =
+            PQprepare(s->conn, pgp_stmt_name((pgp_stmt)i), sql, 0, NULL);
+        free(sql);
+        if (!pgp_ok(r)) {
+            char what[160];
+            snprintf(what, sizeof what, "table \"%s\" does not fit",
+                     s->names.table);
+            return pgp_setup_fail(s, r, what, errstr, errlen);
+        }
+        PQclear(r);
+    }
+    return OBX_OK;
+}
+
+static obx_status pgp_listen(pgp_store *s, char *errstr, size_t errlen)
+{
+    if (!s->conf->listen)
+        return OBX_OK;
+    pgp_buf b = {0};
+    pgp_buf_add(&b, "LISTEN ");
+    pgp_buf_ident(&b, s->names.channel);
+    char *sql = pgp_buf_take(&b);
+    if (!sql)
+        return OBX_NOMEM;
+    PGresult *r = PQexec(s->conn, sql);
+    free(sql);
+    if (!pgp_ok(r))
+        return pgp_setup_fail(s, r, "listen", errstr, errlen);
+    PQclear(r);
+    return OBX_OK;
+}
+
+/* Our defaults come first so that the user's conninfo (expanded from
+ * dbname, the last keyword) overrides them: a connect timeout, so an
+ * unreachable host does not hang a claim for minutes, and keepalives, so
+ * a dead peer is noticed while we wait for NOTIFY. */
+static PGconn *pgp_open_conn(const pgp_store *s)
+{
+    static const char *const kw[] = {"application_name",
+                                     "connect_timeout",
+                                     "keepalives",
+                                     "keepalives_idle",
+                                     "keepalives_interval",
+                                     "keepalives_count",
+                                     "dbname",
+                                     NULL};
+    const char *val[] = {"outbox-relay",
+                         "10",
+                         "1",
+                         "30",
+                         "10",
+                         "3",
+                         s->conf->conninfo ? s->conf->conninfo : "",
+                         NULL};
+    return PQconnectdbParams(kw, val, 1);
+}
+
+static obx_status pgp_check_version(pgp_store *s, char *errstr, size_t errlen)
+{
+    int v = PQserverVersion(s->conn);
+    if (v >= PGP_MIN_SERVER)
+        return OBX_OK;
+    snprintf(errstr, errlen,
+             "pg_poll %s: server version %d.%d is too old; PostgreSQL 14 or "
+             "later is required",
+             s->target, v / 10000, v % 10000);
+    return OBX_CONFIG;
+}
+
+/* Server notices ("relation ... already exists, skipping") go to the
+ * debug log instead of libpq's default, stderr. */
+static void pgp_notice(void *arg, const char *message)
+{
+    pgp_store *s = arg;
+    if (!s->host->log_enabled(s->host, OBX_LOG_DEBUG))
+        return;
+    char clean[OBX_ERRSTR_LEN];
+    pgp_scrub(s, message, clean, sizeof clean);
+    s->host->log(s->host, OBX_LOG_DEBUG, "pg_poll: server says: %s", clean);
+}
+
+obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
+                       size_t errlen)
+{
+    s->conn = pgp_open_conn(s);
+    if (!s->conn)
+        return OBX_NOMEM;
+    PQsetNoticeProcessor(s->conn, pgp_notice, s);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        char clean[OBX_ERRSTR_LEN];
+        pgp_scrub(s, PQerrorMessage(s->conn), clean, sizeof clean);
+        snprintf(errstr, errlen, "pg_poll %s: cannot connect: %s", s->target,
+                 clean);
+        PQfinish(s->conn);
+        s->conn = NULL;
+        return OBX_UNAVAILABLE;
+    }
+    bool exists = true;
+    obx_status st = pgp_check_version(s, errstr, errlen);
+    if (st == OBX_OK)
+        st = pgp_check_table(s, mode, &exists, errstr, errlen);
+    if (st == OBX_OK && exists)
+        st = pgp_prepare_all(s, errstr, errlen);
+    if (st == OBX_OK && mode != PGP_CONNECT_CHECK)
+        st = pgp_listen(s, errstr, errlen);
+    if (st != OBX_OK && s->conn) {
+        PQfinish(s->conn);
+        s->conn = NULL;
+    }
+    return st;
+}
+
+obx_status pgp_ensure(pgp_store *s, char *errstr, size_t errlen)
+{
+    if (s->conn)
+        return OBX_OK;
+    int64_t now = s->host->mono_us();
+    if (now < s->retry_us) {
+        snprintf(errstr, errlen,
+                 "pg_poll %s: not connected; next attempt in %lld ms",
+                 s->target, (long long)((s->retry_us - now) / 1000));
+        return OBX_UNAVAILABLE;
+    }
+    obx_status st = pgp_connect(s, PGP_CONNECT_RUN, errstr, errlen);
+    if (st == OBX_OK) {
+        if (s->lost_us)
+            s->host->log(s->host, OBX_LOG_INFO,
+                         "pg_poll %s: reconnected after %.1fs", s->target,
+                         (double)(s->host->mono_us() - s->lost_us) / 1e6);
+        s->failures = 0;
+        s->lost_us = 0;
+        return OBX_OK;
+    }
+    if (!s->lost_us)
+        s->lost_us = now;
+    int64_t delay = PGP_RETRY_MIN_US << (s->failures < 4 ? s->failures : 4);
+    s->failures++;
+    s->retry_us = now + (delay > PGP_RETRY_MAX_US ? PGP_RETRY_MAX_US : delay);
+    /* a server that answers but no longer fits (table dropped, rights
+     * revoked) is not an outage the circuit breaker can wait out */
+    return st == OBX_CONFIG ? OBX_FATAL : st;
+}
+
+obx_status pgp_exec(pgp_store *s, pgp_stmt st, int nparams,
+                    const char *const *params, int binary, PGresult **out,
+                    const char *what, char *errstr, size_t errlen)
+{
+    *out = NULL;
+    obx_status rc = pgp_ensure(s, errstr, errlen);
+    if (rc != OBX_OK)
+        return rc;
+    PGresult *r = PQexecPrepared(s->conn, pgp_stmt_name(st), nparams, params,
+                                 NULL, NULL, binary);
+    if (pgp_ok(r)) {
+        *out = r;
+        return OBX_OK;
+    }
+    rc = pgp_fail(s, r, what, errstr, errlen);
+    PQclear(r);
+    return rc;
+}
+
+/* ---- waiting ---- */
+
+bool pgp_drain_notifies(pgp_store *s)
+{
+    bool any = false;
+    PGnotify *n;
+    while (s->conn && (n = PQnotifies(s->conn)) != NULL) {
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
+}
+
+static void pgp_sleep_us(int64_t us)
+{
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+int pgp_wait(pgp_store *s, int64_t wait_us)
+{
+    if (!s->conf->listen || !s->conn) {
+        pgp_sleep_us(wait_us);
+        return 0;
+    }
+    int64_t deadline = s->host->mono_us() + wait_us;
+    for (;;) {
+        if (pgp_drain_notifies(s))
+            return 1;
+        int64_t left = deadline - s->host->mono_us();
+        if (left <= 0)
+            return 0;
+        struct pollfd pfd = {PQsocket(s->conn), POLLIN, 0};
+        int rc = poll(&pfd, 1, (int)((left + 999) / 1000));
+        if (rc < 0 && errno != EINTR)
+            return -1;
+        if (rc > 0 &&
+            (!PQconsumeInput(s->conn) || PQstatus(s->conn) == CONNECTION_BAD))
+            return -1;
+    }
+}

@@ -1,0 +1,35 @@
+/* Events as the pg_poll store hands them out: one malloc block per event
+ * holding the obx_event, its header array and every string. */
+#ifndef OBX_PG_EVENT_H
+#define OBX_PG_EVENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include <outbox/event.h>
+#include <outbox/status.h>
+
+/* The block. `ev` comes first so the engine's obx_event pointer is the
+ * block; the links chain the instance's unsettled events, so close() can
+ * hand their leases back and free them. */
+typedef struct pgp_event {
+    obx_event ev;
+    struct pgp_event *prev, *next;
+    int64_t lease_token; /* our claim's locked_until, unix microseconds */
+} pgp_event;
+
+/* Read a big-endian int8 column of a binary-format result (0 for NULL). */
+int64_t pgp_get_i64(const PGresult *res, int row, int col);
+
+/* Build an event from row `row` of a binary-format result whose columns
+ * are in PGP_EVENT_COLUMNS order (see pg_sql.h). `strict`: headers that
+ * are not a JSON object fail with OBX_PERMANENT (reason in err); otherwise
+ * they are dropped. Non-string header values are passed as compact JSON
+ * text. On OBX_OK *out is a new block the caller frees with free(). */
+obx_status pgp_event_read(const PGresult *res, int row, bool strict,
+                          pgp_event **out, char *err, size_t errlen);
+
+#endif

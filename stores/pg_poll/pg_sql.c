@@ -1,0 +1,560 @@
+#include "pg_sql.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <outbox/host.h>
+
+#include "pg_buf.h"
+
+static const char *const pgp_col_default[PGP_C_COUNT] = {
+    [PGP_C_ID] = "id",
+    [PGP_C_EVENT_ID] = "event_id",
+    [PGP_C_AGGREGATE_TYPE] = "aggregate_type",
+    [PGP_C_AGGREGATE_ID] = "aggregate_id",
+    [PGP_C_EVENT_TYPE] = "event_type",
+    [PGP_C_PAYLOAD] = "payload",
+    [PGP_C_TOPIC] = "topic",
+    [PGP_C_HEADERS] = "headers",
+    [PGP_C_CREATED_AT] = "created_at",
+    [PGP_C_ATTEMPTS] = "attempts",
+    [PGP_C_NEXT_ATTEMPT_AT] = "next_attempt_at",
+    [PGP_C_LOCKED_BY] = "locked_by",
+    [PGP_C_LOCKED_UNTIL] = "locked_until",
+    [PGP_C_PUBLISHED_AT] = "published_at",
+    [PGP_C_DEAD_AT] = "dead_at",
+    [PGP_C_LAST_ERROR] = "last_error",
+    [PGP_C_DEAD_REASON] = "dead_reason",
+    [PGP_C_DEAD_DESTINATION] = "dead_destination",
+};
+
+/* ---- statements ---- */
+
+/* `a` is a table alias with its dot ("o.") or "". */
+#define PGP_PENDING(a) a "{published_at} IS NULL AND " a "{dead_at} IS NULL"
+/* Rows that may block their key: leased (now or in the past) or released
+ * with a retry time. Written the same way in the blocked index predicate
+ * and in the queries, so the planner can prove the index usable. */
+#define PGP_MAYBE_BLOCKED(a)                                                   \
+    "(" a "{locked_until} IS NOT NULL OR " a "{next_attempt_at} > "            \
+    "'-infinity')"
+#define PGP_BLOCKED_NOW(a)                                                     \
+    "(" a "{locked_until} > now() OR " a "{next_attempt_at} > now())"
+/* Timestamps cross the ABI as unix microseconds; extract() is exact
+ * (numeric) since PostgreSQL 14. */
+#define PGP_US(expr) "(extract(epoch FROM " expr ") * 1000000)::int8"
+/* The lease token: our claim's locked_until, to the microsecond. */
+#define PGP_OURS(a)                                                            \
+    a "{id} = r.id AND " a                                                     \
+      "{locked_by} = $1 AND " PGP_US(a "{locked_until}") " = r.token"
+
+/* Every column is sent as text or int8 so results can be read in binary
+ * format whatever the column types are; payload stays as it is (bytea,
+ * text, json or jsonb: see pgp_event_read). */
+#define PGP_EVENT_COLS(a)                                                      \
+    a "{id}::int8, " a "{event_id}::text, " a "{aggregate_type}::text, " a     \
+      "{aggregate_id}::text, " a "{event_type}::text, " a "{payload}, " a      \
+      "{topic}::text, " a                                                      \
+      "{headers}::text, " PGP_US(a "{created_at}") ", " a "{attempts}::int8"
+
+/* Claim, in one statement (one transaction):
+ *  cand  - pending, due, unleased rows of keys with no blocked row (leased
+ *          by anyone or waiting for a retry, at any id: a row that took a
+ *          lower id but committed after a row of its key that is in flight
+ *          waits for it), in id order, locked with SKIP LOCKED;
+ *  chain - the snapshot cannot see leases that a concurrent claim has not
+ *          committed yet; their rows are locked, so SKIP LOCKED left them
+ *          out of cand. A row is kept only if every earlier pending row of
+ *          its key is in cand too: its pending predecessor (one index
+ *          probe) must be the previous cand row of its key;
+ *  ok    - once a key's chain breaks, its later rows are dropped as well.
+ * ?1 owner, $2 max rows, $3 lease in ms. */
+static const char pgp_claim_sql[] =
+    "WITH cand AS (\n"
+    "  SELECT o.{id} AS id, o.{aggregate_id} AS k FROM {T} AS o\n"
+    "  WHERE " PGP_PENDING(
+        "o.") "\n"
+              "    AND o.{next_attempt_at} <= now()\n"
+              "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= "
+              "now())\n"
+              "    AND NOT EXISTS (\n"
+              "      SELECT 1 FROM {T} AS b\n"
+              "      WHERE b.{aggregate_id} = o.{aggregate_id} AND b.{id} <> "
+              "o.{id}\n"
+              "        AND " PGP_PENDING(
+                  "b.") "\n"
+                        "        AND " PGP_MAYBE_BLOCKED(
+                            "b.") "\n"
+                                  "        AND " PGP_BLOCKED_NOW(
+                                      "b.") ")\n"
+                                            "  ORDER BY o.{id} LIMIT $2\n"
+                                            "  FOR UPDATE OF o SKIP LOCKED\n"
+                                            "), chain AS (\n"
+                                            "  SELECT c.id, c.k,\n"
+                                            "    (SELECT max(p.{id}) FROM {T} "
+                                            "AS p\n"
+                                            "     WHERE p.{aggregate_id} = c.k "
+                                            "AND p.{id} < c.id\n"
+                                            "       AND " PGP_PENDING(
+                                                "p.") ")\n"
+                                                      "    IS DISTINCT FROM "
+                                                      "lag(c.id) OVER "
+                                                      "(PARTITION BY c.k ORDER "
+                                                      "BY c.id)\n"
+                                                      "    AS gap\n"
+                                                      "  FROM cand AS c\n"
+                                                      "), ok AS (\n"
+                                                      "  SELECT id, "
+                                                      "bool_or(gap) OVER "
+                                                      "(PARTITION BY k ORDER "
+                                                      "BY id) AS broken\n"
+                                                      "  FROM chain\n"
+                                                      ")\n"
+                                                      "UPDATE {T} AS o SET "
+                                                      "{locked_by} = $1,\n"
+                                                      "  {locked_until} = "
+                                                      "now() + $3::int8 * "
+                                                      "interval '1 "
+                                                      "millisecond'\n"
+                                                      "FROM ok WHERE o.{id} = "
+                                                      "ok.id AND NOT "
+                                                      "ok.broken\n"
+                                                      "RETURNING"
+                                                      " " PGP_EVENT_COLS(
+                                                          "o.") ", " PGP_US("o."
+                                                                            "{l"
+                                                                            "oc"
+                                                                            "ke"
+                                                                            "d_"
+                                                                            "un"
+                                                                            "ti"
+                                                                            "l"
+                                                                            "}");
+
+/* Acks whatever the lease says: the broker has the event either way. */
+static const char pgp_ack_mark_sql[] =
+    "UPDATE {T} SET {published_at} = now(), {locked_by} = NULL, "
+    "{locked_until} = NULL WHERE {id} = ANY($1::int8[]) "
+    "AND {published_at} IS NULL";
+
+static const char pgp_ack_delete_sql[] =
+    "DELETE FROM {T} WHERE {id} = ANY($1::int8[])";
+
+/* Release and bury touch a row only while our claim still holds it: once
+ * the lease ran out and another relay took the event, it is theirs. The
+ * retry time arrives as a delay and is added to the database's clock, so
+ * clock skew between relays does not matter. */
+static const char pgp_release_sql[] =
+    "UPDATE {T} AS o SET\n"
+    "  {next_attempt_at} = now() + r.delay_us::float8 * "
+    "interval '1 microsecond',\n"
+    "  {attempts} = o.{attempts} + r.counts,\n"
+    "  {last_error} = coalesce(r.err, o.{last_error}),\n"
+    "  {locked_by} = NULL, {locked_until} = NULL\n"
+    "FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int4[], "
+    "$6::text[])\n"
+    "  AS r(id, token, delay_us, counts, err)\n"
+    "WHERE " PGP_OURS("o.");
+
+static const char pgp_bury_sql[] =
+    "UPDATE {T} AS o SET {dead_at} = now(), {dead_reason} = r.reason,\n"
+    "  {dead_destination} = r.dest, {attempts} = r.attempts,\n"
+    "  {locked_by} = NULL, {locked_until} = NULL\n"
+    "FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], "
+    "$6::int4[])\n"
+    "  AS r(id, token, reason, dest, attempts)\n"
+    "WHERE " PGP_OURS("o.");
+
+static const char pgp_unlease_sql[] =
+    "UPDATE {T} AS o SET {locked_by} = NULL, {locked_until} = NULL\n"
+    "FROM unnest($2::int8[], $3::int8[]) AS r(id, token)\n"
+    "WHERE " PGP_OURS("o.");
+
+static const char pgp_poison_sql[] =
+    "UPDATE {T} AS o SET {dead_at} = now(), {dead_reason} = r.reason,\n"
+    "  {locked_by} = NULL, {locked_until} = NULL\n"
+    "FROM unnest($1::int8[], $2::text[]) AS r(id, reason)\n"
+    "WHERE o.{id} = r.id";
+
+/* SKIP LOCKED: relays sharing the table never queue behind each other's
+ * retention run. */
+static const char pgp_retention_sql[] =
+    "DELETE FROM {T} WHERE {id} IN (\n"
+    "  SELECT {id} FROM {T} WHERE {published_at} IS NOT NULL\n"
+    "    AND {published_at} < now() - $1::int8 * interval '1 millisecond'\n"
+    "  ORDER BY {published_at} LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+/* Pending count, dead count and the oldest pending row's age as the
+ * database sees it (the caller turns it into a timestamp on its own
+ * clock). Counting a backlog of millions every few seconds would stall
+ * the pipeline, so the count is exact up to PGP_STATS_EXACT rows and
+ * beyond that estimated from the id range of the pending rows (ids are
+ * dense apart from rolled-back inserts). ids grow with insert time, so
+ * the lowest pending id is the oldest: MIN(created_at) would read every
+ * pending row. */
+#define PGP_STATS_EXACT "100000"
+static const char pgp_stats_sql[] =
+    "WITH c AS (SELECT count(*) AS n FROM (SELECT 1 FROM {T}\n"
+    "  WHERE " PGP_PENDING(
+        "") " LIMIT " PGP_STATS_EXACT " + 1) AS s)\n"
+            "SELECT CASE WHEN c.n <= " PGP_STATS_EXACT
+            " THEN c.n ELSE greatest(c.n,\n"
+            "    (SELECT max({id}) FROM {T} WHERE " PGP_PENDING(
+                "") ") -\n"
+                    "    (SELECT min({id}) FROM {T} WHERE " PGP_PENDING(
+                        "") ") + 1) END::int8,\n"
+                            "  (SELECT count(*) FROM {T} WHERE {dead_at} IS "
+                            "NOT NULL)::int8,\n"
+                            "  (SELECT " PGP_US(
+                                "now() - {created_at}") " FROM {T}\n"
+                                                        "   WHERE " PGP_PENDING(
+                                                            "") " ORDER BY "
+                                                                "{id} LIMIT "
+                                                                "1)\n"
+                                                                "FROM c";
+
+/* Milliseconds until the first blocked row's lease or retry time passes:
+ * how long an idle claim may sleep without NOTIFY to wake it. */
+static const char pgp_next_due_sql[] = "SELECT " PGP_US(
+    "min(greatest(coalesce({locked_until}, "
+    "'-infinity'), {next_attempt_at})) - now()") " / 1000\n"
+                                                 "FROM {T} WHERE " PGP_PENDING(
+                                                     "") "\n"
+                                                         "  "
+                                                         "AND"
+                                                         " " PGP_MAYBE_BLOCKED(
+                                                             "") " AND"
+                                                                 " " PGP_BLOCKED_NOW(
+                                                                     "");
+
+static const char pgp_dead_list_sql[] = "SELECT " PGP_EVENT_COLS(
+    "o.") ", o.{dead_reason}::text,\n"
+          "  o.{dead_destination}::text, " PGP_US(
+              "o.{dead_at}") "\n"
+                             "FROM {T} AS o WHERE o.{dead_at} IS NOT NULL\n"
+                             "  AND ($1::text IS NULL OR o.{event_id}::text = "
+                             "$1) ORDER BY o.{id}";
+
+static const char pgp_requeue_sql[] =
+    "UPDATE {T} SET {dead_at} = NULL, {dead_reason} = NULL,\n"
+    "  {dead_destination} = NULL, {attempts} = 0,\n"
+    "  {next_attempt_at} = '-infinity', {locked_by} = NULL,\n"
+    "  {locked_until} = NULL\n"
+    "WHERE {dead_at} IS NOT NULL AND ($1::text IS NULL OR "
+    "{event_id}::text = $1)";
+
+static const char pgp_purge_sql[] =
+    "DELETE FROM {T} WHERE {dead_at} IS NOT NULL\n"
+    "  AND ($1::text IS NULL OR {event_id}::text = $1)";
+
+static const char *const pgp_stmt_sql[PGP_S_COUNT] = {
+    [PGP_S_CLAIM] = pgp_claim_sql,
+    [PGP_S_ACK] = NULL,
+    [PGP_S_RELEASE] = pgp_release_sql,
+    [PGP_S_BURY] = pgp_bury_sql,
+    [PGP_S_UNLEASE] = pgp_unlease_sql,
+    [PGP_S_POISON] = pgp_poison_sql,
+    [PGP_S_RETENTION] = pgp_retention_sql,
+    [PGP_S_STATS] = pgp_stats_sql,
+    [PGP_S_NEXT_DUE] = pgp_next_due_sql,
+    [PGP_S_DEAD_LIST] = pgp_dead_list_sql,
+    [PGP_S_REQUEUE] = pgp_requeue_sql,
+    [PGP_S_PURGE] = pgp_purge_sql,
+};
+
+static const char *const pgp_stmt_names[PGP_S_COUNT] = {
+    [PGP_S_CLAIM] = "obx_pgp_claim",
+    [PGP_S_ACK] = "obx_pgp_ack",
+    [PGP_S_RELEASE] = "obx_pgp_release",
+    [PGP_S_BURY] = "obx_pgp_bury",
+    [PGP_S_UNLEASE] = "obx_pgp_unlease",
+    [PGP_S_POISON] = "obx_pgp_poison",
+    [PGP_S_RETENTION] = "obx_pgp_retention",
+    [PGP_S_STATS] = "obx_pgp_stats",
+    [PGP_S_NEXT_DUE] = "obx_pgp_next_due",
+    [PGP_S_DEAD_LIST] = "obx_pgp_dead_list",
+    [PGP_S_REQUEUE] = "obx_pgp_requeue",
+    [PGP_S_PURGE] = "obx_pgp_purge",
+};
+
+const char *pgp_stmt_template(pgp_stmt s, int ack_mode)
+{
+    if (s == PGP_S_ACK)
+        return ack_mode == OBX_PG_POLL_ACK_DELETE ? pgp_ack_delete_sql
+                                                  : pgp_ack_mark_sql;
+    return pgp_stmt_sql[s];
+}
+
+const char *pgp_stmt_name(pgp_stmt s)
+{
+    return pgp_stmt_names[s];
+}
+
+/* ---- DDL ---- */
+
+enum { PGP_DDL_ALWAYS, PGP_DDL_IF_SCHEMA, PGP_DDL_IF_NOTIFY };
+
+typedef struct pgp_ddl {
+    int when;
+    const char *tpl;
+} pgp_ddl;
+
+/* payload is bytea: the only type that holds any payload (JSON, Avro,
+ * protobuf). The relay reads text, json and jsonb payload columns as well,
+ * for teams whose events are always text. */
+static const pgp_ddl pgp_ddl_list[] = {
+    {PGP_DDL_IF_SCHEMA, "CREATE SCHEMA IF NOT EXISTS {S}"},
+    {PGP_DDL_ALWAYS,
+     "CREATE TABLE IF NOT EXISTS {T} (\n"
+     "    {id} bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,\n"
+     "    {event_id} text NOT NULL UNIQUE DEFAULT gen_random_uuid()::text,\n"
+     "    {aggregate_type} text NOT NULL,\n"
+     "    {aggregate_id} text NOT NULL,\n"
+     "    {event_type} text NOT NULL,\n"
+     "    {payload} bytea NOT NULL,\n"
+     "    {topic} text,\n"
+     "    {headers} jsonb CHECK ({headers} IS NULL\n"
+     "        OR jsonb_typeof({headers}) = 'object'),\n"
+     "    {created_at} timestamptz NOT NULL DEFAULT now(),\n"
+     "    {attempts} integer NOT NULL DEFAULT 0,\n"
+     "    {next_attempt_at} timestamptz NOT NULL DEFAULT '-infinity',\n"
+     "    {locked_by} text,\n"
+     "    {locked_until} timestamptz,\n"
+     "    {published_at} timestamptz,\n"
+     "    {dead_at} timestamptz,\n"
+     "    {last_error} text,\n"
+     "    {dead_reason} text,\n"
+     "    {dead_destination} text\n"
+     ")"},
+    {PGP_DDL_ALWAYS, "CREATE INDEX IF NOT EXISTS {I:pending} ON {T} ({id})\n"
+                     "    WHERE " PGP_PENDING("")},
+    {PGP_DDL_ALWAYS,
+     "CREATE INDEX IF NOT EXISTS {I:key} ON {T} ({aggregate_id}, {id})\n"
+     "    WHERE " PGP_PENDING("")},
+    {PGP_DDL_ALWAYS,
+     "CREATE INDEX IF NOT EXISTS {I:blocked} ON {T} ({aggregate_id})\n"
+     "    WHERE " PGP_PENDING("") "\n"
+                                  "    AND " PGP_MAYBE_BLOCKED("")},
+    {PGP_DDL_ALWAYS, "CREATE INDEX IF NOT EXISTS {I:dead} ON {T} ({id})\n"
+                     "    WHERE {dead_at} IS NOT NULL"},
+    {PGP_DDL_ALWAYS,
+     "CREATE INDEX IF NOT EXISTS {I:published} ON {T} ({published_at})\n"
+     "    WHERE {published_at} IS NOT NULL"},
+    {PGP_DDL_IF_NOTIFY,
+     "CREATE OR REPLACE FUNCTION {F:notify}() RETURNS trigger\n"
+     "    LANGUAGE plpgsql AS $obx$\n"
+     "BEGIN\n"
+     "    PERFORM pg_notify(TG_ARGV[0], '');\n"
+     "    RETURN NULL;\n"
+     "END\n"
+     "$obx$"},
+    /* FOR EACH STATEMENT: one NOTIFY per INSERT statement, and PostgreSQL
+     * folds repeats within a transaction into one. */
+    {PGP_DDL_IF_NOTIFY,
+     "CREATE OR REPLACE TRIGGER {I:notify} AFTER INSERT ON {T}\n"
+     "    FOR EACH STATEMENT EXECUTE FUNCTION {F:notify}({CH})"},
+};
+
+int pgp_ddl_each(const pgp_names *n, const obx_pg_poll_config *conf,
+                 pgp_ddl_fn emit, void *ctx)
+{
+    for (size_t i = 0; i < sizeof pgp_ddl_list / sizeof pgp_ddl_list[0]; i++) {
+        const pgp_ddl *d = &pgp_ddl_list[i];
+        if ((d->when == PGP_DDL_IF_SCHEMA && !n->schema) ||
+            (d->when == PGP_DDL_IF_NOTIFY && !conf->notify_trigger))
+            continue;
+        char *sql = pgp_sql_expand(n, d->tpl);
+        if (!sql)
+            return -1;
+        int rc = emit(ctx, sql);
+        free(sql);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- names ---- */
+
+static int pgp_col_lookup(const char *name, int limit)
+{
+    for (int c = 0; c < limit; c++)
+        if (strcmp(pgp_col_default[c], name) == 0)
+            return c;
+    return -1;
+}
+
+/* Format an error, prefixed with the config line when known. */
+static void pgp_err(char *err, size_t errlen, int line, const char *fmt, ...)
+    OBX_PRINTF(4, 5);
+
+static void pgp_err(char *err, size_t errlen, int line, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        snprintf(err, errlen, "line %d: %s", line, msg);
+    else
+        snprintf(err, errlen, "%s", msg);
+}
+
+static int pgp_apply_mapping(pgp_names *n, const obx_kv *kv, char *err,
+                             size_t errlen)
+{
+    int c = pgp_col_lookup(kv->name, PGP_C_N_MAPPABLE);
+    if (c < 0) {
+        pgp_err(err, errlen, kv->line,
+                "store.column.%s: unknown column '%s'; valid: id, event_id, "
+                "aggregate_type, aggregate_id, event_type, payload, topic, "
+                "headers, created_at (bookkeeping columns keep their names)",
+                kv->name, kv->name);
+        return -1;
+    }
+    if (n->col[c] != pgp_col_default[c]) {
+        pgp_err(err, errlen, kv->line, "store.column.%s: set twice", kv->name);
+        return -1;
+    }
+    if (!kv->value || !kv->value[0]) {
+        pgp_err(err, errlen, kv->line, "store.column.%s: empty column name",
+                kv->name);
+        return -1;
+    }
+    if (strlen(kv->value) > PGP_NAME_MAX) {
+        pgp_err(err, errlen, kv->line,
+                "store.column.%s: '%s' is longer than %d bytes (PostgreSQL "
+                "would cut it)",
+                kv->name, kv->value, PGP_NAME_MAX);
+        return -1;
+    }
+    n->col[c] = kv->value;
+    return 0;
+}
+
+/* Quoted identifiers are case-sensitive in PostgreSQL: compare exactly. */
+static int pgp_check_distinct(const pgp_names *n, char *err, size_t errlen)
+{
+    for (int a = 0; a < PGP_C_COUNT; a++)
+        for (int b = a + 1; b < PGP_C_COUNT; b++)
+            if (strcmp(n->col[a], n->col[b]) == 0) {
+                pgp_err(err, errlen, 0,
+                        "store.column: columns '%s' and '%s' both map to "
+                        "'%s'",
+                        pgp_col_default[a], pgp_col_default[b], n->col[a]);
+                return -1;
+            }
+    return 0;
+}
+
+static int pgp_check_name(const char *opt, const char *v, char *err,
+                          size_t errlen)
+{
+    if (strlen(v) <= PGP_NAME_MAX)
+        return 0;
+    pgp_err(err, errlen, 0,
+            "store.%s: '%s' is longer than %d bytes (PostgreSQL would cut "
+            "it)",
+            opt, v, PGP_NAME_MAX);
+    return -1;
+}
+
+int pgp_names_init(pgp_names *n, const obx_pg_poll_config *conf, char *err,
+                   size_t errlen)
+{
+    memset(n, 0, sizeof *n);
+    n->table = conf->table && conf->table[0] ? conf->table : "outbox";
+    n->schema = conf->schema && conf->schema[0] ? conf->schema : NULL;
+    n->channel = conf->channel && conf->channel[0] ? conf->channel : n->table;
+    if (pgp_check_name("table", n->table, err, errlen) != 0 ||
+        (n->schema && pgp_check_name("schema", n->schema, err, errlen)) ||
+        pgp_check_name("channel", n->channel, err, errlen) != 0)
+        return -1;
+    for (int c = 0; c < PGP_C_COUNT; c++)
+        n->col[c] = pgp_col_default[c];
+    for (size_t i = 0; i < conf->column.n; i++)
+        if (pgp_apply_mapping(n, &conf->column.items[i], err, errlen) != 0)
+            return -1;
+    return pgp_check_distinct(n, err, errlen);
+}
+
+/* ---- template expansion ---- */
+
+static void pgp_qualified(pgp_buf *b, const pgp_names *n, const char *name,
+                          const char *sfx)
+{
+    if (n->schema) {
+        pgp_buf_ident(b, n->schema);
+        pgp_buf_addc(b, '.');
+    }
+    if (!sfx) {
+        pgp_buf_ident(b, name);
+        return;
+    }
+    pgp_buf tmp = {0};
+    pgp_buf_add(&tmp, name);
+    pgp_buf_addc(&tmp, '_');
+    pgp_buf_add(&tmp, sfx);
+    if (tmp.oom)
+        b->oom = true;
+    else
+        pgp_buf_ident(b, tmp.p);
+    pgp_buf_free(&tmp);
+}
+
+/* Append the expansion of one placeholder body (between the braces). */
+static int pgp_placeholder(pgp_buf *b, const pgp_names *n, const char *key)
+{
+    if (strcmp(key, "T") == 0) {
+        pgp_qualified(b, n, n->table, NULL);
+    } else if (strcmp(key, "S") == 0) {
+        pgp_buf_ident(b, n->schema ? n->schema : "public");
+    } else if (strcmp(key, "CH") == 0) {
+        pgp_buf_literal(b, n->channel);
+    } else if (strncmp(key, "I:", 2) == 0) {
+        pgp_names local = *n;
+        local.schema = NULL;
+        pgp_qualified(b, &local, n->table, key + 2);
+    } else if (strncmp(key, "F:", 2) == 0) {
+        pgp_qualified(b, n, n->table, key + 2);
+    } else {
+        int c = pgp_col_lookup(key, PGP_C_COUNT);
+        if (c < 0)
+            return -1;
+        pgp_buf_ident(b, n->col[c]);
+    }
+    return 0;
+}
+
+char *pgp_sql_expand(const pgp_names *n, const char *tpl)
+{
+    pgp_buf b = {0};
+    const char *p = tpl;
+    int bad = 0;
+    while (*p && !bad) {
+        const char *open = strchr(p, '{');
+        if (!open) {
+            pgp_buf_add(&b, p);
+            break;
+        }
+        pgp_buf_addn(&b, p, (size_t)(open - p));
+        const char *close = strchr(open, '}');
+        char key[64];
+        size_t len = close ? (size_t)(close - open - 1) : 0;
+        bad = !close || len == 0 || len >= sizeof key;
+        if (!bad) {
+            memcpy(key, open + 1, len);
+            key[len] = '\0';
+            bad = pgp_placeholder(&b, n, key) != 0;
+        }
+        p = close ? close + 1 : open + 1;
+    }
+    if (bad) {
+        pgp_buf_free(&b);
+        return NULL;
+    }
+    return pgp_buf_take(&b);
+}

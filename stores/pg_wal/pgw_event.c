@@ -1,0 +1,536 @@
+/* Events as the pg_wal store hands them out: one malloc block per event
+ * holding the obx_event, its header array and every string, built from an
+ * outbox row of the stream (text values of pgoutput protocol 1), from a
+ * logical message's JSON envelope, or from a row of the recovery query. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "pgw_store.h"
+
+#define PGW_BYTEAOID 17
+
+/* One field while the block is being sized; s == NULL is SQL NULL. */
+typedef struct pgw_field {
+    const char *s;
+    size_t len;
+} pgw_field;
+
+typedef struct pgw_parts {
+    pgw_field f[PGW_C_N_MAPPABLE];
+    json_t *hdrs;        /* JSON object, or NULL */
+    char *owned_payload; /* decoded bytea or dumped JSON, freed after copy */
+    char **owned_vals;   /* dumped non-string header values */
+    size_t n_owned;
+    char id[64]; /* generated event id */
+    char poison[OBX_ERRSTR_LEN];
+    int64_t created_us;
+    int64_t row_id;
+} pgw_parts;
+
+static void parts_free(pgw_parts *p)
+{
+    free(p->owned_payload);
+    for (size_t i = 0; i < p->n_owned; i++)
+        free(p->owned_vals[i]);
+    free(p->owned_vals);
+    json_decref(p->hdrs);
+}
+
+static void set_poison(pgw_parts *p, const char *fmt, const char *arg)
+{
+    if (!p->poison[0])
+        snprintf(p->poison, sizeof p->poison, fmt, arg);
+}
+
+/* ---- value decoding ---- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static long bytea_hex(const char *in, size_t len, char *out)
+{
+    if (len % 2)
+        return -1;
+    for (size_t i = 0; i < len; i += 2) {
+        int a = hexval(in[i]), b = hexval(in[i + 1]);
+        if (a < 0 || b < 0)
+            return -1;
+        out[i / 2] = (char)(a << 4 | b);
+    }
+    return (long)(len / 2);
+}
+
+/* bytea_output = escape: printable bytes as they are, \\ and \ooo. */
+static long bytea_escape(const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        if (in[i] != '\\') {
+            out[o++] = in[i++];
+        } else if (i + 1 < len && in[i + 1] == '\\') {
+            out[o++] = '\\';
+            i += 2;
+        } else if (i + 3 < len && in[i + 1] >= '0' && in[i + 1] <= '3' &&
+                   in[i + 2] >= '0' && in[i + 2] <= '7' && in[i + 3] >= '0' &&
+                   in[i + 3] <= '7') {
+            out[o++] = (char)((in[i + 1] - '0') << 6 | (in[i + 2] - '0') << 3 |
+                              (in[i + 3] - '0'));
+            i += 4;
+        } else {
+            return -1;
+        }
+    }
+    return (long)o;
+}
+
+long pgw_bytea_decode(const char *in, size_t len, char *out)
+{
+    if (len >= 2 && in[0] == '\\' && in[1] == 'x')
+        return bytea_hex(in + 2, len - 2, out);
+    return bytea_escape(in, len, out);
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* Read exactly n digits at *p. */
+static bool digits(const char **p, const char *end, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (*p >= end || **p < '0' || **p > '9')
+            return false;
+        v = v * 10 + (*(*p)++ - '0');
+    }
+    *out = v;
+    return true;
+}
+
+static bool expect(const char **p, const char *end, char c)
+{
+    if (*p >= end || **p != c)
+        return false;
+    (*p)++;
+    return true;
+}
+
+/* "+HH", "+HH:MM", "+HH:MM:SS" (or '-'): seconds east of UTC. */
+static bool parse_offset(const char **p, const char *end, int64_t *sec)
+{
+    *sec = 0;
+    if (*p == end)
+        return true; /* timestamp without time zone: UTC */
+    int sign = **p == '+' ? 1 : **p == '-' ? -1 : 0;
+    int h, m = 0, s = 0;
+    if (!sign)
+        return false;
+    (*p)++;
+    if (!digits(p, end, 2, &h))
+        return false;
+    if (*p < end && **p == ':' && !((*p)++, digits(p, end, 2, &m)))
+        return false;
+    if (*p < end && **p == ':' && !((*p)++, digits(p, end, 2, &s)))
+        return false;
+    *sec = sign * ((int64_t)h * 3600 + m * 60 + s);
+    return *p == end;
+}
+
+bool pgw_parse_timestamp(const char *s, size_t len, int64_t *us)
+{
+    const char *p = s, *end = s + len;
+    int y, mo, d, h, mi, se;
+    if (!digits(&p, end, 4, &y) || !expect(&p, end, '-') ||
+        !digits(&p, end, 2, &mo) || !expect(&p, end, '-') ||
+        !digits(&p, end, 2, &d) || !expect(&p, end, ' ') ||
+        !digits(&p, end, 2, &h) || !expect(&p, end, ':') ||
+        !digits(&p, end, 2, &mi) || !expect(&p, end, ':') ||
+        !digits(&p, end, 2, &se))
+        return false;
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+        return false;
+    int64_t frac = 0;
+    if (p < end && *p == '.') {
+        p++;
+        int n = 0;
+        for (; p < end && *p >= '0' && *p <= '9'; p++, n++)
+            if (n < 6)
+                frac = frac * 10 + (*p - '0');
+        if (n == 0)
+            return false;
+        for (; n < 6; n++)
+            frac *= 10;
+    }
+    int64_t off;
+    if (!parse_offset(&p, end, &off))
+        return false;
+    int64_t days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    int64_t secs = days * 86400 + h * 3600 + mi * 60 + se - off;
+    *us = secs * 1000000 + frac;
+    return true;
+}
+
+/* ---- headers ---- */
+
+static obx_status parse_headers(pgw_parts *p, const char *s, size_t len)
+{
+    if (!s || len == 0)
+        return OBX_OK;
+    json_error_t je;
+    json_t *o = json_loadb(s, len, 0, &je);
+    if (!o || !json_is_object(o)) {
+        json_decref(o);
+        set_poison(p, "headers are not a JSON object%s",
+                   o ? "" : " (invalid JSON)");
+        return OBX_OK;
+    }
+    p->hdrs = o;
+    return OBX_OK;
+}
+
+static obx_status adopt_headers(pgw_parts *p, json_t *o)
+{
+    if (!o || json_is_null(o))
+        return OBX_OK;
+    if (!json_is_object(o)) {
+        set_poison(p, "envelope: headers must be a JSON object%s", "");
+        return OBX_OK;
+    }
+    p->hdrs = json_incref(o);
+    return OBX_OK;
+}
+
+/* Header values as strings: non-string values as compact JSON. */
+static obx_status header_values(pgw_parts *p)
+{
+    size_t n = p->hdrs ? json_object_size(p->hdrs) : 0;
+    if (n == 0)
+        return OBX_OK;
+    p->owned_vals = calloc(n, sizeof *p->owned_vals);
+    if (!p->owned_vals)
+        return OBX_NOMEM;
+    const char *k;
+    json_t *v;
+    json_object_foreach(p->hdrs, k, v)
+    {
+        (void)k;
+        char *s = json_is_string(v)
+                      ? strdup(json_string_value(v))
+                      : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (!s)
+            return OBX_NOMEM;
+        p->owned_vals[p->n_owned++] = s;
+    }
+    return OBX_OK;
+}
+
+/* ---- the block ---- */
+
+static const char *put(char **cur, const char *s, size_t len)
+{
+    char *dst = *cur;
+    if (len)
+        memcpy(dst, s, len);
+    dst[len] = '\0';
+    *cur += len + 1;
+    return dst;
+}
+
+static size_t block_size(const pgw_parts *p)
+{
+    size_t sz = sizeof(pgw_event) + p->n_owned * sizeof(obx_header);
+    for (int c = PGW_C_EVENT_ID; c <= PGW_C_TOPIC; c++)
+        sz += p->f[c].len + 1;
+    const char *k;
+    json_t *v;
+    size_t i = 0;
+    if (p->hdrs)
+        json_object_foreach(p->hdrs, k, v)
+        {
+            (void)v;
+            if (i < p->n_owned)
+                sz += strlen(k) + 1 + strlen(p->owned_vals[i]) + 1;
+            i++;
+        }
+    return sz + strlen(p->poison) + 1;
+}
+
+static void fill_headers(pgw_event *e, const pgw_parts *p, char **cur)
+{
+    obx_header *hd = (obx_header *)(e + 1);
+    const char *k;
+    json_t *v;
+    size_t i = 0;
+    if (p->hdrs)
+        json_object_foreach(p->hdrs, k, v)
+        {
+            (void)v;
+            if (i >= p->n_owned)
+                break;
+            hd[i].name = put(cur, k, strlen(k));
+            hd[i].value = put(cur, p->owned_vals[i], strlen(p->owned_vals[i]));
+            i++;
+        }
+    e->ev.headers = i ? hd : NULL;
+    e->ev.n_headers = i;
+}
+
+static const char *put_field(char **cur, pgw_field f, bool keep_null)
+{
+    if (!f.s && keep_null)
+        return NULL;
+    return put(cur, f.s ? f.s : "", f.len);
+}
+
+static obx_status build(pgw_parts *p, uint64_t seq, uint64_t sub,
+                        pgw_event **out)
+{
+    *out = NULL;
+    if (header_values(p) != OBX_OK)
+        return OBX_NOMEM;
+    if (!p->f[PGW_C_EVENT_ID].s || p->f[PGW_C_EVENT_ID].len == 0) {
+        /* stable across replays: the same position gives the same id */
+        snprintf(p->id, sizeof p->id, "wal-%016" PRIx64 "-%" PRIu64, seq, sub);
+        p->f[PGW_C_EVENT_ID] = (pgw_field){p->id, strlen(p->id)};
+    }
+    pgw_event *e = calloc(1, block_size(p));
+    if (!e)
+        return OBX_NOMEM;
+    char *cur = (char *)((obx_header *)(e + 1) + p->n_owned);
+    fill_headers(e, p, &cur);
+    obx_event *ev = &e->ev;
+    ev->event_id = put_field(&cur, p->f[PGW_C_EVENT_ID], false);
+    ev->aggregate_type = put_field(&cur, p->f[PGW_C_AGGREGATE_TYPE], false);
+    ev->aggregate_id = put_field(&cur, p->f[PGW_C_AGGREGATE_ID], false);
+    ev->key = ev->aggregate_id;
+    ev->event_type = put_field(&cur, p->f[PGW_C_EVENT_TYPE], false);
+    ev->payload = put_field(&cur, p->f[PGW_C_PAYLOAD], false);
+    ev->payload_len = p->f[PGW_C_PAYLOAD].len;
+    ev->topic = put_field(&cur, p->f[PGW_C_TOPIC], true);
+    ev->created_at_us = p->created_us;
+    ev->pos.seq = seq;
+    ev->pos.sub = sub;
+    ev->pos.ptr = e;
+    e->row_id = p->row_id;
+    const char *why = put(&cur, p->poison, strlen(p->poison));
+    e->poison = p->poison[0] ? why : NULL;
+    *out = e;
+    return OBX_OK;
+}
+
+/* ---- from a stream row ---- */
+
+static pgw_field tuple_field(const pgo_msg *m, const pgw_rel *rel, int c)
+{
+    pgw_field f = {NULL, 0};
+    int i = rel->idx[c];
+    if (i < 0 || i >= m->nvals)
+        return f;
+    const pgo_value *v = &m->vals[i];
+    if (v->kind == 't' || v->kind == 'b') {
+        f.s = v->data ? (const char *)v->data : "";
+        f.len = v->len;
+    }
+    return f;
+}
+
+static obx_status row_payload(pgw_parts *p, const pgw_rel *rel)
+{
+    pgw_field *f = &p->f[PGW_C_PAYLOAD];
+    if (!f->s) {
+        set_poison(p, "payload is NULL%s", "");
+        return OBX_OK;
+    }
+    if (rel->type[PGW_C_PAYLOAD] != PGW_BYTEAOID)
+        return OBX_OK; /* text, json, jsonb: the text is the payload */
+    p->owned_payload = malloc(f->len + 1);
+    if (!p->owned_payload)
+        return OBX_NOMEM;
+    long n = pgw_bytea_decode(f->s, f->len, p->owned_payload);
+    if (n < 0) {
+        set_poison(p, "payload: malformed bytea text%s", "");
+        return OBX_OK;
+    }
+    f->s = p->owned_payload;
+    f->len = (size_t)n;
+    return OBX_OK;
+}
+
+static void row_required(pgw_parts *p, const pgw_store *s)
+{
+    static const int req[] = {PGW_C_AGGREGATE_TYPE, PGW_C_AGGREGATE_ID,
+                              PGW_C_EVENT_TYPE};
+    for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
+        if (!p->f[req[i]].s)
+            set_poison(p, "column \"%s\" is NULL or missing",
+                       s->names.col[req[i]]);
+}
+
+obx_status pgw_event_from_row(pgw_store *s, const pgw_rel *rel,
+                              const pgo_msg *m, uint64_t seq, uint64_t sub,
+                              int64_t commit_us, pgw_event **out)
+{
+    pgw_parts p;
+    memset(&p, 0, sizeof p);
+    p.row_id = -1;
+    for (int c = PGW_C_EVENT_ID; c < PGW_C_N_MAPPABLE; c++)
+        p.f[c] = tuple_field(m, rel, c);
+    pgw_field id = tuple_field(m, rel, PGW_C_ID);
+    if (id.s && id.len < 24) {
+        char tmp[24];
+        memcpy(tmp, id.s, id.len);
+        tmp[id.len] = '\0';
+        p.row_id = strtoll(tmp, NULL, 10);
+    }
+    pgw_field ca = p.f[PGW_C_CREATED_AT];
+    if (!ca.s || !pgw_parse_timestamp(ca.s, ca.len, &p.created_us))
+        p.created_us = commit_us;
+    row_required(&p, s);
+    obx_status st = row_payload(&p, rel);
+    if (st == OBX_OK)
+        st = parse_headers(&p, p.f[PGW_C_HEADERS].s, p.f[PGW_C_HEADERS].len);
+    if (st == OBX_OK)
+        st = build(&p, seq, sub, out);
+    parts_free(&p);
+    return st;
+}
+
+/* ---- from a logical message ---- */
+
+static pgw_field json_field(json_t *o, const char *name)
+{
+    json_t *v = json_object_get(o, name);
+    pgw_field f = {NULL, 0};
+    if (json_is_string(v)) {
+        f.s = json_string_value(v);
+        f.len = json_string_length(v);
+    }
+    return f;
+}
+
+static obx_status envelope_payload(pgw_parts *p, json_t *o)
+{
+    json_t *v = json_object_get(o, "payload");
+    if (!v) {
+        set_poison(p, "envelope: no \"payload\"%s", "");
+        return OBX_OK;
+    }
+    if (json_is_string(v)) {
+        p->f[PGW_C_PAYLOAD] =
+            (pgw_field){json_string_value(v), json_string_length(v)};
+        return OBX_OK;
+    }
+    p->owned_payload = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (!p->owned_payload)
+        return OBX_NOMEM;
+    p->f[PGW_C_PAYLOAD] =
+        (pgw_field){p->owned_payload, strlen(p->owned_payload)};
+    return OBX_OK;
+}
+
+static obx_status envelope_fields(pgw_parts *p, json_t *o)
+{
+    static const struct {
+        int col;
+        const char *name;
+        bool required;
+    } map[] = {{PGW_C_EVENT_ID, "event_id", false},
+               {PGW_C_AGGREGATE_TYPE, "aggregate_type", true},
+               {PGW_C_AGGREGATE_ID, "aggregate_id", true},
+               {PGW_C_EVENT_TYPE, "event_type", true},
+               {PGW_C_TOPIC, "topic", false}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        p->f[map[i].col] = json_field(o, map[i].name);
+        if (map[i].required && !p->f[map[i].col].s)
+            set_poison(p, "envelope: \"%s\" missing or not a string",
+                       map[i].name);
+    }
+    json_t *ca = json_object_get(o, "created_at");
+    if (json_is_string(ca))
+        pgw_parse_timestamp(json_string_value(ca), json_string_length(ca),
+                            &p->created_us);
+    obx_status st = envelope_payload(p, o);
+    return st == OBX_OK ? adopt_headers(p, json_object_get(o, "headers")) : st;
+}
+
+obx_status pgw_event_from_message(pgw_store *s, const pgo_msg *m, uint64_t seq,
+                                  uint64_t sub, int64_t commit_us,
+                                  pgw_event **out)
+{
+    (void)s;
+    pgw_parts p;
+    memset(&p, 0, sizeof p);
+    p.row_id = -1;
+    p.created_us = commit_us;
+    json_error_t je;
+    json_t *o = json_loadb((const char *)m->content, m->content_len, 0, &je);
+    obx_status st = OBX_OK;
+    if (!o || !json_is_object(o)) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", o ? "not a JSON object" : je.text);
+        set_poison(&p, "envelope is not a JSON object: %s", why);
+        /* keep the bytes, so `dead show` lets an operator see them */
+        p.f[PGW_C_PAYLOAD] =
+            (pgw_field){(const char *)m->content, m->content_len};
+    } else {
+        st = envelope_fields(&p, o);
+    }
+    if (st == OBX_OK)
+        st = build(&p, seq, sub, out);
+    parts_free(&p);
+    json_decref(o);
+    return st;
+}
+
+/* ---- from the recovery query ---- */
+
+static pgw_field result_field(const PGresult *r, int row, int col)
+{
+    pgw_field f = {NULL, 0};
+    if (col < PQnfields(r) && !PQgetisnull(r, row, col)) {
+        f.s = PQgetvalue(r, row, col);
+        f.len = (size_t)PQgetlength(r, row, col);
+    }
+    return f;
+}
+
+/* Columns: id, event_id, aggregate_type, aggregate_id, event_type,
+ * payload (bytea text), topic, headers (text), created_at (unix us). */
+obx_status pgw_event_from_result(pgw_store *s, const PGresult *r, int row,
+                                 pgw_event **out)
+{
+    pgw_parts p;
+    memset(&p, 0, sizeof p);
+    for (int c = PGW_C_EVENT_ID; c <= PGW_C_HEADERS; c++)
+        p.f[c] = result_field(r, row, c);
+    p.row_id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
+    p.created_us = strtoll(PQgetvalue(r, row, PGW_C_CREATED_AT), NULL, 10);
+    row_required(&p, s);
+    pgw_rel rel = {.type = {[PGW_C_PAYLOAD] = PQftype(r, PGW_C_PAYLOAD)}};
+    obx_status st = row_payload(&p, &rel);
+    if (st == OBX_OK)
+        st = parse_headers(&p, p.f[PGW_C_HEADERS].s, p.f[PGW_C_HEADERS].len);
+    if (st == OBX_OK)
+        st = build(&p, 0, (uint64_t)p.row_id, out);
+    parts_free(&p);
+    return st;
+}

@@ -1,0 +1,444 @@
+/* The pg_wal store's replication connection: START_REPLICATION, reading
+ * and decoding the stream, and standby status updates (the watermark).
+ * The loop follows pg_recvlogical: a written position (what arrived) and
+ * a flushed position (what is done), keepalives answered when the server
+ * asks, status updates on an interval. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pgw_store.h"
+
+static int64_t pg_now(const pgw_store *s)
+{
+    return s->host->now_us() - PGO_EPOCH_OFFSET_US;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* ---- the watermark ---- */
+
+uint64_t pgw_watermark(const pgw_store *s)
+{
+    uint64_t w;
+    if (s->head)
+        /* the oldest unsettled event's transaction must be replayed:
+         * confirming its commit LSN (not past it) keeps it in the slot;
+         * recovered rows (seq 0) hold the stream where it started */
+        w = s->head->ev.pos.seq;
+    else if (s->in_txn)
+        w = s->txn_lsn;
+    else
+        w = s->idle_lsn;
+    return max_u64(w, s->flushed_lsn);
+}
+
+void pgw_stream_feedback(pgw_store *s, bool force, bool reply)
+{
+    if (!s->repl)
+        return;
+    uint64_t w = pgw_watermark(s);
+    int64_t now = s->host->mono_us();
+    if (!force && !reply && w == s->flushed_lsn && now < s->next_status_us)
+        return;
+    uint8_t msg[PGO_STATUS_LEN];
+    uint64_t written = max_u64(s->received_lsn, w);
+    pgo_status_update(msg, written, w, w, pg_now(s), reply);
+    if (PQputCopyData(s->repl, (const char *)msg, sizeof msg) <= 0 ||
+        PQflush(s->repl) != 0) {
+        pgw_stream_stop(s, "could not send a status update");
+        return;
+    }
+    s->flushed_lsn = w;
+    s->next_status_us = now + s->conf->status_interval_ms * 1000;
+}
+
+/* ---- starting and stopping ---- */
+
+void pgw_stream_stop(pgw_store *s, const char *why)
+{
+    if (!s->repl)
+        return;
+    PQfinish(s->repl);
+    s->repl = NULL;
+    s->in_txn = false;
+    s->n_rels = 0; /* the server sends Relation messages again */
+    if (why)
+        s->host->log(s->host, OBX_LOG_WARN,
+                     "pg_wal %s: replication stream stopped (%s); resuming "
+                     "from slot \"%s\"",
+                     s->target, why, s->names.slot);
+}
+
+/* 'a','b' -> 'a''','b''' would be wrong: publication_names is one string
+ * literal holding a list of (double-quoted) identifiers. */
+static char *start_command(const pgw_store *s)
+{
+    char *cmd = NULL;
+    char pub[2 * PGW_NAME_MAX + 8];
+    size_t o = 0;
+    pub[o++] = '"';
+    for (const char *p = s->names.publication; *p && o + 4 < sizeof pub; p++) {
+        if (*p == '"')
+            pub[o++] = '"';
+        if (*p == '\'')
+            pub[o++] = '\'';
+        pub[o++] = *p;
+    }
+    pub[o++] = '"';
+    pub[o] = '\0';
+    bool msgs = s->conf->source != OBX_PG_WAL_TABLE;
+    if (asprintf(&cmd,
+                 "START_REPLICATION SLOT \"%s\" LOGICAL 0/0 (proto_version "
+                 "'1', publication_names '%s'%s)",
+                 s->names.slot, pub, msgs ? ", messages 'true'" : "") < 0)
+        return NULL;
+    return cmd;
+}
+
+static obx_status start_failed(pgw_store *s, PGresult *r, char *errstr,
+                               size_t errlen)
+{
+    obx_status st =
+        pgw_fail(s, s->repl, r, "START_REPLICATION", errstr, errlen);
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state && strcmp(state, "55006") == 0) {
+        size_t len = strlen(errstr);
+        snprintf(errstr + len, errlen - len,
+                 " (another relay streams this slot; standing by)");
+        if (!s->standby)
+            s->host->log(s->host, OBX_LOG_INFO,
+                         "slot %s is streamed by another relay: standing "
+                         "by to take over",
+                         s->names.slot);
+        s->standby = true;
+    }
+    PQclear(r);
+    PQfinish(s->repl);
+    s->repl = NULL;
+    return st;
+}
+
+obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
+{
+    if (s->repl)
+        return OBX_OK;
+    int64_t lag;
+    obx_status st = pgw_sql_ensure(s, errstr, errlen);
+    if (st == OBX_OK)
+        st = pgw_slot_check(s, &lag, errstr, errlen);
+    if (st != OBX_OK)
+        return st;
+    s->lag_bytes = lag;
+    s->repl = pgw_connect(s, true, errstr, errlen);
+    if (!s->repl)
+        return OBX_UNAVAILABLE;
+    char *cmd = start_command(s);
+    if (!cmd) {
+        PQfinish(s->repl);
+        s->repl = NULL;
+        return OBX_NOMEM;
+    }
+    PGresult *r = PQexec(s->repl, cmd);
+    free(cmd);
+    if (PQresultStatus(r) != PGRES_COPY_BOTH)
+        return start_failed(s, r, errstr, errlen);
+    PQclear(r);
+    s->in_txn = false;
+    s->received_lsn = max_u64(s->received_lsn, s->start_lsn);
+    s->idle_lsn = max_u64(s->idle_lsn, s->start_lsn);
+    s->flushed_lsn = max_u64(s->flushed_lsn, s->start_lsn);
+    s->next_status_us = 0;
+    char lsn[32];
+    s->host->log(s->host, OBX_LOG_INFO,
+                 "pg_wal %s: streaming slot \"%s\" from %s (publication "
+                 "\"%s\"%s)",
+                 s->target, s->names.slot,
+                 pgo_lsn_str(s->start_lsn, lsn, sizeof lsn),
+                 s->names.publication,
+                 s->conf->source != OBX_PG_WAL_TABLE ? ", messages" : "");
+    return OBX_OK;
+}
+
+/* ---- decoding ---- */
+
+static obx_status protocol_error(pgw_store *s, const char *what, char *errstr,
+                                 size_t errlen)
+{
+    snprintf(errstr, errlen, "pg_wal %s: replication protocol error: %s",
+             s->target, what);
+    s->host->log(s->host, OBX_LOG_ERROR, "%s", errstr);
+    return OBX_FATAL;
+}
+
+static pgw_rel *rel_find(pgw_store *s, uint32_t oid)
+{
+    for (size_t i = 0; i < s->n_rels; i++)
+        if (s->rels[i].oid == oid)
+            return &s->rels[i];
+    return NULL;
+}
+
+static obx_status on_relation(pgw_store *s, const pgo_msg *m)
+{
+    pgw_rel *r = rel_find(s, m->relid);
+    if (!r) {
+        if (s->n_rels == s->cap_rels) {
+            size_t cap = s->cap_rels ? s->cap_rels * 2 : 4;
+            pgw_rel *p = realloc(s->rels, cap * sizeof *p);
+            if (!p)
+                return OBX_NOMEM;
+            s->rels = p;
+            s->cap_rels = cap;
+        }
+        r = &s->rels[s->n_rels++];
+    }
+    memset(r, 0, sizeof *r);
+    r->oid = m->relid;
+    const char *nsp = m->nspname[0] ? m->nspname : "pg_catalog";
+    r->ours = strcmp(m->relname, s->names.table) == 0 &&
+              (!s->nsp[0] || strcmp(nsp, s->nsp) == 0);
+    for (int c = 0; c < PGW_C_N_MAPPABLE; c++) {
+        r->idx[c] = -1;
+        for (int i = 0; i < m->ncols; i++)
+            if (strcmp(m->cols[i].name, s->names.col[c]) == 0) {
+                r->idx[c] = i;
+                r->type[c] = m->cols[i].type_oid;
+            }
+    }
+    return OBX_OK;
+}
+
+/* Events before or at the newest position we already hold were read on
+ * an earlier connection: the slot replays from its confirmed position,
+ * and we kept everything after it. */
+static bool already_have(const pgw_store *s, uint64_t seq, uint64_t sub)
+{
+    return s->have_last &&
+           (seq < s->last_seq || (seq == s->last_seq && sub <= s->last_sub));
+}
+
+static void take_event(pgw_store *s, pgw_event *e)
+{
+    s->have_last = true;
+    s->last_seq = e->ev.pos.seq;
+    s->last_sub = e->ev.pos.sub;
+    pgw_live_append(s, e);
+}
+
+static obx_status on_insert(pgw_store *s, const pgo_msg *m, char *errstr,
+                            size_t errlen)
+{
+    if (!s->in_txn)
+        return protocol_error(s, "Insert outside a transaction", errstr,
+                              errlen);
+    pgw_rel *r = rel_find(s, m->relid);
+    if (!r)
+        return protocol_error(s, "Insert for a relation never described",
+                              errstr, errlen);
+    if (!r->ours || s->conf->source == OBX_PG_WAL_MESSAGES)
+        return OBX_OK;
+    uint64_t sub = s->txn_sub++;
+    if (already_have(s, s->txn_lsn, sub))
+        return OBX_OK;
+    pgw_event *e = NULL;
+    obx_status st =
+        pgw_event_from_row(s, r, m, s->txn_lsn, sub, s->txn_ts_us, &e);
+    if (st == OBX_OK)
+        take_event(s, e);
+    return st;
+}
+
+static obx_status on_message(pgw_store *s, const pgo_msg *m, char *errstr,
+                             size_t errlen)
+{
+    if (s->conf->source == OBX_PG_WAL_TABLE ||
+        strcmp(m->prefix, s->names.prefix) != 0)
+        return OBX_OK;
+    if (!(m->flags & PGO_MESSAGE_TRANSACTIONAL)) {
+        /* not tied to a commit: it may come from a transaction that
+         * rolled back, so it is never an outbox event */
+        if (!s->warned_nontx)
+            s->host->log(s->host, OBX_LOG_WARN,
+                         "pg_wal: ignoring non-transactional messages with "
+                         "prefix '%s'; emit them with "
+                         "pg_logical_emit_message(true, ...)",
+                         s->names.prefix);
+        s->warned_nontx = true;
+        return OBX_OK;
+    }
+    if (!s->in_txn)
+        return protocol_error(s,
+                              "transactional Message outside a "
+                              "transaction",
+                              errstr, errlen);
+    uint64_t sub = s->txn_sub++;
+    if (already_have(s, s->txn_lsn, sub))
+        return OBX_OK;
+    pgw_event *e = NULL;
+    obx_status st =
+        pgw_event_from_message(s, m, s->txn_lsn, sub, s->txn_ts_us, &e);
+    if (st == OBX_OK)
+        take_event(s, e);
+    return st;
+}
+
+static obx_status on_begin(pgw_store *s, const pgo_msg *m, char *errstr,
+                           size_t errlen)
+{
+    if (s->in_txn)
+        return protocol_error(s, "Begin inside a transaction", errstr, errlen);
+    s->in_txn = true;
+    s->txn_lsn = m->lsn;
+    s->txn_ts_us = m->commit_ts + PGO_EPOCH_OFFSET_US;
+    s->txn_sub = 0;
+    return OBX_OK;
+}
+
+static obx_status on_commit(pgw_store *s, const pgo_msg *m, char *errstr,
+                            size_t errlen)
+{
+    if (!s->in_txn || m->lsn != s->txn_lsn)
+        return protocol_error(s,
+                              "Commit without a Begin, or for another "
+                              "transaction",
+                              errstr, errlen);
+    s->in_txn = false;
+    s->idle_lsn = max_u64(s->idle_lsn, m->end_lsn);
+    return OBX_OK;
+}
+
+static obx_status on_data(pgw_store *s, const pgo_frame *f, char *errstr,
+                          size_t errlen)
+{
+    char err[OBX_ERRSTR_LEN];
+    int rc = pgo_decode(&s->msg, f->data, f->len, err, sizeof err);
+    if (rc == PGO_NOMEM)
+        return OBX_NOMEM;
+    if (rc != PGO_OK)
+        return protocol_error(s, err, errstr, errlen);
+    const pgo_msg *m = &s->msg;
+    switch (m->kind) {
+    case PGO_BEGIN: return on_begin(s, m, errstr, errlen);
+    case PGO_COMMIT: return on_commit(s, m, errstr, errlen);
+    case PGO_RELATION: return on_relation(s, m);
+    case PGO_INSERT: return on_insert(s, m, errstr, errlen);
+    case PGO_MESSAGE: return on_message(s, m, errstr, errlen);
+    default: return OBX_OK; /* Type, Origin; others are not published */
+    }
+}
+
+static obx_status on_frame(pgw_store *s, const uint8_t *buf, size_t len,
+                           char *errstr, size_t errlen)
+{
+    pgo_frame f;
+    char err[OBX_ERRSTR_LEN];
+    if (pgo_frame_parse(buf, len, &f, err, sizeof err) != PGO_OK)
+        return protocol_error(s, err, errstr, errlen);
+    if (f.kind == 'k') {
+        s->received_lsn = max_u64(s->received_lsn, f.wal_end);
+        /* everything before the server's position reached us before this
+         * keepalive; outside a transaction nothing of it is in flight */
+        if (!s->in_txn)
+            s->idle_lsn = max_u64(s->idle_lsn, f.wal_end);
+        if (f.reply_requested)
+            pgw_stream_feedback(s, true, false);
+        return OBX_OK;
+    }
+    s->received_lsn = max_u64(s->received_lsn, f.wal_start);
+    return on_data(s, &f, errstr, errlen);
+}
+
+/* ---- reading ---- */
+
+static void sleep_until(const pgw_store *s, int64_t until_us)
+{
+    int64_t left = until_us - s->host->mono_us();
+    if (left <= 0)
+        return;
+    struct timespec ts = {(time_t)(left / 1000000),
+                          (long)(left % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+static obx_status stream_ended(pgw_store *s, char *errstr, size_t errlen)
+{
+    PGresult *r = PQgetResult(s->repl);
+    obx_status st =
+        pgw_fail(s, s->repl, r, "replication stream ended", errstr, errlen);
+    PQclear(r);
+    char why[OBX_ERRSTR_LEN];
+    snprintf(why, sizeof why, "%s", errstr);
+    pgw_stream_stop(s, why);
+    /* the next claim reconnects; a lost slot is reported then */
+    return st == OBX_FATAL ? OBX_UNAVAILABLE : st;
+}
+
+/* Wait for the socket up to until_us (monotonic), waking for status
+ * updates. false when the connection broke. */
+static bool wait_readable(pgw_store *s, int64_t until_us)
+{
+    int64_t now = s->host->mono_us();
+    int64_t until = until_us < s->next_status_us ? until_us : s->next_status_us;
+    int ms = until > now ? (int)((until - now + 999) / 1000) : 0;
+    struct pollfd pfd = {PQsocket(s->repl), POLLIN, 0};
+    int rc = poll(&pfd, 1, ms);
+    if (rc < 0 && errno != EINTR)
+        return false;
+    pgw_stream_feedback(s, false, false);
+    if (!s->repl)
+        return false;
+    return rc <= 0 || PQconsumeInput(s->repl) == 1;
+}
+
+obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
+                           size_t errlen)
+{
+    int64_t until = s->host->mono_us() + wait_us;
+    size_t cap = (size_t)s->conf->max_buffered;
+    while (s->repl) {
+        if (s->n_live >= cap) {
+            /* full: the server waits (TCP backpressure); an idle claim
+             * still waits, for a retry to fall due */
+            pgw_stream_feedback(s, false, false);
+            if (s->n_ready == 0)
+                sleep_until(s, until);
+            return OBX_OK;
+        }
+        char *buf = NULL;
+        int len = PQgetCopyData(s->repl, &buf, 1);
+        if (len > 0) {
+            obx_status st =
+                on_frame(s, (const uint8_t *)buf, (size_t)len, errstr, errlen);
+            PQfreemem(buf);
+            if (st != OBX_OK)
+                return st;
+            continue;
+        }
+        if (len == -1)
+            return stream_ended(s, errstr, errlen);
+        if (len < -1) {
+            snprintf(errstr, errlen, "pg_wal %s: replication connection: %s",
+                     s->target, PQerrorMessage(s->repl));
+            pgw_stream_stop(s, "connection lost");
+            return OBX_UNAVAILABLE;
+        }
+        pgw_stream_feedback(s, false, false);
+        if (s->n_ready > 0 || s->host->mono_us() >= until)
+            return OBX_OK;
+        if (!wait_readable(s, until)) {
+            snprintf(errstr, errlen, "pg_wal %s: replication connection lost",
+                     s->target);
+            pgw_stream_stop(s, "connection lost while waiting");
+            return OBX_UNAVAILABLE;
+        }
+    }
+    snprintf(errstr, errlen, "pg_wal %s: not streaming", s->target);
+    return OBX_UNAVAILABLE;
+}

@@ -1,0 +1,1292 @@
+/* The pg_poll store plugin, loaded from the build tree as the core loads
+ * it, driven through its ops against the private test PostgreSQL. A raw
+ * libpq connection plays the application that writes the outbox; a second
+ * one plays another relay where a test needs it. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "pg_testlib.h"
+#include "support.h"
+
+#define ERRBUF char err[OBX_ERRSTR_LEN] = ""
+#define HOUR_US (3600LL * 1000000)
+
+static int setup(void **state)
+{
+    *state = pgt_new();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    pgt_free(*state);
+    return 0;
+}
+
+static int is_uuid(const char *s)
+{
+    if (strlen(s) != 36)
+        return 0;
+    for (int i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return 0;
+        } else if (!strchr("0123456789abcdef", s[i])) {
+            return 0;
+        }
+    }
+    return s[14] == '4';
+}
+
+static const obx_header *find_header(const obx_event *e, const char *name)
+{
+    for (size_t i = 0; i < e->n_headers; i++)
+        if (strcmp(e->headers[i].name, name) == 0)
+            return &e->headers[i];
+    return NULL;
+}
+
+static void claim_ids(pgt *t, void *s, size_t max, const int64_t *want,
+                      size_t n_want, obx_event **ev)
+{
+    size_t n = pgt_claim(t, s, ev, max);
+    if (n != n_want)
+        fail_msg("claimed %zu events, expected %zu", n, n_want);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ev[i]->pos.seq, want[i]);
+}
+
+static void release_one(pgt *t, void *s, obx_event *e, int64_t at, bool counts,
+                        const char *error)
+{
+    ERRBUF;
+    obx_release r = {e, at, error, counts};
+    obx_status st = t->ops->release(s, &r, 1, err, sizeof err);
+    if (st != OBX_OK)
+        fail_msg("release: %s", err);
+}
+
+/* ---- descriptor and options ---- */
+
+static const obx_option *find_opt(const obx_plugin *p, const char *name)
+{
+    for (const obx_option *o = p->options; o->name; o++)
+        if (strcmp(o->name, name) == 0)
+            return o;
+    return NULL;
+}
+
+static void test_descriptor(void **state)
+{
+    pgt *t = *state;
+    const obx_plugin *p = t->plugin;
+    assert_int_equal(p->kind, OBX_PLUGIN_STORE);
+    assert_string_equal(p->name, "pg_poll");
+    assert_int_equal(p->config_size, sizeof(obx_pg_poll_config));
+    assert_int_equal(t->ops->flags,
+                     OBX_STORE_ORDERED_CLAIM | OBX_STORE_DURABLE_RETRY);
+    struct {
+        const char *name;
+        obx_opt_type type;
+        const char *def;
+        size_t off;
+    } want[] = {
+        {"conninfo", OBX_OPT_STRING, "",
+         offsetof(obx_pg_poll_config, conninfo)},
+        {"table", OBX_OPT_STRING, "outbox",
+         offsetof(obx_pg_poll_config, table)},
+        {"schema", OBX_OPT_STRING, "", offsetof(obx_pg_poll_config, schema)},
+        {"ack_mode", OBX_OPT_ENUM, "mark",
+         offsetof(obx_pg_poll_config, ack_mode)},
+        {"lease", OBX_OPT_DURATION, "60s",
+         offsetof(obx_pg_poll_config, lease_ms)},
+        {"retention", OBX_OPT_DURATION, "7d",
+         offsetof(obx_pg_poll_config, retention_ms)},
+        {"create_schema", OBX_OPT_BOOL, "true",
+         offsetof(obx_pg_poll_config, create_schema)},
+        {"owner", OBX_OPT_STRING, NULL, offsetof(obx_pg_poll_config, owner)},
+        {"listen", OBX_OPT_BOOL, "true", offsetof(obx_pg_poll_config, listen)},
+        {"channel", OBX_OPT_STRING, NULL,
+         offsetof(obx_pg_poll_config, channel)},
+        {"notify_trigger", OBX_OPT_BOOL, "true",
+         offsetof(obx_pg_poll_config, notify_trigger)},
+        {"column", OBX_OPT_PREFIX, NULL, offsetof(obx_pg_poll_config, column)},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const obx_option *o = find_opt(p, want[i].name);
+        assert_non_null(o);
+        assert_int_equal(o->type, want[i].type);
+        assert_int_equal(o->offset, want[i].off);
+        if (want[i].def)
+            assert_string_equal(o->def, want[i].def);
+        assert_non_null(o->description);
+    }
+    assert_true(find_opt(p, "conninfo")->flags & OBX_OPT_SECRET);
+    const obx_option *am = find_opt(p, "ack_mode");
+    assert_string_equal(am->enum_values[0], "mark");
+    assert_string_equal(am->enum_values[1], "delete");
+    assert_null(am->enum_values[2]);
+}
+
+/* ---- the writer's side ---- */
+
+static void test_plain_insert(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    pgt_exec(t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                "event_type, payload) SELECT 'order', g::text, 'Created', "
+                "'{}' FROM generate_series(1, 200) g");
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(DISTINCT event_id) FROM "
+                             "outbox"),
+                     200);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "abs(extract(epoch FROM now() - "
+                             "created_at)) < 60 AND attempts = 0 AND "
+                             "next_attempt_at = '-infinity' AND "
+                             "locked_by IS NULL AND locked_until IS "
+                             "NULL AND published_at IS NULL AND "
+                             "dead_at IS NULL AND payload = '{}'"),
+                     200);
+    PGresult *r = PQexec(pgt_db(t), "SELECT event_id FROM outbox LIMIT 5");
+    for (int i = 0; i < PQntuples(r); i++)
+        if (!is_uuid(PQgetvalue(r, i, 0)))
+            fail_msg("not a uuid v4: %s", PQgetvalue(r, i, 0));
+    PQclear(r);
+    /* headers must be a JSON object: a bad write fails in the writer's own
+     * transaction instead of poisoning the relay later */
+    r = PQexec(pgt_db(t), "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                          "event_type, payload, headers) VALUES "
+                          "('o', '1', 'X', 'p', '[1,2]')");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    PQclear(r);
+    t->ops->close(s);
+}
+
+/* ---- claim ---- */
+
+static void test_claim_fields(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    pgt_exec(t, "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, "
+                "event_type, payload, topic, headers, created_at) VALUES "
+                "('ev-1', 'order', 'o-7', 'OrderPaid', '\\x00010203ff00', "
+                "'orders.paid', '{\"trace\":\"abc\",\"tenant\":\"t1\","
+                "\"n\":5,\"ok\":true}', to_timestamp(1.234567))");
+    int64_t t0 = pgt_now_us();
+    int64_t id2 = pgt_insert(t, "o-8", "{\"a\":1}");
+    obx_event *ev[8];
+    assert_int_equal(pgt_claim(t, s, ev, 8), 2);
+
+    obx_event *a = ev[0];
+    assert_string_equal(a->event_id, "ev-1");
+    assert_string_equal(a->aggregate_type, "order");
+    assert_string_equal(a->aggregate_id, "o-7");
+    assert_string_equal(a->key, "o-7");
+    assert_string_equal(a->event_type, "OrderPaid");
+    assert_string_equal(a->topic, "orders.paid");
+    assert_int_equal(a->payload_len, 6);
+    assert_memory_equal(a->payload, "\x00\x01\x02\x03\xff\x00", 6);
+    assert_int_equal(a->created_at_us, 1234567);
+    assert_int_equal(a->attempts, 0);
+    assert_int_equal(a->n_headers, 4);
+    assert_string_equal(find_header(a, "trace")->value, "abc");
+    assert_string_equal(find_header(a, "tenant")->value, "t1");
+    assert_string_equal(find_header(a, "n")->value, "5");
+    assert_string_equal(find_header(a, "ok")->value, "true");
+
+    obx_event *b = ev[1];
+    assert_int_equal(b->pos.seq, (uint64_t)id2);
+    assert_true(a->pos.seq < b->pos.seq);
+    assert_true(is_uuid(b->event_id));
+    assert_null(b->topic);
+    assert_int_equal(b->n_headers, 0);
+    assert_int_equal(b->payload_len, 7);
+    assert_memory_equal(b->payload, "{\"a\":1}", 7);
+    assert_true(b->created_at_us >= t0 - 1000000 &&
+                b->created_at_us <= pgt_now_us() + 1000000);
+    /* the rows are leased to us, for `lease` by the database's clock */
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "locked_by IS NOT NULL AND locked_until "
+                             "BETWEEN now() + interval '59 s' AND "
+                             "now() + interval '61 s'"),
+                     2);
+    /* and claimed once only */
+    assert_int_equal(pgt_claim(t, s, ev, 8), 0);
+    pgt_ack(t, s, ev, 2);
+    t->ops->close(s);
+}
+
+static void test_claim_max(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    int64_t id[11];
+    char key[16];
+    for (int i = 1; i <= 10; i++) {
+        snprintf(key, sizeof key, "k%d", i);
+        id[i] = pgt_insert(t, key, "x");
+    }
+    obx_event *ev[16];
+    claim_ids(t, s, 3, (int64_t[]){id[1], id[2], id[3]}, 3, ev);
+    pgt_ack(t, s, ev, 3);
+    claim_ids(t, s, 4, (int64_t[]){id[4], id[5], id[6], id[7]}, 4, ev);
+    pgt_ack(t, s, ev, 4);
+    claim_ids(t, s, 16, (int64_t[]){id[8], id[9], id[10]}, 3, ev);
+    pgt_ack(t, s, ev, 3);
+    t->ops->close(s);
+}
+
+/* A1 B1 A2 B2 A3: while A1 waits for its retry, A2 and A3 stay put and
+ * key B keeps flowing. */
+static void test_claim_key_order(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    const char *keys[] = {"A", "B", "A", "B", "A"};
+    int64_t id[5];
+    for (int i = 0; i < 5; i++)
+        id[i] = pgt_insert(t, keys[i], "x");
+    obx_event *ev[8], *a1;
+    claim_ids(t, s, 1, (int64_t[]){id[0]}, 1, ev);
+    a1 = ev[0];
+    /* A1 leased: A2, A3 held back; B free */
+    claim_ids(t, s, 8, (int64_t[]){id[1], id[3]}, 2, ev);
+    obx_event *b[2] = {ev[0], ev[1]};
+    release_one(t, s, a1, pgt_now_us() + HOUR_US, true, "nack");
+    /* A1 waits for its retry: A2, A3 still held back */
+    claim_ids(t, s, 8, NULL, 0, ev);
+    pgt_ack(t, s, b, 2);
+    int64_t b3 = pgt_insert(t, "B", "x");
+    int64_t c1 = pgt_insert(t, "C", "x");
+    claim_ids(t, s, 8, (int64_t[]){b3, c1}, 2, ev);
+    pgt_ack(t, s, ev, 2);
+    /* A1 due again: the whole key comes, in order */
+    pgt_exec(t, "UPDATE outbox SET next_attempt_at = now() WHERE id = %lld",
+             (long long)id[0]);
+    claim_ids(t, s, 8, (int64_t[]){id[0], id[2], id[4]}, 3, ev);
+    assert_int_equal(ev[0]->attempts, 1);
+    assert_int_equal(ev[1]->attempts, 0);
+    pgt_ack(t, s, ev, 3);
+    t->ops->close(s);
+}
+
+/* Another relay's claim in flight: its rows are row-locked by a claim
+ * that has not committed yet, so our snapshot cannot see its lease. SKIP
+ * LOCKED skips them; the later rows of their key must not be taken in
+ * their place. A head leased by another relay holds its key back, a dead
+ * head does not. */
+static void test_claim_key_order_across_relays(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    int64_t a1 = pgt_insert(t, "A", "x"), b1 = pgt_insert(t, "B", "x");
+    int64_t a2 = pgt_insert(t, "A", "x"), c1 = pgt_insert(t, "C", "x");
+    int64_t a3 = pgt_insert(t, "A", "x");
+    PGconn *other = pgt_connect(t);
+    pgt_exec_on(other, "BEGIN");
+    pgt_exec_on(other, "SELECT 1 FROM outbox WHERE id = %lld FOR UPDATE",
+                (long long)a1);
+    obx_event *ev[8];
+    claim_ids(t, s, 8, (int64_t[]){b1, c1}, 2, ev);
+    pgt_ack(t, s, ev, 2);
+    /* the other relay's claim commits: A1 is leased by it */
+    pgt_exec_on(other,
+                "UPDATE outbox SET locked_by = 'other', locked_until "
+                "= now() + interval '1 hour' WHERE id = %lld",
+                (long long)a1);
+    pgt_exec_on(other, "COMMIT");
+    claim_ids(t, s, 8, NULL, 0, ev);
+    /* A1 is dead-lettered: a dead head no longer holds its key back */
+    pgt_exec(t,
+             "UPDATE outbox SET dead_at = now(), locked_by = NULL, "
+             "locked_until = NULL WHERE id = %lld",
+             (long long)a1);
+    claim_ids(t, s, 8, (int64_t[]){a2, a3}, 2, ev);
+    pgt_ack(t, s, ev, 2);
+    PQfinish(other);
+    t->ops->close(s);
+}
+
+/* A transaction takes a lower id but commits after a higher one of the
+ * same key was claimed: it is still published, and not before the event
+ * in flight (commit order). */
+static void test_late_commit(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    PGconn *late = pgt_connect(t);
+    pgt_exec_on(late, "BEGIN");
+    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                      "event_type, payload) VALUES ('o', 'K', 'Late', 'l'), "
+                      "('o', 'L', 'Late', 'l')");
+    int64_t k2 = pgt_insert(t, "K", "x");
+    obx_event *ev[8], *inflight;
+    claim_ids(t, s, 8, (int64_t[]){k2}, 1, ev);
+    inflight = ev[0];
+    pgt_exec_on(late, "COMMIT");
+    int64_t k1 = pgt_int(t, -1,
+                         "SELECT id FROM outbox WHERE aggregate_id = "
+                         "'K' AND event_type = 'Late'");
+    int64_t l1 = pgt_int(t, -1,
+                         "SELECT id FROM outbox WHERE aggregate_id = "
+                         "'L'");
+    assert_true(k1 < k2);
+    /* L flows at once; K's late event waits for the one in flight */
+    claim_ids(t, s, 8, (int64_t[]){l1}, 1, ev);
+    pgt_ack(t, s, ev, 1);
+    pgt_ack(t, s, &inflight, 1);
+    claim_ids(t, s, 8, (int64_t[]){k1}, 1, ev);
+    pgt_ack(t, s, ev, 1);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "published_at IS NULL"),
+                     0);
+    PQfinish(late);
+    t->ops->close(s);
+}
+
+static void test_lease_expiry(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config ca = t->conf, cb = t->conf;
+    ca.lease_ms = cb.lease_ms = 300;
+    ca.owner = (char *)"relay-a";
+    cb.owner = (char *)"relay-b";
+    void *a = pgt_open(t, &ca);
+    void *b = pgt_open(t, &cb);
+    for (int i = 0; i < 3; i++)
+        pgt_insert(t, i == 2 ? "k2" : "k1", "x");
+    obx_event *ea[4], *eb[4];
+    assert_int_equal(pgt_claim(t, a, ea, 4), 3);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "locked_by = 'relay-a'"),
+                     3);
+    assert_int_equal(pgt_claim(t, b, eb, 4), 0);
+    pgt_sleep_ms(100);
+    assert_int_equal(pgt_claim(t, b, eb, 4), 0);
+    pgt_sleep_ms(300);
+    assert_int_equal(pgt_claim(t, b, eb, 4), 3);
+    assert_int_equal(eb[0]->attempts, 0);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "locked_by = 'relay-b'"),
+                     3);
+    /* a's late release and bury must not disturb b's claim */
+    ERRBUF;
+    obx_release rel[2];
+    for (int i = 0; i < 2; i++)
+        rel[i] = (obx_release){ea[i], pgt_now_us() + HOUR_US, "late", true};
+    assert_int_equal(t->ops->release(a, rel, 2, err, sizeof err), OBX_OK);
+    obx_burial bu = {ea[2], "late", NULL};
+    assert_int_equal(t->ops->bury(a, &bu, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "locked_by = 'relay-b' AND attempts = 0 "
+                             "AND next_attempt_at = '-infinity' AND "
+                             "last_error IS NULL AND dead_at IS "
+                             "NULL"),
+                     3);
+    pgt_ack(t, b, eb, 3);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "published_at IS NOT NULL"),
+                     3);
+    t->ops->close(a);
+    t->ops->close(b);
+}
+
+/* The same relay re-claims an event whose lease ran out while its first
+ * claim was still in flight: the stale copy's release must not touch the
+ * new claim (the lease end is the claim's token). */
+static void test_lease_token(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config c = t->conf;
+    c.lease_ms = 100;
+    void *s = pgt_open(t, &c);
+    pgt_insert(t, "k", "x");
+    obx_event *first[2], *second[2];
+    assert_int_equal(pgt_claim(t, s, first, 2), 1);
+    pgt_sleep_ms(150);
+    assert_int_equal(pgt_claim(t, s, second, 2), 1);
+    release_one(t, s, first[0], pgt_now_us() + HOUR_US, true, "stale");
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "locked_until IS NOT NULL AND attempts "
+                             "= 0"),
+                     1);
+    pgt_ack(t, s, second, 1);
+    t->ops->close(s);
+}
+
+static void ack_mode_case(pgt *t, int mode)
+{
+    obx_pg_poll_config c = t->conf;
+    c.ack_mode = mode;
+    void *s = pgt_open(t, &c);
+    int64_t id1 = pgt_insert(t, "k1", "x"), id2 = pgt_insert(t, "k2", "x");
+    obx_event *ev[4];
+    assert_int_equal(pgt_claim(t, s, ev, 4), 2);
+    pgt_ack(t, s, ev, 1);
+    if (mode == OBX_PG_POLL_ACK_MARK) {
+        assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 2);
+        assert_int_equal(pgt_int(t, -1,
+                                 "SELECT count(*) FROM outbox WHERE "
+                                 "id = %lld AND locked_by IS NULL "
+                                 "AND locked_until IS NULL AND "
+                                 "published_at BETWEEN now() - "
+                                 "interval '10 s' AND now()",
+                                 (long long)id1),
+                         1);
+    } else {
+        assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 1);
+        assert_int_equal(pgt_int(t, -1, "SELECT id FROM outbox"), id2);
+    }
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT (published_at IS NULL)::int "
+                             "FROM outbox WHERE id = %lld",
+                             (long long)id2),
+                     1);
+    t->ops->close(s);
+    /* close returned the unsettled lease at once */
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "locked_by IS NOT NULL"),
+                     0);
+    s = pgt_open(t, &c);
+    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    assert_int_equal(ev[0]->pos.seq, id2);
+    pgt_ack(t, s, ev, 1);
+    assert_int_equal(pgt_claim(t, s, ev, 4), 0);
+    t->ops->close(s);
+}
+
+static void test_ack_mark(void **state)
+{
+    ack_mode_case(*state, OBX_PG_POLL_ACK_MARK);
+}
+
+static void test_ack_delete(void **state)
+{
+    ack_mode_case(*state, OBX_PG_POLL_ACK_DELETE);
+}
+
+static void test_release(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    int64_t id1 = pgt_insert(t, "k1", "x"), id2 = pgt_insert(t, "k2", "x");
+    obx_event *ev[4];
+    assert_int_equal(pgt_claim(t, s, ev, 4), 2);
+    /* the retry time is a delay added to the database's clock */
+    ERRBUF;
+    obx_release r[2] = {{ev[0], pgt_now_us() + 600 * 1000, "boom", true},
+                        {ev[1], 0, NULL, false}};
+    assert_int_equal(t->ops->release(s, r, 2, err, sizeof err), OBX_OK);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE id = "
+                             "%lld AND attempts = 1 AND last_error = "
+                             "'boom' AND next_attempt_at BETWEEN "
+                             "now() + interval '300 ms' AND now() + "
+                             "interval '700 ms' AND locked_by IS "
+                             "NULL AND locked_until IS NULL",
+                             (long long)id1),
+                     1);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE id = "
+                             "%lld AND attempts = 0 AND last_error "
+                             "IS NULL AND locked_by IS NULL",
+                             (long long)id2),
+                     1);
+    /* row 1 is not due yet; row 2 is */
+    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    assert_int_equal(ev[0]->pos.seq, id2);
+    /* a second release of row 2 without an error keeps last_error */
+    r[0] = (obx_release){ev[0], 0, "held back", false};
+    assert_int_equal(t->ops->release(s, r, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    r[0] = (obx_release){ev[0], 0, NULL, true};
+    assert_int_equal(t->ops->release(s, r, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE id = "
+                             "%lld AND attempts = 1 AND last_error = "
+                             "'held back'",
+                             (long long)id2),
+                     1);
+    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    assert_int_equal(ev[0]->attempts, 1);
+    pgt_ack(t, s, ev, 1);
+    /* error text that is not UTF-8 or holds quotes still lands */
+    pgt_sleep_ms(700);
+    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    assert_int_equal(ev[0]->pos.seq, id1);
+    assert_int_equal(ev[0]->attempts, 1);
+    r[0] = (obx_release){ev[0], 0, "bad \xff byte, \"quote\" \\ {x,y}", true};
+    assert_int_equal(t->ops->release(s, r, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "last_error = 'bad ? byte, \"quote\" \\ "
+                             "{x,y}' AND attempts = 2"),
+                     1);
+    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* The engine releases a retry for later; an idle claim wakes up when it is
+ * due, without waiting the whole poll interval (no NOTIFY announces it). */
+static void test_claim_wakes_for_retry(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    pgt_insert(t, "k", "x");
+    obx_event *ev[2];
+    assert_int_equal(pgt_claim(t, s, ev, 2), 1);
+    release_one(t, s, ev[0], pgt_now_us() + 300 * 1000, true, "later");
+    ERRBUF;
+    size_t n = 0;
+    int64_t t0 = pgt_mono_ms();
+    assert_int_equal(t->ops->claim(s, ev, 2, &n, 5000, err, sizeof err),
+                     OBX_OK);
+    int64_t took = pgt_mono_ms() - t0;
+    assert_int_equal(n, 1);
+    if (took < 200 || took > 1500)
+        fail_msg("claim returned after %lld ms", (long long)took);
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* ---- dead letters ---- */
+
+typedef struct dead_seen {
+    int n;
+    uint64_t seq[8];
+    char reason[8][64];
+    char dest[8][64];
+    int64_t dead_at[8];
+    uint32_t attempts[8];
+    int stop_after;
+} dead_seen;
+
+static int dead_cb(void *ctx, const obx_dead_letter *dl)
+{
+    dead_seen *d = ctx;
+    d->seq[d->n] = dl->event->pos.seq;
+    snprintf(d->reason[d->n], 64, "%s", dl->reason ? dl->reason : "(null)");
+    snprintf(d->dest[d->n], 64, "%s",
+             dl->destination ? dl->destination : "(null)");
+    d->dead_at[d->n] = dl->dead_at_us;
+    d->attempts[d->n] = dl->event->attempts;
+    d->n++;
+    return d->stop_after && d->n >= d->stop_after;
+}
+
+static void test_dead_letters(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    int64_t id[3];
+    for (int i = 0; i < 3; i++)
+        id[i] = pgt_insert(t, i == 1 ? "k2" : "k1", "x");
+    obx_event *ev[4];
+    claim_ids(t, s, 2, (int64_t[]){id[0], id[1]}, 2, ev);
+    int64_t t0 = pgt_now_us();
+    ERRBUF;
+    ev[0]->attempts = 3; /* the engine counts the final attempt */
+    ev[1]->attempts = 1;
+    obx_burial bu[2] = {{ev[0], "too large", "orders.big"},
+                        {ev[1], "rejected", NULL}};
+    assert_int_equal(t->ops->bury(s, bu, 2, err, sizeof err), OBX_OK);
+    /* a dead head does not hold back its key */
+    claim_ids(t, s, 4, (int64_t[]){id[2]}, 1, ev);
+    pgt_ack(t, s, ev, 1);
+
+    dead_seen d = {0};
+    assert_int_equal(t->ops->dead_list(s, NULL, dead_cb, &d, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.seq[0], id[0]);
+    assert_int_equal(d.seq[1], id[1]);
+    assert_string_equal(d.reason[0], "too large");
+    assert_string_equal(d.dest[0], "orders.big");
+    assert_string_equal(d.dest[1], "(null)");
+    assert_int_equal(d.attempts[0], 3);
+    assert_int_equal(d.attempts[1], 1);
+    assert_true(d.dead_at[0] >= t0 - 1000000 &&
+                d.dead_at[0] <= pgt_now_us() + 1000000);
+    d = (dead_seen){.stop_after = 1};
+    assert_int_equal(t->ops->dead_list(s, NULL, dead_cb, &d, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(d.n, 1);
+    /* the connection is usable after a stopped listing */
+    obx_store_stats ss = {.struct_size = sizeof ss};
+    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
+    assert_int_equal(ss.dead, 2);
+    assert_int_equal(ss.pending, 0);
+
+    char eid[64];
+    PGresult *r;
+    r = PQexec(pgt_db(t), "SELECT event_id FROM outbox WHERE dead_reason = "
+                          "'rejected'");
+    assert_int_equal(PQntuples(r), 1);
+    snprintf(eid, sizeof eid, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+
+    d = (dead_seen){0};
+    assert_int_equal(t->ops->dead_list(s, eid, dead_cb, &d, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.seq[0], id[1]);
+    assert_int_equal(
+        t->ops->dead_list(s, "no-such-id", dead_cb, &d, err, sizeof err),
+        OBX_NOT_FOUND);
+
+    uint64_t count = 99;
+    assert_int_equal(
+        t->ops->dead_requeue(s, "no-such-id", &count, err, sizeof err),
+        OBX_NOT_FOUND);
+    assert_int_equal(t->ops->dead_requeue(s, eid, &count, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(count, 1);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE id = "
+                             "%lld AND dead_at IS NULL AND "
+                             "dead_reason IS NULL AND attempts = 0 "
+                             "AND next_attempt_at = '-infinity'",
+                             (long long)id[1]),
+                     1);
+    claim_ids(t, s, 4, (int64_t[]){id[1]}, 1, ev);
+    assert_int_equal(ev[0]->attempts, 0);
+    pgt_ack(t, s, ev, 1);
+
+    assert_int_equal(
+        t->ops->dead_purge(s, "no-such-id", &count, err, sizeof err),
+        OBX_NOT_FOUND);
+    assert_int_equal(t->ops->dead_purge(s, NULL, &count, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(count, 1);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 2);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE id = "
+                             "%lld",
+                             (long long)id[0]),
+                     0);
+    assert_int_equal(t->ops->dead_purge(s, NULL, &count, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(count, 0);
+    t->ops->close(s);
+}
+
+/* Rows of a hand-made table (text headers, no CHECK) with unparsable
+ * headers are dead-lettered at claim, not handed out half-filled; the
+ * other rows flow. The payload may be a text column, too. */
+static void test_poison_headers_text_payload(void **state)
+{
+    pgt *t = *state;
+    pgt_exec(t, "CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id "
+                "text NOT NULL, aggregate_type text, aggregate_id text, "
+                "event_type text, payload text, topic text, headers text, "
+                "created_at timestamptz DEFAULT now(), attempts int NOT NULL "
+                "DEFAULT 0, next_attempt_at timestamptz NOT NULL DEFAULT "
+                "'-infinity', locked_by text, locked_until timestamptz, "
+                "published_at timestamptz, dead_at timestamptz, last_error "
+                "text, dead_reason text, dead_destination text)");
+    pgt_exec(t, "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, "
+                "event_type, payload, headers) VALUES "
+                "('e1', 'o', 'k', 'T', 'p', 'not json'), "
+                "('e2', 'o', 'k', 'T', 'p', '[1]'), "
+                "('e3', 'o', 'k', 'T', 'plain \\ text', '{\"h\":\"v\"}')");
+    obx_pg_poll_config c = t->conf;
+    c.create_schema = false;
+    void *s = pgt_open(t, &c);
+    obx_event *ev[4];
+    claim_ids(t, s, 4, (int64_t[]){3}, 1, ev);
+    assert_string_equal(ev[0]->headers[0].value, "v");
+    assert_int_equal(ev[0]->payload_len, 12);
+    assert_memory_equal(ev[0]->payload, "plain \\ text", 12);
+    pgt_ack(t, s, ev, 1);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "dead_at IS NOT NULL AND dead_reason "
+                             "LIKE '%%headers%%' AND locked_by IS "
+                             "NULL"),
+                     2);
+    t->ops->close(s);
+}
+
+static void test_jsonb_payload(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    pgt_exec(t, "ALTER TABLE outbox ALTER payload TYPE jsonb USING "
+                "convert_from(payload, 'UTF8')::jsonb");
+    t->ops->close(s);
+    s = pgt_open(t, NULL); /* statements prepared for the new type */
+    pgt_exec(t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                "event_type, payload) VALUES ('o', 'k', 'T', "
+                "'{\"a\": [1, 2]}')");
+    obx_event *ev[2];
+    assert_int_equal(pgt_claim(t, s, ev, 2), 1);
+    assert_int_equal(ev[0]->payload_len, strlen("{\"a\": [1, 2]}"));
+    assert_memory_equal(ev[0]->payload, "{\"a\": [1, 2]}", ev[0]->payload_len);
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* ---- stats, retention ---- */
+
+static void test_stats(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    ERRBUF;
+    obx_store_stats ss = {.struct_size = sizeof ss};
+    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
+    assert_int_equal(ss.pending, 0);
+    assert_int_equal(ss.oldest_pending_us, 0);
+    assert_int_equal(ss.lag_bytes, -1);
+    for (int i = 1; i <= 3; i++)
+        pgt_exec(t,
+                 "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                 "event_type, payload, created_at) VALUES "
+                 "('o', 'k%d', 'T', 'p', now() - interval '%d min')",
+                 i, 10 * (4 - i));
+    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
+    assert_int_equal(ss.pending, 3);
+    assert_int_equal(ss.dead, 0);
+    /* the oldest pending age, as the database sees it, on our clock */
+    int64_t age = pgt_now_us() - ss.oldest_pending_us;
+    assert_true(age >= 30LL * 60 * 1000000 - 5000000 &&
+                age <= 30LL * 60 * 1000000 + 5000000);
+    obx_event *ev[4];
+    assert_int_equal(pgt_claim(t, s, ev, 1), 1);
+    /* claimed but unsettled events are still pending */
+    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
+    assert_int_equal(ss.pending, 3);
+    pgt_ack(t, s, ev, 1);
+    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
+    assert_int_equal(ss.pending, 2);
+    age = pgt_now_us() - ss.oldest_pending_us;
+    assert_true(age >= 20LL * 60 * 1000000 - 5000000 &&
+                age <= 20LL * 60 * 1000000 + 5000000);
+    /* an older caller's smaller struct: nothing written past its size */
+    obx_store_stats small;
+    memset(&small, 0x5a, sizeof small);
+    small.struct_size = offsetof(obx_store_stats, lag_bytes);
+    assert_int_equal(t->ops->stats(s, &small, err, sizeof err), OBX_OK);
+    assert_int_equal(small.pending, 2);
+    assert_int_equal(small.lag_bytes, 0x5a5a5a5a5a5a5a5aLL);
+    t->ops->close(s);
+}
+
+static void test_retention(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config c = t->conf;
+    c.retention_ms = 3600 * 1000;
+    /* 2300 old published, 300 recent published, 1 old dead, 1 pending */
+    void *s = pgt_open(t, &c);
+    pgt_exec(t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                "event_type, payload) SELECT 'o', 'k', 'T', 'x' FROM "
+                "generate_series(1, 2602)");
+    int64_t base = pgt_int(t, -1, "SELECT min(id) - 1 FROM outbox");
+    pgt_exec(t,
+             "UPDATE outbox SET published_at = now() - interval '2 h' "
+             "WHERE id <= %lld",
+             (long long)base + 2300);
+    pgt_exec(t,
+             "UPDATE outbox SET published_at = now() WHERE id > %lld AND "
+             "id <= %lld",
+             (long long)base + 2300, (long long)base + 2600);
+    pgt_exec(t,
+             "UPDATE outbox SET dead_at = now() - interval '2 h' WHERE "
+             "id = %lld",
+             (long long)base + 2601);
+    obx_event *ev[4];
+    /* the first claim after open runs one batch of 1000 */
+    assert_int_equal(pgt_claim(t, s, ev, 1), 1);
+    assert_int_equal(ev[0]->pos.seq, base + 2602);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 1602);
+    /* a full batch means more may be waiting: the next run comes soon */
+    pgt_sleep_ms(80);
+    assert_int_equal(pgt_claim(t, s, ev + 1, 1), 0);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 602);
+    pgt_sleep_ms(80);
+    assert_int_equal(pgt_claim(t, s, ev + 1, 1), 0);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 302);
+    assert_int_equal(pgt_int(t, -1, "SELECT min(id) FROM outbox"), base + 2301);
+    /* then it rests for seconds */
+    pgt_exec(t,
+             "UPDATE outbox SET published_at = now() - interval '2 h' "
+             "WHERE id <= %lld",
+             (long long)base + 2310);
+    pgt_sleep_ms(80);
+    assert_int_equal(pgt_claim(t, s, ev + 1, 1), 0);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 302);
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+
+    /* retention 0 and ack_mode=delete never delete published rows */
+    c.retention_ms = 0;
+    s = pgt_open(t, &c);
+    assert_int_equal(pgt_claim(t, s, ev, 1), 0);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 302);
+    t->ops->close(s);
+    pgt_exec(t, "UPDATE outbox SET published_at = now() - interval '2 h' "
+                "WHERE published_at IS NOT NULL");
+    c.retention_ms = 3600 * 1000;
+    c.ack_mode = OBX_PG_POLL_ACK_DELETE;
+    s = pgt_open(t, &c);
+    assert_int_equal(pgt_claim(t, s, ev, 1), 0);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 302);
+    t->ops->close(s);
+    c.ack_mode = OBX_PG_POLL_ACK_MARK;
+    s = pgt_open(t, &c);
+    assert_int_equal(pgt_claim(t, s, ev, 1), 0);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 1);
+    t->ops->close(s);
+}
+
+/* ---- schema, identifiers, config errors ---- */
+
+typedef struct sbuf {
+    char text[32768];
+    size_t len;
+    int calls;
+} sbuf;
+
+static void emit_cb(void *ctx, const char *text)
+{
+    sbuf *b = ctx;
+    size_t n = strlen(text);
+    assert_true(b->len + n < sizeof b->text);
+    memcpy(b->text + b->len, text, n + 1);
+    b->len += n;
+    b->calls++;
+}
+
+/* SQL without comments, whitespace collapsed. */
+static char *normalize_sql(const char *in)
+{
+    char *out = malloc(strlen(in) + 1);
+    size_t o = 0;
+    int space = 0;
+    for (const char *p = in; *p; p++) {
+        if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n')
+                p++;
+            if (!*p)
+                break;
+        }
+        if (*p == ' ' || *p == '\n' || *p == '\t') {
+            space = o > 0;
+            continue;
+        }
+        if (space)
+            out[o++] = ' ';
+        space = 0;
+        out[o++] = *p;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot read %s", path);
+    char *buf = calloc(1, 1 << 17);
+    size_t n = fread(buf, 1, (1 << 17) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void test_schema_default(void **state)
+{
+    pgt *t = *state;
+    sbuf b = {0};
+    obx_pg_poll_config dc = t->conf;
+    dc.channel = NULL; /* the default: the table name */
+    assert_int_equal(t->ops->schema(t->host, &dc, emit_cb, &b), OBX_OK);
+    assert_non_null(strstr(b.text, "CREATE TABLE IF NOT EXISTS \"outbox\""));
+    assert_non_null(strstr(b.text, "\"payload\" bytea NOT NULL"));
+    assert_non_null(strstr(b.text, "gen_random_uuid()"));
+    assert_non_null(strstr(b.text, "\"outbox_key\" ON \"outbox\" "
+                                   "(\"aggregate_id\", \"id\")"));
+    assert_non_null(strstr(b.text, "pg_notify"));
+    assert_non_null(strstr(b.text, "EXECUTE FUNCTION \"outbox_notify\"(E'"
+                                   "outbox')"));
+    /* the shipped schema.sql is this output */
+    char *file = read_text(OBX_SOURCE_DIR "/stores/pg_poll/schema.sql");
+    char *a = normalize_sql(file), *c = normalize_sql(b.text);
+    assert_string_equal(a, c);
+    free(a);
+    free(c);
+    free(file);
+    /* the DDL runs as emitted, twice (IF NOT EXISTS, OR REPLACE) */
+    pgt_exec(t, "%s", b.text);
+    pgt_exec(t, "%s", b.text);
+    pgt_insert(t, "1", "x");
+    /* without the trigger */
+    obx_pg_poll_config nc = t->conf;
+    nc.notify_trigger = false;
+    b = (sbuf){0};
+    assert_int_equal(t->ops->schema(t->host, &nc, emit_cb, &b), OBX_OK);
+    assert_null(strstr(b.text, "TRIGGER"));
+}
+
+static void test_quoted_identifiers(void **state)
+{
+    pgt *t = *state;
+    obx_kv cols[] = {{"aggregate_id", "order \"id\"", 3},
+                     {"payload", "Body", 4}};
+    char schema[128];
+    snprintf(schema, sizeof schema, "%s Other\"s", t->schema);
+    obx_pg_poll_config c = t->conf;
+    c.table = (char *)"out\"box; DROP TABLE x";
+    c.schema = schema;
+    c.column = (obx_kvlist){cols, 2};
+    sbuf b = {0};
+    assert_int_equal(t->ops->schema(t->host, &c, emit_cb, &b), OBX_OK);
+    assert_non_null(strstr(b.text, "Other\"\"s\".\"out\"\"box; DROP "
+                                   "TABLE x\""));
+    assert_non_null(strstr(b.text, "\"order \"\"id\"\"\" text NOT NULL"));
+    assert_non_null(strstr(b.text, "\"out\"\"box; DROP TABLE x_key\""));
+    assert_null(strstr(b.text, "\"payload\""));
+
+    void *s = pgt_open(t, &c);
+    pgt_exec(t,
+             "INSERT INTO \"%s Other\"\"s\".\"out\"\"box; DROP TABLE x\" "
+             "(aggregate_type, \"order \"\"id\"\"\", event_type, \"Body\") "
+             "VALUES ('order', 'o1', 'Created', 'hello')",
+             t->schema);
+    obx_event *ev[2];
+    size_t n = 0;
+    ERRBUF;
+    /* woken by the trigger's NOTIFY */
+    assert_int_equal(t->ops->claim(s, ev, 2, &n, 2000, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0]->key, "o1");
+    assert_int_equal(ev[0]->payload_len, 5);
+    assert_memory_equal(ev[0]->payload, "hello", 5);
+    pgt_ack(t, s, ev, 1);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM \"%s Other\"\"s\"."
+                             "\"out\"\"box; DROP TABLE x\" WHERE "
+                             "published_at IS NOT NULL",
+                             t->schema),
+                     1);
+    t->ops->close(s);
+    pgt_exec(t, "DROP SCHEMA \"%s Other\"\"s\" CASCADE", t->schema);
+}
+
+static void expect_config_error(pgt *t, const obx_pg_poll_config *c,
+                                const char *needle)
+{
+    ERRBUF;
+    void *inst = NULL;
+    assert_int_equal(t->ops->open(t->host, c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    assert_null(inst);
+    if (!strstr(err, needle))
+        fail_msg("open error '%s' lacks '%s'", err, needle);
+    err[0] = '\0';
+    assert_int_equal(t->ops->validate(t->host, c, false, err, sizeof err),
+                     OBX_CONFIG);
+    if (!strstr(err, needle))
+        fail_msg("validate error '%s' lacks '%s'", err, needle);
+}
+
+static void test_config_errors(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config c = t->conf;
+    obx_kv unknown[] = {{"aggregateid", "x", 12}};
+    c.column = (obx_kvlist){unknown, 1};
+    expect_config_error(t, &c, "line 12: store.column.aggregateid: unknown");
+    sbuf b = {0};
+    assert_int_equal(t->ops->schema(t->host, &c, emit_cb, &b), OBX_CONFIG);
+    assert_int_equal(b.calls, 0);
+    obx_kv book[] = {{"attempts", "tries", 5}};
+    c.column = (obx_kvlist){book, 1};
+    expect_config_error(t, &c, "unknown column 'attempts'");
+    obx_kv clash[] = {{"topic", "headers", 7}};
+    c.column = (obx_kvlist){clash, 1};
+    expect_config_error(t, &c, "'topic' and 'headers' both map");
+    obx_kv empty[] = {{"topic", "", 8}};
+    c.column = (obx_kvlist){empty, 1};
+    expect_config_error(t, &c, "empty column name");
+    obx_kv twice[] = {{"topic", "a", 8}, {"topic", "b", 9}};
+    c.column = (obx_kvlist){twice, 2};
+    expect_config_error(t, &c, "set twice");
+    c.column = (obx_kvlist){NULL, 0};
+    c.table = (char *)"a_table_name_that_is_far_too_long_for_postgresql_"
+                      "identifiers_xyz";
+    expect_config_error(t, &c, "longer than 63");
+    /* a conninfo libpq cannot parse: the message keeps no piece of it */
+    c = t->conf;
+    c.conninfo = (char *)"host=x password=hunter2 secretword";
+    expect_config_error(t, &c, "store.conninfo");
+    ERRBUF;
+    void *inst = NULL;
+    t->ops->open(t->host, &c, &inst, err, sizeof err);
+    assert_null(strstr(err, "hunter2"));
+    assert_null(strstr(err, "secretword"));
+}
+
+static void test_open_errors(void **state)
+{
+    pgt *t = *state;
+    ERRBUF;
+    void *inst = NULL;
+    obx_pg_poll_config c = t->conf;
+    /* nobody listens there: unavailable (the engine retries open), and
+     * the password never shows */
+    c.conninfo = (char *)"host=127.0.0.1 port=1 user=relay "
+                         "password=s3cr3t-pw connect_timeout=2";
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_UNAVAILABLE);
+    assert_null(inst);
+    assert_null(strstr(err, "s3cr3t-pw"));
+    assert_non_null(strstr(err, "password=***"));
+    assert_non_null(strstr(err, "port=1"));
+    assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
+                     OBX_UNAVAILABLE);
+    assert_null(strstr(err, "s3cr3t-pw"));
+    c.conninfo = (char *)"postgresql://relay:s3cr3t-pw@127.0.0.1:1/app"
+                         "?connect_timeout=2";
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_UNAVAILABLE);
+    assert_null(strstr(err, "s3cr3t-pw"));
+    assert_non_null(strstr(err, "relay:***@"));
+    /* without the table and create_schema=false */
+    c = t->conf;
+    c.create_schema = false;
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    assert_non_null(strstr(err, "create_schema"));
+    assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
+                     OBX_CONFIG);
+    assert_non_null(strstr(err, "\"outbox\""));
+    c.create_schema = true;
+    assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
+                     OBX_OK);
+    /* validate creates nothing */
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM pg_tables WHERE "
+                             "schemaname = '%s'",
+                             t->schema),
+                     0);
+    /* a table that lacks our columns */
+    pgt_exec(t, "CREATE TABLE outbox (id bigint PRIMARY KEY, payload bytea)");
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    assert_non_null(strstr(err, "does not exist"));
+    assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
+                     OBX_CONFIG);
+}
+
+/* ---- waiting, connections ---- */
+
+typedef struct writer_arg {
+    pgt *t;
+    int delay_ms;
+    bool notify_by_hand;
+} writer_arg;
+
+static void *late_writer(void *p)
+{
+    writer_arg *w = p;
+    pgt_sleep_ms(w->delay_ms);
+    PGconn *c = pgt_connect(w->t);
+    PQclear(PQexec(c, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                      "event_type, payload) VALUES ('o', 'k', 'T', 'late')"));
+    if (w->notify_by_hand) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "NOTIFY \"%s\"", w->t->schema);
+        PQclear(PQexec(c, sql));
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+static int64_t timed_claim(pgt *t, void *s, obx_event **ev, size_t *n,
+                           int wait_ms)
+{
+    ERRBUF;
+    int64_t t0 = pgt_mono_ms();
+    assert_int_equal(t->ops->claim(s, ev, 4, n, wait_ms, err, sizeof err),
+                     OBX_OK);
+    return pgt_mono_ms() - t0;
+}
+
+static void test_claim_wait(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    obx_event *ev[4];
+    size_t n = 9;
+    assert_true(timed_claim(t, s, ev, &n, 150) >= 145);
+    assert_int_equal(n, 0);
+
+    /* woken by the trigger's NOTIFY, not by the end of the wait */
+    pthread_t th;
+    writer_arg w = {t, 150, false};
+    pthread_create(&th, NULL, late_writer, &w);
+    int64_t took = timed_claim(t, s, ev, &n, 5000);
+    pthread_join(th, NULL);
+    assert_int_equal(n, 1);
+    assert_memory_equal(ev[0]->payload, "late", 4);
+    if (took < 140 || took > 1500)
+        fail_msg("claim returned after %lld ms", (long long)took);
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+
+    /* no trigger: the writer's own NOTIFY wakes us */
+    pgt_exec(t, "DROP TRIGGER outbox_notify ON outbox");
+    s = pgt_open(t, NULL);
+    w.notify_by_hand = true;
+    pthread_create(&th, NULL, late_writer, &w);
+    took = timed_claim(t, s, ev, &n, 5000);
+    pthread_join(th, NULL);
+    assert_int_equal(n, 1);
+    if (took < 140 || took > 1500)
+        fail_msg("claim returned after %lld ms", (long long)took);
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+
+    /* listen = false: the claim sleeps its wait, then looks again */
+    obx_pg_poll_config c = t->conf;
+    c.listen = false;
+    s = pgt_open(t, &c);
+    pthread_create(&th, NULL, late_writer, &w);
+    took = timed_claim(t, s, ev, &n, 600);
+    pthread_join(th, NULL);
+    assert_int_equal(n, 1);
+    if (took < 590)
+        fail_msg("claim returned after %lld ms", (long long)took);
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* Our backend is killed (a database restart, a failover, an idle-session
+ * killer): the next call reports UNAVAILABLE for the circuit breaker, the
+ * one after reconnects by itself. Events settled while disconnected are
+ * freed (the rows come back after their lease). */
+static void test_connection_loss(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config c = t->conf;
+    c.lease_ms = 500;
+    c.owner = (char *)"victim";
+    void *s = pgt_open(t, &c);
+    pgt_insert(t, "k1", "x");
+    obx_event *ev[4];
+    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    /* every connection of this test but ours is the store's */
+    pgt_exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = current_setting('application_name') "
+                "AND pid <> pg_backend_pid()");
+    pgt_sleep_ms(100);
+    ERRBUF;
+    assert_int_equal(t->ops->ack(s, ev, 1, err, sizeof err), OBX_UNAVAILABLE);
+    assert_non_null(strstr(err, "ack"));
+    /* the ack above may have reconnected; the row is still leased */
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "locked_by = 'victim'"),
+                     1);
+    size_t n = 0;
+    obx_status st = OBX_UNAVAILABLE;
+    for (int i = 0; i < 50 && st == OBX_UNAVAILABLE; i++) {
+        st = t->ops->claim(s, ev, 4, &n, 0, err, sizeof err);
+        if (st == OBX_UNAVAILABLE)
+            pgt_sleep_ms(50);
+    }
+    assert_int_equal(st, OBX_OK);
+    /* after the lease, the event is handed out again */
+    pgt_sleep_ms(600);
+    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* ---- demo ---- */
+
+static void test_demo(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    ERRBUF;
+    assert_int_equal(t->ops->demo(s, 5, err, sizeof err), OBX_OK);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM orders"), 5);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox o JOIN "
+                             "orders r ON o.aggregate_id = "
+                             "r.id::text AND (convert_from(o.payload, "
+                             "'UTF8')::jsonb ->> 'order_id')::bigint "
+                             "= r.id AND (convert_from(o.payload, "
+                             "'UTF8')::jsonb ->> 'amount_cents')"
+                             "::bigint = r.amount_cents WHERE "
+                             "o.aggregate_type = 'order' AND "
+                             "o.event_type = 'OrderCreated'"),
+                     5);
+    obx_event *ev[8];
+    assert_int_equal(pgt_claim(t, s, ev, 8), 5);
+    pgt_ack(t, s, ev, 5);
+    assert_int_equal(t->ops->demo(s, 2, err, sizeof err), OBX_OK);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM orders"), 7);
+    t->ops->close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+        T(test_descriptor),
+        T(test_plain_insert),
+        T(test_claim_fields),
+        T(test_claim_max),
+        T(test_claim_key_order),
+        T(test_claim_key_order_across_relays),
+        T(test_late_commit),
+        T(test_lease_expiry),
+        T(test_lease_token),
+        T(test_ack_mark),
+        T(test_ack_delete),
+        T(test_release),
+        T(test_claim_wakes_for_retry),
+        T(test_dead_letters),
+        T(test_poison_headers_text_payload),
+        T(test_jsonb_payload),
+        T(test_stats),
+        T(test_retention),
+        T(test_schema_default),
+        T(test_quoted_identifiers),
+        T(test_config_errors),
+        T(test_open_errors),
+        T(test_claim_wait),
+        T(test_connection_loss),
+        T(test_demo),
+#undef T
+    };
+    return cmocka_run_group_tests_name("pg_store", tests, NULL, NULL);
+}

@@ -1,0 +1,447 @@
+/* End to end on PostgreSQL's WAL: real outbox-relay processes (run mode)
+ * with the pg_wal store, the application writing on its own connection,
+ * the stdout and chaos brokers writing JSON lines to files.
+ *
+ * Every payload is {"n": <unique number>, "seq": <per-key sequence in
+ * commit order>, "rb": <1 when written by a transaction that rolled
+ * back>}; what the table holds is the truth about what committed. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "pgoutput.h"
+#include "pgw_testlib.h"
+#include "proc.h"
+#include "support.h"
+
+#define BIN OBX_BUILD_DIR "/outbox-relay"
+#define MAX_N 200000
+
+typedef struct fx {
+    wt *t;
+    char *dir;
+    char conf[2][4200], out[2][4200], err[2][4200];
+    pid_t pid[2];
+} fx;
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    f->t = wt_new();
+    f->dir = obx_test_tmpdir();
+    for (int i = 0; i < 2; i++) {
+        snprintf(f->conf[i], sizeof f->conf[i], "%s/relay%d.conf", f->dir, i);
+        snprintf(f->out[i], sizeof f->out[i], "%s/out%d.jsonl", f->dir, i);
+        snprintf(f->err[i], sizeof f->err[i], "%s/err%d.log", f->dir, i);
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    for (int i = 0; i < 2; i++)
+        if (f->pid[i] > 0) {
+            kill(f->pid[i], SIGKILL);
+            proc_wait(f->pid[i], 5000);
+        }
+    wt_free(f->t);
+    obx_test_rmtree(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Relay i: pg_wal on this test's schema, slot and publication; `broker`
+ * writing to out[i]. The circuit keeps its default backoff: a standby
+ * takes over at its next claim, not at the circuit's next probe. */
+static void write_conf(fx *f, int i, const char *broker, const char *extra)
+{
+    FILE *fp = fopen(f->conf[i], "w");
+    assert_non_null(fp);
+    fprintf(fp,
+            "[relay]\nlog_level = info\nmetrics_listen = off\n"
+            "shutdown_grace = 20s\n"
+            "[pipeline p]\nstore = pg_wal\nbroker = %s\n"
+            "store.conninfo = %s\nstore.schema = %s\nstore.slot = %s\n"
+            "store.publication = %s\nbroker.output = %s\n"
+            "poll_interval = 200ms\n%s"
+            "retry.backoff = 10ms..50ms\n%s\n",
+            broker, f->t->conninfo, f->t->name, f->t->name, f->t->name,
+            f->out[i],
+            extra && strstr(extra, "batch_size") ? "" : "batch_size = 256\n",
+            extra ? extra : "");
+    fclose(fp);
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+    char *s = slurp(path);
+    bool yes = s && strstr(s, needle);
+    free(s);
+    return yes;
+}
+
+static void wait_file_has(const char *path, const char *needle, int ms)
+{
+    int64_t end = wt_mono_ms() + ms;
+    while (!file_has(path, needle)) {
+        if (wt_mono_ms() > end) {
+            char *s = slurp(path);
+            fail_msg("%s: no '%s' after %d ms:\n%s", path, needle, ms,
+                     s ? s : "(missing)");
+        }
+        wt_sleep_ms(20);
+    }
+}
+
+/* Start relay i and wait until it streams (events committed before the
+ * slot exists are not its business). */
+static void start_relay(fx *f, int i, bool wait_streaming)
+{
+    char *argv[] = {BIN, "run", "-c", f->conf[i], NULL};
+    f->pid[i] = proc_start(argv, NULL, f->err[i]);
+    if (wait_streaming)
+        wait_file_has(f->err[i], "streaming slot", 10000);
+}
+
+static void stop_relay(fx *f, int i, int sig)
+{
+    kill(f->pid[i], sig);
+    int rc = proc_wait(f->pid[i], 30000);
+    f->pid[i] = 0;
+    if (sig == SIGTERM && rc != 0) {
+        char *log = slurp(f->err[i]);
+        fail_msg("relay %d exited with %d:\n%s", i, rc, log ? log : "");
+    }
+}
+
+/* ---- writing ---- */
+
+static void insert_event(wt *t, const char *key, const char *type, int n,
+                         int seq, int rb)
+{
+    wt_exec(t,
+            "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, "
+            "payload) VALUES ('order', '%s', '%s', convert_to('{\"n\": %d, "
+            "\"seq\": %d, \"rb\": %d}', 'UTF8'))",
+            key, type, n, seq, rb);
+}
+
+/* ---- reading the outputs ---- */
+
+typedef struct line {
+    int n, seq, rb;
+    char key[32];
+} line;
+
+static size_t read_lines(const char *path, line **out)
+{
+    char *s = slurp(path);
+    size_t cap = 1024, n = 0;
+    line *v = malloc(cap * sizeof *v);
+    char *save = NULL;
+    for (char *p = s ? strtok_r(s, "\n", &save) : NULL; p;
+         p = strtok_r(NULL, "\n", &save)) {
+        json_error_t je;
+        json_t *o = json_loads(p, 0, &je);
+        if (!o)
+            fail_msg("%s: not JSON: %s", path, p);
+        json_t *pl = json_object_get(o, "payload");
+        if (n == cap)
+            v = realloc(v, (cap *= 2) * sizeof *v);
+        line *l = &v[n++];
+        l->n = (int)json_integer_value(json_object_get(pl, "n"));
+        l->seq = (int)json_integer_value(json_object_get(pl, "seq"));
+        l->rb = (int)json_integer_value(json_object_get(pl, "rb"));
+        snprintf(l->key, sizeof l->key, "%s",
+                 json_string_value(json_object_get(o, "key")));
+        json_decref(o);
+    }
+    free(s);
+    *out = v;
+    return n;
+}
+
+/* Per key, seq grows along one output (strictly unless dups_allowed). */
+static void check_order(const char *path, const line *v, size_t n,
+                        bool dups_allowed)
+{
+    json_t *last = json_object();
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_object_get(last, v[i].key);
+        if (p) {
+            int prev = (int)json_integer_value(p);
+            if (dups_allowed ? v[i].seq < prev : v[i].seq <= prev)
+                fail_msg("%s: key %s: seq %d (line %zu) after seq %d", path,
+                         v[i].key, v[i].seq, i + 1, prev);
+        }
+        json_object_set_new(last, v[i].key, json_integer(v[i].seq));
+    }
+    json_decref(last);
+}
+
+static void wait_lines(const char *path, size_t want, int ms)
+{
+    int64_t end = wt_mono_ms() + ms;
+    size_t have;
+    while ((have = count_lines(path)) < want) {
+        if (wt_mono_ms() > end)
+            fail_msg("%s: %zu lines after %d ms, want %zu", path, have, ms,
+                     want);
+        wt_sleep_ms(50);
+    }
+}
+
+/* ---- tests ---- */
+
+/* Committed events delivered once each, in per-key commit order; rolled
+ * back ones never. */
+static void test_committed_ordered_no_phantoms(void **state)
+{
+    fx *f = *state;
+    write_conf(f, 0, "stdout", NULL);
+    start_relay(f, 0, true);
+    int seq[20] = {0}, n = 0, committed = 0;
+    srand(7);
+    for (int tx = 0; tx < 400; tx++) {
+        bool rb = rand() % 5 == 0;
+        int size = 1 + rand() % 5;
+        wt_exec(f->t, "BEGIN");
+        for (int i = 0; i < size; i++) {
+            int k = rand() % 20;
+            char key[16];
+            snprintf(key, sizeof key, "key%d", k);
+            insert_event(f->t, key, "E", n++, rb ? -1 : seq[k]++, rb);
+        }
+        wt_exec(f->t, rb ? "ROLLBACK" : "COMMIT");
+        committed += rb ? 0 : size;
+    }
+    wait_lines(f->out[0], (size_t)committed, 20000);
+    wt_sleep_ms(300); /* nothing more may come */
+    stop_relay(f, 0, SIGTERM);
+    line *v;
+    size_t got = read_lines(f->out[0], &v);
+    assert_int_equal(got, committed);
+    char *seen = calloc((size_t)n, 1);
+    for (size_t i = 0; i < got; i++) {
+        assert_int_equal(v[i].rb, 0);
+        assert_int_equal(seen[v[i].n], 0);
+        seen[v[i].n] = 1;
+    }
+    check_order(f->out[0], v, got, false);
+    free(seen);
+    free(v);
+}
+
+/* One transaction of 100k events: streamed through a bounded buffer. */
+static void test_big_transaction(void **state)
+{
+    fx *f = *state;
+    write_conf(f, 0, "stdout", "batch_size = 1000");
+    start_relay(f, 0, true);
+    wt_exec(f->t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                  "event_type, payload) SELECT 'order', 'k' || (i %% 50), "
+                  "'Bulk', convert_to(format('{\"n\": %%s, \"seq\": %%s, "
+                  "\"rb\": 0}', i, i), 'UTF8') FROM generate_series(0, "
+                  "99999) i");
+    wait_lines(f->out[0], 100000, 60000);
+    stop_relay(f, 0, SIGTERM);
+    line *v;
+    size_t got = read_lines(f->out[0], &v);
+    assert_int_equal(got, 100000);
+    char *seen = calloc(100000, 1);
+    for (size_t i = 0; i < got; i++) {
+        assert_true(v[i].n >= 0 && v[i].n < 100000);
+        assert_int_equal(seen[v[i].n], 0);
+        seen[v[i].n] = 1;
+    }
+    check_order(f->out[0], v, got, false);
+    free(seen);
+    free(v);
+}
+
+/* The broker keeps failing event k: events after it are published, but
+ * the slot never confirms past k. SIGKILL, restart with a healthy broker:
+ * k and everything committed after it are delivered. */
+static void test_kill_with_failing_event(void **state)
+{
+    fx *f = *state;
+    write_conf(f, 0, "chaos",
+               "broker.flaky_types = Poison\nbroker.flaky_times = 1000000\n"
+               "retry.max_attempts = 1000000");
+    start_relay(f, 0, true);
+    int n = 0;
+    for (int i = 0; i < 10; i++, n++)
+        insert_event(f->t, "before", "E", n, i, 0);
+    insert_event(f->t, "kkey", "Poison", n++, 0, 0);
+    uint64_t after_k = wt_current_lsn(f->t);
+    for (int i = 0; i < 40; i++, n++) {
+        char key[16];
+        snprintf(key, sizeof key, "a%d", i % 4);
+        insert_event(f->t, key, "E", n, i / 4, 0);
+    }
+    wait_lines(f->out[0], 50, 20000); /* all but k published */
+    wt_sleep_ms(1500);                /* status updates went out */
+    uint64_t c = wt_confirmed(f->t);
+    if (c >= after_k) {
+        char *log = slurp(f->err[0]);
+        fail_msg("slot confirmed %llX, past the failing event (committed "
+                 "before %llX):\n%s",
+                 (unsigned long long)c, (unsigned long long)after_k, log);
+    }
+    stop_relay(f, 0, SIGKILL);
+    write_conf(f, 1, "stdout", NULL);
+    start_relay(f, 1, false);
+    wait_lines(f->out[1], 41, 20000);
+    stop_relay(f, 1, SIGTERM);
+    line *v;
+    size_t got = read_lines(f->out[1], &v);
+    char *seen = calloc((size_t)n, 1);
+    for (size_t i = 0; i < got; i++)
+        seen[v[i].n] = 1;
+    for (int i = 10; i < n; i++)
+        if (!seen[i])
+            fail_msg("event %d (k = 10 and after) was not delivered after "
+                     "the restart",
+                     i);
+    free(seen);
+    free(v);
+}
+
+/* SIGKILL in the middle of a drain: after a restart everything is
+ * delivered, and what came twice is only what was in flight (a slot
+ * confirms whole transactions: the window reaches back to the start of
+ * the oldest unsettled event's transaction). */
+static void test_restart_duplicates_bounded(void **state)
+{
+    fx *f = *state;
+    const int total = 20000, batch = 50;
+    char extra[256];
+    snprintf(extra, sizeof extra, "batch_size = %d\nbroker.delay = 2ms", batch);
+    write_conf(f, 0, "chaos", extra);
+    start_relay(f, 0, true);
+    /* transactions of 10: the slot confirms whole transactions */
+    wt_exec(f->t,
+            "DO $$ BEGIN FOR t IN 0..%d LOOP INSERT INTO outbox "
+            "(aggregate_type, aggregate_id, event_type, payload) SELECT "
+            "'order', 'k' || (i %% 20), 'E', convert_to(format('{\"n\": %%s, "
+            "\"seq\": %%s, \"rb\": 0}', i, i), 'UTF8') FROM "
+            "generate_series(t * 10, t * 10 + 9) i; COMMIT; END LOOP; END $$",
+            total / 10 - 1);
+    wait_lines(f->out[0], 6000, 30000);
+    stop_relay(f, 0, SIGKILL);
+    write_conf(f, 1, "stdout", NULL);
+    start_relay(f, 1, false);
+    line *a, *b;
+    size_t na = read_lines(f->out[0], &a);
+    wait_lines(f->out[1], (size_t)total - na, 30000);
+    wt_sleep_ms(300);
+    stop_relay(f, 1, SIGTERM);
+    size_t nb = read_lines(f->out[1], &b);
+    char *seen = calloc((size_t)total, 1);
+    for (size_t i = 0; i < na; i++)
+        seen[a[i].n] |= 1;
+    size_t dups = 0;
+    for (size_t i = 0; i < nb; i++) {
+        dups += (seen[b[i].n] & 1) != 0;
+        seen[b[i].n] |= 2;
+    }
+    for (int i = 0; i < total; i++)
+        if (!seen[i])
+            fail_msg("event %d lost across the SIGKILL", i);
+    check_order(f->out[0], a, na, false);
+    check_order(f->out[1], b, nb, false);
+    /* one batch in flight (the broker may have written it before the
+     * kill), plus the rest of the transaction of its oldest event */
+    print_message("killed after %zu events; %zu duplicates\n", na, dups);
+    if (dups > (size_t)batch + 10)
+        fail_msg("%zu duplicates after a SIGKILL with batch_size %d", dups,
+                 batch);
+    free(seen);
+    free(a);
+    free(b);
+}
+
+/* Two relays on one slot: the second stands by and takes over within a
+ * few seconds of the first one's death. */
+static void test_standby_takeover(void **state)
+{
+    fx *f = *state;
+    write_conf(f, 0, "stdout", NULL);
+    write_conf(f, 1, "stdout", NULL);
+    start_relay(f, 0, true);
+    start_relay(f, 1, false);
+    wait_file_has(f->err[1], "standing by", 10000);
+    for (int i = 0; i < 10; i++)
+        insert_event(f->t, "k", "E", i, i, 0);
+    wait_lines(f->out[0], 10, 10000);
+    stop_relay(f, 0, SIGKILL);
+    int64_t t0 = wt_mono_ms();
+    for (int i = 10; i < 20; i++)
+        insert_event(f->t, "k", "E", i, i, 0);
+    wait_lines(f->out[1], 10, 10000);
+    int64_t took = wt_mono_ms() - t0;
+    if (took > 5000)
+        fail_msg("standby took %lld ms to take over", (long long)took);
+    stop_relay(f, 1, SIGTERM);
+    line *v;
+    size_t got = read_lines(f->out[1], &v);
+    for (size_t i = 0; i < got; i++)
+        assert_true(v[i].n >= 10);
+    check_order(f->out[1], v, got, false);
+    free(v);
+}
+
+/* `schema pg_wal` prints tables, publication and slot; applied by hand it
+ * lets the relay start with create_schema and create_slot off. */
+static void test_schema_command(void **state)
+{
+    fx *f = *state;
+    write_conf(f, 0, "stdout",
+               "store.create_schema = false\nstore.create_slot = false");
+    char path[4300];
+    snprintf(path, sizeof path, "%s/schema.sql", f->dir);
+    char *argv[] = {BIN, "schema", "pg_wal", "-c", f->conf[0], NULL};
+    assert_int_equal(proc_run(argv, path, f->err[0], 10000), 0);
+    char *ddl = slurp(path);
+    assert_non_null(strstr(ddl, "CREATE PUBLICATION"));
+    assert_non_null(strstr(ddl, "pg_create_logical_replication_slot"));
+    /* statement by statement, as psql runs a script: a slot cannot be
+     * created in a transaction that has written */
+    char *save = NULL;
+    for (char *q = strtok_r(ddl, ";", &save); q; q = strtok_r(NULL, ";", &save))
+        if (strstr(q, "CREATE") || strstr(q, "SELECT"))
+            wt_exec(f->t, "%s", q);
+    free(ddl);
+    start_relay(f, 0, true);
+    insert_event(f->t, "k", "E", 0, 0, 0);
+    wait_lines(f->out[0], 1, 10000);
+    stop_relay(f, 0, SIGTERM);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_committed_ordered_no_phantoms,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_with_failing_event, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_restart_duplicates_bounded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_standby_takeover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_command, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,423 @@
+/* The pg_wal store through its plugin API, on the real PostgreSQL of the
+ * `pg` fixture: streaming, the watermark, in-memory retries, logical
+ * messages, dead letters, idle-slot advance, hot standby, slot loss and
+ * recovery. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "pgw_testlib.h"
+
+#define MAXEV 64
+
+static int setup(void **state)
+{
+    *state = wt_new();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    wt_free(*state);
+    return 0;
+}
+
+static void settle_all(wt *t, void *inst, obx_event **evs, size_t n)
+{
+    if (n)
+        wt_ack(t, inst, evs, n);
+}
+
+/* Committed events arrive with their fields; rolled-back ones never. */
+static void test_stream_basic(void **state)
+{
+    wt *t = *state;
+    void *inst = wt_open(t, NULL);
+    wt_exec(t, "BEGIN; INSERT INTO outbox (aggregate_type, aggregate_id, "
+               "event_type, payload, headers, topic) VALUES ('order', 'k1', "
+               "'A', '\\x00ff41'::bytea, '{\"h\": \"v\", \"n\": 2}', "
+               "'explicit'); INSERT INTO outbox (aggregate_type, "
+               "aggregate_id, event_type, payload) VALUES ('order', 'k1', "
+               "'B', 'b'); COMMIT");
+    wt_exec(t, "BEGIN; INSERT INTO outbox (aggregate_type, aggregate_id, "
+               "event_type, payload) VALUES ('order', 'k2', 'Phantom', 'x'); "
+               "ROLLBACK");
+    wt_insert(t, "k2", "C", "{\"c\": 1}");
+    int64_t before = wt_now_us();
+    obx_event *ev[MAXEV];
+    size_t n = wt_claim(t, inst, ev, MAXEV, 3, 5000);
+    assert_int_equal(n, 3);
+    assert_string_equal(ev[0]->event_type, "A");
+    assert_int_equal(ev[0]->payload_len, 3);
+    assert_memory_equal(ev[0]->payload,
+                        "\x00\xff"
+                        "A",
+                        3);
+    assert_string_equal(ev[0]->key, "k1");
+    assert_string_equal(ev[0]->topic, "explicit");
+    assert_int_equal(ev[0]->n_headers, 2);
+    assert_true(ev[0]->created_at_us > before - 60000000 &&
+                ev[0]->created_at_us <= wt_now_us());
+    assert_string_equal(ev[1]->event_type, "B");
+    assert_null(ev[1]->topic);
+    assert_string_equal(ev[2]->event_type, "C");
+    assert_memory_equal(ev[2]->payload, "{\"c\": 1}", 8);
+    /* one transaction: same commit LSN, increasing index */
+    assert_true(ev[0]->pos.seq == ev[1]->pos.seq);
+    assert_true(ev[0]->pos.sub < ev[1]->pos.sub);
+    assert_true(ev[2]->pos.seq > ev[1]->pos.seq);
+    settle_all(t, inst, ev, n);
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 300), 0);
+    t->ops->close(inst);
+}
+
+/* The confirmed position never passes an unsettled event, and a restart
+ * replays it (and only what came after it). */
+static void test_watermark(void **state)
+{
+    wt *t = *state;
+    void *inst = wt_open(t, NULL);
+    for (int i = 0; i < 4; i++) {
+        char p[16];
+        snprintf(p, sizeof p, "%d", i);
+        wt_insert(t, p, "E", p);
+    }
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 4, 5000), 4);
+    uint64_t e1_lsn = ev[1]->pos.seq;
+    char e1_id[64];
+    snprintf(e1_id, sizeof e1_id, "%s", ev[1]->event_id);
+    /* e0, e2, e3 published; e1 waits for a retry */
+    obx_event *done[3] = {ev[0], ev[2], ev[3]};
+    wt_ack(t, inst, done, 3);
+    char err[OBX_ERRSTR_LEN];
+    obx_release rel = {ev[1], wt_now_us() + 60000000, "boom", true};
+    assert_int_equal(t->ops->release(inst, &rel, 1, err, sizeof err), OBX_OK);
+    /* heavy unrelated WAL and keepalives must not move the slot past e1 */
+    wt_exec(t, "CREATE TABLE other (v text)");
+    wt_exec(t, "INSERT INTO other SELECT repeat('x', 1000) FROM "
+               "generate_series(1, 5000)");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 1500), 0);
+    uint64_t c = wt_confirmed(t);
+    assert_true(c > 0);
+    if (c > e1_lsn)
+        fail_msg("confirmed %llx passed the unsettled event at %llx",
+                 (unsigned long long)c, (unsigned long long)e1_lsn);
+    t->ops->close(inst);
+    /* a new instance gets e1 first; e2 and e3 again (the window) */
+    inst = wt_open(t, NULL);
+    size_t n = wt_claim(t, inst, ev, MAXEV, 3, 5000);
+    assert_int_equal(n, 3);
+    assert_string_equal(ev[0]->event_id, e1_id);
+    wt_ack(t, inst, ev, n);
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 1500), 0);
+    assert_true(wt_confirmed(t) > e1_lsn);
+    t->ops->close(inst);
+}
+
+/* A released event comes back from claim at its retry time, ties in
+ * position order, before newer events. */
+static void test_retry_order(void **state)
+{
+    wt *t = *state;
+    void *inst = wt_open(t, NULL);
+    wt_insert(t, "k", "A", "a");
+    wt_insert(t, "k", "B", "b");
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 2, 5000), 2);
+    int64_t at = wt_now_us() + 300000;
+    obx_release rel[2] = {{ev[1], at, "held", false}, {ev[0], at, "x", true}};
+    char err[OBX_ERRSTR_LEN];
+    assert_int_equal(t->ops->release(inst, rel, 2, err, sizeof err), OBX_OK);
+    wt_insert(t, "j", "C", "c");
+    size_t n = wt_claim(t, inst, ev, MAXEV, 1, 3000);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0]->event_type, "C"); /* A, B not due yet */
+    wt_ack(t, inst, ev, 1);
+    n = wt_claim(t, inst, ev, MAXEV, 2, 3000);
+    assert_true(wt_now_us() >= at);
+    assert_int_equal(n, 2);
+    assert_string_equal(ev[0]->event_type, "A");
+    assert_int_equal(ev[0]->attempts, 1);
+    assert_string_equal(ev[1]->event_type, "B");
+    assert_int_equal(ev[1]->attempts, 0);
+    wt_ack(t, inst, ev, 2);
+    t->ops->close(inst);
+}
+
+static void emit(wt *t, bool transactional, const char *prefix,
+                 const char *body)
+{
+    const char *p[2] = {prefix, body};
+    PGresult *r = PQexecParams(
+        wt_db(t),
+        transactional ? "SELECT pg_logical_emit_message(true, $1, $2)"
+                      : "SELECT pg_logical_emit_message(false, $1, $2)",
+        2, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+}
+
+/* A table-less outbox: the JSON envelope of pg_logical_emit_message;
+ * other prefixes, non-transactional and rolled-back messages are not
+ * events, and an unreadable envelope is dead-lettered when read. */
+static void test_messages(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.source = OBX_PG_WAL_BOTH;
+    void *inst = wt_open(t, &conf);
+    emit(t, true, "outbox",
+         "{\"aggregate_type\":\"cart\",\"aggregate_id\":\"c1\","
+         "\"event_type\":\"Added\",\"payload\":{\"sku\":\"x\"},"
+         "\"headers\":{\"trace\":\"t1\"},\"event_id\":\"m-1\","
+         "\"topic\":\"carts\"}");
+    emit(t, true, "other", "{}");
+    emit(t, false, "outbox", "{\"aggregate_type\":\"x\"}");
+    wt_exec(t, "BEGIN; SELECT pg_logical_emit_message(true, 'outbox', "
+               "'{}'); ROLLBACK");
+    emit(t, true, "outbox", "not json");
+    emit(t, true, "outbox",
+         "{\"aggregate_type\":\"cart\",\"aggregate_id\":\"c1\","
+         "\"event_type\":\"Text\",\"payload\":\"plain\"}");
+    wt_insert(t, "row", "Row", "r");
+    obx_event *ev[MAXEV];
+    size_t n = wt_claim(t, inst, ev, MAXEV, 3, 5000);
+    assert_int_equal(n, 3);
+    assert_string_equal(ev[0]->event_id, "m-1");
+    assert_string_equal(ev[0]->key, "c1");
+    assert_string_equal(ev[0]->topic, "carts");
+    assert_memory_equal(ev[0]->payload, "{\"sku\":\"x\"}", 11);
+    assert_int_equal(ev[0]->n_headers, 1);
+    assert_string_equal(ev[0]->headers[0].value, "t1");
+    assert_string_equal(ev[1]->event_type, "Text");
+    assert_memory_equal(ev[1]->payload, "plain", 5);
+    assert_true(strncmp(ev[1]->event_id, "wal-", 4) == 0);
+    assert_string_equal(ev[2]->event_type, "Row");
+    wt_ack(t, inst, ev, n);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM outbox_dead WHERE "
+                            "dead_reason LIKE 'envelope%%'"),
+                     1);
+    t->ops->close(inst);
+}
+
+static int count_dead(void *ctx, const obx_dead_letter *dl)
+{
+    int *n = ctx;
+    assert_non_null(strstr(dl->reason, "rejected"));
+    assert_int_equal(dl->event->attempts, 3);
+    (*n)++;
+    return 0;
+}
+
+/* bury -> dead table (and dead_at with ack_mode = mark); requeue puts the
+ * event back in the stream with the same id; purge removes it. */
+static void test_dead_letters(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    void *inst = wt_open(t, &conf);
+    wt_insert(t, "k", "Bad", "payload");
+    wt_insert(t, "k", "Good", "g");
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 2, 5000), 2);
+    char id[64];
+    snprintf(id, sizeof id, "%s", ev[0]->event_id);
+    ev[0]->attempts = 3;
+    obx_burial b = {ev[0], "permanent: rejected", "topic.x"};
+    char err[OBX_ERRSTR_LEN] = "";
+    obx_status st = t->ops->bury(inst, &b, 1, err, sizeof err);
+    if (st != OBX_OK)
+        fail_msg("bury: %s", err);
+    wt_ack(t, inst, &ev[1], 1);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM outbox WHERE "
+                            "published_at IS NOT NULL"),
+                     1);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM outbox WHERE "
+                            "dead_at IS NOT NULL"),
+                     1);
+    int seen = 0;
+    assert_int_equal(
+        t->ops->dead_list(inst, NULL, count_dead, &seen, err, sizeof err),
+        OBX_OK);
+    assert_int_equal(seen, 1);
+    obx_store_stats sts = {.struct_size = sizeof sts};
+    assert_int_equal(t->ops->stats(inst, &sts, err, sizeof err), OBX_OK);
+    assert_int_equal(sts.dead, 1);
+    assert_true(sts.lag_bytes >= 0);
+    uint64_t count = 0;
+    assert_int_equal(t->ops->dead_requeue(inst, id, &count, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(count, 1);
+    size_t n = wt_claim(t, inst, ev, MAXEV, 1, 5000);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0]->event_id, id);
+    assert_memory_equal(ev[0]->payload, "payload", 7);
+    b.event = ev[0];
+    assert_int_equal(t->ops->bury(inst, &b, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(t->ops->dead_purge(inst, NULL, &count, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(count, 1);
+    assert_int_equal(t->ops->dead_purge(inst, "nope", &count, err, sizeof err),
+                     OBX_NOT_FOUND);
+    t->ops->close(inst);
+}
+
+/* An idle outbox while another table takes heavy writes: the slot follows
+ * the server (keepalives), so it never pins that WAL. */
+static void test_idle_slot_advances(void **state)
+{
+    wt *t = *state;
+    void *inst = wt_open(t, NULL);
+    wt_exec(t, "CREATE TABLE busy (v text)");
+    obx_event *ev[MAXEV];
+    for (int round = 0; round < 5; round++) {
+        wt_exec(t, "INSERT INTO busy SELECT repeat('y', 2000) FROM "
+                   "generate_series(1, 2000)");
+        assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 200), 0);
+    }
+    int64_t end = wt_mono_ms() + 5000;
+    int64_t lag = 0;
+    do {
+        wt_claim(t, inst, ev, MAXEV, 1, 100);
+        lag = (int64_t)(wt_current_lsn(t) - wt_confirmed(t));
+    } while (lag > 64 * 1024 && wt_mono_ms() < end);
+    if (lag > 64 * 1024)
+        fail_msg("idle slot lags %lld bytes behind after ~20 MB of other "
+                 "writes",
+                 (long long)lag);
+    t->ops->close(inst);
+}
+
+/* Only one process streams a slot: another instance's claims stand by
+ * (OK, nothing claimed: a standby is healthy, not an outage) and it takes
+ * over at its first claim after the slot is free. */
+static void test_standby(void **state)
+{
+    wt *t = *state;
+    void *a = wt_open(t, NULL);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, a, ev, MAXEV, 1, 100), 0); /* streams */
+    /* open works (stats and dead letters need no slot); claims stand by */
+    void *b = wt_open(t, NULL);
+    char err[OBX_ERRSTR_LEN] = "";
+    size_t n = 0;
+    assert_int_equal(t->ops->claim(b, ev, MAXEV, &n, 0, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(n, 0);
+    obx_store_stats st = {.struct_size = sizeof st};
+    assert_int_equal(t->ops->stats(b, &st, err, sizeof err), OBX_OK);
+    wt_insert(t, "k", "E", "1");
+    t->ops->close(a);
+    int64_t end = wt_mono_ms() + 5000;
+    obx_status rc;
+    n = 0;
+    while ((rc = t->ops->claim(b, ev, MAXEV, &n, 100, err, sizeof err)) ==
+               OBX_OK &&
+           n == 0 && wt_mono_ms() < end)
+        ;
+    assert_int_equal(rc, OBX_OK);
+    assert_int_equal(n, 1);
+    wt_ack(t, b, ev, 1);
+    t->ops->close(b);
+}
+
+/* A slot that disappears is a loud, fatal error, not a silent new slot;
+ * with ack_mode = mark, recover = true re-reads unpublished rows. */
+static void test_slot_lost_and_recover(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    void *inst = wt_open(t, &conf);
+    wt_insert(t, "k", "Published", "1");
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    wt_ack(t, inst, ev, 1);
+    t->ops->close(inst);
+    wt_exec(t, "SELECT pg_drop_replication_slot('%s')", t->name);
+    wt_insert(t, "k", "Lost1", "2"); /* committed while there is no slot */
+    wt_insert(t, "k", "Lost2", "3");
+    void *x = NULL;
+    char err[OBX_ERRSTR_LEN];
+    assert_int_equal(wt_try_open(t, &conf, &x, err, sizeof err), OBX_FATAL);
+    assert_non_null(strstr(err, "does not exist"));
+    assert_non_null(strstr(err, "recover"));
+
+    conf.recover = true;
+    inst = wt_open(t, &conf);
+    wt_insert(t, "k", "After", "4"); /* streamed by the new slot */
+    size_t n = wt_claim(t, inst, ev, MAXEV, 2, 5000);
+    assert_int_equal(n, 2);
+    assert_string_equal(ev[0]->event_type, "Lost1");
+    assert_string_equal(ev[1]->event_type, "Lost2");
+    wt_ack(t, inst, ev, n);
+    n = wt_claim(t, inst, ev, MAXEV, 1, 5000);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0]->event_type, "After");
+    wt_ack(t, inst, ev, n);
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 500), 0);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM outbox WHERE "
+                            "published_at IS NULL"),
+                     0);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM pg_tables WHERE "
+                            "tablename = 'outbox_recover'"),
+                     0);
+    t->ops->close(inst);
+}
+
+/* The read-ahead stops at max_buffered, whatever the backlog. */
+static void test_bounded_buffer(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.max_buffered = 100;
+    void *inst = wt_open(t, &conf);
+    wt_exec(t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+               "event_type, payload) SELECT 'o', (i %% 7)::text, 'E', "
+               "convert_to(i::text, 'UTF8') FROM generate_series(1, 5000) i");
+    obx_event *ev[MAXEV];
+    size_t total = 0;
+    int64_t end = wt_mono_ms() + 20000;
+    while (total < 5000 && wt_mono_ms() < end) {
+        size_t n = wt_claim(t, inst, ev, MAXEV, 1, 200);
+        char err[OBX_ERRSTR_LEN];
+        obx_store_stats st = {.struct_size = sizeof st};
+        assert_int_equal(t->ops->stats(inst, &st, err, sizeof err), OBX_OK);
+        assert_true(st.pending <= 101 + n);
+        wt_ack(t, inst, ev, n);
+        total += n;
+    }
+    assert_int_equal(total, 5000);
+    t->ops->close(inst);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stream_basic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watermark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_slot_advances, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_standby, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slot_lost_and_recover, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bounded_buffer, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
