@@ -1,8 +1,16 @@
-/* kafka_drain: the relay's sqlite -> kafka drain rate next to the raw
- * librdkafka producer rate, in one run, against one librdkafka mock
- * cluster (rdkafka_mock.h, in this process; not an Apache Kafka broker).
+/* kafka_drain: the relay's sqlite -> kafka and pg_poll -> kafka drain
+ * rates next to the raw librdkafka producer rate, in one run, against one
+ * librdkafka mock cluster (rdkafka_mock.h, in this process; not an Apache
+ * Kafka broker).
  *
  *   kafka_drain [-n EVENTS] [-b BATCH] [-k KEYS] [-p PARTITIONS]
+ *               [-d PG_CONNINFO]
+ *
+ * pg_poll needs a PostgreSQL: -d CONNINFO, or OBX_BENCH_PG in the
+ * environment; bench/kafka_drain.sh starts a private one with
+ * tests/pg/pg_start.sh, runs this and stops it again. The backlog lives in
+ * a schema of its own (kafka_drain_<pid>), dropped at the end. Without a
+ * conninfo the pg_poll steps are skipped (and say so).
  *
  * Measures, with the plugin's producer settings (enable.idempotence, acks
  * all, murmur2_random, librdkafka's default linger.ms and batch sizes),
@@ -14,13 +22,14 @@
  *  3. relay:       `outbox-relay run --once` draining a pre-filled sqlite
  *                  backlog of EVENTS to kafka (batch_size = BATCH);
  *  4. reference:   the same drain to the stdout broker writing /dev/null,
- *                  i.e. the store and engine without kafka.
+ *                  i.e. the store and engine without kafka;
+ *  5, 6.           3 and 4 with a pg_poll backlog of EVENTS (the same
+ *                  rows, written with INSERT ... SELECT, then VACUUM
+ *                  ANALYZE as autovacuum would have by the time a relay
+ *                  catches up after an outage).
  * and prints events/s of each, relay / raw producer, and relay / min(raw
- * producer, store + engine) (DESIGN section 9 asks for >= 0.8 of the
- * smaller ceiling).
- *
- * pg_poll -> kafka: to be added next to step 3 once the pg_poll store
- * lands.
+ * producer, store + engine) per store (DESIGN section 9 asks for >= 0.8
+ * of the smaller ceiling).
  *
  * The mock accepts connections without TCP_NODELAY; tests/kafka/
  * mock_nodelay.c (linked in) sets it, as Apache Kafka does, or every
@@ -29,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <sqlite3.h>
@@ -60,6 +71,9 @@ typedef struct bench {
     rd_kafka_mock_cluster_t *mock;
     long delivered; /* delivery reports without error, current run */
     long failed;
+    const char *pg_conninfo; /* NULL: no PostgreSQL, pg_poll skipped */
+    PGconn *pg;
+    char pg_schema[64];
 } bench;
 
 static double now_s(void)
@@ -197,13 +211,6 @@ static double raw_run(bench *b, const char *topic, long per_call)
 
 /* ---- the relay -------------------------------------------------------- */
 
-static void sql(sqlite3 *db, const char *q)
-{
-    char *err = NULL;
-    if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK)
-        die(q, err ? err : "?");
-}
-
 static int run(char *const argv[], const char *out)
 {
     posix_spawn_file_actions_t fa;
@@ -221,25 +228,47 @@ static int run(char *const argv[], const char *out)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-/* A fresh outbox of b->n events: the relay's schema, plain INSERTs. */
-static void fill_backlog(bench *b, const char *db_path)
+/* `outbox-relay schema STORE -c CONF`: the DDL for that config. */
+static char *relay_schema(bench *b, const char *store, const char *conf)
 {
-    char schema[512];
-    snprintf(schema, sizeof schema, "%s/schema.sql", b->dir);
-    char *argv[] = {RELAY, "schema", "sqlite", NULL};
-    if (run(argv, schema) != 0)
-        die("outbox-relay schema sqlite", "failed");
-    unlink(db_path);
-    sqlite3 *db;
-    if (sqlite3_open(db_path, &db) != SQLITE_OK)
-        die(db_path, sqlite3_errmsg(db));
-    FILE *f = fopen(schema, "r");
+    char path[512];
+    snprintf(path, sizeof path, "%s/schema.sql", b->dir);
+    char *argv[] = {RELAY, "schema", (char *)store, "-c", (char *)conf, NULL};
+    if (run(argv, path) != 0)
+        die("outbox-relay schema", store);
+    FILE *f = fopen(path, "r");
     static char ddl[65536];
     size_t len = f ? fread(ddl, 1, sizeof ddl - 1, f) : 0;
     if (f)
         fclose(f);
     ddl[len] = '\0';
-    sql(db, ddl);
+    return ddl;
+}
+
+/* ---- sqlite backlog --------------------------------------------------- */
+
+static void sql(sqlite3 *db, const char *q)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, q, NULL, NULL, &err) != SQLITE_OK)
+        die(q, err ? err : "?");
+}
+
+static void sqlite_path(bench *b, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/outbox.db", b->dir);
+}
+
+/* A fresh outbox of b->n events: the relay's schema, plain INSERTs. */
+static void sqlite_fill(bench *b, const char *conf)
+{
+    char db_path[512];
+    sqlite_path(b, db_path, sizeof db_path);
+    unlink(db_path);
+    sqlite3 *db;
+    if (sqlite3_open(db_path, &db) != SQLITE_OK)
+        die(db_path, sqlite3_errmsg(db));
+    sql(db, relay_schema(b, "sqlite", conf));
     sql(db, "BEGIN");
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db,
@@ -262,8 +291,10 @@ static void fill_backlog(bench *b, const char *db_path)
     sqlite3_close(db);
 }
 
-static long published(const char *db_path)
+static long sqlite_published(bench *b)
 {
+    char db_path[512];
+    sqlite_path(b, db_path, sizeof db_path);
     sqlite3 *db;
     sqlite3_stmt *st;
     long n = -1;
@@ -280,40 +311,163 @@ static long published(const char *db_path)
     return n;
 }
 
-/* Drain a fresh backlog with `broker` and its keys; events per second. */
-static double relay_run(bench *b, const char *broker, const char *keys)
+/* ---- pg_poll backlog -------------------------------------------------- */
+
+static void pg_exec(bench *b, const char *q)
 {
-    char db[512], conf[512], out[512];
-    snprintf(db, sizeof db, "%s/outbox.db", b->dir);
-    snprintf(conf, sizeof conf, "%s/relay.conf", b->dir);
-    snprintf(out, sizeof out, "%s/relay.out", b->dir);
-    fill_backlog(b, db);
+    PGresult *r = PQexec(b->pg, q);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        die(q, PQerrorMessage(b->pg));
+    PQclear(r);
+}
+
+static void pg_connect(bench *b)
+{
+    b->pg = PQconnectdb(b->pg_conninfo);
+    if (PQstatus(b->pg) != CONNECTION_OK)
+        die("PostgreSQL", PQerrorMessage(b->pg));
+    /* the DDL's IF NOT EXISTS notices are noise here */
+    pg_exec(b, "SET client_min_messages = warning");
+    snprintf(b->pg_schema, sizeof b->pg_schema, "kafka_drain_%ld",
+             (long)getpid());
+}
+
+static void pg_disconnect(bench *b)
+{
+    char q[128];
+    snprintf(q, sizeof q, "DROP SCHEMA IF EXISTS %s CASCADE", b->pg_schema);
+    pg_exec(b, q);
+    PQfinish(b->pg);
+}
+
+/* The same rows as sqlite_fill, written server-side in one statement (a
+ * client-side loop would only measure the bench), into the relay's own
+ * DDL; then VACUUM ANALYZE, as autovacuum would have done by the time a
+ * relay catches up with a backlog this size. */
+static void pg_fill(bench *b, const char *conf)
+{
+    char q[1024];
+    pg_exec(b, relay_schema(b, "pg_poll", conf)); /* IF NOT EXISTS */
+    snprintf(q, sizeof q, "SET search_path = %s", b->pg_schema);
+    pg_exec(b, q);
+    pg_exec(b, "TRUNCATE outbox");
+    snprintf(q, sizeof q,
+             "INSERT INTO outbox (aggregate_type, aggregate_id, event_type, "
+             "payload) SELECT 'order', 'o' || (g %% %d), 'OrderCreated', "
+             "convert_to(rpad('{\"seq\":' || g || ',\"pad\":\"', %d, 'x') "
+             "|| '\"}', 'UTF8') FROM generate_series(0, %ld) g",
+             b->keys, PAYLOAD - 2, b->n - 1);
+    pg_exec(b, q);
+    pg_exec(b, "VACUUM ANALYZE outbox");
+}
+
+static long pg_published(bench *b)
+{
+    PGresult *r = PQexec(b->pg, "SELECT count(*) FROM outbox WHERE "
+                                "published_at IS NOT NULL");
+    long n = PQresultStatus(r) == PGRES_TUPLES_OK
+                 ? strtol(PQgetvalue(r, 0, 0), NULL, 10)
+                 : -1;
+    PQclear(r);
+    return n;
+}
+
+/* ---- drains ----------------------------------------------------------- */
+
+static bool is_pg(const char *store)
+{
+    return strcmp(store, "pg_poll") == 0;
+}
+
+static void write_conf(bench *b, const char *conf, const char *store,
+                       const char *broker, const char *keys)
+{
+    char db_path[512], store_keys[2048];
+    sqlite_path(b, db_path, sizeof db_path);
+    if (is_pg(store))
+        snprintf(store_keys, sizeof store_keys,
+                 "store.conninfo = %s\nstore.schema = %s", b->pg_conninfo,
+                 b->pg_schema);
+    else
+        snprintf(store_keys, sizeof store_keys, "store.path = %s", db_path);
     FILE *f = fopen(conf, "w");
     if (!f)
         die(conf, strerror(errno));
     fprintf(f,
             "[relay]\nlog_level = warn\nmetrics_listen = off\n"
             "plugin_path = %s/plugins\n"
-            "[pipeline bench]\nstore = sqlite\nbroker = %s\n"
-            "store.path = %s\nbatch_size = %ld\n%s\n",
-            OBX_BUILD_DIR, broker, db, b->batch, keys);
+            "[pipeline bench]\nstore = %s\nbroker = %s\n%s\n"
+            "batch_size = %ld\n%s\n",
+            OBX_BUILD_DIR, store, broker, store_keys, b->batch, keys);
     fclose(f);
+}
+
+/* Drain a fresh backlog of `store` with `broker` and its keys; events per
+ * second. */
+static double relay_run(bench *b, const char *store, const char *broker,
+                        const char *keys)
+{
+    char conf[512], out[512];
+    snprintf(conf, sizeof conf, "%s/relay.conf", b->dir);
+    snprintf(out, sizeof out, "%s/relay.out", b->dir);
+    write_conf(b, conf, store, broker, keys);
+    if (is_pg(store))
+        pg_fill(b, conf);
+    else
+        sqlite_fill(b, conf);
     char *argv[] = {RELAY, "run", "-c", conf, "--once", NULL};
     double t0 = now_s();
     int rc = run(argv, out);
     double secs = now_s() - t0;
     if (rc != 0)
         die("outbox-relay run --once", "non-zero exit");
-    if (published(db) != b->n)
+    if ((is_pg(store) ? pg_published(b) : sqlite_published(b)) != b->n)
         die(broker, "not every event was published");
     return (double)b->n / secs;
+}
+
+typedef struct drain {
+    double kafka; /* relay STORE -> kafka */
+    double ref;   /* relay STORE -> /dev/null: store + engine */
+} drain;
+
+static drain measure(bench *b, const char *store)
+{
+    char keys[700];
+    snprintf(keys, sizeof keys, "broker.brokers = %s", b->bootstraps);
+    drain d;
+    d.kafka = relay_run(b, store, "kafka", keys);
+    printf("relay %-7s -> kafka     %10.0f events/s\n", store, d.kafka);
+    d.ref = relay_run(b, store, "stdout", "broker.output = /dev/null");
+    printf("relay %-7s -> /dev/null %10.0f events/s (store + engine)\n", store,
+           d.ref);
+    return d;
+}
+
+static void ratios(const char *store, drain d, double raw)
+{
+    double floor = raw < d.ref ? raw : d.ref;
+    printf("%-7s relay / raw producer (best of both)     = %.2f\n", store,
+           d.kafka / raw);
+    printf("%-7s relay / min(raw producer, store+engine) = %.2f (target >= "
+           "0.80)\n",
+           store, d.kafka / floor);
 }
 
 static void parse(bench *b, int argc, char **argv)
 {
     int opt;
-    while ((opt = getopt(argc, argv, "n:b:k:p:")) != -1) {
-        long v = atol(optarg);
+    b->pg_conninfo = getenv("OBX_BENCH_PG");
+    while ((opt = getopt(argc, argv, "n:b:k:p:d:")) != -1) {
+        if (opt == 'd') {
+            b->pg_conninfo = optarg;
+            continue;
+        }
+        long v = opt == '?' ? 0 : atol(optarg);
+        if (opt == '?')
+            die("usage", "kafka_drain [-n EVENTS] [-b BATCH] [-k KEYS] "
+                         "[-p PARTITIONS] [-d PG_CONNINFO]");
         if (v < 1)
             die("option", "values must be positive");
         if (opt == 'n')
@@ -322,12 +476,23 @@ static void parse(bench *b, int argc, char **argv)
             b->batch = v;
         else if (opt == 'k')
             b->keys = (int)v;
-        else if (opt == 'p')
-            b->partitions = (int)v;
         else
-            die("usage", "kafka_drain [-n EVENTS] [-b BATCH] [-k KEYS] "
-                         "[-p PARTITIONS]");
+            b->partitions = (int)v;
     }
+    if (b->pg_conninfo && !b->pg_conninfo[0])
+        b->pg_conninfo = NULL;
+}
+
+static void print_header(bench *b)
+{
+    printf("kafka_drain: %ld events of %d bytes, %d keys, batch %ld, "
+           "librdkafka %s mock cluster (3 brokers, %d partitions)\n",
+           b->n, PAYLOAD, b->keys, b->batch, rd_kafka_version_str(),
+           b->partitions);
+    if (b->pg)
+        printf("  pg_poll on PostgreSQL %d.%d, schema %s\n",
+               PQserverVersion(b->pg) / 10000, PQserverVersion(b->pg) % 100,
+               b->pg_schema);
 }
 
 int main(int argc, char **argv)
@@ -337,25 +502,27 @@ int main(int argc, char **argv)
     snprintf(b.dir, sizeof b.dir, "/tmp/kafka-drain-XXXXXX");
     if (!mkdtemp(b.dir))
         die("mkdtemp", strerror(errno));
+    if (b.pg_conninfo)
+        pg_connect(&b);
     start_mock(&b);
-    printf("kafka_drain: %ld events of %d bytes, %d keys, batch %ld, "
-           "librdkafka %s mock cluster (3 brokers, %d partitions)\n",
-           b.n, PAYLOAD, b.keys, b.batch, rd_kafka_version_str(), b.partitions);
+    print_header(&b);
     double stream = raw_run(&b, "raw.stream", b.n);
-    printf("raw producer, stream      %10.0f events/s\n", stream);
+    printf("%-27s%10.0f events/s\n", "raw producer, stream", stream);
     double batches = raw_run(&b, "raw.batches", b.batch);
-    printf("raw producer, batches     %10.0f events/s\n", batches);
-    char keys[700];
-    snprintf(keys, sizeof keys, "broker.brokers = %s", b.bootstraps);
-    double relay = relay_run(&b, "kafka", keys);
-    printf("relay sqlite -> kafka     %10.0f events/s\n", relay);
-    double ref = relay_run(&b, "stdout", "broker.output = /dev/null");
-    printf("relay sqlite -> /dev/null %10.0f events/s (store + engine)\n", ref);
+    printf("%-27s%10.0f events/s\n", "raw producer, batches", batches);
+    drain lite = measure(&b, "sqlite");
+    drain pg = {0, 0};
+    if (b.pg)
+        pg = measure(&b, "pg_poll");
+    else
+        printf("relay pg_poll: skipped, no PostgreSQL (-d CONNINFO, "
+               "OBX_BENCH_PG, or bench/kafka_drain.sh)\n");
     double raw = stream > batches ? stream : batches;
-    printf("relay / raw producer (best of both)      = %.2f\n", relay / raw);
-    printf("relay / min(raw producer, store+engine)  = %.2f (target >= "
-           "0.80)\n",
-           relay / (raw < ref ? raw : ref));
+    ratios("sqlite", lite, raw);
+    if (b.pg) {
+        ratios("pg_poll", pg, raw);
+        pg_disconnect(&b);
+    }
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", b.dir);
     if (system(cmd) != 0)

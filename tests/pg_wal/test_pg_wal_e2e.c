@@ -386,6 +386,13 @@ static void test_standby_takeover(void **state)
     for (int i = 0; i < 10; i++)
         insert_event(f->t, "k", "E", i, i, 0);
     wait_lines(f->out[0], 10, 10000);
+    /* Kill only once the slot confirmed those ten: what this test checks is
+     * the take-over, not the unconfirmed window (test_restart_... does). */
+    uint64_t lsn = wt_current_lsn(f->t);
+    int64_t end = wt_mono_ms() + 10000;
+    while (wt_confirmed(f->t) < lsn && wt_mono_ms() < end)
+        wt_sleep_ms(50);
+    assert_true(wt_confirmed(f->t) >= lsn);
     stop_relay(f, 0, SIGKILL);
     int64_t t0 = wt_mono_ms();
     for (int i = 10; i < 20; i++)
