@@ -75,7 +75,7 @@ CONF
 best_raw=0 best_relay=0 raw_all="" relay_all=""
 for ((round = 1; round <= ROUNDS; round++)); do
     fill
-    read -r raw_rows raw_secs raw_rate < <("$RAW" "$CONNINFO" "$BATCH")
+    read -r raw_rows _ raw_rate < <("$RAW" "$CONNINFO" "$BATCH")
     [[ $(pending) == 0 && $raw_rows == "$EVENTS" ]] || { echo "raw run left events pending" >&2; exit 1; }
     fill
     t0=$(date +%s.%N)

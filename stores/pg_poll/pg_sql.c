@@ -70,7 +70,7 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  *          its key is in cand too: its pending predecessor (one index
  *          probe) must be the previous cand row of its key;
  *  ok    - once a key's chain breaks, its later rows are dropped as well.
- * ?1 owner, $2 max rows, $3 lease in ms. */
+ * $1 owner, $2 max rows, $3 lease in ms. */
 static const char pgp_claim_sql[] =
     "WITH cand AS (\n"
     "  SELECT o.{id} AS id, o.{aggregate_id} AS k FROM {T} AS o\n"

@@ -383,9 +383,10 @@ typedef struct pgp_settle_op {
 } pgp_settle_op;
 
 /* Run one statement for the whole batch (array parameters, one round
- * trip), then free the events whatever happened: settling is final for
- * the engine. Rows of a failed statement stay leased and come back after
- * the lease, a bounded duplicate, never a loss. */
+ * trip). Only OBX_OK settles (frees) the events: on an error they stay
+ * claimed and valid for the engine to call again once the database is
+ * back, since acking late beats publishing twice (store.h). If it never
+ * comes back, close() frees them and the leases return the rows. */
 static obx_status pgp_settle(pgp_store *s, const pgp_settle_op *op,
                              const void *items, size_t n, char *errstr,
                              size_t errlen)
@@ -400,19 +401,19 @@ static obx_status pgp_settle(pgp_store *s, const pgp_settle_op *op,
                       errlen);
     else
         snprintf(errstr, errlen, "pg_poll: %s: out of memory", op->what);
-    if (st == OBX_OK) {
-        size_t done = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
-        if (done < n && op->stmt != PGP_S_ACK)
-            s->host->log(s->host, OBX_LOG_INFO,
-                         "pg_poll \"%s\": %s: %zu of %zu events were no "
-                         "longer ours (lease expired and taken over); left "
-                         "to their owner",
-                         s->names.table, op->what, n - done, n);
-    }
+    if (st != OBX_OK)
+        return st;
+    size_t done = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
+    if (done < n && op->stmt != PGP_S_ACK)
+        s->host->log(s->host, OBX_LOG_INFO,
+                     "pg_poll \"%s\": %s: %zu of %zu events were no longer "
+                     "ours (lease expired and taken over); left to their "
+                     "owner",
+                     s->names.table, op->what, n - done, n);
     for (size_t i = 0; i < n; i++)
         pgp_live_free(s, op->item(items, i));
-    return st;
+    return OBX_OK;
 }
 
 static pgp_event *pgp_item_event(const void *items, size_t i)

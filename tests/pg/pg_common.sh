@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by pg_start.sh, pg_stop.sh and pg_restart.sh: where the private
 # test server lives and how to run its tools. Sourced, not executed.
 #

@@ -6,7 +6,7 @@
 #   tests/pg/pg_restart.sh STATE_DIR [SECONDS_DOWN]
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=pg_common.sh
+# shellcheck source=tests/pg/pg_common.sh
 source "$here/pg_common.sh"
 STATE_DIR=${1:?usage: pg_restart.sh STATE_DIR [SECONDS_DOWN]}
 DOWN=${2:-0}

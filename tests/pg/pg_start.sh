@@ -10,7 +10,7 @@
 # start. A server left over from an interrupted run is stopped first.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=pg_common.sh
+# shellcheck source=tests/pg/pg_common.sh
 source "$here/pg_common.sh"
 
 STATE_DIR=${1:?usage: pg_start.sh STATE_DIR}

@@ -5,6 +5,6 @@
 #   tests/pg/pg_stop.sh STATE_DIR
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=pg_common.sh
+# shellcheck source=tests/pg/pg_common.sh
 source "$here/pg_common.sh"
 pg_stop_recorded "${1:?usage: pg_stop.sh STATE_DIR}"

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -76,7 +77,7 @@ static void write_conf(fx *f, int i, const char *broker, const char *extra)
     FILE *fp = fopen(f->conf[i], "w");
     assert_non_null(fp);
     fprintf(fp,
-            "[relay]\nlog_level = debug\nmetrics_listen = off\n"
+            "[relay]\nlog_level = info\nmetrics_listen = off\n"
             "shutdown_grace = 20s\n"
             "[pipeline p]\nstore = pg_poll\nbroker = %s\n"
             "store.conninfo = %s\nstore.owner = relay-%d\n"
@@ -202,6 +203,13 @@ static void wait_drained(fx *f, int timeout_ms)
                            "published_at IS NULL")) > 0) {
         if (pgt_mono_ms() > end) {
             for (int i = 0; i < N_RELAYS; i++) {
+                int st = 0;
+                if (f->pid[i] > 0 && waitpid(f->pid[i], &st, WNOHANG) > 0) {
+                    fprintf(stderr, "--- relay %d is gone: %s %d\n", i,
+                            WIFSIGNALED(st) ? "signal" : "exit",
+                            WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+                    f->pid[i] = 0;
+                }
                 char *log = slurp(f->err[i]);
                 if (log) /* cmocka's print_error() cuts long text */
                     fprintf(stderr, "--- relay %d log:\n%s\n", i, log);

@@ -1188,19 +1188,19 @@ static void test_claim_wait(void **state)
 }
 
 /* Our backend is killed (a database restart, a failover, an idle-session
- * killer): the next call reports UNAVAILABLE for the circuit breaker, the
- * one after reconnects by itself. Events settled while disconnected are
- * freed (the rows come back after their lease). */
+ * killer): the next call reports UNAVAILABLE for the circuit breaker and
+ * settles nothing; called again, it reconnects by itself and the events
+ * it still holds are acked, not published twice. */
 static void test_connection_loss(void **state)
 {
     pgt *t = *state;
     obx_pg_poll_config c = t->conf;
-    c.lease_ms = 500;
     c.owner = (char *)"victim";
     void *s = pgt_open(t, &c);
     pgt_insert(t, "k1", "x");
+    pgt_insert(t, "k2", "x");
     obx_event *ev[4];
-    assert_int_equal(pgt_claim(t, s, ev, 4), 1);
+    assert_int_equal(pgt_claim(t, s, ev, 4), 2);
     /* every connection of this test but ours is the store's */
     pgt_exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name = current_setting('application_name') "
@@ -1209,23 +1209,41 @@ static void test_connection_loss(void **state)
     ERRBUF;
     assert_int_equal(t->ops->ack(s, ev, 1, err, sizeof err), OBX_UNAVAILABLE);
     assert_non_null(strstr(err, "ack"));
-    /* the ack above may have reconnected; the row is still leased */
+    /* nothing settled: the rows are still leased to us, the events valid */
     assert_int_equal(pgt_int(t, -1,
                              "SELECT count(*) FROM outbox WHERE "
-                             "locked_by = 'victim'"),
-                     1);
-    size_t n = 0;
+                             "locked_by = 'victim' AND published_at "
+                             "IS NULL"),
+                     2);
+    assert_string_equal(ev[0]->key, "k1");
     obx_status st = OBX_UNAVAILABLE;
     for (int i = 0; i < 50 && st == OBX_UNAVAILABLE; i++) {
-        st = t->ops->claim(s, ev, 4, &n, 0, err, sizeof err);
+        st = t->ops->ack(s, ev, 1, err, sizeof err);
         if (st == OBX_UNAVAILABLE)
             pgt_sleep_ms(50);
     }
     assert_int_equal(st, OBX_OK);
-    /* after the lease, the event is handed out again */
-    pgt_sleep_ms(600);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "published_at IS NOT NULL AND "
+                             "aggregate_id = 'k1'"),
+                     1);
+    /* the reconnected instance claims, waits and settles as before */
+    size_t n = 9;
+    assert_int_equal(t->ops->claim(s, ev + 2, 2, &n, 50, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(n, 0);
+    pgt_ack(t, s, ev + 1, 1);
+    t->ops->close(s);
+    /* an event left unsettled at close is handed back (and freed) */
+    s = pgt_open(t, &c);
+    pgt_insert(t, "k3", "x");
     assert_int_equal(pgt_claim(t, s, ev, 4), 1);
-    pgt_ack(t, s, ev, 1);
+    pgt_exec(t, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = current_setting('application_name') "
+                "AND pid <> pg_backend_pid()");
+    pgt_sleep_ms(100);
+    assert_int_equal(t->ops->ack(s, ev, 1, err, sizeof err), OBX_UNAVAILABLE);
     t->ops->close(s);
 }
 
