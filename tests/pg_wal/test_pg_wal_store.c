@@ -345,6 +345,19 @@ static void test_slot_lost_and_recover(void **state)
     assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
     wt_ack(t, inst, ev, 1);
     t->ops->close(inst);
+    /* The walsender of the closed stream may outlive close() for a moment;
+     * end it so the slot can be dropped. */
+    wt_exec(t,
+            "SELECT pg_terminate_backend(active_pid) FROM "
+            "pg_replication_slots WHERE slot_name = '%s' AND active",
+            t->name);
+    int64_t end = wt_mono_ms() + 10000;
+    while (wt_int(t, 0,
+                  "SELECT count(*) FROM pg_replication_slots WHERE "
+                  "slot_name = '%s' AND active",
+                  t->name) > 0 &&
+           wt_mono_ms() < end)
+        wt_sleep_ms(20);
     wt_exec(t, "SELECT pg_drop_replication_slot('%s')", t->name);
     wt_insert(t, "k", "Lost1", "2"); /* committed while there is no slot */
     wt_insert(t, "k", "Lost2", "3");
