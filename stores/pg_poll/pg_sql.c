@@ -1,13 +1,12 @@
 #include "pg_sql.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <outbox/host.h>
-
+#include "columns.h"
 #include "pg_buf.h"
+#include "store_err.h"
 
 static const char *const pgp_col_default[PGP_C_COUNT] = {
     [PGP_C_ID] = "id",
@@ -380,74 +379,7 @@ int pgp_ddl_each(const pgp_names *n, const obx_pg_poll_config *conf,
 
 static int pgp_col_lookup(const char *name, int limit)
 {
-    for (int c = 0; c < limit; c++)
-        if (strcmp(pgp_col_default[c], name) == 0)
-            return c;
-    return -1;
-}
-
-/* Format an error, prefixed with the config line when known. */
-static void pgp_err(char *err, size_t errlen, int line, const char *fmt, ...)
-    OBX_PRINTF(4, 5);
-
-static void pgp_err(char *err, size_t errlen, int line, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (line > 0)
-        snprintf(err, errlen, "line %d: %s", line, msg);
-    else
-        snprintf(err, errlen, "%s", msg);
-}
-
-static int pgp_apply_mapping(pgp_names *n, const obx_kv *kv, char *err,
-                             size_t errlen)
-{
-    int c = pgp_col_lookup(kv->name, PGP_C_N_MAPPABLE);
-    if (c < 0) {
-        pgp_err(err, errlen, kv->line,
-                "store.column.%s: unknown column '%s'; valid: id, event_id, "
-                "aggregate_type, aggregate_id, event_type, payload, topic, "
-                "headers, created_at (bookkeeping columns keep their names)",
-                kv->name, kv->name);
-        return -1;
-    }
-    if (n->col[c] != pgp_col_default[c]) {
-        pgp_err(err, errlen, kv->line, "store.column.%s: set twice", kv->name);
-        return -1;
-    }
-    if (!kv->value || !kv->value[0]) {
-        pgp_err(err, errlen, kv->line, "store.column.%s: empty column name",
-                kv->name);
-        return -1;
-    }
-    if (strlen(kv->value) > PGP_NAME_MAX) {
-        pgp_err(err, errlen, kv->line,
-                "store.column.%s: '%s' is longer than %d bytes (PostgreSQL "
-                "would cut it)",
-                kv->name, kv->value, PGP_NAME_MAX);
-        return -1;
-    }
-    n->col[c] = kv->value;
-    return 0;
-}
-
-/* Quoted identifiers are case-sensitive in PostgreSQL: compare exactly. */
-static int pgp_check_distinct(const pgp_names *n, char *err, size_t errlen)
-{
-    for (int a = 0; a < PGP_C_COUNT; a++)
-        for (int b = a + 1; b < PGP_C_COUNT; b++)
-            if (strcmp(n->col[a], n->col[b]) == 0) {
-                pgp_err(err, errlen, 0,
-                        "store.column: columns '%s' and '%s' both map to "
-                        "'%s'",
-                        pgp_col_default[a], pgp_col_default[b], n->col[a]);
-                return -1;
-            }
-    return 0;
+    return obx_columns_lookup(pgp_col_default, limit, name);
 }
 
 static int pgp_check_name(const char *opt, const char *v, char *err,
@@ -455,10 +387,10 @@ static int pgp_check_name(const char *opt, const char *v, char *err,
 {
     if (strlen(v) <= PGP_NAME_MAX)
         return 0;
-    pgp_err(err, errlen, 0,
-            "store.%s: '%s' is longer than %d bytes (PostgreSQL would cut "
-            "it)",
-            opt, v, PGP_NAME_MAX);
+    obx_store_errf(err, errlen, 0,
+                   "store.%s: '%s' is longer than %d bytes (PostgreSQL would "
+                   "cut it)",
+                   opt, v, PGP_NAME_MAX);
     return -1;
 }
 
@@ -473,12 +405,16 @@ int pgp_names_init(pgp_names *n, const obx_pg_poll_config *conf, char *err,
         (n->schema && pgp_check_name("schema", n->schema, err, errlen)) ||
         pgp_check_name("channel", n->channel, err, errlen) != 0)
         return -1;
-    for (int c = 0; c < PGP_C_COUNT; c++)
-        n->col[c] = pgp_col_default[c];
-    for (size_t i = 0; i < conf->column.n; i++)
-        if (pgp_apply_mapping(n, &conf->column.items[i], err, errlen) != 0)
-            return -1;
-    return pgp_check_distinct(n, err, errlen);
+    /* Quoted identifiers are case-sensitive in PostgreSQL: compare
+     * exactly. */
+    static const obx_columns_rules rules = {
+        .n_mappable = PGP_C_N_MAPPABLE,
+        .name_max = PGP_NAME_MAX,
+        .name_max_db = "PostgreSQL",
+        .fold_case = false,
+    };
+    return obx_columns_map(n->col, pgp_col_default, PGP_C_COUNT, &conf->column,
+                           &rules, err, errlen);
 }
 
 /* ---- template expansion ---- */

@@ -1,13 +1,11 @@
 #include "sqlite_sql.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include <sqlite3.h>
 
-#include <outbox/host.h>
+#include "columns.h"
 
 static const char *const sq_col_default[SQ_C_COUNT] = {
     [SQ_C_ID] = "id",
@@ -94,78 +92,23 @@ const char *const sq_ddl_templates[] = {
 
 static int sq_col_lookup(const char *name, int limit)
 {
-    for (int c = 0; c < limit; c++)
-        if (strcmp(sq_col_default[c], name) == 0)
-            return c;
-    return -1;
-}
-
-/* Format an error, prefixed with the config line when known. */
-static void sq_err(char *err, size_t errlen, int line, const char *fmt, ...)
-    OBX_PRINTF(4, 5);
-
-static void sq_err(char *err, size_t errlen, int line, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (line > 0)
-        snprintf(err, errlen, "line %d: %s", line, msg);
-    else
-        snprintf(err, errlen, "%s", msg);
-}
-
-static int sq_apply_mapping(sq_names *n, const obx_kv *kv, char *err,
-                            size_t errlen)
-{
-    int c = sq_col_lookup(kv->name, SQ_C_N_MAPPABLE);
-    if (c < 0) {
-        sq_err(err, errlen, kv->line,
-               "store.column.%s: unknown column '%s'; valid: id, event_id, "
-               "aggregate_type, aggregate_id, event_type, payload, topic, "
-               "headers, created_at (bookkeeping columns keep their names)",
-               kv->name, kv->name);
-        return -1;
-    }
-    if (n->col[c] != sq_col_default[c]) {
-        sq_err(err, errlen, kv->line, "store.column.%s: set twice", kv->name);
-        return -1;
-    }
-    if (!kv->value || !kv->value[0]) {
-        sq_err(err, errlen, kv->line, "store.column.%s: empty column name",
-               kv->name);
-        return -1;
-    }
-    n->col[c] = kv->value;
-    return 0;
-}
-
-/* SQLite compares identifiers case-insensitively (ASCII). */
-static int sq_check_distinct(const sq_names *n, char *err, size_t errlen)
-{
-    for (int a = 0; a < SQ_C_COUNT; a++)
-        for (int b = a + 1; b < SQ_C_COUNT; b++)
-            if (strcasecmp(n->col[a], n->col[b]) == 0) {
-                sq_err(err, errlen, 0,
-                       "store.column: columns '%s' and '%s' both map to '%s'",
-                       sq_col_default[a], sq_col_default[b], n->col[a]);
-                return -1;
-            }
-    return 0;
+    return obx_columns_lookup(sq_col_default, limit, name);
 }
 
 int sq_names_init(sq_names *n, const obx_sqlite_config *conf, char *err,
                   size_t errlen)
 {
     n->table = conf->table && conf->table[0] ? conf->table : "outbox";
-    for (int c = 0; c < SQ_C_COUNT; c++)
-        n->col[c] = sq_col_default[c];
-    for (size_t i = 0; i < conf->column.n; i++)
-        if (sq_apply_mapping(n, &conf->column.items[i], err, errlen) != 0)
-            return -1;
-    return sq_check_distinct(n, err, errlen);
+    /* SQLite compares identifiers case-insensitively (ASCII) and keeps
+     * names of any length. */
+    static const obx_columns_rules rules = {
+        .n_mappable = SQ_C_N_MAPPABLE,
+        .name_max = 0,
+        .name_max_db = NULL,
+        .fold_case = true,
+    };
+    return obx_columns_map(n->col, sq_col_default, SQ_C_COUNT, &conf->column,
+                           &rules, err, errlen);
 }
 
 static void sq_ident(sqlite3_str *s, const char *name)

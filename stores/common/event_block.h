@@ -1,0 +1,63 @@
+/* Events as the SQL stores hand them out: one malloc block per event
+ * holding the store's own event struct (which begins with the obx_event),
+ * the header array and every string, so settling an event is one free().
+ * The headers come from a column holding a JSON object. */
+#ifndef OBX_STORE_EVENT_BLOCK_H
+#define OBX_STORE_EVENT_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <outbox/event.h>
+#include <outbox/status.h>
+
+/* One column's bytes as the database returned them, borrowed. */
+typedef struct obx_col_text {
+    const char *s; /* NULL for SQL NULL */
+    size_t len;
+} obx_col_text;
+
+/* The parsed headers column of one row, until the block is built. */
+typedef struct obx_event_headers {
+    json_t *obj;
+    struct obx_event_header_value *v;
+    size_t n;
+} obx_event_headers;
+
+/* One row's columns, borrowed until obx_event_block_new returns. */
+typedef struct obx_event_fields {
+    obx_col_text event_id, aggregate_type, aggregate_id, event_type;
+    obx_col_text payload; /* NULL s allowed: an empty payload */
+    obx_col_text topic;   /* NULL s stays NULL: no explicit destination */
+    int64_t created_at_us;
+    int64_t attempts; /* clamped into the obx_event's uint32_t */
+    uint64_t seq;     /* the row id, the event's position */
+} obx_event_fields;
+
+/* Parse the headers column `t` into *h (always initialised; release it
+ * with obx_event_headers_free). NULL or empty: no headers. Text that is
+ * not a JSON object fails with OBX_PERMANENT and the reason in err when
+ * `strict`; otherwise the headers are dropped and the result is OBX_OK.
+ * Non-string values are kept as compact JSON text. OBX_NOMEM when memory
+ * runs out (err untouched). */
+obx_status obx_event_headers_parse(obx_col_text t, bool strict,
+                                   obx_event_headers *h, char *err,
+                                   size_t errlen);
+
+/* Release what obx_event_headers_parse holds and zero *h. The strings of a
+ * block built from it are copies, so the block outlives this. */
+void obx_event_headers_free(obx_event_headers *h);
+
+/* Allocate one zeroed block of `head_size` bytes (the store's event struct,
+ * which must begin with an obx_event and be a multiple of a pointer's
+ * alignment) followed by the header array and copies of every string, and
+ * fill that obx_event from f and h: NULL text columns become "" except the
+ * topic, the key is the aggregate id, pos.ptr is the block. Returns the
+ * block for the caller to free() with free(), or NULL when out of memory. */
+void *obx_event_block_new(size_t head_size, const obx_event_fields *f,
+                          const obx_event_headers *h);
+
+#endif
