@@ -187,8 +187,7 @@ static int flush_acks(obx_pipeline *p)
 {
     int rc = settle(p, do_ack, "ack", p->b.n_acks);
     if (rc == 1 && p->b.n_acks) {
-        atomic_fetch_add(&p->metrics.published,
-                         p->b.n_acks - p->b.n_dlq_acks);
+        atomic_fetch_add(&p->metrics.published, p->b.n_acks - p->b.n_dlq_acks);
         atomic_store(&p->metrics.last_progress_us, obx_mono_us());
     }
     p->b.n_acks = p->b.n_dlq_acks = 0;

@@ -357,8 +357,7 @@ static obx_status pgw_claim(void *inst, obx_event **out, size_t max, size_t *n,
     if (st != OBX_OK)
         return st;
     if (s->standby) {
-        s->host->log(s->host, OBX_LOG_INFO, "took over slot %s",
-                     s->names.slot);
+        s->host->log(s->host, OBX_LOG_INFO, "took over slot %s", s->names.slot);
         s->standby = false;
     }
     if (s->recovering) {
