@@ -11,8 +11,8 @@
  * the store does not order claims per key itself: the engine's held-key
  * set does (OBX_STORE_ORDERED_CLAIM is not set). Only one process can
  * stream a slot; another relay on the same slot stands by (its claims
- * fail with OBX_UNAVAILABLE, the circuit breaker retries) and takes over
- * when the first one's connection goes. */
+ * return nothing and try the slot again) and takes over at its first
+ * claim after the first one's connection goes. */
 #include "pgw_store.h"
 
 #include <stddef.h>
@@ -556,6 +556,7 @@ static const obx_store_ops pgw_ops = {
     .dead_list = pgw_dead_list,
     .dead_requeue = pgw_dead_requeue,
     .dead_purge = pgw_dead_purge,
+    .demo = pgw_demo,
 };
 
 OBX_STORE_PLUGIN("pg_wal",

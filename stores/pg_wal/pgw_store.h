@@ -181,6 +181,15 @@ obx_status pgw_recover_claim(pgw_store *s, size_t max, char *errstr,
 /* Drop the recovery list once everything in it is settled. */
 obx_status pgw_recover_finish(pgw_store *s, char *errstr, size_t errlen);
 
+/* ---- pgw_demo.c ---- */
+
+/* Write n demo orders (an `orders` table beside the outbox, created when
+ * missing), each with its OrderCreated event in the same transaction: a
+ * row of the outbox table, or with source = messages a transactional
+ * logical message carrying the envelope. OBX_UNAVAILABLE when the server
+ * is unreachable, OBX_FATAL on other SQL errors (errstr says which). */
+obx_status pgw_demo(void *inst, uint64_t n, char *errstr, size_t errlen);
+
 /* ---- pgw_stream.c: the replication connection ---- */
 
 /* Connect, acquire the slot and START_REPLICATION. OBX_UNAVAILABLE when

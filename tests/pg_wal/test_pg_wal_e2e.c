@@ -437,6 +437,37 @@ static void test_schema_command(void **state)
     stop_relay(f, 0, SIGTERM);
 }
 
+/* `outbox-relay demo`: orders and their events written together, as a
+ * table row or (source = messages) as a logical message, then relayed. */
+static void demo_then_relay(fx *f, const char *extra)
+{
+    write_conf(f, 0, "stdout", extra);
+    char *demo[] = {BIN, "demo", "-c", f->conf[0], "-n", "15", NULL};
+    assert_int_equal(proc_run(demo, NULL, f->err[0], 30000), 0);
+    assert_int_equal(
+        wt_int(f->t, -1, "SELECT count(*) FROM %s.orders", f->t->name), 15);
+    start_relay(f, 0, true);
+    wait_lines(f->out[0], 15, 10000);
+    stop_relay(f, 0, SIGTERM);
+    char *out = slurp(f->out[0]);
+    size_t n = 0;
+    for (char *p = out; (p = strstr(p, "\"event_type\":\"OrderCreated\"")); p++)
+        n++;
+    assert_int_equal(n, 15);
+    assert_non_null(strstr(out, "\"amount_cents\""));
+    free(out);
+}
+
+static void test_demo_rows(void **state)
+{
+    demo_then_relay(*state, NULL);
+}
+
+static void test_demo_messages(void **state)
+{
+    demo_then_relay(*state, "store.source = messages");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -449,6 +480,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_standby_takeover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_demo_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_demo_messages, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
