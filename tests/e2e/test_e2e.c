@@ -385,6 +385,39 @@ static void test_cli_errors_and_exit_codes(void **state)
     assert_int_equal(proc_run(missing, NULL, f->err, 10000), 2);
 }
 
+/* The `CREATE TABLE` of `outbox-relay schema STORE`, without quotes. */
+static char *table_ddl(fx *f, const char *store)
+{
+    char *argv[] = {BIN, "schema", (char *)store, NULL};
+    assert_int_equal(proc_run(argv, f->out, f->err, 10000), 0);
+    char *ddl = slurp(f->out);
+    char *start = strstr(ddl, "CREATE TABLE");
+    assert_non_null(start);
+    char *end = strstr(start, "\n)");
+    assert_non_null(end);
+    size_t n = 0;
+    for (char *p = start; p < end; p++)
+        if (*p != '"')
+            start[n++] = *p;
+    start[n] = '\0';
+    char *table = strdup(start);
+    free(ddl);
+    return table;
+}
+
+/* pg_poll and pg_wal each carry the outbox DDL (their templates expand
+ * names differently); applications move between them, so the tables must
+ * stay the same. */
+static void test_pg_stores_create_the_same_table(void **state)
+{
+    fx *f = *state;
+    char *poll = table_ddl(f, "pg_poll");
+    char *wal = table_ddl(f, "pg_wal");
+    assert_string_equal(poll, wal);
+    free(poll);
+    free(wal);
+}
+
 /* docs/configuration.md carries the help text of the core's tables. */
 static void test_configuration_doc_in_sync(void **state)
 {
@@ -423,6 +456,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_configuration_doc_in_sync, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_pg_stores_create_the_same_table,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
