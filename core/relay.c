@@ -58,6 +58,7 @@ static void init_host(obx_pipeline *p, obx_host_ctx *ctx, obx_host *h,
     ctx->gauge = gauge_to_metrics;
     ctx->gauge_sink = &p->metrics;
     obx_host_init(h, ctx, p->name);
+    h->retry_max_delay_ms = p->set.backoff.max_ms;
 }
 
 static int build_pipeline(obx_relay *r, const obx_conf_section *sec,

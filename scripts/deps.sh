@@ -28,10 +28,10 @@ PACKAGES=(
     postgresql           # initdb/pg_ctl for the tests' private server (tests/pg); the system cluster is never used
     python3              # bench/pg_wal_drain.sh: the latency reader (pgbench, pg_recvlogical come with postgresql)
     librdkafka-dev       # kafka broker; its tests use librdkafka's mock cluster (Debian has no Kafka broker)
-    # Later issues add these, one line each (tests start their own servers on
-    # their own ports; none of them uses a system-wide instance):
-    #   librabbitmq-dev rabbitmq-server  rabbitmq
-    #   libnats-dev nats-server          nats
+    librabbitmq-dev      # rabbitmq broker (librabbitmq-c 0.11)
+    rabbitmq-server      # the tests' private RabbitMQ node (tests/rabbitmq); the system node is never used
+    libnats-dev          # nats broker (cnats 3.4)
+    nats-server          # the tests' private nats-server -js (tests/nats); the system service is never used
 )
 
 # Which of PACKAGES are not fully installed ("ii"). dpkg-query skips names it

@@ -68,6 +68,12 @@ struct obx_host {
 
     /* Core-private; plugins must not touch it. */
     void *core;
+
+    /* Since ABI 1.1. The longest the engine may hold an event back before
+     * it tries again (the upper bound of the pipeline's retry.backoff), in
+     * milliseconds; 0 when unknown (schema, tools). A broker that dedups
+     * by event id within a window compares it with that window. */
+    int64_t retry_max_delay_ms;
 };
 
 #endif

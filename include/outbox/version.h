@@ -9,7 +9,7 @@
 #define OUTBOX_VERSION_H
 
 #define OBX_ABI_MAJOR 1
-#define OBX_ABI_MINOR 0
+#define OBX_ABI_MINOR 1
 
 #define OBX_RELAY_VERSION "0.1.0"
 
