@@ -54,6 +54,11 @@ typedef struct obx_store_stats {
     uint64_t dead;             /* dead letters held by the store */
     int64_t oldest_pending_us; /* created_at of the oldest pending, 0: none */
     int64_t lag_bytes; /* WAL stores: bytes behind; -1: not applicable */
+    /* Since ABI 1.1. Non-zero while this instance cannot claim because
+     * another process holds what claiming needs exclusively (a WAL slot
+     * streamed by another relay): it is a hot standby. `run --once` says
+     * so instead of reporting a drained store. */
+    uint32_t standby;
 } obx_store_stats;
 
 /* Capabilities, in obx_store_ops.flags. */
