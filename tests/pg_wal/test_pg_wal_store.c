@@ -131,7 +131,9 @@ static void test_retry_order(void **state)
     wt_insert(t, "k", "B", "b");
     obx_event *ev[MAXEV];
     assert_int_equal(wt_claim(t, inst, ev, MAXEV, 2, 5000), 2);
-    int64_t at = wt_now_us() + 300000;
+    /* Far enough out that inserting and claiming C always fits before it,
+     * even on a loaded machine under ASan (300 ms did not). */
+    int64_t at = wt_now_us() + 2000000;
     obx_release rel[2] = {{ev[1], at, "held", false}, {ev[0], at, "x", true}};
     char err[OBX_ERRSTR_LEN];
     assert_int_equal(t->ops->release(inst, rel, 2, err, sizeof err), OBX_OK);
@@ -139,8 +141,9 @@ static void test_retry_order(void **state)
     size_t n = wt_claim(t, inst, ev, MAXEV, 1, 3000);
     assert_int_equal(n, 1);
     assert_string_equal(ev[0]->event_type, "C"); /* A, B not due yet */
+    assert_true(wt_now_us() < at);
     wt_ack(t, inst, ev, 1);
-    n = wt_claim(t, inst, ev, MAXEV, 2, 3000);
+    n = wt_claim(t, inst, ev, MAXEV, 2, 5000);
     assert_true(wt_now_us() >= at);
     assert_int_equal(n, 2);
     assert_string_equal(ev[0]->event_type, "A");
