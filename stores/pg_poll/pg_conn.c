@@ -1,5 +1,6 @@
 /* The pg_poll store's connection: connect, reconnect with backoff, error
  * mapping, prepared statements, LISTEN and waiting for NOTIFY. */
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -61,10 +62,39 @@ void pgp_scrub(const pgp_store *s, const char *in, char *out, size_t outlen)
     out[o] = '\0';
 }
 
-/* libpq's conninfo parse errors quote pieces of the string, which may be
- * pieces of a password: keep only what is a connection keyword. */
-static void pgp_scrub_parse_error(const char *in, char *out, size_t outlen)
+/* Whether word[0..len) stands in the masked conninfo as a key ("word=" or
+ * "word ="): then it is outside every secret value and safe to print. A
+ * key right after a masked value may be the rest of an unquoted password
+ * with a space in it ("password=a b=c"), so it does not count. */
+static bool pgp_is_plain_key(const char *masked, const char *word, size_t len)
 {
+    for (const char *m = masked; (m = strstr(m, "=")) != NULL; m++) {
+        const char *e = m;
+        while (e > masked && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        const char *k = e;
+        while (k > masked && !isspace((unsigned char)k[-1]))
+            k--;
+        const char *b = k;
+        while (b > masked && isspace((unsigned char)b[-1]))
+            b--;
+        bool after_secret = b - masked >= 3 && strncmp(b - 3, "***", 3) == 0;
+        if ((size_t)(e - k) == len && strncmp(k, word, len) == 0 &&
+            !after_secret)
+            return true;
+    }
+    return false;
+}
+
+/* libpq's conninfo parse errors quote pieces of the string, which may be
+ * pieces of a password (an unquoted one with a space in it): keep a piece
+ * only when it is a connection keyword or a key the user wrote outside any
+ * secret ("invalid connection option "pasword"" must name the typo). */
+static void pgp_scrub_parse_error(const pgp_store *s, const char *ci,
+                                  const char *in, char *out, size_t outlen)
+{
+    char masked[2048];
+    s->host->mask(ci, masked, sizeof masked);
     size_t o = 0;
     const char *p = in;
     while (*p && o + 4 < outlen) {
@@ -74,7 +104,7 @@ static void pgp_scrub_parse_error(const char *in, char *out, size_t outlen)
             continue;
         }
         size_t len = (size_t)(q - p - 1);
-        bool keep = len <= 1;
+        bool keep = len == 0 || pgp_is_plain_key(masked, p + 1, len);
         PQconninfoOption *defs = keep ? NULL : PQconndefaults();
         for (PQconninfoOption *d = defs; d && d->keyword && !keep; d++)
             keep = strlen(d->keyword) == len &&
@@ -114,7 +144,8 @@ static obx_status pgp_parse_conninfo(pgp_store *s, char *errstr, size_t errlen)
     PQconninfoOption *opts = PQconninfoParse(ci, &msg);
     if (!opts) {
         char clean[OBX_ERRSTR_LEN];
-        pgp_scrub_parse_error(msg ? msg : "out of memory", clean, sizeof clean);
+        pgp_scrub_parse_error(s, ci, msg ? msg : "out of memory", clean,
+                              sizeof clean);
         snprintf(errstr, errlen, "store.conninfo: %s", clean);
         obx_status st = msg ? OBX_CONFIG : OBX_NOMEM;
         PQfreemem(msg);

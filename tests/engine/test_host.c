@@ -34,6 +34,18 @@ static void test_mask_conninfo_and_urls(void **state)
     mask("sasl.password=hunter2", "sasl.password=***");
     mask("https://host/path?token=abc&x=1", "https://host/path?token=***&x=1");
     mask("no secrets here", "no secrets here");
+    /* values end where libpq ends them: escaped quotes, spaces around '=',
+     * backslash escapes in unquoted values */
+    mask("host=x password='a\\'hunter2' dbname=y",
+         "host=x password=*** dbname=y");
+    mask("password = 'a b\\\\' user=u", "password = *** user=u");
+    mask("password=a\\ hunter2 user=u", "password=*** user=u");
+    mask("PassWord=x\tuser=u", "PassWord=***\tuser=u");
+    mask("password='unterminated hunter2", "password=***");
+    mask("sslpassword=k1 host=h", "sslpassword=*** host=h");
+    /* a password inside a query string ends at '&', a conninfo one does not */
+    mask("postgres://h/db?password=p&x=1", "postgres://h/db?password=***&x=1");
+    mask("password=p&q host=h", "password=*** host=h");
     char small[8];
     obx_mask_secrets("password=abcdefgh", small, sizeof small);
     assert_int_equal(strlen(small), 7);

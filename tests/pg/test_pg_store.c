@@ -1050,6 +1050,17 @@ static void test_config_errors(void **state)
     t->ops->open(t->host, &c, &inst, err, sizeof err);
     assert_null(strstr(err, "hunter2"));
     assert_null(strstr(err, "secretword"));
+    /* a misspelt key is named (it is what the user must fix), its value
+     * is not */
+    c.conninfo = (char *)"host=x pasword=hunter2";
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    assert_non_null(strstr(err, "\"pasword\""));
+    assert_null(strstr(err, "hunter2"));
+    /* the rest of an unquoted password with a space stays hidden */
+    c.conninfo = (char *)"host=x password=a hunter2=x";
+    t->ops->open(t->host, &c, &inst, err, sizeof err);
+    assert_null(strstr(err, "hunter2"));
 }
 
 static void test_open_errors(void **state)
@@ -1077,6 +1088,13 @@ static void test_open_errors(void **state)
                      OBX_UNAVAILABLE);
     assert_null(strstr(err, "s3cr3t-pw"));
     assert_non_null(strstr(err, "relay:***@"));
+    /* an escaped quote inside a quoted password, as libpq reads it */
+    c.conninfo = (char *)"host=127.0.0.1 port=1 password='a\\'hunter2' "
+                         "connect_timeout=2";
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_UNAVAILABLE);
+    assert_null(strstr(err, "hunter2"));
+    assert_non_null(strstr(err, "password=***"));
     /* without the table and create_schema=false */
     c = t->conf;
     c.create_schema = false;
