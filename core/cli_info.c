@@ -6,6 +6,7 @@
 
 #include "abi.h"
 #include "cli.h"
+#include "escape.h"
 
 /* A loader with the config's plugin_path when -c was given. */
 static int cli_loader(obx_cli *c, obx_loader *ld)
@@ -20,7 +21,7 @@ static int cli_loader(obx_cli *c, obx_loader *ld)
         if (obx_conf_load(c->config, &cf, err, sizeof err) != 0 ||
             obx_relay_settings_fill(cf.path, obx_conf_relay(&cf), &rs, err,
                                     sizeof err) != 0) {
-            fprintf(stderr, "outbox-relay: %s\n", err);
+            obx_eprintf(stderr, "outbox-relay: %s\n", err);
             return OBX_EXIT_USAGE;
         }
         have = true;
@@ -46,7 +47,7 @@ static void list_bad(void *ctx, const char *path, const char *err)
 {
     int *bad = ctx;
     (*bad)++;
-    fprintf(stderr, "warning: %s: %s\n", path, err);
+    obx_eprintf(stderr, "warning: %s: %s\n", path, err);
 }
 
 int obx_cmd_plugins(obx_cli *c)
@@ -77,7 +78,7 @@ static const obx_loaded *find_any(obx_loader *ld, const char *name, char *err,
 int obx_cmd_help(obx_cli *c)
 {
     if (c->nargs != 1) {
-        fprintf(stderr, "usage: outbox-relay help PLUGIN|relay|pipeline\n");
+        obx_eprintf(stderr, "usage: outbox-relay help PLUGIN|relay|pipeline\n");
         return OBX_EXIT_USAGE;
     }
     const char *what = c->args[0];
@@ -99,7 +100,7 @@ int obx_cmd_help(obx_cli *c)
     char err[1024];
     const obx_loaded *p = find_any(&ld, what, err, sizeof err);
     if (!p) {
-        fprintf(stderr, "outbox-relay help: %s\n", err);
+        obx_eprintf(stderr, "outbox-relay help: %s\n", err);
         obx_loader_free(&ld);
         return OBX_EXIT_USAGE;
     }
@@ -140,13 +141,13 @@ static int schema_from_config(obx_cli *c)
             p = &r.pipelines[i];
     rc = OBX_EXIT_USAGE;
     if (!p)
-        fprintf(stderr,
-                "outbox-relay schema: no pipeline in %s uses store "
-                "'%s'\n",
-                r.conf.path, c->args[0]);
+        obx_eprintf(stderr,
+                    "outbox-relay schema: no pipeline in %s uses store "
+                    "'%s'\n",
+                    r.conf.path, c->args[0]);
     else if (!OBX_HAS_OP(p->sops, obx_store_ops, schema))
-        fprintf(stderr, "outbox-relay schema: store %s has no schema\n",
-                c->args[0]);
+        obx_eprintf(stderr, "outbox-relay schema: store %s has no schema\n",
+                    c->args[0]);
     else
         rc = p->sops->schema(&p->store_host, p->store_conf, emit_stdout,
                              NULL) == OBX_OK
@@ -161,7 +162,7 @@ static int schema_from_config(obx_cli *c)
 int obx_cmd_schema(obx_cli *c)
 {
     if (c->nargs != 1) {
-        fprintf(stderr, "usage: outbox-relay schema STORE [-c FILE]\n");
+        obx_eprintf(stderr, "usage: outbox-relay schema STORE [-c FILE]\n");
         return OBX_EXIT_USAGE;
     }
     if (c->config)
@@ -174,14 +175,14 @@ int obx_cmd_schema(obx_cli *c)
     const obx_loaded *p;
     if (obx_loader_get(&ld, c->args[0], OBX_PLUGIN_STORE, &p, err,
                        sizeof err) != 0) {
-        fprintf(stderr, "outbox-relay schema: %s\n", err);
+        obx_eprintf(stderr, "outbox-relay schema: %s\n", err);
         obx_loader_free(&ld);
         return OBX_EXIT_USAGE;
     }
     const obx_store_ops *ops = p->desc->ops;
     if (!OBX_HAS_OP(ops, obx_store_ops, schema)) {
-        fprintf(stderr, "outbox-relay schema: store %s has no schema\n",
-                p->desc->name);
+        obx_eprintf(stderr, "outbox-relay schema: store %s has no schema\n",
+                    p->desc->name);
         obx_loader_free(&ld);
         return OBX_EXIT_USAGE;
     }
@@ -201,7 +202,7 @@ int obx_cmd_schema(obx_cli *c)
                  : OBX_EXIT_RUNTIME;
         obx_options_free(t, conf);
     } else if (conf) {
-        fprintf(stderr, "outbox-relay schema: %s\n", err);
+        obx_eprintf(stderr, "outbox-relay schema: %s\n", err);
     }
     free(conf);
     obx_loader_free(&ld);

@@ -3,13 +3,14 @@
 #include <string.h>
 
 #include "cli.h"
+#include "escape.h"
 
 int obx_cli_load(obx_cli *c, obx_relay *r)
 {
     char err[2048];
     const char *path = c->config ? c->config : "plugins.conf";
     if (obx_relay_load(r, path, c->exe_dir, c->lg, err, sizeof err) != 0) {
-        fprintf(stderr, "outbox-relay: %s\n", err);
+        obx_eprintf(stderr, "outbox-relay: %s\n", err);
         return OBX_EXIT_USAGE;
     }
     return 0;
@@ -18,8 +19,8 @@ int obx_cli_load(obx_cli *c, obx_relay *r)
 int obx_cmd_run(obx_cli *c)
 {
     if (c->nargs > 0) {
-        fprintf(stderr, "outbox-relay run: unexpected argument '%s'\n",
-                c->args[0]);
+        obx_eprintf(stderr, "outbox-relay run: unexpected argument '%s'\n",
+                    c->args[0]);
         return OBX_EXIT_USAGE;
     }
     obx_relay r;
@@ -38,13 +39,13 @@ static void print_section(obx_pipeline *p, const obx_conf_section *sec)
                       p->store_pl->desc->option_size};
     obx_optable bt = {p->broker_pl->desc->options,
                       p->broker_pl->desc->option_size};
-    printf("[pipeline %s]\n", p->name);
-    printf("  store  = %s (%s %s, %s)\n", p->store_pl->desc->name,
-           p->store_pl->desc->version, p->store_pl->desc->description,
-           p->store_pl->path);
-    printf("  broker = %s (%s %s, %s)\n", p->broker_pl->desc->name,
-           p->broker_pl->desc->version, p->broker_pl->desc->description,
-           p->broker_pl->path);
+    obx_eprintf(stdout, "[pipeline %s]\n", p->name);
+    obx_eprintf(stdout, "  store  = %s (%s %s, %s)\n", p->store_pl->desc->name,
+                p->store_pl->desc->version, p->store_pl->desc->description,
+                p->store_pl->path);
+    obx_eprintf(stdout, "  broker = %s (%s %s, %s)\n", p->broker_pl->desc->name,
+                p->broker_pl->desc->version, p->broker_pl->desc->description,
+                p->broker_pl->path);
     for (size_t i = 0; i < sec->n_entries; i++) {
         const obx_conf_entry *e = &sec->entries[i];
         bool secret = false;
@@ -54,7 +55,7 @@ static void print_section(obx_pipeline *p, const obx_conf_section *sec)
             secret = obx_options_is_secret(bt, e->key + 7);
         if (!strcmp(e->key, "store") || !strcmp(e->key, "broker"))
             continue;
-        printf("  %s = %s\n", e->key, secret ? "***" : e->value);
+        obx_eprintf(stdout, "  %s = %s\n", e->key, secret ? "***" : e->value);
     }
 }
 

@@ -6,22 +6,23 @@
 
 #include "abi.h"
 #include "cli.h"
+#include "escape.h"
 
 int obx_cli_open_store(obx_cli *c, obx_relay *r, obx_pipeline **pp)
 {
     obx_pipeline *p = obx_relay_pipeline(r, c->pipeline);
     if (!p) {
-        fprintf(stderr, "outbox-relay: no pipeline '%s' in %s\n", c->pipeline,
-                r->conf.path);
+        obx_eprintf(stderr, "outbox-relay: no pipeline '%s' in %s\n",
+                    c->pipeline, r->conf.path);
         return OBX_EXIT_USAGE;
     }
     char err[OBX_ERRSTR_LEN] = "";
     if (p->sops->open(&p->store_host, p->store_conf, &p->store, err,
                       sizeof err) != OBX_OK) {
-        fprintf(stderr,
-                "outbox-relay: [pipeline %s] cannot open store %s: "
-                "%s\n",
-                p->name, p->store_pl->desc->name, err);
+        obx_eprintf(stderr,
+                    "outbox-relay: [pipeline %s] cannot open store %s: "
+                    "%s\n",
+                    p->name, p->store_pl->desc->name, err);
         p->store = NULL;
         return OBX_EXIT_RUNTIME;
     }
@@ -39,8 +40,8 @@ static void close_store(obx_pipeline *p)
 
 #define NEED_OP(p, op, what)                                                   \
     if (!OBX_HAS_OP((p)->sops, obx_store_ops, op)) {                           \
-        fprintf(stderr, "outbox-relay: store %s does not support %s\n",        \
-                (p)->store_pl->desc->name, what);                              \
+        obx_eprintf(stderr, "outbox-relay: store %s does not support %s\n",    \
+                    (p)->store_pl->desc->name, what);                          \
         rc = OBX_EXIT_USAGE;                                                   \
         goto out;                                                              \
     }
@@ -48,7 +49,7 @@ static void close_store(obx_pipeline *p)
 int obx_cmd_demo(obx_cli *c)
 {
     if (c->count < 0) {
-        fprintf(stderr, "usage: outbox-relay demo -c FILE -n N\n");
+        obx_eprintf(stderr, "usage: outbox-relay demo -c FILE -n N\n");
         return OBX_EXIT_USAGE;
     }
     obx_relay r;
@@ -62,7 +63,7 @@ int obx_cmd_demo(obx_cli *c)
     char err[OBX_ERRSTR_LEN] = "";
     if (p->sops->demo(p->store, (uint64_t)c->count, err, sizeof err) !=
         OBX_OK) {
-        fprintf(stderr, "outbox-relay demo: %s\n", err);
+        obx_eprintf(stderr, "outbox-relay demo: %s\n", err);
         rc = OBX_EXIT_RUNTIME;
         goto out;
     }
@@ -91,8 +92,8 @@ int obx_cmd_stats(obx_cli *c)
         char err[OBX_ERRSTR_LEN] = "";
         if (!OBX_HAS_OP(p->sops, obx_store_ops, stats) ||
             p->sops->stats(p->store, &st, err, sizeof err) != OBX_OK) {
-            fprintf(stderr, "[pipeline %s] stats unavailable: %s\n", p->name,
-                    err);
+            obx_eprintf(stderr, "[pipeline %s] stats unavailable: %s\n",
+                        p->name, err);
             rc = OBX_EXIT_RUNTIME;
         } else {
             double age =
@@ -170,11 +171,12 @@ static int dead_list(obx_pipeline *p, const char *id)
                                 sizeof err);
     }
     if (st != OBX_OK) {
-        fprintf(stderr, "outbox-relay dead: %s\n", err);
+        obx_eprintf(stderr, "outbox-relay dead: %s\n", err);
         return OBX_EXIT_RUNTIME;
     }
     if (id && !found) {
-        fprintf(stderr, "outbox-relay dead show: no dead letter '%s'\n", id);
+        obx_eprintf(stderr, "outbox-relay dead show: no dead letter '%s'\n",
+                    id);
         return OBX_EXIT_RUNTIME;
     }
     return OBX_EXIT_OK;
@@ -184,7 +186,8 @@ static int dead_change(obx_cli *c, obx_pipeline *p, const char *verb)
 {
     const char *id = c->nargs >= 2 ? c->args[1] : NULL;
     if (!id && !c->all) {
-        fprintf(stderr, "usage: outbox-relay dead %s ID|--all -c FILE\n", verb);
+        obx_eprintf(stderr, "usage: outbox-relay dead %s ID|--all -c FILE\n",
+                    verb);
         return OBX_EXIT_USAGE;
     }
     char err[OBX_ERRSTR_LEN] = "";
@@ -194,8 +197,9 @@ static int dead_change(obx_cli *c, obx_pipeline *p, const char *verb)
         requeue ? p->sops->dead_requeue(p->store, id, &n, err, sizeof err)
                 : p->sops->dead_purge(p->store, id, &n, err, sizeof err);
     if (st != OBX_OK) {
-        fprintf(stderr, "outbox-relay dead %s: %s\n", verb,
-                st == OBX_NOT_FOUND && !err[0] ? "no such dead letter" : err);
+        obx_eprintf(stderr, "outbox-relay dead %s: %s\n", verb,
+                    st == OBX_NOT_FOUND && !err[0] ? "no such dead letter"
+                                                   : err);
         return OBX_EXIT_RUNTIME;
     }
     printf("%s %llu dead letter%s\n", requeue ? "requeued" : "purged",
@@ -208,12 +212,12 @@ int obx_cmd_dead(obx_cli *c)
     const char *verb = c->nargs ? c->args[0] : "";
     bool list = !strcmp(verb, "list"), show = !strcmp(verb, "show");
     if (!list && !show && strcmp(verb, "requeue") && strcmp(verb, "purge")) {
-        fprintf(stderr, "usage: outbox-relay dead list|show ID|requeue "
-                        "ID|--all|purge ID|--all -c FILE\n");
+        obx_eprintf(stderr, "usage: outbox-relay dead list|show ID|requeue "
+                            "ID|--all|purge ID|--all -c FILE\n");
         return OBX_EXIT_USAGE;
     }
     if (show && c->nargs < 2) {
-        fprintf(stderr, "usage: outbox-relay dead show ID -c FILE\n");
+        obx_eprintf(stderr, "usage: outbox-relay dead show ID -c FILE\n");
         return OBX_EXIT_USAGE;
     }
     obx_relay r;

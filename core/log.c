@@ -1,8 +1,12 @@
 #include "log.h"
 
+#include <stdlib.h>
+
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+
+#include "escape.h"
 
 void obx_logger_init(obx_logger *lg)
 {
@@ -36,29 +40,25 @@ static void format_time(char *buf, size_t len)
     snprintf(buf + n, len - n, ".%03dZ", (int)(tv.tv_usec / 1000));
 }
 
-/* JSON string body escaping for the json log format. */
-static void put_json_escaped(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-}
-
 void obx_vlog(obx_logger *lg, obx_log_level lvl, const char *component,
               const char *fmt, va_list ap)
 {
     if (lvl > lg->level)
         return;
-    char msg[2048];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* Most lines fit the stack buffer; a longer one (a libpq error with
+     * its context) is formatted again on the heap rather than cut. */
+    char small[2048], *msg = small;
+    va_list again;
+    va_copy(again, ap);
+    int need = vsnprintf(small, sizeof small, fmt, ap);
+    if (need >= (int)sizeof small) {
+        char *big = malloc((size_t)need + 1);
+        if (big) {
+            vsnprintf(big, (size_t)need + 1, fmt, again);
+            msg = big;
+        }
+    }
+    va_end(again);
     char ts[40];
     format_time(ts, sizeof ts);
 
@@ -66,16 +66,21 @@ void obx_vlog(obx_logger *lg, obx_log_level lvl, const char *component,
     if (lg->format == OBX_LOGFMT_JSON) {
         fprintf(lg->out, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
                 obx_log_level_name(lvl));
-        put_json_escaped(lg->out, component ? component : "core");
+        obx_put_json_escaped(lg->out, component ? component : "core");
         fputs("\",\"msg\":\"", lg->out);
-        put_json_escaped(lg->out, msg);
+        obx_put_json_escaped(lg->out, msg);
         fputs("\"}\n", lg->out);
     } else {
-        fprintf(lg->out, "%s %-5s [%s] %s\n", ts, obx_log_level_name(lvl),
-                component ? component : "core", msg);
+        fprintf(lg->out, "%s %-5s [", ts, obx_log_level_name(lvl));
+        obx_put_text_escaped(lg->out, component ? component : "core", false);
+        fputs("] ", lg->out);
+        obx_put_text_escaped(lg->out, msg, false);
+        fputc('\n', lg->out);
     }
     fflush(lg->out);
     pthread_mutex_unlock(&lg->mu);
+    if (msg != small)
+        free(msg);
 }
 
 void obx_log(obx_logger *lg, obx_log_level lvl, const char *component,

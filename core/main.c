@@ -10,6 +10,7 @@
 #include <outbox/version.h>
 
 #include "cli.h"
+#include "escape.h"
 
 static const char usage_text[] =
     "usage: outbox-relay [COMMAND] [OPTIONS]\n"
@@ -85,8 +86,9 @@ static int parse_options(int argc, char **argv, obx_cli *c)
             char *end;
             c->count = strtoll(optarg, &end, 10);
             if (*end || c->count < 0) {
-                fprintf(stderr, "outbox-relay: -n wants a count, not '%s'\n",
-                        optarg);
+                obx_eprintf(stderr,
+                            "outbox-relay: -n wants a count, not '%s'\n",
+                            optarg);
                 return OBX_EXIT_USAGE;
             }
             break;
@@ -153,6 +155,7 @@ int main(int argc, char **argv)
             obx_logger_destroy(&lg);
             return rc;
         }
-    fprintf(stderr, "outbox-relay: unknown command '%s'; try --help\n", cmd);
+    obx_eprintf(stderr, "outbox-relay: unknown command '%s'; try --help\n",
+                cmd);
     return OBX_EXIT_USAGE;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "abi.h"
+#include "escape.h"
 
 static int entry_line(const obx_conf_section *sec, const char *key)
 {
@@ -144,8 +145,8 @@ static int validate_one(obx_pipeline *p, bool connect, FILE *out)
         err[0] = '\0';
         if (p->sops->validate(&p->store_host, p->store_conf, connect, err,
                               sizeof err) != OBX_OK) {
-            fprintf(out, "[pipeline %s] store %s: %s\n", p->name,
-                    p->store_pl->desc->name, err);
+            obx_eprintf(out, "[pipeline %s] store %s: %s\n", p->name,
+                        p->store_pl->desc->name, err);
             problems++;
         }
     }
@@ -153,8 +154,8 @@ static int validate_one(obx_pipeline *p, bool connect, FILE *out)
         err[0] = '\0';
         if (p->bops->validate(&p->broker_host, p->broker_conf, connect, err,
                               sizeof err) != OBX_OK) {
-            fprintf(out, "[pipeline %s] broker %s: %s\n", p->name,
-                    p->broker_pl->desc->name, err);
+            obx_eprintf(out, "[pipeline %s] broker %s: %s\n", p->name,
+                        p->broker_pl->desc->name, err);
             problems++;
         }
     }

@@ -105,12 +105,33 @@ static void test_log_formats_and_levels(void **state)
     json_decref(o);
     fclose(lg.out);
     free(buf);
+    /* bytes that are not UTF-8 (a path) and terminal escapes: the line is
+     * still valid JSON, the odd byte readable as \xNN */
+    buf = NULL;
+    lg.out = open_memstream(&buf, &len);
+    obx_log(&lg, OBX_LOG_WARN, "p/\xc3\x28",
+            "path /tmp/\xff\x1b[2Jx \xe2\x82\xac");
+    fflush(lg.out);
+    json_error_t je;
+    o = json_loads(buf, 0, &je);
+    if (!o)
+        fail_msg("not JSON (%s): %s", je.text, buf);
+    assert_string_equal(json_string_value(json_object_get(o, "msg")),
+                        "path /tmp/\\xff\x1b[2Jx \xe2\x82\xac");
+    assert_string_equal(json_string_value(json_object_get(o, "component")),
+                        "p/\\xc3(");
+    json_decref(o);
+    fclose(lg.out);
+    free(buf);
     buf = NULL;
     lg.out = open_memstream(&buf, &len);
     lg.format = OBX_LOGFMT_TEXT;
     obx_log(&lg, OBX_LOG_ERROR, "core", "boom %d", 7);
     fflush(lg.out);
     assert_non_null(strstr(buf, "error [core] boom 7\n"));
+    obx_log(&lg, OBX_LOG_ERROR, "core", "esc \x1b[31m nl\nx \xff");
+    fflush(lg.out);
+    assert_non_null(strstr(buf, "esc \\x1b[31m nl\\x0ax \\xff\n"));
     fclose(lg.out);
     free(buf);
     obx_logger_destroy(&lg);
