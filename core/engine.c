@@ -24,6 +24,8 @@
 #define ENGINE_LOG(p, lvl, ...)                                                \
     obx_log((p)->lg, lvl, (p)->component, __VA_ARGS__)
 
+static bool update_stats(obx_pipeline *p, bool force);
+
 static const char held_reason[] = "not attempted: an earlier event of its "
                                   "key is waiting for a retry";
 
@@ -47,6 +49,13 @@ static void sleep_until(const obx_pipeline *p, int64_t deadline_us)
     }
 }
 
+/* --once must end: true when it has gone once_timeout without progress. */
+static bool once_expired(const obx_pipeline *p)
+{
+    return p->once &&
+           obx_mono_us() - p->last_progress_us > p->set.once_timeout_ms * 1000;
+}
+
 /* ---- circuit breaker ------------------------------------------------- */
 
 static void circuit_trip(obx_pipeline *p, const char *who, const char *why)
@@ -63,6 +72,8 @@ static void circuit_trip(obx_pipeline *p, const char *who, const char *why)
         atomic_store(&p->metrics.circuit_open, 1);
         ENGINE_LOG(p, OBX_LOG_WARN, "circuit open: %s; next probe in %.1fs",
                    c->reason, (double)delay / 1e6);
+        if (strcmp(who, "broker") == 0)
+            update_stats(p, true); /* the backlog starts to grow: show it */
     } else {
         ENGINE_LOG(p, OBX_LOG_DEBUG, "probe failed (%s: %s); next in %.1fs",
                    who, why, (double)delay / 1e6);
@@ -87,6 +98,7 @@ static void circuit_close(obx_pipeline *p)
     c->open = false;
     c->failures = 0;
     atomic_store(&p->metrics.circuit_open, 0);
+    update_stats(p, true);
 }
 
 /* While open: wait for the probe time, then ask the broker's health op if
@@ -96,12 +108,19 @@ static bool circuit_allows(obx_pipeline *p)
     obx_circuit *c = &p->circuit;
     if (!c->open)
         return true;
-    sleep_until(p, c->next_probe_us);
-    if (stopping(p))
+    /* Keep the pending and oldest-age gauges current while waiting: an
+     * outage is when backlog alerts must fire. */
+    while (!stopping(p) && !once_expired(p) &&
+           obx_mono_us() < c->next_probe_us) {
+        int64_t next = obx_mono_us() + p->stats_interval_us;
+        sleep_until(p, next < c->next_probe_us ? next : c->next_probe_us);
+        update_stats(p, false);
+    }
+    if (stopping(p) || once_expired(p))
         return false;
     if (p->broker && OBX_HAS_OP(p->bops, obx_broker_ops, health) &&
         strncmp(c->reason, "broker", 6) == 0) {
-        char err[OBX_ERRSTR_LEN] = "";
+        char err[OBX_CORE_ERR_LEN] = "";
         if (p->bops->health(p->broker, err, sizeof err) != OBX_OK) {
             circuit_trip(p, "broker", err[0] ? err : "health probe failed");
             return false;
@@ -174,7 +193,7 @@ static int settle(obx_pipeline *p, settle_fn fn, const char *what, size_t n)
     if (n == 0)
         return 1;
     for (;;) {
-        char err[OBX_ERRSTR_LEN] = "";
+        char err[OBX_CORE_ERR_LEN] = "";
         obx_status st = fn(p, err, sizeof err);
         if (st == OBX_OK)
             return 1;
@@ -189,6 +208,7 @@ static int flush_acks(obx_pipeline *p)
     if (rc == 1 && p->b.n_acks) {
         atomic_fetch_add(&p->metrics.published, p->b.n_acks - p->b.n_dlq_acks);
         atomic_store(&p->metrics.last_progress_us, obx_mono_us());
+        p->last_progress_us = obx_mono_us();
     }
     p->b.n_acks = p->b.n_dlq_acks = 0;
     return rc < 0 ? -1 : 0;
@@ -201,11 +221,29 @@ static int flush_releases(obx_pipeline *p)
     return rc < 0 ? -1 : 0;
 }
 
+/* One warn line per dead letter: each is an event someone must look at. */
+static void log_dead_letter(obx_pipeline *p, const obx_event *ev,
+                            const char *where, const char *reason)
+{
+    ENGINE_LOG(p, OBX_LOG_WARN,
+               "dead letter (%s): event %s, key %s, type %s, %u attempt%s: %s",
+               where, ev->event_id ? ev->event_id : "(none)",
+               ev->key ? ev->key : "(none)",
+               ev->event_type ? ev->event_type : "(none)", ev->attempts,
+               ev->attempts == 1 ? "" : "s", reason);
+}
+
 static int flush_burials(obx_pipeline *p)
 {
+    /* Logged before bury: once it succeeds the store may free the events.
+     * A failed bury logs its own error line right after. */
+    for (size_t i = 0; i < p->b.n_burs; i++)
+        log_dead_letter(p, p->b.burs[i].event, "store", p->b.burs[i].reason);
     int rc = settle(p, do_bury, "bury", p->b.n_burs);
-    if (rc == 1)
+    if (rc == 1 && p->b.n_burs) {
         atomic_fetch_add(&p->metrics.dead_lettered, p->b.n_burs);
+        p->last_progress_us = obx_mono_us();
+    }
     p->b.n_burs = 0;
     return rc < 0 ? -1 : 0;
 }
@@ -286,6 +324,7 @@ static void dlq_publish(obx_pipeline *p)
             p->b.acks[p->b.n_acks++] = b.event;
             p->b.n_dlq_acks++;
             atomic_fetch_add(&p->metrics.dead_lettered, 1);
+            log_dead_letter(p, b.event, p->set.dlq_topic, b.reason);
             continue;
         }
         /* Fall back to the store; keep the first reason, add the DLQ one. */
@@ -303,9 +342,41 @@ static void dlq_publish(obx_pipeline *p)
 
 /* ---- one batch ------------------------------------------------------- */
 
-/* Route each claimed event; hold back events whose key waits for a retry
- * (only needed when the store does not order claims itself). */
-static void prepare_publish(obx_pipeline *p)
+/* Expand the route template for every event without a topic of its own
+ * into one buffer, sized for the lot first: no destination is ever cut. A
+ * row's own topic is used as it is (store-owned, valid until settled). */
+static int route_events(obx_pipeline *p)
+{
+    size_t need = 0;
+    for (size_t i = 0; i < p->b.n_pub; i++) {
+        const obx_event *ev = p->b.pub[i];
+        if (!(ev->topic && ev->topic[0]))
+            need += obx_template_expand(p->set.topic, ev, NULL, 0) + 1;
+    }
+    if (need > p->b.dest_cap) {
+        char *nb = realloc(p->b.dest_buf, need);
+        if (!nb)
+            return -1;
+        p->b.dest_buf = nb;
+        p->b.dest_cap = need;
+    }
+    char *d = p->b.dest_buf;
+    for (size_t i = 0; i < p->b.n_pub; i++) {
+        obx_event *ev = p->b.pub[i];
+        if (ev->topic && ev->topic[0]) {
+            ev->destination = ev->topic;
+            continue;
+        }
+        size_t left = need - (size_t)(d - p->b.dest_buf);
+        ev->destination = d;
+        d += obx_template_expand(p->set.topic, ev, d, left) + 1;
+    }
+    return 0;
+}
+
+/* Hold back events whose key waits for a retry (only needed when the
+ * store does not order claims itself), then route the rest. */
+static int prepare_publish(obx_pipeline *p)
 {
     bool hold = p->set.ordering == OBX_ORDER_KEY &&
                 !(p->sops->flags & OBX_STORE_ORDERED_CLAIM);
@@ -320,15 +391,9 @@ static void prepare_publish(obx_pipeline *p)
         }
         if (e)
             obx_keyset_del(&p->held, ev->key);
-        char *d = p->b.dest[p->b.n_pub];
-        if (ev->topic && ev->topic[0])
-            snprintf(d, OBX_DEST_MAX, "%s", ev->topic);
-        else if (obx_template_expand(p->set.topic, ev, d, OBX_DEST_MAX) >=
-                 OBX_DEST_MAX)
-            d[0] = '\0'; /* too long: refused below, never truncated */
-        ev->destination = d;
         p->b.pub[p->b.n_pub++] = ev;
     }
+    return route_events(p);
 }
 
 /* Hold the key of a failed event so later events of it wait behind it:
@@ -345,6 +410,34 @@ static void hold_key(obx_pipeline *p, const obx_event *ev, int64_t until,
         obx_keyset_put(&p->held, ev->key, ev->event_id, until);
 }
 
+/* Retries are routine: debug level, and at most a burst per second so a
+ * broker hiccup does not flood the log. */
+static void log_retry(obx_pipeline *p, const obx_event *ev, uint32_t attempts,
+                      int64_t delay_us, const char *err)
+{
+    obx_ratelimit *rl = &p->retry_log;
+    if (!obx_log_enabled(p->lg, OBX_LOG_DEBUG))
+        return;
+    int64_t now = obx_mono_us();
+    if (now - rl->window_us >= 1000000) {
+        if (rl->dropped)
+            ENGINE_LOG(p, OBX_LOG_DEBUG, "%u more retries not logged",
+                       rl->dropped);
+        rl->window_us = now;
+        rl->written = rl->dropped = 0;
+    }
+    if (rl->written >= rl->burst) {
+        rl->dropped++;
+        return;
+    }
+    rl->written++;
+    ENGINE_LOG(p, OBX_LOG_DEBUG,
+               "retry: event %s (key %s) failed attempt %u, next in %.1fs: %s",
+               ev->event_id ? ev->event_id : "(none)",
+               ev->key ? ev->key : "(none)", attempts, (double)delay_us / 1e6,
+               err);
+}
+
 static void fail_event(obx_pipeline *p, obx_event *ev, obx_status st,
                        const char *err)
 {
@@ -354,7 +447,7 @@ static void fail_event(obx_pipeline *p, obx_event *ev, obx_status st,
     bool permanent = st != OBX_RETRY;
     if (p->set.dlq_kind != OBX_DLQ_NONE &&
         (permanent || attempts >= (uint32_t)p->set.max_attempts)) {
-        char reason[OBX_ERRSTR_LEN + 64];
+        char reason[OBX_REASON_LEN];
         if (permanent)
             snprintf(reason, sizeof reason, "%s: %s", obx_status_name(st), err);
         else
@@ -368,6 +461,7 @@ static void fail_event(obx_pipeline *p, obx_event *ev, obx_status st,
     /* dlq = none never dead-letters: the event keeps retrying, capped. */
     int64_t at = now + obx_backoff_us(p->set.backoff, attempts, &p->rng);
     atomic_fetch_add(&p->metrics.retries, 1);
+    log_retry(p, ev, attempts, at - now, err);
     add_release(p, ev, at, err, true);
     hold_key(p, ev, at, true);
 }
@@ -410,17 +504,20 @@ static void release_all(obx_pipeline *p, obx_event **evs, size_t n,
         add_release(p, evs[i], now, why, false);
 }
 
-/* Refuse events whose destination could not be formed (empty or too long)
- * before the broker sees them: that can never succeed. */
+/* Refuse events whose destination came out empty before the broker sees
+ * them: that can never succeed. */
 static void refuse_bad_destinations(obx_pipeline *p)
 {
     size_t keep = 0;
     for (size_t i = 0; i < p->b.n_pub; i++) {
         obx_event *ev = p->b.pub[i];
         if (ev->destination[0] == '\0') {
-            fail_event(p, ev, OBX_PERMANENT,
-                       "empty or over-long destination from the route "
-                       "template");
+            char why[OBX_ERRSTR_LEN];
+            snprintf(why, sizeof why,
+                     "empty destination: the row has no topic and the "
+                     "route template '%s' expanded to nothing",
+                     p->set.topic);
+            fail_event(p, ev, OBX_PERMANENT, why);
             continue;
         }
         p->b.pub[keep++] = ev;
@@ -430,7 +527,11 @@ static void refuse_bad_destinations(obx_pipeline *p)
 
 static int publish_batch(obx_pipeline *p)
 {
-    prepare_publish(p);
+    if (prepare_publish(p) != 0) {
+        release_all(p, p->b.pub, p->b.n_pub, "out of memory routing events");
+        circuit_trip(p, "broker", "out of memory routing events");
+        return 0;
+    }
     refuse_bad_destinations(p);
     if (p->b.n_pub == 0)
         return 0;
@@ -442,6 +543,7 @@ static int publish_batch(obx_pipeline *p)
         p->bops->publish(p->broker, p->b.pub, p->b.n_pub, p->b.results,
                          (int)p->set.publish_timeout_ms);
     if (st == OBX_OK) {
+        p->broker_fatal = false;
         if (classify(p))
             circuit_trip(p, "broker", "events reported unavailable");
         else
@@ -456,10 +558,17 @@ static int publish_batch(obx_pipeline *p)
     release_all(p, p->b.pub, p->b.n_pub, "broker unavailable");
     circuit_trip(p, "broker", reason);
     if (st == OBX_FATAL) {
-        ENGINE_LOG(p, OBX_LOG_ERROR, "broker failed (%s); reopening it",
-                   reason);
+        /* Reopening is the cure for a broken instance; when the fresh one
+         * fails the same way before anything got through (stdout's reader
+         * is gone), it is no cure, and the pipeline stops. */
+        bool again = p->broker_fatal;
+        p->broker_fatal = true;
+        ENGINE_LOG(p, OBX_LOG_ERROR, "broker failed (%s); %s", reason,
+                   again ? "it failed again after reopening: stopping"
+                         : "reopening it");
         p->bops->close(p->broker);
         p->broker = NULL;
+        return again ? -1 : 0;
     }
     return 0;
 }
@@ -476,33 +585,43 @@ static int settle_batch(obx_pipeline *p)
 
 /* ---- the loop -------------------------------------------------------- */
 
-static void update_stats(obx_pipeline *p, bool force)
+/* Refresh the store's gauges (at most every stats interval unless forced).
+ * Returns whether the store answered; on failure the old values stay (the
+ * oldest age keeps growing from the last known oldest event) and the
+ * reason is kept for --once's give-up message. */
+static bool update_stats(obx_pipeline *p, bool force)
 {
     int64_t now = obx_mono_us();
-    if (!OBX_HAS_OP(p->sops, obx_store_ops, stats) || !p->store ||
-        (!force && now < p->next_stats_us))
-        return;
+    if (!OBX_HAS_OP(p->sops, obx_store_ops, stats) || !p->store)
+        return false;
+    if (!force && now < p->next_stats_us)
+        return p->stats_ok;
     p->next_stats_us = now + p->stats_interval_us;
     obx_store_stats st = {.struct_size = sizeof st, .lag_bytes = -1};
-    char err[OBX_ERRSTR_LEN] = "";
+    char err[OBX_CORE_ERR_LEN] = "";
     if (p->sops->stats(p->store, &st, err, sizeof err) != OBX_OK) {
         ENGINE_LOG(p, OBX_LOG_DEBUG, "stats failed: %s", err);
-        return;
+        snprintf(p->stats_err, sizeof p->stats_err, "%s",
+                 err[0] ? err : "stats failed");
+        p->stats_ok = false;
+        return false;
     }
+    p->stats_ok = true;
+    p->standby = st.standby != 0;
     atomic_store(&p->metrics.pending, (int_fast64_t)st.pending);
-    int64_t age =
-        st.oldest_pending_us ? (obx_now_us() - st.oldest_pending_us) / 1000 : 0;
-    atomic_store(&p->metrics.oldest_age_ms, age < 0 ? 0 : age);
+    atomic_store(&p->metrics.oldest_pending_us,
+                 st.pending ? st.oldest_pending_us : 0);
     if (st.lag_bytes >= 0)
         obx_pmetrics_gauge(&p->metrics, "wal_slot_lag_bytes",
                            (double)st.lag_bytes);
     if (st.pending == 0)
         atomic_store(&p->metrics.last_progress_us, obx_mono_us());
+    return true;
 }
 
 long obx_pipeline_step(obx_pipeline *p)
 {
-    char err[OBX_ERRSTR_LEN] = "";
+    char err[OBX_CORE_ERR_LEN] = "";
     size_t n = 0;
     int64_t t0 = obx_mono_us();
     int wait = (int)p->set.poll_interval_ms;
@@ -528,18 +647,19 @@ long obx_pipeline_step(obx_pipeline *p)
     t0 = obx_mono_us();
     p->b.n_claimed = n;
     p->b.n_acks = p->b.n_rels = p->b.n_burs = p->b.n_dlq_acks = 0;
+    int fatal = 0;
     if (p->broker)
-        publish_batch(p);
+        fatal = publish_batch(p);
     else
         release_all(p, p->b.claimed, n, "broker not connected");
-    int rc = settle_batch(p);
+    int rc = settle_batch(p) | fatal;
     obx_hist_observe(&p->metrics.batch, obx_mono_us() - t0);
     return rc ? -1 : (long)n;
 }
 
 static int reopen_broker(obx_pipeline *p)
 {
-    char err[OBX_ERRSTR_LEN] = "";
+    char err[OBX_CORE_ERR_LEN] = "";
     obx_status st = p->bops->open(&p->broker_host, p->broker_conf, &p->broker,
                                   err, sizeof err);
     if (st == OBX_OK) {
@@ -559,7 +679,7 @@ static int reopen_broker(obx_pipeline *p)
 static int open_store(obx_pipeline *p)
 {
     while (!stopping(p)) {
-        char err[OBX_ERRSTR_LEN] = "";
+        char err[OBX_CORE_ERR_LEN] = "";
         obx_status st = p->sops->open(&p->store_host, p->store_conf, &p->store,
                                       err, sizeof err);
         if (st == OBX_OK) {
@@ -573,6 +693,8 @@ static int open_store(obx_pipeline *p)
             return -1;
         }
         circuit_trip(p, "store", err);
+        if (once_expired(p))
+            return -1; /* the run loop says why */
         sleep_until(p, p->circuit.next_probe_us);
     }
     return 0;
@@ -580,6 +702,7 @@ static int open_store(obx_pipeline *p)
 
 int obx_pipeline_open(obx_pipeline *p)
 {
+    p->last_progress_us = obx_mono_us();
     if (open_store(p) != 0)
         return -1;
     if (stopping(p))
@@ -588,13 +711,42 @@ int obx_pipeline_open(obx_pipeline *p)
 }
 
 /* --once is done when a claim found nothing and the store has nothing
- * pending (retries that are not yet due still count as pending). */
+ * pending (retries that are not yet due still count as pending). A store
+ * that cannot say is not drained: the run gives up after once_timeout. */
 static bool drained(obx_pipeline *p)
 {
     if (!OBX_HAS_OP(p->sops, obx_store_ops, stats))
         return true;
-    update_stats(p, true);
-    return atomic_load(&p->metrics.pending) == 0;
+    return update_stats(p, true) && atomic_load(&p->metrics.pending) == 0;
+}
+
+/* Why --once stops without having drained the store, or NULL to go on. */
+static const char *once_blocker(obx_pipeline *p, char *buf, size_t len)
+{
+    if (!once_expired(p))
+        return NULL;
+    int64_t pend = atomic_load(&p->metrics.pending);
+    if (p->circuit.open)
+        snprintf(buf, len, "%s", p->circuit.reason);
+    else if (!p->stats_ok && OBX_HAS_OP(p->sops, obx_store_ops, stats))
+        snprintf(buf, len, "the store cannot report what is pending: %s",
+                 p->stats_err[0] ? p->stats_err : "store not open");
+    else
+        snprintf(buf, len,
+                 "%lld event%s still pending that this relay could not "
+                 "claim (held by another relay, or waiting for a retry)",
+                 (long long)pend, pend == 1 ? "" : "s");
+    return buf;
+}
+
+/* --once: give up loudly rather than run forever. */
+static int once_give_up(obx_pipeline *p, const char *why)
+{
+    ENGINE_LOG(p, OBX_LOG_ERROR,
+               "--once gave up after %.0fs without "
+               "progress: %s",
+               (double)(obx_mono_us() - p->last_progress_us) / 1e6, why);
+    return 1;
 }
 
 void obx_pipeline_close(obx_pipeline *p)
@@ -623,7 +775,10 @@ long obx_pipeline_tick(obx_pipeline *p)
 
 int obx_pipeline_run(obx_pipeline *p)
 {
+    char why[OBX_CORE_ERR_LEN + 64];
     if (obx_pipeline_open(p) != 0) {
+        if (once_expired(p))
+            once_give_up(p, p->circuit.reason);
         obx_pipeline_close(p);
         return 1;
     }
@@ -637,8 +792,23 @@ int obx_pipeline_run(obx_pipeline *p)
             rc = 1;
             break;
         }
-        if (n == 0 && p->once && !p->circuit.open && drained(p))
+        if (!p->once)
+            continue;
+        bool done = n == 0 && !p->circuit.open && drained(p);
+        if (n == 0 && p->standby) {
+            ENGINE_LOG(p, OBX_LOG_ERROR,
+                       "--once did nothing: another relay holds what this "
+                       "store needs exclusively (its WAL slot), so this "
+                       "instance is a hot standby");
+            rc = 1;
             break;
+        }
+        if (done)
+            break;
+        if (once_blocker(p, why, sizeof why)) {
+            rc = once_give_up(p, why);
+            break;
+        }
     }
     update_stats(p, true);
     obx_pipeline_close(p);
@@ -654,7 +824,6 @@ int obx_pipeline_prepare(obx_pipeline *p)
     b->claimed = calloc(n, sizeof *b->claimed);
     b->pub = calloc(n, sizeof *b->pub);
     b->results = calloc(n, sizeof *b->results);
-    b->dest = calloc(n, sizeof *b->dest);
     b->acks = calloc(n, sizeof *b->acks);
     b->rels = calloc(n, sizeof *b->rels);
     b->burs = calloc(n, sizeof *b->burs);
@@ -667,8 +836,9 @@ int obx_pipeline_prepare(obx_pipeline *p)
     if (p->stats_interval_us == 0)
         p->stats_interval_us = 5 * 1000000;
     snprintf(p->component, sizeof p->component, "%s", p->name);
-    if (!b->claimed || !b->pub || !b->results || !b->dest || !b->acks ||
-        !b->rels || !b->burs || !b->reasons)
+    p->retry_log.burst = 10;
+    if (!b->claimed || !b->pub || !b->results || !b->acks || !b->rels ||
+        !b->burs || !b->reasons)
         return -1;
     return 0;
 }
@@ -679,7 +849,7 @@ void obx_pipeline_release(obx_pipeline *p)
     free(b->claimed);
     free(b->pub);
     free(b->results);
-    free(b->dest);
+    free(b->dest_buf);
     free(b->acks);
     free(b->rels);
     free(b->burs);

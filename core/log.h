@@ -31,6 +31,12 @@ void obx_log(obx_logger *lg, obx_log_level lvl, const char *component,
 void obx_vlog(obx_logger *lg, obx_log_level lvl, const char *component,
               const char *fmt, va_list ap);
 
+/* Whether a line at lvl would be written: skip costly formatting if not. */
+static inline int obx_log_enabled(const obx_logger *lg, obx_log_level lvl)
+{
+    return lvl <= lg->level;
+}
+
 /* Level names: "error", "warn", "info", "debug", "trace". */
 const char *obx_log_level_name(obx_log_level lvl);
 

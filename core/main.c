@@ -142,13 +142,13 @@ int main(int argc, char **argv)
     int rc = parse_args(argc, argv, &c, &cmd);
     if (rc)
         return rc;
-    /* Signals are taken synchronously by the relay's main loop. */
+    /* Every signal a supervisor may send to end us is taken synchronously
+     * by the relay's main loop (a clean stop: leases released), never by
+     * its default action. SIGPIPE too: blocked, a write to a closed pipe
+     * fails with EPIPE instead of killing the process. */
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    obx_stop_signals(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(cmd, commands[i].name) == 0) {
             rc = commands[i].fn(&c);

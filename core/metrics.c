@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static const double latency_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                         0.05,  0.1,    0.25,  0.5,  1,
@@ -117,7 +118,13 @@ static double g_pending(const obx_pipeline_metrics *m)
 }
 static double g_oldest(const obx_pipeline_metrics *m)
 {
-    return (double)atomic_load(&m->oldest_age_ms) / 1000.0;
+    int64_t t = atomic_load(&m->oldest_pending_us);
+    if (t <= 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double age = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 - (double)t / 1e6;
+    return age < 0 ? 0 : age;
 }
 static double g_circuit(const obx_pipeline_metrics *m)
 {

@@ -44,7 +44,10 @@ typedef struct obx_pipeline_metrics {
     atomic_uint_fast64_t retries;
     atomic_uint_fast64_t errors[OBX_ERRC_N];
     atomic_int_fast64_t pending;       /* -1: unknown */
-    atomic_int_fast64_t oldest_age_ms; /* 0 when nothing pending */
+    /* created_at of the oldest pending event, unix us (0: none); the age
+     * is taken at scrape time, so it keeps growing while the store or the
+     * broker is down and no fresh stats arrive */
+    atomic_int_fast64_t oldest_pending_us;
     atomic_int circuit_open;
     atomic_int store_up;
     atomic_int broker_up;

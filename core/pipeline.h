@@ -19,26 +19,40 @@
 #include "metrics.h"
 #include "settings.h"
 
-#define OBX_DEST_MAX 256
+/* Room for what a store op writes into the core's errstr buffers (their
+ * messages explain a lost slot or a schema to fix: never cut them at the
+ * ABI's per-event OBX_ERRSTR_LEN). */
+#define OBX_CORE_ERR_LEN 2048
+/* A dead letter's reason: the broker's errstr, the attempt count, and a
+ * failed DLQ-topic publish's errstr after it. */
+#define OBX_REASON_LEN (2 * OBX_ERRSTR_LEN + 128)
 
 typedef struct obx_circuit {
     bool open;
     uint32_t failures;     /* consecutive failed probes */
     int64_t next_probe_us; /* monotonic */
     int64_t opened_us;     /* monotonic */
-    char reason[OBX_ERRSTR_LEN];
+    char reason[OBX_CORE_ERR_LEN + 32];
 } obx_circuit;
+
+/* At most `burst` lines per second; the rest are counted and summed up in
+ * the next line that is written. */
+typedef struct obx_ratelimit {
+    int64_t window_us; /* monotonic start of the current second */
+    unsigned written, dropped, burst;
+} obx_ratelimit;
 
 /* Per-batch scratch, sized for batch_size once at start. */
 typedef struct obx_batch {
     obx_event **claimed;
     obx_event **pub;
     obx_result *results;
-    char (*dest)[OBX_DEST_MAX];
+    char *dest_buf; /* expanded route templates, NUL-separated */
+    size_t dest_cap;
     obx_event **acks;
     obx_release *rels;
     obx_burial *burs;
-    char (*reasons)[OBX_ERRSTR_LEN + 64];
+    char (*reasons)[OBX_REASON_LEN];
     size_t n_claimed, n_pub, n_acks, n_rels, n_burs;
     size_t n_dlq_acks; /* acks that are dead letters delivered to the DLQ */
 } obx_batch;
@@ -68,6 +82,13 @@ typedef struct obx_pipeline {
     obx_keyset held;   /* keys waiting for a retry (unordered stores only) */
     obx_keyset failed; /* keys that failed in the current batch */
     obx_batch b;
+
+    obx_ratelimit retry_log;  /* debug lines for retries */
+    int64_t last_progress_us; /* monotonic: events published or buried */
+    bool broker_fatal;        /* the last publish returned OBX_FATAL */
+    bool stats_ok;            /* the last stats call succeeded */
+    bool standby;             /* the store said another relay has it */
+    char stats_err[OBX_CORE_ERR_LEN];
 
     pthread_t thread;
     bool started;

@@ -280,21 +280,41 @@ static void progress(obx_relay *r, bool once, int64_t *next_us)
             (unsigned long long)published, (long long)pending);
 }
 
+void obx_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGQUIT);
+    sigaddset(set, SIGPIPE);
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP (no config reload yet: stopping)";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGPIPE: return "SIGPIPE";
+    }
+    return "signal";
+}
+
 /* Wait for a signal or for every pipeline to finish. */
 static void wait_for_stop(obx_relay *r, bool once)
 {
     int64_t next_progress = obx_mono_us() + 1000000;
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
+    obx_stop_signals(&set);
     struct timespec tick = {0, 100 * 1000 * 1000};
     while (running(r) > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig > 0) {
             obx_log(r->lg, OBX_LOG_INFO, "core",
                     "%s: finishing in-flight batches (grace %.0fs)",
-                    sig == SIGINT ? "SIGINT" : "SIGTERM",
+                    signal_name(sig),
                     (double)r->settings.shutdown_grace_ms / 1000);
             atomic_store(&r->stop, 1);
             return;

@@ -5,6 +5,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <signal.h>
 #include <stdio.h>
 
 #include "config.h"
@@ -36,10 +37,15 @@ int obx_relay_load(obx_relay *r, const char *path, const char *exe_dir,
  * per problem to out; returns the number of problems. */
 int obx_relay_validate(obx_relay *r, bool connect, FILE *out);
 
-/* Start the metrics endpoint and a thread per pipeline, and wait for a
- * SIGINT/SIGTERM (blocked by the caller) or, with once, for every pipeline
- * to drain. Stops cleanly within shutdown_grace. Returns the exit code:
- * 0 ok, 1 runtime failure. */
+/* The signals that stop the relay cleanly: SIGINT, SIGTERM, SIGHUP,
+ * SIGQUIT and SIGPIPE. The caller blocks them in every thread (before it
+ * starts any) and obx_relay_run takes them with sigtimedwait. */
+void obx_stop_signals(sigset_t *set);
+
+/* Start the metrics endpoint and a thread per pipeline, and wait for one
+ * of obx_stop_signals (blocked by the caller) or, with once, for every
+ * pipeline to drain. Stops cleanly within shutdown_grace. Returns the exit
+ * code: 0 ok, 1 runtime failure. */
 int obx_relay_run(obx_relay *r, bool once);
 
 /* The pipeline named `name`, or the first one when name is NULL. */

@@ -56,7 +56,8 @@ static const obx_option pipeline_options[] = {
     {"broker", OBX_OPT_STRING, NULL, OBX_OPT_REQUIRED, 0, 0, NULL,
      PIPE_OFF(broker),
      "Broker plugin publishing the events: a name (kafka, rabbitmq, nats, "
-     "stdout) or a path to a .so; its options are the broker.* keys."},
+     "stdout, chaos) or a path to a .so; its options are the broker.* "
+     "keys."},
     {"batch_size", OBX_OPT_INT, "256", 0, 1, 100000, NULL, PIPE_OFF(batch_size),
      "Most events claimed from the store and published in one cycle."},
     {"ordering", OBX_OPT_ENUM, "key", 0, 0, 0, orderings, PIPE_OFF(ordering),
@@ -94,6 +95,12 @@ static const obx_option pipeline_options[] = {
      PIPE_OFF(poll_interval_ms),
      "How long one claim waits for new events before the engine checks "
      "again (stores with notifications return as soon as events arrive)."},
+    {"once_timeout", OBX_OPT_DURATION, "60s", 0, SECONDS(1), SECONDS(604800),
+     NULL, PIPE_OFF(once_timeout_ms),
+     "run --once gives up (exit 1, with the reason) after this long without "
+     "progress: store or broker unreachable, or events pending that this "
+     "relay cannot publish (held by another relay, or waiting for a retry "
+     "later than this)."},
     OBX_OPTIONS_END,
 };
 

@@ -540,6 +540,12 @@ static obx_status io_failed(obx_jsonl_sink *s, int err, char *errstr,
     s->maybe_torn = true;
     snprintf(errstr, errlen, "write to %s: %s", s->name,
              errtext(err, eb, sizeof eb));
+    /* A pipe whose reader left never gets one back: no retry can help. */
+    if (err == EPIPE) {
+        sink_log(s, OBX_LOG_ERROR, "%s: the reader of the pipe has gone",
+                 errstr);
+        return OBX_FATAL;
+    }
     if (!s->failing)
         sink_log(s, OBX_LOG_ERROR,
                  "%s; publishing reports 'unavailable' until writes work",

@@ -135,13 +135,14 @@ void obx_jsonl_sink_begin(obx_jsonl_sink *s);
 /* Format one event into the batch. The event is borrowed for the call.
  * Large batches are handed to stdio in chunks, so this may write.
  * OBX_OK; OBX_UNAVAILABLE on an I/O error or when out of memory (errstr
- * says which, and the error is logged); the batch is then abandoned. */
+ * says which, and the error is logged); OBX_FATAL on EPIPE (the reader of
+ * the pipe is gone for good); the batch is then abandoned. */
 obx_status obx_jsonl_sink_add(obx_jsonl_sink *s, const obx_event *ev,
                               char *errstr, size_t errlen);
 
 /* Write the rest of the batch, fflush once, fsync when asked. OBX_OK, or
  * OBX_UNAVAILABLE with errstr "write to PATH: strerror" (logged on the
- * first failure and on recovery only). Some lines of a failed batch may
+ * first failure and on recovery only), OBX_FATAL on EPIPE. Some lines of a failed batch may
  * have reached the output: at-least-once, never a torn line followed by
  * more output in a regular file. */
 obx_status obx_jsonl_sink_commit(obx_jsonl_sink *s, char *errstr,

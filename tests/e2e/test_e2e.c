@@ -385,6 +385,71 @@ static void test_cli_errors_and_exit_codes(void **state)
     assert_int_equal(proc_run(missing, NULL, f->err, 10000), 2);
 }
 
+/* SIGHUP, SIGQUIT and SIGPIPE, as a supervisor may send them, stop the
+ * relay the clean way SIGTERM does: exit 0 and no lease left behind (the
+ * next run would otherwise wait the lease out and publish its batch
+ * twice). */
+static void test_supervisor_signals_stop_cleanly(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    const int sigs[] = {SIGHUP, SIGQUIT, SIGPIPE};
+    write_conf(f, "chaos", "batch_size = 100\nbroker.delay = 5ms");
+    char *argv[] = {BIN, "run", "-c", f->conf, NULL};
+    for (int i = 0; i < 3; i++) {
+        insert_events(f, i * 5000, 5000, 7, "Tick");
+        pid_t pid = proc_start(argv, NULL, f->err);
+        sleep_ms(500);
+        kill(pid, sigs[i]);
+        int rc = proc_wait(pid, 20000);
+        if (rc != 0)
+            fail_msg("signal %d: exit %d", sigs[i], rc);
+        assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
+                                    "locked_until IS NOT NULL AND "
+                                    "published_at IS NULL"),
+                         0);
+    }
+    assert_int_equal(run_once(f), 0);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
+                                "published_at IS NULL"),
+                     0);
+}
+
+/* `run --once | head -1`: the reader goes away, the relay must end (exit 1,
+ * saying why) instead of waiting for a reader that never comes back, and
+ * nothing unwritten is marked published. */
+static void test_once_into_a_closed_pipe_ends(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    insert_events(f, 0, 2000, 7, "Tick");
+    FILE *fp = fopen(f->conf, "w");
+    fprintf(fp,
+            "[relay]\nmetrics_listen = off\n[pipeline p]\nstore = sqlite\n"
+            "broker = stdout\nstore.path = %s\ncircuit.backoff = 50ms..100ms\n",
+            f->db);
+    fclose(fp);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    close(fds[0]);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        FILE *e = freopen(f->err, "w", stderr);
+        (void)e;
+        execl(BIN, BIN, "run", "--once", "-c", f->conf, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    assert_int_equal(proc_wait(pid, 20000), 1);
+    char *e = slurp(f->err);
+    assert_non_null(strstr(e, "Broken pipe"));
+    free(e);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
+                                "published_at IS NOT NULL"),
+                     0);
+}
+
 /* The `CREATE TABLE` of `outbox-relay schema STORE`, without quotes. */
 static char *table_ddl(fx *f, const char *store)
 {
@@ -454,6 +519,10 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_errors_and_exit_codes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_supervisor_signals_stop_cleanly,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_once_into_a_closed_pipe_ends,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_configuration_doc_in_sync, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_stores_create_the_same_table,

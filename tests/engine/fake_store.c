@@ -20,6 +20,9 @@ typedef struct fake_conf {
     int64_t unavailable_acks;
     char *down_while_file;
     obx_list poison;
+    int64_t topic_len;
+    bool standby;
+    bool stats_fail;
 } fake_conf;
 
 static const obx_option fake_options[] = {
@@ -38,10 +41,18 @@ static const obx_option fake_options[] = {
      "claims fail as unavailable while this file exists"},
     {"poison", OBX_OPT_LIST, NULL, 0, 0, 0, NULL, offsetof(fake_conf, poison),
      "sequence numbers of events typed Poison"},
+    {"topic_len", OBX_OPT_INT, "0", 0, 0, 100000, NULL,
+     offsetof(fake_conf, topic_len),
+     "odd events get a row topic this long (t.<seq>.xxx...), 0: none"},
+    {"standby", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,
+     offsetof(fake_conf, standby), "stats report a hot standby"},
+    {"stats_fail", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,
+     offsetof(fake_conf, stats_fail), "stats fail as unavailable"},
     OBX_OPTIONS_END};
 
 typedef struct fake_ev {
     obx_event ev;
+    char *topic;
     char id[32], key[32], agg[32];
     const char *type;
     char payload[64];
@@ -99,6 +110,14 @@ static obx_status fake_open(const obx_host *host, const void *config,
                             .payload_len = (size_t)len,
                             .created_at_us = host->now_us(),
                             .pos = {.seq = i}};
+        if (c->topic_len > 0 && i % 2 == 1) {
+            size_t tl = (size_t)c->topic_len;
+            e->topic = malloc(tl + 32);
+            int h = snprintf(e->topic, 32, "t.%llu.", (unsigned long long)i);
+            memset(e->topic + h, 'x', tl);
+            e->topic[h + (int)tl] = '\0';
+            e->ev.topic = e->topic;
+        }
     }
     *inst = f;
     return OBX_OK;
@@ -107,6 +126,8 @@ static obx_status fake_open(const obx_host *host, const void *config,
 static void fake_close(void *inst)
 {
     fake *f = inst;
+    for (uint64_t i = 0; i < f->view.n; i++)
+        free(f->evs[i].topic);
     free(f->evs);
     free(f->view.rows);
     free(f);
@@ -199,13 +220,23 @@ static obx_status fake_stats(void *inst, obx_store_stats *st, char *errstr,
                              size_t errlen)
 {
     fake *f = inst;
+    if (f->conf->stats_fail) {
+        snprintf(errstr, errlen, "fake store: stats unavailable");
+        return OBX_UNAVAILABLE;
+    }
     st->pending = st->dead = 0;
+    st->oldest_pending_us = 0;
     for (uint64_t i = 0; i < f->view.n; i++) {
         fake_state s = f->view.rows[i].state;
-        st->pending += s == FAKE_PENDING || s == FAKE_CLAIMED;
+        bool pend = s == FAKE_PENDING || s == FAKE_CLAIMED;
+        st->pending += pend;
         st->dead += s == FAKE_DEAD;
+        int64_t t = f->evs[i].ev.created_at_us;
+        if (pend && (!st->oldest_pending_us || t < st->oldest_pending_us))
+            st->oldest_pending_us = t;
     }
     st->lag_bytes = -1;
+    st->standby = f->conf->standby;
     return OBX_OK;
 }
 

@@ -2,6 +2,7 @@
  * a WAL store) and the chaos broker: per-key order under random failures,
  * retries and DLQ, outages that burn no attempts, store outages. */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,11 +63,13 @@ static void load(fixture *f, const char *store_extra, const char *extra)
     snprintf(text, sizeof text,
              "[relay]\nplugin_path = %s\nlog_level = error\n"
              "[pipeline t]\nstore = fake\nbroker = chaos\n"
-             "broker.output = %s\nbatch_size = 64\n%s"
-             "circuit.backoff = 10ms..50ms\n"
+             "broker.output = %s\nbatch_size = 64\n%s%s"
              "poll_interval = 5ms\n%s\n%s\n",
              OBX_FAKE_DIR, f->out,
              strstr(extra, "retry.backoff") ? "" : "retry.backoff = 1ms..4ms\n",
+             strstr(extra, "circuit.backoff")
+                 ? ""
+                 : "circuit.backoff = 10ms..50ms\n",
              store_extra, extra);
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
@@ -366,6 +369,211 @@ static void test_failed_ack_is_retried_not_republished(void **state)
     assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 0);
 }
 
+/* Destinations are never cut: a row's own topic of 1000 bytes and a
+ * template expanding past 300 bytes reach the broker whole. */
+static void test_long_destinations_are_never_cut(void **state)
+{
+    fixture *f = *state;
+    char extra[1024], tpl[400];
+    memset(tpl, 'y', 300);
+    tpl[300] = '\0';
+    snprintf(extra, sizeof extra, "topic = outbox.%s.${event_type}\n", tpl);
+    load(f, "store.events = 40\nstore.keys = 4\nstore.topic_len = 1000", extra);
+    drive(f, 10000);
+    FILE *fp = fopen(f->out, "r");
+    assert_non_null(fp);
+    char line[16384];
+    size_t lines = 0;
+    while (fgets(line, sizeof line, fp)) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        const char *topic = json_string_value(json_object_get(o, "topic"));
+        uint64_t seq = (uint64_t)json_integer_value(
+            json_object_get(json_object_get(o, "payload"), "seq"));
+        char want[1100];
+        if (seq % 2 == 1) {
+            int h =
+                snprintf(want, sizeof want, "t.%llu.", (unsigned long long)seq);
+            memset(want + h, 'x', 1000);
+            want[h + 1000] = '\0';
+        } else {
+            snprintf(want, sizeof want, "outbox.%s.Tick", tpl);
+        }
+        assert_string_equal(topic, want);
+        lines++;
+        json_decref(o);
+    }
+    fclose(fp);
+    assert_int_equal(lines, 40);
+    assert_int_equal(atomic_load(&f->p->metrics.dead_lettered), 0);
+}
+
+/* Capture the relay's log lines at `level` into a memory stream. */
+static void capture_log(fixture *f, obx_log_level level, char **buf,
+                        size_t *len)
+{
+    f->lg.out = open_memstream(buf, len);
+    f->lg.level = level;
+}
+
+static size_t count_lines_with(const char *buf, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = buf; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Every dead letter is logged at warn with its id, reason and attempts;
+ * retries at debug, at most a burst per second. */
+static void test_dead_letters_and_retries_are_logged(void **state)
+{
+    fixture *f = *state;
+    char *buf = NULL;
+    size_t len = 0;
+    load(f, "store.events = 400\nstore.keys = 400\nstore.poison = 7,9",
+         "broker.permanent_types = Poison\n"
+         "broker.fail_percent = 50\nretry.max_attempts = 100000\n"
+         "retry.backoff = 400ms..400ms\n");
+    capture_log(f, OBX_LOG_DEBUG, &buf, &len);
+    drive(f, 30000);
+    fflush(f->lg.out);
+    assert_non_null(strstr(buf, "dead letter (store): event e7, key k7, "
+                                "type Poison, 1 attempt: permanent"));
+    assert_non_null(strstr(buf, "dead letter (store): event e9,"));
+    assert_int_equal(count_lines_with(buf, "dead letter"), 2);
+    uint64_t retries = atomic_load(&f->p->metrics.retries);
+    size_t logged = count_lines_with(buf, "retry: event ");
+    assert_true(retries > 100);
+    assert_true(logged > 0);
+    assert_true(logged < retries); /* rate-limited */
+    assert_non_null(strstr(buf, "more retries not logged"));
+    fclose(f->lg.out);
+    f->lg.out = stderr;
+    free(buf);
+}
+
+typedef struct scrape_arg {
+    fixture *f;
+    int delay_ms;
+    double oldest, pending;
+} scrape_arg;
+
+static double metric_value(const char *page, const char *name)
+{
+    const char *p = strstr(page, name);
+    while (p && p[strlen(name)] != '{')
+        p = strstr(p + 1, name);
+    assert_non_null(p);
+    return strtod(strchr(p, '}') + 1, NULL);
+}
+
+static void *scrape_later(void *arg)
+{
+    scrape_arg *a = arg;
+    usleep((useconds_t)a->delay_ms * 1000);
+    obx_buf b = {0};
+    obx_pipeline_metrics *m = &a->f->p->metrics;
+    obx_metrics_render(&m, 1, &b);
+    a->oldest = metric_value(b.data, "outbox_oldest_pending_age_seconds");
+    a->pending = metric_value(b.data, "outbox_pending_events");
+    obx_buf_free(&b);
+    return NULL;
+}
+
+/* While the circuit is open (a long probe delay), the backlog gauges stay
+ * current: the oldest event's age keeps growing, pending is the store's. */
+static void test_gauges_stay_current_while_circuit_open(void **state)
+{
+    fixture *f = *state;
+    FILE *fp = fopen(f->flag, "w");
+    fclose(fp);
+    char extra[4400];
+    snprintf(extra, sizeof extra,
+             "broker.down_while_file = %s\ncircuit.backoff = 3s..3s\n",
+             f->flag);
+    load(f, "store.events = 50\nstore.keys = 5", extra);
+    f->p->stats_interval_us = 100000;
+    assert_int_equal(obx_pipeline_tick(f->p), 50); /* trips the circuit */
+    assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 1);
+    scrape_arg a = {f, 1500, 0, 0};
+    pthread_t th;
+    pthread_create(&th, NULL, scrape_later, &a);
+    obx_pipeline_tick(f->p); /* waits out the 3 s probe delay */
+    pthread_join(th, NULL);
+    assert_true(a.oldest >= 1.4);
+    assert_true(a.pending == 50);
+    unlink(f->flag);
+}
+
+/* Run the pipeline as `run --once` would, returning its exit code. */
+static int run_once(fixture *f)
+{
+    f->p->once = true;
+    int rc = obx_pipeline_run(f->p);
+    return rc;
+}
+
+static void test_once_gives_up_when_broker_stays_down(void **state)
+{
+    fixture *f = *state;
+    FILE *fp = fopen(f->flag, "w");
+    fclose(fp);
+    char extra[4400], *buf = NULL;
+    size_t len = 0;
+    snprintf(extra, sizeof extra,
+             "broker.down_while_file = %s\nonce_timeout = 1s\n"
+             "circuit.backoff = 200ms..5s\n",
+             f->flag);
+    load(f, "store.events = 20\nstore.keys = 5", extra);
+    capture_log(f, OBX_LOG_ERROR, &buf, &len);
+    int64_t t0 = obx_mono_us();
+    assert_int_equal(run_once(f), 1);
+    int64_t took = obx_mono_us() - t0;
+    assert_true(took >= 1000000 && took < 4000000);
+    fflush(f->lg.out);
+    assert_non_null(strstr(buf, "--once gave up after"));
+    assert_non_null(strstr(buf, "broker unavailable"));
+    fclose(f->lg.out);
+    f->lg.out = stderr;
+    free(buf);
+    unlink(f->flag);
+}
+
+static void test_once_gives_up_when_stats_fail(void **state)
+{
+    fixture *f = *state;
+    char *buf = NULL;
+    size_t len = 0;
+    load(f, "store.events = 5\nstore.keys = 5\nstore.stats_fail = true",
+         "once_timeout = 1s\n");
+    capture_log(f, OBX_LOG_ERROR, &buf, &len);
+    assert_int_equal(run_once(f), 1);
+    fflush(f->lg.out);
+    assert_non_null(strstr(buf, "cannot report what is pending"));
+    assert_int_equal(atomic_load(&f->p->metrics.published), 5);
+    fclose(f->lg.out);
+    f->lg.out = stderr;
+    free(buf);
+}
+
+static void test_once_on_a_standby_says_so(void **state)
+{
+    fixture *f = *state;
+    char *buf = NULL;
+    size_t len = 0;
+    load(f, "store.events = 0\nstore.standby = true", "");
+    capture_log(f, OBX_LOG_ERROR, &buf, &len);
+    int64_t t0 = obx_mono_us();
+    assert_int_equal(run_once(f), 1);
+    assert_true(obx_mono_us() - t0 < 2000000);
+    fflush(f->lg.out);
+    assert_non_null(strstr(buf, "hot standby"));
+    fclose(f->lg.out);
+    f->lg.out = stderr;
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +599,18 @@ int main(void)
             test_store_outage_opens_circuit_then_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_failed_ack_is_retried_not_republished, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_destinations_are_never_cut,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_dead_letters_and_retries_are_logged, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_gauges_stay_current_while_circuit_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_once_gives_up_when_broker_stays_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_once_gives_up_when_stats_fail,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_once_on_a_standby_says_so, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
