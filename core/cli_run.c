@@ -69,11 +69,13 @@ int obx_cmd_check(obx_cli *c)
     for (size_t i = 0; i < r.conf.n_sections; i++)
         if (r.conf.sections[i].kind == OBX_SECTION_PIPELINE)
             print_section(&r.pipelines[k++], &r.conf.sections[i]);
-    int problems = obx_relay_validate(&r, c->connect, stderr);
-    if (problems == 0)
+    obx_validation v = obx_relay_validate(&r, c->connect, stderr);
+    if (v.config_errors == 0 && v.unreachable == 0)
         printf("%s: ok (%zu pipeline%s%s)\n", r.conf.path, r.n_pipelines,
                r.n_pipelines == 1 ? "" : "s",
                c->connect ? ", connections checked" : "");
     obx_relay_free(&r);
-    return problems ? OBX_EXIT_USAGE : OBX_EXIT_OK;
+    if (v.config_errors)
+        return OBX_EXIT_USAGE;
+    return v.unreachable ? OBX_EXIT_RUNTIME : OBX_EXIT_OK;
 }

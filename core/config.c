@@ -359,6 +359,12 @@ static int check_key(conf_parser *p, const obx_conf_section *s, const char *key)
         fail(p, "missing key name before '='");
         return -1;
     }
+    if (strstr(key, "${")) {
+        fail(p,
+             "'${' in a key name: ${env:NAME} and ${field} expand in values "
+             "only (write 'key = ${env:NAME}')");
+        return -1;
+    }
     for (size_t i = 0; i < s->n_entries; i++)
         if (strcmp(s->entries[i].key, key) == 0) {
             fail(p, "key '%s' is set twice in %s (first at line %d)", key,

@@ -49,6 +49,28 @@ static void sleep_until(const obx_pipeline *p, int64_t deadline_us)
     }
 }
 
+/* The per-batch buffers: allocated when the pipeline first opens, not
+ * when it is built, so `check` of a config with thousands of pipelines
+ * stays cheap. */
+static int alloc_batch(obx_pipeline *p)
+{
+    obx_batch *b = &p->b;
+    if (b->claimed)
+        return 0;
+    size_t n = (size_t)p->set.batch_size;
+    b->claimed = calloc(n, sizeof *b->claimed);
+    b->pub = calloc(n, sizeof *b->pub);
+    b->results = calloc(n, sizeof *b->results);
+    b->acks = calloc(n, sizeof *b->acks);
+    b->rels = calloc(n, sizeof *b->rels);
+    b->burs = calloc(n, sizeof *b->burs);
+    b->reasons = calloc(n, sizeof *b->reasons);
+    if (!b->claimed || !b->pub || !b->results || !b->acks || !b->rels ||
+        !b->burs || !b->reasons)
+        return -1;
+    return 0;
+}
+
 /* --once must end: true when it has gone once_timeout without progress. */
 static bool once_expired(const obx_pipeline *p)
 {
@@ -703,6 +725,11 @@ static int open_store(obx_pipeline *p)
 int obx_pipeline_open(obx_pipeline *p)
 {
     p->last_progress_us = obx_mono_us();
+    if (alloc_batch(p) != 0) {
+        ENGINE_LOG(p, OBX_LOG_ERROR, "out of memory for batches of %lld",
+                   (long long)p->set.batch_size);
+        return -1;
+    }
     if (open_store(p) != 0)
         return -1;
     if (stopping(p))
@@ -819,15 +846,6 @@ int obx_pipeline_run(obx_pipeline *p)
 
 int obx_pipeline_prepare(obx_pipeline *p)
 {
-    size_t n = (size_t)p->set.batch_size;
-    obx_batch *b = &p->b;
-    b->claimed = calloc(n, sizeof *b->claimed);
-    b->pub = calloc(n, sizeof *b->pub);
-    b->results = calloc(n, sizeof *b->results);
-    b->acks = calloc(n, sizeof *b->acks);
-    b->rels = calloc(n, sizeof *b->rels);
-    b->burs = calloc(n, sizeof *b->burs);
-    b->reasons = calloc(n, sizeof *b->reasons);
     obx_keyset_init(&p->held);
     obx_keyset_init(&p->failed);
     obx_rng_seed(&p->rng, (uint64_t)obx_mono_us() ^ (uint64_t)(uintptr_t)p);
@@ -837,9 +855,6 @@ int obx_pipeline_prepare(obx_pipeline *p)
         p->stats_interval_us = 5 * 1000000;
     snprintf(p->component, sizeof p->component, "%s", p->name);
     p->retry_log.burst = 10;
-    if (!b->claimed || !b->pub || !b->results || !b->acks || !b->rels ||
-        !b->burs || !b->reasons)
-        return -1;
     return 0;
 }
 

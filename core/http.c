@@ -1,11 +1,14 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct obx_http {
     struct MHD_Daemon *d;
@@ -105,6 +108,22 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss,
     return 0;
 }
 
+/* Why MHD could not listen: bind the address ourselves and keep errno
+ * (MHD does not report it). 0 when our own bind works. */
+static int bind_errno(const struct sockaddr_storage *ss)
+{
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in);
+    int e = bind(fd, (const struct sockaddr *)ss, len) == 0 ? 0 : errno;
+    close(fd);
+    return e;
+}
+
 obx_http *obx_http_start(const char *listen, const obx_http_handlers *h,
                          char *err, size_t errlen)
 {
@@ -125,8 +144,14 @@ obx_http *obx_http_start(const char *listen, const obx_http_handlers *h,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
                             MHD_OPTION_END);
     if (!s->d) {
-        snprintf(err, errlen, "metrics_listen %s: cannot listen (in use?)",
-                 listen);
+        int e = bind_errno(&ss);
+        snprintf(err, errlen, "metrics_listen %s: cannot listen: %s%s", listen,
+                 e ? strerror(e) : "libmicrohttpd refused to start",
+                 e == EADDRINUSE
+                     ? " (another relay on this host? give each its own: "
+                       "metrics_listen = 127.0.0.1:PORT in [relay], :0 for "
+                       "any free port, or off)"
+                     : "");
         free(s);
         return NULL;
     }

@@ -121,7 +121,9 @@ static int64_t duration_unit(const char *u, size_t n)
     return 0;
 }
 
-/* "250ms", "5s", "1.5s", "1h30m"; a bare "0" is fine too. */
+/* "250ms", "5s", "1.5s", "1h30m"; a bare "0" is fine too. Parts go from
+ * the largest unit down, each unit once: "1h1h" or "30m1h" is a typo, not
+ * a duration. */
 int obx_parse_duration_ms(const char *s, int64_t *ms)
 {
     if (!s || !*s)
@@ -130,7 +132,7 @@ int obx_parse_duration_ms(const char *s, int64_t *ms)
         *ms = 0;
         return 0;
     }
-    int64_t total = 0;
+    int64_t total = 0, last_mult = INT64_MAX;
     while (*s) {
         const char *num = s;
         while (isdigit((unsigned char)*s) || *s == '.')
@@ -140,9 +142,10 @@ int obx_parse_duration_ms(const char *s, int64_t *ms)
             s++;
         int64_t mult = duration_unit(u, (size_t)(s - u)), part;
         const char *p = num;
-        if (!mult || scaled_number(&p, mult, &part) < 0 || p != u ||
-            total > INT64_MAX - part)
+        if (!mult || mult >= last_mult || scaled_number(&p, mult, &part) < 0 ||
+            p != u || total > INT64_MAX - part)
             return -1;
+        last_mult = mult;
         total += part;
     }
     *ms = total;
@@ -426,7 +429,8 @@ static int set_duration(const obx_option *o, const char *v, const char *shown,
                        shown);
         return bad(w,
                    "%s is not a duration (e.g. 250ms, 5s, 1.5s, 2m, 1h30m, "
-                   "1d; whole milliseconds)",
+                   "1d; whole milliseconds, largest unit first, each unit "
+                   "once)",
                    shown);
     }
     if (check_bounds(o, ms, shown, w) < 0)

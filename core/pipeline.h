@@ -42,7 +42,7 @@ typedef struct obx_ratelimit {
     unsigned written, dropped, burst;
 } obx_ratelimit;
 
-/* Per-batch scratch, sized for batch_size once at start. */
+/* Per-batch scratch, sized for batch_size at the first open. */
 typedef struct obx_batch {
     obx_event **claimed;
     obx_event **pub;
@@ -95,12 +95,13 @@ typedef struct obx_pipeline {
     int rc; /* thread result: 0 ok, 1 fatal */
 } obx_pipeline;
 
-/* Allocate batch buffers and engine state; plugins must be loaded and
- * their configs filled. 0 / -1 (no memory). */
+/* Initialise engine state (metrics, key sets); plugins must be loaded and
+ * their configs filled. Batch buffers come with the first open. 0 / -1. */
 int obx_pipeline_prepare(obx_pipeline *p);
 
-/* Open store and broker, retrying with circuit backoff while they are
- * unavailable and the stop flag is clear. 0, or -1 on a fatal error. */
+/* Allocate the batch buffers, then open store and broker, retrying with
+ * circuit backoff while they are unavailable and the stop flag is clear
+ * (with once, for at most once_timeout). 0, or -1 on a fatal error. */
 int obx_pipeline_open(obx_pipeline *p);
 
 /* Run the claim -> publish -> ack loop until stop (or, with once, until

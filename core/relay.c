@@ -137,37 +137,47 @@ fail:
     return -1;
 }
 
-static int validate_one(obx_pipeline *p, bool connect, FILE *out)
+/* One problem line; counts it as a config error unless the plugin only
+ * could not reach its server. */
+static void validate_report(obx_validation *v, FILE *out, const char *pipe,
+                            const char *role, const char *plugin, obx_status st,
+                            const char *err)
 {
-    int problems = 0;
-    char err[1024];
+    obx_eprintf(out, "[pipeline %s] %s %s: %s\n", pipe, role, plugin, err);
+    if (st == OBX_UNAVAILABLE)
+        v->unreachable++;
+    else
+        v->config_errors++;
+}
+
+static void validate_one(obx_pipeline *p, bool connect, FILE *out,
+                         obx_validation *v)
+{
+    char err[OBX_CORE_ERR_LEN];
     if (OBX_HAS_OP(p->sops, obx_store_ops, validate)) {
         err[0] = '\0';
-        if (p->sops->validate(&p->store_host, p->store_conf, connect, err,
-                              sizeof err) != OBX_OK) {
-            obx_eprintf(out, "[pipeline %s] store %s: %s\n", p->name,
-                        p->store_pl->desc->name, err);
-            problems++;
-        }
+        obx_status st = p->sops->validate(&p->store_host, p->store_conf,
+                                          connect, err, sizeof err);
+        if (st != OBX_OK)
+            validate_report(v, out, p->name, "store", p->store_pl->desc->name,
+                            st, err);
     }
     if (OBX_HAS_OP(p->bops, obx_broker_ops, validate)) {
         err[0] = '\0';
-        if (p->bops->validate(&p->broker_host, p->broker_conf, connect, err,
-                              sizeof err) != OBX_OK) {
-            obx_eprintf(out, "[pipeline %s] broker %s: %s\n", p->name,
-                        p->broker_pl->desc->name, err);
-            problems++;
-        }
+        obx_status st = p->bops->validate(&p->broker_host, p->broker_conf,
+                                          connect, err, sizeof err);
+        if (st != OBX_OK)
+            validate_report(v, out, p->name, "broker", p->broker_pl->desc->name,
+                            st, err);
     }
-    return problems;
 }
 
-int obx_relay_validate(obx_relay *r, bool connect, FILE *out)
+obx_validation obx_relay_validate(obx_relay *r, bool connect, FILE *out)
 {
-    int problems = 0;
+    obx_validation v = {0, 0};
     for (size_t i = 0; i < r->n_pipelines; i++)
-        problems += validate_one(&r->pipelines[i], connect, out);
-    return problems;
+        validate_one(&r->pipelines[i], connect, out, &v);
+    return v;
 }
 
 obx_pipeline *obx_relay_pipeline(obx_relay *r, const char *name)
@@ -245,9 +255,11 @@ static int start_http(obx_relay *r)
         obx_log(r->lg, OBX_LOG_ERROR, "core", "%s", err);
         return -1;
     }
+    /* The port actually bound: with :0 the kernel picked it. */
+    const char *colon = strrchr(l, ':');
     obx_log(r->lg, OBX_LOG_INFO, "core",
-            "metrics on http://%s/metrics (port %u), /healthz, /readyz", l,
-            obx_http_port(r->http));
+            "metrics on http://%.*s:%u/metrics, /healthz, /readyz",
+            (int)(colon - l), l, obx_http_port(r->http));
     return 0;
 }
 

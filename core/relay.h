@@ -33,9 +33,16 @@ typedef struct obx_relay {
 int obx_relay_load(obx_relay *r, const char *path, const char *exe_dir,
                    obx_logger *lg, char *err, size_t errlen);
 
+/* What `check` found: config errors (exit 2) and servers that could not
+ * be reached (OBX_UNAVAILABLE from a validate op: exit 1). */
+typedef struct obx_validation {
+    unsigned config_errors;
+    unsigned unreachable;
+} obx_validation;
+
 /* Run the plugins' validate ops (connecting when asked). Writes one line
- * per problem to out; returns the number of problems. */
-int obx_relay_validate(obx_relay *r, bool connect, FILE *out);
+ * per problem to out. */
+obx_validation obx_relay_validate(obx_relay *r, bool connect, FILE *out);
 
 /* The signals that stop the relay cleanly: SIGINT, SIGTERM, SIGHUP,
  * SIGQUIT and SIGPIPE. The caller blocks them in every thread (before it

@@ -25,6 +25,7 @@ static void test_parse_duration(void **state)
               {"1.5s", 1500},
               {"0.25s", 250},
               {"1h30m", 5400000},
+              {"1d2h3m4s5ms", 93784005},
               {"1m0.5s", 60500},
               {"0ms", 0},
               {"0s", 0},
@@ -55,6 +56,9 @@ static void test_parse_duration(void **state)
                                       "106751991168d",
                                       "1e3ms",
                                       " 5s",
+                                      "1h1h",
+                                      "30m1h",
+                                      "1s5ms5ms",
                                       NULL};
     for (size_t i = 0; bad[i]; i++) {
         int64_t ms = 7;

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -450,6 +452,107 @@ static void test_once_into_a_closed_pipe_ends(void **state)
                      0);
 }
 
+/* check --connect with a server nobody runs is a runtime failure (1), a
+ * bad key a config error (2); config errors never echo control bytes. */
+static void test_check_exit_codes_and_escaping(void **state)
+{
+    fx *f = *state;
+    FILE *fp = fopen(f->conf, "w");
+    fprintf(fp, "[relay]\nmetrics_listen = off\n[pipeline p]\nstore = pg_poll\n"
+                "broker = stdout\nstore.conninfo = host=127.0.0.1 port=1 "
+                "connect_timeout=2\n");
+    fclose(fp);
+    char *chk[] = {BIN, "check", "-c", f->conf, "--connect", NULL};
+    assert_int_equal(proc_run(chk, f->out, f->err, 20000), 1);
+    fp = fopen(f->conf, "w");
+    fprintf(fp, "[pipeline p]\nstore = sqlite\nbroker = stdout\n"
+                "bogus\x1b[2J = 1\n");
+    fclose(fp);
+    assert_int_equal(proc_run(chk, f->out, f->err, 20000), 2);
+    char *e = slurp(f->err);
+    assert_null(strchr(e, '\x1b'));
+    assert_non_null(strstr(e, "bogus\\x1b[2J"));
+    free(e);
+}
+
+/* metrics_listen = 127.0.0.1:0 logs the port it got; a port in use says
+ * how to pick another. */
+static void test_metrics_port_messages(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    FILE *fp = fopen(f->conf, "w");
+    fprintf(fp,
+            "[relay]\nmetrics_listen = 127.0.0.1:0\n[pipeline p]\n"
+            "store = sqlite\nbroker = stdout\nstore.path = %s\n"
+            "broker.output = %s\n",
+            f->db, f->out);
+    fclose(fp);
+    char *argv[] = {BIN, "run", "-c", f->conf, NULL};
+    pid_t pid = proc_start(argv, NULL, f->err);
+    int port = 0;
+    for (int i = 0; i < 100 && port == 0; i++) {
+        sleep_ms(50);
+        char *e = slurp(f->err);
+        const char *at = e ? strstr(e, "http://127.0.0.1:") : NULL;
+        if (at)
+            port = atoi(at + strlen("http://127.0.0.1:"));
+        free(e);
+    }
+    assert_true(port > 0);
+    char *body = NULL;
+    assert_int_equal(http_get(port, "/healthz", &body), 200);
+    free(body);
+    /* a second relay on the same port */
+    char conf2[4300], err2[4300];
+    snprintf(conf2, sizeof conf2, "%s/second.conf", f->dir);
+    snprintf(err2, sizeof err2, "%s/second.err", f->dir);
+    fp = fopen(conf2, "w");
+    fprintf(fp,
+            "[relay]\nmetrics_listen = 127.0.0.1:%d\n[pipeline p]\n"
+            "store = sqlite\nbroker = stdout\nstore.path = %s\n"
+            "broker.output = %s\n",
+            port, f->db, f->out);
+    fclose(fp);
+    char *argv2[] = {BIN, "run", "-c", conf2, NULL};
+    assert_int_equal(proc_run(argv2, NULL, err2, 20000), 1);
+    char *e = slurp(err2);
+    assert_non_null(strstr(e, "Address already in use"));
+    assert_non_null(strstr(e, "metrics_listen = 127.0.0.1:PORT"));
+    free(e);
+    kill(pid, SIGTERM);
+    assert_int_equal(proc_wait(pid, 20000), 0);
+}
+
+/* `check` of a config with 10,000 pipelines stays small: the batch
+ * buffers come with the first open, which check never does. */
+static void test_check_of_many_pipelines_is_cheap(void **state)
+{
+    fx *f = *state;
+    FILE *fp = fopen(f->conf, "w");
+    fprintf(fp, "[relay]\nmetrics_listen = off\n");
+    for (int i = 0; i < 10000; i++)
+        fprintf(fp,
+                "[pipeline p%d]\nstore = sqlite\nbroker = stdout\n"
+                "store.path = %s/x%d.db\n",
+                i, f->dir, i);
+    fclose(fp);
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *o = freopen("/dev/null", "w", stdout);
+        (void)o;
+        execl(BIN, BIN, "check", "-c", f->conf, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    struct rusage ru;
+    assert_int_equal(wait4(pid, &status, 0, &ru), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* about 80 MB; it was 1.4 GB */
+    if (ru.ru_maxrss > 300 * 1024)
+        fail_msg("check of 10000 pipelines peaked at %ld KiB", ru.ru_maxrss);
+}
+
 /* The `CREATE TABLE` of `outbox-relay schema STORE`, without quotes. */
 static char *table_ddl(fx *f, const char *store)
 {
@@ -522,6 +625,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_supervisor_signals_stop_cleanly,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_once_into_a_closed_pipe_ends,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_exit_codes_and_escaping,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metrics_port_messages, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_of_many_pipelines_is_cheap,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_configuration_doc_in_sync, setup,
                                         teardown),
