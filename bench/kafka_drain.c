@@ -28,7 +28,7 @@
  *                  ANALYZE as autovacuum would have by the time a relay
  *                  catches up after an outage).
  * and prints events/s of each, relay / raw producer, and relay / min(raw
- * producer, store + engine) per store (DESIGN section 9 asks for >= 0.8
+ * producer, store + engine) per store (the target is >= 0.8
  * of the smaller ceiling).
  *
  * The mock accepts connections without TCP_NODELAY; tests/kafka/

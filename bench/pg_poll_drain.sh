@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pg_poll drain benchmark (DESIGN section 9): in one run, on one private
+# pg_poll drain benchmark (target: relay >= 0.8 x min(ceilings)): in one run, on one private
 # PostgreSQL server,
 #   1. the raw ceiling: the store's own claim statement and its
 #      ack_mode=mark statement in a loop over a 200k-event backlog (libpq,

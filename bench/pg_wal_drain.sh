@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pg_wal benchmark (DESIGN section 9): in one run, on one private
+# pg_wal benchmark (target: relay >= 0.8 x min(ceilings)): in one run, on one private
 # PostgreSQL server (tests/pg/pg_start.sh: wal_level=logical, fsync off),
 #   1. the raw ceiling: pg_recvlogical streaming the backlog's inserts
 #      (pgoutput, protocol 1, the same publication) to /dev/null from its

@@ -16,7 +16,7 @@ int obx_cli_open_store(obx_cli *c, obx_relay *r, obx_pipeline **pp)
                     c->pipeline, r->conf.path);
         return OBX_EXIT_USAGE;
     }
-    char err[OBX_ERRSTR_LEN] = "";
+    char err[OBX_CORE_ERR_LEN] = "";
     if (p->sops->open(&p->store_host, p->store_conf, &p->store, err,
                       sizeof err) != OBX_OK) {
         obx_eprintf(stderr,
@@ -60,7 +60,7 @@ int obx_cmd_demo(obx_cli *c)
     if ((rc = obx_cli_open_store(c, &r, &p)) != 0)
         goto out;
     NEED_OP(p, demo, "demo");
-    char err[OBX_ERRSTR_LEN] = "";
+    char err[OBX_CORE_ERR_LEN] = "";
     if (p->sops->demo(p->store, (uint64_t)c->count, err, sizeof err) !=
         OBX_OK) {
         obx_eprintf(stderr, "outbox-relay demo: %s\n", err);
@@ -89,7 +89,7 @@ int obx_cmd_stats(obx_cli *c)
         if ((rc = obx_cli_open_store(&sub, &r, &p)) != 0)
             break;
         obx_store_stats st = {.struct_size = sizeof st, .lag_bytes = -1};
-        char err[OBX_ERRSTR_LEN] = "";
+        char err[OBX_CORE_ERR_LEN] = "";
         if (!OBX_HAS_OP(p->sops, obx_store_ops, stats) ||
             p->sops->stats(p->store, &st, err, sizeof err) != OBX_OK) {
             obx_eprintf(stderr, "[pipeline %s] stats unavailable: %s\n",
@@ -158,7 +158,7 @@ static int print_full(void *ctx, const obx_dead_letter *d)
 
 static int dead_list(obx_pipeline *p, const char *id)
 {
-    char err[OBX_ERRSTR_LEN] = "";
+    char err[OBX_CORE_ERR_LEN] = "";
     int found = 0;
     obx_status st;
     if (id)
@@ -190,7 +190,7 @@ static int dead_change(obx_cli *c, obx_pipeline *p, const char *verb)
                     verb);
         return OBX_EXIT_USAGE;
     }
-    char err[OBX_ERRSTR_LEN] = "";
+    char err[OBX_CORE_ERR_LEN] = "";
     uint64_t n = 0;
     bool requeue = strcmp(verb, "requeue") == 0;
     obx_status st =

@@ -1,6 +1,6 @@
 /* The engine: claim -> publish -> settle for one pipeline.
  *
- * Guarantees enforced here (DESIGN section 2):
+ * Guarantees enforced here (docs/architecture.md maps each to its code):
  *  - no loss: an event is acked only after the broker confirmed it; every
  *    other outcome releases or buries it, and a crash leaves it leased;
  *  - per-key order: within a batch, once an event of a key fails, later

@@ -12,6 +12,8 @@
 #include "cli.h"
 #include "escape.h"
 
+/* README.md quotes this text from "commands:" on (tests/e2e keeps the
+ * two in sync). */
 static const char usage_text[] =
     "usage: outbox-relay [COMMAND] [OPTIONS]\n"
     "\n"
@@ -19,27 +21,36 @@ static const char usage_text[] =
     "at least once, in per-key order.\n"
     "\n"
     "commands:\n"
-    "  run -c FILE [--once]      relay events (the default command)\n"
+    "  run -c FILE [--once]      relay events (the default command); --once\n"
+    "                            drains what is pending and exits\n"
     "  check -c FILE [--connect] validate the config, plugins and options\n"
+    "                            (--connect: reach the stores and brokers)\n"
     "  plugins [-c FILE]         list the plugins found in the plugin path\n"
-    "  help PLUGIN|relay|pipeline  document a plugin's or the core's keys\n"
+    "  help PLUGIN|relay|pipeline  every key, with defaults and descriptions\n"
     "  schema STORE [-c FILE]    print the DDL the store needs\n"
-    "  demo -c FILE -n N         write N demo orders with their events\n"
-    "  stats -c FILE             pending, oldest and dead counts per pipeline\n"
+    "  demo -c FILE -n N         write N demo orders, each with its event in\n"
+    "                            one transaction (creates table 'orders')\n"
+    "  stats -c FILE             pending, oldest pending, dead letters (and\n"
+    "                            WAL lag) per pipeline\n"
     "  dead list|show ID|requeue ID|--all|purge ID|--all -c FILE\n"
-    "                            inspect and replay dead letters\n"
+    "                            inspect and replay dead letters; ID is the\n"
+    "                            event id ('dead list' shows them)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE   config file (default: plugins.conf)\n"
     "  -p, --pipeline NAME pipeline for demo, dead, schema (default: first)\n"
-    "      --once          drain what is pending, then exit\n"
+    "      --once          drain what is pending, then exit (gives up after\n"
+    "                      the pipeline's once_timeout without progress)\n"
     "      --connect       (check) also connect to stores and brokers\n"
     "  -n N                (demo) number of orders\n"
     "      --all           (dead requeue|purge) every dead letter\n"
     "  -V, --version       print the version and plugin ABI\n"
     "  -h, --help          this text\n"
     "\n"
-    "exit codes: 0 ok, 1 runtime failure, 2 usage or config error\n";
+    "exit codes: 0 ok, 1 runtime failure (a server unreachable, --once gave\n"
+    "up, a pipeline stopped), 2 usage or config error\n"
+    "signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGPIPE stop the relay\n"
+    "cleanly: in-flight batches finish and settle within shutdown_grace\n";
 
 static void exe_dir(char *out, size_t len)
 {

@@ -229,11 +229,15 @@ static void *pipeline_thread(void *arg)
 static void render_metrics(void *ctx, obx_buf *out)
 {
     obx_relay *r = ctx;
-    obx_pipeline_metrics *ms[64];
-    size_t n = r->n_pipelines < 64 ? r->n_pipelines : 64;
-    for (size_t i = 0; i < n; i++)
+    obx_pipeline_metrics **ms = calloc(r->n_pipelines, sizeof *ms);
+    if (!ms) {
+        out->oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < r->n_pipelines; i++)
         ms[i] = &r->pipelines[i].metrics;
-    obx_metrics_render(ms, n, out);
+    obx_metrics_render(ms, r->n_pipelines, out);
+    free(ms);
 }
 
 static bool ready_cb(void *ctx, obx_buf *why)

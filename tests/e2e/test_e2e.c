@@ -553,6 +553,24 @@ static void test_check_of_many_pipelines_is_cheap(void **state)
         fail_msg("check of 10000 pipelines peaked at %ld KiB", ru.ru_maxrss);
 }
 
+/* README.md quotes `outbox-relay --help` from "commands:" on. */
+static void test_readme_command_line_in_sync(void **state)
+{
+    fx *f = *state;
+    char *readme = slurp(OBX_SOURCE_DIR "/README.md");
+    assert_non_null(readme);
+    char *argv[] = {BIN, "--help", NULL};
+    assert_int_equal(proc_run(argv, f->out, f->err, 10000), 0);
+    char *help = slurp(f->out);
+    const char *cmds = strstr(help, "commands:\n");
+    assert_non_null(cmds);
+    if (!strstr(readme, cmds))
+        fail_msg("README.md's command line block is not `outbox-relay "
+                 "--help` from \"commands:\" on; paste it again");
+    free(help);
+    free(readme);
+}
+
 /* The `CREATE TABLE` of `outbox-relay schema STORE`, without quotes. */
 static char *table_ddl(fx *f, const char *store)
 {
@@ -633,6 +651,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_of_many_pipelines_is_cheap,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_configuration_doc_in_sync, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_readme_command_line_in_sync, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_stores_create_the_same_table,
                                         setup, teardown),
