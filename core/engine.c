@@ -272,6 +272,15 @@ static int flush_burials(obx_pipeline *p)
 
 /* ---- dead letters ---------------------------------------------------- */
 
+/* A result the broker leaves unfilled must never read as OBX_OK. */
+static void prefill_results(obx_result *res, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        res[i].status = OBX_FATAL;
+        strcpy(res[i].errstr, "no result from broker");
+    }
+}
+
 /* Copies of the buried events bound for the DLQ topic, each with the
  * failure added as headers. One allocation for the lot. */
 typedef struct dlq_batch {
@@ -337,6 +346,7 @@ static void dlq_publish(obx_pipeline *p)
         dlq_free(&d);
         return;
     }
+    prefill_results(d.res, p->b.n_burs);
     obx_status st = p->bops->publish(p->broker, d.ptrs, p->b.n_burs, d.res,
                                      (int)p->set.publish_timeout_ms);
     size_t keep = 0;
@@ -557,10 +567,7 @@ static int publish_batch(obx_pipeline *p)
     refuse_bad_destinations(p);
     if (p->b.n_pub == 0)
         return 0;
-    for (size_t i = 0; i < p->b.n_pub; i++) {
-        p->b.results[i].status = OBX_FATAL;
-        strcpy(p->b.results[i].errstr, "no result from broker");
-    }
+    prefill_results(p->b.results, p->b.n_pub);
     obx_status st =
         p->bops->publish(p->broker, p->b.pub, p->b.n_pub, p->b.results,
                          (int)p->set.publish_timeout_ms);

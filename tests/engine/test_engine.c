@@ -55,22 +55,24 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Load a one-pipeline config: fake store -> chaos broker, plus `extra`. */
+/* Load a one-pipeline config: fake store -> chaos broker (or the broker
+ * `extra` names), plus `extra`. */
 static void load(fixture *f, const char *store_extra, const char *extra)
 {
+    bool other_broker = strstr(extra, "broker = ") == extra;
     char path[4200], text[8192];
     snprintf(path, sizeof path, "%s/relay.conf", f->dir);
-    snprintf(text, sizeof text,
-             "[relay]\nplugin_path = %s\nlog_level = error\n"
-             "[pipeline t]\nstore = fake\nbroker = chaos\n"
-             "broker.output = %s\nbatch_size = 64\n%s%s"
-             "poll_interval = 5ms\n%s\n%s\n",
-             OBX_FAKE_DIR, f->out,
-             strstr(extra, "retry.backoff") ? "" : "retry.backoff = 1ms..4ms\n",
-             strstr(extra, "circuit.backoff")
-                 ? ""
-                 : "circuit.backoff = 10ms..50ms\n",
-             store_extra, extra);
+    snprintf(
+        text, sizeof text,
+        "[relay]\nplugin_path = %s\nlog_level = error\n"
+        "[pipeline t]\nstore = fake\n%s%s\nbatch_size = 64\n%s%s"
+        "poll_interval = 5ms\n%s\n%s\n",
+        OBX_FAKE_DIR, other_broker ? "" : "broker = chaos\nbroker.output = ",
+        other_broker ? "" : f->out,
+        strstr(extra, "retry.backoff") ? "" : "retry.backoff = 1ms..4ms\n",
+        strstr(extra, "circuit.backoff") ? ""
+                                         : "circuit.backoff = 10ms..50ms\n",
+        store_extra, extra);
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
     fputs(text, fp);
@@ -574,6 +576,22 @@ static void test_once_on_a_standby_says_so(void **state)
     free(buf);
 }
 
+/* A broker that leaves the DLQ copy's result unfilled: the event must not
+ * be acked as delivered to the DLQ topic; it falls back to the store. */
+static void test_unfilled_dlq_result_is_not_a_confirmation(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 20\nstore.keys = 4\nstore.poison = 3",
+         "broker = lazy\ndlq = topic:dead.letters\n");
+    drive(f, 10000);
+    const fake_view *v = view(f);
+    assert_int_equal(v->rows[3].state, FAKE_DEAD);
+    assert_int_equal(v->rows[3].publishes, 0);
+    assert_non_null(strstr(v->rows[3].reason, "dlq topic failed"));
+    assert_int_equal(atomic_load(&f->p->metrics.dead_lettered), 1);
+    assert_int_equal(atomic_load(&f->p->metrics.published), 19);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -611,6 +629,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_once_on_a_standby_says_so, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_unfilled_dlq_result_is_not_a_confirmation, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
