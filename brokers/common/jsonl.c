@@ -425,6 +425,10 @@ obx_status obx_jsonl_sink_open(obx_jsonl_sink *s, const obx_host *host,
             return OBX_CONFIG;
         }
         s->own_fp = true;
+        /* Lines are batched here already; unbuffered, each drain is one
+         * write(2) of whole lines, which O_APPEND makes atomic: several
+         * relays appending to one file never tear each other's lines. */
+        setvbuf(s->fp, NULL, _IONBF, 0);
         snprintf(s->name, sizeof s->name, "%s", conf->output);
     }
     struct stat sb;
