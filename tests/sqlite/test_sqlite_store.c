@@ -1010,9 +1010,76 @@ static void test_open_errors(void **state)
     sqt_exec(t, "CREATE TABLE outbox (id INTEGER PRIMARY KEY, payload)");
     assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
                      OBX_CONFIG);
-    assert_non_null(strstr(err, "no such column"));
+    if (!strstr(err, "table \"outbox\" has no column \"event_id\""))
+        fail_msg("open error '%s' does not name the missing column", err);
     assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
                      OBX_CONFIG);
+    if (!strstr(err, "table \"outbox\" has no column \"event_id\""))
+        fail_msg("validate error '%s' does not name the missing column", err);
+}
+
+/* Issue 15 item 1: SQLite reads an unknown double-quoted identifier as a
+ * string literal, so a store.column.* name that is not in the table used
+ * to publish every event with the column's name as its payload (or id, or
+ * type). open() and check --connect must refuse, naming table and column. */
+static void test_mapped_column_missing(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL); /* the default table, with "payload" */
+    t->ops->close(s);
+    sqt_insert(t, "k1", "real payload");
+    obx_kv cols[] = {{"payload", "body", 6}, {"event_type", "kind", 7}};
+    obx_sqlite_config c = t->conf;
+    c.column = (obx_kvlist){cols, 2};
+    const char *want[] = {
+        "table \"outbox\" has no column \"kind\" (store.column.event_type)",
+        "\"body\" (store.column.payload)"};
+    ERRBUF;
+    void *inst = NULL;
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    assert_null(inst);
+    for (size_t i = 0; i < 2; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("open error '%s' lacks '%s'", err, want[i]);
+    err[0] = '\0';
+    assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
+                     OBX_CONFIG);
+    for (size_t i = 0; i < 2; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("validate error '%s' lacks '%s'", err, want[i]);
+    /* nothing was claimed or marked on the way */
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE locked_by "
+                             "IS NULL AND published_at IS NULL"),
+                     1);
+    /* a relay-owned column missing from a hand-made table is named too */
+    sqt_exec(t, "ALTER TABLE outbox DROP COLUMN dead_reason");
+    c.column = (obx_kvlist){NULL, 0};
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    if (!strstr(err, "has no column \"dead_reason\""))
+        fail_msg("open error '%s' lacks the bookkeeping column", err);
+}
+
+/* The relay's connection turns SQLite's double-quoted string literals off,
+ * so no statement it runs can take a name for a value. A trigger on the
+ * table that relies on them fails at open, with a hint, not later. */
+static void test_double_quoted_literal_refused(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    t->ops->close(s);
+    sqt_exec(t, "CREATE TABLE audit (what TEXT)");
+    sqt_exec(t, "CREATE TRIGGER outbox_audit AFTER UPDATE ON outbox BEGIN "
+                "INSERT INTO audit VALUES (\"touched\"); END");
+    ERRBUF;
+    void *inst = NULL;
+    assert_int_equal(t->ops->open(t->host, &t->conf, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    if (!strstr(err, "no such column: touched") ||
+        !strstr(err, "single quotes"))
+        fail_msg("open error '%s' lacks the column or the hint", err);
 }
 
 /* ---- waiting, contention ---- */
@@ -1197,6 +1264,8 @@ int main(void)
         T(test_quoted_identifiers),
         T(test_column_errors),
         T(test_open_errors),
+        T(test_mapped_column_missing),
+        T(test_double_quoted_literal_refused),
         T(test_claim_wait),
         T(test_busy_unavailable),
         T(test_error_rolls_back),
