@@ -28,7 +28,7 @@ typedef struct sq_event {
 
 /* Build an event from the current row of `st`. `strict`: headers that are
  * not a JSON object fail with OBX_PERMANENT (reason in err); otherwise they
- * are dropped. Non-string header values are passed as compact JSON text.
+ * are dropped. Header values travel as written (obx_event_headers_parse).
  * On OBX_OK *out is a new block the caller frees with free(). */
 obx_status sq_event_read(sqlite3_stmt *st, int first, bool strict,
                          sq_event **out, char *err, size_t errlen);

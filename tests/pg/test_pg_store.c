@@ -729,6 +729,37 @@ static void test_poison_headers_text_payload(void **state)
     t->ops->close(s);
 }
 
+/* Issue 15 item 3: jsonb prints 1e-300 with 300 decimals and keeps
+ * integers of any size; header values are carried as that text, not
+ * parsed into doubles (which dead-lettered them, or printed 19.99 as
+ * 19.989999999999998). Objects and arrays travel as compact JSON. */
+static void test_header_numbers_as_written(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    pgt_exec(t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                "event_type, payload, headers) VALUES ('o', 'k', 'T', 'p', "
+                "'{\"d\": 1e-300, \"big\": 123456789012345678901234567890, "
+                "\"p\": 19.99, \"t\": 42.00, \"o\": {\"a\": [1, 2.50]}, "
+                "\"s\": \"caf\\u00e9\"}')");
+    obx_event *ev[2];
+    assert_int_equal(pgt_claim(t, s, ev, 2), 1);
+    char tiny[320] = "0.";
+    memset(tiny + 2, '0', 299);
+    tiny[301] = '1';
+    tiny[302] = '\0';
+    assert_int_equal(ev[0]->n_headers, 6);
+    assert_string_equal(find_header(ev[0], "d")->value, tiny);
+    assert_string_equal(find_header(ev[0], "big")->value,
+                        "123456789012345678901234567890");
+    assert_string_equal(find_header(ev[0], "p")->value, "19.99");
+    assert_string_equal(find_header(ev[0], "t")->value, "42.00");
+    assert_string_equal(find_header(ev[0], "o")->value, "{\"a\":[1,2.50]}");
+    assert_string_equal(find_header(ev[0], "s")->value, "caf\xc3\xa9");
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
 static void test_jsonb_payload(void **state)
 {
     pgt *t = *state;
@@ -1294,6 +1325,7 @@ int main(void)
         T(test_claim_wakes_for_retry),
         T(test_dead_letters),
         T(test_poison_headers_text_payload),
+        T(test_header_numbers_as_written),
         T(test_jsonb_payload),
         T(test_stats),
         T(test_retention),

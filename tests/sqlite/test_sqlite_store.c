@@ -709,6 +709,80 @@ static void test_poison_headers(void **state)
     t->ops->close(s);
 }
 
+/* Issue 15 item 3: header values are carried as written. Numbers keep
+ * their text (an integer past 64 bits was dead-lettered, 19.99 printed
+ * as a double), strings are unescaped, objects and arrays travel as their
+ * compact JSON text, and a name written twice keeps its last value. */
+static void test_header_values(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    sqt_exec(t, "INSERT INTO outbox(aggregate_type, aggregate_id, "
+                "event_type, payload, headers) VALUES ('o', 'k', 'T', 'p', "
+                "'{\"big\":123456789012345678901234567890,"
+                "\"neg\":-9223372036854775809,\"price\":19.99,"
+                "\"total\":42.00,\"e\":1e2,\"t\":true,\"z\":null,"
+                "\"o\":{ \"a\" : [1, 2.50] },"
+                "\"s\":\"caf\\u00e9 \\\"q\\\"\",\"n\\u00e4me\":\"x\","
+                "\"dup\":\"first\",\"dup\":\"last\"}')");
+    obx_event *ev[2];
+    assert_int_equal(sqt_claim(t, s, ev, 2), 1);
+    static const char *const want[][2] = {
+        {"big", "123456789012345678901234567890"},
+        {"neg", "-9223372036854775809"},
+        {"price", "19.99"},
+        {"total", "42.00"},
+        {"e", "1e2"},
+        {"t", "true"},
+        {"z", "null"},
+        {"o", "{\"a\":[1,2.50]}"},
+        {"s", "caf\xc3\xa9 \"q\""},
+        {"n\xc3\xa4me", "x"},
+        {"dup", "last"},
+    };
+    assert_int_equal(ev[0]->n_headers, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const obx_header *h = find_header(ev[0], want[i][0]);
+        if (!h)
+            fail_msg("no header '%s'", want[i][0]);
+        assert_string_equal(h->value, want[i][1]);
+    }
+    /* in the order written; the repeated name where it first appeared */
+    assert_string_equal(ev[0]->headers[0].name, "big");
+    assert_string_equal(ev[0]->headers[10].name, "dup");
+    sqt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* What a header cannot carry is dead-lettered with the reason, not cut:
+ * a NUL (\u0000) in a name or value would end the C string early. */
+static void test_header_nul(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    sqt_exec(t, "INSERT INTO outbox(aggregate_type, aggregate_id, "
+                "event_type, payload, headers) VALUES "
+                "('o', 'k1', 'T', 'p', '{\"a\":\"x\\u0000y\"}'), "
+                "('o', 'k2', 'T', 'p', '{\"a\\u0000b\":\"x\"}'), "
+                "('o', 'k3', 'T', 'p', '{\"ok\":\"\\u0001\"}')");
+    obx_event *ev[4];
+    assert_int_equal(sqt_claim(t, s, ev, 4), 1);
+    assert_string_equal(ev[0]->key, "k3");
+    assert_string_equal(find_header(ev[0], "ok")->value, "\x01");
+    sqt_ack(t, s, ev, 1);
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE dead_at IS "
+                             "NOT NULL AND dead_reason LIKE '%%header \"a\"%%"
+                             "NUL (\\u0000)%%cannot carry%%'"),
+                     1);
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE dead_at IS "
+                             "NOT NULL AND dead_reason LIKE '%%header name"
+                             "%%NUL (\\u0000)%%'"),
+                     1);
+    t->ops->close(s);
+}
+
 /* ---- stats, retention ---- */
 
 static void test_stats(void **state)
@@ -1258,6 +1332,8 @@ int main(void)
         T(test_dead_list),
         T(test_dead_requeue_purge),
         T(test_poison_headers),
+        T(test_header_values),
+        T(test_header_nul),
         T(test_stats),
         T(test_retention),
         T(test_schema_default),
