@@ -148,6 +148,33 @@ obx_status obx_event_headers_parse(obx_col_text t, bool strict,
     return rc == OBX_PERMANENT && !strict ? OBX_OK : rc;
 }
 
+obx_status obx_event_fields_check(const obx_event_fields *f,
+                                  const char *const *names, char *err,
+                                  size_t errlen)
+{
+    const obx_col_text *tx[OBX_EVENT_TEXT_FIELDS] = {
+        &f->event_id, &f->aggregate_type, &f->aggregate_id, &f->event_type,
+        &f->topic};
+    for (int i = 0; i < OBX_EVENT_TEXT_FIELDS; i++) {
+        const char *s = tx[i]->s;
+        if (!s && tx[i] == &f->topic)
+            continue; /* no topic: the pipeline's template decides */
+        if (!s) {
+            snprintf(err, errlen, "column \"%s\" is NULL", names[i]);
+            return OBX_PERMANENT;
+        }
+        const char *nul = memchr(s, '\0', tx[i]->len);
+        if (nul) {
+            snprintf(err, errlen,
+                     "column \"%s\" holds a NUL byte at offset %zu, which a "
+                     "broker cannot carry in that field",
+                     names[i], (size_t)(nul - s));
+            return OBX_PERMANENT;
+        }
+    }
+    return OBX_OK;
+}
+
 /* Copy len bytes plus a NUL at *cur; advance *cur. */
 static const char *obx_put(char **cur, const char *s, size_t len)
 {

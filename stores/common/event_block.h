@@ -65,6 +65,22 @@ obx_status obx_event_headers_parse(obx_col_text t, bool strict,
  * block built from it are copies, so the block outlives this. */
 void obx_event_headers_free(obx_event_headers *h);
 
+/* The text columns obx_event_fields_check looks at, in this order:
+ * event_id, aggregate_type, aggregate_id, event_type, topic. */
+#define OBX_EVENT_TEXT_FIELDS 5
+
+/* Refuse what a broker cannot carry, before the block is built: a NULL
+ * event_id, aggregate_type, aggregate_id or event_type (a hand-made table
+ * may allow it; as "" every such event would share one id or one key),
+ * and a NUL byte in any of them or in the topic (they become C strings:
+ * the value would be cut there, and a cut topic is another destination).
+ * `names` are the real column names, in OBX_EVENT_TEXT_FIELDS order, for
+ * the reason. Returns OBX_OK, or OBX_PERMANENT with the reason in err (the
+ * store dead-letters the row, which keeps its bytes). Pure. */
+obx_status obx_event_fields_check(const obx_event_fields *f,
+                                  const char *const *names, char *err,
+                                  size_t errlen);
+
 /* Allocate one zeroed block of `head_size` bytes (the store's event struct,
  * which must begin with an obx_event and be a multiple of a pointer's
  * alignment) followed by the header array and copies of every string, and

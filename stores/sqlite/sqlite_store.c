@@ -509,7 +509,8 @@ static void sq_close(void *inst)
 
 /* ---- claim ---- */
 
-/* A row whose headers cannot be parsed, dead-lettered before COMMIT. */
+/* A row that cannot be published (headers that cannot be parsed, a NULL
+ * id or key, a NUL in a text field), dead-lettered before COMMIT. */
 typedef struct sq_poison {
     int64_t id;
     char reason[OBX_ERRSTR_LEN];

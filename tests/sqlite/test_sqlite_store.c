@@ -674,20 +674,28 @@ static void test_dead_requeue_purge(void **state)
     t->ops->close(s);
 }
 
+/* An outbox table made by hand: no NOT NULL on the writer's columns, no
+ * CHECK on headers; the event id column named `event_id_col`. */
+static void hand_made_table(sqt *t, const char *event_id_col)
+{
+    sqt_exec(t,
+             "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+             "\"%w\" TEXT, aggregate_type TEXT, aggregate_id TEXT, "
+             "event_type TEXT, payload BLOB, topic TEXT, headers TEXT, "
+             "created_at INTEGER, attempts INTEGER NOT NULL DEFAULT 0, "
+             "next_attempt_at INTEGER NOT NULL DEFAULT 0, locked_by TEXT, "
+             "locked_until INTEGER, published_at INTEGER, dead_at INTEGER, "
+             "last_error TEXT, dead_reason TEXT, dead_destination TEXT)",
+             event_id_col);
+}
+
 /* Rows written by a client that bypassed the CHECK (a table created by
  * hand) with unparsable headers are dead-lettered at claim, not handed
  * out half-filled; the other rows flow. */
 static void test_poison_headers(void **state)
 {
     sqt *t = *state;
-    sqt_exec(t, "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "event_id TEXT NOT NULL, aggregate_type TEXT, aggregate_id "
-                "TEXT, event_type TEXT, payload BLOB, topic TEXT, headers "
-                "TEXT, created_at INTEGER, attempts INTEGER NOT NULL DEFAULT "
-                "0, next_attempt_at INTEGER NOT NULL DEFAULT 0, locked_by "
-                "TEXT, locked_until INTEGER, published_at INTEGER, dead_at "
-                "INTEGER, last_error TEXT, dead_reason TEXT, "
-                "dead_destination TEXT)");
+    hand_made_table(t, "event_id");
     sqt_exec(t, "INSERT INTO outbox(event_id, aggregate_type, aggregate_id, "
                 "event_type, payload, headers) VALUES "
                 "('e1', 'o', 'k', 'T', 'p', 'not json'), "
@@ -780,6 +788,110 @@ static void test_header_nul(void **state)
                              "NOT NULL AND dead_reason LIKE '%%header name"
                              "%%NUL (\\u0000)%%'"),
                      1);
+    t->ops->close(s);
+}
+
+/* Issue 15 item 5: SQLite TEXT may hold a NUL. Read as a C string, the
+ * value was cut at it: a topic "orders\0x" went to "orders", a key or
+ * event id lost its tail. A broker field cannot hold a NUL, so the row is
+ * dead-lettered with the reason (nothing is lost: the row keeps its bytes
+ * for `dead show`, fix it and requeue). A NULL event id or key in a
+ * hand-made table used to become "" (every such event a duplicate of the
+ * others for a consumer that dedups on the id): dead-lettered too. The
+ * payload has a length, so a NUL in a TEXT payload is carried whole. */
+static void test_text_nul_and_null(void **state)
+{
+    sqt *t = *state;
+    hand_made_table(t, "the id");
+#define NUL_TEXT(s) "CAST(x'" s "' AS TEXT)"
+    /* 6f7264 00 6572 = "ord\0er" */
+    sqt_exec(
+        t,
+        "INSERT INTO outbox (\"the id\", aggregate_type, "
+        "aggregate_id, event_type, payload, topic) VALUES "
+        "('e1', 'o', 'k1', 'T', 'p', " NUL_TEXT(
+            "6f7264006572") "), "
+                            "('e2', 'o', " NUL_TEXT(
+                                "6f7264006572") ", 'T', 'p', NULL), "
+                                                "(" NUL_TEXT(
+                                                    "6f7264006572") ", 'o', "
+                                                                    "'k3', "
+                                                                    "'T', 'p', "
+                                                                    "NULL), "
+                                                                    "('e4', "
+                                                                    "'o', "
+                                                                    "'k4',"
+                                                                    " " NUL_TEXT(
+                                                                        "6f7264"
+                                                                        "00657"
+                                                                        "2") ","
+                                                                             " "
+                                                                             "'"
+                                                                             "p"
+                                                                             "'"
+                                                                             ","
+                                                                             " "
+                                                                             "N"
+                                                                             "U"
+                                                                             "L"
+                                                                             "L"
+                                                                             ")"
+                                                                             ","
+                                                                             " "
+                                                                             "("
+                                                                             "'"
+                                                                             "e"
+                                                                             "5"
+                                                                             "'"
+                                                                             ","
+                                                                             " " NUL_TEXT(
+                                                                                 "6f7264006572") ", 'k5', 'T', 'p', NULL), "
+                                                                                                 "(NULL, 'o', 'k6', 'T', 'p', NULL), "
+                                                                                                 "('e7', 'o', NULL, 'T', 'p', NULL), "
+                                                                                                 "('e8', NULL, 'k8', 'T', 'p', NULL), "
+                                                                                                 "('e9', 'o', 'k9', NULL, 'p', NULL), "
+                                                                                                 "('ok', 'o', 'k10', 'T', " NUL_TEXT(
+                                                                                                     "610062") ", 'dest')");
+#undef NUL_TEXT
+    obx_kv cols[] = {{"event_id", "the id", 3}};
+    obx_sqlite_config c = t->conf;
+    c.create_schema = false;
+    c.column = (obx_kvlist){cols, 1};
+    void *s = sqt_open(t, &c);
+    obx_event *ev[16];
+    assert_int_equal(sqt_claim(t, s, ev, 16), 1);
+    assert_string_equal(ev[0]->event_id, "ok");
+    assert_string_equal(ev[0]->topic, "dest");
+    assert_int_equal(ev[0]->payload_len, 3);
+    assert_memory_equal(ev[0]->payload, "a\0b", 3);
+    sqt_ack(t, s, ev, 1);
+    static const struct {
+        int64_t id;
+        const char *why;
+    } want[] = {
+        {1, "column \"topic\" holds a NUL byte at offset 3"},
+        {2, "column \"aggregate_id\" holds a NUL byte at offset 3"},
+        {3, "column \"the id\" holds a NUL byte at offset 3"},
+        {4, "column \"event_type\" holds a NUL byte at offset 3"},
+        {5, "column \"aggregate_type\" holds a NUL byte at offset 3"},
+        {6, "column \"the id\" is NULL"},
+        {7, "column \"aggregate_id\" is NULL"},
+        {8, "column \"aggregate_type\" is NULL"},
+        {9, "column \"event_type\" is NULL"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (sqt_int(t, -1,
+                    "SELECT count(*) FROM outbox WHERE id = %lld AND dead_at "
+                    "IS NOT NULL AND locked_by IS NULL AND instr(dead_reason, "
+                    "%Q) > 0",
+                    (long long)want[i].id, want[i].why) != 1)
+            fail_msg("row %lld is not dead with reason '%s'",
+                     (long long)want[i].id, want[i].why);
+    /* each NUL reason says why the row was not published */
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE dead_reason "
+                             "LIKE '%%cannot carry%%'"),
+                     5);
     t->ops->close(s);
 }
 
@@ -1334,6 +1446,7 @@ int main(void)
         T(test_poison_headers),
         T(test_header_values),
         T(test_header_nul),
+        T(test_text_nul_and_null),
         T(test_stats),
         T(test_retention),
         T(test_schema_default),
