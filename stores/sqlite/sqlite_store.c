@@ -311,21 +311,20 @@ static int sq_prepare(sq_store *s, const char *tpl, sqlite3_stmt **out)
     return rc;
 }
 
-/* Which of our columns the table has (case-insensitive, as SQLite
- * compares names); *n_cols 0 when there is no such table. */
-static int sq_table_columns(sq_store *s, bool *found, int *n_cols)
+int sq_columns_found(sqlite3 *db, const char *table, const char *const *want,
+                     int n_want, bool *found, int *n_cols)
 {
     sqlite3_stmt *st = NULL;
     *n_cols = 0;
-    int rc = sqlite3_prepare_v2(
-        s->db, "SELECT name FROM pragma_table_xinfo(?1)", -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_xinfo(?1)",
+                                -1, &st, NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, s->names.table, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             const char *name = (const char *)sqlite3_column_text(st, 0);
             (*n_cols)++;
-            for (int c = 0; name && c < SQ_C_COUNT; c++)
-                found[c] |= sqlite3_stricmp(name, s->names.col[c]) == 0;
+            for (int c = 0; name && c < n_want; c++)
+                found[c] |= sqlite3_stricmp(name, want[c]) == 0;
         }
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
@@ -342,7 +341,8 @@ static obx_status sq_check_columns(sq_store *s, char *errstr, size_t errlen)
 {
     bool found[SQ_C_COUNT] = {false};
     int n_cols = 0;
-    int rc = sq_table_columns(s, found, &n_cols);
+    int rc = sq_columns_found(s->db, s->names.table, s->names.col, SQ_C_COUNT,
+                              found, &n_cols);
     if (rc != SQLITE_OK)
         return sq_open_fail(s, rc, "read the table's columns", errstr, errlen);
     if (n_cols == 0) {

@@ -1426,6 +1426,40 @@ static void test_demo(void **state)
     t->ops->close(s);
 }
 
+/* demo writes its own "orders" table; one of another shape made it fail
+ * with SQLite's bare complaint. The error names the table, what is
+ * missing or refused, and the shape demo needs; nothing is written. */
+static void test_demo_other_orders(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    ERRBUF;
+    sqt_exec(t, "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)");
+    assert_int_equal(t->ops->demo(s, 3, err, sizeof err), OBX_CONFIG);
+    static const char *const want[] = {
+        "demo: \"orders\" exists with another shape",
+        "no column customer, amount_cents, created_at",
+        "demo needs orders(id INTEGER PRIMARY KEY, customer TEXT, "
+        "amount_cents INTEGER, created_at INTEGER)",
+        "store.path"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("demo error '%s' lacks '%s'", err, want[i]);
+    /* the columns are there, but a row as demo writes it is refused */
+    sqt_exec(t, "DROP TABLE orders");
+    sqt_exec(t, "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, "
+                "amount_cents INTEGER, created_at INTEGER, region TEXT NOT "
+                "NULL)");
+    err[0] = '\0';
+    assert_int_equal(t->ops->demo(s, 3, err, sizeof err), OBX_CONFIG);
+    if (!strstr(err, "NOT NULL constraint failed: orders.region") ||
+        !strstr(err, "\"orders\" exists with another shape"))
+        fail_msg("demo error '%s' lacks the refusal or the shape", err);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox"), 0);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM orders"), 0);
+    t->ops->close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1459,6 +1493,7 @@ int main(void)
         T(test_busy_unavailable),
         T(test_error_rolls_back),
         T(test_demo),
+        T(test_demo_other_orders),
 #undef T
     };
     return cmocka_run_group_tests_name("sqlite_store", tests, NULL, NULL);
