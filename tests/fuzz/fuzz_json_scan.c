@@ -4,12 +4,17 @@
  * input, the member walk disagrees with the checker (a member's value,
  * checked on its own, must give back the same span and kind), unescaping
  * writes past str.len - 2 bytes, compacting is not idempotent or yields
- * text the checker refuses, or a refusal comes without a reason. */
+ * text the checker refuses, or a refusal comes without a reason. The same
+ * bytes then go through the headers column parser (event_block.c) and an
+ * event block is built from them: ASan sees any write past the buffer
+ * that parser sizes from the input, and every header must come back whole
+ * (no NUL inside, the length it claims). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "event_block.h"
 #include "json_scan.h"
 
 static void inside(obx_json_span v, const char *s, size_t n)
@@ -76,6 +81,32 @@ static void walk(obx_json_span obj, const char *s, size_t n, int depth)
     }
 }
 
+static void headers_ok(const char *buf, size_t size)
+{
+    obx_event_headers h;
+    char err[256] = "";
+    obx_status st = obx_event_headers_parse((obx_col_text){buf, size}, true, &h,
+                                            err, sizeof err);
+    if (st == OBX_PERMANENT && !err[0])
+        abort();
+    if (st != OBX_OK)
+        return;
+    const obx_event_fields f = {.event_id = {"e", 1},
+                                .aggregate_type = {"t", 1},
+                                .aggregate_id = {"k", 1},
+                                .event_type = {"T", 1}};
+    obx_event *ev =
+        obx_event_block_new(sizeof(obx_event) + sizeof(void *), &f, &h);
+    if (!ev || ev->n_headers != h.n)
+        abort();
+    for (size_t i = 0; i < h.n; i++)
+        if (strlen(ev->headers[i].name) != h.v[i].name_len ||
+            strlen(ev->headers[i].value) != h.v[i].value_len)
+            abort();
+    free(ev);
+    obx_event_headers_free(&h);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -99,6 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (!err[0]) {
         abort();
     }
+    headers_ok(buf, size);
     free(buf);
     return 0;
 }
