@@ -1,51 +1,120 @@
 #include "event_block.h"
 
+#include "json_scan.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One header while the block is being sized. */
-struct obx_event_header_value {
-    const char *name;
-    const char *value;
-    size_t value_len;
-    char *owned; /* compact JSON of a non-string value, freed after copy */
-};
-
 void obx_event_headers_free(obx_event_headers *h)
 {
-    for (size_t i = 0; i < h->n; i++)
-        free(h->v[i].owned);
     free(h->v);
-    json_decref(h->obj);
+    free(h->buf);
     memset(h, 0, sizeof *h);
 }
 
-static obx_status obx_headers_fill(obx_event_headers *h)
+/* Copy a member's name or value into h->buf at *used as a C string:
+ * strings unescaped, objects and arrays compacted, the rest as written.
+ * Returns the copy, or NULL when it holds a NUL. */
+static const char *obx_header_text(obx_event_headers *h, size_t *used,
+                                   obx_json_span v, size_t *len)
 {
-    /* + 1: calloc(0) may return NULL, which would read as out of memory
-     * for a valid empty object. */
-    h->v = calloc(json_object_size(h->obj) + 1, sizeof *h->v);
-    if (!h->v)
-        return OBX_NOMEM;
+    char *dst = h->buf + *used;
+    if (v.kind == OBX_JSON_STRING)
+        *len = obx_json_unescape(v, dst);
+    else if (v.kind == OBX_JSON_OBJECT || v.kind == OBX_JSON_ARRAY)
+        *len = obx_json_compact(v, dst);
+    else
+        memcpy(dst, v.s, *len = v.len);
+    dst[*len] = '\0';
+    *used += *len + 1;
+    return memchr(dst, '\0', *len) ? NULL : dst;
+}
+
+/* For the sort that finds repeated names: the name, then the place. */
+typedef struct obx_header_ref {
     const char *name;
-    json_t *val;
-    json_object_foreach(h->obj, name, val)
-    {
-        struct obx_event_header_value *hv = &h->v[h->n++];
-        hv->name = name;
-        if (json_is_string(val)) {
-            hv->value = json_string_value(val);
-            hv->value_len = strlen(hv->value);
-            continue;
-        }
-        hv->owned = json_dumps(val, JSON_ENCODE_ANY | JSON_COMPACT);
-        if (!hv->owned)
-            return OBX_NOMEM;
-        hv->value = hv->owned;
-        hv->value_len = strlen(hv->owned);
+    size_t at;
+} obx_header_ref;
+
+static int obx_header_ref_cmp(const void *a, const void *b)
+{
+    const obx_header_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* A name given twice keeps its last value at its first place, as jansson
+ * did before and jsonb does on write. A sort, not a quadratic search: the
+ * column is written by whoever can insert a row. */
+static obx_status obx_headers_dedup(obx_event_headers *h)
+{
+    if (h->n < 2)
+        return OBX_OK;
+    obx_header_ref *r = malloc(h->n * sizeof *r);
+    if (!r)
+        return OBX_NOMEM;
+    for (size_t i = 0; i < h->n; i++)
+        r[i] = (obx_header_ref){h->v[i].name, i};
+    qsort(r, h->n, sizeof *r, obx_header_ref_cmp);
+    for (size_t i = 0; i < h->n;) {
+        size_t j = i + 1;
+        while (j < h->n && strcmp(r[j].name, r[i].name) == 0)
+            j++;
+        obx_event_header_value *first = &h->v[r[i].at];
+        const obx_event_header_value last = h->v[r[j - 1].at];
+        first->value = last.value;
+        first->value_len = last.value_len;
+        for (size_t k = i + 1; k < j; k++)
+            h->v[r[k].at].name = NULL;
+        i = j;
     }
+    free(r);
+    size_t n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (h->v[i].name)
+            h->v[n++] = h->v[i];
+    h->n = n;
     return OBX_OK;
+}
+
+/* Every name and value fits in t.len bytes with their NULs: a name loses
+ * its two quotes to gain one NUL, escapes and compacting only shrink, and
+ * the ':' of each member pays for the NUL after its value. */
+static obx_status obx_headers_fill(obx_event_headers *h, obx_json_span obj,
+                                   size_t room, char *err, size_t errlen)
+{
+    obx_json_iter it;
+    obx_json_span name, value;
+    size_t n = 0, used = 0;
+    obx_json_members(&it, obj);
+    while (obx_json_next(&it, &name, &value))
+        n++;
+    /* + 1: malloc(0) may return NULL, which would read as out of memory */
+    h->v = calloc(n + 1, sizeof *h->v);
+    h->buf = malloc(room + 1);
+    if (!h->v || !h->buf)
+        return OBX_NOMEM;
+    obx_json_members(&it, obj);
+    while (obx_json_next(&it, &name, &value)) {
+        obx_event_header_value *hv = &h->v[h->n++];
+        hv->name = obx_header_text(h, &used, name, &hv->name_len);
+        if (!hv->name) {
+            snprintf(err, errlen,
+                     "headers: a header name holds a NUL (\\u0000), which a "
+                     "message header cannot carry");
+            return OBX_PERMANENT;
+        }
+        hv->value = obx_header_text(h, &used, value, &hv->value_len);
+        if (!hv->value) {
+            snprintf(err, errlen,
+                     "headers: header \"%.100s\" holds a NUL (\\u0000), "
+                     "which a message header cannot carry",
+                     hv->name);
+            return OBX_PERMANENT;
+        }
+    }
+    return obx_headers_dedup(h);
 }
 
 static obx_status obx_headers_load(obx_col_text t, obx_event_headers *h,
@@ -53,18 +122,17 @@ static obx_status obx_headers_load(obx_col_text t, obx_event_headers *h,
 {
     if (!t.s || t.len == 0)
         return OBX_OK;
-    json_error_t je;
-    h->obj = json_loadb(t.s, t.len, 0, &je);
-    if (!h->obj) {
-        snprintf(err, errlen, "headers are not valid JSON: %s (column %d)",
-                 je.text, je.column);
+    char why[160];
+    obx_json_span obj;
+    if (obx_json_check(t.s, t.len, &obj, why, sizeof why) != 0) {
+        snprintf(err, errlen, "headers are not valid JSON: %s", why);
         return OBX_PERMANENT;
     }
-    if (!json_is_object(h->obj)) {
+    if (obj.kind != OBX_JSON_OBJECT) {
         snprintf(err, errlen, "headers must be a JSON object");
         return OBX_PERMANENT;
     }
-    return obx_headers_fill(h);
+    return obx_headers_fill(h, obj, t.len, err, errlen);
 }
 
 obx_status obx_event_headers_parse(obx_col_text t, bool strict,
@@ -78,6 +146,33 @@ obx_status obx_event_headers_parse(obx_col_text t, bool strict,
     /* Nothing half-built is handed on, also when leniently dropped. */
     obx_event_headers_free(h);
     return rc == OBX_PERMANENT && !strict ? OBX_OK : rc;
+}
+
+obx_status obx_event_fields_check(const obx_event_fields *f,
+                                  const char *const *names, char *err,
+                                  size_t errlen)
+{
+    const obx_col_text *tx[OBX_EVENT_TEXT_FIELDS] = {
+        &f->event_id, &f->aggregate_type, &f->aggregate_id, &f->event_type,
+        &f->topic};
+    for (int i = 0; i < OBX_EVENT_TEXT_FIELDS; i++) {
+        const char *s = tx[i]->s;
+        if (!s && tx[i] == &f->topic)
+            continue; /* no topic: the pipeline's template decides */
+        if (!s) {
+            snprintf(err, errlen, "column \"%s\" is NULL", names[i]);
+            return OBX_PERMANENT;
+        }
+        const char *nul = memchr(s, '\0', tx[i]->len);
+        if (nul) {
+            snprintf(err, errlen,
+                     "column \"%s\" holds a NUL byte at offset %zu, which a "
+                     "broker cannot carry in that field",
+                     names[i], (size_t)(nul - s));
+            return OBX_PERMANENT;
+        }
+    }
+    return OBX_OK;
 }
 
 /* Copy len bytes plus a NUL at *cur; advance *cur. */
@@ -109,7 +204,7 @@ void *obx_event_block_new(size_t head_size, const obx_event_fields *f,
     for (size_t i = 0; i < sizeof tx / sizeof tx[0]; i++)
         sz += tx[i]->len + 1;
     for (size_t i = 0; i < h->n; i++)
-        sz += strlen(h->v[i].name) + 1 + h->v[i].value_len + 1;
+        sz += h->v[i].name_len + 1 + h->v[i].value_len + 1;
     char *block = calloc(1, sz);
     if (!block)
         return NULL;
@@ -118,7 +213,7 @@ void *obx_event_block_new(size_t head_size, const obx_event_fields *f,
     obx_header *hd = (obx_header *)(block + head_size);
     char *cur = (char *)(hd + h->n);
     for (size_t i = 0; i < h->n; i++) {
-        hd[i].name = obx_put(&cur, h->v[i].name, strlen(h->v[i].name));
+        hd[i].name = obx_put(&cur, h->v[i].name, h->v[i].name_len);
         hd[i].value = obx_put(&cur, h->v[i].value, h->v[i].value_len);
     }
     ev->headers = h->n ? hd : NULL;

@@ -72,11 +72,6 @@ obx_status pgp_event_read(const PGresult *res, int row, bool strict,
         tx[c] = pgp_col(res, row, c);
     tx[PGP_R_PAYLOAD] = pgp_payload(res, row);
 
-    obx_event_headers h;
-    obx_status rc =
-        obx_event_headers_parse(tx[PGP_R_HEADERS], strict, &h, err, errlen);
-    if (rc != OBX_OK)
-        return rc;
     const obx_event_fields f = {
         .event_id = tx[PGP_R_EVENT_ID],
         .aggregate_type = tx[PGP_R_AGGREGATE_TYPE],
@@ -88,6 +83,19 @@ obx_status pgp_event_read(const PGresult *res, int row, bool strict,
         .attempts = pgp_get_i64(res, row, PGP_R_ATTEMPTS),
         .seq = (uint64_t)pgp_get_i64(res, row, PGP_R_ID),
     };
+    /* PostgreSQL names "o.col::text" after the column: the real names */
+    const char *names[OBX_EVENT_TEXT_FIELDS] = {
+        PQfname(res, PGP_R_EVENT_ID), PQfname(res, PGP_R_AGGREGATE_TYPE),
+        PQfname(res, PGP_R_AGGREGATE_ID), PQfname(res, PGP_R_EVENT_TYPE),
+        PQfname(res, PGP_R_TOPIC)};
+    obx_status rc =
+        strict ? obx_event_fields_check(&f, names, err, errlen) : OBX_OK;
+    obx_event_headers h;
+    if (rc == OBX_OK)
+        rc =
+            obx_event_headers_parse(tx[PGP_R_HEADERS], strict, &h, err, errlen);
+    if (rc != OBX_OK)
+        return rc;
     pgp_event *e = obx_event_block_new(sizeof *e, &f, &h);
     obx_event_headers_free(&h);
     *out = e;

@@ -196,8 +196,9 @@ static void pgp_close(void *inst)
 
 /* ---- claim ---- */
 
-/* A row whose headers cannot be parsed, dead-lettered right after the
- * claim instead of being handed out half-filled. */
+/* A row that cannot be published (headers that cannot be parsed, a NULL
+ * id or key), dead-lettered right after the claim instead of being handed
+ * out half-filled. */
 typedef struct pgp_batch {
     obx_event **out;
     size_t n;
@@ -254,8 +255,8 @@ static void pgp_bury_poison(pgp_store *s, pgp_batch *b)
                      s->names.table, err[0] ? err : obx_status_name(st));
     else
         s->host->log(s->host, OBX_LOG_WARN,
-                     "pg_poll \"%s\": %zu rows with unreadable headers "
-                     "dead-lettered at claim (ids %s)",
+                     "pg_poll \"%s\": %zu unreadable rows (headers, NULL "
+                     "columns) dead-lettered at claim (ids %s)",
                      s->names.table, b->n_bad, p[0]);
 }
 

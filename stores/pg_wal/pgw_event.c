@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
+#include "event_block.h"
+#include "json_scan.h"
 #include "pgw_store.h"
 
 #define PGW_BYTEAOID 17
@@ -21,10 +21,10 @@ typedef struct pgw_field {
 
 typedef struct pgw_parts {
     pgw_field f[PGW_C_N_MAPPABLE];
-    json_t *hdrs;        /* JSON object, or NULL */
-    char *owned_payload; /* decoded bytea or dumped JSON, freed after copy */
-    char **owned_vals;   /* dumped non-string header values */
-    size_t n_owned;
+    obx_event_headers h;
+    char *owned_payload; /* decoded bytea, freed after copy */
+    char *strs;          /* the envelope's strings, unescaped */
+    size_t strs_used;
     char id[64]; /* generated event id */
     char poison[OBX_ERRSTR_LEN];
     int64_t created_us;
@@ -34,10 +34,8 @@ typedef struct pgw_parts {
 static void parts_free(pgw_parts *p)
 {
     free(p->owned_payload);
-    for (size_t i = 0; i < p->n_owned; i++)
-        free(p->owned_vals[i]);
-    free(p->owned_vals);
-    json_decref(p->hdrs);
+    free(p->strs);
+    obx_event_headers_free(&p->h);
 }
 
 static void set_poison(pgw_parts *p, const char *fmt, const char *arg)
@@ -191,56 +189,17 @@ bool pgw_parse_timestamp(const char *s, size_t len, int64_t *us)
 
 /* ---- headers ---- */
 
-static obx_status parse_headers(pgw_parts *p, const char *s, size_t len)
+/* The rules of obx_event_headers_parse (values as written); what cannot
+ * be read makes the event a dead letter, with the reason. */
+static obx_status parse_headers(pgw_parts *p, const char *s, size_t len,
+                                const char *where)
 {
-    if (!s || len == 0)
-        return OBX_OK;
-    json_error_t je;
-    json_t *o = json_loadb(s, len, 0, &je);
-    if (!o || !json_is_object(o)) {
-        json_decref(o);
-        set_poison(p, "headers are not a JSON object%s",
-                   o ? "" : " (invalid JSON)");
-        return OBX_OK;
-    }
-    p->hdrs = o;
-    return OBX_OK;
-}
-
-static obx_status adopt_headers(pgw_parts *p, json_t *o)
-{
-    if (!o || json_is_null(o))
-        return OBX_OK;
-    if (!json_is_object(o)) {
-        set_poison(p, "envelope: headers must be a JSON object%s", "");
-        return OBX_OK;
-    }
-    p->hdrs = json_incref(o);
-    return OBX_OK;
-}
-
-/* Header values as strings: non-string values as compact JSON. */
-static obx_status header_values(pgw_parts *p)
-{
-    size_t n = p->hdrs ? json_object_size(p->hdrs) : 0;
-    if (n == 0)
-        return OBX_OK;
-    p->owned_vals = calloc(n, sizeof *p->owned_vals);
-    if (!p->owned_vals)
-        return OBX_NOMEM;
-    const char *k;
-    json_t *v;
-    json_object_foreach(p->hdrs, k, v)
-    {
-        (void)k;
-        char *s = json_is_string(v)
-                      ? strdup(json_string_value(v))
-                      : json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-        if (!s)
-            return OBX_NOMEM;
-        p->owned_vals[p->n_owned++] = s;
-    }
-    return OBX_OK;
+    char err[OBX_ERRSTR_LEN] = "";
+    obx_status st = obx_event_headers_parse((obx_col_text){s, len}, true, &p->h,
+                                            err, sizeof err);
+    if (st == OBX_PERMANENT && !p->poison[0])
+        snprintf(p->poison, sizeof p->poison, "%s%s", where, err);
+    return st == OBX_PERMANENT ? OBX_OK : st;
 }
 
 /* ---- the block ---- */
@@ -257,41 +216,23 @@ static const char *put(char **cur, const char *s, size_t len)
 
 static size_t block_size(const pgw_parts *p)
 {
-    size_t sz = sizeof(pgw_event) + p->n_owned * sizeof(obx_header);
+    size_t sz = sizeof(pgw_event) + p->h.n * sizeof(obx_header);
     for (int c = PGW_C_EVENT_ID; c <= PGW_C_TOPIC; c++)
         sz += p->f[c].len + 1;
-    const char *k;
-    json_t *v;
-    size_t i = 0;
-    if (p->hdrs)
-        json_object_foreach(p->hdrs, k, v)
-        {
-            (void)v;
-            if (i < p->n_owned)
-                sz += strlen(k) + 1 + strlen(p->owned_vals[i]) + 1;
-            i++;
-        }
+    for (size_t i = 0; i < p->h.n; i++)
+        sz += p->h.v[i].name_len + 1 + p->h.v[i].value_len + 1;
     return sz + strlen(p->poison) + 1;
 }
 
 static void fill_headers(pgw_event *e, const pgw_parts *p, char **cur)
 {
     obx_header *hd = (obx_header *)(e + 1);
-    const char *k;
-    json_t *v;
-    size_t i = 0;
-    if (p->hdrs)
-        json_object_foreach(p->hdrs, k, v)
-        {
-            (void)v;
-            if (i >= p->n_owned)
-                break;
-            hd[i].name = put(cur, k, strlen(k));
-            hd[i].value = put(cur, p->owned_vals[i], strlen(p->owned_vals[i]));
-            i++;
-        }
-    e->ev.headers = i ? hd : NULL;
-    e->ev.n_headers = i;
+    for (size_t i = 0; i < p->h.n; i++) {
+        hd[i].name = put(cur, p->h.v[i].name, p->h.v[i].name_len);
+        hd[i].value = put(cur, p->h.v[i].value, p->h.v[i].value_len);
+    }
+    e->ev.headers = p->h.n ? hd : NULL;
+    e->ev.n_headers = p->h.n;
 }
 
 static const char *put_field(char **cur, pgw_field f, bool keep_null)
@@ -305,8 +246,6 @@ static obx_status build(pgw_parts *p, uint64_t seq, uint64_t sub,
                         pgw_event **out)
 {
     *out = NULL;
-    if (header_values(p) != OBX_OK)
-        return OBX_NOMEM;
     if (!p->f[PGW_C_EVENT_ID].s || p->f[PGW_C_EVENT_ID].len == 0) {
         /* stable across replays: the same position gives the same id */
         snprintf(p->id, sizeof p->id, "wal-%016" PRIx64 "-%" PRIu64, seq, sub);
@@ -315,7 +254,7 @@ static obx_status build(pgw_parts *p, uint64_t seq, uint64_t sub,
     pgw_event *e = calloc(1, block_size(p));
     if (!e)
         return OBX_NOMEM;
-    char *cur = (char *)((obx_header *)(e + 1) + p->n_owned);
+    char *cur = (char *)((obx_header *)(e + 1) + p->h.n);
     fill_headers(e, p, &cur);
     obx_event *ev = &e->ev;
     ev->event_id = put_field(&cur, p->f[PGW_C_EVENT_ID], false);
@@ -407,7 +346,8 @@ obx_status pgw_event_from_row(pgw_store *s, const pgw_rel *rel,
     row_required(&p, s);
     obx_status st = row_payload(&p, rel);
     if (st == OBX_OK)
-        st = parse_headers(&p, p.f[PGW_C_HEADERS].s, p.f[PGW_C_HEADERS].len);
+        st =
+            parse_headers(&p, p.f[PGW_C_HEADERS].s, p.f[PGW_C_HEADERS].len, "");
     if (st == OBX_OK)
         st = build(&p, seq, sub, out);
     parts_free(&p);
@@ -416,60 +356,120 @@ obx_status pgw_event_from_row(pgw_store *s, const pgw_rel *rel,
 
 /* ---- from a logical message ---- */
 
-static pgw_field json_field(json_t *o, const char *name)
+/* The envelope's members that mean something, as written. */
+enum {
+    ENV_EVENT_ID,
+    ENV_AGGREGATE_TYPE,
+    ENV_AGGREGATE_ID,
+    ENV_EVENT_TYPE,
+    ENV_TOPIC,
+    ENV_CREATED_AT,
+    ENV_PAYLOAD,
+    ENV_HEADERS,
+    ENV_COUNT
+};
+
+static const char *const env_names[ENV_COUNT] = {
+    "event_id", "aggregate_type", "aggregate_id", "event_type",
+    "topic",    "created_at",     "payload",      "headers"};
+
+/* The member named by the checked string span `name`, or -1. Names are
+ * compared unescaped, so "event_typ\u0065" is event_type. */
+static int env_member(obx_json_span name)
 {
-    json_t *v = json_object_get(o, name);
-    pgw_field f = {NULL, 0};
-    if (json_is_string(v)) {
-        f.s = json_string_value(v);
-        f.len = json_string_length(v);
-    }
-    return f;
+    char buf[32];
+    if (name.len - 2 > sizeof buf)
+        return -1; /* longer than any of ours, escaped or not */
+    size_t n = obx_json_unescape(name, buf);
+    for (int i = 0; i < ENV_COUNT; i++)
+        if (strlen(env_names[i]) == n && memcmp(env_names[i], buf, n) == 0)
+            return i;
+    return -1;
 }
 
-static obx_status envelope_payload(pgw_parts *p, json_t *o)
+/* A string member's content, unescaped into p->strs (which has room for
+ * all of them: unescaping only shrinks). NULL when it is not a string. */
+static const char *env_string(pgw_parts *p, obx_json_span v, size_t *len)
 {
-    json_t *v = json_object_get(o, "payload");
-    if (!v) {
+    if (v.kind != OBX_JSON_STRING)
+        return NULL;
+    char *dst = p->strs + p->strs_used;
+    *len = obx_json_unescape(v, dst);
+    dst[*len] = '\0';
+    p->strs_used += *len + 1;
+    return dst;
+}
+
+/* event_id, aggregate_*, event_type and topic become C strings: one
+ * holding a NUL (\u0000) would reach the broker cut short, so the event
+ * is dead-lettered with the reason instead. */
+static void env_field(pgw_parts *p, int col, const char *name, obx_json_span v,
+                      bool required)
+{
+    size_t len = 0;
+    const char *s = env_string(p, v, &len);
+    if (!s) {
+        if (required)
+            set_poison(p, "envelope: \"%s\" missing or not a string", name);
+        return;
+    }
+    if (memchr(s, '\0', len)) {
+        set_poison(p,
+                   "envelope: \"%s\" holds a NUL (\\u0000), which a broker "
+                   "cannot carry",
+                   name);
+        /* keep the text as written, for `dead show` */
+        s = v.s + 1;
+        len = v.len - 2;
+    }
+    p->f[col] = (pgw_field){s, len};
+}
+
+/* A JSON string payload is its decoded text (its bytes, NULs included);
+ * any other value is its JSON text byte for byte, as the writer wrote it:
+ * never parsed and printed again. */
+static void env_payload(pgw_parts *p, obx_json_span v)
+{
+    if (!v.s) {
         set_poison(p, "envelope: no \"payload\"%s", "");
-        return OBX_OK;
+        return;
     }
-    if (json_is_string(v)) {
-        p->f[PGW_C_PAYLOAD] =
-            (pgw_field){json_string_value(v), json_string_length(v)};
-        return OBX_OK;
-    }
-    p->owned_payload = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-    if (!p->owned_payload)
-        return OBX_NOMEM;
-    p->f[PGW_C_PAYLOAD] =
-        (pgw_field){p->owned_payload, strlen(p->owned_payload)};
-    return OBX_OK;
+    size_t len = 0;
+    const char *s = env_string(p, v, &len);
+    p->f[PGW_C_PAYLOAD] = s ? (pgw_field){s, len} : (pgw_field){v.s, v.len};
 }
 
-static obx_status envelope_fields(pgw_parts *p, json_t *o)
+static obx_status envelope_fields(pgw_parts *p, obx_json_span obj)
 {
-    static const struct {
-        int col;
-        const char *name;
-        bool required;
-    } map[] = {{PGW_C_EVENT_ID, "event_id", false},
-               {PGW_C_AGGREGATE_TYPE, "aggregate_type", true},
-               {PGW_C_AGGREGATE_ID, "aggregate_id", true},
-               {PGW_C_EVENT_TYPE, "event_type", true},
-               {PGW_C_TOPIC, "topic", false}};
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
-        p->f[map[i].col] = json_field(o, map[i].name);
-        if (map[i].required && !p->f[map[i].col].s)
-            set_poison(p, "envelope: \"%s\" missing or not a string",
-                       map[i].name);
+    static const int cols[] = {PGW_C_EVENT_ID, PGW_C_AGGREGATE_TYPE,
+                               PGW_C_AGGREGATE_ID, PGW_C_EVENT_TYPE,
+                               PGW_C_TOPIC};
+    obx_json_span m[ENV_COUNT] = {{NULL, 0, OBX_JSON_NULL}};
+    obx_json_iter it;
+    obx_json_span name, value;
+    obx_json_members(&it, obj);
+    /* a member given twice: the last one counts, as jsonb and jansson */
+    while (obx_json_next(&it, &name, &value)) {
+        int i = env_member(name);
+        if (i >= 0)
+            m[i] = value;
     }
-    json_t *ca = json_object_get(o, "created_at");
-    if (json_is_string(ca))
-        pgw_parse_timestamp(json_string_value(ca), json_string_length(ca),
-                            &p->created_us);
-    obx_status st = envelope_payload(p, o);
-    return st == OBX_OK ? adopt_headers(p, json_object_get(o, "headers")) : st;
+    for (int i = ENV_EVENT_ID; i <= ENV_TOPIC; i++)
+        env_field(p, cols[i], env_names[i], m[i],
+                  i != ENV_EVENT_ID && i != ENV_TOPIC);
+    size_t len = 0;
+    const char *ca = env_string(p, m[ENV_CREATED_AT], &len);
+    if (ca)
+        pgw_parse_timestamp(ca, len, &p->created_us);
+    env_payload(p, m[ENV_PAYLOAD]);
+    obx_json_span h = m[ENV_HEADERS];
+    if (!h.s || h.kind == OBX_JSON_NULL)
+        return OBX_OK;
+    if (h.kind != OBX_JSON_OBJECT) {
+        set_poison(p, "envelope: headers must be a JSON object%s", "");
+        return OBX_OK;
+    }
+    return parse_headers(p, h.s, h.len, "envelope: ");
 }
 
 obx_status pgw_event_from_message(pgw_store *s, const pgo_msg *m, uint64_t seq,
@@ -481,23 +481,24 @@ obx_status pgw_event_from_message(pgw_store *s, const pgo_msg *m, uint64_t seq,
     memset(&p, 0, sizeof p);
     p.row_id = -1;
     p.created_us = commit_us;
-    json_error_t je;
-    json_t *o = json_loadb((const char *)m->content, m->content_len, 0, &je);
+    const char *text = (const char *)m->content;
+    char why[160];
+    obx_json_span obj;
     obx_status st = OBX_OK;
-    if (!o || !json_is_object(o)) {
-        char why[200];
-        snprintf(why, sizeof why, "%s", o ? "not a JSON object" : je.text);
-        set_poison(&p, "envelope is not a JSON object: %s", why);
+    int bad = obx_json_check(text, m->content_len, &obj, why, sizeof why);
+    if (bad || obj.kind != OBX_JSON_OBJECT) {
+        set_poison(&p, "envelope is not a JSON object: %s",
+                   bad ? why : "another JSON value");
         /* keep the bytes, so `dead show` lets an operator see them */
-        p.f[PGW_C_PAYLOAD] =
-            (pgw_field){(const char *)m->content, m->content_len};
+        p.f[PGW_C_PAYLOAD] = (pgw_field){text, m->content_len};
+    } else if (!(p.strs = malloc(m->content_len + 1))) {
+        st = OBX_NOMEM;
     } else {
-        st = envelope_fields(&p, o);
+        st = envelope_fields(&p, obj);
     }
     if (st == OBX_OK)
         st = build(&p, seq, sub, out);
     parts_free(&p);
-    json_decref(o);
     return st;
 }
 
@@ -528,7 +529,8 @@ obx_status pgw_event_from_result(pgw_store *s, const PGresult *r, int row,
     pgw_rel rel = {.type = {[PGW_C_PAYLOAD] = PQftype(r, PGW_C_PAYLOAD)}};
     obx_status st = row_payload(&p, &rel);
     if (st == OBX_OK)
-        st = parse_headers(&p, p.f[PGW_C_HEADERS].s, p.f[PGW_C_HEADERS].len);
+        st =
+            parse_headers(&p, p.f[PGW_C_HEADERS].s, p.f[PGW_C_HEADERS].len, "");
     if (st == OBX_OK)
         st = build(&p, 0, (uint64_t)p.row_id, out);
     parts_free(&p);

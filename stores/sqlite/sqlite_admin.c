@@ -4,8 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "sqlite_store.h"
 
 /* Rows deleted per retention run: small, so the write lock is held only
@@ -164,11 +162,19 @@ obx_status sq_dead_purge(void *inst, const char *event_id, uint64_t *count,
 
 /* ---- demo: the transactional outbox pattern itself ---- */
 
+/* What demo writes next to the outbox; an existing table of that name
+ * must take these rows. */
+#define SQ_DEMO_SHAPE                                                          \
+    "orders(id INTEGER PRIMARY KEY, customer TEXT, amount_cents INTEGER, "     \
+    "created_at INTEGER)"
+
 typedef struct sq_demo_ctx {
     sq_store *s;
     sqlite3_stmt *order;
     sqlite3_stmt *event;
     uint64_t rng;
+    bool existed;      /* "orders" was there before demo ran */
+    bool order_failed; /* the last failure was writing the order row */
 } sq_demo_ctx;
 
 static uint64_t sq_rand(sq_demo_ctx *d)
@@ -180,10 +186,48 @@ static uint64_t sq_rand(sq_demo_ctx *d)
     return d->rng;
 }
 
-static int sq_demo_prepare(sq_demo_ctx *d)
+/* An "orders" table of the user's own: say which, and what demo needs,
+ * instead of SQLite's bare complaint about a column. */
+static obx_status sq_demo_shape(sq_demo_ctx *d, const char *why, char *errstr,
+                                size_t errlen)
+{
+    /* short: it must fit OBX_ERRSTR_LEN with the path */
+    snprintf(errstr, errlen,
+             "sqlite %s: demo: \"orders\" exists with another shape (%s); "
+             "demo needs " SQ_DEMO_SHAPE ": set another store.path or "
+             "rename it",
+             d->s->path, why);
+    return OBX_CONFIG;
+}
+
+/* Which of demo's columns an existing "orders" lacks, as "no column a, b". */
+static int sq_demo_columns(sq_demo_ctx *d, char *missing, size_t len)
+{
+    static const char *const want[] = {"id", "customer", "amount_cents",
+                                       "created_at"};
+    bool found[4] = {false};
+    int n_cols = 0;
+    int rc = sq_columns_found(d->s->db, "orders", want, 4, found, &n_cols);
+    d->existed = n_cols > 0;
+    missing[0] = '\0';
+    for (int i = 0; rc == SQLITE_OK && d->existed && i < 4; i++) {
+        size_t used = strlen(missing);
+        if (!found[i])
+            snprintf(missing + used, len - used, "%s%s",
+                     used ? ", " : "no column ", want[i]);
+    }
+    return rc;
+}
+
+static obx_status sq_demo_prepare(sq_demo_ctx *d, char *errstr, size_t errlen)
 {
     sq_store *s = d->s;
-    int rc = sqlite3_exec(s->db,
+    char missing[128];
+    int rc = sq_demo_columns(d, missing, sizeof missing);
+    if (rc == SQLITE_OK && missing[0])
+        return sq_demo_shape(d, missing, errstr, errlen);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db,
                           "CREATE TABLE IF NOT EXISTS orders (\n"
                           "    id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
                           "    customer TEXT NOT NULL,\n"
@@ -203,7 +247,7 @@ static int sq_demo_prepare(sq_demo_ctx *d)
         rc = sql ? sqlite3_prepare_v2(s->db, sql, -1, &d->event, NULL)
                  : SQLITE_NOMEM;
     sqlite3_free(sql);
-    return rc;
+    return rc == SQLITE_OK ? OBX_OK : sq_fail(s, rc, "demo", errstr, errlen);
 }
 
 static int sq_step_reset(sqlite3_stmt *st)
@@ -222,48 +266,60 @@ static int sq_demo_one(sq_demo_ctx *d)
     const char *customer = customers[sq_rand(d) % 5];
     int64_t cents = 500 + (int64_t)(sq_rand(d) % 20000);
     int64_t now = d->s->host->now_us();
+    /* return at the first failure: a later sqlite3_bind_* would clear
+     * the error message that sq_demo reports */
     int rc = sq_run(d->s, SQ_S_BEGIN);
+    if (rc != SQLITE_OK)
+        return rc;
     sqlite3_bind_text(d->order, 1, customer, -1, SQLITE_STATIC);
     sqlite3_bind_int64(d->order, 2, cents);
     sqlite3_bind_int64(d->order, 3, now);
-    if (rc == SQLITE_OK)
-        rc = sq_step_reset(d->order);
+    rc = sq_step_reset(d->order);
+    d->order_failed = rc != SQLITE_OK;
+    if (rc != SQLITE_OK)
+        return rc;
     int64_t id = sqlite3_last_insert_rowid(d->s->db);
-    json_t *doc = json_pack("{sIsssIsI}", "order_id", (json_int_t)id,
-                            "customer", customer, "amount_cents",
-                            (json_int_t)cents, "created_at", (json_int_t)now);
-    char *payload = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
+    /* the customers are fixed ASCII words: nothing to escape */
+    char payload[160];
+    snprintf(payload, sizeof payload,
+             "{\"order_id\":%lld,\"customer\":\"%s\",\"amount_cents\":"
+             "%lld,\"created_at\":%lld}",
+             (long long)id, customer, (long long)cents, (long long)now);
     char key[32];
     snprintf(key, sizeof key, "%lld", (long long)id);
     sqlite3_bind_text(d->event, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(d->event, 2, payload, -1, SQLITE_STATIC);
-    if (rc == SQLITE_OK)
-        rc = payload ? sq_step_reset(d->event) : SQLITE_NOMEM;
+    rc = sq_step_reset(d->event);
+    if (rc != SQLITE_OK)
+        return rc; /* stepped again only after binding anew */
+    /* the key and payload live on this stack frame */
     sqlite3_clear_bindings(d->event);
-    free(payload);
-    if (rc == SQLITE_OK)
-        rc = sq_run(d->s, SQ_S_COMMIT);
-    return rc;
+    return sq_run(d->s, SQ_S_COMMIT);
 }
 
 /* Create the `orders` table when missing and write n orders, each with its
- * OrderCreated event in the same transaction. */
+ * OrderCreated event in the same transaction. An `orders` table of
+ * another shape is OBX_CONFIG, with the shape demo needs. */
 obx_status sq_demo(void *inst, uint64_t n, char *errstr, size_t errlen)
 {
-    sq_demo_ctx d = {inst, NULL, NULL, 0};
+    sq_demo_ctx d = {.s = inst};
     d.rng = (uint64_t)d.s->host->now_us() | 1;
-    int rc = sq_demo_prepare(&d);
-    for (uint64_t i = 0; rc == SQLITE_OK && i < n; i++)
+    obx_status st = sq_demo_prepare(&d, errstr, errlen);
+    int rc = SQLITE_OK;
+    for (uint64_t i = 0; st == OBX_OK && rc == SQLITE_OK && i < n; i++)
         rc = sq_demo_one(&d);
-    obx_status st = OBX_OK;
-    if (rc != SQLITE_OK)
-        st = sq_fail(d.s, rc, "demo", errstr, errlen);
-    else
+    if (st == OBX_OK && rc != SQLITE_OK) {
+        char why[OBX_ERRSTR_LEN];
+        snprintf(why, sizeof why, "%s", sqlite3_errmsg(d.s->db));
+        st = sq_fail(d.s, rc, "demo", errstr, errlen); /* rolls back */
+        if (d.existed && d.order_failed && (rc & 0xff) == SQLITE_CONSTRAINT)
+            st = sq_demo_shape(&d, why, errstr, errlen);
+    } else if (st == OBX_OK) {
         d.s->host->log(d.s->host, OBX_LOG_INFO,
                        "sqlite %s: demo wrote %llu orders with their "
                        "OrderCreated events",
                        d.s->path, (unsigned long long)n);
+    }
     sqlite3_finalize(d.order);
     sqlite3_finalize(d.event);
     return st;

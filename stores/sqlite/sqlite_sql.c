@@ -111,6 +111,11 @@ int sq_names_init(sq_names *n, const obx_sqlite_config *conf, char *err,
                            &rules, err, errlen);
 }
 
+const char *sq_col_logical(sq_col c)
+{
+    return sq_col_default[c];
+}
+
 static void sq_ident(sqlite3_str *s, const char *name)
 {
     /* %w doubles embedded double quotes: SQLite's identifier quoting. */

@@ -46,6 +46,10 @@ typedef struct sq_names {
 int sq_names_init(sq_names *n, const obx_sqlite_config *conf, char *err,
                   size_t errlen);
 
+/* The relay's own (logical) name of column c, e.g. "payload": what
+ * store.column.<name> calls it. */
+const char *sq_col_logical(sq_col c);
+
 /* Expand an SQL template: {T} is the quoted table, {I:sfx} the quoted
  * index name "<table>_<sfx>", {col} the quoted real name of a logical
  * column. Returns a string to free with sqlite3_free(), or NULL (no

@@ -311,19 +311,92 @@ static int sq_prepare(sq_store *s, const char *tpl, sqlite3_stmt **out)
     return rc;
 }
 
+int sq_columns_found(sqlite3 *db, const char *table, const char *const *want,
+                     int n_want, bool *found, int *n_cols)
+{
+    sqlite3_stmt *st = NULL;
+    *n_cols = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_xinfo(?1)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 0);
+            (*n_cols)++;
+            for (int c = 0; name && c < n_want; c++)
+                found[c] |= sqlite3_stricmp(name, want[c]) == 0;
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Every column our statements name must be in the table. Preparing them
+ * is no test: where a double-quoted name matches no column, SQLite has
+ * (by default) read it as a string literal, and the relay published the
+ * column's name as every event's payload. We also turn that off (see
+ * sq_connect); this check says which column is missing and why. */
+static obx_status sq_check_columns(sq_store *s, char *errstr, size_t errlen)
+{
+    bool found[SQ_C_COUNT] = {false};
+    int n_cols = 0;
+    int rc = sq_columns_found(s->db, s->names.table, s->names.col, SQ_C_COUNT,
+                              found, &n_cols);
+    if (rc != SQLITE_OK)
+        return sq_open_fail(s, rc, "read the table's columns", errstr, errlen);
+    if (n_cols == 0) {
+        snprintf(errstr, errlen,
+                 "sqlite %s: no table \"%s\" and create_schema is false",
+                 s->path, s->names.table);
+        return OBX_CONFIG;
+    }
+    sqlite3_str *msg = sqlite3_str_new(NULL);
+    int missing = 0;
+    for (int c = 0; c < SQ_C_COUNT; c++) {
+        if (found[c])
+            continue;
+        const char *logical = sq_col_logical((sq_col)c);
+        sqlite3_str_appendf(msg, "%s\"%s\"", missing++ ? ", " : "",
+                            s->names.col[c]);
+        if (strcmp(logical, s->names.col[c]) != 0)
+            sqlite3_str_appendf(msg, " (store.column.%s)", logical);
+    }
+    char *list = sqlite3_str_finish(msg);
+    if (missing)
+        snprintf(errstr, errlen,
+                 "sqlite %s: table \"%s\" has no column %s; the columns it "
+                 "needs are in `outbox-relay schema sqlite` (with the same "
+                 "store.column.* settings)",
+                 s->path, s->names.table, list ? list : "(out of memory)");
+    sqlite3_free(list);
+    return missing ? OBX_CONFIG : OBX_OK;
+}
+
 static obx_status sq_prepare_all(sq_store *s, char *errstr, size_t errlen)
 {
-    for (int i = 0; i < SQ_S_COUNT; i++) {
+    obx_status st = sq_check_columns(s, errstr, errlen);
+    for (int i = 0; st == OBX_OK && i < SQ_S_COUNT; i++) {
         const char *tpl = i == SQ_S_ACK ? sq_ack_sql(s->conf) : sq_stmt_sql[i];
         int rc = sq_prepare(s, tpl, &s->st[i]);
-        if (rc != SQLITE_OK) {
-            char what[160];
-            snprintf(what, sizeof what, "table \"%s\" does not fit",
-                     s->names.table);
-            return sq_open_fail(s, rc, what, errstr, errlen);
+        if (rc == SQLITE_OK)
+            continue;
+        /* Our columns are all there, so the unknown name is in a trigger
+         * or view that our statements pull in. */
+        bool dqs = strncmp(sqlite3_errmsg(s->db), "no such column", 14) == 0;
+        char what[160];
+        snprintf(what, sizeof what, "table \"%s\" does not fit",
+                 s->names.table);
+        st = sq_open_fail(s, rc, what, errstr, errlen);
+        if (dqs) {
+            size_t len = strlen(errstr);
+            snprintf(errstr + len, errlen - len,
+                     " (from a trigger on the table? the relay turns "
+                     "SQLite's double-quoted string literals off: write "
+                     "strings in single quotes)");
         }
     }
-    return OBX_OK;
+    return st;
 }
 
 static void sq_close_db(sq_store *s)
@@ -340,8 +413,13 @@ static obx_status sq_connect(sq_store *s, int flags, char *errstr,
 {
     int rc =
         sqlite3_open_v2(s->path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc == SQLITE_OK)
+    if (rc == SQLITE_OK) {
         sqlite3_extended_result_codes(s->db, 1);
+        /* "name" is an identifier, never a string: with the legacy
+         * fallback an unknown column became its own name as a value. */
+        sqlite3_db_config(s->db, SQLITE_DBCONFIG_DQS_DML, 0, (int *)NULL);
+        sqlite3_db_config(s->db, SQLITE_DBCONFIG_DQS_DDL, 0, (int *)NULL);
+    }
     if (rc != SQLITE_OK && !s->db)
         return OBX_NOMEM;
     if (rc != SQLITE_OK)
@@ -431,7 +509,8 @@ static void sq_close(void *inst)
 
 /* ---- claim ---- */
 
-/* A row whose headers cannot be parsed, dead-lettered before COMMIT. */
+/* A row that cannot be published (headers that cannot be parsed, a NULL
+ * id or key, a NUL in a text field), dead-lettered before COMMIT. */
 typedef struct sq_poison {
     int64_t id;
     char reason[OBX_ERRSTR_LEN];

@@ -62,6 +62,13 @@ int sq_run(sq_store *s, sq_stmt which);
 /* Bind an optional string (NULL binds SQL NULL). */
 void sq_bind_str(sqlite3_stmt *st, int idx, const char *v);
 
+/* Which of the columns want[0..n_want) table `table` has, compared as
+ * SQLite compares names (ASCII case-insensitive): found[i] is set for
+ * each one present (the caller zeroes found). *n_cols counts the table's
+ * columns, 0 when there is no such table. Returns an SQLite code. */
+int sq_columns_found(sqlite3 *db, const char *table, const char *const *want,
+                     int n_want, bool *found, int *n_cols);
+
 /* Operator and statistics operations (sqlite_admin.c). */
 obx_status sq_stats(void *inst, obx_store_stats *st, char *errstr,
                     size_t errlen);

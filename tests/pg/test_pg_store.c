@@ -692,20 +692,30 @@ static void test_dead_letters(void **state)
     t->ops->close(s);
 }
 
+/* An outbox table made by hand: no NOT NULL on the writer's columns, no
+ * CHECK on headers. `event_id_col` is pasted as SQL (quote it yourself). */
+static void hand_made_table(pgt *t, const char *event_id_col,
+                            const char *payload_type, const char *headers_type)
+{
+    pgt_exec(t,
+             "CREATE TABLE outbox (id bigserial PRIMARY KEY, %s text, "
+             "aggregate_type text, aggregate_id text, event_type text, "
+             "payload %s, topic text, headers %s, created_at timestamptz "
+             "DEFAULT now(), attempts int NOT NULL DEFAULT 0, "
+             "next_attempt_at timestamptz NOT NULL DEFAULT '-infinity', "
+             "locked_by text, locked_until timestamptz, published_at "
+             "timestamptz, dead_at timestamptz, last_error text, "
+             "dead_reason text, dead_destination text)",
+             event_id_col, payload_type, headers_type);
+}
+
 /* Rows of a hand-made table (text headers, no CHECK) with unparsable
  * headers are dead-lettered at claim, not handed out half-filled; the
  * other rows flow. The payload may be a text column, too. */
 static void test_poison_headers_text_payload(void **state)
 {
     pgt *t = *state;
-    pgt_exec(t, "CREATE TABLE outbox (id bigserial PRIMARY KEY, event_id "
-                "text NOT NULL, aggregate_type text, aggregate_id text, "
-                "event_type text, payload text, topic text, headers text, "
-                "created_at timestamptz DEFAULT now(), attempts int NOT NULL "
-                "DEFAULT 0, next_attempt_at timestamptz NOT NULL DEFAULT "
-                "'-infinity', locked_by text, locked_until timestamptz, "
-                "published_at timestamptz, dead_at timestamptz, last_error "
-                "text, dead_reason text, dead_destination text)");
+    hand_made_table(t, "event_id", "text", "text");
     pgt_exec(t, "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, "
                 "event_type, payload, headers) VALUES "
                 "('e1', 'o', 'k', 'T', 'p', 'not json'), "
@@ -726,6 +736,71 @@ static void test_poison_headers_text_payload(void **state)
                              "LIKE '%%headers%%' AND locked_by IS "
                              "NULL"),
                      2);
+    t->ops->close(s);
+}
+
+/* Issue 15 item 3: jsonb prints 1e-300 with 300 decimals and keeps
+ * integers of any size; header values are carried as that text, not
+ * parsed into doubles (which dead-lettered them, or printed 19.99 as
+ * 19.989999999999998). Objects and arrays travel as compact JSON. */
+static void test_header_numbers_as_written(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    pgt_exec(t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                "event_type, payload, headers) VALUES ('o', 'k', 'T', 'p', "
+                "'{\"d\": 1e-300, \"big\": 123456789012345678901234567890, "
+                "\"p\": 19.99, \"t\": 42.00, \"o\": {\"a\": [1, 2.50]}, "
+                "\"s\": \"caf\\u00e9\"}')");
+    obx_event *ev[2];
+    assert_int_equal(pgt_claim(t, s, ev, 2), 1);
+    char tiny[320] = "0.";
+    memset(tiny + 2, '0', 299);
+    tiny[301] = '1';
+    tiny[302] = '\0';
+    assert_int_equal(ev[0]->n_headers, 6);
+    assert_string_equal(find_header(ev[0], "d")->value, tiny);
+    assert_string_equal(find_header(ev[0], "big")->value,
+                        "123456789012345678901234567890");
+    assert_string_equal(find_header(ev[0], "p")->value, "19.99");
+    assert_string_equal(find_header(ev[0], "t")->value, "42.00");
+    assert_string_equal(find_header(ev[0], "o")->value, "{\"a\":[1,2.50]}");
+    assert_string_equal(find_header(ev[0], "s")->value, "caf\xc3\xa9");
+    pgt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* Issue 15 item 5, pg_poll side: PostgreSQL text cannot hold a NUL, but
+ * a hand-made table may allow NULL ids, keys and types. They used to
+ * become "" (every NULL-id event the same id to a consumer that dedups):
+ * now the row is dead-lettered at claim with the column named. */
+static void test_null_text_columns(void **state)
+{
+    pgt *t = *state;
+    hand_made_table(t, "\"the id\"", "bytea", "jsonb");
+    pgt_exec(t, "INSERT INTO outbox (\"the id\", aggregate_type, "
+                "aggregate_id, event_type, payload) VALUES "
+                "(NULL, 'o', 'k1', 'T', 'p'), ('e2', 'o', NULL, 'T', 'p'), "
+                "('e3', NULL, 'k3', 'T', 'p'), ('e4', 'o', 'k4', NULL, 'p'), "
+                "('ok', 'o', 'k5', 'T', 'p')");
+    obx_kv cols[] = {{"event_id", "the id", 3}};
+    obx_pg_poll_config c = t->conf;
+    c.create_schema = false;
+    c.column = (obx_kvlist){cols, 1};
+    void *s = pgt_open(t, &c);
+    obx_event *ev[8];
+    claim_ids(t, s, 8, (int64_t[]){5}, 1, ev);
+    assert_string_equal(ev[0]->event_id, "ok");
+    pgt_ack(t, s, ev, 1);
+    static const char *const why[] = {
+        "column \"the id\" is NULL", "column \"aggregate_id\" is NULL",
+        "column \"aggregate_type\" is NULL", "column \"event_type\" is NULL"};
+    for (int i = 0; i < 4; i++)
+        if (pgt_int(t, -1,
+                    "SELECT count(*) FROM outbox WHERE id = %d AND dead_at IS "
+                    "NOT NULL AND locked_by IS NULL AND dead_reason = '%s'",
+                    i + 1, why[i]) != 1)
+            fail_msg("row %d is not dead with reason '%s'", i + 1, why[i]);
     t->ops->close(s);
 }
 
@@ -1312,6 +1387,8 @@ int main(void)
         T(test_claim_wakes_for_retry),
         T(test_dead_letters),
         T(test_poison_headers_text_payload),
+        T(test_header_numbers_as_written),
+        T(test_null_text_columns),
         T(test_jsonb_payload),
         T(test_stats),
         T(test_retention),

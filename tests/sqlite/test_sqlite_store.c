@@ -674,20 +674,28 @@ static void test_dead_requeue_purge(void **state)
     t->ops->close(s);
 }
 
+/* An outbox table made by hand: no NOT NULL on the writer's columns, no
+ * CHECK on headers; the event id column named `event_id_col`. */
+static void hand_made_table(sqt *t, const char *event_id_col)
+{
+    sqt_exec(t,
+             "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+             "\"%w\" TEXT, aggregate_type TEXT, aggregate_id TEXT, "
+             "event_type TEXT, payload BLOB, topic TEXT, headers TEXT, "
+             "created_at INTEGER, attempts INTEGER NOT NULL DEFAULT 0, "
+             "next_attempt_at INTEGER NOT NULL DEFAULT 0, locked_by TEXT, "
+             "locked_until INTEGER, published_at INTEGER, dead_at INTEGER, "
+             "last_error TEXT, dead_reason TEXT, dead_destination TEXT)",
+             event_id_col);
+}
+
 /* Rows written by a client that bypassed the CHECK (a table created by
  * hand) with unparsable headers are dead-lettered at claim, not handed
  * out half-filled; the other rows flow. */
 static void test_poison_headers(void **state)
 {
     sqt *t = *state;
-    sqt_exec(t, "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "event_id TEXT NOT NULL, aggregate_type TEXT, aggregate_id "
-                "TEXT, event_type TEXT, payload BLOB, topic TEXT, headers "
-                "TEXT, created_at INTEGER, attempts INTEGER NOT NULL DEFAULT "
-                "0, next_attempt_at INTEGER NOT NULL DEFAULT 0, locked_by "
-                "TEXT, locked_until INTEGER, published_at INTEGER, dead_at "
-                "INTEGER, last_error TEXT, dead_reason TEXT, "
-                "dead_destination TEXT)");
+    hand_made_table(t, "event_id");
     sqt_exec(t, "INSERT INTO outbox(event_id, aggregate_type, aggregate_id, "
                 "event_type, payload, headers) VALUES "
                 "('e1', 'o', 'k', 'T', 'p', 'not json'), "
@@ -706,6 +714,184 @@ static void test_poison_headers(void **state)
                              "LIKE '%%headers%%' AND locked_by IS "
                              "NULL"),
                      2);
+    t->ops->close(s);
+}
+
+/* Issue 15 item 3: header values are carried as written. Numbers keep
+ * their text (an integer past 64 bits was dead-lettered, 19.99 printed
+ * as a double), strings are unescaped, objects and arrays travel as their
+ * compact JSON text, and a name written twice keeps its last value. */
+static void test_header_values(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    sqt_exec(t, "INSERT INTO outbox(aggregate_type, aggregate_id, "
+                "event_type, payload, headers) VALUES ('o', 'k', 'T', 'p', "
+                "'{\"big\":123456789012345678901234567890,"
+                "\"neg\":-9223372036854775809,\"price\":19.99,"
+                "\"total\":42.00,\"e\":1e2,\"t\":true,\"z\":null,"
+                "\"o\":{ \"a\" : [1, 2.50] },"
+                "\"s\":\"caf\\u00e9 \\\"q\\\"\",\"n\\u00e4me\":\"x\","
+                "\"dup\":\"first\",\"dup\":\"last\"}')");
+    obx_event *ev[2];
+    assert_int_equal(sqt_claim(t, s, ev, 2), 1);
+    static const char *const want[][2] = {
+        {"big", "123456789012345678901234567890"},
+        {"neg", "-9223372036854775809"},
+        {"price", "19.99"},
+        {"total", "42.00"},
+        {"e", "1e2"},
+        {"t", "true"},
+        {"z", "null"},
+        {"o", "{\"a\":[1,2.50]}"},
+        {"s", "caf\xc3\xa9 \"q\""},
+        {"n\xc3\xa4me", "x"},
+        {"dup", "last"},
+    };
+    assert_int_equal(ev[0]->n_headers, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const obx_header *h = find_header(ev[0], want[i][0]);
+        if (!h)
+            fail_msg("no header '%s'", want[i][0]);
+        assert_string_equal(h->value, want[i][1]);
+    }
+    /* in the order written; the repeated name where it first appeared */
+    assert_string_equal(ev[0]->headers[0].name, "big");
+    assert_string_equal(ev[0]->headers[10].name, "dup");
+    sqt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* What a header cannot carry is dead-lettered with the reason, not cut:
+ * a NUL (\u0000) in a name or value would end the C string early. */
+static void test_header_nul(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    sqt_exec(t, "INSERT INTO outbox(aggregate_type, aggregate_id, "
+                "event_type, payload, headers) VALUES "
+                "('o', 'k1', 'T', 'p', '{\"a\":\"x\\u0000y\"}'), "
+                "('o', 'k2', 'T', 'p', '{\"a\\u0000b\":\"x\"}'), "
+                "('o', 'k3', 'T', 'p', '{\"ok\":\"\\u0001\"}')");
+    obx_event *ev[4];
+    assert_int_equal(sqt_claim(t, s, ev, 4), 1);
+    assert_string_equal(ev[0]->key, "k3");
+    assert_string_equal(find_header(ev[0], "ok")->value, "\x01");
+    sqt_ack(t, s, ev, 1);
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE dead_at IS "
+                             "NOT NULL AND dead_reason LIKE '%%header \"a\"%%"
+                             "NUL (\\u0000)%%cannot carry%%'"),
+                     1);
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE dead_at IS "
+                             "NOT NULL AND dead_reason LIKE '%%header name"
+                             "%%NUL (\\u0000)%%'"),
+                     1);
+    t->ops->close(s);
+}
+
+/* Issue 15 item 5: SQLite TEXT may hold a NUL. Read as a C string, the
+ * value was cut at it: a topic "orders\0x" went to "orders", a key or
+ * event id lost its tail. A broker field cannot hold a NUL, so the row is
+ * dead-lettered with the reason (nothing is lost: the row keeps its bytes
+ * for `dead show`, fix it and requeue). A NULL event id or key in a
+ * hand-made table used to become "" (every such event a duplicate of the
+ * others for a consumer that dedups on the id): dead-lettered too. The
+ * payload has a length, so a NUL in a TEXT payload is carried whole. */
+static void test_text_nul_and_null(void **state)
+{
+    sqt *t = *state;
+    hand_made_table(t, "the id");
+#define NUL_TEXT(s) "CAST(x'" s "' AS TEXT)"
+    /* 6f7264 00 6572 = "ord\0er" */
+    sqt_exec(
+        t,
+        "INSERT INTO outbox (\"the id\", aggregate_type, "
+        "aggregate_id, event_type, payload, topic) VALUES "
+        "('e1', 'o', 'k1', 'T', 'p', " NUL_TEXT(
+            "6f7264006572") "), "
+                            "('e2', 'o', " NUL_TEXT(
+                                "6f7264006572") ", 'T', 'p', NULL), "
+                                                "(" NUL_TEXT(
+                                                    "6f7264006572") ", 'o', "
+                                                                    "'k3', "
+                                                                    "'T', 'p', "
+                                                                    "NULL), "
+                                                                    "('e4', "
+                                                                    "'o', "
+                                                                    "'k4',"
+                                                                    " " NUL_TEXT(
+                                                                        "6f7264"
+                                                                        "00657"
+                                                                        "2") ","
+                                                                             " "
+                                                                             "'"
+                                                                             "p"
+                                                                             "'"
+                                                                             ","
+                                                                             " "
+                                                                             "N"
+                                                                             "U"
+                                                                             "L"
+                                                                             "L"
+                                                                             ")"
+                                                                             ","
+                                                                             " "
+                                                                             "("
+                                                                             "'"
+                                                                             "e"
+                                                                             "5"
+                                                                             "'"
+                                                                             ","
+                                                                             " " NUL_TEXT(
+                                                                                 "6f7264006572") ", 'k5', 'T', 'p', NULL), "
+                                                                                                 "(NULL, 'o', 'k6', 'T', 'p', NULL), "
+                                                                                                 "('e7', 'o', NULL, 'T', 'p', NULL), "
+                                                                                                 "('e8', NULL, 'k8', 'T', 'p', NULL), "
+                                                                                                 "('e9', 'o', 'k9', NULL, 'p', NULL), "
+                                                                                                 "('ok', 'o', 'k10', 'T', " NUL_TEXT(
+                                                                                                     "610062") ", 'dest')");
+#undef NUL_TEXT
+    obx_kv cols[] = {{"event_id", "the id", 3}};
+    obx_sqlite_config c = t->conf;
+    c.create_schema = false;
+    c.column = (obx_kvlist){cols, 1};
+    void *s = sqt_open(t, &c);
+    obx_event *ev[16];
+    assert_int_equal(sqt_claim(t, s, ev, 16), 1);
+    assert_string_equal(ev[0]->event_id, "ok");
+    assert_string_equal(ev[0]->topic, "dest");
+    assert_int_equal(ev[0]->payload_len, 3);
+    assert_memory_equal(ev[0]->payload, "a\0b", 3);
+    sqt_ack(t, s, ev, 1);
+    static const struct {
+        int64_t id;
+        const char *why;
+    } want[] = {
+        {1, "column \"topic\" holds a NUL byte at offset 3"},
+        {2, "column \"aggregate_id\" holds a NUL byte at offset 3"},
+        {3, "column \"the id\" holds a NUL byte at offset 3"},
+        {4, "column \"event_type\" holds a NUL byte at offset 3"},
+        {5, "column \"aggregate_type\" holds a NUL byte at offset 3"},
+        {6, "column \"the id\" is NULL"},
+        {7, "column \"aggregate_id\" is NULL"},
+        {8, "column \"aggregate_type\" is NULL"},
+        {9, "column \"event_type\" is NULL"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (sqt_int(t, -1,
+                    "SELECT count(*) FROM outbox WHERE id = %lld AND dead_at "
+                    "IS NOT NULL AND locked_by IS NULL AND instr(dead_reason, "
+                    "%Q) > 0",
+                    (long long)want[i].id, want[i].why) != 1)
+            fail_msg("row %lld is not dead with reason '%s'",
+                     (long long)want[i].id, want[i].why);
+    /* each NUL reason says why the row was not published */
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE dead_reason "
+                             "LIKE '%%cannot carry%%'"),
+                     5);
     t->ops->close(s);
 }
 
@@ -1010,9 +1196,76 @@ static void test_open_errors(void **state)
     sqt_exec(t, "CREATE TABLE outbox (id INTEGER PRIMARY KEY, payload)");
     assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
                      OBX_CONFIG);
-    assert_non_null(strstr(err, "no such column"));
+    if (!strstr(err, "table \"outbox\" has no column \"event_id\""))
+        fail_msg("open error '%s' does not name the missing column", err);
     assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
                      OBX_CONFIG);
+    if (!strstr(err, "table \"outbox\" has no column \"event_id\""))
+        fail_msg("validate error '%s' does not name the missing column", err);
+}
+
+/* Issue 15 item 1: SQLite reads an unknown double-quoted identifier as a
+ * string literal, so a store.column.* name that is not in the table used
+ * to publish every event with the column's name as its payload (or id, or
+ * type). open() and check --connect must refuse, naming table and column. */
+static void test_mapped_column_missing(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL); /* the default table, with "payload" */
+    t->ops->close(s);
+    sqt_insert(t, "k1", "real payload");
+    obx_kv cols[] = {{"payload", "body", 6}, {"event_type", "kind", 7}};
+    obx_sqlite_config c = t->conf;
+    c.column = (obx_kvlist){cols, 2};
+    const char *want[] = {
+        "table \"outbox\" has no column \"kind\" (store.column.event_type)",
+        "\"body\" (store.column.payload)"};
+    ERRBUF;
+    void *inst = NULL;
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    assert_null(inst);
+    for (size_t i = 0; i < 2; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("open error '%s' lacks '%s'", err, want[i]);
+    err[0] = '\0';
+    assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
+                     OBX_CONFIG);
+    for (size_t i = 0; i < 2; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("validate error '%s' lacks '%s'", err, want[i]);
+    /* nothing was claimed or marked on the way */
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE locked_by "
+                             "IS NULL AND published_at IS NULL"),
+                     1);
+    /* a relay-owned column missing from a hand-made table is named too */
+    sqt_exec(t, "ALTER TABLE outbox DROP COLUMN dead_reason");
+    c.column = (obx_kvlist){NULL, 0};
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    if (!strstr(err, "has no column \"dead_reason\""))
+        fail_msg("open error '%s' lacks the bookkeeping column", err);
+}
+
+/* The relay's connection turns SQLite's double-quoted string literals off,
+ * so no statement it runs can take a name for a value. A trigger on the
+ * table that relies on them fails at open, with a hint, not later. */
+static void test_double_quoted_literal_refused(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    t->ops->close(s);
+    sqt_exec(t, "CREATE TABLE audit (what TEXT)");
+    sqt_exec(t, "CREATE TRIGGER outbox_audit AFTER UPDATE ON outbox BEGIN "
+                "INSERT INTO audit VALUES (\"touched\"); END");
+    ERRBUF;
+    void *inst = NULL;
+    assert_int_equal(t->ops->open(t->host, &t->conf, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    if (!strstr(err, "no such column: touched") ||
+        !strstr(err, "single quotes"))
+        fail_msg("open error '%s' lacks the column or the hint", err);
 }
 
 /* ---- waiting, contention ---- */
@@ -1173,6 +1426,40 @@ static void test_demo(void **state)
     t->ops->close(s);
 }
 
+/* demo writes its own "orders" table; one of another shape made it fail
+ * with SQLite's bare complaint. The error names the table, what is
+ * missing or refused, and the shape demo needs; nothing is written. */
+static void test_demo_other_orders(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    ERRBUF;
+    sqt_exec(t, "CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)");
+    assert_int_equal(t->ops->demo(s, 3, err, sizeof err), OBX_CONFIG);
+    static const char *const want[] = {
+        "demo: \"orders\" exists with another shape",
+        "no column customer, amount_cents, created_at",
+        "demo needs orders(id INTEGER PRIMARY KEY, customer TEXT, "
+        "amount_cents INTEGER, created_at INTEGER)",
+        "store.path"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("demo error '%s' lacks '%s'", err, want[i]);
+    /* the columns are there, but a row as demo writes it is refused */
+    sqt_exec(t, "DROP TABLE orders");
+    sqt_exec(t, "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, "
+                "amount_cents INTEGER, created_at INTEGER, region TEXT NOT "
+                "NULL)");
+    err[0] = '\0';
+    assert_int_equal(t->ops->demo(s, 3, err, sizeof err), OBX_CONFIG);
+    if (!strstr(err, "NOT NULL constraint failed: orders.region") ||
+        !strstr(err, "\"orders\" exists with another shape"))
+        fail_msg("demo error '%s' lacks the refusal or the shape", err);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox"), 0);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM orders"), 0);
+    t->ops->close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1191,16 +1478,22 @@ int main(void)
         T(test_dead_list),
         T(test_dead_requeue_purge),
         T(test_poison_headers),
+        T(test_header_values),
+        T(test_header_nul),
+        T(test_text_nul_and_null),
         T(test_stats),
         T(test_retention),
         T(test_schema_default),
         T(test_quoted_identifiers),
         T(test_column_errors),
         T(test_open_errors),
+        T(test_mapped_column_missing),
+        T(test_double_quoted_literal_refused),
         T(test_claim_wait),
         T(test_busy_unavailable),
         T(test_error_rolls_back),
         T(test_demo),
+        T(test_demo_other_orders),
 #undef T
     };
     return cmocka_run_group_tests_name("sqlite_store", tests, NULL, NULL);
