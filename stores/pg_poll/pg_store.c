@@ -140,7 +140,12 @@ static obx_status pgp_open(const obx_host *host, const void *config,
         return st;
     }
     char wake[128];
-    if (conf->listen)
+    if (conf->listen && s->no_wakeup)
+        snprintf(wake, sizeof wake,
+                 "LISTEN \"%s\" but no trigger signals it: polling every "
+                 "poll_interval",
+                 s->names.channel);
+    else if (conf->listen)
         snprintf(wake, sizeof wake, "LISTEN \"%s\"", s->names.channel);
     else
         snprintf(wake, sizeof wake, "polling");
