@@ -21,6 +21,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <pwd.h>
+#include <unistd.h>
+
 static const char *const pgw_sources[] = {"table", "messages", "both", NULL};
 static const char *const pgw_ack_modes[] = {"none", "mark", "delete", NULL};
 
@@ -53,7 +56,7 @@ static const obx_option pgw_options[] = {
     {"slot", OBX_OPT_STRING, "outbox_relay", 0, 0, 0, NULL, PGW_OFF(slot),
      "logical replication slot (pgoutput); one per pipeline"},
     {"dead_table", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGW_OFF(dead_table),
-     "dead-letter table written by dlq = store; empty: <table>_dead"},
+     "dead-letter table written by dlq = store; empty: <table>_dead_letters"},
     {"create_schema", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
      PGW_OFF(create_schema),
      "create the outbox and dead-letter tables and the publication when "
@@ -191,7 +194,8 @@ static obx_status pgw_init(pgw_store *s, const obx_host *host,
     s->lag_bytes = -1;
     if (pgw_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
-    return pgw_parse_conninfo(s, errstr, errlen);
+    obx_status st = pgw_check_recover(conf, errstr, errlen);
+    return st != OBX_OK ? st : pgw_parse_conninfo(s, errstr, errlen);
 }
 
 static void pgw_fini(pgw_store *s)
@@ -502,6 +506,36 @@ static int pgw_emit_one(void *ctx, const char *sql)
     return 0;
 }
 
+/* The database a connection with `conninfo` would use, as libpq picks it
+ * (dbname, PGDATABASE, then the user name: user, PGUSER, the login), for
+ * the default slot name when there is no connection; false when it cannot
+ * be told. A service file is not read: with one, set store.slot. */
+static bool schema_db(const char *conninfo, char *out, size_t len)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &msg);
+    PQfreemem(msg);
+    const char *db = NULL, *user = NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "dbname") == 0 && o->val && o->val[0])
+            db = o->val;
+        if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
+            user = o->val;
+    }
+    const char *env_db = getenv("PGDATABASE"), *env_user = getenv("PGUSER");
+    struct passwd *pw = getpwuid(geteuid());
+    const char *pick = db                        ? db
+                       : env_db && env_db[0]     ? env_db
+                       : user                    ? user
+                       : env_user && env_user[0] ? env_user
+                       : pw                      ? pw->pw_name
+                                                 : NULL;
+    if (pick)
+        snprintf(out, len, "%s", pick);
+    PQconninfoFree(opts);
+    return pick != NULL;
+}
+
 /* The DDL: tables, publication, slot; the role needs REPLICATION. */
 static obx_status pgw_schema(const obx_host *host, const void *config,
                              obx_emit_fn emit, void *ctx)
@@ -515,11 +549,25 @@ static obx_status pgw_schema(const obx_host *host, const void *config,
         emit(ctx, "\n");
         return OBX_CONFIG;
     }
+    char db[256];
+    const obx_pg_wal_config *conf = config;
+    if (!n.slot && schema_db(conf->conninfo, db, sizeof db))
+        pgw_names_slot(&n, conf, db);
+    if (!n.slot) {
+        emit(ctx, "-- store.slot is not set and the database cannot be "
+                  "told from store.conninfo: set store.slot\n");
+        return OBX_CONFIG;
+    }
     emit(ctx, "-- outbox-relay pg_wal schema (PostgreSQL 14 or later, "
               "wal_level = logical).\n-- The relay's role needs the "
-              "REPLICATION attribute (ALTER ROLE ... REPLICATION).\n");
+              "REPLICATION attribute (ALTER ROLE ... REPLICATION).\n"
+              "-- The outbox table and its indexes are pg_poll's: either "
+              "store runs on them.\n-- The slot streams only events "
+              "committed after it is created.\n");
     pgw_emit_ctx e = {emit, ctx};
-    int rc = pgw_ddl_each(&n, config, true, pgw_emit_one, &e);
+    int rc = pgw_ddl_each(&n, config,
+                          PGW_DDL_TABLES | PGW_DDL_PUBLICATION | PGW_DDL_SLOT,
+                          pgw_emit_one, &e);
     return rc == 0 ? OBX_OK : OBX_NOMEM;
 }
 

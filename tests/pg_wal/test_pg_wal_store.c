@@ -202,7 +202,7 @@ static void test_messages(void **state)
     assert_string_equal(ev[2]->event_type, "Row");
     wt_ack(t, inst, ev, n);
     assert_int_equal(wt_int(t, -1,
-                            "SELECT count(*) FROM outbox_dead WHERE "
+                            "SELECT count(*) FROM outbox_dead_letters WHERE "
                             "dead_reason LIKE 'envelope%%'"),
                      1);
     t->ops->close(inst);
@@ -362,7 +362,7 @@ static void test_slot_lost_and_recover(void **state)
     wt_insert(t, "k", "Lost1", "2"); /* committed while there is no slot */
     wt_insert(t, "k", "Lost2", "3");
     void *x = NULL;
-    char err[OBX_ERRSTR_LEN];
+    char err[1024]; /* the size the core passes for store errors */
     assert_int_equal(wt_try_open(t, &conf, &x, err, sizeof err), OBX_FATAL);
     assert_non_null(strstr(err, "does not exist"));
     assert_non_null(strstr(err, "recover"));
@@ -417,6 +417,155 @@ static void test_bounded_buffer(void **state)
     t->ops->close(inst);
 }
 
+/* ---- defaults, checks and messages ---- */
+
+typedef struct ddl_text {
+    char text[16384];
+} ddl_text;
+
+static void ddl_emit(void *ctx, const char *text)
+{
+    ddl_text *d = ctx;
+    size_t len = strlen(d->text);
+    snprintf(d->text + len, sizeof d->text - len, "%s", text);
+}
+
+/* The slot literal of `schema pg_wal` for conf (static buffer). */
+static const char *schema_slot(wt *t, const obx_pg_wal_config *conf)
+{
+    static ddl_text d;
+    d.text[0] = '\0';
+    assert_int_equal(t->ops->schema(t->host, conf, ddl_emit, &d), OBX_OK);
+    char *p = strstr(d.text, "pg_create_logical_replication_slot('");
+    assert_non_null(p);
+    p += strlen("pg_create_logical_replication_slot('");
+    static char slot[128];
+    size_t n = strcspn(p, "'");
+    assert_true(n < sizeof slot);
+    memcpy(slot, p, n);
+    slot[n] = '\0';
+    return slot;
+}
+
+static void drop_slot(wt *t, const char *slot)
+{
+    for (int i = 0; i < 100; i++) {
+        wt_exec(t,
+                "SELECT pg_terminate_backend(active_pid) FROM "
+                "pg_replication_slots WHERE slot_name = '%s' AND active",
+                slot);
+        if (wt_int(t, 0,
+                   "SELECT count(*) FROM pg_replication_slots WHERE "
+                   "slot_name = '%s' AND NOT active",
+                   slot) == 1)
+            break;
+        wt_sleep_ms(50);
+    }
+    wt_exec(t,
+            "SELECT pg_drop_replication_slot(slot_name) FROM "
+            "pg_replication_slots WHERE slot_name = '%s'",
+            slot);
+}
+
+/* Slot names are cluster-wide: without store.slot the default is made of
+ * the database, schema and table, so pipelines of other databases (or
+ * tables) on one server never share one; names outside [a-z0-9_] or too
+ * long get a hash instead of colliding. */
+static void test_default_slot(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.slot = (char *)"";
+    char want[128];
+    snprintf(want, sizeof want, "outbox_relay_obx_%s_outbox", t->name);
+    assert_string_equal(schema_slot(t, &conf), want);
+    void *inst = wt_open(t, &conf);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 0, 100), 0);
+    assert_int_equal(wt_int(t, 0,
+                            "SELECT count(*) FROM pg_replication_slots "
+                            "WHERE slot_name = '%s' AND database = "
+                            "current_database()",
+                            want),
+                     1);
+    t->ops->close(inst);
+    drop_slot(t, want);
+    /* another table, another slot */
+    conf.table = (char *)"Orders Outbox";
+    char other[128];
+    snprintf(other, sizeof other, "%s", schema_slot(t, &conf));
+    assert_string_not_equal(other, want);
+    assert_true(strlen(other) <= 63);
+    assert_int_equal(strspn(other, "abcdefghijklmnopqrstuvwxyz0123456789_"),
+                     strlen(other));
+    conf.table = (char *)"orders_outbox";
+    assert_string_not_equal(schema_slot(t, &conf), other);
+    /* a name past 63 bytes is cut, with a hash keeping it apart */
+    conf.table = (char *)"a_rather_long_outbox_table_name_for_one_team";
+    char cut[128];
+    snprintf(cut, sizeof cut, "%s", schema_slot(t, &conf));
+    assert_int_equal(strlen(cut), 63);
+    conf.table = (char *)"a_rather_long_outbox_table_name_for_one_team2";
+    assert_string_not_equal(schema_slot(t, &conf), cut);
+}
+
+/* `check` (validate) rejects what open would: recover without ack_mode =
+ * mark, and recover with a table-less outbox. */
+static void test_validate_recover(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.recover = true;
+    char err[1024] = "";
+    assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
+                     OBX_CONFIG);
+    assert_non_null(strstr(err, "ack_mode = mark"));
+    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    conf.source = OBX_PG_WAL_MESSAGES;
+    assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
+                     OBX_CONFIG);
+    assert_non_null(strstr(err, "source = messages"));
+    conf.source = OBX_PG_WAL_TABLE;
+    assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
+                     OBX_OK);
+}
+
+/* A message meant for the operator fits the buffer the core passes and
+ * ends with its last sentence, not in the middle of a word. */
+static void assert_whole(const char *err)
+{
+    size_t len = strlen(err);
+    if (len == 0 || strstr(err, "[...]") || err[len - 1] != '.')
+        fail_msg("message cut or unfinished (%zu bytes): %s", len, err);
+}
+
+/* create_slot = false without a slot, and a lost slot with ack_mode =
+ * none: both say that events written while there is no slot are never
+ * streamed, and what ack_mode = mark would give. */
+static void test_slot_messages(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.create_slot = false;
+    void *inst = NULL;
+    char err[1024] = "";
+    assert_int_equal(wt_try_open(t, &conf, &inst, err, sizeof err), OBX_CONFIG);
+    assert_non_null(strstr(err, "never streamed"));
+    assert_non_null(strstr(err, "ack_mode = mark"));
+    assert_whole(err);
+    /* a slot that existed and was lost, ack_mode = none */
+    conf.create_slot = true;
+    wt_exec(t, "DROP PUBLICATION %s", t->name);
+    inst = wt_open(t, &conf);
+    t->ops->close(inst);
+    drop_slot(t, t->name);
+    assert_int_equal(wt_try_open(t, &conf, &inst, err, sizeof err), OBX_FATAL);
+    assert_non_null(strstr(err, "never streamed"));
+    assert_non_null(strstr(err, "ack_mode = mark"));
+    assert_non_null(strstr(err, "pg_create_logical_replication_slot"));
+    assert_whole(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +580,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slot_lost_and_recover, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bounded_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_slot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validate_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slot_messages, setup, teardown),
     };
+    /* WT_FILTER=test_default_slot runs just that test */
+    if (getenv("WT_FILTER"))
+        cmocka_set_test_filter(getenv("WT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
