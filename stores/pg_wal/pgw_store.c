@@ -440,10 +440,16 @@ static obx_status pgw_bury(void *inst, const obx_burial *items, size_t n,
 
 /* ---- stats, schema, validate ---- */
 
-/* pending: events held in memory, plus one while the stream has not yet
- * caught up with the server's WAL position as of this call (what is
- * behind it is unknown until read). lag_bytes: the server's WAL position
- * minus the slot's confirmed position. */
+/* pending: the events this relay holds (read ahead, in flight, waiting
+ * for a retry), oldest_pending_us the oldest of them; plus one while a
+ * streaming relay has not yet read up to where the server's WAL was when
+ * stats was first asked after the stream started, and while recovery has
+ * rows left, so `run --once` does not stop before it has read what was
+ * committed before it. That target is fixed: WAL that other tables or
+ * other databases keep writing never makes the stream look behind.
+ * lag_bytes: the server's WAL position minus the slot's confirmed one,
+ * the bytes the slot holds back (on a shared server including other
+ * databases' WAL). standby: another relay streams the slot. */
 static obx_status pgw_stats(void *inst, obx_store_stats *st, char *errstr,
                             size_t errlen)
 {
@@ -462,25 +468,28 @@ static obx_status pgw_stats(void *inst, obx_store_stats *st, char *errstr,
     pgo_lsn_parse(PQgetvalue(r, 0, 0), &server);
     uint64_t dead = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
     PQclear(r);
+    if (s->repl && !s->caught_up && s->catchup_lsn == 0)
+        s->catchup_lsn = server;
     int64_t until = s->host->mono_us() + 200 * 1000;
     /* with events in memory pending is not 0 anyway: only an empty
-     * instance needs to know whether the stream is behind */
-    while (s->repl && !s->recovering && s->n_live == 0 &&
-           s->received_lsn < server && s->host->mono_us() < until)
+     * instance needs to know whether the stream has caught up */
+    while (s->repl && !s->recovering && s->n_live == 0 && !s->caught_up &&
+           s->received_lsn < s->catchup_lsn && s->host->mono_us() < until)
         if (pgw_stream_pump(s, 20 * 1000, errstr, errlen) != OBX_OK)
             break;
+    if (s->repl && s->received_lsn >= s->catchup_lsn)
+        s->caught_up = true;
     int64_t lag = -1;
     rc = pgw_slot_check(s, &lag, errstr, errlen);
     s->lag_bytes = lag;
-    /* not streaming (the CLI): whether the slot is behind is all we know */
-    bool behind =
-        s->recovering || (s->repl ? s->received_lsn < server : lag > 0);
+    bool behind = s->recovering || (s->repl && !s->caught_up);
     obx_store_stats out = {
         .struct_size = st->struct_size,
         .pending = s->n_live + (behind ? 1 : 0),
         .dead = dead,
         .oldest_pending_us = s->head ? s->head->ev.created_at_us : 0,
         .lag_bytes = lag,
+        .standby = s->standby ? 1 : 0,
     };
     size_t len = st->struct_size < sizeof out ? st->struct_size : sizeof out;
     memcpy(st, &out, len);

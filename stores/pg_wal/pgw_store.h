@@ -122,6 +122,12 @@ typedef struct pgw_store {
     bool recovering;
     int64_t recover_after; /* last row id claimed during recovery */
     int64_t lag_bytes;     /* last measured, -1 unknown */
+
+    /* stats: the server's WAL position when the stream was first asked
+     * about, and whether the stream has read up to it since it started
+     * (what was committed before is then all in memory or settled) */
+    uint64_t catchup_lsn;
+    bool caught_up;
 } pgw_store;
 
 /* ---- pgw_sql.c: names, SQL connection, DDL, settle SQL ---- */

@@ -155,6 +155,8 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
     s->idle_lsn = max_u64(s->idle_lsn, s->start_lsn);
     s->flushed_lsn = max_u64(s->flushed_lsn, s->start_lsn);
     s->next_status_us = 0;
+    s->catchup_lsn = 0; /* stats sets the target again */
+    s->caught_up = false;
     char lsn[32];
     s->host->log(s->host, OBX_LOG_INFO,
                  "pg_wal %s: streaming slot \"%s\" from %s (publication "

@@ -574,6 +574,14 @@ static void wal_phase(fx *f, int i, int n)
     wait_lines(f->out[i], 2, 10000);
     stop_relay(f, i, SIGTERM);
     dead_list_has(f, i, poison);
+    /* stats says what a WAL store knows: events held (none: all settled)
+     * and how far the slot is behind, in bytes */
+    char *stats[] = {BIN, "stats", "-c", f->conf[i], NULL};
+    char *out = cli(f, stats, 0);
+    if (!strstr(out, "held 0, ") || !strstr(out, " bytes") ||
+        !strstr(out, ", behind ") || strstr(out, "pending"))
+        fail_msg("stats: %s", out);
+    free(out);
 }
 
 /* A pg_poll relay (run --once) publishes the good event and dead-letters

@@ -566,6 +566,54 @@ static void test_slot_messages(void **state)
     assert_whole(err);
 }
 
+/* stats reports what the relay holds and how far the slot is behind;
+ * WAL that carries none of our events (other tables, other databases)
+ * never shows up as a pending event. */
+static void test_stats_held_and_behind(void **state)
+{
+    wt *t = *state;
+    void *inst = wt_open(t, NULL);
+    obx_event *ev[MAXEV];
+    wt_insert(t, "k", "E", "1");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    char err[1024] = "";
+    obx_store_stats st = {.struct_size = sizeof st};
+    assert_int_equal(t->ops->stats(inst, &st, err, sizeof err), OBX_OK);
+    assert_int_equal(st.pending, 1); /* held: claimed, not yet acked */
+    wt_ack(t, inst, ev, 1);
+    wt_exec(t, "CREATE TABLE noise (n int)");
+    PGconn *w = PQconnectdb(t->conninfo);
+    assert_int_equal(PQstatus(w), CONNECTION_OK);
+    assert_int_equal(PQsendQuery(w, "DO $$ BEGIN FOR i IN 1..3000 LOOP "
+                                    "INSERT INTO noise VALUES (i); COMMIT; "
+                                    "END LOOP; END $$"),
+                     1);
+    for (int i = 0; i < 5; i++) {
+        st = (obx_store_stats){.struct_size = sizeof st};
+        assert_int_equal(t->ops->stats(inst, &st, err, sizeof err), OBX_OK);
+        if (st.pending != 0 || st.oldest_pending_us != 0)
+            fail_msg("nothing is held, yet stats says pending %llu",
+                     (unsigned long long)st.pending);
+        assert_true(st.lag_bytes >= 0);
+        assert_int_equal(st.standby, 0);
+        wt_sleep_ms(50);
+    }
+    PGresult *r;
+    while ((r = PQgetResult(w)) != NULL)
+        PQclear(r);
+    PQfinish(w);
+    /* a second instance on the slot is a hot standby, and says so */
+    void *b = wt_open(t, NULL);
+    size_t n = 0;
+    assert_int_equal(t->ops->claim(b, ev, MAXEV, &n, 0, err, sizeof err),
+                     OBX_OK);
+    st = (obx_store_stats){.struct_size = sizeof st};
+    assert_int_equal(t->ops->stats(b, &st, err, sizeof err), OBX_OK);
+    assert_int_equal(st.standby, 1);
+    t->ops->close(b);
+    t->ops->close(inst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -583,6 +631,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_default_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validate_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slot_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_held_and_behind, setup,
+                                        teardown),
     };
     /* WT_FILTER=test_default_slot runs just that test */
     if (getenv("WT_FILTER"))
