@@ -23,9 +23,10 @@
 #define OBX_PG_SFX_DEAD "dead"
 #define OBX_PG_SFX_PUBLISHED "published"
 #define OBX_PG_SFX_NOTIFY "notify" /* pg_poll's trigger + function */
-#define OBX_PG_SFX_DEAD_LETTERS "dead_letters" /* pg_wal's dead-letter table   \
-                                                */
-#define OBX_PG_SFX_RECOVER "recover"           /* pg_wal's recovery list */
+#define OBX_PG_SFX_DEAD_LETTERS                                                \
+    "dead_letters"                   /* pg_wal's dead-letter table             \
+                                      */
+#define OBX_PG_SFX_RECOVER "recover" /* pg_wal's recovery list */
 
 /* Rows not yet published nor dead; `a` is a table alias with its dot
  * ("o.") or "". Written the same way in the index predicates and in the
@@ -70,5 +71,17 @@ void obx_pg_object_name(const char *table, const char *sfx, char *out);
  * default. `schema` may be NULL. out has OBX_PG_NAME_MAX + 1 bytes. */
 void obx_pg_default_slot(const char *db, const char *schema, const char *what,
                          char *out);
+
+/* The demo's `orders` table (beside the outbox: {T} expanded with the
+ * table name "orders"), the same for both stores. */
+extern const char obx_pg_demo_orders_ddl[];
+/* $1: the orders table as {T} expands it. One row, one column: what
+ * keeps the demo from writing to it (columns it lacks, NOT NULL columns
+ * without a default it would not fill), or NULL when it fits. */
+extern const char obx_pg_demo_orders_check[];
+/* The error for an orders table of another shape: which table, what is
+ * wrong, the shape the demo needs and the way out. */
+void obx_pg_demo_orders_err(char *err, size_t errlen, const char *store,
+                            const char *table, const char *what);
 
 #endif
