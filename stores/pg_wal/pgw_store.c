@@ -53,8 +53,10 @@ static const obx_option pgw_options[] = {
     {"publication", OBX_OPT_STRING, "outbox_relay", 0, 0, 0, NULL,
      PGW_OFF(publication),
      "publication streamed (INSERTs of the outbox table only)"},
-    {"slot", OBX_OPT_STRING, "outbox_relay", 0, 0, 0, NULL, PGW_OFF(slot),
-     "logical replication slot (pgoutput); one per pipeline"},
+    {"slot", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGW_OFF(slot),
+     "logical replication slot (pgoutput); one per pipeline, and slot names "
+     "are cluster-wide; empty: outbox_relay_<database>_<table> (schema "
+     "included when set, the message prefix with source = messages)"},
     {"dead_table", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGW_OFF(dead_table),
      "dead-letter table written by dlq = store; empty: <table>_dead_letters"},
     {"create_schema", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,

@@ -696,6 +696,42 @@ static void test_schema_objects_both_orders(void **state)
     assert_string_equal(objs[0], objs[1]);
 }
 
+/* A config without store.slot gets the per-database default (slot names
+ * are cluster-wide), in `schema` and at open alike. */
+static void test_default_slot_from_config(void **state)
+{
+    fx *f = *state;
+    FILE *fp = fopen(f->conf[0], "w");
+    assert_non_null(fp);
+    fprintf(fp,
+            "[relay]\nmetrics_listen = off\n[pipeline p]\nstore = pg_wal\n"
+            "broker = stdout\nstore.conninfo = %s\nstore.schema = %s\n"
+            "store.publication = %s\n",
+            f->t->conninfo, f->t->name, f->t->name);
+    fclose(fp);
+    char slot[128];
+    snprintf(slot, sizeof slot, "outbox_relay_obx_%s_outbox", f->t->name);
+    char *schema[] = {BIN, "schema", "pg_wal", "-c", f->conf[0], NULL};
+    char *ddl = cli(f, schema, 0);
+    char want[256];
+    snprintf(want, sizeof want, "pg_create_logical_replication_slot('%s'",
+             slot);
+    if (!strstr(ddl, want))
+        fail_msg("schema has no %s:\n%s", want, ddl);
+    free(ddl);
+    char *stats[] = {BIN, "stats", "-c", f->conf[0], NULL};
+    free(cli(f, stats, 0));
+    int64_t n = wt_int(f->t, 0,
+                       "SELECT count(*) FROM pg_replication_slots WHERE "
+                       "slot_name = '%s'",
+                       slot);
+    wt_exec(f->t,
+            "SELECT pg_drop_replication_slot(slot_name) FROM "
+            "pg_replication_slots WHERE slot_name = '%s' AND NOT active",
+            slot);
+    assert_int_equal(n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -715,6 +751,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_switch_wal_then_poll, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_schema_objects_both_orders, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_default_slot_from_config, setup,
                                         teardown),
     };
     /* WT_FILTER=test_switch_* runs just those tests */
