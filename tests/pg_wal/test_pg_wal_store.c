@@ -638,6 +638,42 @@ static void test_demo_other_orders_table(void **state)
     t->ops->close(inst);
 }
 
+/* The envelope example of docs/pg-wal.md, pasted as it is, is an event
+ * (not a dead letter) with every optional member applied. */
+static void test_docs_envelope_example(void **state)
+{
+    wt *t = *state;
+    FILE *fp = fopen(OBX_SOURCE_DIR "/docs/pg-wal.md", "r");
+    assert_non_null(fp);
+    static char doc[65536];
+    size_t len = fread(doc, 1, sizeof doc - 1, fp);
+    fclose(fp);
+    doc[len] = '\0';
+    char *start = strstr(doc, "```sql\nSELECT pg_logical_emit_message(");
+    assert_non_null(start);
+    start += strlen("```sql\n");
+    char *end = strstr(start, "\n```");
+    assert_non_null(end);
+    *end = '\0';
+    obx_pg_wal_config conf = t->conf;
+    conf.source = OBX_PG_WAL_MESSAGES;
+    void *inst = wt_open(t, &conf);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 0, 100), 0); /* streams */
+    wt_exec(t, "%s", start);
+    size_t n = wt_claim(t, inst, ev, MAXEV, 1, 5000);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0]->event_type, "OrderCreated");
+    assert_string_equal(ev[0]->topic, "orders");
+    assert_string_equal(ev[0]->event_id,
+                        "6f1c2a9e-0d3b-4c55-9a57-2a1f0c7e8b11");
+    assert_int_equal(ev[0]->n_headers, 1);
+    wt_ack(t, inst, ev, n);
+    assert_int_equal(wt_int(t, -1, "SELECT count(*) FROM outbox_dead_letters"),
+                     0);
+    t->ops->close(inst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -658,6 +694,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stats_held_and_behind, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_demo_other_orders_table, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_docs_envelope_example, setup,
                                         teardown),
     };
     /* WT_FILTER=test_default_slot runs just that test */
