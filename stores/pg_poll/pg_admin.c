@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+#include "err_words.h"
 #include "pg_schema.h"
 #include "pg_store.h"
 
@@ -122,7 +123,7 @@ static obx_status pgp_dead_rows(pgp_store *s, obx_dead_cb cb, void *ctx,
             break; /* pgp_fail dropped a lost connection */
     }
     if (st == OBX_NOMEM)
-        snprintf(errstr, errlen, "pg_poll: dead list: out of memory");
+        obx_errf_words(errstr, errlen, "pg_poll: dead list: out of memory");
     return st;
 }
 
@@ -145,7 +146,8 @@ obx_status pgp_dead_list(void *inst, const char *event_id, obx_dead_cb cb,
     int rows = 0;
     st = pgp_dead_rows(s, cb, ctx, &rows, errstr, errlen);
     if (st == OBX_OK && event_id && rows == 0) {
-        snprintf(errstr, errlen, "no dead letter with event_id '%s'", event_id);
+        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+                       event_id);
         return OBX_NOT_FOUND;
     }
     return st;
@@ -164,7 +166,8 @@ static obx_status pgp_dead_change(pgp_store *s, pgp_stmt which,
     *count = strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     if (event_id && *count == 0) {
-        snprintf(errstr, errlen, "no dead letter with event_id '%s'", event_id);
+        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+                       event_id);
         return OBX_NOT_FOUND;
     }
     return OBX_OK;
@@ -336,7 +339,7 @@ obx_status pgp_demo(void *inst, uint64_t n, char *errstr, size_t errlen)
     for (uint64_t i = 0; st == OBX_OK && i < n; i++)
         st = pgp_demo_one(&d, errstr, errlen);
     if (st == OBX_NOMEM)
-        snprintf(errstr, errlen, "pg_poll: demo: out of memory");
+        obx_errf_words(errstr, errlen, "pg_poll: demo: out of memory");
     if (st == OBX_OK)
         d.s->host->log(d.s->host, OBX_LOG_INFO,
                        "pg_poll \"%s\": demo wrote %llu orders with their "

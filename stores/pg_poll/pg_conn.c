@@ -117,7 +117,7 @@ static obx_status pgp_parse_conninfo(pgp_store *s, char *errstr, size_t errlen)
     if (!opts) {
         char clean[OBX_ERRSTR_LEN];
         pgp_scrub_parse_error(msg ? msg : "out of memory", clean, sizeof clean);
-        snprintf(errstr, errlen, "store.conninfo: %s", clean);
+        obx_errf_words(errstr, errlen, "store.conninfo: %s", clean);
         obx_status st = msg ? OBX_CONFIG : OBX_NOMEM;
         PQfreemem(msg);
         return st;
@@ -325,13 +325,13 @@ static obx_status pgp_check_table(pgp_store *s, pgp_connect_mode mode,
         return st;
     if (mode == PGP_CONNECT_CHECK && s->conf->create_schema)
         return OBX_OK; /* open() will create it */
-    snprintf(errstr, errlen,
-             "pg_poll %s: no table \"%s\" (in %s%s%s) and create_schema is "
-             "false; create it with `outbox-relay schema pg_poll`",
-             s->target, s->names.table,
-             s->names.schema ? "schema \"" : "the search_path",
-             s->names.schema ? s->names.schema : "",
-             s->names.schema ? "\"" : "");
+    obx_errf_words(
+        errstr, errlen,
+        "pg_poll %s: no table \"%s\" (in %s%s%s) and create_schema is "
+        "false; create it with `outbox-relay schema pg_poll`",
+        s->target, s->names.table,
+        s->names.schema ? "schema \"" : "the search_path",
+        s->names.schema ? s->names.schema : "", s->names.schema ? "\"" : "");
     return OBX_CONFIG;
 }
 
@@ -575,10 +575,11 @@ static obx_status pgp_check_version(pgp_store *s, char *errstr, size_t errlen)
     int v = PQserverVersion(s->conn);
     if (v >= PGP_MIN_SERVER)
         return OBX_OK;
-    snprintf(errstr, errlen,
-             "pg_poll %s: server version %d.%d is too old; PostgreSQL 14 or "
-             "later is required",
-             s->target, v / 10000, v % 10000);
+    obx_errf_words(
+        errstr, errlen,
+        "pg_poll %s: server version %d.%d is too old; PostgreSQL 14 or "
+        "later is required",
+        s->target, v / 10000, v % 10000);
     return OBX_CONFIG;
 }
 
@@ -604,8 +605,8 @@ obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
     if (PQstatus(s->conn) != CONNECTION_OK) {
         char clean[OBX_ERRSTR_LEN];
         pgp_scrub(s, PQerrorMessage(s->conn), clean, sizeof clean);
-        snprintf(errstr, errlen, "pg_poll %s: cannot connect: %s", s->target,
-                 clean);
+        obx_errf_words(errstr, errlen, "pg_poll %s: cannot connect: %s",
+                       s->target, clean);
         PQfinish(s->conn);
         s->conn = NULL;
         return OBX_UNAVAILABLE;
@@ -633,9 +634,9 @@ obx_status pgp_ensure(pgp_store *s, char *errstr, size_t errlen)
         return OBX_OK;
     int64_t now = s->host->mono_us();
     if (now < s->retry_us) {
-        snprintf(errstr, errlen,
-                 "pg_poll %s: not connected; next attempt in %lld ms",
-                 s->target, (long long)((s->retry_us - now) / 1000));
+        obx_errf_words(errstr, errlen,
+                       "pg_poll %s: not connected; next attempt in %lld ms",
+                       s->target, (long long)((s->retry_us - now) / 1000));
         return OBX_UNAVAILABLE;
     }
     obx_status st = pgp_connect(s, PGP_CONNECT_RUN, errstr, errlen);

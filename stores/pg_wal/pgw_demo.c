@@ -1,6 +1,7 @@
 /* The demo writer: the transactional outbox pattern itself. Each order
  * and its event are written by one statement (a data-modifying CTE), so
  * they commit together or not at all. */
+#include "err_words.h"
 #include "pg_schema.h"
 #include "pgw_store.h"
 
@@ -80,7 +81,7 @@ static obx_status demo_prepare(pgw_store *s, char **sql, char *errstr,
     if (!ddl || !cte) {
         free(ddl);
         free(cte);
-        snprintf(errstr, errlen, "pg_wal: demo: out of memory");
+        obx_errf_words(errstr, errlen, "pg_wal: demo: out of memory");
         return OBX_NOMEM;
     }
     PGresult *r = NULL;

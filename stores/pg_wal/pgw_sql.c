@@ -471,8 +471,8 @@ PGconn *pgw_connect(pgw_store *s, bool replication, char *errstr, size_t errlen)
     }
     char clean[OBX_ERRSTR_LEN];
     pgw_scrub(s, c ? PQerrorMessage(c) : "out of memory", clean, sizeof clean);
-    snprintf(errstr, errlen, "pg_wal %s: cannot connect%s: %s", s->target,
-             replication ? " for replication" : "", clean);
+    obx_errf_words(errstr, errlen, "pg_wal %s: cannot connect%s: %s", s->target,
+                   replication ? " for replication" : "", clean);
     PQfinish(c);
     return NULL;
 }
@@ -545,10 +545,11 @@ static obx_status check_server(pgw_store *s, char *errstr, size_t errlen)
 {
     int v = PQserverVersion(s->sql);
     if (v < PGW_MIN_SERVER) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: server version %d.%d is too old; PostgreSQL 14 "
-                 "or later is required",
-                 s->target, v / 10000, v % 10000);
+        obx_errf_words(
+            errstr, errlen,
+            "pg_wal %s: server version %d.%d is too old; PostgreSQL 14 "
+            "or later is required",
+            s->target, v / 10000, v % 10000);
         return OBX_CONFIG;
     }
     char level[32];
@@ -557,10 +558,11 @@ static obx_status check_server(pgw_store *s, char *errstr, size_t errlen)
         query_text(s, "SELECT current_setting('wal_level')", 0, NULL, level,
                    sizeof level, &found, "read wal_level", errstr, errlen);
     if (st == OBX_OK && strcmp(level, "logical") != 0) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: wal_level is '%s'; logical replication needs "
-                 "wal_level = logical in postgresql.conf (and a restart)",
-                 s->target, level);
+        obx_errf_words(
+            errstr, errlen,
+            "pg_wal %s: wal_level is '%s'; logical replication needs "
+            "wal_level = logical in postgresql.conf (and a restart)",
+            s->target, level);
         return OBX_CONFIG;
     }
     return st;
@@ -596,10 +598,10 @@ static obx_status create_tables(pgw_store *s, char *errstr, size_t errlen)
     PQclear(r);
     if (rc == 0 && ok)
         return OBX_OK;
-    snprintf(errstr, errlen,
-             "pg_wal %s: could not create the tables (see the log); run "
-             "`outbox-relay schema pg_wal` as the DBA",
-             s->target);
+    obx_errf_words(errstr, errlen,
+                   "pg_wal %s: could not create the tables (see the log); run "
+                   "`outbox-relay schema pg_wal` as the DBA",
+                   s->target);
     return rc < 0 ? OBX_NOMEM : OBX_CONFIG;
 }
 
@@ -618,10 +620,10 @@ static obx_status check_table(pgw_store *s, char *errstr, size_t errlen)
         errlen);
     free(name);
     if (st == OBX_OK && !found) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: no table \"%s\" and create_schema is false; "
-                 "create it with `outbox-relay schema pg_wal`",
-                 s->target, s->names.table);
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: no table \"%s\" and create_schema is false; "
+                       "create it with `outbox-relay schema pg_wal`",
+                       s->target, s->names.table);
         return OBX_CONFIG;
     }
     return st;
@@ -642,10 +644,10 @@ static obx_status ensure_publication(pgw_store *s, bool *existed, char *errstr,
     if (st != OBX_OK || *existed)
         return st;
     if (!s->conf->create_schema) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: no publication \"%s\" and create_schema is "
-                 "false; create it with `outbox-relay schema pg_wal`",
-                 s->target, s->names.publication);
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: no publication \"%s\" and create_schema is "
+                       "false; create it with `outbox-relay schema pg_wal`",
+                       s->target, s->names.publication);
         return OBX_CONFIG;
     }
     bool table = s->conf->source != OBX_PG_WAL_MESSAGES;
@@ -674,12 +676,13 @@ static obx_status check_publication(pgw_store *s, char *errstr, size_t errlen)
         "$2 AND t.tablename = $3",
         3, p, v, sizeof v, &found, "check the publication", errstr, errlen);
     if (st == OBX_OK && (!found || v[0] != 't')) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: publication \"%s\" does not publish INSERTs of "
-                 "\"%s\".\"%s\"; ALTER PUBLICATION \"%s\" ADD TABLE ... (and "
-                 "publish = 'insert')",
-                 s->target, s->names.publication, s->nsp, s->names.table,
-                 s->names.publication);
+        obx_errf_words(
+            errstr, errlen,
+            "pg_wal %s: publication \"%s\" does not publish INSERTs of "
+            "\"%s\".\"%s\"; ALTER PUBLICATION \"%s\" ADD TABLE ... (and "
+            "publish = 'insert')",
+            s->target, s->names.publication, s->nsp, s->names.table,
+            s->names.publication);
         return OBX_CONFIG;
     }
     return st;
@@ -772,10 +775,10 @@ obx_status pgw_slot_check(pgw_store *s, int64_t *lag, char *errstr,
                          "behind max_slot_wal_keep_size)",
                          errstr, errlen);
     if (strcmp(si.plugin, "pgoutput") != 0 || strcmp(si.db, si.curdb) != 0) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: replication slot \"%s\" uses plugin '%s' in "
-                 "database '%s'; pg_wal needs a pgoutput slot in '%s'",
-                 s->target, s->names.slot, si.plugin, si.db, si.curdb);
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: replication slot \"%s\" uses plugin '%s' in "
+                       "database '%s'; pg_wal needs a pgoutput slot in '%s'",
+                       s->target, s->names.slot, si.plugin, si.db, si.curdb);
         return OBX_CONFIG;
     }
     pgo_lsn_parse(si.confirmed, &s->start_lsn);
@@ -1248,7 +1251,8 @@ obx_status pgw_dead_list(void *inst, const char *event_id, obx_dead_cb cb,
         st = dead_row(s, r, i, cb, ctx, &stop);
     PQclear(r);
     if (st == OBX_OK && event_id && rows == 0) {
-        snprintf(errstr, errlen, "no dead letter with event_id '%s'", event_id);
+        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+                       event_id);
         return OBX_NOT_FOUND;
     }
     return st;
@@ -1271,7 +1275,8 @@ static obx_status dead_count(pgw_store *s, const char *tpl,
                                : strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     if (event_id && *count == 0) {
-        snprintf(errstr, errlen, "no dead letter with event_id '%s'", event_id);
+        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+                       event_id);
         return OBX_NOT_FOUND;
     }
     return OBX_OK;

@@ -13,6 +13,7 @@
  * stream a slot; another relay on the same slot stands by (its claims
  * return nothing and try the slot again) and takes over at its first
  * claim after the first one's connection goes. */
+#include "err_words.h"
 #include "pgw_store.h"
 
 #include <stddef.h>
@@ -169,9 +170,9 @@ static obx_status pgw_parse_conninfo(pgw_store *s, char *errstr, size_t errlen)
     PQconninfoOption *opts = PQconninfoParse(ci, &msg);
     if (!opts) {
         /* libpq quotes pieces of the string, maybe of a password */
-        snprintf(errstr, errlen,
-                 "store.conninfo: not a valid libpq connection string or "
-                 "URI");
+        obx_errf_words(errstr, errlen,
+                       "store.conninfo: not a valid libpq connection string or "
+                       "URI");
         PQfreemem(msg);
         return msg ? OBX_CONFIG : OBX_NOMEM;
     }

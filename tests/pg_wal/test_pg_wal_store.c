@@ -564,6 +564,17 @@ static void test_slot_messages(void **state)
     assert_non_null(strstr(err, "ack_mode = mark"));
     assert_non_null(strstr(err, "pg_create_logical_replication_slot"));
     assert_whole(err);
+    /* a buffer too small for it: shortened at a word, and marked so */
+    char small[120];
+    assert_int_equal(wt_try_open(t, &conf, &inst, small, sizeof small),
+                     OBX_FATAL);
+    size_t len = strlen(small);
+    assert_true(len < sizeof small && len > 20);
+    assert_string_equal(small + len - 6, " [...]");
+    size_t kept = len - 6;
+    assert_memory_equal(small, err, kept);
+    if (strchr(" ,;:.", err[kept]) == NULL)
+        fail_msg("cut inside a word: '%s' of '%s'", small, err);
 }
 
 /* stats reports what the relay holds and how far the slot is behind;
