@@ -444,12 +444,13 @@ static obx_status pgw_bury(void *inst, const obx_burial *items, size_t n,
 /* ---- stats, schema, validate ---- */
 
 /* pending: the events this relay holds (read ahead, in flight, waiting
- * for a retry), oldest_pending_us the oldest of them; plus one while a
- * streaming relay has not yet read up to where the server's WAL was when
- * stats was first asked after the stream started, and while recovery has
- * rows left, so `run --once` does not stop before it has read what was
- * committed before it. That target is fixed: WAL that other tables or
- * other databases keep writing never makes the stream look behind.
+ * for a retry), oldest_pending_us the oldest of them. When it holds none,
+ * 1 instead of 0 while a streaming relay has not yet read up to where the
+ * server's WAL was when stats was first asked after the stream started,
+ * or while recovery has rows left, so `run --once` does not stop before
+ * it has read what was committed before it. That target is fixed: WAL
+ * that other tables or other databases keep writing never makes the
+ * stream look behind for long.
  * lag_bytes: the server's WAL position minus the slot's confirmed one,
  * the bytes the slot holds back (on a shared server including other
  * databases' WAL). standby: another relay streams the slot. */
@@ -488,7 +489,7 @@ static obx_status pgw_stats(void *inst, obx_store_stats *st, char *errstr,
     bool behind = s->recovering || (s->repl && !s->caught_up);
     obx_store_stats out = {
         .struct_size = st->struct_size,
-        .pending = s->n_live + (behind ? 1 : 0),
+        .pending = s->n_live ? s->n_live : behind ? 1 : 0,
         .dead = dead,
         .oldest_pending_us = s->head ? s->head->ev.created_at_us : 0,
         .lag_bytes = lag,
