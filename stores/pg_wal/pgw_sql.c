@@ -341,14 +341,13 @@ int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
                  void *ctx)
 {
     bool table = conf->source != OBX_PG_WAL_MESSAGES;
-    bool tables = parts & PGW_DDL_TABLES;
+    bool outbox = table && (parts & PGW_DDL_OUTBOX);
     int rc = 0;
-    if (tables && n->schema)
+    if ((outbox || (parts & PGW_DDL_DEAD)) && n->schema)
         rc = ddl_one(n, pgw_ddl_schema, emit, ctx);
-    for (size_t i = 0; tables && table && rc == 0 && i < obx_pg_outbox_ddl_n;
-         i++)
+    for (size_t i = 0; outbox && rc == 0 && i < obx_pg_outbox_ddl_n; i++)
         rc = ddl_one(n, obx_pg_outbox_ddl[i].tpl, emit, ctx);
-    if (tables && rc == 0)
+    if ((parts & PGW_DDL_DEAD) && rc == 0)
         rc = ddl_one(n, pgw_ddl_dead, emit, ctx);
     if ((parts & PGW_DDL_PUBLICATION) && rc == 0)
         rc = ddl_one(n, table ? pgw_ddl_pub_table : pgw_ddl_pub_empty, emit,
@@ -586,13 +585,14 @@ static int ddl_exec(void *ctx, const char *sql)
 
 /* Tables (create_schema) in one transaction under an advisory lock. The
  * publication comes separately: it has no IF NOT EXISTS. */
-static obx_status create_tables(pgw_store *s, char *errstr, size_t errlen)
+static obx_status create_tables(pgw_store *s, unsigned parts, char *errstr,
+                                size_t errlen)
 {
     PGresult *r = PQexec(s->sql, "BEGIN");
     PQclear(r);
     r = PQexec(s->sql, "SELECT pg_advisory_xact_lock(" PGW_SCHEMA_LOCK ")");
     PQclear(r);
-    int rc = pgw_ddl_each(&s->names, s->conf, PGW_DDL_TABLES, ddl_exec, s);
+    int rc = pgw_ddl_each(&s->names, s->conf, parts, ddl_exec, s);
     r = PQexec(s->sql, rc ? "ROLLBACK" : "COMMIT");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
@@ -913,31 +913,35 @@ static obx_status ensure_slot(pgw_store *s, bool pub_existed, char *errstr,
     return pgw_slot_check(s, &lag, errstr, errlen);
 }
 
-/* Whether the tables we would create are there already: CREATE INDEX IF
- * NOT EXISTS locks the table before it finds the index, so the DDL runs
- * only when something is missing. Only a table counts: another kind of
- * relation holding the name (an index, a view) is reported by
- * check_dead_table instead of being mistaken for ours. */
-static obx_status tables_exist(pgw_store *s, bool *yes, char *errstr,
-                               size_t errlen)
+/* Which of the tables we would create are missing (PGW_DDL_OUTBOX,
+ * PGW_DDL_DEAD): the DDL runs only for those. An existing outbox table is
+ * left as it is, indexes included: CREATE INDEX on a live table would
+ * lock out the application's writers (pg_poll says which indexes it
+ * misses). Only a table counts as the dead-letter table: another kind of
+ * relation holding the name is reported by check_dead_table. */
+static obx_status tables_missing(pgw_store *s, unsigned *parts, char *errstr,
+                                 size_t errlen)
 {
     char *t = pgw_sql_expand(&s->names, "{T}");
     char *d = pgw_sql_expand(&s->names, "{D}");
-    bool table = s->conf->source != OBX_PG_WAL_MESSAGES;
-    const char *p[2] = {table ? t : d, d};
-    char v[8];
-    bool found;
+    const char *p[2] = {t, d};
+    PGresult *r = NULL;
     obx_status st =
-        t && d ? query_text(s,
-                            "SELECT to_regclass($1) IS NOT NULL AND "
-                            "coalesce((SELECT relkind IN ('r', 'p') FROM "
-                            "pg_class WHERE oid = to_regclass($2)), false)",
-                            2, p, v, sizeof v, &found, "look for the tables",
-                            errstr, errlen)
+        t && d ? pgw_exec(s,
+                          "SELECT to_regclass($1) IS NOT NULL, "
+                          "coalesce((SELECT relkind IN ('r', 'p') FROM "
+                          "pg_class WHERE oid = to_regclass($2)), false)",
+                          2, p, &r, "look for the tables", errstr, errlen)
                : OBX_NOMEM;
     free(t);
     free(d);
-    *yes = st == OBX_OK && v[0] == 't';
+    *parts = 0;
+    if (st == OBX_OK && PQgetvalue(r, 0, 0)[0] != 't' &&
+        s->conf->source != OBX_PG_WAL_MESSAGES)
+        *parts |= PGW_DDL_OUTBOX;
+    if (st == OBX_OK && PQgetvalue(r, 0, 1)[0] != 't')
+        *parts |= PGW_DDL_DEAD;
+    PQclear(r);
     return st;
 }
 
@@ -1050,11 +1054,11 @@ obx_status pgw_setup(pgw_store *s, char *errstr, size_t errlen)
         st = derive_slot(s, errstr, errlen);
     if (st == OBX_OK)
         st = legacy_dead_table(s, errstr, errlen);
-    bool have = false;
+    unsigned missing = 0;
     if (st == OBX_OK && s->conf->create_schema)
-        st = tables_exist(s, &have, errstr, errlen);
-    if (st == OBX_OK && s->conf->create_schema && !have)
-        st = create_tables(s, errstr, errlen);
+        st = tables_missing(s, &missing, errstr, errlen);
+    if (st == OBX_OK && missing)
+        st = create_tables(s, missing, errstr, errlen);
     if (st == OBX_OK && s->conf->source != OBX_PG_WAL_MESSAGES)
         st = check_table(s, errstr, errlen);
     if (st == OBX_OK)

@@ -489,7 +489,9 @@ static obx_status pgw_stats(void *inst, obx_store_stats *st, char *errstr,
     bool behind = s->recovering || (s->repl && !s->caught_up);
     obx_store_stats out = {
         .struct_size = st->struct_size,
-        .pending = s->n_live ? s->n_live : behind ? 1 : 0,
+        .pending = s->n_live ? s->n_live
+                   : behind  ? 1
+                             : 0,
         .dead = dead,
         .oldest_pending_us = s->head ? s->head->ev.created_at_us : 0,
         .lag_bytes = lag,
@@ -579,7 +581,8 @@ static obx_status pgw_schema(const obx_host *host, const void *config,
               "committed after it is created.\n");
     pgw_emit_ctx e = {emit, ctx};
     int rc = pgw_ddl_each(&n, config,
-                          PGW_DDL_TABLES | PGW_DDL_PUBLICATION | PGW_DDL_SLOT,
+                          PGW_DDL_OUTBOX | PGW_DDL_DEAD | PGW_DDL_PUBLICATION |
+                              PGW_DDL_SLOT,
                           pgw_emit_one, &e);
     return rc == 0 ? OBX_OK : OBX_NOMEM;
 }

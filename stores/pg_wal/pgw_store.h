@@ -150,9 +150,10 @@ void pgw_names_slot(pgw_names *n, const obx_pg_wal_config *conf,
                     const char *db);
 /* Emit the DDL for conf through emit(ctx, sql): the parts asked for
  * (PGW_DDL_* bits). 0, -1 on no memory, or what emit returned. */
-#define PGW_DDL_TABLES 0x1u      /* schema, outbox table, dead letters */
-#define PGW_DDL_PUBLICATION 0x2u /* the publication */
-#define PGW_DDL_SLOT 0x4u        /* the slot */
+#define PGW_DDL_OUTBOX 0x1u      /* schema, outbox table and its indexes */
+#define PGW_DDL_DEAD 0x2u        /* schema, the dead-letter table */
+#define PGW_DDL_PUBLICATION 0x4u /* the publication */
+#define PGW_DDL_SLOT 0x8u        /* the slot */
 int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
                  unsigned parts, int (*emit)(void *ctx, const char *sql),
                  void *ctx);
