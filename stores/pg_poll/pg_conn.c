@@ -351,8 +351,9 @@ static void pgp_one_line(char *sql)
     sql[o] = '\0';
 }
 
-/* One text parameter: a single-row query's first column ("" for NULL)
- * into out; false when the query failed (errstr filled) or had no row. */
+/* The first column of a query's first row into out ("" when there is no
+ * row or it is NULL). OBX_OK, or the failure's status with errstr
+ * filled. */
 static obx_status pgp_query1(pgp_store *s, const char *sql, int n,
                              const char *const *p, char *out, size_t outlen,
                              const char *what, char *errstr, size_t errlen)

@@ -618,14 +618,27 @@ static obx_status check_table(pgw_store *s, char *errstr, size_t errlen)
         "c.relnamespace WHERE c.oid = to_regclass($1)",
         1, p, s->nsp, sizeof s->nsp, &found, "look for the table", errstr,
         errlen);
-    free(name);
     if (st == OBX_OK && !found) {
+        free(name);
         obx_errf_words(errstr, errlen,
                        "pg_wal %s: no table \"%s\" and create_schema is false; "
                        "create it with `outbox-relay schema pg_wal`",
                        s->target, s->names.table);
         return OBX_CONFIG;
     }
+    /* A hand-made table may lack the bookkeeping columns pg_wal does not
+     * need; burying then marks only dead_at and dead_reason. */
+    char v[8] = "";
+    if (st == OBX_OK)
+        st = query_text(s,
+                        "SELECT count(*) = 2 FROM pg_attribute WHERE "
+                        "attrelid = to_regclass($1) AND attname IN "
+                        "('attempts', 'dead_destination') AND NOT "
+                        "attisdropped",
+                        1, p, v, sizeof v, &found, "look at the table", errstr,
+                        errlen);
+    s->mark_full = v[0] == 't';
+    free(name);
     return st;
 }
 
@@ -1158,7 +1171,8 @@ static obx_status bury_one(pgw_store *s, const char *ins, const char *mark,
     PQclear(r);
     if (st == OBX_OK && mark && e->row_id >= 0) {
         const char *mp[4] = {rowid, b->reason, b->destination, att};
-        int np = s->conf->ack_mode == OBX_PG_WAL_ACK_MARK ? 4 : 2;
+        int np =
+            s->conf->ack_mode == OBX_PG_WAL_ACK_MARK && s->mark_full ? 4 : 2;
         r = PQexecParams(s->sql, mark, np, NULL, mp, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             st = pgw_fail(s, s->sql, r, "bury: mark the row", errstr, errlen);
@@ -1180,12 +1194,16 @@ obx_status pgw_sql_bury(pgw_store *s, const obx_burial *items, size_t n,
         "dead_destination, from_message) VALUES ($1, $2, $3, $4, $5, $6, "
         "$7::jsonb, to_timestamp($8::int8 / 1e6), $9, $10, $11, false)");
     const char *mark_tpl =
-        s->conf->ack_mode == OBX_PG_WAL_ACK_MARK
+        s->conf->ack_mode == OBX_PG_WAL_ACK_MARK && s->mark_full
             /* as pg_poll buries: the row tells its story after a switch */
             ? "UPDATE {T} SET {dead_at} = now(), {dead_reason} = $2, "
               "{dead_destination} = $3, {attempts} = $4::int4 WHERE "
               "{id} = $1::int8"
-            : s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE
+            : s->conf->ack_mode == OBX_PG_WAL_ACK_MARK
+                  ? "UPDATE {T} SET {dead_at} = now(), {dead_reason} = $2 "
+                    "WHERE "
+                    "{id} = $1::int8"
+              : s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE
                   ? "DELETE FROM {T} WHERE {id} = $1::int8 AND $2::text IS NOT "
                     "NULL"
                   : NULL;

@@ -91,6 +91,7 @@ typedef struct pgw_store {
     char target[512]; /* the conninfo, passwords masked: for messages */
     char *secret;     /* the conninfo's password, scrubbed from messages */
     char nsp[PGW_NAME_MAX + 1]; /* the table's schema as the server sees it */
+    bool mark_full; /* the table has attempts and dead_destination */
     PGconn *sql;
     PGconn *repl; /* NULL while not streaming */
     bool standby; /* the slot is streamed by another relay: we wait */

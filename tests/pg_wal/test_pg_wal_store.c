@@ -707,7 +707,21 @@ static void test_existing_table_left_alone(void **state)
                "created_at timestamptz NOT NULL DEFAULT now(), "
                "published_at timestamptz, dead_at timestamptz, "
                "dead_reason text)");
-    void *inst = wt_open(t, NULL);
+    obx_pg_wal_config conf = t->conf;
+    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    void *inst = wt_open(t, &conf);
+    /* and ack_mode = mark buries into it without the columns it lacks */
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 0, 100), 0); /* streams */
+    wt_insert(t, "k", "E", "1");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    char err[1024] = "";
+    obx_burial b = {ev[0], "rejected", "topic-x"};
+    assert_int_equal(t->ops->bury(inst, &b, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM outbox WHERE dead_reason = "
+                            "'rejected'"),
+                     1);
     t->ops->close(inst);
     assert_int_equal(wt_int(t, -1,
                             "SELECT count(*) FROM pg_indexes WHERE "
