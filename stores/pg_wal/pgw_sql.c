@@ -1030,6 +1030,8 @@ static obx_status legacy_dead_table(pgw_store *s, char *errstr, size_t errlen)
     free(d);
     if (st != OBX_OK || !found)
         return st;
+    char fresh[OBX_PG_NAME_MAX + 1];
+    snprintf(fresh, sizeof fresh, "%s", s->names.dead_buf);
     snprintf(s->names.dead_buf, sizeof s->names.dead_buf, "%s", name);
     s->host->log(s->host, OBX_LOG_WARN,
                  "pg_wal %s: dead letters stay in \"%s\", the dead-letter "
@@ -1037,7 +1039,7 @@ static obx_status legacy_dead_table(pgw_store *s, char *errstr, size_t errlen)
                  "index on dead rows, so the table cannot be shared with "
                  "pg_poll until it is renamed: ALTER TABLE \"%s\" RENAME TO "
                  "\"%s\" (or set store.dead_table = %s to keep it)",
-                 s->target, name, name, s->names.dead_table, name);
+                 s->target, name, name, fresh, name);
     s->names.dead_table = s->names.dead_buf;
     return OBX_OK;
 }

@@ -736,6 +736,58 @@ static void test_existing_table_left_alone(void **state)
                      1);
 }
 
+/* A relay upgraded over the old default dead-letter table (<table>_dead)
+ * keeps its dead letters there instead of starting an empty new table. */
+static char captured_log[8192];
+
+static void capture_log(const obx_host *h, obx_log_level level, const char *fmt,
+                        ...)
+{
+    (void)h;
+    (void)level;
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = strlen(captured_log);
+    vsnprintf(captured_log + len, sizeof captured_log - len, fmt, ap);
+    va_end(ap);
+}
+
+static void test_old_dead_table_kept(void **state)
+{
+    wt *t = *state;
+    static obx_host logging;
+    logging = *t->host;
+    logging.log = capture_log;
+    captured_log[0] = '\0';
+    void *inst = wt_open(t, NULL); /* today's schema */
+    t->ops->close(inst);
+    wt_exec(t, "ALTER TABLE outbox_dead_letters RENAME TO outbox_old");
+    wt_exec(t, "DROP INDEX outbox_dead");
+    wt_exec(t, "ALTER TABLE outbox_old RENAME TO outbox_dead");
+    const obx_host *saved = t->host;
+    t->host = &logging;
+    inst = wt_open(t, NULL);
+    t->host = saved;
+    if (!strstr(captured_log, "ALTER TABLE \"outbox_dead\" RENAME TO "
+                              "\"outbox_dead_letters\""))
+        fail_msg("no RENAME advice in the log: %s", captured_log);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 0, 100), 0); /* streams */
+    wt_insert(t, "k", "E", "1");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    char err[1024] = "";
+    obx_burial b = {ev[0], "rejected", NULL};
+    assert_int_equal(t->ops->bury(inst, &b, 1, err, sizeof err), OBX_OK);
+    t->ops->close(inst);
+    assert_int_equal(wt_int(t, -1, "SELECT count(*) FROM outbox_dead"), 1);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM pg_tables WHERE "
+                            "schemaname = '%s' AND tablename = "
+                            "'outbox_dead_letters'",
+                            t->name),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -760,6 +812,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_docs_envelope_example, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_existing_table_left_alone, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_old_dead_table_kept, setup,
                                         teardown),
     };
     /* WT_FILTER=test_default_slot runs just that test */
