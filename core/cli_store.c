@@ -100,11 +100,17 @@ int obx_cmd_stats(obx_cli *c)
                 st.oldest_pending_us
                     ? (double)(obx_now_us() - st.oldest_pending_us) / 1e6
                     : 0;
-            printf("[pipeline %s] pending %llu, oldest %.1fs, dead %llu",
-                   p->name, (unsigned long long)st.pending, age,
-                   (unsigned long long)st.dead);
-            if (st.lag_bytes >= 0)
-                printf(", lag %lld bytes", (long long)st.lag_bytes);
+            /* A WAL store (lag_bytes set) cannot count what it has not
+             * read: it reports the events it holds and the bytes its slot
+             * is behind, and says so. */
+            bool wal = st.lag_bytes >= 0;
+            printf("[pipeline %s] %s %llu, oldest %.1fs, dead %llu", p->name,
+                   wal ? "held" : "pending", (unsigned long long)st.pending,
+                   age, (unsigned long long)st.dead);
+            if (wal)
+                printf(", behind %lld bytes", (long long)st.lag_bytes);
+            if (st.standby)
+                printf(", standby (another relay holds the slot)");
             printf("\n");
         }
         close_store(p);

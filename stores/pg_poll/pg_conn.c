@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "err_words.h"
+#include "pg_schema.h"
 #include "pg_store.h"
 
 /* Reconnect backoff: short, because the engine's circuit breaker already
@@ -146,7 +148,7 @@ static obx_status pgp_parse_conninfo(pgp_store *s, char *errstr, size_t errlen)
         char clean[OBX_ERRSTR_LEN];
         pgp_scrub_parse_error(s, ci, msg ? msg : "out of memory", clean,
                               sizeof clean);
-        snprintf(errstr, errlen, "store.conninfo: %s", clean);
+        obx_errf_words(errstr, errlen, "store.conninfo: %s", clean);
         obx_status st = msg ? OBX_CONFIG : OBX_NOMEM;
         PQfreemem(msg);
         return st;
@@ -238,8 +240,8 @@ obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
         msg = PQerrorMessage(s->conn);
     char clean[OBX_ERRSTR_LEN];
     pgp_scrub(s, msg && msg[0] ? msg : "not connected", clean, sizeof clean);
-    snprintf(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table, what,
-             clean);
+    obx_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
+                   what, clean);
     if (!s->conn)
         return OBX_UNAVAILABLE;
     if (PQstatus(s->conn) == CONNECTION_BAD) {
@@ -354,14 +356,186 @@ static obx_status pgp_check_table(pgp_store *s, pgp_connect_mode mode,
         return st;
     if (mode == PGP_CONNECT_CHECK && s->conf->create_schema)
         return OBX_OK; /* open() will create it */
-    snprintf(errstr, errlen,
-             "pg_poll %s: no table \"%s\" (in %s%s%s) and create_schema is "
-             "false; create it with `outbox-relay schema pg_poll`",
-             s->target, s->names.table,
-             s->names.schema ? "schema \"" : "the search_path",
-             s->names.schema ? s->names.schema : "",
-             s->names.schema ? "\"" : "");
+    obx_errf_words(
+        errstr, errlen,
+        "pg_poll %s: no table \"%s\" (in %s%s%s) and create_schema is "
+        "false; create it with `outbox-relay schema pg_poll`",
+        s->target, s->names.table,
+        s->names.schema ? "schema \"" : "the search_path",
+        s->names.schema ? s->names.schema : "", s->names.schema ? "\"" : "");
     return OBX_CONFIG;
+}
+
+/* ---- what an existing table has ---- */
+
+/* Log lines are one line: the DDL's newlines and indentation become one
+ * space. In place. */
+static void pgp_one_line(char *sql)
+{
+    size_t o = 0;
+    for (size_t i = 0; sql[i]; i++) {
+        char c = sql[i] == '\n' ? ' ' : sql[i];
+        if (c == ' ' && o > 0 && sql[o - 1] == ' ')
+            continue;
+        sql[o++] = c;
+    }
+    sql[o] = '\0';
+}
+
+/* The first column of a query's first row into out ("" when there is no
+ * row or it is NULL). OBX_OK, or the failure's status with errstr
+ * filled. */
+static obx_status pgp_query1(pgp_store *s, const char *sql, int n,
+                             const char *const *p, char *out, size_t outlen,
+                             const char *what, char *errstr, size_t errlen)
+{
+    PGresult *r = pgp_exec_text(s, sql, n, p);
+    if (!pgp_ok(r))
+        return pgp_setup_fail(s, r, what, errstr, errlen);
+    snprintf(out, outlen, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return OBX_OK;
+}
+
+/* Columns the claim, settle and dead-letter statements use (mapped names
+ * for the writer's, ours for the bookkeeping ones) that the table lacks:
+ * a table made for another tool, or by hand. Refused with every missing
+ * column named, since the statements cannot work without them. The
+ * bookkeeping columns can be added in place; the writer's are the
+ * application's to map (column.*) or add. */
+static obx_status pgp_check_columns(pgp_store *s, const char *table,
+                                    char *errstr, size_t errlen)
+{
+    pgp_buf want = {0};
+    pgp_buf_addc(&want, '{');
+    for (int c = 0; c < PGP_C_COUNT; c++)
+        pgp_buf_array_text(&want, s->names.col[c]);
+    pgp_buf_addc(&want, '}');
+    char *arr = pgp_buf_take(&want);
+    if (!arr)
+        return OBX_NOMEM;
+    const char *p[2] = {table, arr};
+    char missing[1024];
+    obx_status st = pgp_query1(
+        s,
+        "SELECT string_agg(w.name, ', ' ORDER BY w.n) FROM unnest($2::text[]) "
+        "WITH ORDINALITY AS w(name, n) WHERE NOT EXISTS (SELECT 1 FROM "
+        "pg_attribute a WHERE a.attrelid = $1::regclass AND a.attname = "
+        "w.name AND a.attnum > 0 AND NOT a.attisdropped)",
+        2, p, missing, sizeof missing, "look at the table's columns", errstr,
+        errlen);
+    free(arr);
+    if (st != OBX_OK || !missing[0])
+        return st;
+    obx_errf_words(
+        errstr, errlen,
+        "pg_poll %s: table \"%s\" lacks column(s) %s, which the relay "
+        "needs. The relay's own columns can be added with ALTER TABLE "
+        "... ADD COLUMN IF NOT EXISTS, typed as in `outbox-relay "
+        "schema pg_poll`; writer columns named differently are mapped "
+        "with store.column.<name>",
+        s->target, s->names.table, missing);
+    return OBX_CONFIG;
+}
+
+/* Warn (once per instance) about each index of the shared table that is
+ * missing, and about a missing NOTIFY trigger: the relay still works
+ * (more slowly, or waking only every poll_interval), so this is the
+ * operator's to fix, with the exact DDL in the message. Creating an index
+ * here would lock a live table against the application's writes. */
+static obx_status pgp_check_indexes(pgp_store *s, const char *table,
+                                    char *errstr, size_t errlen)
+{
+    for (size_t i = 0; i < obx_pg_outbox_ddl_n; i++) {
+        const obx_pg_ddl *d = &obx_pg_outbox_ddl[i];
+        if (!d->sfx)
+            continue;
+        char name[OBX_PG_NAME_MAX + 1], v[8];
+        obx_pg_object_name(s->names.table, d->sfx, name);
+        const char *p[2] = {table, name};
+        obx_status st = pgp_query1(
+            s,
+            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = "
+            "i.indexrelid WHERE i.indrelid = $1::regclass AND c.relname = $2",
+            2, p, v, sizeof v, "look for the indexes", errstr, errlen);
+        if (st != OBX_OK)
+            return st;
+        if (v[0])
+            continue;
+        char *ddl = pgp_sql_expand(&s->names, d->tpl);
+        if (!ddl)
+            return OBX_NOMEM;
+        pgp_one_line(ddl);
+        s->host->log(s->host, OBX_LOG_WARN,
+                     "pg_poll \"%s\": no index \"%s\" (without it %s); add "
+                     "it: %s;",
+                     s->names.table, name, d->why, ddl);
+        free(ddl);
+    }
+    return OBX_OK;
+}
+
+static obx_status pgp_check_trigger(pgp_store *s, const char *table,
+                                    char *errstr, size_t errlen)
+{
+    if (!s->conf->listen || !s->conf->notify_trigger)
+        return OBX_OK; /* writers NOTIFY, or nobody listens */
+    char name[OBX_PG_NAME_MAX + 1], chan[256];
+    obx_pg_object_name(s->names.table, OBX_PG_SFX_NOTIFY, name);
+    const char *p[2] = {table, name};
+    /* tgargs: the arguments, each NUL-terminated */
+    obx_status st = pgp_query1(
+        s,
+        "SELECT coalesce(convert_from(substring(tgargs FROM 1 FOR "
+        "greatest(length(tgargs) - 1, 0)), 'UTF8'), '') || "
+        "CASE WHEN tgenabled = 'D' THEN ' (disabled)' ELSE '' END "
+        "FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2 AND "
+        "NOT tgisinternal",
+        2, p, chan, sizeof chan, "look for the NOTIFY trigger", errstr, errlen);
+    if (st != OBX_OK || strcmp(chan, s->names.channel) == 0)
+        return st;
+    char *fn = pgp_sql_expand(&s->names, pgp_ddl_notify_fn);
+    char *tg = pgp_sql_expand(&s->names, pgp_ddl_notify_trigger);
+    if (fn && tg) {
+        pgp_one_line(fn);
+        pgp_one_line(tg);
+        char found[400] = "";
+        if (chan[0])
+            snprintf(found, sizeof found,
+                     " (it signals '%.250s', not the channel '%.64s' this "
+                     "relay listens on)",
+                     chan, s->names.channel);
+        s->host->log(s->host, OBX_LOG_WARN,
+                     "pg_poll \"%s\": no NOTIFY trigger \"%s\" for channel "
+                     "'%s'%s: new events wait up to poll_interval; add it: "
+                     "%s; %s; (or set store.notify_trigger = false if "
+                     "writers send NOTIFY themselves)",
+                     s->names.table, name, s->names.channel, found, fn, tg);
+        s->no_wakeup = true;
+    }
+    free(fn);
+    free(tg);
+    return fn && tg ? OBX_OK : OBX_NOMEM;
+}
+
+/* What an existing table must have (columns: refused when missing) and
+ * should have (indexes, trigger: warned about), checked at the first
+ * connection only. */
+static obx_status pgp_check_objects(pgp_store *s, char *errstr, size_t errlen)
+{
+    if (s->checked_objects)
+        return OBX_OK;
+    char *table = pgp_sql_expand(&s->names, "{T}");
+    if (!table)
+        return OBX_NOMEM;
+    obx_status st = pgp_check_columns(s, table, errstr, errlen);
+    if (st == OBX_OK)
+        st = pgp_check_indexes(s, table, errstr, errlen);
+    if (st == OBX_OK)
+        st = pgp_check_trigger(s, table, errstr, errlen);
+    free(table);
+    s->checked_objects = st == OBX_OK;
+    return st;
 }
 
 static obx_status pgp_prepare_all(pgp_store *s, char *errstr, size_t errlen)
@@ -433,10 +607,11 @@ static obx_status pgp_check_version(pgp_store *s, char *errstr, size_t errlen)
     int v = PQserverVersion(s->conn);
     if (v >= PGP_MIN_SERVER)
         return OBX_OK;
-    snprintf(errstr, errlen,
-             "pg_poll %s: server version %d.%d is too old; PostgreSQL 14 or "
-             "later is required",
-             s->target, v / 10000, v % 10000);
+    obx_errf_words(
+        errstr, errlen,
+        "pg_poll %s: server version %d.%d is too old; PostgreSQL 14 or "
+        "later is required",
+        s->target, v / 10000, v % 10000);
     return OBX_CONFIG;
 }
 
@@ -462,8 +637,8 @@ obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
     if (PQstatus(s->conn) != CONNECTION_OK) {
         char clean[OBX_ERRSTR_LEN];
         pgp_scrub(s, PQerrorMessage(s->conn), clean, sizeof clean);
-        snprintf(errstr, errlen, "pg_poll %s: cannot connect: %s", s->target,
-                 clean);
+        obx_errf_words(errstr, errlen, "pg_poll %s: cannot connect: %s",
+                       s->target, clean);
         PQfinish(s->conn);
         s->conn = NULL;
         return OBX_UNAVAILABLE;
@@ -472,6 +647,8 @@ obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
     obx_status st = pgp_check_version(s, errstr, errlen);
     if (st == OBX_OK)
         st = pgp_check_table(s, mode, &exists, errstr, errlen);
+    if (st == OBX_OK && exists)
+        st = pgp_check_objects(s, errstr, errlen);
     if (st == OBX_OK && exists)
         st = pgp_prepare_all(s, errstr, errlen);
     if (st == OBX_OK && mode != PGP_CONNECT_CHECK)
@@ -489,9 +666,9 @@ obx_status pgp_ensure(pgp_store *s, char *errstr, size_t errlen)
         return OBX_OK;
     int64_t now = s->host->mono_us();
     if (now < s->retry_us) {
-        snprintf(errstr, errlen,
-                 "pg_poll %s: not connected; next attempt in %lld ms",
-                 s->target, (long long)((s->retry_us - now) / 1000));
+        obx_errf_words(errstr, errlen,
+                       "pg_poll %s: not connected; next attempt in %lld ms",
+                       s->target, (long long)((s->retry_us - now) / 1000));
         return OBX_UNAVAILABLE;
     }
     obx_status st = pgp_connect(s, PGP_CONNECT_RUN, errstr, errlen);

@@ -94,6 +94,10 @@ const char *pgp_stmt_name(pgp_stmt s);
  * valid during the call. Returns 0, -1 when out of memory, or the first
  * non-zero value emit returned. */
 typedef int (*pgp_ddl_fn)(void *ctx, const char *sql);
+/* The NOTIFY trigger's function and trigger (templates for
+ * pgp_sql_expand), for the warning that names them when missing. */
+extern const char pgp_ddl_notify_fn[];
+extern const char pgp_ddl_notify_trigger[];
 int pgp_ddl_each(const pgp_names *n, const obx_pg_poll_config *conf,
                  pgp_ddl_fn emit, void *ctx);
 

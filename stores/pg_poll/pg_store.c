@@ -9,6 +9,7 @@
  * NOTIFY (sent by the table's trigger or by the writer) or the poll
  * interval. Every time that decides eligibility is the database's now(),
  * so clocks of the relay hosts do not matter. */
+#include "err_words.h"
 #include "pg_store.h"
 
 #include <inttypes.h>
@@ -140,7 +141,12 @@ static obx_status pgp_open(const obx_host *host, const void *config,
         return st;
     }
     char wake[128];
-    if (conf->listen)
+    if (conf->listen && s->no_wakeup)
+        snprintf(wake, sizeof wake,
+                 "LISTEN \"%s\" but no trigger signals it: polling every "
+                 "poll_interval",
+                 s->names.channel);
+    else if (conf->listen)
         snprintf(wake, sizeof wake, "LISTEN \"%s\"", s->names.channel);
     else
         snprintf(wake, sizeof wake, "polling");
@@ -272,19 +278,19 @@ static obx_status pgp_claim_rows(pgp_store *s, const PGresult *r, size_t max,
 {
     size_t rows = (size_t)PQntuples(r);
     if (rows > max || PQnfields(r) != PGP_EVENT_COLUMNS + 1) {
-        snprintf(errstr, errlen,
-                 "pg_poll \"%s\": claim returned %zu rows of %d columns; "
-                 "asked for %zu of %d",
-                 s->names.table, rows, PQnfields(r), max,
-                 PGP_EVENT_COLUMNS + 1);
+        obx_errf_words(errstr, errlen,
+                       "pg_poll \"%s\": claim returned %zu rows of %d columns; "
+                       "asked for %zu of %d",
+                       s->names.table, rows, PQnfields(r), max,
+                       PGP_EVENT_COLUMNS + 1);
         return OBX_FATAL;
     }
     for (size_t i = 0; i < rows; i++) {
         obx_status st = pgp_claim_row(s, r, (int)i, b);
         if (st != OBX_OK) {
             /* the rows stay leased and come back after the lease */
-            snprintf(errstr, errlen, "pg_poll \"%s\": claim: %s",
-                     s->names.table, obx_status_name(st));
+            obx_errf_words(errstr, errlen, "pg_poll \"%s\": claim: %s",
+                           s->names.table, obx_status_name(st));
             return st;
         }
     }
@@ -360,9 +366,9 @@ static obx_status pgp_claim(void *inst, obx_event **out, size_t max, size_t *n,
         return st;
     if (pgp_wait(s, pgp_idle_wait(s, wait_ms)) < 0) {
         pgp_disconnect(s, "connection closed while waiting for NOTIFY");
-        snprintf(errstr, errlen,
-                 "pg_poll %s: connection lost while waiting for events",
-                 s->target);
+        obx_errf_words(errstr, errlen,
+                       "pg_poll %s: connection lost while waiting for events",
+                       s->target);
         return OBX_UNAVAILABLE;
     }
     return pgp_claim_once(s, out, max, n, errstr, errlen);
@@ -401,7 +407,7 @@ static obx_status pgp_settle(pgp_store *s, const pgp_settle_op *op,
         st = pgp_exec(s, op->stmt, op->nparams, params, 0, &r, op->what, errstr,
                       errlen);
     else
-        snprintf(errstr, errlen, "pg_poll: %s: out of memory", op->what);
+        obx_errf_words(errstr, errlen, "pg_poll: %s: out of memory", op->what);
     if (st != OBX_OK)
         return st;
     size_t done = (size_t)strtoull(PQcmdTuples(r), NULL, 10);

@@ -30,7 +30,9 @@ typedef struct pgp_store {
     int64_t retry_us; /* monotonic time of the next connection attempt */
     int64_t lost_us;  /* monotonic time the connection was lost, 0: not */
     pgp_event *live;  /* claimed, not yet settled */
-    int64_t retention_due_us;    /* monotonic time of the next retention run */
+    int64_t retention_due_us; /* monotonic time of the next retention run */
+    bool checked_objects;     /* looked for indexes and trigger (once) */
+    bool no_wakeup;           /* LISTEN, but no trigger signals our channel */
     pgp_buf arg[PGP_MAX_PARAMS]; /* reused parameter buffers */
 } pgp_store;
 

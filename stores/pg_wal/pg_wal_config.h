@@ -32,8 +32,8 @@ typedef struct obx_pg_wal_config {
     int source;           /* obx_pg_wal_source */
     char *message_prefix; /* logical message prefix; NULL/"": "outbox" */
     char *publication;    /* NULL or "": "outbox_relay" */
-    char *slot;           /* NULL or "": "outbox_relay" */
-    char *dead_table;     /* NULL or "": "<table>_dead" */
+    char *slot;           /* NULL or "": derived, see pgw_names_slot */
+    char *dead_table;     /* NULL or "": "<table>_dead_letters" */
     bool create_schema;   /* create tables and publication when missing */
     bool create_slot;     /* create the slot on first start */
     int ack_mode;         /* obx_pg_wal_ack_mode */

@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "err_words.h"
+#include "pg_schema.h"
 #include "pgw_store.h"
 
 #define PGW_MIN_SERVER 140000
@@ -146,19 +148,26 @@ int pgw_names_init(pgw_names *n, const obx_pg_wal_config *conf, char *err,
     memset(n, 0, sizeof *n);
     n->table = or_default(conf->table, "outbox");
     n->schema = conf->schema && conf->schema[0] ? conf->schema : NULL;
-    n->dead_table =
-        conf->dead_table && conf->dead_table[0] ? conf->dead_table : NULL;
     n->publication = or_default(conf->publication, "outbox_relay");
-    n->slot = or_default(conf->slot, "outbox_relay");
     n->prefix = or_default(conf->message_prefix, "outbox");
-    const char *names[] = {n->table, n->schema, n->dead_table, n->publication};
+    const char *names[] = {n->table, n->schema, conf->dead_table,
+                           n->publication};
     for (size_t i = 0; i < 4; i++)
-        if (names[i] && strlen(names[i]) > PGW_NAME_MAX - 8)
+        if (names[i] && strlen(names[i]) > PGW_NAME_MAX)
             return name_err(err, errlen,
-                            "store: name '%s' is longer than %d bytes",
-                            names[i], PGW_NAME_MAX - 8);
-    if (check_slot(n->slot, err, errlen) != 0)
-        return -1;
+                            "store: name '%s' is longer than %d bytes "
+                            "(PostgreSQL would cut it)",
+                            names[i], PGW_NAME_MAX);
+    /* the name pg_poll's DDL does not use for anything (its dead-letter
+     * index is <table>_dead), so the two stores can share one table */
+    obx_pg_object_name(n->table, OBX_PG_SFX_DEAD_LETTERS, n->dead_buf);
+    n->dead_table = conf->dead_table && conf->dead_table[0] ? conf->dead_table
+                                                            : n->dead_buf;
+    if (conf->slot && conf->slot[0]) {
+        if (check_slot(conf->slot, err, errlen) != 0)
+            return -1;
+        n->slot = conf->slot;
+    }
     for (int c = 0; c < PGW_C_COUNT; c++)
         n->col[c] = pgw_col_default[c];
     for (size_t i = 0; i < conf->column.n; i++)
@@ -167,10 +176,44 @@ int pgw_names_init(pgw_names *n, const obx_pg_wal_config *conf, char *err,
     return 0;
 }
 
+void pgw_names_slot(pgw_names *n, const obx_pg_wal_config *conf, const char *db)
+{
+    if (n->slot)
+        return;
+    const char *what =
+        conf->source == OBX_PG_WAL_MESSAGES ? n->prefix : n->table;
+    obx_pg_default_slot(db, n->schema, what, n->slot_buf);
+    n->slot = n->slot_buf;
+}
+
+obx_status pgw_check_recover(const obx_pg_wal_config *conf, char *errstr,
+                             size_t errlen)
+{
+    if (!conf->recover)
+        return OBX_OK;
+    if (conf->source == OBX_PG_WAL_MESSAGES) {
+        obx_errf_words(errstr, errlen,
+                       "store.recover = true needs the outbox table as a "
+                       "source: with source = messages the events exist only "
+                       "in the WAL, and a lost slot leaves nothing to re-read");
+        return OBX_CONFIG;
+    }
+    if (conf->ack_mode != OBX_PG_WAL_ACK_MARK) {
+        obx_errf_words(errstr, errlen,
+                       "store.recover = true needs store.ack_mode = mark: "
+                       "recovery re-reads the rows not marked published, and "
+                       "only ack_mode = mark marks them");
+        return OBX_CONFIG;
+    }
+    return OBX_OK;
+}
+
 /* ---- templates: {T} table, {D} dead table, {R} recovery list, {S}
  * schema, {P} publication, {SLOT} slot literal, {PFX} prefix literal,
  * {I:sfx} index name "<table>_<sfx>", {col} a column ---- */
 
+/* name, or the object `sfx` of it (obx_pg_object_name), quoted and
+ * qualified with the schema when there is one. */
 static void qualified(pgw_buf *b, const pgw_names *n, const char *name,
                       const char *sfx)
 {
@@ -178,9 +221,10 @@ static void qualified(pgw_buf *b, const pgw_names *n, const char *name,
         buf_ident(b, n->schema);
         buf_add(b, ".");
     }
-    char tmp[2 * PGW_NAME_MAX + 8];
-    snprintf(tmp, sizeof tmp, "%s%s%s", name, sfx ? "_" : "", sfx ? sfx : "");
-    buf_ident(b, tmp);
+    char obj[OBX_PG_NAME_MAX + 1];
+    if (sfx)
+        obx_pg_object_name(name, sfx, obj);
+    buf_ident(b, sfx ? obj : name);
 }
 
 static int placeholder(pgw_buf *b, const pgw_names *n, const char *key)
@@ -188,29 +232,31 @@ static int placeholder(pgw_buf *b, const pgw_names *n, const char *key)
     if (strcmp(key, "T") == 0)
         qualified(b, n, n->table, NULL);
     else if (strcmp(key, "D") == 0)
-        qualified(b, n, n->dead_table ? n->dead_table : n->table,
-                  n->dead_table ? NULL : "dead");
+        qualified(b, n, n->dead_table, NULL);
     else if (strcmp(key, "R") == 0)
-        qualified(b, n, n->table, "recover");
+        qualified(b, n, n->table, OBX_PG_SFX_RECOVER);
     else if (strcmp(key, "S") == 0)
         buf_ident(b, n->schema ? n->schema : "public");
     else if (strcmp(key, "P") == 0)
         buf_ident(b, n->publication);
     else if (strcmp(key, "SLOT") == 0)
-        buf_literal(b, n->slot);
+        buf_literal(b, n->slot ? n->slot : "");
     else if (strcmp(key, "PFX") == 0)
         buf_literal(b, n->prefix);
     else if (strncmp(key, "I:", 2) == 0) {
-        char tmp[2 * PGW_NAME_MAX + 8];
-        snprintf(tmp, sizeof tmp, "%s_%s", n->table, key + 2);
-        buf_ident(b, tmp);
+        char obj[OBX_PG_NAME_MAX + 1];
+        obx_pg_object_name(n->table, key + 2, obj);
+        buf_ident(b, obj);
     } else {
         for (int c = 0; c < PGW_C_COUNT; c++)
             if (strcmp(pgw_col_default[c], key) == 0) {
                 buf_ident(b, n->col[c]);
                 return 0;
             }
-        return -1;
+        /* the shared table's bookkeeping columns keep their names */
+        if (!obx_pg_fixed_column(key))
+            return -1;
+        buf_ident(b, key);
     }
     return 0;
 }
@@ -246,103 +292,69 @@ char *pgw_sql_expand(const pgw_names *n, const char *tpl)
 
 /* ---- DDL ---- */
 
-enum {
-    DDL_SCHEMA, /* only with a schema option */
-    DDL_TABLE,  /* only when the outbox table is a source */
-    DDL_ALWAYS,
-    DDL_PUB_TABLE, /* publication, table sources */
-    DDL_PUB_EMPTY, /* publication, messages only */
-    DDL_SLOT,
-};
+/* The outbox table and its indexes are the ones pg_poll creates (one
+ * definition, stores/common/pg_schema.c), so an application moves between
+ * the stores on one table; pg_wal only reads the writer columns and sets
+ * published_at / dead_at with ack_mode = mark. The dead-letter table is
+ * pg_wal's own: with ack_mode = none or source = messages there is no row
+ * to mark. */
+static const char pgw_ddl_schema[] = "CREATE SCHEMA IF NOT EXISTS {S}";
 
-typedef struct pgw_ddl {
-    int when;
-    const char *tpl;
-} pgw_ddl;
+static const char pgw_ddl_dead[] =
+    "CREATE TABLE IF NOT EXISTS {D} (\n"
+    "    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,\n"
+    "    event_id text NOT NULL,\n"
+    "    aggregate_type text NOT NULL,\n"
+    "    aggregate_id text NOT NULL,\n"
+    "    event_type text NOT NULL,\n"
+    "    payload bytea NOT NULL,\n"
+    "    topic text,\n"
+    "    headers jsonb,\n"
+    "    created_at timestamptz NOT NULL,\n"
+    "    attempts integer NOT NULL DEFAULT 0,\n"
+    "    dead_at timestamptz NOT NULL DEFAULT now(),\n"
+    "    dead_reason text,\n"
+    "    dead_destination text,\n"
+    "    from_message boolean NOT NULL DEFAULT false\n"
+    ")";
 
-/* The outbox table is the one every SQL store shares (pg_poll's columns),
- * so an application can move between stores; pg_wal only reads the writer
- * columns and sets published_at/dead_at (ack_mode = mark). */
-static const pgw_ddl pgw_ddl_list[] = {
-    {DDL_SCHEMA, "CREATE SCHEMA IF NOT EXISTS {S}"},
-    {DDL_TABLE,
-     "CREATE TABLE IF NOT EXISTS {T} (\n"
-     "    {id} bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,\n"
-     "    {event_id} text NOT NULL UNIQUE DEFAULT gen_random_uuid()::text,\n"
-     "    {aggregate_type} text NOT NULL,\n"
-     "    {aggregate_id} text NOT NULL,\n"
-     "    {event_type} text NOT NULL,\n"
-     "    {payload} bytea NOT NULL,\n"
-     "    {topic} text,\n"
-     "    {headers} jsonb CHECK ({headers} IS NULL\n"
-     "        OR jsonb_typeof({headers}) = 'object'),\n"
-     "    {created_at} timestamptz NOT NULL DEFAULT now(),\n"
-     "    attempts integer NOT NULL DEFAULT 0,\n"
-     "    next_attempt_at timestamptz NOT NULL DEFAULT '-infinity',\n"
-     "    locked_by text,\n"
-     "    locked_until timestamptz,\n"
-     "    {published_at} timestamptz,\n"
-     "    {dead_at} timestamptz,\n"
-     "    last_error text,\n"
-     "    {dead_reason} text,\n"
-     "    dead_destination text\n"
-     ")"},
-    {DDL_TABLE, "CREATE INDEX IF NOT EXISTS {I:pending} ON {T} ({id})\n"
-                "    WHERE {published_at} IS NULL AND {dead_at} IS NULL"},
-    {DDL_ALWAYS, "CREATE TABLE IF NOT EXISTS {D} (\n"
-                 "    id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,\n"
-                 "    event_id text NOT NULL,\n"
-                 "    aggregate_type text NOT NULL,\n"
-                 "    aggregate_id text NOT NULL,\n"
-                 "    event_type text NOT NULL,\n"
-                 "    payload bytea NOT NULL,\n"
-                 "    topic text,\n"
-                 "    headers jsonb,\n"
-                 "    created_at timestamptz NOT NULL,\n"
-                 "    attempts integer NOT NULL DEFAULT 0,\n"
-                 "    dead_at timestamptz NOT NULL DEFAULT now(),\n"
-                 "    dead_reason text,\n"
-                 "    dead_destination text,\n"
-                 "    from_message boolean NOT NULL DEFAULT false\n"
-                 ")"},
-    {DDL_PUB_TABLE,
-     "CREATE PUBLICATION {P} FOR TABLE {T} WITH (publish = 'insert')"},
-    {DDL_PUB_EMPTY, "CREATE PUBLICATION {P} WITH (publish = 'insert')"},
-    {DDL_SLOT, "SELECT pg_create_logical_replication_slot({SLOT}, "
-               "'pgoutput')"},
-};
+static const char pgw_ddl_pub_table[] =
+    "CREATE PUBLICATION {P} FOR TABLE {T} WITH (publish = 'insert')";
+static const char pgw_ddl_pub_empty[] =
+    "CREATE PUBLICATION {P} WITH (publish = 'insert')";
+static const char pgw_ddl_slot[] =
+    "SELECT pg_create_logical_replication_slot({SLOT}, 'pgoutput')";
 
-static bool ddl_wanted(int when, const pgw_names *n,
-                       const obx_pg_wal_config *conf, bool with_slot)
+static int ddl_one(const pgw_names *n, const char *tpl,
+                   int (*emit)(void *ctx, const char *sql), void *ctx)
 {
-    bool table = conf->source != OBX_PG_WAL_MESSAGES;
-    switch (when) {
-    case DDL_SCHEMA: return n->schema != NULL;
-    case DDL_TABLE: return table;
-    case DDL_PUB_TABLE: return table;
-    case DDL_PUB_EMPTY: return !table;
-    case DDL_SLOT: return with_slot;
-    }
-    return true;
+    char *sql = pgw_sql_expand(n, tpl);
+    if (!sql)
+        return -1;
+    int rc = emit(ctx, sql);
+    free(sql);
+    return rc;
 }
 
 int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
-                 bool with_slot, int (*emit)(void *ctx, const char *sql),
+                 unsigned parts, int (*emit)(void *ctx, const char *sql),
                  void *ctx)
 {
-    for (size_t i = 0; i < sizeof pgw_ddl_list / sizeof pgw_ddl_list[0]; i++) {
-        const pgw_ddl *d = &pgw_ddl_list[i];
-        if (!ddl_wanted(d->when, n, conf, with_slot))
-            continue;
-        char *sql = pgw_sql_expand(n, d->tpl);
-        if (!sql)
-            return -1;
-        int rc = emit(ctx, sql);
-        free(sql);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    bool table = conf->source != OBX_PG_WAL_MESSAGES;
+    bool outbox = table && (parts & PGW_DDL_OUTBOX);
+    int rc = 0;
+    if ((outbox || (parts & PGW_DDL_DEAD)) && n->schema)
+        rc = ddl_one(n, pgw_ddl_schema, emit, ctx);
+    for (size_t i = 0; outbox && rc == 0 && i < obx_pg_outbox_ddl_n; i++)
+        rc = ddl_one(n, obx_pg_outbox_ddl[i].tpl, emit, ctx);
+    if ((parts & PGW_DDL_DEAD) && rc == 0)
+        rc = ddl_one(n, pgw_ddl_dead, emit, ctx);
+    if ((parts & PGW_DDL_PUBLICATION) && rc == 0)
+        rc = ddl_one(n, table ? pgw_ddl_pub_table : pgw_ddl_pub_empty, emit,
+                     ctx);
+    if ((parts & PGW_DDL_SLOT) && rc == 0)
+        rc = ddl_one(n, pgw_ddl_slot, emit, ctx);
+    return rc;
 }
 
 /* ---- connections and errors ---- */
@@ -400,7 +412,7 @@ obx_status pgw_fail(pgw_store *s, PGconn *c, const PGresult *res,
         msg = PQerrorMessage(c);
     char clean[OBX_ERRSTR_LEN];
     pgw_scrub(s, msg && msg[0] ? msg : "not connected", clean, sizeof clean);
-    snprintf(errstr, errlen, "pg_wal %s: %s: %s", s->target, what, clean);
+    obx_errf_words(errstr, errlen, "pg_wal %s: %s: %s", s->target, what, clean);
     if (!c || PQstatus(c) == CONNECTION_BAD) {
         if (c && c == s->sql) {
             PQfinish(s->sql);
@@ -458,8 +470,8 @@ PGconn *pgw_connect(pgw_store *s, bool replication, char *errstr, size_t errlen)
     }
     char clean[OBX_ERRSTR_LEN];
     pgw_scrub(s, c ? PQerrorMessage(c) : "out of memory", clean, sizeof clean);
-    snprintf(errstr, errlen, "pg_wal %s: cannot connect%s: %s", s->target,
-             replication ? " for replication" : "", clean);
+    obx_errf_words(errstr, errlen, "pg_wal %s: cannot connect%s: %s", s->target,
+                   replication ? " for replication" : "", clean);
     PQfinish(c);
     return NULL;
 }
@@ -532,10 +544,11 @@ static obx_status check_server(pgw_store *s, char *errstr, size_t errlen)
 {
     int v = PQserverVersion(s->sql);
     if (v < PGW_MIN_SERVER) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: server version %d.%d is too old; PostgreSQL 14 "
-                 "or later is required",
-                 s->target, v / 10000, v % 10000);
+        obx_errf_words(
+            errstr, errlen,
+            "pg_wal %s: server version %d.%d is too old; PostgreSQL 14 "
+            "or later is required",
+            s->target, v / 10000, v % 10000);
         return OBX_CONFIG;
     }
     char level[32];
@@ -544,10 +557,11 @@ static obx_status check_server(pgw_store *s, char *errstr, size_t errlen)
         query_text(s, "SELECT current_setting('wal_level')", 0, NULL, level,
                    sizeof level, &found, "read wal_level", errstr, errlen);
     if (st == OBX_OK && strcmp(level, "logical") != 0) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: wal_level is '%s'; logical replication needs "
-                 "wal_level = logical in postgresql.conf (and a restart)",
-                 s->target, level);
+        obx_errf_words(
+            errstr, errlen,
+            "pg_wal %s: wal_level is '%s'; logical replication needs "
+            "wal_level = logical in postgresql.conf (and a restart)",
+            s->target, level);
         return OBX_CONFIG;
     }
     return st;
@@ -571,34 +585,23 @@ static int ddl_exec(void *ctx, const char *sql)
 
 /* Tables (create_schema) in one transaction under an advisory lock. The
  * publication comes separately: it has no IF NOT EXISTS. */
-static obx_status create_tables(pgw_store *s, char *errstr, size_t errlen)
+static obx_status create_tables(pgw_store *s, unsigned parts, char *errstr,
+                                size_t errlen)
 {
-    obx_pg_wal_config c = *s->conf;
     PGresult *r = PQexec(s->sql, "BEGIN");
     PQclear(r);
     r = PQexec(s->sql, "SELECT pg_advisory_xact_lock(" PGW_SCHEMA_LOCK ")");
     PQclear(r);
-    pgw_names n = s->names;
-    /* the DDL list's publication and slot rows are handled by the caller */
-    int rc = 0;
-    for (size_t i = 0; i < sizeof pgw_ddl_list / sizeof pgw_ddl_list[0] && !rc;
-         i++) {
-        const pgw_ddl *d = &pgw_ddl_list[i];
-        if (d->when >= DDL_PUB_TABLE || !ddl_wanted(d->when, &n, &c, false))
-            continue;
-        char *sql = pgw_sql_expand(&n, d->tpl);
-        rc = sql ? ddl_exec(s, sql) : -1;
-        free(sql);
-    }
+    int rc = pgw_ddl_each(&s->names, s->conf, parts, ddl_exec, s);
     r = PQexec(s->sql, rc ? "ROLLBACK" : "COMMIT");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (rc == 0 && ok)
         return OBX_OK;
-    snprintf(errstr, errlen,
-             "pg_wal %s: could not create the tables (see the log); run "
-             "`outbox-relay schema pg_wal` as the DBA",
-             s->target);
+    obx_errf_words(errstr, errlen,
+                   "pg_wal %s: could not create the tables (see the log); run "
+                   "`outbox-relay schema pg_wal` as the DBA",
+                   s->target);
     return rc < 0 ? OBX_NOMEM : OBX_CONFIG;
 }
 
@@ -615,14 +618,27 @@ static obx_status check_table(pgw_store *s, char *errstr, size_t errlen)
         "c.relnamespace WHERE c.oid = to_regclass($1)",
         1, p, s->nsp, sizeof s->nsp, &found, "look for the table", errstr,
         errlen);
-    free(name);
     if (st == OBX_OK && !found) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: no table \"%s\" and create_schema is false; "
-                 "create it with `outbox-relay schema pg_wal`",
-                 s->target, s->names.table);
+        free(name);
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: no table \"%s\" and create_schema is false; "
+                       "create it with `outbox-relay schema pg_wal`",
+                       s->target, s->names.table);
         return OBX_CONFIG;
     }
+    /* A hand-made table may lack the bookkeeping columns pg_wal does not
+     * need; burying then marks only dead_at and dead_reason. */
+    char v[8] = "";
+    if (st == OBX_OK)
+        st = query_text(s,
+                        "SELECT count(*) = 2 FROM pg_attribute WHERE "
+                        "attrelid = to_regclass($1) AND attname IN "
+                        "('attempts', 'dead_destination') AND NOT "
+                        "attisdropped",
+                        1, p, v, sizeof v, &found, "look at the table", errstr,
+                        errlen);
+    s->mark_full = v[0] == 't';
+    free(name);
     return st;
 }
 
@@ -641,18 +657,15 @@ static obx_status ensure_publication(pgw_store *s, bool *existed, char *errstr,
     if (st != OBX_OK || *existed)
         return st;
     if (!s->conf->create_schema) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: no publication \"%s\" and create_schema is "
-                 "false; create it with `outbox-relay schema pg_wal`",
-                 s->target, s->names.publication);
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: no publication \"%s\" and create_schema is "
+                       "false; create it with `outbox-relay schema pg_wal`",
+                       s->target, s->names.publication);
         return OBX_CONFIG;
     }
     bool table = s->conf->source != OBX_PG_WAL_MESSAGES;
-    st = run_tpl(s,
-                 table ? "CREATE PUBLICATION {P} FOR TABLE {T} WITH (publish "
-                         "= 'insert')"
-                       : "CREATE PUBLICATION {P} WITH (publish = 'insert')",
-                 0, NULL, "create publication", errstr, errlen);
+    st = run_tpl(s, table ? pgw_ddl_pub_table : pgw_ddl_pub_empty, 0, NULL,
+                 "create publication", errstr, errlen);
     if (st == OBX_OK)
         s->host->log(s->host, OBX_LOG_INFO,
                      "pg_wal %s: created publication \"%s\"", s->target,
@@ -676,12 +689,13 @@ static obx_status check_publication(pgw_store *s, char *errstr, size_t errlen)
         "$2 AND t.tablename = $3",
         3, p, v, sizeof v, &found, "check the publication", errstr, errlen);
     if (st == OBX_OK && (!found || v[0] != 't')) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: publication \"%s\" does not publish INSERTs of "
-                 "\"%s\".\"%s\"; ALTER PUBLICATION \"%s\" ADD TABLE ... (and "
-                 "publish = 'insert')",
-                 s->target, s->names.publication, s->nsp, s->names.table,
-                 s->names.publication);
+        obx_errf_words(
+            errstr, errlen,
+            "pg_wal %s: publication \"%s\" does not publish INSERTs of "
+            "\"%s\".\"%s\"; ALTER PUBLICATION \"%s\" ADD TABLE ... (and "
+            "publish = 'insert')",
+            s->target, s->names.publication, s->nsp, s->names.table,
+            s->names.publication);
         return OBX_CONFIG;
     }
     return st;
@@ -729,17 +743,31 @@ static obx_status read_slot(pgw_store *s, pgw_slot_info *si, char *errstr,
 static obx_status slot_lost(pgw_store *s, const char *what, char *errstr,
                             size_t errlen)
 {
-    bool mark = s->conf->ack_mode == OBX_PG_WAL_ACK_MARK;
-    snprintf(errstr, errlen,
-             "pg_wal %s: replication slot \"%s\" %s: events committed since "
-             "its last confirmed position may never be streamed. %s",
-             s->target, s->names.slot, what,
-             mark ? "Restart with store.recover = true to re-read every "
-                    "unpublished row of the table and continue on a new slot"
-                  : "Without ack_mode = mark the relay cannot tell what was "
-                    "published; recreate the slot by hand once you have "
-                    "checked (pg_drop_replication_slot / "
-                    "pg_create_logical_replication_slot)");
+    if (s->conf->ack_mode == OBX_PG_WAL_ACK_MARK)
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: replication slot \"%s\" %s: events "
+                       "committed since its last confirmed position may "
+                       "never be streamed. Restart with store.recover = true "
+                       "to re-read every unpublished row of the table and "
+                       "continue on a new slot.",
+                       s->target, s->names.slot, what);
+    else
+        /* nothing says which rows were published: no way back by itself */
+        obx_errf_words(
+            errstr, errlen,
+            "pg_wal %s: replication slot \"%s\" %s: events committed "
+            "since its last confirmed position may never be streamed, and "
+            "with ack_mode = %s nothing records which rows were published, "
+            "so the relay cannot re-read them. To go on, create a new slot "
+            "(SELECT pg_create_logical_replication_slot('%s', 'pgoutput')); "
+            "it streams only what is committed after that, so events "
+            "written while there was no slot are never streamed unless you "
+            "insert them again. With ack_mode = mark the relay marks "
+            "published rows, and store.recover = true then re-reads the "
+            "unpublished ones onto a new slot.",
+            s->target, s->names.slot, what,
+            s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE ? "delete" : "none",
+            s->names.slot);
     s->host->log(s->host, OBX_LOG_ERROR, "%s", errstr);
     return OBX_FATAL;
 }
@@ -760,10 +788,10 @@ obx_status pgw_slot_check(pgw_store *s, int64_t *lag, char *errstr,
                          "behind max_slot_wal_keep_size)",
                          errstr, errlen);
     if (strcmp(si.plugin, "pgoutput") != 0 || strcmp(si.db, si.curdb) != 0) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: replication slot \"%s\" uses plugin '%s' in "
-                 "database '%s'; pg_wal needs a pgoutput slot in '%s'",
-                 s->target, s->names.slot, si.plugin, si.db, si.curdb);
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: replication slot \"%s\" uses plugin '%s' in "
+                       "database '%s'; pg_wal needs a pgoutput slot in '%s'",
+                       s->target, s->names.slot, si.plugin, si.db, si.curdb);
         return OBX_CONFIG;
     }
     pgo_lsn_parse(si.confirmed, &s->start_lsn);
@@ -772,11 +800,8 @@ obx_status pgw_slot_check(pgw_store *s, int64_t *lag, char *errstr,
 
 static obx_status create_slot(pgw_store *s, char *errstr, size_t errlen)
 {
-    obx_status st =
-        run_tpl(s,
-                "SELECT pg_create_logical_replication_slot("
-                "{SLOT}, 'pgoutput')",
-                0, NULL, "create the replication slot", errstr, errlen);
+    obx_status st = run_tpl(s, pgw_ddl_slot, 0, NULL,
+                            "create the replication slot", errstr, errlen);
     if (st == OBX_OK)
         s->host->log(s->host, OBX_LOG_INFO,
                      "pg_wal %s: created replication slot \"%s\"; events "
@@ -793,13 +818,9 @@ static obx_status create_slot(pgw_store *s, char *errstr, size_t errlen)
 static obx_status recover_create(pgw_store *s, bool drop_first, char *errstr,
                                  size_t errlen)
 {
-    if (s->conf->ack_mode != OBX_PG_WAL_ACK_MARK ||
-        s->conf->source == OBX_PG_WAL_MESSAGES) {
-        snprintf(errstr, errlen,
-                 "pg_wal: store.recover needs ack_mode = mark and the outbox "
-                 "table as a source (published rows must be marked)");
-        return OBX_CONFIG;
-    }
+    obx_status bad = pgw_check_recover(s->conf, errstr, errlen);
+    if (bad != OBX_OK)
+        return bad;
     if (drop_first) {
         obx_status st = run_tpl(s, "SELECT pg_drop_replication_slot({SLOT})", 0,
                                 NULL, "drop the lost slot", errstr, errlen);
@@ -888,37 +909,154 @@ static obx_status ensure_slot(pgw_store *s, bool pub_existed, char *errstr,
     if (!si.found && !pub_existed && s->conf->create_slot)
         return create_slot(s, errstr, errlen);
     if (!si.found && !s->conf->create_slot) {
-        snprintf(errstr, errlen,
-                 "pg_wal %s: no replication slot \"%s\" and create_slot is "
-                 "false; create it with `outbox-relay schema pg_wal`",
-                 s->target, s->names.slot);
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: no replication slot \"%s\" and "
+                       "create_slot is false. Create it with `outbox-relay "
+                       "schema pg_wal` or SELECT "
+                       "pg_create_logical_replication_slot('%s', "
+                       "'pgoutput'); a new slot streams only events "
+                       "committed after it exists, so rows already in the "
+                       "table are never streamed (with ack_mode = mark, "
+                       "store.recover = true re-reads the unpublished ones "
+                       "instead).",
+                       s->target, s->names.slot, s->names.slot);
         return OBX_CONFIG;
     }
     int64_t lag;
     return pgw_slot_check(s, &lag, errstr, errlen);
 }
 
-/* Whether the tables we would create are there already: CREATE INDEX IF
- * NOT EXISTS locks the table before it finds the index, so the DDL runs
- * only when something is missing. */
-static obx_status tables_exist(pgw_store *s, bool *yes, char *errstr,
-                               size_t errlen)
+/* Which of the tables we would create are missing (PGW_DDL_OUTBOX,
+ * PGW_DDL_DEAD): the DDL runs only for those. An existing outbox table is
+ * left as it is, indexes included: CREATE INDEX on a live table would
+ * lock out the application's writers (pg_poll says which indexes it
+ * misses). Only a table counts as the dead-letter table: another kind of
+ * relation holding the name is reported by check_dead_table. */
+static obx_status tables_missing(pgw_store *s, unsigned *parts, char *errstr,
+                                 size_t errlen)
 {
     char *t = pgw_sql_expand(&s->names, "{T}");
     char *d = pgw_sql_expand(&s->names, "{D}");
-    bool table = s->conf->source != OBX_PG_WAL_MESSAGES;
-    const char *p[2] = {table ? t : d, d};
-    char v[8];
-    bool found;
-    obx_status st = t && d ? query_text(s,
-                                        "SELECT to_regclass($1) IS NOT NULL "
-                                        "AND to_regclass($2) IS NOT NULL",
-                                        2, p, v, sizeof v, &found,
-                                        "look for the tables", errstr, errlen)
-                           : OBX_NOMEM;
+    const char *p[2] = {t, d};
+    PGresult *r = NULL;
+    obx_status st =
+        t && d ? pgw_exec(s,
+                          "SELECT to_regclass($1) IS NOT NULL, "
+                          "coalesce((SELECT relkind IN ('r', 'p') FROM "
+                          "pg_class WHERE oid = to_regclass($2)), false)",
+                          2, p, &r, "look for the tables", errstr, errlen)
+               : OBX_NOMEM;
     free(t);
     free(d);
-    *yes = st == OBX_OK && v[0] == 't';
+    *parts = 0;
+    if (st == OBX_OK && PQgetvalue(r, 0, 0)[0] != 't' &&
+        s->conf->source != OBX_PG_WAL_MESSAGES)
+        *parts |= PGW_DDL_OUTBOX;
+    if (st == OBX_OK && PQgetvalue(r, 0, 1)[0] != 't')
+        *parts |= PGW_DDL_DEAD;
+    PQclear(r);
+    return st;
+}
+
+/* The relkind of {D} ("" when there is no such relation). */
+static obx_status dead_kind(pgw_store *s, char *kind, size_t len, char *errstr,
+                            size_t errlen)
+{
+    char *d = pgw_sql_expand(&s->names, "{D}");
+    if (!d)
+        return OBX_NOMEM;
+    const char *p[1] = {d};
+    bool found;
+    obx_status st = query_text(
+        s, "SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", 1, p,
+        kind, len, &found, "look for the dead-letter table", errstr, errlen);
+    free(d);
+    return st;
+}
+
+/* Dead letters go to {D}: without it the first poison event would stop
+ * the pipeline (bury fails), so a missing or foreign {D} is refused at
+ * open, naming the way out. */
+static obx_status check_dead_table(pgw_store *s, char *errstr, size_t errlen)
+{
+    char kind[8] = "";
+    obx_status st = dead_kind(s, kind, sizeof kind, errstr, errlen);
+    if (st != OBX_OK || strcmp(kind, "r") == 0 || strcmp(kind, "p") == 0)
+        return st;
+    if (kind[0])
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: \"%s\" is not a table (relkind '%s'), so "
+                       "it cannot hold dead letters; set store.dead_table "
+                       "to another name",
+                       s->target, s->names.dead_table, kind);
+    else
+        obx_errf_words(errstr, errlen,
+                       "pg_wal %s: no dead-letter table \"%s\" and "
+                       "create_schema is false; create it with `outbox-relay "
+                       "schema pg_wal`",
+                       s->target, s->names.dead_table);
+    return OBX_CONFIG;
+}
+
+/* Before the shared schema pg_wal's default dead-letter table was
+ * "<table>_dead", the name of pg_poll's index on dead rows. A relay
+ * upgraded over such a table keeps using it (its dead letters stay
+ * visible), with a warning saying how to move to the new name. */
+static obx_status legacy_dead_table(pgw_store *s, char *errstr, size_t errlen)
+{
+    if (s->conf->dead_table && s->conf->dead_table[0])
+        return OBX_OK;
+    char kind[8] = "";
+    obx_status st = dead_kind(s, kind, sizeof kind, errstr, errlen);
+    if (st != OBX_OK || kind[0])
+        return st;
+    pgw_names old = s->names;
+    char name[OBX_PG_NAME_MAX + 1];
+    obx_pg_object_name(s->names.table, OBX_PG_SFX_DEAD, name);
+    old.dead_table = name;
+    char *d = pgw_sql_expand(&old, "{D}");
+    if (!d)
+        return OBX_NOMEM;
+    const char *p[1] = {d};
+    char v[8];
+    bool found;
+    st = query_text(s,
+                    "SELECT 1 FROM pg_attribute WHERE attrelid = "
+                    "to_regclass($1) AND attname = 'from_message' AND "
+                    "(SELECT relkind FROM pg_class WHERE oid = "
+                    "to_regclass($1)) = 'r'",
+                    1, p, v, sizeof v, &found, "look for the dead-letter table",
+                    errstr, errlen);
+    free(d);
+    if (st != OBX_OK || !found)
+        return st;
+    char fresh[OBX_PG_NAME_MAX + 1];
+    snprintf(fresh, sizeof fresh, "%s", s->names.dead_buf);
+    snprintf(s->names.dead_buf, sizeof s->names.dead_buf, "%s", name);
+    s->host->log(s->host, OBX_LOG_WARN,
+                 "pg_wal %s: dead letters stay in \"%s\", the dead-letter "
+                 "table's old default name; it is also the name of pg_poll's "
+                 "index on dead rows, so the table cannot be shared with "
+                 "pg_poll until it is renamed: ALTER TABLE \"%s\" RENAME TO "
+                 "\"%s\" (or set store.dead_table = %s to keep it)",
+                 s->target, name, name, fresh, name);
+    s->names.dead_table = s->names.dead_buf;
+    return OBX_OK;
+}
+
+/* The default slot needs the database's name (slot names are
+ * cluster-wide): derived once connected. */
+static obx_status derive_slot(pgw_store *s, char *errstr, size_t errlen)
+{
+    if (s->names.slot)
+        return OBX_OK;
+    char db[256];
+    bool found;
+    obx_status st =
+        query_text(s, "SELECT current_database()", 0, NULL, db, sizeof db,
+                   &found, "read the database name", errstr, errlen);
+    if (st == OBX_OK)
+        pgw_names_slot(&s->names, s->conf, db);
     return st;
 }
 
@@ -927,13 +1065,19 @@ obx_status pgw_setup(pgw_store *s, char *errstr, size_t errlen)
     obx_status st = pgw_sql_ensure(s, errstr, errlen);
     if (st == OBX_OK)
         st = check_server(s, errstr, errlen);
-    bool have = false;
+    if (st == OBX_OK)
+        st = derive_slot(s, errstr, errlen);
+    if (st == OBX_OK)
+        st = legacy_dead_table(s, errstr, errlen);
+    unsigned missing = 0;
     if (st == OBX_OK && s->conf->create_schema)
-        st = tables_exist(s, &have, errstr, errlen);
-    if (st == OBX_OK && s->conf->create_schema && !have)
-        st = create_tables(s, errstr, errlen);
+        st = tables_missing(s, &missing, errstr, errlen);
+    if (st == OBX_OK && missing)
+        st = create_tables(s, missing, errstr, errlen);
     if (st == OBX_OK && s->conf->source != OBX_PG_WAL_MESSAGES)
         st = check_table(s, errstr, errlen);
+    if (st == OBX_OK)
+        st = check_dead_table(s, errstr, errlen);
     bool pub_existed = true;
     if (st == OBX_OK)
         st = ensure_publication(s, &pub_existed, errstr, errlen);
@@ -1028,8 +1172,10 @@ static obx_status bury_one(pgw_store *s, const char *ins, const char *mark,
         st = pgw_fail(s, s->sql, r, "bury", errstr, errlen);
     PQclear(r);
     if (st == OBX_OK && mark && e->row_id >= 0) {
-        const char *mp[2] = {rowid, b->reason};
-        r = PQexecParams(s->sql, mark, 2, NULL, mp, NULL, NULL, 0);
+        const char *mp[4] = {rowid, b->reason, b->destination, att};
+        int np =
+            s->conf->ack_mode == OBX_PG_WAL_ACK_MARK && s->mark_full ? 4 : 2;
+        r = PQexecParams(s->sql, mark, np, NULL, mp, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             st = pgw_fail(s, s->sql, r, "bury: mark the row", errstr, errlen);
         PQclear(r);
@@ -1050,12 +1196,19 @@ obx_status pgw_sql_bury(pgw_store *s, const obx_burial *items, size_t n,
         "dead_destination, from_message) VALUES ($1, $2, $3, $4, $5, $6, "
         "$7::jsonb, to_timestamp($8::int8 / 1e6), $9, $10, $11, false)");
     const char *mark_tpl =
-        s->conf->ack_mode == OBX_PG_WAL_ACK_MARK
-            ? "UPDATE {T} SET {dead_at} = now(), {dead_reason} = $2 WHERE "
+        s->conf->ack_mode == OBX_PG_WAL_ACK_MARK && s->mark_full
+            /* as pg_poll buries: the row tells its story after a switch */
+            ? "UPDATE {T} SET {dead_at} = now(), {dead_reason} = $2, "
+              "{dead_destination} = $3, {attempts} = $4::int4 WHERE "
               "{id} = $1::int8"
-        : s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE
-            ? "DELETE FROM {T} WHERE {id} = $1::int8 AND $2::text IS NOT NULL"
-            : NULL;
+            : s->conf->ack_mode == OBX_PG_WAL_ACK_MARK
+                  ? "UPDATE {T} SET {dead_at} = now(), {dead_reason} = $2 "
+                    "WHERE "
+                    "{id} = $1::int8"
+              : s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE
+                  ? "DELETE FROM {T} WHERE {id} = $1::int8 AND $2::text IS NOT "
+                    "NULL"
+                  : NULL;
     char *mark = mark_tpl ? pgw_sql_expand(&s->names, mark_tpl) : NULL;
     if (!ins || (mark_tpl && !mark)) {
         free(ins);
@@ -1122,7 +1275,8 @@ obx_status pgw_dead_list(void *inst, const char *event_id, obx_dead_cb cb,
         st = dead_row(s, r, i, cb, ctx, &stop);
     PQclear(r);
     if (st == OBX_OK && event_id && rows == 0) {
-        snprintf(errstr, errlen, "no dead letter with event_id '%s'", event_id);
+        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+                       event_id);
         return OBX_NOT_FOUND;
     }
     return st;
@@ -1145,7 +1299,8 @@ static obx_status dead_count(pgw_store *s, const char *tpl,
                                : strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     if (event_id && *count == 0) {
-        snprintf(errstr, errlen, "no dead letter with event_id '%s'", event_id);
+        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+                       event_id);
         return OBX_NOT_FOUND;
     }
     return OBX_OK;

@@ -13,6 +13,7 @@
  * stream a slot; another relay on the same slot stands by (its claims
  * return nothing and try the slot again) and takes over at its first
  * claim after the first one's connection goes. */
+#include "err_words.h"
 #include "pgw_store.h"
 
 #include <stddef.h>
@@ -20,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <pwd.h>
+#include <unistd.h>
 
 static const char *const pgw_sources[] = {"table", "messages", "both", NULL};
 static const char *const pgw_ack_modes[] = {"none", "mark", "delete", NULL};
@@ -50,10 +54,12 @@ static const obx_option pgw_options[] = {
     {"publication", OBX_OPT_STRING, "outbox_relay", 0, 0, 0, NULL,
      PGW_OFF(publication),
      "publication streamed (INSERTs of the outbox table only)"},
-    {"slot", OBX_OPT_STRING, "outbox_relay", 0, 0, 0, NULL, PGW_OFF(slot),
-     "logical replication slot (pgoutput); one per pipeline"},
+    {"slot", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGW_OFF(slot),
+     "logical replication slot (pgoutput); one per pipeline, and slot names "
+     "are cluster-wide; empty: outbox_relay_<database>_<table> (schema "
+     "included when set, the message prefix with source = messages)"},
     {"dead_table", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGW_OFF(dead_table),
-     "dead-letter table written by dlq = store; empty: <table>_dead"},
+     "dead-letter table written by dlq = store; empty: <table>_dead_letters"},
     {"create_schema", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
      PGW_OFF(create_schema),
      "create the outbox and dead-letter tables and the publication when "
@@ -164,9 +170,9 @@ static obx_status pgw_parse_conninfo(pgw_store *s, char *errstr, size_t errlen)
     PQconninfoOption *opts = PQconninfoParse(ci, &msg);
     if (!opts) {
         /* libpq quotes pieces of the string, maybe of a password */
-        snprintf(errstr, errlen,
-                 "store.conninfo: not a valid libpq connection string or "
-                 "URI");
+        obx_errf_words(errstr, errlen,
+                       "store.conninfo: not a valid libpq connection string or "
+                       "URI");
         PQfreemem(msg);
         return msg ? OBX_CONFIG : OBX_NOMEM;
     }
@@ -191,7 +197,8 @@ static obx_status pgw_init(pgw_store *s, const obx_host *host,
     s->lag_bytes = -1;
     if (pgw_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
-    return pgw_parse_conninfo(s, errstr, errlen);
+    obx_status st = pgw_check_recover(conf, errstr, errlen);
+    return st != OBX_OK ? st : pgw_parse_conninfo(s, errstr, errlen);
 }
 
 static void pgw_fini(pgw_store *s)
@@ -436,10 +443,17 @@ static obx_status pgw_bury(void *inst, const obx_burial *items, size_t n,
 
 /* ---- stats, schema, validate ---- */
 
-/* pending: events held in memory, plus one while the stream has not yet
- * caught up with the server's WAL position as of this call (what is
- * behind it is unknown until read). lag_bytes: the server's WAL position
- * minus the slot's confirmed position. */
+/* pending: the events this relay holds (read ahead, in flight, waiting
+ * for a retry), oldest_pending_us the oldest of them. When it holds none,
+ * 1 instead of 0 while a streaming relay has not yet read up to where the
+ * server's WAL was when stats was first asked after the stream started,
+ * or while recovery has rows left, so `run --once` does not stop before
+ * it has read what was committed before it. That target is fixed: WAL
+ * that other tables or other databases keep writing never makes the
+ * stream look behind for long.
+ * lag_bytes: the server's WAL position minus the slot's confirmed one,
+ * the bytes the slot holds back (on a shared server including other
+ * databases' WAL). standby: another relay streams the slot. */
 static obx_status pgw_stats(void *inst, obx_store_stats *st, char *errstr,
                             size_t errlen)
 {
@@ -458,25 +472,30 @@ static obx_status pgw_stats(void *inst, obx_store_stats *st, char *errstr,
     pgo_lsn_parse(PQgetvalue(r, 0, 0), &server);
     uint64_t dead = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
     PQclear(r);
+    if (s->repl && !s->caught_up && s->catchup_lsn == 0)
+        s->catchup_lsn = server;
     int64_t until = s->host->mono_us() + 200 * 1000;
     /* with events in memory pending is not 0 anyway: only an empty
-     * instance needs to know whether the stream is behind */
-    while (s->repl && !s->recovering && s->n_live == 0 &&
-           s->received_lsn < server && s->host->mono_us() < until)
+     * instance needs to know whether the stream has caught up */
+    while (s->repl && !s->recovering && s->n_live == 0 && !s->caught_up &&
+           s->received_lsn < s->catchup_lsn && s->host->mono_us() < until)
         if (pgw_stream_pump(s, 20 * 1000, errstr, errlen) != OBX_OK)
             break;
+    if (s->repl && s->received_lsn >= s->catchup_lsn)
+        s->caught_up = true;
     int64_t lag = -1;
     rc = pgw_slot_check(s, &lag, errstr, errlen);
     s->lag_bytes = lag;
-    /* not streaming (the CLI): whether the slot is behind is all we know */
-    bool behind =
-        s->recovering || (s->repl ? s->received_lsn < server : lag > 0);
+    bool behind = s->recovering || (s->repl && !s->caught_up);
     obx_store_stats out = {
         .struct_size = st->struct_size,
-        .pending = s->n_live + (behind ? 1 : 0),
+        .pending = s->n_live ? s->n_live
+                   : behind  ? 1
+                             : 0,
         .dead = dead,
         .oldest_pending_us = s->head ? s->head->ev.created_at_us : 0,
         .lag_bytes = lag,
+        .standby = s->standby ? 1 : 0,
     };
     size_t len = st->struct_size < sizeof out ? st->struct_size : sizeof out;
     memcpy(st, &out, len);
@@ -502,6 +521,36 @@ static int pgw_emit_one(void *ctx, const char *sql)
     return 0;
 }
 
+/* The database a connection with `conninfo` would use, as libpq picks it
+ * (dbname, PGDATABASE, then the user name: user, PGUSER, the login), for
+ * the default slot name when there is no connection; false when it cannot
+ * be told. A service file is not read: with one, set store.slot. */
+static bool schema_db(const char *conninfo, char *out, size_t len)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &msg);
+    PQfreemem(msg);
+    const char *db = NULL, *user = NULL;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (strcmp(o->keyword, "dbname") == 0 && o->val && o->val[0])
+            db = o->val;
+        if (strcmp(o->keyword, "user") == 0 && o->val && o->val[0])
+            user = o->val;
+    }
+    const char *env_db = getenv("PGDATABASE"), *env_user = getenv("PGUSER");
+    struct passwd *pw = getpwuid(geteuid());
+    const char *pick = db                        ? db
+                       : env_db && env_db[0]     ? env_db
+                       : user                    ? user
+                       : env_user && env_user[0] ? env_user
+                       : pw                      ? pw->pw_name
+                                                 : NULL;
+    if (pick)
+        snprintf(out, len, "%s", pick);
+    PQconninfoFree(opts);
+    return pick != NULL;
+}
+
 /* The DDL: tables, publication, slot; the role needs REPLICATION. */
 static obx_status pgw_schema(const obx_host *host, const void *config,
                              obx_emit_fn emit, void *ctx)
@@ -515,11 +564,26 @@ static obx_status pgw_schema(const obx_host *host, const void *config,
         emit(ctx, "\n");
         return OBX_CONFIG;
     }
+    char db[256];
+    const obx_pg_wal_config *conf = config;
+    if (!n.slot && schema_db(conf->conninfo, db, sizeof db))
+        pgw_names_slot(&n, conf, db);
+    if (!n.slot) {
+        emit(ctx, "-- store.slot is not set and the database cannot be "
+                  "told from store.conninfo: set store.slot\n");
+        return OBX_CONFIG;
+    }
     emit(ctx, "-- outbox-relay pg_wal schema (PostgreSQL 14 or later, "
               "wal_level = logical).\n-- The relay's role needs the "
-              "REPLICATION attribute (ALTER ROLE ... REPLICATION).\n");
+              "REPLICATION attribute (ALTER ROLE ... REPLICATION).\n"
+              "-- The outbox table and its indexes are pg_poll's: either "
+              "store runs on them.\n-- The slot streams only events "
+              "committed after it is created.\n");
     pgw_emit_ctx e = {emit, ctx};
-    int rc = pgw_ddl_each(&n, config, true, pgw_emit_one, &e);
+    int rc = pgw_ddl_each(&n, config,
+                          PGW_DDL_OUTBOX | PGW_DDL_DEAD | PGW_DDL_PUBLICATION |
+                              PGW_DDL_SLOT,
+                          pgw_emit_one, &e);
     return rc == 0 ? OBX_OK : OBX_NOMEM;
 }
 

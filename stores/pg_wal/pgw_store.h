@@ -49,11 +49,13 @@ typedef enum pgw_col {
 typedef struct pgw_names {
     const char *schema; /* NULL: search_path */
     const char *table;
-    const char *dead_table;
+    const char *dead_table; /* the option, or dead_buf */
     const char *publication;
-    const char *slot;
+    const char *slot; /* the option, slot_buf, or NULL until derived */
     const char *prefix;
     const char *col[PGW_C_COUNT];
+    char dead_buf[PGW_NAME_MAX + 1]; /* default: <table>_dead_letters */
+    char slot_buf[PGW_NAME_MAX + 1]; /* default: see pgw_names_slot */
 } pgw_names;
 
 typedef enum pgw_state {
@@ -89,6 +91,7 @@ typedef struct pgw_store {
     char target[512]; /* the conninfo, passwords masked: for messages */
     char *secret;     /* the conninfo's password, scrubbed from messages */
     char nsp[PGW_NAME_MAX + 1]; /* the table's schema as the server sees it */
+    bool mark_full; /* the table has attempts and dead_destination */
     PGconn *sql;
     PGconn *repl; /* NULL while not streaming */
     bool standby; /* the slot is streamed by another relay: we wait */
@@ -120,19 +123,40 @@ typedef struct pgw_store {
     bool recovering;
     int64_t recover_after; /* last row id claimed during recovery */
     int64_t lag_bytes;     /* last measured, -1 unknown */
+
+    /* stats: the server's WAL position when the stream was first asked
+     * about, and whether the stream has read up to it since it started
+     * (what was committed before is then all in memory or settled) */
+    uint64_t catchup_lsn;
+    bool caught_up;
 } pgw_store;
 
 /* ---- pgw_sql.c: names, SQL connection, DDL, settle SQL ---- */
 
 /* Resolve names from conf with defaults; validates lengths and column
- * mappings. 0, or -1 with err filled. */
+ * mappings. Without a slot option n->slot stays NULL until
+ * pgw_names_slot. 0, or -1 with err filled. n must not move afterwards
+ * (it points into itself). */
 int pgw_names_init(pgw_names *n, const obx_pg_wal_config *conf, char *err,
                    size_t errlen);
-/* Emit every DDL statement for conf (tables, publication, slot) through
- * emit(ctx, sql); with `with_slot` the slot creation too. 0, -1 on no
- * memory, or what emit returned. */
+/* store.recover's requirements (ack_mode = mark, a table source):
+ * OBX_CONFIG with the reason, or OBX_OK. For validate and open alike. */
+obx_status pgw_check_recover(const obx_pg_wal_config *conf, char *errstr,
+                             size_t errlen);
+/* The default slot for database `db`: "outbox_relay_<db>_<table>" (the
+ * message prefix instead of the table with source = messages; the schema
+ * too when set), see obx_pg_default_slot. Slot names are cluster-wide,
+ * so the database is part of it. No-op when the slot option is set. */
+void pgw_names_slot(pgw_names *n, const obx_pg_wal_config *conf,
+                    const char *db);
+/* Emit the DDL for conf through emit(ctx, sql): the parts asked for
+ * (PGW_DDL_* bits). 0, -1 on no memory, or what emit returned. */
+#define PGW_DDL_OUTBOX 0x1u      /* schema, outbox table and its indexes */
+#define PGW_DDL_DEAD 0x2u        /* schema, the dead-letter table */
+#define PGW_DDL_PUBLICATION 0x4u /* the publication */
+#define PGW_DDL_SLOT 0x8u        /* the slot */
 int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
-                 bool with_slot, int (*emit)(void *ctx, const char *sql),
+                 unsigned parts, int (*emit)(void *ctx, const char *sql),
                  void *ctx);
 /* Append the quoted, schema-qualified table name (`dead`: the dead-letter
  * table) to a malloc'd string; NULL on no memory. */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "err_words.h"
 #include "pgw_store.h"
 
 static int64_t pg_now(const pgw_store *s)
@@ -105,13 +106,17 @@ static char *start_command(const pgw_store *s)
 static obx_status start_failed(pgw_store *s, PGresult *r, char *errstr,
                                size_t errlen)
 {
-    obx_status st =
-        pgw_fail(s, s->repl, r, "START_REPLICATION", errstr, errlen);
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (state && strcmp(state, "55006") == 0) {
-        size_t len = strlen(errstr);
-        snprintf(errstr + len, errlen - len,
-                 " (another relay streams this slot; standing by)");
+    bool busy = state && strcmp(state, "55006") == 0;
+    /* the standby note goes first: a long server message must not push
+     * it out of the buffer */
+    obx_status st =
+        pgw_fail(s, s->repl, r,
+                 busy ? "START_REPLICATION (another relay streams this slot; "
+                        "standing by)"
+                      : "START_REPLICATION",
+                 errstr, errlen);
+    if (busy) {
         if (!s->standby)
             s->host->log(s->host, OBX_LOG_INFO,
                          "slot %s is streamed by another relay: standing "
@@ -155,6 +160,8 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
     s->idle_lsn = max_u64(s->idle_lsn, s->start_lsn);
     s->flushed_lsn = max_u64(s->flushed_lsn, s->start_lsn);
     s->next_status_us = 0;
+    s->catchup_lsn = 0; /* stats sets the target again */
+    s->caught_up = false;
     char lsn[32];
     s->host->log(s->host, OBX_LOG_INFO,
                  "pg_wal %s: streaming slot \"%s\" from %s (publication "
@@ -171,8 +178,8 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
 static obx_status protocol_error(pgw_store *s, const char *what, char *errstr,
                                  size_t errlen)
 {
-    snprintf(errstr, errlen, "pg_wal %s: replication protocol error: %s",
-             s->target, what);
+    obx_errf_words(errstr, errlen, "pg_wal %s: replication protocol error: %s",
+                   s->target, what);
     s->host->log(s->host, OBX_LOG_ERROR, "%s", errstr);
     return OBX_FATAL;
 }
@@ -424,8 +431,9 @@ obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
         if (len == -1)
             return stream_ended(s, errstr, errlen);
         if (len < -1) {
-            snprintf(errstr, errlen, "pg_wal %s: replication connection: %s",
-                     s->target, PQerrorMessage(s->repl));
+            obx_errf_words(errstr, errlen,
+                           "pg_wal %s: replication connection: %s", s->target,
+                           PQerrorMessage(s->repl));
             pgw_stream_stop(s, "connection lost");
             return OBX_UNAVAILABLE;
         }
@@ -433,12 +441,12 @@ obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
         if (s->n_ready > 0 || s->host->mono_us() >= until)
             return OBX_OK;
         if (!wait_readable(s, until)) {
-            snprintf(errstr, errlen, "pg_wal %s: replication connection lost",
-                     s->target);
+            obx_errf_words(errstr, errlen,
+                           "pg_wal %s: replication connection lost", s->target);
             pgw_stream_stop(s, "connection lost while waiting");
             return OBX_UNAVAILABLE;
         }
     }
-    snprintf(errstr, errlen, "pg_wal %s: not streaming", s->target);
+    obx_errf_words(errstr, errlen, "pg_wal %s: not streaming", s->target);
     return OBX_UNAVAILABLE;
 }

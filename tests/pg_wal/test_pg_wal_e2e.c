@@ -468,6 +468,270 @@ static void test_demo_messages(void **state)
     demo_then_relay(*state, "store.source = messages");
 }
 
+/* ---- switching between pg_poll and pg_wal on one table ---- */
+
+/* Relay i as a pg_poll pipeline on this test's table (the same table the
+ * pg_wal pipelines use). */
+static void write_poll_conf(fx *f, int i, const char *broker, const char *extra)
+{
+    FILE *fp = fopen(f->conf[i], "w");
+    assert_non_null(fp);
+    fprintf(fp,
+            "[relay]\nlog_level = info\nmetrics_listen = off\n"
+            "[pipeline p]\nstore = pg_poll\nbroker = %s\n"
+            "store.conninfo = %s\nstore.schema = %s\nstore.channel = %s\n"
+            "broker.output = %s\npoll_interval = 200ms\n"
+            "retry.backoff = 10ms..50ms\n%s\n",
+            broker, f->t->conninfo, f->t->name, f->t->name, f->out[i],
+            extra ? extra : "");
+    fclose(fp);
+}
+
+/* Run an outbox-relay command; its stdout, asserting the exit code. */
+static char *cli(fx *f, char **argv, int want_rc)
+{
+    char out[4300], err[4300];
+    snprintf(out, sizeof out, "%s/cli.out", f->dir);
+    snprintf(err, sizeof err, "%s/cli.err", f->dir);
+    int rc = proc_run(argv, out, err, 30000);
+    char *o = slurp(out);
+    if (rc != want_rc) {
+        char *e = slurp(err);
+        fail_msg("%s %s: exit %d, expected %d\n%s%s", argv[1], argv[2], rc,
+                 want_rc, o ? o : "", e ? e : "");
+    }
+    return o;
+}
+
+/* The DDL of `schema STORE -c conf`, run as psql runs a script: one
+ * statement at a time (a slot cannot be created in a transaction that has
+ * written). Statements end with ";" at the end of a line outside a
+ * dollar-quoted body. */
+static void apply_schema(fx *f, const char *store, const char *conf)
+{
+    char *argv[] = {BIN, "schema", (char *)store, "-c", (char *)conf, NULL};
+    char *ddl = cli(f, argv, 0);
+    char *stmt = ddl;
+    bool in_body = false;
+    for (char *p = ddl; *p; p++) {
+        if (strncmp(p, "$obx$", 5) == 0) {
+            in_body = !in_body;
+            p += 4;
+        } else if (!in_body && p[0] == ';' && (p[1] == '\n' || !p[1])) {
+            *p = '\0';
+            if (strstr(stmt, "CREATE") || strstr(stmt, "SELECT"))
+                wt_exec(f->t, "%s", stmt);
+            stmt = p + 1;
+        }
+    }
+    free(ddl);
+}
+
+/* Insert an event of `type` and return its event_id (static buffer). */
+static const char *insert_typed(fx *f, const char *type, int n)
+{
+    static char id[64];
+    insert_event(f->t, "sw", type, n, n, 0);
+    PGresult *r = PQexec(wt_db(f->t), "SELECT event_id FROM outbox ORDER BY "
+                                      "id DESC LIMIT 1");
+    assert_int_equal(PQntuples(r), 1);
+    snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return id;
+}
+
+/* `dead list` of config i lists event `id`. */
+static void dead_list_has(fx *f, int i, const char *id)
+{
+    char *argv[] = {BIN, "dead", "list", "-c", f->conf[i], NULL};
+    char *out = cli(f, argv, 0);
+    if (!strstr(out, id))
+        fail_msg("dead list (%s) does not list %s:\n%s", f->conf[i], id, out);
+    free(out);
+}
+
+/* A pg_wal relay streams and dead-letters a poison event without stopping
+ * its pipeline: a good event after it is still published. */
+static void wal_phase(fx *f, int i, int n)
+{
+    start_relay(f, i, true);
+    char poison[64];
+    snprintf(poison, sizeof poison, "%s", insert_typed(f, "Poison", n));
+    insert_typed(f, "E", n + 1);
+    wait_lines(f->out[i], 1, 10000);
+    int64_t end = wt_mono_ms() + 10000;
+    while (wt_int(f->t, 0,
+                  "SELECT count(*) FROM outbox WHERE event_id = '%s' AND "
+                  "dead_at IS NOT NULL",
+                  poison) == 0) {
+        if (wt_mono_ms() > end) {
+            char *log = slurp(f->err[i]);
+            fail_msg("pg_wal did not dead-letter %s:\n%s", poison, log);
+        }
+        wt_sleep_ms(50);
+    }
+    insert_typed(f, "E", n + 2);
+    wait_lines(f->out[i], 2, 10000);
+    stop_relay(f, i, SIGTERM);
+    dead_list_has(f, i, poison);
+    /* stats says what a WAL store knows: events held (none: all settled)
+     * and how far the slot is behind, in bytes */
+    char *stats[] = {BIN, "stats", "-c", f->conf[i], NULL};
+    char *out = cli(f, stats, 0);
+    if (!strstr(out, "held 0, ") || !strstr(out, " bytes") ||
+        !strstr(out, ", behind ") || strstr(out, "pending"))
+        fail_msg("stats: %s", out);
+    free(out);
+}
+
+/* A pg_poll relay (run --once) publishes the good event and dead-letters
+ * the poison one. */
+static void poll_phase(fx *f, int i, int n)
+{
+    char poison[64];
+    snprintf(poison, sizeof poison, "%s", insert_typed(f, "Poison", n));
+    insert_typed(f, "E", n + 1);
+    char *once[] = {BIN, "run", "-c", f->conf[i], "--once", NULL};
+    free(cli(f, once, 0));
+    assert_int_equal(count_lines(f->out[i]), 1);
+    assert_int_equal(wt_int(f->t, 0,
+                            "SELECT count(*) FROM outbox WHERE event_id = "
+                            "'%s' AND dead_at IS NOT NULL",
+                            poison),
+                     1);
+    dead_list_has(f, i, poison);
+}
+
+/* The schema of pg_poll, then pg_wal on it (and back): each store's DDL
+ * and dead letters work on the other's table. pg_wal marks rows
+ * (ack_mode = mark) so that pg_poll does not publish them again. */
+static void test_switch_poll_then_wal(void **state)
+{
+    fx *f = *state;
+    const char *extra = "broker.permanent_types = Poison\n"
+                        "store.ack_mode = mark";
+    write_poll_conf(f, 0, "chaos",
+                    "broker.permanent_types = Poison\n"
+                    "store.create_schema = false");
+    apply_schema(f, "pg_poll", f->conf[0]);
+    poll_phase(f, 0, 0);
+    write_conf(f, 1, "chaos", extra);
+    wal_phase(f, 1, 10);
+    /* and back to pg_poll, which publishes nothing twice */
+    remove(f->out[0]);
+    poll_phase(f, 0, 20);
+}
+
+static void test_switch_wal_then_poll(void **state)
+{
+    fx *f = *state;
+    write_conf(f, 0, "chaos",
+               "broker.permanent_types = Poison\nstore.ack_mode = mark\n"
+               "store.create_schema = false\nstore.create_slot = false");
+    apply_schema(f, "pg_wal", f->conf[0]);
+    wal_phase(f, 0, 0);
+    write_poll_conf(f, 1, "chaos",
+                    "broker.permanent_types = Poison\n"
+                    "store.create_schema = false");
+    poll_phase(f, 1, 10);
+    /* the pg_wal era's dead letter is marked in the table: pg_poll's
+     * `dead list` shows it as well */
+    char *argv[] = {BIN, "dead", "list", "-c", f->conf[1], NULL};
+    char *out = cli(f, argv, 0);
+    size_t n = 0;
+    for (char *l = strtok(out, "\n"); l; l = strtok(NULL, "\n"))
+        n += strstr(l, "Poison") != NULL;
+    assert_int_equal(n, 2);
+    free(out);
+    /* and back to pg_wal: on a new slot and publication (the old slot
+     * would replay what pg_poll published meanwhile) */
+    wt_exec(f->t, "SELECT pg_drop_replication_slot('%s')", f->t->name);
+    wt_exec(f->t, "DROP PUBLICATION %s", f->t->name);
+    write_conf(f, 0, "chaos",
+               "broker.permanent_types = Poison\nstore.ack_mode = mark");
+    remove(f->out[0]);
+    wal_phase(f, 0, 20);
+}
+
+/* Both stores' DDL make the same table with the same indexes, and neither
+ * takes a name the other needs: applied in either order, the result has
+ * every object of both. */
+static void test_schema_objects_both_orders(void **state)
+{
+    fx *f = *state;
+    write_poll_conf(f, 0, "stdout", NULL);
+    write_conf(f, 1, "stdout", "store.create_slot = false");
+    const char *objects =
+        "SELECT string_agg(c.relname::text || ':' || c.relkind::text, ' ' "
+        "ORDER BY "
+        "c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE n.nspname = '%s' AND c.relkind IN ('r', 'i')";
+    const char *triggers =
+        "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgrelid "
+        "= '%s.outbox'::regclass";
+    char objs[2][4096];
+    for (int order = 0; order < 2; order++) {
+        wt_exec(f->t, "DROP SCHEMA %s CASCADE", f->t->name);
+        wt_exec(f->t, "CREATE SCHEMA %s", f->t->name);
+        wt_exec(f->t, "DROP PUBLICATION IF EXISTS %s", f->t->name);
+        wt_exec(f->t,
+                "SELECT pg_drop_replication_slot(slot_name) FROM "
+                "pg_replication_slots WHERE slot_name = '%s'",
+                f->t->name);
+        apply_schema(f, order ? "pg_wal" : "pg_poll", f->conf[order]);
+        apply_schema(f, order ? "pg_poll" : "pg_wal", f->conf[!order]);
+        char sql[1024];
+        snprintf(sql, sizeof sql, objects, f->t->name);
+        PGresult *r = PQexec(wt_db(f->t), sql);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        snprintf(objs[order], sizeof objs[order], "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        assert_int_equal(wt_int(f->t, -1, triggers, f->t->name), 1);
+        print_message("%s then %s: %s\n", order ? "pg_wal" : "pg_poll",
+                      order ? "pg_poll" : "pg_wal", objs[order]);
+        assert_non_null(strstr(objs[order], "outbox_dead_letters:r"));
+        assert_non_null(strstr(objs[order], "outbox_dead:i"));
+        assert_non_null(strstr(objs[order], "outbox_key:i"));
+    }
+    assert_string_equal(objs[0], objs[1]);
+}
+
+/* A config without store.slot gets the per-database default (slot names
+ * are cluster-wide), in `schema` and at open alike. */
+static void test_default_slot_from_config(void **state)
+{
+    fx *f = *state;
+    FILE *fp = fopen(f->conf[0], "w");
+    assert_non_null(fp);
+    fprintf(fp,
+            "[relay]\nmetrics_listen = off\n[pipeline p]\nstore = pg_wal\n"
+            "broker = stdout\nstore.conninfo = %s\nstore.schema = %s\n"
+            "store.publication = %s\n",
+            f->t->conninfo, f->t->name, f->t->name);
+    fclose(fp);
+    char slot[128];
+    snprintf(slot, sizeof slot, "outbox_relay_obx_%s_outbox", f->t->name);
+    char *schema[] = {BIN, "schema", "pg_wal", "-c", f->conf[0], NULL};
+    char *ddl = cli(f, schema, 0);
+    char want[256];
+    snprintf(want, sizeof want, "pg_create_logical_replication_slot('%s'",
+             slot);
+    if (!strstr(ddl, want))
+        fail_msg("schema has no %s:\n%s", want, ddl);
+    free(ddl);
+    char *stats[] = {BIN, "stats", "-c", f->conf[0], NULL};
+    free(cli(f, stats, 0));
+    int64_t n = wt_int(f->t, 0,
+                       "SELECT count(*) FROM pg_replication_slots WHERE "
+                       "slot_name = '%s'",
+                       slot);
+    wt_exec(f->t,
+            "SELECT pg_drop_replication_slot(slot_name) FROM "
+            "pg_replication_slots WHERE slot_name = '%s' AND NOT active",
+            slot);
+    assert_int_equal(n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +746,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_command, setup, teardown),
         cmocka_unit_test_setup_teardown(test_demo_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_demo_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_switch_poll_then_wal, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_switch_wal_then_poll, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_schema_objects_both_orders, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_default_slot_from_config, setup,
+                                        teardown),
     };
+    /* WT_FILTER=test_switch_* runs just those tests */
+    if (getenv("WT_FILTER"))
+        cmocka_set_test_filter(getenv("WT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -205,7 +205,7 @@ static void test_messages(void **state)
     assert_string_equal(ev[2]->event_type, "Row");
     wt_ack(t, inst, ev, n);
     assert_int_equal(wt_int(t, -1,
-                            "SELECT count(*) FROM outbox_dead WHERE "
+                            "SELECT count(*) FROM outbox_dead_letters WHERE "
                             "dead_reason LIKE 'envelope%%'"),
                      1);
     t->ops->close(inst);
@@ -289,7 +289,7 @@ static void test_messages_as_written(void **state)
     wt_ack(t, inst, ev, n);
     /* a key holding a NUL cannot be carried: dead-lettered, with why */
     assert_int_equal(wt_int(t, -1,
-                            "SELECT count(*) FROM outbox_dead WHERE "
+                            "SELECT count(*) FROM outbox_dead_letters WHERE "
                             "event_type = 'Nul' AND dead_reason LIKE "
                             "'%%aggregate_id%%NUL%%'"),
                      1);
@@ -482,7 +482,7 @@ static void test_slot_lost_and_recover(void **state)
     wt_insert(t, "k", "Lost1", "2"); /* committed while there is no slot */
     wt_insert(t, "k", "Lost2", "3");
     void *x = NULL;
-    char err[OBX_ERRSTR_LEN];
+    char err[1024]; /* the size the core passes for store errors */
     assert_int_equal(wt_try_open(t, &conf, &x, err, sizeof err), OBX_FATAL);
     assert_non_null(strstr(err, "does not exist"));
     assert_non_null(strstr(err, "recover"));
@@ -537,6 +537,341 @@ static void test_bounded_buffer(void **state)
     t->ops->close(inst);
 }
 
+/* ---- defaults, checks and messages ---- */
+
+typedef struct ddl_text {
+    char text[16384];
+} ddl_text;
+
+static void ddl_emit(void *ctx, const char *text)
+{
+    ddl_text *d = ctx;
+    size_t len = strlen(d->text);
+    snprintf(d->text + len, sizeof d->text - len, "%s", text);
+}
+
+/* The slot literal of `schema pg_wal` for conf (static buffer). */
+static const char *schema_slot(wt *t, const obx_pg_wal_config *conf)
+{
+    static ddl_text d;
+    d.text[0] = '\0';
+    assert_int_equal(t->ops->schema(t->host, conf, ddl_emit, &d), OBX_OK);
+    char *p = strstr(d.text, "pg_create_logical_replication_slot('");
+    assert_non_null(p);
+    p += strlen("pg_create_logical_replication_slot('");
+    static char slot[128];
+    size_t n = strcspn(p, "'");
+    assert_true(n < sizeof slot);
+    memcpy(slot, p, n);
+    slot[n] = '\0';
+    return slot;
+}
+
+static void drop_slot(wt *t, const char *slot)
+{
+    for (int i = 0; i < 100; i++) {
+        wt_exec(t,
+                "SELECT pg_terminate_backend(active_pid) FROM "
+                "pg_replication_slots WHERE slot_name = '%s' AND active",
+                slot);
+        if (wt_int(t, 0,
+                   "SELECT count(*) FROM pg_replication_slots WHERE "
+                   "slot_name = '%s' AND NOT active",
+                   slot) == 1)
+            break;
+        wt_sleep_ms(50);
+    }
+    wt_exec(t,
+            "SELECT pg_drop_replication_slot(slot_name) FROM "
+            "pg_replication_slots WHERE slot_name = '%s'",
+            slot);
+}
+
+/* Slot names are cluster-wide: without store.slot the default is made of
+ * the database, schema and table, so pipelines of other databases (or
+ * tables) on one server never share one; names outside [a-z0-9_] or too
+ * long get a hash instead of colliding. */
+static void test_default_slot(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.slot = (char *)"";
+    char want[128];
+    snprintf(want, sizeof want, "outbox_relay_obx_%s_outbox", t->name);
+    assert_string_equal(schema_slot(t, &conf), want);
+    void *inst = wt_open(t, &conf);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 0, 100), 0);
+    assert_int_equal(wt_int(t, 0,
+                            "SELECT count(*) FROM pg_replication_slots "
+                            "WHERE slot_name = '%s' AND database = "
+                            "current_database()",
+                            want),
+                     1);
+    t->ops->close(inst);
+    drop_slot(t, want);
+    /* another table, another slot */
+    conf.table = (char *)"Orders Outbox";
+    char other[128];
+    snprintf(other, sizeof other, "%s", schema_slot(t, &conf));
+    assert_string_not_equal(other, want);
+    assert_true(strlen(other) <= 63);
+    assert_int_equal(strspn(other, "abcdefghijklmnopqrstuvwxyz0123456789_"),
+                     strlen(other));
+    conf.table = (char *)"orders_outbox";
+    assert_string_not_equal(schema_slot(t, &conf), other);
+    /* a name past 63 bytes is cut, with a hash keeping it apart */
+    conf.table = (char *)"a_rather_long_outbox_table_name_for_one_team";
+    char cut[128];
+    snprintf(cut, sizeof cut, "%s", schema_slot(t, &conf));
+    assert_int_equal(strlen(cut), 63);
+    conf.table = (char *)"a_rather_long_outbox_table_name_for_one_team2";
+    assert_string_not_equal(schema_slot(t, &conf), cut);
+}
+
+/* `check` (validate) rejects what open would: recover without ack_mode =
+ * mark, and recover with a table-less outbox. */
+static void test_validate_recover(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.recover = true;
+    char err[1024] = "";
+    assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
+                     OBX_CONFIG);
+    assert_non_null(strstr(err, "ack_mode = mark"));
+    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    conf.source = OBX_PG_WAL_MESSAGES;
+    assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
+                     OBX_CONFIG);
+    assert_non_null(strstr(err, "source = messages"));
+    conf.source = OBX_PG_WAL_TABLE;
+    assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
+                     OBX_OK);
+}
+
+/* A message meant for the operator fits the buffer the core passes and
+ * ends with its last sentence, not in the middle of a word. */
+static void assert_whole(const char *err)
+{
+    size_t len = strlen(err);
+    if (len == 0 || strstr(err, "[...]") || err[len - 1] != '.')
+        fail_msg("message cut or unfinished (%zu bytes): %s", len, err);
+}
+
+/* create_slot = false without a slot, and a lost slot with ack_mode =
+ * none: both say that events written while there is no slot are never
+ * streamed, and what ack_mode = mark would give. */
+static void test_slot_messages(void **state)
+{
+    wt *t = *state;
+    obx_pg_wal_config conf = t->conf;
+    conf.create_slot = false;
+    void *inst = NULL;
+    char err[1024] = "";
+    assert_int_equal(wt_try_open(t, &conf, &inst, err, sizeof err), OBX_CONFIG);
+    assert_non_null(strstr(err, "never streamed"));
+    assert_non_null(strstr(err, "ack_mode = mark"));
+    assert_whole(err);
+    /* a slot that existed and was lost, ack_mode = none */
+    conf.create_slot = true;
+    wt_exec(t, "DROP PUBLICATION %s", t->name);
+    inst = wt_open(t, &conf);
+    t->ops->close(inst);
+    drop_slot(t, t->name);
+    assert_int_equal(wt_try_open(t, &conf, &inst, err, sizeof err), OBX_FATAL);
+    assert_non_null(strstr(err, "never streamed"));
+    assert_non_null(strstr(err, "ack_mode = mark"));
+    assert_non_null(strstr(err, "pg_create_logical_replication_slot"));
+    assert_whole(err);
+    /* a buffer too small for it: shortened at a word, and marked so */
+    char small[120];
+    assert_int_equal(wt_try_open(t, &conf, &inst, small, sizeof small),
+                     OBX_FATAL);
+    size_t len = strlen(small);
+    assert_true(len < sizeof small && len > 20);
+    assert_string_equal(small + len - 6, " [...]");
+    size_t kept = len - 6;
+    assert_memory_equal(small, err, kept);
+    if (strchr(" ,;:.", err[kept]) == NULL)
+        fail_msg("cut inside a word: '%s' of '%s'", small, err);
+}
+
+/* stats reports what the relay holds and how far the slot is behind;
+ * WAL that carries none of our events (other tables, other databases)
+ * never shows up as a pending event. */
+static void test_stats_held_and_behind(void **state)
+{
+    wt *t = *state;
+    void *inst = wt_open(t, NULL);
+    obx_event *ev[MAXEV];
+    wt_insert(t, "k", "E", "1");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    char err[1024] = "";
+    obx_store_stats st = {.struct_size = sizeof st};
+    assert_int_equal(t->ops->stats(inst, &st, err, sizeof err), OBX_OK);
+    assert_int_equal(st.pending, 1); /* held: claimed, not yet acked */
+    wt_ack(t, inst, ev, 1);
+    wt_exec(t, "CREATE TABLE noise (n int)");
+    /* the stream catches up once with what was there at its start */
+    int64_t end = wt_mono_ms() + 10000;
+    do {
+        st = (obx_store_stats){.struct_size = sizeof st};
+        assert_int_equal(t->ops->stats(inst, &st, err, sizeof err), OBX_OK);
+    } while (st.pending != 0 && wt_mono_ms() < end);
+    assert_int_equal(st.pending, 0);
+    /* from then on, WAL that is not ours never counts */
+    PGconn *w = PQconnectdb(t->conninfo);
+    assert_int_equal(PQstatus(w), CONNECTION_OK);
+    assert_int_equal(PQsendQuery(w, "DO $$ BEGIN FOR i IN 1..3000 LOOP "
+                                    "INSERT INTO noise VALUES (i); COMMIT; "
+                                    "END LOOP; END $$"),
+                     1);
+    for (int i = 0; i < 5; i++) {
+        st = (obx_store_stats){.struct_size = sizeof st};
+        assert_int_equal(t->ops->stats(inst, &st, err, sizeof err), OBX_OK);
+        if (st.pending != 0 || st.oldest_pending_us != 0)
+            fail_msg("nothing is held, yet stats says pending %llu",
+                     (unsigned long long)st.pending);
+        assert_true(st.lag_bytes >= 0);
+        assert_int_equal(st.standby, 0);
+        wt_sleep_ms(50);
+    }
+    PGresult *r;
+    while ((r = PQgetResult(w)) != NULL)
+        PQclear(r);
+    PQfinish(w);
+    /* a second instance on the slot is a hot standby, and says so */
+    void *b = wt_open(t, NULL);
+    size_t n = 0;
+    assert_int_equal(t->ops->claim(b, ev, MAXEV, &n, 0, err, sizeof err),
+                     OBX_OK);
+    st = (obx_store_stats){.struct_size = sizeof st};
+    assert_int_equal(t->ops->stats(b, &st, err, sizeof err), OBX_OK);
+    assert_int_equal(st.standby, 1);
+    t->ops->close(b);
+    t->ops->close(inst);
+}
+
+/* `demo` beside an `orders` table of another shape says which table and
+ * what shape it needs, instead of a bare SQL error. */
+static void test_demo_other_orders_table(void **state)
+{
+    wt *t = *state;
+    wt_exec(t, "CREATE TABLE orders (order_no int PRIMARY KEY, total "
+               "numeric NOT NULL)");
+    void *inst = wt_open(t, NULL);
+    char err[1024] = "";
+    assert_int_not_equal(t->ops->demo(inst, 1, err, sizeof err), OBX_OK);
+    const char *want[] = {"\"orders\"",
+                          "customer",
+                          "amount_cents",
+                          "order_no",
+                          "GENERATED BY DEFAULT AS IDENTITY",
+                          "store.schema",
+                          NULL};
+    for (int i = 0; want[i]; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("the error has no '%s': %s", want[i], err);
+    assert_int_equal(wt_int(t, -1, "SELECT count(*) FROM outbox"), 0);
+    t->ops->close(inst);
+}
+
+/* On an outbox table that exists already, create_schema adds only what
+ * is pg_wal's own (the dead-letter table): building indexes on a live
+ * table would lock out the application's writers. */
+static void test_existing_table_left_alone(void **state)
+{
+    wt *t = *state;
+    wt_exec(t, "CREATE TABLE outbox (id bigint GENERATED BY DEFAULT AS "
+               "IDENTITY PRIMARY KEY, event_id text NOT NULL DEFAULT "
+               "gen_random_uuid()::text, aggregate_type text NOT NULL, "
+               "aggregate_id text NOT NULL, event_type text NOT NULL, "
+               "payload bytea NOT NULL, topic text, headers jsonb, "
+               "created_at timestamptz NOT NULL DEFAULT now(), "
+               "published_at timestamptz, dead_at timestamptz, "
+               "dead_reason text)");
+    obx_pg_wal_config conf = t->conf;
+    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    void *inst = wt_open(t, &conf);
+    /* and ack_mode = mark buries into it without the columns it lacks */
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 0, 100), 0); /* streams */
+    wt_insert(t, "k", "E", "1");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    char err[1024] = "";
+    obx_burial b = {ev[0], "rejected", "topic-x"};
+    assert_int_equal(t->ops->bury(inst, &b, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM outbox WHERE dead_reason = "
+                            "'rejected'"),
+                     1);
+    t->ops->close(inst);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM pg_indexes WHERE "
+                            "schemaname = '%s' AND tablename = 'outbox'",
+                            t->name),
+                     1); /* the primary key only */
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM pg_tables WHERE "
+                            "schemaname = '%s' AND tablename = "
+                            "'outbox_dead_letters'",
+                            t->name),
+                     1);
+}
+
+/* A relay upgraded over the old default dead-letter table (<table>_dead)
+ * keeps its dead letters there instead of starting an empty new table. */
+static char captured_log[8192];
+
+static void capture_log(const obx_host *h, obx_log_level level, const char *fmt,
+                        ...)
+{
+    (void)h;
+    (void)level;
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = strlen(captured_log);
+    vsnprintf(captured_log + len, sizeof captured_log - len, fmt, ap);
+    va_end(ap);
+}
+
+static void test_old_dead_table_kept(void **state)
+{
+    wt *t = *state;
+    static obx_host logging;
+    logging = *t->host;
+    logging.log = capture_log;
+    captured_log[0] = '\0';
+    void *inst = wt_open(t, NULL); /* today's schema */
+    t->ops->close(inst);
+    wt_exec(t, "ALTER TABLE outbox_dead_letters RENAME TO outbox_old");
+    wt_exec(t, "DROP INDEX outbox_dead");
+    wt_exec(t, "ALTER TABLE outbox_old RENAME TO outbox_dead");
+    const obx_host *saved = t->host;
+    t->host = &logging;
+    inst = wt_open(t, NULL);
+    t->host = saved;
+    if (!strstr(captured_log, "ALTER TABLE \"outbox_dead\" RENAME TO "
+                              "\"outbox_dead_letters\""))
+        fail_msg("no RENAME advice in the log: %s", captured_log);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 0, 100), 0); /* streams */
+    wt_insert(t, "k", "E", "1");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    char err[1024] = "";
+    obx_burial b = {ev[0], "rejected", NULL};
+    assert_int_equal(t->ops->bury(inst, &b, 1, err, sizeof err), OBX_OK);
+    t->ops->close(inst);
+    assert_int_equal(wt_int(t, -1, "SELECT count(*) FROM outbox_dead"), 1);
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM pg_tables WHERE "
+                            "schemaname = '%s' AND tablename = "
+                            "'outbox_dead_letters'",
+                            t->name),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -551,6 +886,17 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slot_lost_and_recover, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bounded_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_slot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_validate_recover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slot_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_held_and_behind, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_demo_other_orders_table, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_existing_table_left_alone, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_old_dead_table_kept, setup,
+                                        teardown),
         /* last: the schema and slot names count the tests before them,
          * and a longer name pushed the slot-lost hint past the error
          * buffer (issue 15 item 4) */
@@ -559,5 +905,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_docs_envelope_example, setup,
                                         teardown),
     };
+    /* WT_FILTER=test_default_slot runs just that test */
+    if (getenv("WT_FILTER"))
+        cmocka_set_test_filter(getenv("WT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,38 @@
+/* A TCP proxy for fault tests: sits between the relay and a server
+ * (PostgreSQL, RabbitMQ, NATS) on 127.0.0.1 and, on command, cuts every
+ * connection (RST), stalls them (keeps the sockets open and forwards
+ * nothing, as a half-open link or a dead middlebox does), or slows them.
+ * It runs on its own thread in the test process. */
+#ifndef OBX_TEST_TCP_PROXY_H
+#define OBX_TEST_TCP_PROXY_H
+
+typedef struct tp_proxy tp_proxy;
+
+typedef enum tp_mode {
+    TP_PASS = 0,  /* forward both ways */
+    TP_STALL = 1, /* accept, read nothing, forward nothing, close nothing */
+    TP_SLOW = 2,  /* forward, with a delay before each chunk */
+} tp_mode;
+
+/* Listen on a free port of 127.0.0.1, forwarding to upstream_host:port.
+ * Fails the test when it cannot. */
+tp_proxy *tp_start(const char *upstream_host, int upstream_port);
+
+/* The port the relay should connect to. */
+int tp_port(const tp_proxy *p);
+
+/* Switch mode for every connection, open and future. For TP_SLOW,
+ * delay_ms is the pause before each chunk (at most 4 KiB) forwarded. */
+void tp_set_mode(tp_proxy *p, tp_mode mode, int delay_ms);
+
+/* Reset every open connection (SO_LINGER 0: the peers see RST). New ones
+ * are accepted as the mode says. Returns how many were cut. */
+int tp_cut(tp_proxy *p);
+
+/* Connections accepted so far. */
+int tp_accepted(const tp_proxy *p);
+
+/* Close everything and join the thread. */
+void tp_stop(tp_proxy *p);
+
+#endif
