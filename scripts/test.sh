@@ -11,6 +11,11 @@
 #   ctest       ctest in ./build
 #   asan-build  the whole suite with ASan+UBSan in ./build-asan (Debug)
 #   asan-ctest  ctest in ./build-asan
+#   tsan-build  ThreadSanitizer build in ./build-tsan
+#   tsan-ctest  the tests where threads meet (engine, brokers, several
+#               pipelines in one process) in ./build-tsan
+# After each ctest stage the chaos suite's summary table is printed (pair,
+# kills, committed, lost, phantoms, order breaks, duplicates).
 #   fuzz-build  only when the CMake option OBX_FUZZ exists: clang build in
 #               ./build-fuzz with -DOBX_FUZZ=ON (and ASan+UBSan)
 #   fuzz        every fuzz_* executable of that build, OBX_FUZZ_SECONDS
@@ -33,6 +38,10 @@ SANITIZER_ENV=(
     ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1}"
     UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 )
+TSAN_ENV=(TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}")
+# The tests where threads meet: the engine, every broker plugin (client
+# library threads deliver results), several pipelines in one relay.
+TSAN_TESTS='^(test_engine|brokers_.*|kafka_broker|rabbitmq_.*|nats_.*|test_e2e)$'
 # clang's sanitizer runtime looks for "llvm-symbolizer", which Debian only
 # installs under a versioned name; without it fuzz reports have no symbols.
 if [[ -z ${ASAN_SYMBOLIZER_PATH:-} && -x /usr/lib/llvm-14/bin/llvm-symbolizer ]]; then
@@ -95,12 +104,20 @@ stage() {
     return 1
 }
 
-# run_ctest BUILD_DIR [ENV...]: ctest, adding its counts to the totals.
+# run_ctest BUILD_DIR [ENV...] [-- CTEST_ARGS...]: ctest, adding its counts
+# to the totals, then the chaos summary table when the chaos suite ran.
 run_ctest() {
     local dir=$1 log rc=0 total failed
     shift
+    local -a envs=() args=()
+    while (($#)) && [[ $1 != -- ]]; do envs+=("$1"); shift; done
+    (($#)) && shift && args=("$@")
     log=$(mktemp)
-    env "$@" ctest --test-dir "$dir" --output-on-failure -j2 2>&1 | tee "$log" || rc=$?
+    env "${envs[@]}" ctest --test-dir "$dir" --output-on-failure -j2 "${args[@]}" 2>&1 | tee "$log" || rc=$?
+    if [[ -f $dir/tests/chaos/summary.txt ]] && grep -q chaos_summary "$log"; then
+        echo "chaos summary ($dir):"
+        bash tests/chaos/chaos_summary.sh "$dir/tests/chaos/summary.txt"
+    fi
     if [[ $(grep -E '[0-9]+ tests? failed out of [0-9]+' "$log" | tail -n1) =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
         failed=${BASH_REMATCH[1]}
         total=${BASH_REMATCH[2]}
@@ -186,6 +203,10 @@ stage ctest run_ctest build
 if stage asan-build bash scripts/build.sh "$ROOT/build-asan" \
     -DOBX_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug; then
     stage asan-ctest run_ctest build-asan "${SANITIZER_ENV[@]}"
+fi
+
+if stage tsan-build bash scripts/build.sh "$ROOT/build-tsan" -DOBX_TSAN=ON; then
+    stage tsan-ctest run_ctest build-tsan "${TSAN_ENV[@]}" -- -R "$TSAN_TESTS"
 fi
 
 if has_fuzz_option; then

@@ -571,6 +571,37 @@ static void test_readme_command_line_in_sync(void **state)
     free(readme);
 }
 
+/* Several pipelines in one process, each on its own thread, sqlite store
+ * and stdout file: all drain completely (the ThreadSanitizer build runs
+ * this to look at the pipelines' shared logger and metrics). */
+static void test_pipelines_run_in_parallel(void **state)
+{
+    fx *f = *state;
+    char db[3][sizeof f->db], out[3][4300], main_db[sizeof f->db];
+    memcpy(main_db, f->db, sizeof main_db);
+    FILE *fp = fopen(f->conf, "w");
+    fprintf(fp, "[relay]\nmetrics_listen = 127.0.0.1:0\nlog_level = warn\n");
+    for (int i = 0; i < 3; i++) {
+        snprintf(db[i], sizeof db[i], "%s/p%d.db", f->dir, i);
+        snprintf(out[i], sizeof out[i], "%s/p%d.jsonl", f->dir, i);
+        memcpy(f->db, db[i], sizeof f->db);
+        create_schema(f);
+        insert_events(f, 0, 3000, 17, "Tick");
+        fprintf(fp,
+                "[pipeline p%d]\nstore = sqlite\nbroker = stdout\n"
+                "store.path = %s\nbroker.output = %s\nbatch_size = 64\n",
+                i, db[i], out[i]);
+    }
+    fclose(fp);
+    memcpy(f->db, main_db, sizeof f->db);
+    assert_int_equal(run_once(f), 0);
+    for (int i = 0; i < 3; i++) {
+        int *seen = calloc(3000, sizeof *seen);
+        assert_int_equal(check_stream(out[i], 3000, 17, seen), 3000);
+        free(seen);
+    }
+}
+
 /* The `CREATE TABLE` of `outbox-relay schema STORE`, without quotes. */
 static char *table_ddl(fx *f, const char *store)
 {
@@ -653,6 +684,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_configuration_doc_in_sync, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_readme_command_line_in_sync, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pipelines_run_in_parallel, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_stores_create_the_same_table,
                                         setup, teardown),
