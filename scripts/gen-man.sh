@@ -124,13 +124,6 @@ def paras(*texts):
 usage = read("usage")
 version = read("version").split()[1] if read("version").split()[1:] else "?"
 
-def usage_section(title):
-    """The lines under 'title:' up to the next blank line."""
-    m = re.search(r"^" + re.escape(title) + r":\n(.*?)(?:\n\n|\Z)", usage, re.S | re.M)
-    if not m:
-        die(f"no '{title}:' section in outbox-relay --help")
-    return m.group(1).splitlines()
-
 def entries(lines, what):
     """Two-column help entries: the term starts in the first 8 columns, its
     description either after two spaces, or at the description column (where
@@ -160,28 +153,45 @@ def entries(lines, what):
         die(f"no {what} in outbox-relay --help")
     return items
 
-m = re.match(r"usage: outbox-relay ([^\n]*)\n\n(.*?)\n\n", usage, re.S)
-if not m:
+# --help is blocks separated by blank lines: "usage: outbox-relay ARGS", a
+# summary, then "TITLE:" blocks of two-column entries (commands, options) and
+# "title: text" paragraphs (exit codes, signals). Each becomes a section, in
+# the order --help has them; one this script does not know by name becomes a
+# section of its own, so nothing --help says is left out of the page.
+blocks = [b for b in usage.rstrip("\n").split("\n\n") if b.strip()]
+m = re.fullmatch(r"usage: outbox-relay ([^\n]*)", blocks[0]) if blocks else None
+if not m or len(blocks) < 2:
     die("outbox-relay --help does not start with 'usage: outbox-relay ...' and a paragraph")
-usage_args, summary = m.group(1), " ".join(m.group(2).split())
-commands = entries(usage_section("commands"), "commands")
-options = entries(usage_section("options"), "options")
-
+usage_args, summary = m.group(1), " ".join(blocks[1].split())
+SECTION = {"commands": "COMMANDS", "options": "OPTIONS", "exit codes": "EXIT STATUS",
+           "signals": "SIGNALS"}
+# Paragraph titles that may start a line in the middle of a block; any other
+# "word: " at the start of a line only starts a paragraph after a blank line
+# (a wrapped line may well begin with "cleanly: ").
 TAIL_TITLES = ("exit codes", "signals")
-
-def tail_paragraph(title):
-    """'title: text' running up to the next of TAIL_TITLES or the end."""
-    nxt = "|".join(re.escape(t) for t in TAIL_TITLES)
-    m = re.search(r"^" + re.escape(title) + r": (.*?)(?=^(?:" + nxt + r"): |\Z)", usage, re.S | re.M)
-    if not m:
-        die(f"no '{title}:' paragraph in outbox-relay --help")
-    return " ".join(m.group(1).split())
-
-exit_text = tail_paragraph("exit codes")
-exit_codes = re.split(r",\s+(?=\d+ )", exit_text)
-if not all(re.match(r"\d+ ", c) for c in exit_codes):
-    die(f"cannot split the exit codes: {exit_text!r}")
-signals = tail_paragraph("signals")
+sections = []        # (heading, kind, content)
+for blk in blocks[2:]:
+    lines = blk.splitlines()
+    t = re.fullmatch(r"([a-z][a-z ]*):", lines[0])
+    if t:
+        title = t.group(1)
+        sections.append((SECTION.get(title, title.upper()), "entries",
+                         entries(lines[1:], title)))
+        continue
+    nxt = "|".join(re.escape(x) for x in TAIL_TITLES)
+    pieces = re.split(r"(?m)^(?=(?:" + nxt + r"): )", blk)
+    for piece in pieces:
+        if not piece.strip():
+            continue
+        t = re.match(r"([a-z][a-z ]*): (.*)", piece, re.S)
+        if t:
+            sections.append((SECTION.get(t.group(1), t.group(1).upper()), t.group(1),
+                             " ".join(t.group(2).split())))
+        else:        # prose without a title
+            sections.append(("NOTES", "prose", " ".join(piece.split())))
+commands = next((c for h, k, c in sections if h == "COMMANDS"), None)
+if not commands:
+    die("no 'commands:' block in outbox-relay --help")
 
 def header(title, section, volume):
     return [
@@ -203,17 +213,20 @@ man1 += [".SH DESCRIPTION"] + paras(
     "process is alive) and /readyz (every pipeline has its store and broker "
     "connected, its circuit closed, and makes progress while events are pending).",
     "Options may come before or after the command. Without a command, run is meant.")
-man1 += [".SH COMMANDS"]
-for term, desc in commands:
-    man1 += [".TP", synopsis(term)] + para(desc)
-man1 += [".SH OPTIONS"]
-for term, desc in options:
-    man1 += [".TP", synopsis(term)] + para(desc)
-man1 += [".SH EXIT STATUS"]
-for c in exit_codes:
-    code, _, meaning = c.partition(" ")
-    man1 += [".TP", "\\fB" + code + "\\fR"] + para(meaning)
-man1 += [".SH SIGNALS"] + para(signals[:1].upper() + signals[1:].rstrip(".") + ".")
+for heading, kind, content in sections:
+    man1 += [".SH " + arg(heading)]
+    if kind == "entries":
+        for term, desc in content:
+            man1 += [".TP", synopsis(term)] + para(desc)
+    elif kind == "exit codes":
+        codes = re.split(r",\s+(?=\d+ )", content)
+        if not all(re.match(r"\d+ ", c) for c in codes):
+            die(f"cannot split the exit codes: {content!r}")
+        for c in codes:
+            code, _, meaning = c.partition(" ")
+            man1 += [".TP", "\\fB" + code + "\\fR"] + para(meaning)
+    else:
+        man1 += para(content[:1].upper() + content[1:].rstrip(".") + ".")
 man1 += [".SH FILES",
          ".TP", "\\fIplugins.conf\\fR"] + para(
     "the configuration file read when -c is not given, in the working directory") + [

@@ -88,24 +88,38 @@ def usage_block(title):
         errors.append(f"--help has no '{title}:' block")
         return ""
     return m.group(1)
+# COMMANDS and OPTIONS: the same words as --help's blocks, nothing more.
 for title, heading in (("commands", "COMMANDS"), ("options", "OPTIONS")):
     want, got = words(usage_block(title)), words(s1.get(heading, ""))
     if want != got:
         errors.append(f"outbox-relay(1) {heading} is not --help's '{title}:' text:\n"
                       f"  --help: {' '.join(want)}\n  page:   {' '.join(got)}")
-def plain(s):  # words without punctuation, lower case
-    return re.sub(r"[,.;]", " ", s).lower().split()
-for title, heading in (("exit codes", "EXIT STATUS"), ("signals", "SIGNALS")):
-    m = re.search(r"^" + title + r": (.*?)(?=^(?:exit codes|signals): |\Z)", usage, re.S | re.M)
-    if not m:
-        errors.append(f"--help has no '{title}:' paragraph")
-        continue
-    if plain(m.group(1)) != plain(s1.get(heading, "")):
-        errors.append(f"outbox-relay(1) {heading} is not --help's '{title}:' text:\n"
-                      f"  --help: {m.group(1)!r}\n  page:   {s1.get(heading, '')!r}")
+# Everything --help says is in the page, in order: each paragraph (split at
+# a line starting 'word: ') as a run of words, with or without its title.
+def plain(s):
+    return re.sub(r"[,.;:()]", " ", s).lower().split()
+page = plain(man1)
+def has_run(ws):
+    n = len(ws)
+    return any(page[i:i + n] == ws for i in range(len(page) - n + 1))
+blocks = usage.rstrip("\n").split("\n\n")
+m0 = re.fullmatch(r"usage: (outbox-relay .*)", blocks[0])
+if not m0 or not has_run(plain(m0.group(1))):
+    errors.append(f"outbox-relay(1) lacks the usage line {blocks[0]!r}")
+for blk in blocks[1:]:
+    for piece in re.split(r"(?m)^(?=[a-z][a-z ]*:(?: |$))", blk):
+        if not piece.strip():
+            continue
+        t = re.match(r"([a-z][a-z ]*):(?: |$)", piece)
+        rest = piece[t.end():] if t else piece
+        if not (has_run(plain(piece)) or has_run(plain(rest))):
+            errors.append(f"outbox-relay(1) lacks this of --help: {piece!r}")
 for cmd in re.findall(r"^  ([a-z]+) ", usage_block("commands"), re.M):
     if not re.search(r"^\s+outbox-relay " + cmd + r"\b", s1.get("SYNOPSIS", ""), re.M):
         errors.append(f"outbox-relay(1) SYNOPSIS lacks the command {cmd}")
+for h in ("EXIT STATUS", "SIGNALS", "FILES"):
+    if not s1.get(h, "").strip():
+        errors.append(f"outbox-relay(1) has no {h} section")
 
 # outbox-relay.conf(5) against help relay|pipeline|PLUGIN.
 man5 = read("man5.txt")
