@@ -304,6 +304,7 @@ for l in read("plugins").splitlines():
         plugins.append(m.groups())
 if not plugins:
     die("outbox-relay plugins listed no plugin")
+plugins.sort(key=lambda p: p[1])
 
 man5 = header("OUTBOX-RELAY.CONF", 5, "File Formats")
 man5 += [".SH NAME", "outbox\\-relay.conf \\- configuration file of outbox\\-relay(1)",

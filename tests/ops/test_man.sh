@@ -58,9 +58,9 @@ while read -r kind name _; do
     [[ $kind == store || $kind == broker ]] || continue
     (cd "$tmp" && "$bin" help "$name" -c gen.conf) >"$tmp/help.plugin.$name"
 done <"$tmp/plugins"
-python3 - "$tmp" <<'PY'
+python3 - "$tmp" "${OBX_PLUGIN_TARGETS:-}" <<'PY'
 import glob, os, re, sys
-tmp = sys.argv[1]
+tmp, targets = sys.argv[1], sys.argv[2].split()
 def read(n):
     with open(os.path.join(tmp, n)) as f:
         return f.read()
@@ -162,11 +162,23 @@ for h in helps:
             if " ".join(desc.split()) not in flat5:
                 errors.append(f"{h}: description not in outbox-relay.conf(5): {desc!r}")
             entry = None
+# Every plugin the build made (obx_store_NAME, obx_broker_NAME targets).
+if not targets:
+    errors.append("OBX_PLUGIN_TARGETS is empty: run this through ctest")
+s5 = sections(man5)
+for t in targets:
+    m = re.fullmatch(r"obx_(store|broker)_(\w+)", t)
+    if not m:
+        errors.append(f"plugin target {t} is not obx_store_NAME or obx_broker_NAME")
+    elif not re.search(r"^   " + m.group(2) + r"$", s5.get(m.group(1).upper() + " PLUGINS", ""), re.M):
+        errors.append(f"the build makes the {m.group(1)} plugin {m.group(2)} ({t}); "
+                      f"outbox-relay.conf(5) has no section for it (did it fail to load? "
+                      f"see the warnings of: outbox-relay plugins)")
 if errors:
     print("\n".join(errors), file=sys.stderr)
     sys.exit(1)
-print(f"complete: --help's commands, options, exit codes and signals; {nkeys} keys "
-      f"of {len(helps) - 2} plugins and the core, with values and descriptions")
+print(f"complete: every paragraph of --help; {nkeys} keys of the core and of "
+      f"{len(helps) - 2} plugins ({len(targets)} built), with values and descriptions")
 PY
 
 # 4. Installed where man(1) looks.
