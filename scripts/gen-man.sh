@@ -98,7 +98,7 @@ def wrap(text, width=78):
     word ending in '.' unless a capital follows: roff would take that for
     the end of a sentence), each safe as a text line."""
     words, out, cur = text.split(" "), [], ""
-    for i, w in enumerate(words):
+    for w in words:
         if cur and len(cur) + 1 + len(w) > width and not (
                 cur.endswith(".") and not w[:1].isupper()):
             out.append(cur)
@@ -122,7 +122,7 @@ def paras(*texts):
 # ---- outbox-relay --help --------------------------------------------------
 
 usage = read("usage")
-version = read("version").split()[1] if read("version").split()[1:] else "?"
+version = (read("version").split() + ["?", "?"])[1]
 
 def entries(lines, what):
     """Two-column help entries: the term starts in the first 8 columns, its
@@ -337,7 +337,7 @@ for kind, title in (("store", "STORE PLUGINS"), ("broker", "BROKER PLUGINS")):
     man5 += [f'.SH "{title}"'] + para(
         f"Set with {kind} = NAME in a [pipeline] section; their keys are {kind}.KEY in the same section.")
     for _, name, ver, desc in mine:
-        heading, items = split_help(read(f"plugin/{kind}.{name}"), f"help {name}")
+        _, items = split_help(read(f"plugin/{kind}.{name}"), f"help {name}")
         man5 += [".SS " + arg(name)] + para(f"{desc} (version {ver}).") + render_keys(items)
 man5 += [".SH EXAMPLE", ".RS", ".nf"]
 man5 += [line(esc(l)) for l in (
