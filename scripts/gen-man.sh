@@ -196,6 +196,9 @@ if not commands:
 def header(title, section, volume):
     return [
         f'.TH {arg(title)} {section} "{date}" {arg("outbox-relay " + version)} {arg(volume)}',
+        # Keys, paths and commands must not be hyphenated, nor stretched.
+        ".nh",
+        ".ad l",
     ]
 
 man1 = header("OUTBOX-RELAY", 1, "User Commands")
