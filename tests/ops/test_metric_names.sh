@@ -48,15 +48,16 @@ CONF
 "$bin" run -c "$tmp/relay.conf" 2>"$tmp/relay.log" &
 pid=$!
 url=
-for _ in $(seq 100); do
+for _ in $(seq 300); do
     url=$(grep -o 'metrics on http://127\.0\.0\.1:[0-9]*/metrics' "$tmp/relay.log" | head -n1 | cut -d' ' -f3) || true
     [[ -n $url ]] && break
     kill -0 "$pid" 2>/dev/null || fail "the relay exited: $(cat "$tmp/relay.log")"
     sleep 0.1
 done
 [[ -n $url ]] || fail "no 'metrics on http://127.0.0.1:PORT/metrics' in the log: $(cat "$tmp/relay.log")"
-# Wait for the 5 events, so the scrape is of a relay that has done work.
-for _ in $(seq 100); do
+# Wait (up to 30 s each, the machine may be busy) for the 5 events, so the
+# scrape is of a relay that has done work.
+for _ in $(seq 300); do
     curl -fsS "$url" >"$tmp/metrics" || fail "scraping $url failed"
     grep -q '^outbox_events_published_total{pipeline="orders"} 5$' "$tmp/metrics" && break
     sleep 0.1
