@@ -92,7 +92,7 @@ typedef struct obx_pipeline {
 
     pthread_t thread;
     bool started;
-    int rc; /* thread result: 0 ok, 1 fatal */
+    atomic_int rc; /* thread result: 0 ok, 1 fatal (read by the main thread) */
 } obx_pipeline;
 
 /* Initialise engine state (metrics, key sets); plugins must be loaded and

@@ -222,7 +222,7 @@ bool obx_relay_ready(obx_relay *r, obx_buf *why)
 static void *pipeline_thread(void *arg)
 {
     obx_pipeline *p = arg;
-    p->rc = obx_pipeline_run(p);
+    atomic_store(&p->rc, obx_pipeline_run(p));
     return NULL;
 }
 
@@ -338,7 +338,7 @@ static void wait_for_stop(obx_relay *r, bool once)
         progress(r, once, &next_progress);
         bool failed = false;
         for (size_t i = 0; i < r->n_pipelines; i++)
-            failed |= r->pipelines[i].rc != 0;
+            failed |= atomic_load(&r->pipelines[i].rc) != 0;
         if (failed)
             atomic_store(&r->stop, 1);
     }
@@ -359,7 +359,7 @@ static int join_all(obx_relay *r)
     }
     int rc = 0;
     for (size_t i = 0; i < r->n_pipelines; i++)
-        rc |= r->pipelines[i].rc;
+        rc |= atomic_load(&r->pipelines[i].rc);
     return rc ? 1 : 0;
 }
 

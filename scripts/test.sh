@@ -39,9 +39,12 @@ SANITIZER_ENV=(
     UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 )
 TSAN_ENV=(TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}")
-# The tests where threads meet: the engine, every broker plugin (client
-# library threads deliver results), several pipelines in one relay.
-TSAN_TESTS='^(test_engine|brokers_.*|kafka_broker|rabbitmq_.*|nats_.*|test_e2e)$'
+# The tests where threads meet: the engine, the broker plugins (client
+# library threads deliver results), several pipelines in one relay. Not
+# kafka: Debian's librdkafka starts its threads with C11 thrd_create, which
+# GCC 12's ThreadSanitizer does not intercept, so the first allocation on
+# one of them crashes inside the TSan runtime (a tool limit, not a race).
+TSAN_TESTS='^(test_engine|brokers_.*|rabbitmq_.*|nats_.*|test_e2e)$'
 # clang's sanitizer runtime looks for "llvm-symbolizer", which Debian only
 # installs under a versioned name; without it fuzz reports have no symbols.
 if [[ -z ${ASAN_SYMBOLIZER_PATH:-} && -x /usr/lib/llvm-14/bin/llvm-symbolizer ]]; then
