@@ -34,11 +34,19 @@ static bool stopping(const obx_pipeline *p)
     return atomic_load(p->stop) != 0;
 }
 
+/* The loop is alive: the main thread pings systemd's watchdog only while
+ * every pipeline's heartbeat is fresh. */
+static void beat(obx_pipeline *p)
+{
+    atomic_store(&p->heartbeat_us, obx_mono_us());
+}
+
 /* Sleep until the monotonic deadline or the stop flag, in short steps so
- * SIGTERM is honoured promptly. */
-static void sleep_until(const obx_pipeline *p, int64_t deadline_us)
+ * SIGTERM is honoured promptly (and the heartbeat stays fresh). */
+static void sleep_until(obx_pipeline *p, int64_t deadline_us)
 {
     for (;;) {
+        beat(p);
         int64_t left = deadline_us - obx_mono_us();
         if (left <= 0 || stopping(p))
             return;
@@ -799,10 +807,13 @@ void obx_pipeline_close(obx_pipeline *p)
 
 long obx_pipeline_tick(obx_pipeline *p)
 {
+    beat(p);
     if (!circuit_allows(p))
         return 0;
     if (!p->broker && reopen_broker(p) != 0)
         return -1;
+    if (p->store && p->broker)
+        atomic_store(&p->opened, 1);
     update_stats(p, false);
     return obx_pipeline_step(p);
 }

@@ -90,6 +90,11 @@ typedef struct obx_pipeline {
     bool standby;             /* the store said another relay has it */
     char stats_err[OBX_CORE_ERR_LEN];
 
+    /* Read by the main thread for systemd: set once store and broker are
+     * open; the engine loop's last sign of life (monotonic us). */
+    atomic_int opened;
+    atomic_int_fast64_t heartbeat_us;
+
     pthread_t thread;
     bool started;
     atomic_int rc; /* thread result: 0 ok, 1 fatal (read by the main thread) */

@@ -9,6 +9,7 @@
 
 #include "abi.h"
 #include "escape.h"
+#include "supervise.h"
 
 static int entry_line(const obx_conf_section *sec, const char *key)
 {
@@ -318,8 +319,9 @@ static const char *signal_name(int sig)
     return "signal";
 }
 
-/* Wait for a signal or for every pipeline to finish. */
-static void wait_for_stop(obx_relay *r, bool once)
+/* Wait for a signal or for every pipeline to finish, keeping the
+ * supervisor informed. */
+static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
 {
     int64_t next_progress = obx_mono_us() + 1000000;
     sigset_t set;
@@ -332,9 +334,11 @@ static void wait_for_stop(obx_relay *r, bool once)
                     "%s: finishing in-flight batches (grace %.0fs)",
                     signal_name(sig),
                     (double)r->settings.shutdown_grace_ms / 1000);
+            obx_supervisor_stopping(sv);
             atomic_store(&r->stop, 1);
             return;
         }
+        obx_supervisor_tick(sv, r);
         progress(r, once, &next_progress);
         bool failed = false;
         for (size_t i = 0; i < r->n_pipelines; i++)
@@ -367,9 +371,12 @@ int obx_relay_run(obx_relay *r, bool once)
 {
     if (start_http(r) != 0)
         return 1;
+    obx_supervisor sv;
+    obx_supervisor_init(&sv, r);
     for (size_t i = 0; i < r->n_pipelines; i++) {
         obx_pipeline *p = &r->pipelines[i];
         p->once = once;
+        atomic_store(&p->heartbeat_us, obx_mono_us());
         if (pthread_create(&p->thread, NULL, pipeline_thread, p) != 0) {
             obx_log(r->lg, OBX_LOG_ERROR, "core", "cannot start thread: %s",
                     strerror(errno));
@@ -378,8 +385,9 @@ int obx_relay_run(obx_relay *r, bool once)
         }
         p->started = true;
     }
-    wait_for_stop(r, once);
+    wait_for_stop(r, once, &sv);
     int rc = join_all(r);
+    obx_supervisor_free(&sv);
     if (once && isatty(STDERR_FILENO))
         fputs("\r\033[K", stderr);
     obx_http_stop(r->http);

@@ -31,6 +31,8 @@ PACKAGES=(
     mandoc               # tests/ops: mandoc -Tlint on the generated man pages
     groff-base           # tests/ops: groff -ww lints the man pages and renders them to compare with --help
     librdkafka-dev       # kafka broker; its tests use librdkafka's mock cluster (Debian has no Kafka broker)
+    systemd              # systemd-analyze verify on contrib/systemd units (tests/ops); nothing is started
+    man-db               # man: systemd-analyze checks the units' Documentation= pages
     librabbitmq-dev      # rabbitmq broker (librabbitmq-c 0.11)
     rabbitmq-server      # the tests' private RabbitMQ node (tests/rabbitmq); the system node is never used
     libnats-dev          # nats broker (cnats 3.4)

@@ -23,6 +23,7 @@ typedef struct fake_conf {
     int64_t topic_len;
     bool standby;
     bool stats_fail;
+    char *open_down_while_file;
 } fake_conf;
 
 static const obx_option fake_options[] = {
@@ -48,6 +49,9 @@ static const obx_option fake_options[] = {
      offsetof(fake_conf, standby), "stats report a hot standby"},
     {"stats_fail", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,
      offsetof(fake_conf, stats_fail), "stats fail as unavailable"},
+    {"open_down_while_file", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
+     offsetof(fake_conf, open_down_while_file),
+     "open fails as unavailable while this file exists"},
     OBX_OPTIONS_END};
 
 typedef struct fake_ev {
@@ -83,6 +87,11 @@ static obx_status fake_open(const obx_host *host, const void *config,
                             void **inst, char *errstr, size_t errlen)
 {
     const fake_conf *c = config;
+    if (c->open_down_while_file && access(c->open_down_while_file, F_OK) == 0) {
+        snprintf(errstr, errlen, "fake store: down (%s exists)",
+                 c->open_down_while_file);
+        return OBX_UNAVAILABLE;
+    }
     fake *f = calloc(1, sizeof *f);
     uint64_t n = (uint64_t)c->events;
     if (!f || !(f->evs = calloc(n ? n : 1, sizeof *f->evs)) ||
