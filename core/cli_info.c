@@ -136,9 +136,9 @@ static int schema_from_config(obx_cli *c)
         return rc;
     obx_pipeline *p = NULL;
     for (size_t i = 0; i < r.n_pipelines && !p; i++)
-        if (strcmp(r.pipelines[i].store_pl->desc->name, c->args[0]) == 0 &&
-            (!c->pipeline || strcmp(r.pipelines[i].name, c->pipeline) == 0))
-            p = &r.pipelines[i];
+        if (strcmp(r.pipelines[i]->store_pl->desc->name, c->args[0]) == 0 &&
+            (!c->pipeline || strcmp(r.pipelines[i]->name, c->pipeline) == 0))
+            p = r.pipelines[i];
     rc = OBX_EXIT_USAGE;
     if (!p)
         obx_eprintf(stderr,

@@ -68,7 +68,7 @@ int obx_cmd_check(obx_cli *c)
     size_t k = 0;
     for (size_t i = 0; i < r.conf.n_sections; i++)
         if (r.conf.sections[i].kind == OBX_SECTION_PIPELINE)
-            print_section(&r.pipelines[k++], &r.conf.sections[i]);
+            print_section(r.pipelines[k++], &r.conf.sections[i]);
     obx_validation v = obx_relay_validate(&r, c->connect, stderr);
     if (v.config_errors == 0 && v.unreachable == 0)
         printf("%s: ok (%zu pipeline%s%s)\n", r.conf.path, r.n_pipelines,

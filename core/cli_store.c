@@ -84,7 +84,7 @@ int obx_cmd_stats(obx_cli *c)
         return rc;
     for (size_t i = 0; i < r.n_pipelines && rc == 0; i++) {
         obx_cli sub = *c;
-        sub.pipeline = r.pipelines[i].name;
+        sub.pipeline = r.pipelines[i]->name;
         obx_pipeline *p = NULL;
         if ((rc = obx_cli_open_store(&sub, &r, &p)) != 0)
             break;

@@ -31,7 +31,7 @@ static const char held_reason[] = "not attempted: an earlier event of its "
 
 static bool stopping(const obx_pipeline *p)
 {
-    return atomic_load(p->stop) != 0;
+    return atomic_load(p->stop) != 0 || atomic_load(&p->halt) != 0;
 }
 
 /* The loop is alive: the main thread pings systemd's watchdog only while

@@ -244,3 +244,14 @@ void obx_metrics_render(obx_pipeline_metrics *const *ms, size_t n, obx_buf *out)
                 offsetof(obx_pipeline_metrics, batch));
     render_plugin_gauges(out, ms, n);
 }
+
+void obx_metrics_render_reloads(obx_buf *out, uint64_t ok, uint64_t failed)
+{
+    head(out, "outbox_config_reloads_total", "counter",
+         "Config reloads on SIGHUP, by result (error: the file was invalid "
+         "and the relay kept its running config).");
+    obx_buf_printf(out, "outbox_config_reloads_total{result=\"ok\"} %llu\n",
+                   (unsigned long long)ok);
+    obx_buf_printf(out, "outbox_config_reloads_total{result=\"error\"} %llu\n",
+                   (unsigned long long)failed);
+}

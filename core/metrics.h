@@ -43,7 +43,7 @@ typedef struct obx_pipeline_metrics {
     atomic_uint_fast64_t dead_lettered;
     atomic_uint_fast64_t retries;
     atomic_uint_fast64_t errors[OBX_ERRC_N];
-    atomic_int_fast64_t pending;       /* -1: unknown */
+    atomic_int_fast64_t pending; /* -1: unknown */
     /* created_at of the oldest pending event, unix us (0: none); the age
      * is taken at scrape time, so it keeps growing while the store or the
      * broker is down and no fresh stats arrive */
@@ -67,6 +67,9 @@ void obx_hist_observe(obx_histogram *h, int64_t us);
 void obx_pmetrics_error(obx_pipeline_metrics *m, obx_status st);
 /* Set a plugin gauge (outbox_<name>); silently dropped past the limit. */
 void obx_pmetrics_gauge(obx_pipeline_metrics *m, const char *name, double v);
+
+/* The relay's own counter of config reloads (SIGHUP), by result. */
+void obx_metrics_render_reloads(obx_buf *out, uint64_t ok, uint64_t failed);
 
 /* Render every pipeline's metrics as Prometheus text format 0.0.4. */
 void obx_metrics_render(obx_pipeline_metrics *const *ms, size_t n,

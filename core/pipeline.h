@@ -61,7 +61,8 @@ typedef struct obx_pipeline {
     char *name;
     obx_logger *lg;
     char component[160];
-    const atomic_int *stop; /* set by the signal thread */
+    const atomic_int *stop; /* the relay's: set by the signal thread */
+    atomic_int halt;        /* this pipeline only: a reload replaces it */
     bool once;              /* drain what is pending, then return */
 
     obx_pipeline_settings set;

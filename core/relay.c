@@ -108,7 +108,11 @@ static int build_pipelines(obx_relay *r, char *err, size_t errlen)
         const obx_conf_section *s = &r->conf.sections[i];
         if (s->kind != OBX_SECTION_PIPELINE)
             continue;
-        if (build_pipeline(r, s, &r->pipelines[r->n_pipelines++], err, errlen))
+        obx_pipeline *p = calloc(1, sizeof *p);
+        if (!p)
+            return -1;
+        r->pipelines[r->n_pipelines++] = p;
+        if (build_pipeline(r, s, p, err, errlen))
             return -1;
     }
     return 0;
@@ -119,8 +123,12 @@ int obx_relay_load(obx_relay *r, const char *path, const char *exe_dir,
 {
     memset(r, 0, sizeof *r);
     r->lg = lg;
-    if (obx_conf_load(path, &r->conf, err, errlen) != 0)
+    r->exe_dir = exe_dir;
+    pthread_mutex_init(&r->mu, NULL);
+    if (obx_conf_load(path, &r->conf, err, errlen) != 0) {
+        pthread_mutex_destroy(&r->mu);
         return -1;
+    }
     if (obx_relay_settings_fill(r->conf.path, obx_conf_relay(&r->conf),
                                 &r->settings, err, errlen) != 0)
         goto fail;
@@ -177,15 +185,15 @@ obx_validation obx_relay_validate(obx_relay *r, bool connect, FILE *out)
 {
     obx_validation v = {0, 0};
     for (size_t i = 0; i < r->n_pipelines; i++)
-        validate_one(&r->pipelines[i], connect, out, &v);
+        validate_one(r->pipelines[i], connect, out, &v);
     return v;
 }
 
 obx_pipeline *obx_relay_pipeline(obx_relay *r, const char *name)
 {
     for (size_t i = 0; i < r->n_pipelines; i++)
-        if (!name || strcmp(r->pipelines[i].name, name) == 0)
-            return &r->pipelines[i];
+        if (!name || strcmp(r->pipelines[i]->name, name) == 0)
+            return r->pipelines[i];
     return NULL;
 }
 
@@ -194,8 +202,8 @@ bool obx_relay_ready(obx_relay *r, obx_buf *why)
     bool ok = true;
     int64_t now = obx_mono_us();
     for (size_t i = 0; i < r->n_pipelines; i++) {
-        obx_pipeline_metrics *m = &r->pipelines[i].metrics;
-        const char *n = r->pipelines[i].name;
+        obx_pipeline_metrics *m = &r->pipelines[i]->metrics;
+        const char *n = r->pipelines[i]->name;
         if (atomic_load(&m->circuit_open)) {
             obx_buf_printf(why, "pipeline %s: circuit open\n", n);
             ok = false;
@@ -230,20 +238,28 @@ static void *pipeline_thread(void *arg)
 static void render_metrics(void *ctx, obx_buf *out)
 {
     obx_relay *r = ctx;
-    obx_pipeline_metrics **ms = calloc(r->n_pipelines, sizeof *ms);
-    if (!ms) {
+    pthread_mutex_lock(&r->mu);
+    obx_pipeline_metrics **ms = calloc(r->n_pipelines + 1, sizeof *ms);
+    if (ms) {
+        for (size_t i = 0; i < r->n_pipelines; i++)
+            ms[i] = &r->pipelines[i]->metrics;
+        obx_metrics_render(ms, r->n_pipelines, out);
+    } else {
         out->oom = 1;
-        return;
     }
-    for (size_t i = 0; i < r->n_pipelines; i++)
-        ms[i] = &r->pipelines[i].metrics;
-    obx_metrics_render(ms, r->n_pipelines, out);
+    pthread_mutex_unlock(&r->mu);
     free(ms);
+    obx_metrics_render_reloads(out, atomic_load(&r->reloads_ok),
+                               atomic_load(&r->reloads_failed));
 }
 
 static bool ready_cb(void *ctx, obx_buf *why)
 {
-    return obx_relay_ready(ctx, why);
+    obx_relay *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    bool ok = obx_relay_ready(r, why);
+    pthread_mutex_unlock(&r->mu);
+    return ok;
 }
 
 static int start_http(obx_relay *r)
@@ -272,12 +288,25 @@ static size_t running(obx_relay *r)
 {
     size_t n = 0;
     for (size_t i = 0; i < r->n_pipelines; i++)
-        if (r->pipelines[i].started &&
-            pthread_tryjoin_np(r->pipelines[i].thread, NULL) != 0)
+        if (r->pipelines[i]->started &&
+            pthread_tryjoin_np(r->pipelines[i]->thread, NULL) != 0)
             n++;
         else
-            r->pipelines[i].started = false;
+            r->pipelines[i]->started = false;
     return n;
+}
+
+static int start_pipeline(obx_relay *r, obx_pipeline *p)
+{
+    atomic_store(&p->heartbeat_us, obx_mono_us());
+    if (pthread_create(&p->thread, NULL, pipeline_thread, p) != 0) {
+        obx_log(r->lg, OBX_LOG_ERROR, "core", "cannot start thread: %s",
+                strerror(errno));
+        atomic_store(&r->stop, 1);
+        return -1;
+    }
+    p->started = true;
+    return 0;
 }
 
 /* --once on a terminal: one self-overwriting progress line. */
@@ -289,8 +318,8 @@ static void progress(obx_relay *r, bool once, int64_t *next_us)
     uint64_t published = 0;
     int64_t pending = 0;
     for (size_t i = 0; i < r->n_pipelines; i++) {
-        published += atomic_load(&r->pipelines[i].metrics.published);
-        int64_t p = atomic_load(&r->pipelines[i].metrics.pending);
+        published += atomic_load(&r->pipelines[i]->metrics.published);
+        int64_t p = atomic_load(&r->pipelines[i]->metrics.pending);
         pending += p > 0 ? p : 0;
     }
     fprintf(stderr, "\r\033[Kdraining: %llu published, %lld pending",
@@ -312,7 +341,7 @@ static const char *signal_name(int sig)
     switch (sig) {
     case SIGINT: return "SIGINT";
     case SIGTERM: return "SIGTERM";
-    case SIGHUP: return "SIGHUP (no config reload yet: stopping)";
+    case SIGHUP: return "SIGHUP";
     case SIGQUIT: return "SIGQUIT";
     case SIGPIPE: return "SIGPIPE";
     }
@@ -329,6 +358,12 @@ static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
     struct timespec tick = {0, 100 * 1000 * 1000};
     while (running(r) > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGHUP && !once) {
+            obx_supervisor_reloading(sv);
+            obx_relay_reload(r);
+            obx_supervisor_ready(sv);
+            continue;
+        }
         if (sig > 0) {
             obx_log(r->lg, OBX_LOG_INFO, "core",
                     "%s: finishing in-flight batches (grace %.0fs)",
@@ -342,7 +377,7 @@ static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
         progress(r, once, &next_progress);
         bool failed = false;
         for (size_t i = 0; i < r->n_pipelines; i++)
-            failed |= atomic_load(&r->pipelines[i].rc) != 0;
+            failed |= atomic_load(&r->pipelines[i]->rc) != 0;
         if (failed)
             atomic_store(&r->stop, 1);
     }
@@ -363,8 +398,190 @@ static int join_all(obx_relay *r)
     }
     int rc = 0;
     for (size_t i = 0; i < r->n_pipelines; i++)
-        rc |= atomic_load(&r->pipelines[i].rc);
+        rc |= atomic_load(&r->pipelines[i]->rc);
     return rc ? 1 : 0;
+}
+
+/* Free one pipeline that is not running (never started, or joined). */
+static void pipeline_free(obx_pipeline *p)
+{
+    if (p->store_pl && p->store_conf)
+        obx_options_free((obx_optable){p->store_pl->desc->options,
+                                       p->store_pl->desc->option_size},
+                         p->store_conf);
+    if (p->broker_pl && p->broker_conf)
+        obx_options_free((obx_optable){p->broker_pl->desc->options,
+                                       p->broker_pl->desc->option_size},
+                         p->broker_conf);
+    free(p->store_conf);
+    free(p->broker_conf);
+    obx_pipeline_settings_free(&p->set);
+    obx_pipeline_release(p);
+    free(p->name);
+    free(p);
+}
+
+/* ---- reload (SIGHUP) -------------------------------------------------- */
+
+static const obx_conf_section *section_of(const obx_conf_file *c,
+                                          const char *name)
+{
+    for (size_t i = 0; i < c->n_sections; i++)
+        if (c->sections[i].kind == OBX_SECTION_PIPELINE &&
+            strcmp(c->sections[i].name, name) == 0)
+            return &c->sections[i];
+    return NULL;
+}
+
+/* The same keys with the same values (env already expanded), in any
+ * order, and the same plugin files. */
+static bool same_pipeline(const obx_relay *r, const obx_pipeline *op,
+                          const obx_relay *nr, const obx_pipeline *np)
+{
+    const obx_conf_section *a = section_of(&r->conf, op->name);
+    const obx_conf_section *b = section_of(&nr->conf, np->name);
+    if (!a || !b || a->n_entries != b->n_entries)
+        return false;
+    for (size_t i = 0; i < b->n_entries; i++) {
+        bool found = false;
+        for (size_t j = 0; j < a->n_entries && !found; j++)
+            found = strcmp(a->entries[j].key, b->entries[i].key) == 0 &&
+                    strcmp(a->entries[j].value, b->entries[i].value) == 0;
+        if (!found)
+            return false;
+    }
+    return strcmp(op->store_pl->path, np->store_pl->path) == 0 &&
+           strcmp(op->broker_pl->path, np->broker_pl->path) == 0;
+}
+
+/* Stop the pipelines marked in `halt` and wait for them: each finishes
+ * the batch in hand, settles it and closes its plugins. */
+static void halt_and_join(obx_relay *r, const bool *halt)
+{
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        if (halt[i])
+            atomic_store(&r->pipelines[i]->halt, 1);
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        if (halt[i] && r->pipelines[i]->started) {
+            pthread_join(r->pipelines[i]->thread, NULL);
+            r->pipelines[i]->started = false;
+        }
+}
+
+/* Swap in nr's config, loader and settings; the old loader is retired
+ * (carried-over pipelines still point into it). */
+static int adopt(obx_relay *r, obx_relay *nr, obx_pipeline **next, size_t n)
+{
+    obx_loader *ret = realloc(r->retired, (r->n_retired + 1) * sizeof *ret);
+    if (!ret)
+        return -1;
+    r->retired = ret;
+    r->retired[r->n_retired++] = r->loader;
+    r->loader = nr->loader;
+    obx_conf_free(&r->conf);
+    r->conf = nr->conf;
+    obx_relay_settings_free(&r->settings);
+    r->settings = nr->settings;
+    free(r->pipelines);
+    r->pipelines = next;
+    r->n_pipelines = n;
+    free(nr->pipelines);
+    pthread_mutex_destroy(&nr->mu);
+    memset(nr, 0, sizeof *nr);
+    return 0;
+}
+
+static void restart_http_if_moved(obx_relay *r, const char *old_listen)
+{
+    const char *now =
+        r->settings.metrics_listen ? r->settings.metrics_listen : "";
+    if (strcmp(old_listen, now) == 0)
+        return;
+    obx_http_stop(r->http);
+    r->http = NULL;
+    start_http(r);
+}
+
+void obx_relay_reload(obx_relay *r)
+{
+    obx_relay nr;
+    char err[OBX_CORE_ERR_LEN];
+    obx_log_level level = r->lg->level;
+    obx_log_format format = r->lg->format;
+    if (obx_relay_load(&nr, r->conf.path, r->exe_dir, r->lg, err, sizeof err) !=
+        0) {
+        r->lg->level = level;
+        r->lg->format = format;
+        atomic_fetch_add(&r->reloads_failed, 1);
+        obx_log(r->lg, OBX_LOG_ERROR, "core",
+                "reload: %s; still running the previous config", err);
+        return;
+    }
+    size_t n = nr.n_pipelines, kept = 0, restarted = 0, added = 0;
+    obx_pipeline **next = calloc(n, sizeof *next);
+    bool *halt = calloc(r->n_pipelines + 1, sizeof *halt);
+    bool *carried = calloc(n + 1, sizeof *carried);
+    if (!next || !halt || !carried) {
+        free(next);
+        free(halt);
+        free(carried);
+        obx_relay_free(&nr);
+        atomic_fetch_add(&r->reloads_failed, 1);
+        obx_log(r->lg, OBX_LOG_ERROR, "core", "reload: out of memory");
+        return;
+    }
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        halt[i] = true;
+    for (size_t j = 0; j < n; j++) {
+        obx_pipeline *np = nr.pipelines[j];
+        for (size_t i = 0; i < r->n_pipelines && !next[j]; i++)
+            if (strcmp(r->pipelines[i]->name, np->name) == 0) {
+                if (same_pipeline(r, r->pipelines[i], &nr, np) &&
+                    atomic_load(&r->pipelines[i]->rc) == 0) {
+                    next[j] = r->pipelines[i];
+                    halt[i] = false;
+                    carried[j] = true;
+                    kept++;
+                } else {
+                    restarted++;
+                }
+            }
+    }
+    added = n - kept - restarted;
+    size_t removed = r->n_pipelines - kept - restarted;
+    halt_and_join(r, halt);
+    char old_listen[256];
+    snprintf(old_listen, sizeof old_listen, "%s",
+             r->settings.metrics_listen ? r->settings.metrics_listen : "");
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        if (halt[i])
+            pipeline_free(r->pipelines[i]);
+    for (size_t j = 0; j < n; j++) {
+        if (carried[j]) {
+            pipeline_free(nr.pipelines[j]); /* built, never started */
+            continue;
+        }
+        next[j] = nr.pipelines[j];
+        next[j]->stop = &r->stop;
+    }
+    int rc = adopt(r, &nr, next, n);
+    pthread_mutex_unlock(&r->mu);
+    if (rc != 0) {
+        obx_log(r->lg, OBX_LOG_ERROR, "core", "reload: out of memory");
+        atomic_store(&r->stop, 1);
+    }
+    for (size_t j = 0; j < n && rc == 0; j++)
+        if (!carried[j])
+            start_pipeline(r, r->pipelines[j]);
+    restart_http_if_moved(r, old_listen);
+    free(halt);
+    free(carried);
+    atomic_fetch_add(&r->reloads_ok, 1);
+    obx_log(r->lg, OBX_LOG_INFO, "core",
+            "reload: %zu pipeline%s unchanged, %zu restarted with new "
+            "settings, %zu added, %zu removed",
+            kept, kept == 1 ? "" : "s", restarted, added, removed);
 }
 
 int obx_relay_run(obx_relay *r, bool once)
@@ -374,16 +591,9 @@ int obx_relay_run(obx_relay *r, bool once)
     obx_supervisor sv;
     obx_supervisor_init(&sv, r);
     for (size_t i = 0; i < r->n_pipelines; i++) {
-        obx_pipeline *p = &r->pipelines[i];
-        p->once = once;
-        atomic_store(&p->heartbeat_us, obx_mono_us());
-        if (pthread_create(&p->thread, NULL, pipeline_thread, p) != 0) {
-            obx_log(r->lg, OBX_LOG_ERROR, "core", "cannot start thread: %s",
-                    strerror(errno));
-            atomic_store(&r->stop, 1);
+        r->pipelines[i]->once = once;
+        if (start_pipeline(r, r->pipelines[i]) != 0)
             break;
-        }
-        p->started = true;
     }
     wait_for_stop(r, once, &sv);
     int rc = join_all(r);
@@ -397,25 +607,16 @@ int obx_relay_run(obx_relay *r, bool once)
 
 void obx_relay_free(obx_relay *r)
 {
-    for (size_t i = 0; i < r->n_pipelines; i++) {
-        obx_pipeline *p = &r->pipelines[i];
-        if (p->store_pl && p->store_conf)
-            obx_options_free((obx_optable){p->store_pl->desc->options,
-                                           p->store_pl->desc->option_size},
-                             p->store_conf);
-        if (p->broker_pl && p->broker_conf)
-            obx_options_free((obx_optable){p->broker_pl->desc->options,
-                                           p->broker_pl->desc->option_size},
-                             p->broker_conf);
-        free(p->store_conf);
-        free(p->broker_conf);
-        obx_pipeline_settings_free(&p->set);
-        obx_pipeline_release(p);
-        free(p->name);
-    }
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        if (r->pipelines[i])
+            pipeline_free(r->pipelines[i]);
     free(r->pipelines);
     obx_relay_settings_free(&r->settings);
     obx_loader_free(&r->loader);
+    for (size_t i = 0; i < r->n_retired; i++)
+        obx_loader_free(&r->retired[i]);
+    free(r->retired);
     obx_conf_free(&r->conf);
+    pthread_mutex_destroy(&r->mu);
     memset(r, 0, sizeof *r);
 }

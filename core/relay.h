@@ -20,10 +20,20 @@ typedef struct obx_relay {
     obx_conf_file conf;
     obx_relay_settings settings;
     obx_loader loader;
-    obx_pipeline *pipelines;
+    /* Each pipeline on the heap: a reload keeps running ones where they
+     * are (their threads hold them) while the array around them changes.
+     * mu guards the array against the HTTP threads. */
+    obx_pipeline **pipelines;
     size_t n_pipelines;
+    pthread_mutex_t mu;
     atomic_int stop;
     obx_http *http;
+    const char *exe_dir;
+    /* Loaders of earlier configs: a pipeline carried over by a reload still
+     * points at its plugins there. Freed with the relay. */
+    obx_loader *retired;
+    size_t n_retired;
+    atomic_uint_fast64_t reloads_ok, reloads_failed;
 } obx_relay;
 
 /* Parse and validate `path`, load every plugin it names and fill their
@@ -54,6 +64,13 @@ void obx_stop_signals(sigset_t *set);
  * pipeline to drain. Stops cleanly within shutdown_grace. Returns the exit
  * code: 0 ok, 1 runtime failure. */
 int obx_relay_run(obx_relay *r, bool once);
+
+/* SIGHUP: read and validate the config file again. Invalid: log the
+ * error (file:line), count it, keep running as before. Valid: pipelines
+ * whose keys or plugins changed finish their batch, settle it and restart
+ * with the new settings; unchanged ones run on untouched; added ones start,
+ * removed ones stop. Main thread only, while the relay runs. */
+void obx_relay_reload(obx_relay *r);
 
 /* The pipeline named `name`, or the first one when name is NULL. */
 obx_pipeline *obx_relay_pipeline(obx_relay *r, const char *name);

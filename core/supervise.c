@@ -31,7 +31,7 @@ void obx_supervisor_init(obx_supervisor *sv, obx_relay *r)
 static bool all_opened(obx_relay *r)
 {
     for (size_t i = 0; i < r->n_pipelines; i++)
-        if (!atomic_load(&r->pipelines[i].opened))
+        if (!atomic_load(&r->pipelines[i]->opened))
             return false;
     return true;
 }
@@ -42,9 +42,19 @@ static void status_line(obx_supervisor *sv, obx_relay *r, char *buf, size_t len)
     int64_t now = obx_mono_us();
     double secs = (double)(now - sv->last_status_us) / 1e6;
     sv->last_status_us = now;
+    if (r->n_pipelines > sv->n_last) { /* a reload added pipelines */
+        uint64_t *g = realloc(sv->last_published,
+                              r->n_pipelines * sizeof *sv->last_published);
+        if (g) {
+            memset(g + sv->n_last, 0,
+                   (r->n_pipelines - sv->n_last) * sizeof *g);
+            sv->last_published = g;
+            sv->n_last = r->n_pipelines;
+        }
+    }
     size_t o = (size_t)snprintf(buf, len, "STATUS=");
     for (size_t i = 0; i < r->n_pipelines && o < len; i++) {
-        obx_pipeline_metrics *m = &r->pipelines[i].metrics;
+        obx_pipeline_metrics *m = &r->pipelines[i]->metrics;
         uint64_t pub = atomic_load(&m->published);
         uint64_t prev = i < sv->n_last ? sv->last_published[i] : pub;
         if (i < sv->n_last)
@@ -53,8 +63,9 @@ static void status_line(obx_supervisor *sv, obx_relay *r, char *buf, size_t len)
         int n = snprintf(buf + o, len - o,
                          "%s%s: %.0f/s, %lld pending, "
                          "circuit %s",
-                         i ? "; " : "", r->pipelines[i].name,
-                         secs > 0 ? (double)(pub - prev) / secs : 0.0,
+                         i ? "; " : "", r->pipelines[i]->name,
+                         secs > 0 && pub >= prev ? (double)(pub - prev) / secs
+                                                 : 0.0,
                          (long long)(pend < 0 ? 0 : pend),
                          atomic_load(&m->circuit_open) ? "open" : "closed");
         if (n < 0 || (size_t)n >= len - o) {
@@ -70,7 +81,7 @@ static int64_t stalest(obx_relay *r, const char **who)
 {
     int64_t now = obx_mono_us(), worst = 0;
     for (size_t i = 0; i < r->n_pipelines; i++) {
-        obx_pipeline *p = &r->pipelines[i];
+        obx_pipeline *p = r->pipelines[i];
         if (!p->started)
             continue;
         int64_t age = now - atomic_load(&p->heartbeat_us);
@@ -124,6 +135,17 @@ void obx_supervisor_tick(obx_supervisor *sv, obx_relay *r)
         sv->next_status_us = now + STATUS_EVERY_US;
     }
     watchdog(sv, r, now);
+}
+
+void obx_supervisor_reloading(obx_supervisor *sv)
+{
+    obx_notify_send(&sv->n, "RELOADING=1\nSTATUS=reloading the config");
+}
+
+void obx_supervisor_ready(obx_supervisor *sv)
+{
+    /* the next tick sends READY=1 again once every pipeline is open */
+    sv->ready_sent = false;
 }
 
 void obx_supervisor_stopping(obx_supervisor *sv)

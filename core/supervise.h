@@ -29,6 +29,10 @@ void obx_supervisor_init(obx_supervisor *sv, obx_relay *r);
 /* Called every ~100 ms by the relay's main loop. */
 void obx_supervisor_tick(obx_supervisor *sv, obx_relay *r);
 
+/* RELOADING=1 before a reload, READY=1 (with a fresh STATUS) after it. */
+void obx_supervisor_reloading(obx_supervisor *sv);
+void obx_supervisor_ready(obx_supervisor *sv);
+
 /* STOPPING=1. */
 void obx_supervisor_stopping(obx_supervisor *sv);
 

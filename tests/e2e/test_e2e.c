@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -24,6 +25,7 @@
 typedef struct fx {
     char *dir;
     char db[4200], conf[4200], out[4200], err[4200];
+    pid_t relay; /* a relay a test left running when it failed */
 } fx;
 
 static int setup(void **state)
@@ -41,6 +43,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx *f = *state;
+    if (f->relay > 0) {
+        kill(f->relay, SIGKILL);
+        proc_wait(f->relay, 5000);
+    }
     obx_test_rmtree(f->dir);
     free(f->dir);
     free(f);
@@ -387,15 +393,15 @@ static void test_cli_errors_and_exit_codes(void **state)
     assert_int_equal(proc_run(missing, NULL, f->err, 10000), 2);
 }
 
-/* SIGHUP, SIGQUIT and SIGPIPE, as a supervisor may send them, stop the
- * relay the clean way SIGTERM does: exit 0 and no lease left behind (the
- * next run would otherwise wait the lease out and publish its batch
- * twice). */
+/* SIGQUIT and SIGPIPE, as a supervisor may send them, stop the relay the
+ * clean way SIGTERM does: exit 0 and no lease left behind (the next run
+ * would otherwise wait the lease out and publish its batch twice). SIGHUP
+ * reloads the config instead (test_reload_under_load). */
 static void test_supervisor_signals_stop_cleanly(void **state)
 {
     fx *f = *state;
     create_schema(f);
-    const int sigs[] = {SIGHUP, SIGQUIT, SIGPIPE};
+    const int sigs[] = {SIGQUIT, SIGPIPE, SIGINT};
     write_conf(f, "chaos", "batch_size = 100\nbroker.delay = 5ms");
     char *argv[] = {BIN, "run", "-c", f->conf, NULL};
     for (int i = 0; i < 3; i++) {
@@ -608,6 +614,117 @@ static void test_pipelines_run_in_parallel(void **state)
     }
 }
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_reload_conf(fx *f, const char *a_extra, bool with_c,
+                              const char *db_a, const char *db_b,
+                              const char *db_c, const char *out_a,
+                              const char *out_b, const char *out_c)
+{
+    FILE *fp = fopen(f->conf, "w");
+    fprintf(fp,
+            "[relay]\nmetrics_listen = 127.0.0.1:0\nlog_level = info\n"
+            "[pipeline a]\nstore = sqlite\nbroker = chaos\nstore.path = %s\n"
+            "broker.output = %s\nbatch_size = 50\nbroker.delay = 10ms\n%s\n"
+            "[pipeline b]\nstore = sqlite\nbroker = chaos\nstore.path = %s\n"
+            "broker.output = %s\nbatch_size = 50\nbroker.delay = 10ms\n",
+            db_a, out_a, a_extra, db_b, out_b);
+    if (with_c)
+        fprintf(fp,
+                "[pipeline c]\nstore = sqlite\nbroker = stdout\n"
+                "store.path = %s\nbroker.output = %s\n",
+                db_c, out_c);
+    fclose(fp);
+}
+
+static size_t log_count(const char *path, const char *needle)
+{
+    char *s = slurp(path);
+    size_t n = 0;
+    for (const char *p = s; p && (p = strstr(p, needle)); p++)
+        n++;
+    free(s);
+    return n;
+}
+
+/* SIGHUP under load: an invalid file changes nothing (error logged with
+ * file:line); a valid one restarts only the pipeline whose keys changed
+ * (a), leaves b running without a pause, starts c; nothing is lost, and
+ * nothing is published twice beyond a's in-flight batch. */
+static void test_reload_under_load(void **state)
+{
+    fx *f = *state;
+    char db[3][sizeof f->db], out[3][4300];
+    const char *names[3] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(db[i], sizeof db[i], "%s/%s.db", f->dir, names[i]);
+        snprintf(out[i], sizeof out[i], "%s/%s.jsonl", f->dir, names[i]);
+        memcpy(f->db, db[i], sizeof f->db);
+        create_schema(f);
+        insert_events(f, 0, 8000, 13, "Tick");
+    }
+    write_reload_conf(f, "", false, db[0], db[1], db[2], out[0], out[1],
+                      out[2]);
+    char *argv[] = {BIN, "run", "-c", f->conf, NULL};
+    pid_t pid = f->relay = proc_start(argv, NULL, f->err);
+    sleep_ms(600);
+    /* an invalid file: logged, counted, nothing stops */
+    FILE *fp = fopen(f->conf, "a");
+    fprintf(fp, "batch_sise = 3\n");
+    fclose(fp);
+    kill(pid, SIGHUP);
+    sleep_ms(400);
+    assert_int_equal(log_count(f->err, "reload: "), 1);
+    char *first = slurp(f->err);
+    /* the appended line is the file's 19th, in [pipeline b] */
+    if (!strstr(first, "relay.conf:19: [pipeline b] unknown key "
+                       "'batch_sise'"))
+        fail_msg("no file:line error for the bad reload:\n%s", first);
+    free(first);
+    assert_int_equal(log_count(f->err, "] stopped"), 0);
+    size_t b_before = count_lines(out[1]);
+    /* a valid one: a changes, b does not, c is new */
+    write_reload_conf(f, "retry.max_attempts = 7", true, db[0], db[1], db[2],
+                      out[0], out[1], out[2]);
+    kill(pid, SIGHUP);
+    const char *done = "reload: 1 pipeline unchanged, 1 restarted with new "
+                       "settings, 1 added, 0 removed";
+    for (int i = 0; i < 100 && log_count(f->err, done) == 0; i++)
+        sleep_ms(100);
+    if (log_count(f->err, done) != 1) {
+        char *log = slurp(f->err);
+        fail_msg("no '%s' in:\n%s", done, log);
+    }
+    sleep_ms(200);
+    size_t b_after = count_lines(out[1]);
+    assert_true(b_after > b_before); /* b kept publishing */
+    /* everything drains; b was never stopped, a exactly once */
+    int64_t end = mono_ms() + 60000;
+    while (mono_ms() < end &&
+           (count_lines(out[0]) < 8000 || count_lines(out[1]) < 8000 ||
+            count_lines(out[2]) < 8000))
+        sleep_ms(100);
+    kill(pid, SIGTERM);
+    assert_int_equal(proc_wait(pid, 30000), 0);
+    f->relay = 0;
+    assert_int_equal(log_count(f->err, "[b] stopped"), 1); /* at SIGTERM */
+    assert_int_equal(log_count(f->err, "[a] stopped"), 2);
+    for (int i = 0; i < 3; i++) {
+        int *seen = calloc(8000, sizeof *seen);
+        size_t lines = check_stream(out[i], 8000, 13, seen);
+        for (int k = 0; k < 8000; k++)
+            assert_true(seen[k] >= 1);
+        /* a restart settles its batch first: no second copy at all */
+        assert_int_equal(lines, 8000);
+        free(seen);
+    }
+}
+
 /* The `CREATE TABLE` of `outbox-relay schema STORE`, without quotes. */
 static char *table_ddl(fx *f, const char *store)
 {
@@ -692,6 +809,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readme_command_line_in_sync, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pipelines_run_in_parallel, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reload_under_load, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pg_stores_create_the_same_table,
                                         setup, teardown),
