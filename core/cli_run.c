@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "host.h"
 
 int obx_cli_load(obx_cli *c, obx_relay *r)
 {
@@ -54,7 +55,11 @@ static void print_section(obx_pipeline *p, const obx_conf_section *sec)
             secret = obx_options_is_secret(bt, e->key + 7);
         if (!strcmp(e->key, "store") || !strcmp(e->key, "broker"))
             continue;
-        printf("  %s = %s\n", e->key, secret ? "***" : e->value);
+        /* Not secret as a whole, but it may carry credentials
+         * (nats://user:pass@host, password=... in a conninfo). */
+        char shown[1024];
+        obx_mask_secrets(e->value, shown, sizeof shown);
+        printf("  %s = %s\n", e->key, secret ? "***" : shown);
     }
 }
 
