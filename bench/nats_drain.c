@@ -86,7 +86,6 @@ static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae,
                    void *closure)
 {
     (void)js;
-    (void)m;
     (void)pa;
     bench *b = closure;
     pthread_mutex_lock(&b->mu);
@@ -97,6 +96,7 @@ static void on_ack(jsCtx *js, natsMsg *m, jsPubAck *pa, jsPubAckErr *pae,
     b->inflight--;
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
+    natsMsg_Destroy(m); /* the handler owns it */
 }
 
 static void stream(bench *b, const char *name, const char *subject)

@@ -250,7 +250,8 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
 
 /* The PubAck (or its error) of one message, on a cnats thread. The event
  * is found by its Nats-Msg-Id among the current call's; anything else is
- * late (its call gave up on it and the event is being retried). */
+ * late (its call gave up on it and the event is being retried). The
+ * message is handed back to us: destroyed here. */
 static void on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
                       void *closure)
 {
@@ -298,6 +299,7 @@ out:
         b->closing)
         pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
+    natsMsg_Destroy(msg); /* ours again once its PubAck is handled */
 }
 
 /* ---- connection lifecycle --------------------------------------------- */
