@@ -411,11 +411,15 @@ static void test_server_killed_mid_run_nothing_lost(void **state)
 }
 
 /* No server when the relay starts: it runs, /readyz says not ready, and
- * everything is delivered once the server is up. */
+ * everything is delivered once the server is up, on a connection named
+ * outbox-relay/<pipeline>. */
 static void test_server_down_at_start_then_delivers(void **state)
 {
     fx *f = *state;
-    own_server(f, NULL);
+    int monitor = free_port();
+    char extra[64];
+    snprintf(extra, sizeof extra, "-m %d", monitor);
+    own_server(f, extra);
     nt_server_kill(f->own);
     f->port = free_port();
     create_schema(f);
@@ -448,6 +452,11 @@ static void test_server_down_at_start_then_delivers(void **state)
             fail_with_relay_log(f, "/readyz never said 200");
         sleep_ms(50);
     }
+    free(body);
+    /* The server knows the connection by the pipeline's name. */
+    assert_int_equal(http_get(monitor, "/connz", &body), 200);
+    if (!strstr(body, "\"outbox-relay/p\""))
+        fail_msg("no connection named outbox-relay/p: %s", body);
     free(body);
     stop_relay(f);
     char **ids = event_ids(f, 500);
