@@ -5,13 +5,20 @@
 #   tests/nats/nats_kill.sh STATE_DIR
 set -euo pipefail
 STATE_DIR=${1:?usage: nats_kill.sh STATE_DIR}
+# Running, not a zombie waiting for whoever adopted it to reap it.
+alive() {
+    local st
+    kill -0 "$1" 2>/dev/null || return 1
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ $st != Z ]]
+}
 PID=""
 # shellcheck disable=SC1091
 source "$STATE_DIR/nats_state"
 rm -f -- "$STATE_DIR/nats_url"
 kill -KILL "$PID"
 for _ in $(seq 1 100); do
-    kill -0 "$PID" 2>/dev/null || exit 0
+    alive "$PID" || exit 0
     sleep 0.05
 done
 echo "nats_kill.sh: pid $PID still there" >&2

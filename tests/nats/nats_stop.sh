@@ -7,13 +7,20 @@ set -euo pipefail
 STATE_DIR=${1:?usage: nats_stop.sh STATE_DIR}
 state=$STATE_DIR/nats_state
 [[ -f $state ]] || exit 0
+# Running, not a zombie waiting for whoever adopted it to reap it.
+alive() {
+    local st
+    kill -0 "$1" 2>/dev/null || return 1
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ $st != Z ]]
+}
 ROOT="" PID=""
 # shellcheck disable=SC1090
 source "$state"
-if [[ -n $PID ]] && kill -0 "$PID" 2>/dev/null; then
+if [[ -n $PID ]] && alive "$PID"; then
     kill -TERM "$PID" 2>/dev/null || true
     for _ in $(seq 1 100); do
-        kill -0 "$PID" 2>/dev/null || break
+        alive "$PID" || break
         sleep 0.05
     done
     kill -KILL "$PID" 2>/dev/null || true

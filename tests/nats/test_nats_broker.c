@@ -577,6 +577,74 @@ static void test_auth_and_secrets_never_shown(void **state)
     free_batch(&b);
 }
 
+/* A token instead of user and password: works, a wrong one is
+ * unavailable, and never shown. */
+static void test_token_auth(void **state)
+{
+    fixture *f = *state;
+    own_server(f, "--auth T0kenS3cr3tValue");
+    f->conf.create_stream = true;
+    f->conf.token = "T0kenS3cr3tValue-but-wrong";
+    char err[512];
+    assert_int_not_equal(
+        f->ops->validate(f->host, &f->conf, true, err, sizeof err), OBX_OK);
+    if (strstr(err, "T0kenS3cr3t"))
+        fail_msg("secret in: %s", err);
+    f->conf.token = "T0kenS3cr3tValue";
+    open_inst(f);
+    batch b = mk_batch(f, 0, 20, 3, 32);
+    assert_int_equal(publish(f, &b, 10000), OBX_OK);
+    assert_all_ok(&b);
+    assert_false(logged("T0kenS3cr3t"));
+    free_batch(&b);
+}
+
+/* TLS: a server with a certificate of a test CA; with tls_ca the relay
+ * connects (tls:// URL), without it the certificate is refused. */
+static void test_tls_with_ca(void **state)
+{
+    fixture *f = *state;
+    char *dir = obx_test_tmpdir(), cmd[8192], extra[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl req -x509 -newkey ec -pkeyopt "
+             "ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.pem "
+             "-days 2 -subj /CN=obx-test-ca && openssl req -newkey ec "
+             "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key "
+             "-out srv.csr -subj /CN=localhost && printf "
+             "'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' >ext.cnf && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key "
+             "-CAcreateserial -out srv.pem -days 2 -extfile ext.cnf",
+             dir);
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " >/dev/null 2>&1");
+    assert_int_equal(system(cmd), 0);
+    snprintf(extra, sizeof extra,
+             "--tls --tlscert '%s/srv.pem' --tlskey '%s/srv.key'", dir, dir);
+    own_server(f, extra);
+    char tls_url[300], ca[4200];
+    snprintf(tls_url, sizeof tls_url, "tls://%s", f->url + strlen("nats://"));
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    f->servers[0] = tls_url;
+    f->conf.create_stream = true;
+    f->conf.tls_hostname = "localhost";
+    char err[512];
+    /* The server's certificate is not trusted without the CA. */
+    assert_int_not_equal(
+        f->ops->validate(f->host, &f->conf, true, err, sizeof err), OBX_OK);
+    f->conf.tls_ca = ca;
+    if (f->ops->validate(f->host, &f->conf, true, err, sizeof err) != OBX_OK)
+        fail_msg("validate over TLS: %s", err);
+    open_inst(f);
+    batch b = mk_batch(f, 0, 30, 3, 32);
+    assert_int_equal(publish(f, &b, 10000), OBX_OK);
+    assert_all_ok(&b);
+    free_batch(&b);
+    f->ops->close(f->inst);
+    f->inst = NULL;
+    f->servers[0] = f->url_buf;
+    obx_test_rmtree(dir);
+    free(dir);
+}
+
 /* Config checks the option table cannot express. */
 static void test_config_combinations_refused(void **state)
 {
@@ -634,6 +702,8 @@ int main(void)
             test_core_mode_reaches_a_plain_subscriber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_and_secrets_never_shown,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_with_ca, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_combinations_refused, setup,
                                         teardown),
     };
