@@ -83,8 +83,9 @@ typedef struct natsb {
     /* Pipeline thread only. */
     unsigned char *state;
     size_t state_cap;
-    bool stream_ok; /* the stream was checked since the last connect */
-    bool sent_any;  /* js_PublishMsgAsync was called on js */
+    bool stream_ok;      /* the stream was checked since the last connect */
+    bool sent_any;       /* js_PublishMsgAsync was called on js */
+    bool window_checked; /* the duplicate window was compared once */
     natsb_stream_state stream;
     uint64_t late_logged;
 } natsb;
@@ -439,6 +440,16 @@ static bool natsb_up(natsb *b, char *why, size_t len)
     if (!up)
         b->stream_ok = false; /* look again after the reconnect */
     pthread_mutex_unlock(&b->mu);
+    const char *last = NULL;
+    if (!up && natsConnection_GetLastError(b->nc, &last) != NATS_OK && last &&
+        *last) {
+        /* What the last attempt ran into ("Authorization Violation"). */
+        char raw[OBX_ERRSTR_LEN], shown[OBX_ERRSTR_LEN];
+        snprintf(raw, sizeof raw, "%.*s (last error: %s)", (int)(len / 2), why,
+                 last);
+        natsb_mask(b->host, b->conf, raw, shown, sizeof shown);
+        snprintf(why, len, "%s", shown);
+    }
     return up;
 }
 
@@ -447,10 +458,11 @@ static obx_status natsb_ensure_stream(natsb *b, char *why, size_t len)
 {
     if (b->conf->mode == OBX_NATS_CORE || b->stream_ok)
         return OBX_OK;
-    obx_status st =
-        natsb_stream_check(b->host, b->conf, b->js, true, &b->stream, why, len);
+    obx_status st = natsb_stream_check(
+        b->host, b->conf, b->js, !b->window_checked, &b->stream, why, len);
     if (st == OBX_OK) {
         b->stream_ok = true;
+        b->window_checked = true; /* warn once, not at every reconnect */
         return OBX_OK;
     }
     b->host->log(b->host, OBX_LOG_ERROR, "%s", why);
@@ -539,7 +551,7 @@ static obx_status nats_open(const obx_host *host, const void *config,
         b->conf->mode == OBX_NATS_JETSTREAM) {
         st = natsb_stream_check(host, b->conf, b->js, true, &b->stream, errstr,
                                 errlen);
-        b->stream_ok = st == OBX_OK;
+        b->stream_ok = b->window_checked = st == OBX_OK;
     }
     if (st != OBX_OK) {
         natsb_free(b);

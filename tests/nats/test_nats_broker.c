@@ -564,6 +564,9 @@ static void test_auth_and_secrets_never_shown(void **state)
     for (size_t i = 0; i < b.n; i++)
         if (strstr(b.res[i].errstr, "Sup3rS3cret"))
             fail_msg("secret in: %s", b.res[i].errstr);
+    /* The reason says what the server said. */
+    if (!strcasestr(b.res[0].errstr, "authorization"))
+        fail_msg("reason: %s", b.res[0].errstr);
     assert_int_equal(f->ops->health(f->inst, err, sizeof err), OBX_UNAVAILABLE);
     f->ops->close(f->inst);
     f->inst = NULL;
