@@ -508,6 +508,74 @@ static void test_unresponsive_server_is_unavailable(void **state)
     free_batch(&b);
 }
 
+/* Freezes the server once `after` messages are in the stream. */
+typedef struct freezer {
+    fixture *f;
+    int64_t after;
+    pthread_t thread;
+} freezer;
+
+static void *freeze_after(void *arg)
+{
+    freezer *z = arg;
+    int64_t end = nt_now_ms() + 20000;
+    while (nt_stream_count(z->f->url, z->f->stream) < z->after &&
+           nt_now_ms() < end)
+        nt_sleep_ms(2);
+    nt_server_freeze(z->f->own_dir);
+    return NULL;
+}
+
+/* The server stops answering in the middle of a call that it was
+ * answering: what was acknowledged is OK, the rest timed out -> RETRY
+ * (counts an attempt: the server did answer, so it is not an outage);
+ * republished after SIGCONT, every event is in the stream once. */
+static void test_puback_timeout_is_retry(void **state)
+{
+    fixture *f = *state;
+    own_server(f, NULL);
+    f->conf.create_stream = true;
+    f->conf.max_in_flight = 64;
+    open_inst(f);
+    batch b = mk_batch(f, 0, 20000, 16, 64);
+    freezer z = {.f = f, .after = 500};
+    assert_int_equal(pthread_create(&z.thread, NULL, freeze_after, &z), 0);
+    obx_status st = publish(f, &b, 1500);
+    pthread_join(z.thread, NULL);
+    nt_server_thaw(f->own_dir);
+    assert_int_equal(st, OBX_OK);
+    size_t ok = 0, retry = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        if (b.res[i].status == OBX_OK) {
+            ok++;
+        } else if (b.res[i].status == OBX_RETRY) {
+            retry++;
+            if (!strstr(b.res[i].errstr, "no PubAck within") &&
+                !strstr(b.res[i].errstr, "before it was sent"))
+                fail_msg("event %zu: %s", i, b.res[i].errstr);
+        } else {
+            fail_msg("event %zu: %s: %s", i, obx_status_name(b.res[i].status),
+                     b.res[i].errstr);
+        }
+    }
+    assert_true(ok >= 500);
+    assert_true(retry > 0);
+    int64_t end = nt_now_ms() + 15000;
+    for (;;) {
+        st = publish(f, &b, 5000);
+        bool all = st == OBX_OK;
+        for (size_t i = 0; all && i < b.n; i++)
+            all = b.res[i].status == OBX_OK;
+        if (all)
+            break;
+        if (nt_now_ms() > end)
+            fail_msg("not delivered after SIGCONT");
+        nt_sleep_ms(100);
+    }
+    assert_stream_once(f, 20000, 16, -1);
+    free_batch(&b);
+}
+
 /* Core NATS: a plain subscriber gets every event with its headers. */
 static void test_core_mode_reaches_a_plain_subscriber(void **state)
 {
@@ -701,6 +769,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unresponsive_server_is_unavailable,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_puback_timeout_is_retry, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             test_core_mode_reaches_a_plain_subscriber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_and_secrets_never_shown,
