@@ -75,10 +75,14 @@ typedef struct natsb {
     natsb_call call;
     bool down; /* not connected */
     char down_reason[OBX_ERRSTR_LEN];
-    bool slow;        /* cnats dropped messages on our connection */
+    bool slow; /* an asynchronous error on our connection (PubAcks dropped
+                  as a slow consumer, a permissions violation): the
+                  events still waiting are not at fault */
+    char slow_reason[OBX_ERRSTR_LEN];
     bool closing;     /* close() began: callbacks stay quiet */
     bool closed_seen; /* cnats ran the closed callback: no more will come */
     int in_puback;    /* PubAck handlers running */
+    bool renewed;     /* natsb_renew ran since the last connect */
     uint64_t late_ok, late_failed;
     /* Pipeline thread only. */
     unsigned char *state;
@@ -216,6 +220,7 @@ static void on_connected(natsConnection *nc, void *closure)
     if (b->down)
         b->host->log(b->host, OBX_LOG_INFO, "nats: connected");
     b->down = false;
+    b->renewed = false;
     b->slow = false;
     pthread_mutex_unlock(&b->mu);
 }
@@ -225,7 +230,8 @@ static void on_closed(natsConnection *nc, void *closure)
     (void)nc;
     natsb *b = closure;
     pthread_mutex_lock(&b->mu);
-    set_down_locked(b, "connection closed");
+    if (!b->down) /* else keep the reason that brought us down */
+        set_down_locked(b, "connection closed");
     b->closed_seen = true;
     pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
@@ -238,10 +244,15 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
     (void)sub;
     natsb *b = closure;
     pthread_mutex_lock(&b->mu);
-    if (err == NATS_SLOW_CONSUMER) {
-        /* PubAcks were dropped: the events waiting for them will not get
-         * one. Not the events' fault. */
+    if (natsb_is_server_wide(err)) {
+        /* A slow consumer dropped PubAcks; a permissions violation means
+         * the server refused what we sent: the events waiting for a
+         * PubAck will not get one, and it is not their fault. */
+        const char *hint = natsb_hint(err, 0);
         b->slow = true;
+        snprintf(b->slow_reason, sizeof b->slow_reason,
+                 "nats: %s on our connection%s%s", natsStatus_GetText(err),
+                 hint ? ": " : "", hint ? hint : "");
         pthread_cond_broadcast(&b->cv);
     }
     pthread_mutex_unlock(&b->mu);
@@ -326,11 +337,20 @@ static obx_status natsb_connect(natsb *b, char *errstr, size_t errlen)
         snprintf(errstr, errlen, "nats: cannot create the connection: %s", why);
         return s == NATS_NO_MEMORY ? OBX_NOMEM : OBX_CONFIG;
     }
-    pthread_mutex_lock(&b->mu);
-    if (s == NATS_NOT_YET_CONNECTED)
-        set_down_locked(b, "no server reachable yet; connecting in the "
-                           "background");
-    pthread_mutex_unlock(&b->mu);
+    if (s == NATS_NOT_YET_CONNECTED) {
+        const char *last = NULL;
+        char why[OBX_ERRSTR_LEN], raw[OBX_ERRSTR_LEN];
+        if (natsConnection_GetLastError(b->nc, &last) == NATS_OK || !last)
+            last = "";
+        snprintf(raw, sizeof raw,
+                 "no server reachable yet%s%s%s; connecting in the "
+                 "background",
+                 *last ? " (" : "", last, *last ? ")" : "");
+        natsb_mask(b->host, b->conf, raw, why, sizeof why);
+        pthread_mutex_lock(&b->mu);
+        set_down_locked(b, why);
+        pthread_mutex_unlock(&b->mu);
+    }
     if (b->conf->mode == OBX_NATS_CORE)
         return OBX_OK;
     jsOptions jo;
@@ -385,8 +405,8 @@ static void natsb_log_late(natsb *b)
 
 /* Close the connection and wait (up to 5 s) until cnats ran its closed
  * callback and no PubAck handler runs: cnats calls them on its own
- * threads, after natsConnection_Close returned. */
-static void natsb_free(natsb *b)
+ * threads, after natsConnection_Close returned. Then destroy it. */
+static void natsb_disconnect(natsb *b)
 {
     pthread_mutex_lock(&b->mu);
     b->closing = true;
@@ -414,6 +434,14 @@ static void natsb_free(natsb *b)
         jsCtx_Destroy(b->js);
     if (b->nc)
         natsConnection_Destroy(b->nc);
+    b->js = NULL;
+    b->nc = NULL;
+    b->sent_any = false;
+}
+
+static void natsb_free(natsb *b)
+{
+    natsb_disconnect(b);
     pthread_mutex_lock(&b->mu);
     obx_kafka_keyset_free(&b->call.ids);
     obx_kafka_keyset_free(&b->call.failed);
@@ -424,9 +452,44 @@ static void natsb_free(natsb *b)
     free(b);
 }
 
+/* cnats closed the connection for good (it does after repeated
+ * authorization violations): make a new one, connecting in the
+ * background. Pipeline thread. */
+static void natsb_renew(natsb *b)
+{
+    /* Once at WARN until a connection succeeds again, then quieter: the
+     * circuit breaker's probes may bring us here often. */
+    pthread_mutex_lock(&b->mu);
+    bool first = !b->renewed;
+    b->renewed = true;
+    pthread_mutex_unlock(&b->mu);
+    b->host->log(b->host, first ? OBX_LOG_WARN : OBX_LOG_DEBUG,
+                 "nats: cnats closed the connection after failed attempts "
+                 "(%s); making a new one",
+                 b->down_reason);
+    natsb_disconnect(b);
+    pthread_mutex_lock(&b->mu);
+    b->closing = false;
+    b->closed_seen = false;
+    pthread_mutex_unlock(&b->mu);
+    char err[OBX_ERRSTR_LEN];
+    if (natsb_connect(b, err, sizeof err) != OBX_OK) {
+        b->host->log(b->host, OBX_LOG_ERROR, "%s", err);
+        pthread_mutex_lock(&b->mu);
+        set_down_locked(b, "cannot create a new connection");
+        pthread_mutex_unlock(&b->mu);
+    }
+}
+
 /* Whether the connection is usable; fills why when not. */
 static bool natsb_up(natsb *b, char *why, size_t len)
 {
+    if (b->nc && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CLOSED)
+        natsb_renew(b);
+    if (!b->nc || (b->conf->mode == OBX_NATS_JETSTREAM && !b->js)) {
+        snprintf(why, len, "nats: no connection");
+        return false;
+    }
     bool connected = natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
     pthread_mutex_lock(&b->mu);
     if (connected && b->down) {
@@ -863,7 +926,7 @@ static obx_status natsb_finish(natsb *b, int timeout_ms)
     char why[OBX_ERRSTR_LEN];
     snprintf(why, sizeof why, "%s",
              down   ? b->down_reason
-             : slow ? "nats: PubAcks dropped on our connection (slow consumer)"
+             : slow ? b->slow_reason
                     : "nats: the server answered nothing");
     pthread_mutex_unlock(&b->mu);
     if (inflight > 0)

@@ -84,6 +84,12 @@ void nt_server_restart(const char *state_dir)
         state_dir);
 }
 
+void nt_server_restart_with(const char *state_dir, const char *extra)
+{
+    run("OBX_NATS_REUSE=1 bash " SCRIPTS "/nats_start.sh '%s' %s >/dev/null",
+        state_dir, extra);
+}
+
 void nt_server_stop(const char *state_dir)
 {
     /* A test's own server holds nothing worth a graceful shutdown (which

@@ -25,6 +25,8 @@ const char *nt_server_start(const char *state_dir, const char *extra);
 void nt_server_kill(const char *state_dir);
 /* Start it again on the same port and store directory. */
 void nt_server_restart(const char *state_dir);
+/* The same with other nats-server arguments. */
+void nt_server_restart_with(const char *state_dir, const char *extra);
 /* Kill it and remove its directory. */
 void nt_server_stop(const char *state_dir);
 /* SIGSTOP it and wait until every thread of it is stopped; SIGCONT. */

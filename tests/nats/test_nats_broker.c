@@ -648,6 +648,42 @@ static void test_auth_and_secrets_never_shown(void **state)
     free_batch(&b);
 }
 
+/* A password the server refuses, until the server is changed to accept
+ * it: the broker recovers by itself (cnats closes a connection after
+ * repeated authorization violations; the plugin then makes a new one). */
+static void test_auth_fixed_on_server_recovers(void **state)
+{
+    fixture *f = *state;
+    own_server(f, "--user relay --pass old-one");
+    f->conf.create_stream = true;
+    f->conf.user = "relay";
+    f->conf.password = "new-one";
+    open_inst(f);
+    batch b = mk_batch(f, 0, 20, 3, 32);
+    assert_int_equal(publish(f, &b, 1000), OBX_UNAVAILABLE);
+    char err[512];
+    for (int i = 0; i < 10; i++) { /* long enough for cnats to give up */
+        assert_int_equal(f->ops->health(f->inst, err, sizeof err),
+                         OBX_UNAVAILABLE);
+        nt_sleep_ms(300);
+    }
+    nt_server_kill(f->own_dir);
+    nt_server_restart_with(f->own_dir, "--user relay --pass new-one");
+    int64_t end = nt_now_ms() + 20000;
+    while (f->ops->health(f->inst, err, sizeof err) != OBX_OK) {
+        if (nt_now_ms() > end)
+            fail_msg("still unavailable: %s", err);
+        nt_sleep_ms(100);
+    }
+    assert_int_equal(publish(f, &b, 10000), OBX_OK);
+    assert_all_ok(&b);
+    char url[512];
+    snprintf(url, sizeof url, "nats://relay:new-one@%s",
+             f->url + strlen("nats://"));
+    assert_int_equal(nt_stream_count(url, f->stream), 20);
+    free_batch(&b);
+}
+
 /* A token instead of user and password: works, a wrong one is
  * unavailable, and never shown. */
 static void test_token_auth(void **state)
@@ -668,6 +704,40 @@ static void test_token_auth(void **state)
     assert_all_ok(&b);
     assert_false(logged("T0kenS3cr3t"));
     free_batch(&b);
+}
+
+/* A subject the user may not publish to: the server refuses it with a
+ * permissions violation; the events are UNAVAILABLE (an ACL mistake must
+ * not dead-letter a backlog), never PERMANENT. */
+static void test_permissions_violation_is_unavailable(void **state)
+{
+    fixture *f = *state;
+    char *dir = obx_test_tmpdir(), conf[4200], extra[4400];
+    snprintf(conf, sizeof conf, "%s/server.conf", dir);
+    FILE *fp = fopen(conf, "w");
+    assert_non_null(fp);
+    fprintf(fp,
+            "authorization { users = [ { user: relay, password: pw, "
+            "permissions: { publish: { deny: [\"%s\"] } } } ] }\n",
+            f->subject);
+    fclose(fp);
+    snprintf(extra, sizeof extra, "-c '%s'", conf);
+    own_server(f, extra);
+    f->conf.create_stream = true;
+    f->conf.user = "relay";
+    f->conf.password = "pw";
+    open_inst(f);
+    batch b = mk_batch(f, 0, 10, 3, 32);
+    assert_int_equal(publish(f, &b, 3000), OBX_UNAVAILABLE);
+    for (size_t i = 0; i < b.n; i++) {
+        assert_int_equal(b.res[i].status, OBX_UNAVAILABLE);
+        if (!strstr(b.res[i].errstr, "permissions"))
+            fail_msg("reason: %s", b.res[i].errstr);
+    }
+    assert_int_equal(nt_stream_count(nt_fixture_url(), f->stream), -1);
+    free_batch(&b);
+    obx_test_rmtree(dir);
+    free(dir);
 }
 
 /* TLS: a server with a certificate of a test CA; with tls_ca the relay
@@ -775,8 +845,12 @@ int main(void)
             test_core_mode_reaches_a_plain_subscriber, setup, teardown),
         cmocka_unit_test_setup_teardown(test_auth_and_secrets_never_shown,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_auth_fixed_on_server_recovers,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_with_ca, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_permissions_violation_is_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_combinations_refused, setup,
                                         teardown),
     };
