@@ -669,6 +669,30 @@ static bool past(const natsb *b, int64_t deadline_us)
     return b->host->mono_us() >= deadline_us;
 }
 
+/* The name of the first header of ev that a NATS header block cannot
+ * carry (a line break anywhere, or ':' or white space in the name: they
+ * would end or split the header), or NULL. */
+static const char *natsb_bad_header(const obx_event *ev)
+{
+    for (size_t i = 0; i < ev->n_headers; i++) {
+        const obx_header *h = &ev->headers[i];
+        if (!h->name)
+            continue;
+        if (strpbrk(h->name, ": \t\r\n") ||
+            (h->value && strpbrk(h->value, "\r\n")))
+            return h->name;
+    }
+    return NULL;
+}
+
+static void natsb_fill_bad_header(obx_result *r, const char *name)
+{
+    natsb_fill(r, OBX_PERMANENT,
+               "nats: header '%.64s' cannot be sent: NATS headers take no "
+               "line break, and no ':' or white space in a name",
+               name);
+}
+
 /* Build the message of ev: subject, payload, headers. NULL on failure,
  * with the status in *s. */
 static natsMsg *natsb_msg(const natsb *b, const obx_event *ev, natsStatus *s)
@@ -763,6 +787,15 @@ static bool natsb_send_one(natsb *b, size_t i, int64_t deadline)
     if (ev->key && obx_kafka_keyset_has(&c->failed, ev->key)) {
         c->state[i] = NATSB_HELD;
         natsb_fill(&c->results[i], OBX_RETRY, "not attempted");
+        pthread_mutex_unlock(&b->mu);
+        return true;
+    }
+    const char *bad = natsb_bad_header(ev);
+    if (bad) {
+        c->state[i] = NATSB_DONE;
+        natsb_fill_bad_header(&c->results[i], bad);
+        if (ev->key)
+            obx_kafka_keyset_add(&c->failed, ev->key);
         pthread_mutex_unlock(&b->mu);
         return true;
     }
@@ -969,6 +1002,12 @@ static obx_status natsb_publish_core(natsb *b, obx_event *const *events,
     char why[OBX_ERRSTR_LEN] = "";
     memset(b->state, NATSB_UNSENT, n);
     for (size_t i = 0; i < n; i++) {
+        const char *bad = natsb_bad_header(events[i]);
+        if (bad) {
+            b->state[i] = NATSB_DONE;
+            natsb_fill_bad_header(&results[i], bad);
+            continue;
+        }
         natsStatus s;
         natsMsg *m = natsb_msg(b, events[i], &s);
         if (m)

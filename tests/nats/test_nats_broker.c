@@ -335,8 +335,9 @@ static void test_uncaptured_subject_is_permanent_others_land(void **state)
     free_batch(&b);
 }
 
-/* Over the server's max_payload: PERMANENT before it is sent; the later
- * events of its key are held back ("not attempted"), the rest lands. */
+/* Over the server's max_payload, or a header NATS cannot carry:
+ * PERMANENT before it is sent; the later events of its key are held back
+ * ("not attempted"), the rest lands. */
 static void test_oversize_is_permanent_and_holds_its_key(void **state)
 {
     fixture *f = *state;
@@ -348,6 +349,9 @@ static void test_oversize_is_permanent_and_holds_its_key(void **state)
     memset(huge, 'x', big);
     b.ev[10].payload = huge; /* key k2 */
     b.ev[10].payload_len = big;
+    /* A header value with a line break would split the header block. */
+    obx_header evil = {"trace-id", "t\r\nNats-Msg-Id: forged"};
+    b.ev[13].headers = &evil; /* key k1 */
     assert_int_equal(publish(f, &b, 20000), OBX_OK);
     size_t ok = 0;
     for (size_t i = 0; i < b.n; i++) {
@@ -355,7 +359,11 @@ static void test_oversize_is_permanent_and_holds_its_key(void **state)
             assert_int_equal(b.res[i].status, OBX_PERMANENT);
             if (!strstr(b.res[i].errstr, "max_payload"))
                 fail_msg("reason: %s", b.res[i].errstr);
-        } else if (i > 10 && i % 4 == 2) {
+        } else if (i == 13) {
+            assert_int_equal(b.res[i].status, OBX_PERMANENT);
+            if (!strstr(b.res[i].errstr, "line break"))
+                fail_msg("reason: %s", b.res[i].errstr);
+        } else if ((i > 10 && i % 4 == 2) || (i > 13 && i % 4 == 1)) {
             assert_int_equal(b.res[i].status, OBX_RETRY);
             assert_string_equal(b.res[i].errstr, "not attempted");
         } else {
