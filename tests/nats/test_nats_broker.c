@@ -748,6 +748,55 @@ static void test_permissions_violation_is_unavailable(void **state)
     free(dir);
 }
 
+/* An NKey user: the server knows the public key, the relay signs the
+ * server's nonce with the seed from nkey_seed_file (a pair generated here
+ * from an openssl ed25519 key, tests/nats/nkey_gen.py). */
+static void test_nkey_auth(void **state)
+{
+    fixture *f = *state;
+    char *dir = obx_test_tmpdir(), cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl genpkey -algorithm ed25519 -outform DER "
+             "-out k.der && openssl pkey -inform DER -in k.der -pubout "
+             "-outform DER -out p.der && python3 '%s/tests/nats/nkey_gen.py' "
+             "k.der p.der >keys && head -1 keys >user.pub && tail -1 keys "
+             ">user.nk && printf 'authorization { users = [ { nkey: %%s } ] "
+             "}\\n' \"$(cat user.pub)\" >server.conf",
+             dir, OBX_SOURCE_DIR);
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " 2>/dev/null");
+    assert_int_equal(system(cmd), 0);
+    char path[4200], pub[128] = "", seed_file[4200], extra[4400];
+    snprintf(path, sizeof path, "%s/user.pub", dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(pub, sizeof pub, fp));
+    fclose(fp);
+    pub[strcspn(pub, "\n")] = '\0';
+    assert_int_equal(pub[0], 'U');
+    snprintf(seed_file, sizeof seed_file, "%s/user.nk", dir);
+    snprintf(extra, sizeof extra, "-c '%s/server.conf'", dir);
+    own_server(f, extra);
+    f->conf.create_stream = true;
+    f->conf.nkey = pub;
+    f->conf.nkey_seed_file = seed_file;
+    char err[512];
+    if (f->ops->validate(f->host, &f->conf, true, err, sizeof err) != OBX_OK)
+        fail_msg("validate with the nkey: %s", err);
+    open_inst(f);
+    batch b = mk_batch(f, 0, 10, 3, 32);
+    assert_int_equal(publish(f, &b, 10000), OBX_OK);
+    assert_all_ok(&b);
+    free_batch(&b);
+    f->ops->close(f->inst);
+    f->inst = NULL;
+    /* A public key the server does not know: refused. */
+    f->conf.nkey = "UCAWV4BB6Q3OABFEJIHAPNTK45ZC73Q5PC5SB7CVAVDDWCKXUBPWUNHL";
+    assert_int_not_equal(
+        f->ops->validate(f->host, &f->conf, true, err, sizeof err), OBX_OK);
+    obx_test_rmtree(dir);
+    free(dir);
+}
+
 /* TLS: a server with a certificate of a test CA; with tls_ca the relay
  * connects (tls:// URL), without it the certificate is refused. */
 static void test_tls_with_ca(void **state)
@@ -856,6 +905,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_auth_fixed_on_server_recovers,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nkey_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_with_ca, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_permissions_violation_is_unavailable, setup, teardown),
