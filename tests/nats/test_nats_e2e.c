@@ -410,6 +410,44 @@ static void test_server_killed_mid_run_nothing_lost(void **state)
     free(log);
 }
 
+/* The relay SIGKILLed mid-run (events published but not yet acked in the
+ * store are published again by the next relay): the stream still holds
+ * each event once, Nats-Msg-Id dropped the second copies. */
+static void test_relay_killed_mid_run_stream_has_one_copy(void **state)
+{
+    fx *f = *state;
+    const int n = 8000, keys = 50;
+    create_schema(f);
+    for (int i = 0; i < n; i += 1000)
+        insert_events(f, i, 1000, keys);
+    /* A short lease: what the killed relay had claimed is free again
+     * within a second. */
+    write_conf(f, "batch_size = 200\nretry.backoff = 10ms..200ms\n"
+                  "store.lease = 1s");
+    for (int round = 0; round < 3; round++) {
+        start_relay(f);
+        int64_t end = nt_now_ms() + 30000;
+        long long want = 1000LL * (round + 1);
+        while (sql_int(f, "SELECT count(*) FROM outbox WHERE published_at "
+                          "IS NOT NULL") < want) {
+            if (nt_now_ms() > end)
+                fail_with_relay_log(f, "nothing published");
+            sleep_ms(2);
+        }
+        kill(f->relay, SIGKILL);
+        proc_wait(f->relay, 5000);
+        f->relay = 0;
+    }
+    assert_true(sql_int(f, "SELECT count(*) FROM outbox WHERE published_at "
+                           "IS NOT NULL") < n);
+    start_relay(f);
+    wait_published(f, n, 60000);
+    stop_relay(f);
+    char **ids = event_ids(f, n);
+    check_stream(f, ids, n, keys);
+    free_ids(ids, n);
+}
+
 /* No server when the relay starts: it runs, /readyz says not ready, and
  * everything is delivered once the server is up, on a connection named
  * outbox-relay/<pipeline>. */
@@ -578,6 +616,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_killed_mid_run_nothing_lost,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_relay_killed_mid_run_stream_has_one_copy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_server_down_at_start_then_delivers,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_secrets_never_logged_or_shown,
