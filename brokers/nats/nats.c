@@ -459,14 +459,16 @@ static void natsb_renew(natsb *b)
 {
     /* Once at WARN until a connection succeeds again, then quieter: the
      * circuit breaker's probes may bring us here often. */
+    char reason[OBX_ERRSTR_LEN];
     pthread_mutex_lock(&b->mu);
     bool first = !b->renewed;
     b->renewed = true;
+    snprintf(reason, sizeof reason, "%s", b->down_reason);
     pthread_mutex_unlock(&b->mu);
     b->host->log(b->host, first ? OBX_LOG_WARN : OBX_LOG_DEBUG,
                  "nats: cnats closed the connection after failed attempts "
                  "(%s); making a new one",
-                 b->down_reason);
+                 reason);
     natsb_disconnect(b);
     pthread_mutex_lock(&b->mu);
     b->closing = false;
