@@ -780,7 +780,10 @@ static bool wait_room_locked(natsb *b, int64_t deadline)
     return c->inflight < (size_t)b->conf->max_in_flight && !stopped_locked(b);
 }
 
-/* Send event i. False when the call must stop sending (deadline, down). */
+/* Send event i (or settle it at once: held back, no subject, a header
+ * NATS cannot carry). False when the call must stop sending (deadline,
+ * down). State and results are written under mu: PubAck handlers read
+ * them. */
 static bool natsb_send_one(natsb *b, size_t i, int64_t deadline)
 {
     natsb_call *c = &b->call;
@@ -789,6 +792,12 @@ static bool natsb_send_one(natsb *b, size_t i, int64_t deadline)
     if (ev->key && obx_kafka_keyset_has(&c->failed, ev->key)) {
         c->state[i] = NATSB_HELD;
         natsb_fill(&c->results[i], OBX_RETRY, "not attempted");
+        pthread_mutex_unlock(&b->mu);
+        return true;
+    }
+    if (!ev->destination || !*ev->destination) {
+        c->state[i] = NATSB_DONE; /* the engine refuses these first */
+        natsb_fill(&c->results[i], OBX_PERMANENT, "nats: no subject");
         pthread_mutex_unlock(&b->mu);
         return true;
     }
@@ -979,15 +988,9 @@ static obx_status natsb_publish_js(natsb *b, obx_event *const *events, size_t n,
     int64_t deadline = b->host->mono_us() + (int64_t)timeout_ms * 1000;
     if (natsb_begin(b, events, n, results) != 0)
         return natsb_fail_all(results, n, "nats: out of memory");
-    for (size_t i = 0; i < n; i++) {
-        if (!events[i]->destination || !*events[i]->destination) {
-            b->state[i] = NATSB_DONE; /* the engine refuses these first */
-            natsb_fill(&results[i], OBX_PERMANENT, "nats: no subject");
-            continue;
-        }
+    for (size_t i = 0; i < n; i++)
         if (past(b, deadline) || !natsb_send_one(b, i, deadline))
             break;
-    }
     natsb_wait_all(b, deadline);
     obx_status st = natsb_finish(b, timeout_ms);
     natsb_log_late(b);
