@@ -566,7 +566,9 @@ static void test_puback_timeout_is_retry(void **state)
                      b.res[i].errstr);
         }
     }
-    assert_true(ok >= 500);
+    /* Stored is not yet acknowledged: the PubAcks of the last few stored
+     * may still sit in the frozen server. */
+    assert_true(ok >= 100);
     assert_true(retry > 0);
     int64_t end = nt_now_ms() + 15000;
     for (;;) {
