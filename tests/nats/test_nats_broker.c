@@ -782,8 +782,16 @@ static void test_nkey_auth(void **state)
     f->conf.nkey = pub;
     f->conf.nkey_seed_file = seed_file;
     char err[512];
-    if (f->ops->validate(f->host, &f->conf, true, err, sizeof err) != OBX_OK)
-        fail_msg("validate with the nkey: %s", err);
+    if (f->ops->validate(f->host, &f->conf, true, err, sizeof err) != OBX_OK) {
+        snprintf(cmd, sizeof cmd,
+                 "cat '%s/server.conf' '%s/user.nk' '%s/nats_state' >&2; "
+                 "tail -n 20 \"$(sed -n \"s/^ROOT='\\(.*\\)'/\\1/p\" "
+                 "'%s/nats_state')/server.log\" >&2",
+                 dir, dir, f->own_dir, f->own_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no diagnostics)\n");
+        fail_msg("validate with the nkey %s: %s", pub, err);
+    }
     open_inst(f);
     batch b = mk_batch(f, 0, 10, 3, 32);
     assert_int_equal(publish(f, &b, 10000), OBX_OK);
