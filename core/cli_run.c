@@ -1,9 +1,11 @@
 /* run and check: the relay itself, and its config validation. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "escape.h"
+#include "host.h"
 
 int obx_cli_load(obx_cli *c, obx_relay *r)
 {
@@ -55,7 +57,16 @@ static void print_section(obx_pipeline *p, const obx_conf_section *sec)
             secret = obx_options_is_secret(bt, e->key + 7);
         if (!strcmp(e->key, "store") || !strcmp(e->key, "broker"))
             continue;
-        obx_eprintf(stdout, "  %s = %s\n", e->key, secret ? "***" : e->value);
+        /* Not secret as a whole, but it may carry credentials
+         * (nats://user:pass@host, password=... in a conninfo). Masking
+         * adds at most 3 bytes per 2 of input. */
+        size_t cap = 2 * strlen(e->value) + 16;
+        char *shown = malloc(cap);
+        if (shown)
+            obx_mask_secrets(e->value, shown, cap);
+        obx_eprintf(stdout, "  %s = %s\n", e->key,
+                    secret || !shown ? "***" : shown);
+        free(shown);
     }
 }
 
