@@ -89,6 +89,10 @@ typedef struct obx_rabbitmq {
     unsigned char *state;
     size_t n, cap;
     size_t inflight, confirmed, sent;
+    /* An exchange the server said is missing (404), probed by health()
+     * until it exists; "" when none. */
+    char missing_exchange[RMQ_NAME_MAX + 1];
+    char missing_reason[OBX_ERRSTR_LEN];
     bool wide; /* a channel error about the configuration: stop the call */
     char wide_reason[OBX_ERRSTR_LEN];
     obx_status drain_status; /* for events drained from a closed window */
@@ -452,6 +456,28 @@ static int rmq_on_return(obx_rabbitmq *r, amqp_channel_t id,
     return 1;
 }
 
+/* Remember the exchange of a 404 "no exchange 'NAME' in vhost ..." so
+ * health() can tell when it exists. */
+static void rmq_note_missing(obx_rabbitmq *r, uint16_t code, const char *text,
+                             size_t len, const char *why)
+{
+    static const char tag[] = "no exchange '";
+    if (code != AMQP_NOT_FOUND)
+        return;
+    for (size_t i = 0; i + sizeof tag - 1 <= len; i++) {
+        if (memcmp(text + i, tag, sizeof tag - 1) != 0)
+            continue;
+        const char *b = text + i + sizeof tag - 1;
+        const char *e = memchr(b, '\'', len - (size_t)(b - text));
+        if (!e || e - b > RMQ_NAME_MAX)
+            return;
+        snprintf(r->missing_exchange, sizeof r->missing_exchange, "%.*s",
+                 (int)(e - b), b);
+        snprintf(r->missing_reason, sizeof r->missing_reason, "%s", why);
+        return;
+    }
+}
+
 /* channel.close from the server: the channel's unconfirmed messages will
  * never be answered. An oversize message is PERMANENT (and the limit is
  * learned); anything else is about the configuration (missing exchange,
@@ -503,6 +529,7 @@ static void rmq_on_channel_close(obx_rabbitmq *r, amqp_channel_t id,
                  "message",
                  id);
     } else {
+        rmq_note_missing(r, m->reply_code, text, len, why);
         r->drain_status = OBX_UNAVAILABLE;
         snprintf(r->drain_reason, sizeof r->drain_reason, "%s", why);
         r->wide = true;
@@ -766,6 +793,36 @@ static bool rmq_stopped(const obx_rabbitmq *r)
     return !r->conn || r->blocked || r->wide;
 }
 
+/* exchange.declare of name on the control channel (passive: does it
+ * exist?). OBX_OK; OBX_UNAVAILABLE with err: the server refused (the
+ * control channel is closed again, the connection stays) or the
+ * connection failed (then dropped: r->conn is NULL). */
+static obx_status rmq_declare(obx_rabbitmq *r, const char *name, bool passive,
+                              char *err, size_t len)
+{
+    if (!r->ctl_open) {
+        if (obx_rmq_channel_open(r->conn, r->ctl, err, len) != OBX_OK) {
+            rmq_drop(r, err);
+            return OBX_UNAVAILABLE;
+        }
+        r->ctl_open = true;
+    }
+    obx_status st = obx_rmq_declare_exchange(
+        r->conn, r->ctl, name, rmq_declare_values[r->conf->declare_exchange],
+        passive, err, len);
+    if (st == OBX_OK)
+        return OBX_OK;
+    amqp_rpc_reply_t rr = amqp_get_rpc_reply(r->conn);
+    if (rr.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        rr.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        rmq_send_close_ok(r, r->ctl);
+        r->ctl_open = false;
+    } else {
+        rmq_drop(r, err);
+    }
+    return OBX_UNAVAILABLE;
+}
+
 /* The exchange of ev: declared first when asked to and not yet done on
  * this connection. NULL with the event failed (too long) or the call
  * stopped (declaration refused). */
@@ -792,28 +849,11 @@ static const char *rmq_exchange(obx_rabbitmq *r, size_t i)
         obx_kafka_keyset_has(&r->declared, name))
         return name;
     char err[OBX_ERRSTR_LEN];
-    if (!r->ctl_open) {
-        if (obx_rmq_channel_open(r->conn, r->ctl, err, sizeof err) != OBX_OK) {
-            rmq_drop(r, err);
-            return NULL;
-        }
-        r->ctl_open = true;
-    }
-    amqp_rpc_reply_t rr;
-    obx_status st = obx_rmq_declare_exchange(
-        r->conn, r->ctl, name, rmq_declare_values[r->conf->declare_exchange],
-        err, sizeof err);
-    if (st != OBX_OK) {
-        rr = amqp_get_rpc_reply(r->conn);
-        if (rr.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-            rr.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            rmq_send_close_ok(r, r->ctl);
-            r->ctl_open = false;
+    if (rmq_declare(r, name, false, err, sizeof err) != OBX_OK) {
+        if (r->conn) {
             r->wide = true;
             snprintf(r->wide_reason, sizeof r->wide_reason, "%s", err);
             r->host->log(r->host, OBX_LOG_WARN, "%s", err);
-        } else {
-            rmq_drop(r, err);
         }
         return NULL;
     }
@@ -1061,8 +1101,10 @@ static obx_status rabbitmq_flush(void *inst, int timeout_ms)
 }
 
 /* For the circuit breaker: connect when down (this is the reconnect the
- * engine paces), read what the server sent; OBX_UNAVAILABLE while down or
- * while the server blocks the connection (memory or disk alarm). */
+ * engine paces), read what the server sent; OBX_UNAVAILABLE while down,
+ * while the server blocks the connection (memory or disk alarm), and
+ * while an exchange the server reported missing is still missing (a
+ * passive exchange.declare). */
 static obx_status rabbitmq_health(void *inst, char *errstr, size_t errlen)
 {
     obx_rabbitmq *r = inst;
@@ -1075,6 +1117,18 @@ static obx_status rabbitmq_health(void *inst, char *errstr, size_t errlen)
     if (r->blocked) {
         snprintf(errstr, errlen, "%s", r->blocked_reason);
         return OBX_UNAVAILABLE;
+    }
+    if (r->missing_exchange[0]) {
+        char err[OBX_ERRSTR_LEN];
+        if (rmq_declare(r, r->missing_exchange, true, err, sizeof err) !=
+            OBX_OK) {
+            snprintf(errstr, errlen, "%s",
+                     r->conn ? r->missing_reason : r->down_reason);
+            return OBX_UNAVAILABLE;
+        }
+        r->host->log(r->host, OBX_LOG_INFO,
+                     "rabbitmq: exchange '%s' exists now", r->missing_exchange);
+        r->missing_exchange[0] = '\0';
     }
     return OBX_OK;
 }

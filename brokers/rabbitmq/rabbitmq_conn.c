@@ -220,14 +220,18 @@ obx_status obx_rmq_channel_open(amqp_connection_state_t conn, amqp_channel_t ch,
 
 obx_status obx_rmq_declare_exchange(amqp_connection_state_t conn,
                                     amqp_channel_t ch, const char *name,
-                                    const char *type, char *errstr,
-                                    size_t errlen)
+                                    const char *type, bool passive,
+                                    char *errstr, size_t errlen)
 {
     char what[400];
-    snprintf(what, sizeof what, "rabbitmq: declaring %s exchange '%.255s'",
-             type, name);
+    if (passive)
+        snprintf(what, sizeof what, "rabbitmq: looking up exchange '%.255s'",
+                 name);
+    else
+        snprintf(what, sizeof what, "rabbitmq: declaring %s exchange '%.255s'",
+                 type, name);
     amqp_exchange_declare(conn, ch, amqp_cstring_bytes(name),
-                          amqp_cstring_bytes(type), 0, 1, 0, 0,
+                          amqp_cstring_bytes(type), passive, 1, 0, 0,
                           amqp_empty_table);
     obx_status st =
         obx_rmq_reply(amqp_get_rpc_reply(conn), what, errstr, errlen);

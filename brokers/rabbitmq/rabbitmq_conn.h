@@ -53,12 +53,13 @@ obx_status obx_rmq_channel_open(amqp_connection_state_t conn, amqp_channel_t ch,
                                 char *errstr, size_t errlen);
 
 /* exchange.declare (durable, not auto-delete) of name with type on ch,
- * an open channel. OBX_OK; OBX_UNAVAILABLE with the server's reason (the
- * channel is closed by the server then: reopen it). */
+ * an open channel; passive: only check that it exists (type ignored).
+ * OBX_OK; OBX_UNAVAILABLE with the server's reason (the channel is closed
+ * by the server then: reopen it). */
 obx_status obx_rmq_declare_exchange(amqp_connection_state_t conn,
                                     amqp_channel_t ch, const char *name,
-                                    const char *type, char *errstr,
-                                    size_t errlen);
+                                    const char *type, bool passive,
+                                    char *errstr, size_t errlen);
 
 /* What an RPC reply says, as "what: reason"; the status the reply
  * deserves (obx_rmq_classify_*). OBX_OK for a normal reply. */
