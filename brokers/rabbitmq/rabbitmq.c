@@ -93,6 +93,7 @@ typedef struct obx_rabbitmq {
      * until it exists; "" when none. */
     char missing_exchange[RMQ_NAME_MAX + 1];
     char missing_reason[OBX_ERRSTR_LEN];
+    bool call_blocked; /* the server blocked us during this call */
     bool wide; /* a channel error about the configuration: stop the call */
     char wide_reason[OBX_ERRSTR_LEN];
     obx_status drain_status; /* for events drained from a closed window */
@@ -563,6 +564,8 @@ static void rmq_on_blocked(obx_rabbitmq *r, const amqp_connection_blocked_t *m)
     if (!r->blocked)
         r->host->log(r->host, OBX_LOG_WARN, "%s", r->blocked_reason);
     r->blocked = true;
+    if (r->n)
+        r->call_blocked = true;
     rmq_gauges(r);
 }
 
@@ -769,6 +772,7 @@ static int rmq_begin(obx_rabbitmq *r, obx_event *const *events, size_t n,
     r->inflight = r->confirmed = r->sent = 0;
     r->wide = false;
     r->wide_reason[0] = '\0';
+    r->call_blocked = r->blocked;
     return 0;
 }
 
@@ -1008,10 +1012,12 @@ static void rmq_wait_all(obx_rabbitmq *r, int64_t deadline)
 /* Results for the events without one, then the verdict. */
 static obx_status rmq_finish(obx_rabbitmq *r, int timeout_ms)
 {
-    const char *why = !r->conn     ? r->down_reason
-                      : r->blocked ? r->blocked_reason
-                      : r->wide    ? r->wide_reason
-                                   : NULL;
+    /* Whatever stopped the call, even if it is over by now (unblocked
+     * while we waited): the broker's fault, not the events'. */
+    const char *why = !r->conn          ? r->down_reason
+                      : r->call_blocked ? r->blocked_reason
+                      : r->wide         ? r->wide_reason
+                                        : NULL;
     bool unconfirmed = false;
     for (size_t i = 0; i < r->n; i++) {
         obx_result *res = &r->results[i];
@@ -1040,16 +1046,15 @@ static obx_status rmq_finish(obx_rabbitmq *r, int timeout_ms)
         /* Their acks would arrive during the next call: start afresh. */
         char msg[OBX_ERRSTR_LEN];
         snprintf(msg, sizeof msg,
-                 "rabbitmq: %zu message(s) still unconfirmed after %d ms; "
-                 "reconnecting so no late confirm is taken for a new message",
-                 r->inflight, timeout_ms);
-        size_t keep = r->inflight;
+                 "rabbitmq: %zu message(s) unconfirmed when the publish call "
+                 "ended; reconnecting so no late confirm is taken for a new "
+                 "message",
+                 r->inflight);
         r->inflight = 0; /* their results are filled already */
         for (size_t i = 0; i < r->n; i++)
             if (r->state[i] == RMQ_INFLIGHT)
                 r->state[i] = RMQ_DONE;
         rmq_drop(r, msg);
-        (void)keep;
     }
     size_t unavailable = 0, own = 0;
     for (size_t i = 0; i < r->n; i++) {

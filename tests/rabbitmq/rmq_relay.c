@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -55,7 +56,7 @@ void rmqr_write_conf_for(rmqr *r, const char *store, const char *extra)
             "plugin_path = " OBX_PLUGIN_DIR "\n"
             "[pipeline p]\n%sbroker = rabbitmq\n"
             "poll_interval = 20ms\nbatch_size = 500\n"
-            "retry.backoff = 1ms..5ms\ncircuit.backoff = 50ms..500ms\n"
+            "retry.backoff = 1ms..5ms\ncircuit.backoff = 100ms..1s\n"
             "publish_timeout = 10s\n"
             "broker.url = %s\nbroker.channels = 2\n%s%s%s\n",
             r->log_level ? r->log_level : "info", r->port, store, r->url,
@@ -96,6 +97,35 @@ long long rmqr_sql_int(rmqr *r, const char *q)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return v;
+}
+
+char *rmqr_sql_text(rmqr *r, const char *q)
+{
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(r->db, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("sql: %s: %s", q, sqlite3_errmsg(db));
+    char *v = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        v = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+void rmqr_assert_no_attempts(rmqr *r)
+{
+    char *err = rmqr_sql_text(r, "SELECT attempts || ': ' || "
+                                 "coalesce(last_error, '') FROM outbox "
+                                 "WHERE attempts > 0 LIMIT 1");
+    if (err) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "an attempt was counted: %s", err);
+        free(err);
+        rmqr_fail_with_log(r, msg);
+    }
 }
 
 void rmqr_create_schema(rmqr *r)
@@ -209,6 +239,15 @@ void rmqr_start(rmqr *r)
 {
     char *run[] = {RMQR_BIN, "run", "-c", r->conf, NULL};
     r->relay = proc_start(run, NULL, r->err);
+    /* Until the pipeline runs: the store opens its database first, and
+     * the tests' own polling of it must not race that. */
+    int64_t end = rmqt_now_ms() + 20000;
+    while (!rmqr_file_has(r->err, "running: store")) {
+        rmqr_assert_running(r);
+        if (rmqt_now_ms() > end)
+            rmqr_fail_with_log(r, "the relay did not start its pipeline");
+        sleep_ms(20);
+    }
 }
 
 void rmqr_stop(rmqr *r)
@@ -220,10 +259,30 @@ void rmqr_stop(rmqr *r)
         rmqr_fail_with_log(r, "the relay did not exit cleanly");
 }
 
+int rmqr_exited(pid_t pid)
+{
+    int st = 0;
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == 0)
+        return -1;
+    if (w < 0)
+        return 255;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void rmqr_assert_running(rmqr *r)
+{
+    if (r->relay > 0 && rmqr_exited(r->relay) >= 0) {
+        r->relay = 0;
+        rmqr_fail_with_log(r, "the relay exited");
+    }
+}
+
 void rmqr_wait_settled(rmqr *r, int timeout_ms)
 {
     int64_t end = rmqt_now_ms() + timeout_ms;
-    while (rmqr_sql_int(r, "SELECT count(*) FROM outbox WHERE published_at "
+    while (rmqr_assert_running(r),
+           rmqr_sql_int(r, "SELECT count(*) FROM outbox WHERE published_at "
                            "IS NULL AND dead_at IS NULL") != 0) {
         if (rmqt_now_ms() > end)
             rmqr_fail_with_log(r, "events still pending");

@@ -38,6 +38,10 @@ void rmqr_write_conf(rmqr *r, const char *extra);
 /* sqlite helpers on r->db. */
 void rmqr_sql(rmqr *r, const char *q);
 long long rmqr_sql_int(rmqr *r, const char *q);
+/* The first column of the first row as a heap string, NULL if none. */
+char *rmqr_sql_text(rmqr *r, const char *q);
+/* No row has attempts > 0; else fail with its last_error and the log. */
+void rmqr_assert_no_attempts(rmqr *r);
 void rmqr_create_schema(rmqr *r);
 /* Events from..from+n over `keys` keys (aggregate ids o0..), a trace-id
  * header each, one transaction; payload {"seq":i}. */
@@ -53,10 +57,16 @@ void rmqr_free_ids(char **ids, int n);
 void rmqr_check_queue(rmqr *r, const char *queue, char **ids, int n, int keys,
                       int skip_seq);
 
-/* Start `outbox-relay run -c conf` in the background. */
+/* Start `outbox-relay run -c conf` in the background; returns once its
+ * pipeline runs (the log says so), fails when it does not. */
 void rmqr_start(rmqr *r);
 /* SIGTERM and wait; fails (with the relay's log) on a non-zero exit. */
 void rmqr_stop(rmqr *r);
+/* The exit code of child pid if it has exited (reaped now), else -1.
+ * Never kills it (proc_wait does on timeout). */
+int rmqr_exited(pid_t pid);
+/* Fail (with the log) when a relay started by rmqr_start has exited. */
+void rmqr_assert_running(rmqr *r);
 /* Until no row is neither published nor dead (sqlite), or fail. */
 void rmqr_wait_settled(rmqr *r, int timeout_ms);
 /* Print the relay's log and fail with what. */
