@@ -30,6 +30,7 @@ PACKAGES=(
     librdkafka-dev       # kafka broker; its tests use librdkafka's mock cluster (Debian has no Kafka broker)
     librabbitmq-dev      # rabbitmq broker (librabbitmq-c 0.11)
     rabbitmq-server      # the tests' private RabbitMQ node (tests/rabbitmq); the system node is never used
+    openssl              # tests/rabbitmq/rmq_start.sh: certificates for the node's TLS listener
     libnats-dev          # nats broker (cnats 3.4)
     nats-server          # the tests' private nats-server -js (tests/nats); the system service is never used
 )

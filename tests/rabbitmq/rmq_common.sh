@@ -96,5 +96,5 @@ rmq_stop_recorded() {
         rmq_kill_epmd
         [[ $ROOT == */obx-rmq-* ]] && rm -rf -- "$ROOT"
     fi
-    rm -f -- "$state" "$1/rmq_url"
+    rm -f -- "$state" "$1/rmq_url" "$1/rmq_tls"
 }

@@ -3,7 +3,11 @@
 # AMQP, distribution and epmd ports on 127.0.0.1, its own temp directory
 # (owned by the `rabbitmq` user when we are root: a root-only directory
 # makes the server exit with 69), a user `obx` with a random password.
-# Writes STATE_DIR/rmq_url when the server accepts connections.
+# Also a TLS listener with certificates made here (a test CA; the server
+# certificate names DNS:localhost only, so 127.0.0.1 fails hostname
+# verification; a client certificate; a second CA nobody signed with).
+# Writes STATE_DIR/rmq_tls (TLS_URL, CA, OTHER_CA, CLIENT_CERT, CLIENT_KEY)
+# and, last, STATE_DIR/rmq_url when the server accepts connections.
 #
 #   tests/rabbitmq/rmq_start.sh STATE_DIR
 #
@@ -27,6 +31,7 @@ die() {
 [[ -x $RMQ_BIN/rabbitmq-server && -x $RMQ_BIN/rabbitmqctl ]] ||
     die "no RabbitMQ server in $RMQ_BIN (install the 'rabbitmq-server' package: scripts/deps.sh)"
 command -v epmd >/dev/null || die "no epmd (erlang-base) on PATH"
+command -v openssl >/dev/null || die "no openssl (the 'openssl' package: scripts/deps.sh)"
 if ((EUID == 0)); then
     getent passwd rabbitmq >/dev/null || die "running as root but there is no 'rabbitmq' user"
     command -v runuser >/dev/null || die "running as root needs runuser (util-linux)"
@@ -41,9 +46,30 @@ chmod 0400 "$ROOT/home/.erlang.cookie"
 echo "[]." >"$ROOT/enabled_plugins"
 echo "[]." >"$ROOT/advanced.config"
 : >"$ROOT/rabbitmq-env.conf"
+
+# Certificates for the TLS listener (EC keys: quick to make).
+TLS=$ROOT/tls
+mkdir -p "$TLS"
+mkcert() { # NAME SUBJECT [SIGNER SAN]
+    if [[ -z ${3:-} ]]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$TLS/$1.key" -out "$TLS/$1.pem" -days 3 -subj "$2" 2>/dev/null
+    else
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$TLS/$1.key" -out "$TLS/$1.csr" -subj "$2" 2>/dev/null
+        printf '%s\n' "$4" >"$TLS/$1.ext"
+        openssl x509 -req -in "$TLS/$1.csr" -CA "$TLS/$3.pem" -CAkey "$TLS/$3.key" \
+            -CAcreateserial -out "$TLS/$1.pem" -days 3 -extfile "$TLS/$1.ext" 2>/dev/null
+    fi
+}
+mkcert ca "/CN=obx-test-ca" || die "openssl: cannot make the test CA"
+mkcert other-ca "/CN=obx-other-ca" || die "openssl: cannot make the second CA"
+mkcert server "/CN=localhost" ca "subjectAltName=DNS:localhost" || die "openssl: server certificate"
+mkcert client "/CN=obx-client" ca "extendedKeyUsage=clientAuth" || die "openssl: client certificate"
+chmod 0644 "$TLS"/*
 ((EUID == 0)) && chown -R rabbitmq: "$ROOT"
 
-NODE="" PORT="" DIST_PORT="" EPMD_PORT=""
+NODE="" PORT="" DIST_PORT="" EPMD_PORT="" TLS_PORT=""
 cleanup_on_error() {
     local rc=$?
     if ((rc != 0)); then
@@ -68,10 +94,18 @@ for attempt in ${OBX_RMQ_ATTEMPTS:-1 2 3}; do
     PORT=$((20000 + RANDOM % 40000))
     DIST_PORT=$((PORT + 1))
     EPMD_PORT=$((PORT + 2))
-    port_free "$PORT" && port_free "$DIST_PORT" && port_free "$EPMD_PORT" || continue
+    TLS_PORT=$((PORT + 3))
+    port_free "$PORT" && port_free "$DIST_PORT" && port_free "$EPMD_PORT" &&
+        port_free "$TLS_PORT" || continue
     NODE="obx-test-$PORT@localhost"
     cat >"$ROOT/rabbitmq.conf" <<CONF
 listeners.tcp.1 = 127.0.0.1:$PORT
+listeners.ssl.1 = 127.0.0.1:$TLS_PORT
+ssl_options.cacertfile = $TLS/ca.pem
+ssl_options.certfile = $TLS/server.pem
+ssl_options.keyfile = $TLS/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 loopback_users = none
 log.console = false
 log.file.level = warning
@@ -100,6 +134,15 @@ $started || die "the server did not start"
 
 rmq_ctl add_user obx "$PASSWORD" >/dev/null || die "add_user failed"
 rmq_ctl set_permissions -p / obx '.*' '.*' '.*' >/dev/null || die "set_permissions failed"
+
+cat >"$STATE_DIR/rmq_tls" <<TLSSTATE
+TLS_URL=amqps://obx:$PASSWORD@localhost:$TLS_PORT/
+TLS_URL_IP=amqps://obx:$PASSWORD@127.0.0.1:$TLS_PORT/
+CA=$TLS/ca.pem
+OTHER_CA=$TLS/other-ca.pem
+CLIENT_CERT=$TLS/client.pem
+CLIENT_KEY=$TLS/client.key
+TLSSTATE
 
 trap - EXIT
 # Written last: its presence means the server is up.

@@ -508,6 +508,86 @@ static void test_validate(void **state)
     assert_null(strstr(err, "pw@"));
 }
 
+/* A value of the fixture's rmq_tls file (TLS_URL, CA, ...). Static. */
+static const char *tls_value(const char *name)
+{
+    static char vals[8][1024];
+    static int next;
+    FILE *fp = fopen(RMQT_STATE_DIR "/rmq_tls", "r");
+    if (!fp)
+        fail_msg("no %s/rmq_tls: the fixture did not set up TLS",
+                 RMQT_STATE_DIR);
+    char line[1200];
+    char *out = vals[next++ % 8];
+    out[0] = '\0';
+    while (fgets(line, sizeof line, fp)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        size_t n = strlen(name);
+        if (strncmp(line, name, n) == 0 && line[n] == '=')
+            snprintf(out, 1024, "%s", line + n + 1);
+    }
+    fclose(fp);
+    if (!out[0])
+        fail_msg("rmq_tls has no %s", name);
+    return out;
+}
+
+/* amqps:// to the fixture's TLS listener: the server certificate checked
+ * against the CA and the host name (it names localhost only), a client
+ * certificate presented; a wrong CA or host fails as UNAVAILABLE. */
+static void test_tls(void **state)
+{
+    fixture *f = *state;
+    f->conf.url = (char *)tls_value("TLS_URL");
+    f->conf.tls_ca_file = (char *)tls_value("CA");
+    f->conf.tls_cert_file = (char *)tls_value("CLIENT_CERT");
+    f->conf.tls_key_file = (char *)tls_value("CLIENT_KEY");
+    open_inst(f);
+    batch *b = batch_new(200, 0, 10, f->queue, 50);
+    assert_int_equal(publish(f, b, 10000), OBX_OK);
+    assert_all_ok(b);
+    assert_delivered(f, b, f->queue);
+    f->ops->close(f->inst);
+    f->inst = NULL;
+
+    /* not signed by this CA */
+    f->conf.tls_ca_file = (char *)tls_value("OTHER_CA");
+    open_inst(f);
+    assert_int_equal(publish(f, b, 5000), OBX_UNAVAILABLE);
+    if (!strstr(b->res[0].errstr, "SSL"))
+        fail_msg("errstr: %s", b->res[0].errstr);
+    f->ops->close(f->inst);
+    f->inst = NULL;
+    /* ... which is accepted when told not to verify */
+    f->conf.tls_verify_peer = false;
+    f->conf.tls_verify_hostname = false;
+    open_inst(f);
+    assert_int_equal(publish(f, b, 10000), OBX_OK);
+    assert_all_ok(b);
+    f->ops->close(f->inst);
+    f->inst = NULL;
+
+    /* the right CA, but the certificate does not name 127.0.0.1 */
+    f->conf.tls_ca_file = (char *)tls_value("CA");
+    f->conf.tls_verify_peer = true;
+    f->conf.tls_verify_hostname = true;
+    f->conf.url = (char *)tls_value("TLS_URL_IP");
+    open_inst(f);
+    assert_int_equal(publish(f, b, 5000), OBX_UNAVAILABLE);
+    if (!strstr(b->res[0].errstr, "SSL"))
+        fail_msg("errstr: %s", b->res[0].errstr);
+    f->ops->close(f->inst);
+    f->inst = NULL;
+    f->conf.tls_verify_hostname = false;
+    open_inst(f);
+    assert_int_equal(publish(f, b, 10000), OBX_OK);
+    assert_all_ok(b);
+    rmqt_msgs m = rmqt_consume(f->url, f->queue, 400, 300, 10000);
+    assert_int_equal(m.n, 400);
+    rmqt_msgs_free(&m);
+    batch_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -532,6 +612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_bad_password_and_vhost_are_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
