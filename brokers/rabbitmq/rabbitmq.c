@@ -925,6 +925,21 @@ static bool rmq_send(obx_rabbitmq *r, size_t i, int64_t deadline)
     const obx_event *ev = r->events[i];
     const char *key = ev->key ? ev->key : ev->event_id;
     rmq_chan *c = &r->ch[rmq_hash(key) % r->n_ch];
+    if (!rmq_wait_room(r, c, deadline) || rmq_stopped(r))
+        return false;
+    if (++r->sent % RMQ_POLL_EVERY == 0) {
+        rmq_serve_ready(r);
+        if (rmq_stopped(r))
+            return false;
+    }
+    /* What was read while waiting may have failed an earlier event of
+     * this key (a return, a nack): then this one waits for it. */
+    if (ev->key && obx_kafka_keyset_has(&r->failed_keys, ev->key)) {
+        r->state[i] = RMQ_HELD;
+        rmq_fill(&r->results[i], OBX_RETRY, "not attempted");
+        return true;
+    }
+    /* ... or closed this channel (an oversize message): reopen it. */
     if (!c->open) {
         char err[OBX_ERRSTR_LEN];
         if (obx_rmq_channel_open(r->conn, c->id, err, sizeof err) != OBX_OK) {
@@ -939,15 +954,8 @@ static bool rmq_send(obx_rabbitmq *r, size_t i, int64_t deadline)
         return !rmq_stopped(r);
     if (rmq_refuse(r, i))
         return true;
-    if (!rmq_wait_room(r, c, deadline) || rmq_stopped(r))
-        return false;
-    if (++r->sent % RMQ_POLL_EVERY == 0) {
-        rmq_serve_ready(r);
-        if (rmq_stopped(r))
-            return false;
-    }
     amqp_bytes_t body = {ev->payload_len, (void *)ev->payload};
-    /* rmq_refuse built r->msg for this event; waiting may not touch it. */
+    /* rmq_refuse built r->msg for this event. */
     int rc =
         amqp_basic_publish(r->conn, c->id, amqp_cstring_bytes(exch),
                            amqp_cstring_bytes(ev->destination),
