@@ -95,6 +95,32 @@ int rmqt_ctl(const char *state_dir, const char *fmt, ...)
     return rc == -1 ? -1 : WEXITSTATUS(rc);
 }
 
+char *rmqt_ctl_output(const char *state_dir, const char *fmt, ...)
+{
+    char args[1024], cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "bash %s/rmq_ctl.sh '%s' %s", SCRIPTS, state_dir,
+             args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t len = 0, cap = 4096;
+    char *out = malloc(cap);
+    size_t got;
+    while ((got = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 2)
+            out = realloc(out, cap *= 2);
+    }
+    out[len] = '\0';
+    int rc = pclose(p);
+    if (rc != 0)
+        fail_msg("rmq_ctl.sh %s failed (%d): %s", args, rc, out);
+    return out;
+}
+
 static void check_reply(amqp_connection_state_t c, const char *what)
 {
     amqp_rpc_reply_t r = amqp_get_rpc_reply(c);

@@ -30,6 +30,10 @@ void rmqt_server_stop(const char *state_dir);
  * state_dir; returns the exit code. Output goes to stderr. */
 int rmqt_ctl(const char *state_dir, const char *fmt, ...);
 
+/* The same, returning its standard output (heap; fails the test on a
+ * non-zero exit). */
+char *rmqt_ctl_output(const char *state_dir, const char *fmt, ...);
+
 /* A connection with channel 1 open; fails the test on error. */
 amqp_connection_state_t rmqt_connect(const char *url);
 void rmqt_close(amqp_connection_state_t c);

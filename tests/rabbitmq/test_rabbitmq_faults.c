@@ -189,6 +189,14 @@ static void test_close_all_connections_reconnects(void **state)
     insert(f, 2000);
     rmqr_start(f->r);
     wait_published(f, 300, 30000);
+    /* the management UI's view: the connection name and capabilities */
+    char *conns = rmqt_ctl_output(f->s->dir, "list_connections "
+                                             "client_properties");
+    if (!strstr(conns, "\"outbox-relay/p\"") ||
+        !strstr(conns, "publisher_confirms") ||
+        !strstr(conns, "connection.blocked") || !strstr(conns, "basic.nack"))
+        fail_msg("list_connections: %s", conns);
+    free(conns);
     pid_t child = ctl_async(f, "close_all_connections", "obx-test");
     write_while(f, child, 60000);
     insert(f, 500);
