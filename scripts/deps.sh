@@ -35,6 +35,7 @@ PACKAGES=(
     man-db               # man: systemd-analyze checks the units' Documentation= pages
     librabbitmq-dev      # rabbitmq broker (librabbitmq-c 0.11)
     rabbitmq-server      # the tests' private RabbitMQ node (tests/rabbitmq); the system node is never used
+    openssl              # tests/rabbitmq/rmq_start.sh: certificates for the node's TLS listener
     libnats-dev          # nats broker (cnats 3.4)
     nats-server          # the tests' private nats-server -js (tests/nats); the system service is never used
 )
