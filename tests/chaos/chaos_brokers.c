@@ -13,7 +13,9 @@
 #include <jansson.h>
 
 #include "kafka_testlib.h"
+#include "nats_testlib.h"
 #include "proc.h"
+#include "rmq_testlib.h"
 
 #define CHAOS_TOPIC "outbox.chaos"
 
@@ -126,6 +128,96 @@ static void kafka_teardown(chaos_ctx *c)
     c->broker->state = NULL;
 }
 
+/* ---- rabbitmq: a queue of the run's own on the fixture's node --------- */
+
+/* Consuming takes messages off the queue: what came earlier is kept here
+ * and every read_back returns all of it. */
+typedef struct rmq_state {
+    char queue[64];
+    chaos_seen got;
+} rmq_state;
+
+static void rmq_setup(chaos_ctx *c)
+{
+    rmq_state *s = calloc(1, sizeof *s);
+    snprintf(s->queue, sizeof s->queue, "chaos.q%u", c->id);
+    rmqt_queue(rmqt_url(), s->queue);
+    c->broker->state = s;
+}
+
+static void rmq_config(chaos_ctx *c, FILE *fp)
+{
+    rmq_state *s = c->broker->state;
+    /* the default exchange routes the destination to the queue of that
+     * name; two channels, as operators run it */
+    fprintf(fp,
+            "broker = rabbitmq\nbroker.url = %s\nbroker.channels = 2\n"
+            "topic = %s\n",
+            rmqt_url(), s->queue);
+}
+
+static void rmq_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
+{
+    rmq_state *s = c->broker->state;
+    size_t more = want > s->got.n ? want - s->got.n : 0;
+    rmqt_msgs m = rmqt_consume(rmqt_url(), s->queue, more, 1000, 20000);
+    for (size_t i = 0; i < m.n; i++)
+        chaos_seen_add_payload(&s->got, m.items[i].body, m.items[i].body_len);
+    rmqt_msgs_free(&m);
+    for (size_t i = 0; i < s->got.n; i++)
+        chaos_seen_add(out, s->got.items[i].w, s->got.items[i].seq,
+                       s->got.items[i].key);
+}
+
+static void rmq_teardown(chaos_ctx *c)
+{
+    rmq_state *s = c->broker->state;
+    chaos_seen_free(&s->got);
+    free(s);
+    c->broker->state = NULL;
+}
+
+/* ---- nats: a JetStream stream of the run's own on the fixture's server -- */
+
+typedef struct nats_state {
+    char stream[64], subject[64];
+} nats_state;
+
+static void nats_setup(chaos_ctx *c)
+{
+    nats_state *s = calloc(1, sizeof *s);
+    snprintf(s->stream, sizeof s->stream, "CHAOS%u", c->id);
+    snprintf(s->subject, sizeof s->subject, "chaos.s%u", c->id);
+    nt_stream_create(nt_fixture_url(), s->stream, s->subject, 120000);
+    c->broker->state = s;
+}
+
+static void nats_config(chaos_ctx *c, FILE *fp)
+{
+    nats_state *s = c->broker->state;
+    fprintf(fp,
+            "broker = nats\nbroker.servers = %s\nbroker.stream = %s\n"
+            "topic = %s\n",
+            nt_fixture_url(), s->stream, s->subject);
+}
+
+static void nats_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
+{
+    nats_state *s = c->broker->state;
+    nt_msgs m = nt_read_stream(nt_fixture_url(), s->stream, 1000);
+    for (size_t i = 0; i < m.n; i++)
+        chaos_seen_add_payload(out, m.items[i].data, (size_t)m.items[i].len);
+    nt_msgs_free(&m);
+}
+
+static void nats_teardown(chaos_ctx *c)
+{
+    nats_state *s = c->broker->state;
+    nt_stream_delete(nt_fixture_url(), s->stream);
+    free(s);
+    c->broker->state = NULL;
+}
+
 chaos_broker *chaos_broker_named(const char *name)
 {
     static const chaos_broker out = {.name = "stdout",
@@ -138,9 +230,21 @@ chaos_broker *chaos_broker_named(const char *name)
                                        .config = kafka_config,
                                        .read_back = kafka_read_back,
                                        .teardown = kafka_teardown};
-    const chaos_broker *proto = !strcmp(name, "stdout")  ? &out
-                                : !strcmp(name, "kafka") ? &kafka
-                                                         : NULL;
+    static const chaos_broker rabbitmq = {.name = "rabbitmq",
+                                          .setup = rmq_setup,
+                                          .config = rmq_config,
+                                          .read_back = rmq_read_back,
+                                          .teardown = rmq_teardown};
+    static const chaos_broker nats = {.name = "nats",
+                                      .setup = nats_setup,
+                                      .config = nats_config,
+                                      .read_back = nats_read_back,
+                                      .teardown = nats_teardown};
+    const chaos_broker *proto = !strcmp(name, "stdout")     ? &out
+                                : !strcmp(name, "kafka")    ? &kafka
+                                : !strcmp(name, "rabbitmq") ? &rabbitmq
+                                : !strcmp(name, "nats")     ? &nats
+                                                            : NULL;
     if (!proto)
         fail_msg("no chaos broker adapter named '%s'", name);
     chaos_broker *b = malloc(sizeof *b);
