@@ -19,6 +19,7 @@ typedef struct obx_cli {
     bool once;            /* --once */
     bool connect;         /* --connect */
     bool all;             /* --all */
+    bool json;            /* --json: stats, dead list|show as JSON */
     long long count;      /* -n N */
     int nargs;            /* positional arguments after the subcommand */
     char **args;

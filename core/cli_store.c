@@ -1,8 +1,11 @@
 /* demo, stats and dead: operator commands that talk to a pipeline's store
  * directly, without running the relay. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <jansson.h>
 
 #include "abi.h"
 #include "cli.h"
@@ -76,13 +79,48 @@ out:
     return rc;
 }
 
+/* stats --json: {"pipelines":[{"pipeline","store","pending"|"held",...}]} */
+static json_t *stats_json(const obx_pipeline *p, const obx_store_stats *st,
+                          const char *err)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "pipeline", json_string(p->name));
+    json_object_set_new(o, "store", json_string(p->store_pl->desc->name));
+    if (err) {
+        json_object_set_new(o, "error", json_string(err));
+        return o;
+    }
+    bool wal = st->lag_bytes >= 0;
+    double age = st->oldest_pending_us
+                     ? (double)(obx_now_us() - st->oldest_pending_us) / 1e6
+                     : 0;
+    json_object_set_new(o, wal ? "held" : "pending",
+                        json_integer((json_int_t)st->pending));
+    json_object_set_new(o, "oldest_pending_seconds", json_real(age));
+    json_object_set_new(o, "dead", json_integer((json_int_t)st->dead));
+    json_object_set_new(o, "lag_bytes",
+                        wal ? json_integer(st->lag_bytes) : json_null());
+    json_object_set_new(o, "standby", json_boolean(st->standby));
+    return o;
+}
+
+static void print_json(json_t *doc)
+{
+    char *s = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (s)
+        printf("%s\n", s);
+    free(s);
+    json_decref(doc);
+}
+
 int obx_cmd_stats(obx_cli *c)
 {
     obx_relay r;
     int rc = obx_cli_load(c, &r);
     if (rc)
         return rc;
-    for (size_t i = 0; i < r.n_pipelines && rc == 0; i++) {
+    json_t *all = c->json ? json_array() : NULL;
+    for (size_t i = 0; i < r.n_pipelines && (rc == 0 || c->json); i++) {
         obx_cli sub = *c;
         sub.pipeline = r.pipelines[i]->name;
         obx_pipeline *p = NULL;
@@ -90,11 +128,17 @@ int obx_cmd_stats(obx_cli *c)
             break;
         obx_store_stats st = {.struct_size = sizeof st, .lag_bytes = -1};
         char err[OBX_CORE_ERR_LEN] = "";
-        if (!OBX_HAS_OP(p->sops, obx_store_ops, stats) ||
-            p->sops->stats(p->store, &st, err, sizeof err) != OBX_OK) {
+        bool ok = OBX_HAS_OP(p->sops, obx_store_ops, stats) &&
+                  p->sops->stats(p->store, &st, err, sizeof err) == OBX_OK;
+        if (!ok)
+            rc = OBX_EXIT_RUNTIME;
+        if (all) {
+            json_array_append_new(
+                all,
+                stats_json(p, &st, ok ? NULL : (err[0] ? err : "no stats")));
+        } else if (!ok) {
             obx_eprintf(stderr, "[pipeline %s] stats unavailable: %s\n",
                         p->name, err);
-            rc = OBX_EXIT_RUNTIME;
         } else {
             double age =
                 st.oldest_pending_us
@@ -114,6 +158,11 @@ int obx_cmd_stats(obx_cli *c)
             printf("\n");
         }
         close_store(p);
+    }
+    if (all) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "pipelines", all);
+        print_json(doc);
     }
     obx_relay_free(&r);
     return rc;
@@ -162,8 +211,94 @@ static int print_full(void *ctx, const obx_dead_letter *d)
     return 0;
 }
 
-static int dead_list(obx_pipeline *p, const char *id)
+/* RFC 4648 base64 of n bytes (heap), for payloads that are not UTF-8. */
+static char *base64(const unsigned char *in, size_t n)
 {
+    static const char tab[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < n)
+            v |= in[i + 2];
+        *o++ = tab[v >> 18 & 63];
+        *o++ = tab[v >> 12 & 63];
+        *o++ = i + 1 < n ? tab[v >> 6 & 63] : '=';
+        *o++ = i + 2 < n ? tab[v & 63] : '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* dead list|show --json: one object per dead letter; the payload is its
+ * text when it is UTF-8, else base64 in payload_base64. */
+static int json_row(void *ctx, const obx_dead_letter *d)
+{
+    json_t *arr = ctx;
+    const obx_event *e = d->event;
+    char when[32], made[32];
+    fmt_time(d->dead_at_us, when, sizeof when);
+    fmt_time(e->created_at_us, made, sizeof made);
+    json_t *o = json_object();
+    json_object_set_new(o, "event_id", json_string(e->event_id));
+    json_object_set_new(o, "key", e->key ? json_string(e->key) : json_null());
+    json_object_set_new(o, "aggregate_type", json_string(e->aggregate_type));
+    json_object_set_new(o, "aggregate_id", json_string(e->aggregate_id));
+    json_object_set_new(o, "event_type", json_string(e->event_type));
+    json_object_set_new(o, "topic",
+                        e->topic ? json_string(e->topic) : json_null());
+    json_object_set_new(o, "destination",
+                        d->destination ? json_string(d->destination)
+                                       : json_null());
+    json_object_set_new(o, "created_at", json_string(made));
+    json_object_set_new(o, "dead_at", json_string(when));
+    json_object_set_new(o, "attempts", json_integer(e->attempts));
+    json_object_set_new(o, "reason", json_string(d->reason ? d->reason : ""));
+    json_t *h = json_object();
+    for (size_t i = 0; i < e->n_headers; i++)
+        json_object_set_new(h, e->headers[i].name,
+                            json_string(e->headers[i].value));
+    json_object_set_new(o, "headers", h);
+    json_t *pl = json_stringn(e->payload, e->payload_len);
+    if (pl) {
+        json_object_set_new(o, "payload", pl);
+    } else {
+        char *b = base64(e->payload, e->payload_len);
+        json_object_set_new(o, "payload_base64",
+                            b ? json_string(b) : json_null());
+        free(b);
+    }
+    json_array_append_new(arr, o);
+    return 0;
+}
+
+static int dead_list_json(obx_pipeline *p, const char *id)
+{
+    char err[OBX_CORE_ERR_LEN] = "";
+    json_t *arr = json_array();
+    obx_status st =
+        p->sops->dead_list(p->store, id, json_row, arr, err, sizeof err);
+    if (st != OBX_OK) {
+        json_decref(arr);
+        obx_eprintf(stderr, "outbox-relay dead: %s\n", err);
+        return OBX_EXIT_RUNTIME;
+    }
+    bool missing = id && json_array_size(arr) == 0;
+    json_t *doc = json_object();
+    json_object_set_new(doc, "pipeline", json_string(p->name));
+    json_object_set_new(doc, "dead_letters", arr);
+    print_json(doc);
+    return missing ? OBX_EXIT_RUNTIME : OBX_EXIT_OK;
+}
+
+static int dead_list(obx_pipeline *p, const char *id, bool json)
+{
+    if (json)
+        return dead_list_json(p, id);
     char err[OBX_CORE_ERR_LEN] = "";
     int found = 0;
     obx_status st;
@@ -237,7 +372,7 @@ int obx_cmd_dead(obx_cli *c)
     NEED_OP(p, dead_requeue, "dead requeue");
     NEED_OP(p, dead_purge, "dead purge");
     if (list || show)
-        rc = dead_list(p, show ? c->args[1] : NULL);
+        rc = dead_list(p, show ? c->args[1] : NULL, c->json);
     else
         rc = dead_change(c, p, verb);
 out:

@@ -44,6 +44,8 @@ static const char usage_text[] =
     "      --connect       (check) also connect to stores and brokers\n"
     "  -n N                (demo) number of orders\n"
     "      --all           (dead requeue|purge) every dead letter\n"
+    "      --json          (stats, dead list|show) one JSON document on\n"
+    "                      stdout, field names as in docs/operations.md\n"
     "  -V, --version       print the version and plugin ABI\n"
     "  -h, --help          this text\n"
     "\n"
@@ -78,13 +80,14 @@ static const struct {
 
 static int parse_options(int argc, char **argv, obx_cli *c)
 {
-    enum { OPT_ONCE = 256, OPT_CONNECT, OPT_ALL };
+    enum { OPT_ONCE = 256, OPT_CONNECT, OPT_ALL, OPT_JSON };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"pipeline", required_argument, NULL, 'p'},
         {"once", no_argument, NULL, OPT_ONCE},
         {"connect", no_argument, NULL, OPT_CONNECT},
         {"all", no_argument, NULL, OPT_ALL},
+        {"json", no_argument, NULL, OPT_JSON},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -107,6 +110,7 @@ static int parse_options(int argc, char **argv, obx_cli *c)
         case OPT_ONCE: c->once = true; break;
         case OPT_CONNECT: c->connect = true; break;
         case OPT_ALL: c->all = true; break;
+        case OPT_JSON: c->json = true; break;
         case 'V':
             printf("outbox-relay %s (plugin ABI %d.%d)\n", OBX_RELAY_VERSION,
                    OBX_ABI_MAJOR, OBX_ABI_MINOR);

@@ -339,6 +339,41 @@ static void test_dead_letters_list_show_requeue(void **state)
     assert_non_null(strstr(s, id));
     assert_non_null(strstr(s, "{\"seq\":10}"));
     free(s);
+    /* the same as JSON, for scripts: stable field names */
+    char *lsj[] = {BIN, "dead", "list", "--json", "-c", f->conf, NULL};
+    assert_int_equal(proc_run(lsj, list, f->err, 10000), 0);
+    s = slurp(list);
+    json_error_t je;
+    json_t *doc = json_loads(s, 0, &je);
+    if (!doc)
+        fail_msg("dead list --json is not JSON (%s): %s", je.text, s);
+    json_t *dl = json_object_get(doc, "dead_letters");
+    assert_int_equal(json_array_size(dl), 1);
+    json_t *d0 = json_array_get(dl, 0);
+    assert_string_equal(json_string_value(json_object_get(d0, "event_id")), id);
+    assert_string_equal(json_string_value(json_object_get(d0, "event_type")),
+                        "Poison");
+    assert_string_equal(json_string_value(json_object_get(d0, "payload")),
+                        "{\"seq\":10}");
+    assert_int_equal(json_integer_value(json_object_get(d0, "attempts")), 1);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(d0, "reason")), "permanent"));
+    json_decref(doc);
+    free(s);
+    char *stj[] = {BIN, "stats", "--json", "-c", f->conf, NULL};
+    assert_int_equal(proc_run(stj, list, f->err, 10000), 0);
+    s = slurp(list);
+    doc = json_loads(s, 0, &je);
+    if (!doc)
+        fail_msg("stats --json is not JSON (%s): %s", je.text, s);
+    json_t *p0 = json_array_get(json_object_get(doc, "pipelines"), 0);
+    assert_string_equal(json_string_value(json_object_get(p0, "pipeline")),
+                        "p");
+    assert_int_equal(json_integer_value(json_object_get(p0, "pending")), 0);
+    assert_int_equal(json_integer_value(json_object_get(p0, "dead")), 1);
+    assert_true(json_is_null(json_object_get(p0, "lag_bytes")));
+    json_decref(doc);
+    free(s);
     /* the broker is fixed; requeue and the event goes out */
     write_conf(f, "chaos", NULL);
     char *rq[] = {BIN, "dead", "requeue", "--all", "-c", f->conf, NULL};
