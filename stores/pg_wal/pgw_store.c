@@ -140,6 +140,19 @@ static void retry_insert(pgw_store *s, pgw_event *e)
     s->n_retry++;
 }
 
+/* Debug log of an event's fate with its stream position, to match a
+ * status update's flush position against what was settled. */
+static void log_event(const pgw_store *s, const char *what, const obx_event *ev)
+{
+    if (!s->host->log_enabled(s->host, OBX_LOG_DEBUG))
+        return;
+    char lsn[32];
+    s->host->log(s->host, OBX_LOG_DEBUG, "pg_wal: %s event %s at %s.%llu", what,
+                 ev->event_id ? ev->event_id : "?",
+                 pgo_lsn_str(ev->pos.seq, lsn, sizeof lsn),
+                 (unsigned long long)ev->pos.sub);
+}
+
 /* Settled: forget and free. */
 static void live_free(pgw_store *s, pgw_event *e)
 {
@@ -289,6 +302,7 @@ static obx_status take_ready(pgw_store *s, obx_event **out, size_t max,
         s->ready = e->next;
         s->n_ready--;
         e->state = PGW_CLAIMED;
+        log_event(s, "claimed", &e->ev);
         out[(*n)++] = &e->ev;
     }
     return OBX_OK;
@@ -304,6 +318,7 @@ static void take_due(pgw_store *s, obx_event **out, size_t max, size_t *n)
         if (e->retry_at_us <= now) {
             retry_unlink(s, e);
             e->state = PGW_CLAIMED;
+            log_event(s, "claimed (retry)", &e->ev);
             out[(*n)++] = &e->ev;
         }
         e = next;
@@ -403,8 +418,10 @@ static obx_status pgw_ack(void *inst, obx_event *const *events, size_t n,
     obx_status st = pgw_sql_ack(s, events, n, errstr, errlen);
     if (st != OBX_OK)
         return st;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        log_event(s, "acked", events[i]);
         live_free(s, block_of(events[i]));
+    }
     pgw_stream_feedback(s, false, false);
     return OBX_OK;
 }
@@ -422,6 +439,7 @@ static obx_status pgw_release(void *inst, const obx_release *items, size_t n,
             e->ev.attempts++;
         e->retry_at_us = items[i].retry_at_us;
         e->state = PGW_RETRY;
+        log_event(s, "released", &e->ev);
         retry_insert(s, e);
     }
     return OBX_OK;
@@ -435,8 +453,10 @@ static obx_status pgw_bury(void *inst, const obx_burial *items, size_t n,
     obx_status st = pgw_sql_bury(s, items, n, errstr, errlen);
     if (st != OBX_OK)
         return st;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        log_event(s, "buried", items[i].event);
         live_free(s, block_of(items[i].event));
+    }
     pgw_stream_feedback(s, false, false);
     return OBX_OK;
 }

@@ -50,6 +50,24 @@ void pgw_stream_feedback(pgw_store *s, bool force, bool reply)
         return;
     uint8_t msg[PGO_STATUS_LEN];
     uint64_t written = max_u64(s->received_lsn, w);
+    if (s->host->log_enabled(s->host, OBX_LOG_DEBUG)) {
+        /* what the watermark came from: the evidence when the slot is
+         * ever confirmed past an event not yet published */
+        char a[32], b[32], c[32];
+        const char *why = s->head     ? "oldest unsettled event"
+                          : s->in_txn ? "open transaction"
+                                      : "idle";
+        uint64_t from = s->head     ? s->head->ev.pos.seq
+                        : s->in_txn ? s->txn_lsn
+                                    : s->idle_lsn;
+        s->host->log(s->host, OBX_LOG_DEBUG,
+                     "pg_wal: status update written %s flushed %s (%s at "
+                     "%s, %zu held%s%s)",
+                     pgo_lsn_str(written, a, sizeof a),
+                     pgo_lsn_str(w, b, sizeof b), why,
+                     pgo_lsn_str(from, c, sizeof c), s->n_live,
+                     force ? ", forced" : "", reply ? ", reply asked" : "");
+    }
     pgo_status_update(msg, written, w, w, pg_now(s), reply);
     if (PQputCopyData(s->repl, (const char *)msg, sizeof msg) <= 0 ||
         PQflush(s->repl) != 0) {
@@ -233,6 +251,13 @@ static bool already_have(const pgw_store *s, uint64_t seq, uint64_t sub)
 
 static void take_event(pgw_store *s, pgw_event *e)
 {
+    if (s->host->log_enabled(s->host, OBX_LOG_DEBUG)) {
+        char a[32];
+        s->host->log(s->host, OBX_LOG_DEBUG, "pg_wal: read event %s at %s.%llu",
+                     e->ev.event_id ? e->ev.event_id : "?",
+                     pgo_lsn_str(e->ev.pos.seq, a, sizeof a),
+                     (unsigned long long)e->ev.pos.sub);
+    }
     s->have_last = true;
     s->last_seq = e->ev.pos.seq;
     s->last_sub = e->ev.pos.sub;
@@ -349,6 +374,14 @@ static obx_status on_frame(pgw_store *s, const uint8_t *buf, size_t len,
     if (pgo_frame_parse(buf, len, &f, err, sizeof err) != PGO_OK)
         return protocol_error(s, err, errstr, errlen);
     if (f.kind == 'k') {
+        if (s->host->log_enabled(s->host, OBX_LOG_DEBUG)) {
+            char a[32];
+            s->host->log(s->host, OBX_LOG_DEBUG,
+                         "pg_wal: keepalive wal_end %s%s%s",
+                         pgo_lsn_str(f.wal_end, a, sizeof a),
+                         s->in_txn ? " (in a transaction)" : "",
+                         f.reply_requested ? " (reply asked)" : "");
+        }
         s->received_lsn = max_u64(s->received_lsn, f.wal_end);
         /* everything before the server's position reached us before this
          * keepalive; outside a transaction nothing of it is in flight */

@@ -123,12 +123,16 @@ static void write_config(relays *r)
     snprintf(r->conf, sizeof r->conf, "%s/relay.conf", c->dir);
     FILE *fp = fopen(r->conf, "w");
     assert_non_null(fp);
+    /* OBX_CHAOS_LOG_LEVEL=debug: the relays' full story of a failing run */
+    const char *level = getenv("OBX_CHAOS_LOG_LEVEL");
+    if (!level || !*level)
+        level = "info";
     fprintf(fp,
-            "[relay]\nlog_level = info\nmetrics_listen = off\n"
+            "[relay]\nlog_level = %s\nmetrics_listen = off\n"
             "shutdown_grace = 20s\n"
             "[pipeline chaos]\nbatch_size = %d\npoll_interval = 100ms\n"
             "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n",
-            CHAOS_BATCH);
+            level, CHAOS_BATCH);
     c->store->config(c, fp);
     c->broker->config(c, fp);
     fclose(fp);
@@ -178,7 +182,7 @@ typedef struct verdict {
 /* Per key, the first deliveries must come in commit order (a writer's
  * seq order: one writer owns a key); a later copy of an event already seen
  * is a duplicate, not a break, as a consumer drops it by event id. */
-static verdict judge(writer *ws, const chaos_seen *seen)
+static verdict judge(writer *ws, const chaos_seen *seen, bool print_lost)
 {
     verdict v = {0};
     for (int w = 0; w < CHAOS_WRITERS; w++) {
@@ -215,14 +219,28 @@ static verdict judge(writer *ws, const chaos_seen *seen)
         for (long s = 0; s < ws[w].next_seq; s++)
             if (ws[w].fate[s] == EV_COMMITTED && !got[w][s])
                 v.lost++;
-        free(got[w]);
     }
+    if (print_lost && v.lost) {
+        /* which ones: their rows (payload {"w":..,"seq":..}) lead to the
+         * commit LSN, to compare with the relays' status updates */
+        long shown = 0;
+        fprintf(stderr, "lost events (w, seq):");
+        for (int w = 0; w < CHAOS_WRITERS; w++)
+            for (long s = 0; s < ws[w].next_seq && shown < 100; s++)
+                if (ws[w].fate[s] == EV_COMMITTED && !got[w][s]) {
+                    fprintf(stderr, " (%d, %ld)", w, s);
+                    shown++;
+                }
+        fprintf(stderr, "%s\n", v.lost > shown ? " ..." : "");
+    }
+    for (int w = 0; w < CHAOS_WRITERS; w++)
+        free(got[w]);
     return v;
 }
 
 static long distinct_committed_seen(writer *ws, const chaos_seen *seen)
 {
-    verdict v = judge(ws, seen);
+    verdict v = judge(ws, seen, false);
     return v.delivered - v.phantoms - v.duplicates;
 }
 
@@ -335,7 +353,7 @@ void chaos_kill_loop(chaos_store *store, chaos_broker *broker, int kills)
     /* what arrived after the drain (a copy still in flight) counts too */
     chaos_seen_free(&seen);
     broker->read_back(&c, (size_t)committed, &seen);
-    verdict v = judge(ws, &seen);
+    verdict v = judge(ws, &seen, true);
     summary_row(&c, kills, &v);
     /* A kill re-publishes at most what the killed relay had in flight: a
      * batch for a polling store, the unconfirmed window for a WAL one. */
@@ -345,12 +363,21 @@ void chaos_kill_loop(chaos_store *store, chaos_broker *broker, int kills)
                v.rolled_back == 0 || v.duplicates > dup_bound;
     if (bad)
         dump_logs(&r);
+    /* OBX_CHAOS_KEEP=1: a failing run's directory (full relay logs) and
+     * its store (tables, slot) stay for a post-mortem */
+    const char *keep_env = getenv("OBX_CHAOS_KEEP");
+    bool keep = bad && keep_env && strcmp(keep_env, "1") == 0;
     broker->teardown(&c);
-    store->teardown(&c);
+    if (keep)
+        fprintf(stderr, "%s: kept %s and the store's data (run id %u)\n",
+                c.name, c.dir, c.id);
+    else
+        store->teardown(&c);
     for (int w = 0; w < CHAOS_WRITERS; w++)
         free(ws[w].fate);
     chaos_seen_free(&seen);
-    obx_test_rmtree(c.dir);
+    if (!keep)
+        obx_test_rmtree(c.dir);
     free(c.dir);
     if (bad)
         fail_msg("%s (seed %u): committed %ld, rolled back %ld, lost %ld, "

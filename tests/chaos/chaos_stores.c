@@ -226,7 +226,11 @@ static void pg_poll_ready(chaos_ctx *c)
 }
 
 /* Events committed before the slot exists are not streamed (by design):
- * the writers start once it does. */
+ * the writers start once it does. A slot shows in pg_replication_slots as
+ * soon as its creation begins, but it streams only what commits after its
+ * consistent point, which creation waits for (every transaction running
+ * then, of any session, must end first); until then confirmed_flush_lsn is
+ * NULL. Writing before that loses the first transactions, by design. */
 static void pg_wal_ready(chaos_ctx *c)
 {
     pg_state *s = c->store->state;
@@ -235,7 +239,7 @@ static void pg_wal_ready(chaos_ctx *c)
     char sql[256];
     snprintf(sql, sizeof sql,
              "SELECT count(*) = 1 FROM pg_replication_slots WHERE "
-             "slot_name = '%s'",
+             "slot_name = '%s' AND confirmed_flush_lsn IS NOT NULL",
              s->schema);
     pg_wait(db, sql, "the relay to create its slot");
     PQfinish(db);
