@@ -362,10 +362,15 @@ static void test_restart_duplicates_bounded(void **state)
             fail_msg("event %d lost across the SIGKILL", i);
     check_order(f->out[0], a, na, false);
     check_order(f->out[1], b, nb, false);
-    /* one batch in flight (the broker may have written it before the
-     * kill), plus the rest of the transaction of its oldest event */
+    /* What comes twice is what the server had not seen confirmed: the
+     * batch in flight (the broker may have written it before the kill),
+     * the rest of its oldest event's transaction, and the batch before it
+     * when the relay's last status update (sent right after that batch's
+     * ack) died in the socket with it: a walsender that hits "connection
+     * to client lost" never reads what is still queued. No relay can make
+     * that update arrive, so the bound is two batches, not one. */
     print_message("killed after %zu events; %zu duplicates\n", na, dups);
-    if (dups > (size_t)batch + 10)
+    if (dups > 2 * (size_t)batch + 10)
         fail_msg("%zu duplicates after a SIGKILL with batch_size %d", dups,
                  batch);
     free(seen);
