@@ -99,6 +99,7 @@ static void circuit_trip(obx_pipeline *p, const char *who, const char *why)
         c->open = true;
         c->opened_us = obx_mono_us();
         snprintf(c->reason, sizeof c->reason, "%s unavailable: %s", who, why);
+        obx_pmetrics_circuit(&p->metrics, c->reason);
         atomic_store(&p->metrics.circuit_open, 1);
         ENGINE_LOG(p, OBX_LOG_WARN, "circuit open: %s; next probe in %.1fs",
                    c->reason, (double)delay / 1e6);
@@ -127,6 +128,7 @@ static void circuit_close(obx_pipeline *p)
                (double)(obx_mono_us() - c->opened_us) / 1e6, c->reason);
     c->open = false;
     c->failures = 0;
+    obx_pmetrics_circuit(&p->metrics, NULL);
     atomic_store(&p->metrics.circuit_open, 0);
     update_stats(p, true);
 }

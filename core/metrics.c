@@ -255,3 +255,18 @@ void obx_metrics_render_reloads(obx_buf *out, uint64_t ok, uint64_t failed)
     obx_buf_printf(out, "outbox_config_reloads_total{result=\"error\"} %llu\n",
                    (unsigned long long)failed);
 }
+
+void obx_pmetrics_circuit(obx_pipeline_metrics *m, const char *reason)
+{
+    pthread_mutex_lock(&m->gauges_mu);
+    snprintf(m->circuit_reason, sizeof m->circuit_reason, "%s",
+             reason ? reason : "");
+    pthread_mutex_unlock(&m->gauges_mu);
+}
+
+void obx_pmetrics_circuit_reason(obx_pipeline_metrics *m, char *out, size_t len)
+{
+    pthread_mutex_lock(&m->gauges_mu);
+    snprintf(out, len, "%s", m->circuit_reason);
+    pthread_mutex_unlock(&m->gauges_mu);
+}

@@ -52,9 +52,12 @@ typedef struct obx_pipeline_metrics {
     atomic_int store_up;
     atomic_int broker_up;
     atomic_int_fast64_t last_progress_us; /* monotonic; publish or idle */
-    obx_histogram latency; /* commit (created_at) -> broker confirm */
-    obx_histogram batch;   /* claim -> settled */
-    pthread_mutex_t gauges_mu;
+    obx_histogram latency;     /* commit (created_at) -> broker confirm */
+    obx_histogram batch;       /* claim -> settled */
+    pthread_mutex_t gauges_mu; /* guards gauges and circuit_reason */
+    /* why the circuit opened ("broker unavailable: the server blocked the
+     * connection ..."), for /readyz; empty while closed */
+    char circuit_reason[512];
     obx_gauge_kv gauges[OBX_PLUGIN_GAUGES_MAX];
     size_t n_gauges;
 } obx_pipeline_metrics;
@@ -70,6 +73,12 @@ void obx_pmetrics_gauge(obx_pipeline_metrics *m, const char *name, double v);
 
 /* The relay's own counter of config reloads (SIGHUP), by result. */
 void obx_metrics_render_reloads(obx_buf *out, uint64_t ok, uint64_t failed);
+
+/* Set or clear (NULL) the circuit's reason shown by /readyz. Thread-safe. */
+void obx_pmetrics_circuit(obx_pipeline_metrics *m, const char *reason);
+/* Copy it out (empty when closed). Thread-safe. */
+void obx_pmetrics_circuit_reason(obx_pipeline_metrics *m, char *out,
+                                 size_t len);
 
 /* Render every pipeline's metrics as Prometheus text format 0.0.4. */
 void obx_metrics_render(obx_pipeline_metrics *const *ms, size_t n,

@@ -205,7 +205,10 @@ bool obx_relay_ready(obx_relay *r, obx_buf *why)
         obx_pipeline_metrics *m = &r->pipelines[i]->metrics;
         const char *n = r->pipelines[i]->name;
         if (atomic_load(&m->circuit_open)) {
-            obx_buf_printf(why, "pipeline %s: circuit open\n", n);
+            char reason[512];
+            obx_pmetrics_circuit_reason(m, reason, sizeof reason);
+            obx_buf_printf(why, "pipeline %s: circuit open: %s\n", n,
+                           reason[0] ? reason : "(no reason given)");
             ok = false;
         }
         if (!atomic_load(&m->store_up) || !atomic_load(&m->broker_up)) {
