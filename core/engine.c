@@ -747,9 +747,11 @@ int obx_pipeline_open(obx_pipeline *p)
                    (long long)p->set.batch_size);
         return -1;
     }
-    if (open_store(p) != 0)
+    /* Idempotent: what is open already stays as it is (a caller that
+     * opened first and then runs must not leak the first instances). */
+    if (!p->store && open_store(p) != 0)
         return -1;
-    if (stopping(p))
+    if (stopping(p) || p->broker)
         return 0;
     return reopen_broker(p);
 }

@@ -105,9 +105,10 @@ typedef struct obx_pipeline {
  * their configs filled. Batch buffers come with the first open. 0 / -1. */
 int obx_pipeline_prepare(obx_pipeline *p);
 
-/* Allocate the batch buffers, then open store and broker, retrying with
- * circuit backoff while they are unavailable and the stop flag is clear
- * (with once, for at most once_timeout). 0, or -1 on a fatal error. */
+/* Allocate the batch buffers, then open store and broker (those not open
+ * yet), retrying with circuit backoff while they are unavailable and the
+ * stop flag is clear (with once, for at most once_timeout). 0, or -1 on a
+ * fatal error. */
 int obx_pipeline_open(obx_pipeline *p);
 
 /* Run the claim -> publish -> ack loop until stop (or, with once, until
