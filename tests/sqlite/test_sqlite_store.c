@@ -1439,8 +1439,8 @@ static void test_demo_other_orders(void **state)
     static const char *const want[] = {
         "demo: \"orders\" exists with another shape",
         "no column customer, amount_cents, created_at",
-        "demo needs orders(id INTEGER PRIMARY KEY, customer TEXT, "
-        "amount_cents INTEGER, created_at INTEGER)",
+        ("demo needs orders(id INTEGER PRIMARY KEY, customer TEXT, "
+         "amount_cents INTEGER, created_at INTEGER)"),
         "store.path"};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (!strstr(err, want[i]))
