@@ -14,8 +14,9 @@ typedef enum obx_log_format {
 } obx_log_format;
 
 typedef struct obx_logger {
-    obx_log_level level;
-    obx_log_format format;
+    /* atomic: a reload sets them while pipeline threads log */
+    _Atomic obx_log_level level;
+    _Atomic obx_log_format format;
     FILE *out; /* borrowed; stderr by default */
     pthread_mutex_t mu;
 } obx_logger;
