@@ -360,9 +360,8 @@ static int check_key(conf_parser *p, const obx_conf_section *s, const char *key)
         return -1;
     }
     if (strstr(key, "${")) {
-        fail(p,
-             "'${' in a key name: ${env:NAME} and ${field} expand in values "
-             "only (write 'key = ${env:NAME}')");
+        fail(p, "'${' in a key name: ${env:NAME} and ${field} expand in values "
+                "only (write 'key = ${env:NAME}')");
         return -1;
     }
     for (size_t i = 0; i < s->n_entries; i++)

@@ -142,9 +142,9 @@ obx_status obx_jsonl_sink_add(obx_jsonl_sink *s, const obx_event *ev,
 
 /* Write the rest of the batch, fflush once, fsync when asked. OBX_OK, or
  * OBX_UNAVAILABLE with errstr "write to PATH: strerror" (logged on the
- * first failure and on recovery only), OBX_FATAL on EPIPE. Some lines of a failed batch may
- * have reached the output: at-least-once, never a torn line followed by
- * more output in a regular file. */
+ * first failure and on recovery only), OBX_FATAL on EPIPE. Some lines of a
+ * failed batch may have reached the output: at-least-once, never a torn line
+ * followed by more output in a regular file. */
 obx_status obx_jsonl_sink_commit(obx_jsonl_sink *s, char *errstr,
                                  size_t errlen);
 
