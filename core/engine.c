@@ -73,8 +73,9 @@ static int alloc_batch(obx_pipeline *p)
     b->rels = calloc(n, sizeof *b->rels);
     b->burs = calloc(n, sizeof *b->burs);
     b->reasons = calloc(n, sizeof *b->reasons);
-    if (!b->claimed || !b->pub || !b->results || !b->acks || !b->rels ||
-        !b->burs || !b->reasons)
+    b->dest_off = calloc(n, sizeof *b->dest_off);
+    if (!b->dest_off || !b->claimed || !b->pub || !b->results || !b->acks ||
+        !b->rels || !b->burs || !b->reasons)
         return -1;
     return 0;
 }
@@ -384,34 +385,50 @@ static void dlq_publish(obx_pipeline *p)
 
 /* ---- one batch ------------------------------------------------------- */
 
+/* Grow the destination buffer to hold at least `need` bytes. */
+static int grow_dests(obx_batch *b, size_t need)
+{
+    if (need <= b->dest_cap)
+        return 0;
+    size_t cap = b->dest_cap ? b->dest_cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *nb = realloc(b->dest_buf, cap);
+    if (!nb)
+        return -1;
+    b->dest_buf = nb;
+    b->dest_cap = cap;
+    return 0;
+}
+
 /* Expand the route template for every event without a topic of its own
- * into one buffer, sized for the lot first: no destination is ever cut. A
- * row's own topic is used as it is (store-owned, valid until settled). */
+ * into one buffer, growing it when an expansion does not fit (then only
+ * that one is expanded again): no destination is ever cut. Offsets, not
+ * pointers, until the buffer stops moving. A row's own topic is used as
+ * it is (store-owned, valid until settled). */
 static int route_events(obx_pipeline *p)
 {
-    size_t need = 0;
-    for (size_t i = 0; i < p->b.n_pub; i++) {
-        const obx_event *ev = p->b.pub[i];
-        if (!(ev->topic && ev->topic[0]))
-            need += obx_template_expand(p->set.topic, ev, NULL, 0) + 1;
-    }
-    if (need > p->b.dest_cap) {
-        char *nb = realloc(p->b.dest_buf, need);
-        if (!nb)
-            return -1;
-        p->b.dest_buf = nb;
-        p->b.dest_cap = need;
-    }
-    char *d = p->b.dest_buf;
-    for (size_t i = 0; i < p->b.n_pub; i++) {
-        obx_event *ev = p->b.pub[i];
-        if (ev->topic && ev->topic[0]) {
-            ev->destination = ev->topic;
+    obx_batch *b = &p->b;
+    size_t used = 0;
+    for (size_t i = 0; i < b->n_pub; i++) {
+        const obx_event *ev = b->pub[i];
+        if (ev->topic && ev->topic[0])
             continue;
+        size_t left = b->dest_cap - used;
+        size_t n = obx_template_expand(p->set.topic, ev,
+                                       left ? b->dest_buf + used : NULL, left);
+        if (n + 1 > left) {
+            if (grow_dests(b, used + n + 1) != 0)
+                return -1;
+            obx_template_expand(p->set.topic, ev, b->dest_buf + used, n + 1);
         }
-        size_t left = need - (size_t)(d - p->b.dest_buf);
-        ev->destination = d;
-        d += obx_template_expand(p->set.topic, ev, d, left) + 1;
+        b->dest_off[i] = used;
+        used += n + 1;
+    }
+    for (size_t i = 0; i < b->n_pub; i++) {
+        obx_event *ev = b->pub[i];
+        bool own = ev->topic && ev->topic[0];
+        ev->destination = own ? ev->topic : b->dest_buf + b->dest_off[i];
     }
     return 0;
 }
@@ -887,6 +904,7 @@ void obx_pipeline_release(obx_pipeline *p)
     free(b->pub);
     free(b->results);
     free(b->dest_buf);
+    free(b->dest_off);
     free(b->acks);
     free(b->rels);
     free(b->burs);

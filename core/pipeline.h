@@ -49,6 +49,7 @@ typedef struct obx_batch {
     obx_result *results;
     char *dest_buf; /* expanded route templates, NUL-separated */
     size_t dest_cap;
+    size_t *dest_off; /* per published event: its expansion in dest_buf */
     obx_event **acks;
     obx_release *rels;
     obx_burial *burs;
