@@ -1,4 +1,5 @@
-/* The kill loop and its checks, the same for every store x broker pair. */
+/* The writers, the faults and the checks, the same for every store x
+ * broker pair. */
 #include "chaos.h"
 
 #include <fcntl.h>
@@ -9,15 +10,26 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "proc.h"
 #include "support.h"
+#include "tcp_proxy.h"
 
 #define BIN OBX_BUILD_DIR "/outbox-relay"
+
+/* How long the relays may take to publish again once a fault is over:
+ * noticing a dead connection (heartbeats, publish_timeout), reconnecting,
+ * the circuit's next probe. */
+#define CHAOS_RECOVERY_MS 30000
+/* Writing before a fault begins and after the last one ended, so each
+ * fault lands mid-stream and the run ends with the relays keeping up. */
+#define CHAOS_LEAD_MS 1500
 
 int64_t chaos_mono_ms(void)
 {
@@ -72,6 +84,7 @@ typedef struct writer {
     int w;
     unsigned rng;
     atomic_int *stop;
+    void *conn; /* opened on the main thread: opening may fail the test */
     unsigned char *fate; /* by seq */
     long cap, next_seq;
     long committed, rolled_back, failed_tx;
@@ -80,7 +93,6 @@ typedef struct writer {
 static void *writer_main(void *arg)
 {
     writer *wr = arg;
-    void *conn = wr->c->store->writer_open(wr->c);
     while (!atomic_load(wr->stop) && wr->next_seq + 3 < wr->cap) {
         chaos_ev evs[3];
         int n = 1 + (int)(rand_r(&wr->rng) % 3);
@@ -89,7 +101,7 @@ static void *writer_main(void *arg)
                 (chaos_ev){wr->w, wr->next_seq++,
                            (int)(rand_r(&wr->rng) % CHAOS_KEYS_PER_WRITER)};
         bool commit = rand_r(&wr->rng) % 10 != 0; /* ~10% rollbacks */
-        int rc = wr->c->store->write_tx(conn, evs, n, commit);
+        int rc = wr->c->store->write_tx(wr->conn, evs, n, commit);
         unsigned char fate = rc != 0  ? EV_FAILED
                              : commit ? EV_COMMITTED
                                       : EV_ROLLED_BACK;
@@ -101,9 +113,9 @@ static void *writer_main(void *arg)
             wr->committed += n;
         else
             wr->rolled_back += n;
-        chaos_sleep_ms(2 + (int)(rand_r(&wr->rng) % 4));
+        /* a store that is down answers at once: no busy loop meanwhile */
+        chaos_sleep_ms(rc != 0 ? 50 : 2 + (int)(rand_r(&wr->rng) % 4));
     }
-    wr->c->store->writer_close(conn);
     return NULL;
 }
 
@@ -114,6 +126,7 @@ typedef struct relays {
     char conf[4300];
     char err[CHAOS_MAX_RELAYS][4300];
     pid_t pid[CHAOS_MAX_RELAYS];
+    int mport[CHAOS_MAX_RELAYS]; /* its metrics port, 0 until known */
     int n;
 } relays;
 
@@ -127,8 +140,9 @@ static void write_config(relays *r)
     const char *level = getenv("OBX_CHAOS_LOG_LEVEL");
     if (!level || !*level)
         level = "info";
+    /* metrics on a port of each relay's choosing (its log names it) */
     fprintf(fp,
-            "[relay]\nlog_level = %s\nmetrics_listen = off\n"
+            "[relay]\nlog_level = %s\nmetrics_listen = 127.0.0.1:0\n"
             "shutdown_grace = 20s\n"
             "[pipeline chaos]\nbatch_size = %d\npoll_interval = 100ms\n"
             "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n",
@@ -155,21 +169,436 @@ static void relay_start(relays *r, int i)
     }
     close(fd);
     r->pid[i] = pid;
+    r->mport[i] = 0;
 }
 
-static void relays_stop(relays *r, int sig)
+/* Stop every relay still running with sig; returns how many did not exit
+ * 0 on a SIGTERM. */
+static int relays_stop(relays *r, int sig)
 {
+    int bad = 0;
     for (int i = 0; i < r->n; i++)
         if (r->pid[i] > 0) {
             kill(r->pid[i], sig);
             int rc = proc_wait(r->pid[i], 30000);
             if (sig == SIGTERM && rc != 0) {
-                char *log = slurp(r->err[i]);
-                fail_msg("%s: relay %d exited %d on SIGTERM:\n%s", r->c->name,
-                         i, rc, log ? log : "");
+                fprintf(stderr, "%s: relay %d exited %d on SIGTERM\n",
+                        r->c->name, i, rc);
+                bad++;
             }
             r->pid[i] = 0;
         }
+    return bad;
+}
+
+static void dump_logs(relays *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        char *log = slurp(r->err[i]);
+        size_t len = log ? strlen(log) : 0;
+        fprintf(stderr, "---- %s relay %d log (last 6 KiB) ----\n%s\n",
+                r->c->name, i, log ? log + (len > 6144 ? len - 6144 : 0) : "");
+        free(log);
+    }
+}
+
+/* How often `what` occurs in every relay's log. */
+static int logs_count(relays *r, const char *what)
+{
+    int n = 0;
+    for (int i = 0; i < r->n; i++) {
+        char *log = slurp(r->err[i]);
+        for (const char *p = log; p && (p = strstr(p, what)); p += strlen(what))
+            n++;
+        free(log);
+    }
+    return n;
+}
+
+/* ---- the relays' /metrics ---------------------------------------------- */
+
+typedef struct sample {
+    double published, dead, retries;
+} sample;
+
+/* The port relay i serves /metrics on, from its latest "metrics on" log
+ * line; 0 while it has not said. */
+static int metrics_port(relays *r, int i)
+{
+    if (r->mport[i])
+        return r->mport[i];
+    static const char tag[] = "metrics on http://127.0.0.1:";
+    char *log = slurp(r->err[i]);
+    const char *last = NULL;
+    for (const char *p = log; p && (p = strstr(p, tag)); p += sizeof tag - 1)
+        last = p;
+    if (last)
+        r->mport[i] = atoi(last + sizeof tag - 1);
+    free(log);
+    return r->mport[i];
+}
+
+/* The sum of metric `name`'s samples in a Prometheus text body. */
+static double metric_sum(const char *body, const char *name)
+{
+    double sum = 0;
+    size_t len = strlen(name);
+    for (const char *l = body; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : l)
+        if (strncmp(l, name, len) == 0 && (l[len] == '{' || l[len] == ' ')) {
+            const char *v = strchr(l, ' ');
+            if (v)
+                sum += strtod(v + 1, NULL);
+        }
+    return sum;
+}
+
+/* The counters of every relay, summed; false (why in *why) when a relay
+ * has died or does not answer. */
+static bool scrape(relays *r, sample *s, char *why, size_t len)
+{
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < r->n; i++) {
+        int st;
+        if (r->pid[i] <= 0) {
+            snprintf(why, len, "relay %d is not running", i);
+            return false;
+        }
+        if (waitpid(r->pid[i], &st, WNOHANG) == r->pid[i]) {
+            r->pid[i] = 0;
+            snprintf(why, len, "relay %d exited (status %d)", i, st);
+            return false;
+        }
+        int port = 0;
+        for (int t = 0; t < 200 && !(port = metrics_port(r, i)); t++)
+            chaos_sleep_ms(50);
+        char *body = NULL;
+        if (!port || http_get(port, "/metrics", &body) != 200) {
+            free(body);
+            snprintf(why, len, "relay %d serves no /metrics (port %d)", i,
+                     port);
+            return false;
+        }
+        s->published += metric_sum(body, "outbox_events_published_total");
+        s->dead += metric_sum(body, "outbox_events_dead_lettered_total");
+        s->retries += metric_sum(body, "outbox_publish_retries_total");
+        free(body);
+    }
+    return true;
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+typedef struct run {
+    chaos_ctx c;
+    const chaos_schedule *sch;
+    relays r;
+    writer ws[CHAOS_WRITERS];
+    pthread_t th[CHAOS_WRITERS];
+    atomic_int stop;
+    bool writing, store_set_up, broker_set_up, broker_stopped;
+    tp_proxy *proxy[2]; /* by chaos_link */
+    unsigned rng;
+    int kills, disruptions;
+    char why[1024]; /* the first thing that went wrong, "" when none */
+} run;
+
+/* The run in progress, for chaos_cleanup when an adapter fails the test
+ * in the middle of it. */
+static run *current;
+
+static bool failed(run *u, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static bool failed(run *u, const char *fmt, ...)
+{
+    if (!u->why[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(u->why, sizeof u->why, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+static void stop_writers(run *u)
+{
+    if (!u->writing)
+        return;
+    atomic_store(&u->stop, 1);
+    for (int w = 0; w < CHAOS_WRITERS; w++)
+        pthread_join(u->th[w], NULL);
+    u->writing = false;
+}
+
+/* Everything the run started, whatever state it is in; idempotent. */
+static void release(run *u, bool keep_store)
+{
+    stop_writers(u);
+    for (int w = 0; w < CHAOS_WRITERS; w++) {
+        if (u->ws[w].conn)
+            u->c.store->writer_close(u->ws[w].conn);
+        u->ws[w].conn = NULL;
+        free(u->ws[w].fate);
+        u->ws[w].fate = NULL;
+    }
+    relays_stop(&u->r, SIGKILL);
+    for (int l = 0; l < 2; l++)
+        if (u->proxy[l]) {
+            tp_stop(u->proxy[l]);
+            u->proxy[l] = NULL;
+        }
+    if (u->broker_set_up)
+        u->c.broker->teardown(&u->c);
+    u->broker_set_up = false;
+    if (u->store_set_up && !keep_store)
+        u->c.store->teardown(&u->c);
+    u->store_set_up = false;
+    if (u->c.dir && !keep_store)
+        obx_test_rmtree(u->c.dir);
+    free(u->c.dir);
+    u->c.dir = NULL;
+}
+
+void chaos_cleanup(void)
+{
+    if (current) {
+        dump_logs(&current->r);
+        release(current, false);
+        free(current);
+        current = NULL;
+    }
+}
+
+static bool take_sample(run *u, sample *s)
+{
+    char why[256];
+    if (scrape(&u->r, s, why, sizeof why))
+        return true;
+    return failed(u, "%s", why);
+}
+
+/* Once a fault is over: the relays must publish again within
+ * CHAOS_RECOVERY_MS (they do not hang on a dead connection), and, when
+ * min_accepted > 0, have opened new connections through the proxy of
+ * link (they reconnected). */
+static bool recovered(run *u, const char *what, tp_proxy *p, int min_accepted)
+{
+    sample s0, s;
+    if (!take_sample(u, &s0))
+        return false;
+    int64_t t0 = chaos_mono_ms();
+    for (;;) {
+        chaos_sleep_ms(100);
+        if (!take_sample(u, &s))
+            return false;
+        bool again = !p || tp_accepted(p) >= min_accepted;
+        if (s.published > s0.published && again) {
+            printf("chaos %s: %s: publishing again %lld ms after it ended\n",
+                   u->c.name, what, (long long)(chaos_mono_ms() - t0));
+            return true;
+        }
+        if (chaos_mono_ms() - t0 > CHAOS_RECOVERY_MS)
+            return failed(u, "%s: no progress within %d s after it ended (%s)",
+                          what, CHAOS_RECOVERY_MS / 1000,
+                          again ? "published count still"
+                                : "no new connection either");
+    }
+}
+
+/* Sleep ms while the relays run, failing when one of them dies. */
+static bool watch(run *u, int ms)
+{
+    int64_t end = chaos_mono_ms() + ms;
+    while (chaos_mono_ms() < end) {
+        for (int i = 0; i < u->r.n; i++) {
+            int st;
+            if (u->r.pid[i] > 0 &&
+                waitpid(u->r.pid[i], &st, WNOHANG) == u->r.pid[i]) {
+                u->r.pid[i] = 0;
+                return failed(u, "relay %d exited (status %d) mid-run", i, st);
+            }
+        }
+        int64_t left = end - chaos_mono_ms();
+        chaos_sleep_ms(left > 100 ? 100 : left > 0 ? (int)left : 0);
+    }
+    return true;
+}
+
+static bool kill_phase(run *u, int kills)
+{
+    relays *r = &u->r;
+    for (int k = 0; k < kills; k++) {
+        chaos_sleep_ms(150 + (int)(rand_r(&u->rng) % 450));
+        int i = (int)(rand_r(&u->rng) % (unsigned)r->n);
+        kill(r->pid[i], SIGKILL);
+        proc_wait(r->pid[i], 10000);
+        relay_start(r, i);
+        u->kills++;
+    }
+    return true;
+}
+
+/* The broker or store down for ms, circuit opened meanwhile: "circuit
+ * open" lines in the relays' logs are how the engine reports it. */
+static bool outage_felt(run *u, int circuits_before, const char *what)
+{
+    if (logs_count(&u->r, "circuit open:") > circuits_before)
+        return true;
+    return failed(u, "%s: no relay opened its circuit", what);
+}
+
+static bool broker_down(run *u, const chaos_step *st, const char *what)
+{
+    if (!watch(u, CHAOS_LEAD_MS))
+        return false;
+    int circuits = logs_count(&u->r, "circuit open:");
+    u->c.broker->stop(&u->c);
+    u->broker_stopped = true;
+    bool ok = watch(u, st->ms);
+    u->c.broker->start(&u->c);
+    u->broker_stopped = false;
+    u->disruptions++;
+    return ok && outage_felt(u, circuits, what) && recovered(u, what, NULL, 0);
+}
+
+static bool cold_start(run *u, const chaos_step *st, const char *what)
+{
+    /* the broker was stopped before the relays started (chaos_run) */
+    int64_t end = chaos_mono_ms() + st->ms;
+    if (!watch(u, st->ms > CHAOS_LEAD_MS ? st->ms - CHAOS_LEAD_MS : 0))
+        return false;
+    int64_t left = end - chaos_mono_ms();
+    if (left > 0 && !watch(u, (int)left))
+        return false;
+    bool felt = outage_felt(u, 0, what);
+    u->c.broker->start(&u->c);
+    u->broker_stopped = false;
+    u->disruptions++;
+    return felt && recovered(u, what, NULL, 0);
+}
+
+static bool store_restart(run *u, const chaos_step *st, const char *what)
+{
+    if (!watch(u, CHAOS_LEAD_MS))
+        return false;
+    int circuits = logs_count(&u->r, "circuit open:");
+    pid_t child = u->c.store->restart(&u->c, st->ms);
+    int64_t end = chaos_mono_ms() + st->ms + 120000;
+    int status = -1;
+    while (status < 0) {
+        int wst;
+        if (waitpid(child, &wst, WNOHANG) == child)
+            status = WIFEXITED(wst) ? WEXITSTATUS(wst) : 128 + WTERMSIG(wst);
+        else if (chaos_mono_ms() > end)
+            status = proc_wait(child, 0);
+        else if (!watch(u, 100))
+            return false;
+    }
+    u->disruptions++;
+    if (status != 0)
+        return failed(u, "%s: the restart failed (exit %d)", what, status);
+    return outage_felt(u, circuits, what) && recovered(u, what, NULL, 0);
+}
+
+static bool cut(run *u, const chaos_step *st, const char *what)
+{
+    tp_proxy *p = u->proxy[st->link];
+    for (int k = 0; k < st->count; k++) {
+        if (!watch(u, k ? 700 + (int)(rand_r(&u->rng) % 600) : CHAOS_LEAD_MS))
+            return false;
+        int before = tp_accepted(p);
+        int n = tp_cut(p);
+        u->disruptions++;
+        if (n == 0)
+            return failed(u, "%s: no connection to cut", what);
+        char one[160];
+        snprintf(one, sizeof one, "%s (%d of %d, %d connections)", what, k + 1,
+                 st->count, n);
+        if (!recovered(u, one, p, before + 1))
+            return false;
+    }
+    return true;
+}
+
+static bool stall(run *u, const chaos_step *st, const char *what)
+{
+    tp_proxy *p = u->proxy[st->link];
+    if (!watch(u, CHAOS_LEAD_MS))
+        return false;
+    tp_set_mode(p, TP_STALL, 0);
+    u->disruptions++;
+    /* what the relays had in hand when it began may still settle */
+    int grace = st->ms > 4000 ? 2000 : st->ms / 2;
+    sample a, b;
+    if (!watch(u, grace) || !take_sample(u, &a) || !watch(u, st->ms - grace) ||
+        !take_sample(u, &b))
+        return false;
+    /* the old connections never come back: only a relay that noticed the
+     * dead link (its own timeouts) and reconnected goes on */
+    int dead = tp_abandon(p);
+    int before = tp_accepted(p);
+    tp_set_mode(p, TP_PASS, 0);
+    printf("chaos %s: %s: %.0f published during it, %d connections "
+           "abandoned\n",
+           u->c.name, what, b.published - a.published, dead);
+    if (b.published - a.published > 2.0 * CHAOS_BATCH * u->r.n)
+        return failed(u,
+                      "%s: %.0f events published while it stalled: the "
+                      "relays' connections do not go through the proxy",
+                      what, b.published - a.published);
+    return recovered(u, what, p, before + 1);
+}
+
+static bool slow(run *u, const chaos_step *st, const char *what)
+{
+    tp_proxy *p = u->proxy[st->link];
+    if (!watch(u, CHAOS_LEAD_MS))
+        return false;
+    sample a, b;
+    if (!take_sample(u, &a))
+        return false;
+    tp_set_mode(p, TP_SLOW, st->delay_ms);
+    u->disruptions++;
+    bool ok = watch(u, st->ms) && take_sample(u, &b);
+    tp_set_mode(p, TP_PASS, 0);
+    if (!ok)
+        return false;
+    printf("chaos %s: %s: %.0f published meanwhile\n", u->c.name, what,
+           b.published - a.published);
+    if (b.published <= a.published)
+        return failed(u, "%s: nothing published over the slow link", what);
+    return recovered(u, what, NULL, 0);
+}
+
+static bool apply(run *u, const chaos_step *st)
+{
+    char what[96];
+    switch (st->fault) {
+    case CHAOS_KILL: return kill_phase(u, st->count);
+    case CHAOS_BROKER_DOWN:
+        snprintf(what, sizeof what, "broker down %d ms", st->ms);
+        return broker_down(u, st, what);
+    case CHAOS_COLD_START:
+        snprintf(what, sizeof what, "started with the broker down %d ms",
+                 st->ms);
+        return cold_start(u, st, what);
+    case CHAOS_STORE_RESTART:
+        snprintf(what, sizeof what, "database restart, down %d ms", st->ms);
+        return store_restart(u, st, what);
+    case CHAOS_CUT:
+        snprintf(what, sizeof what, "%s link cut",
+                 st->link == CHAOS_LINK_STORE ? "store" : "broker");
+        return cut(u, st, what);
+    case CHAOS_STALL:
+        snprintf(what, sizeof what, "%s link stalled %d ms",
+                 st->link == CHAOS_LINK_STORE ? "store" : "broker", st->ms);
+        return stall(u, st, what);
+    case CHAOS_SLOW:
+        snprintf(what, sizeof what, "%s link slowed (%d ms a chunk, %d ms)",
+                 st->link == CHAOS_LINK_STORE ? "store" : "broker",
+                 st->delay_ms, st->ms);
+        return slow(u, st, what);
+    }
+    return failed(u, "unknown fault %d", (int)st->fault);
 }
 
 /* ---- checks ------------------------------------------------------------ */
@@ -244,12 +673,12 @@ static long distinct_committed_seen(writer *ws, const chaos_seen *seen)
     return v.delivered - v.phantoms - v.duplicates;
 }
 
-static void summary_row(chaos_ctx *c, int kills, const verdict *v)
+static void summary_row(run *u, const verdict *v)
 {
     char row[512];
-    snprintf(row, sizeof row, "%-22s %5d %9ld %6ld %8ld %12ld %10ld\n", c->name,
-             kills, v->committed, v->lost, v->phantoms, v->order_breaks,
-             v->duplicates);
+    snprintf(row, sizeof row, "%-22s %-34s %5d %9ld %6ld %8ld %12ld %10ld\n",
+             u->c.name, u->sch->name, u->kills, v->committed, v->lost,
+             v->phantoms, v->order_breaks, v->duplicates);
     fputs(row, stdout);
     const char *path = getenv("OBX_CHAOS_SUMMARY");
     if (path && *path) {
@@ -261,127 +690,211 @@ static void summary_row(chaos_ctx *c, int kills, const verdict *v)
     }
 }
 
-static void dump_logs(relays *r)
-{
-    for (int i = 0; i < r->n; i++) {
-        char *log = slurp(r->err[i]);
-        size_t len = log ? strlen(log) : 0;
-        fprintf(stderr, "---- %s relay %d log (last 4 KiB) ----\n%s\n",
-                r->c->name, i, log ? log + (len > 4096 ? len - 4096 : 0) : "");
-        free(log);
-    }
-}
-
-/* ---- the loop ---------------------------------------------------------- */
-
-static void kill_phase(relays *r, int kills, unsigned *rng)
-{
-    for (int k = 0; k < kills; k++) {
-        chaos_sleep_ms(150 + (int)(rand_r(rng) % 450));
-        int i = (int)(rand_r(rng) % (unsigned)r->n);
-        kill(r->pid[i], SIGKILL);
-        proc_wait(r->pid[i], 10000);
-        relay_start(r, i);
-    }
-}
-
-/* Read back until every committed event is there (or a minute passed). */
-static void drain(chaos_ctx *c, writer *ws, long committed, chaos_seen *seen)
+/* Read back until every committed event is there (or 90 s passed). */
+static void drain(run *u, long committed, chaos_seen *seen)
 {
     int64_t end = chaos_mono_ms() + 90000;
     for (;;) {
         chaos_seen_free(seen);
-        c->broker->read_back(c, (size_t)committed, seen);
-        if (distinct_committed_seen(ws, seen) >= committed ||
+        u->c.broker->read_back(&u->c, (size_t)committed, seen);
+        if (distinct_committed_seen(u->ws, seen) >= committed ||
             chaos_mono_ms() > end)
             return;
         chaos_sleep_ms(500);
     }
 }
 
-void chaos_kill_loop(chaos_store *store, chaos_broker *broker, int kills)
+/* The store's own count of dead letters, from `outbox-relay stats
+ * --json`: none, whatever the faults (an outage is not the events'
+ * fault, and a kill is not either). */
+static bool no_dead_letters(run *u)
+{
+    char out[4400], err[4400];
+    snprintf(out, sizeof out, "%s/stats.json", u->c.dir);
+    snprintf(err, sizeof err, "%s/stats.err", u->c.dir);
+    char *argv[] = {BIN, "stats", "--json", "-c", u->r.conf, NULL};
+    int rc = proc_run(argv, out, err, 60000);
+    json_error_t je;
+    json_t *doc = json_load_file(out, 0, &je);
+    json_t *p = json_array_get(json_object_get(doc, "pipelines"), 0);
+    json_t *dead = json_object_get(p, "dead");
+    bool ok = rc == 0 && json_is_integer(dead) && json_integer_value(dead) == 0;
+    if (!ok) {
+        char *e = slurp(err);
+        char *o = slurp(out);
+        failed(u, "stats --json (exit %d): %s %s", rc, o ? o : "", e ? e : "");
+        free(e);
+        free(o);
+    }
+    json_decref(doc);
+    return ok;
+}
+
+/* ---- chaos_run ----------------------------------------------------------- */
+
+static void check_adapters(run *u)
+{
+    chaos_ctx *c = &u->c;
+    const chaos_schedule *s = u->sch;
+    if (c->own_broker_server && (!c->broker->stop || !c->broker->start))
+        fail_msg("%s: the %s broker has no server to stop", c->name,
+                 c->broker->name);
+    if (chaos_schedule_has(s, CHAOS_STORE_RESTART) && !c->store->restart)
+        fail_msg("%s: the %s store has no server to restart", c->name,
+                 c->store->name);
+    /* Kafka is not proxied: a client learns every broker's own address
+     * from the metadata and connects there, past any proxy given as the
+     * bootstrap. Its faults go through the mock cluster itself. */
+    if (chaos_schedule_proxies(s, CHAOS_LINK_BROKER) && !c->broker->server_port)
+        fail_msg("%s: the %s broker cannot be reached through the fault "
+                 "proxy",
+                 c->name, c->broker->name);
+    if (chaos_schedule_proxies(s, CHAOS_LINK_STORE) && !c->store->server_port)
+        fail_msg("%s: the %s store has no network link to fault", c->name,
+                 c->store->name);
+}
+
+static void start_writers(run *u)
+{
+    for (int w = 0; w < CHAOS_WRITERS; w++) {
+        u->ws[w] = (writer){.c = &u->c,
+                            .w = w,
+                            .rng = u->c.seed + 7919u * (unsigned)w,
+                            .stop = &u->stop,
+                            .cap = 1000000};
+        u->ws[w].fate = calloc((size_t)u->ws[w].cap, 1);
+        assert_non_null(u->ws[w].fate);
+        u->ws[w].conn = u->c.store->writer_open(&u->c);
+    }
+    for (int w = 0; w < CHAOS_WRITERS; w++)
+        pthread_create(&u->th[w], NULL, writer_main, &u->ws[w]);
+    u->writing = true;
+}
+
+void chaos_run(chaos_store *store, chaos_broker *broker,
+               const chaos_schedule *sch)
 {
     static unsigned runs;
-    chaos_ctx c = {.store = store, .broker = broker};
-    c.dir = obx_test_tmpdir();
-    c.id = (unsigned)getpid() * 100u + ++runs;
-    c.seed = (unsigned)time(NULL) ^ c.id;
+    run *u = calloc(1, sizeof *u);
+    assert_non_null(u);
+    current = u;
+    chaos_ctx *c = &u->c;
+    u->sch = sch;
+    c->store = store;
+    c->broker = broker;
+    c->dir = obx_test_tmpdir();
+    c->id = (unsigned)getpid() * 100u + ++runs;
+    c->seed = (unsigned)time(NULL) ^ c->id;
     const char *s = getenv("OBX_CHAOS_SEED");
     if (s && *s)
-        c.seed = (unsigned)strtoul(s, NULL, 10);
-    snprintf(c.name, sizeof c.name, "%s%s -> %s", store->name,
+        c->seed = (unsigned)strtoul(s, NULL, 10);
+    u->rng = c->seed;
+    snprintf(c->name, sizeof c->name, "%s%s -> %s", store->name,
              store->relays > 1 ? (store->relays == 2 ? " x2" : " x3") : "",
              broker->name);
-    printf("chaos %s: seed %u (OBX_CHAOS_SEED=%u repeats it)\n", c.name, c.seed,
-           c.seed);
-    store->setup(&c);
-    broker->setup(&c);
+    printf("chaos %s, %s: seed %u (OBX_CHAOS_SEED=%u repeats it)\n", c->name,
+           sch->name, c->seed, c->seed);
+    c->own_broker_server = chaos_schedule_has(sch, CHAOS_BROKER_DOWN) ||
+                           chaos_schedule_has(sch, CHAOS_COLD_START);
+    c->own_store_server = chaos_schedule_has(sch, CHAOS_STORE_RESTART);
+    check_adapters(u);
+    /* with kills, each incarnation's counters die with it: the metrics
+     * checks need relays that live through the whole run */
+    bool whole = chaos_schedule_kills(sch) == 0;
 
-    relays r = {.c = &c, .n = store->relays};
-    for (int i = 0; i < r.n; i++)
-        snprintf(r.err[i], sizeof r.err[i], "%s/relay%d.log", c.dir, i);
-    write_config(&r);
-    for (int i = 0; i < r.n; i++)
-        relay_start(&r, i);
-    store->ready(&c);
-
-    atomic_int stop = 0;
-    writer ws[CHAOS_WRITERS];
-    pthread_t th[CHAOS_WRITERS];
-    unsigned rng = c.seed;
-    for (int w = 0; w < CHAOS_WRITERS; w++) {
-        ws[w] = (writer){.c = &c,
-                         .w = w,
-                         .rng = c.seed + 7919u * (unsigned)w,
-                         .stop = &stop,
-                         .cap = 1000000};
-        ws[w].fate = calloc((size_t)ws[w].cap, 1);
-        pthread_create(&th[w], NULL, writer_main, &ws[w]);
+    store->setup(c);
+    u->store_set_up = true;
+    broker->setup(c);
+    u->broker_set_up = true;
+    if (chaos_schedule_proxies(sch, CHAOS_LINK_STORE)) {
+        u->proxy[CHAOS_LINK_STORE] =
+            tp_start("127.0.0.1", store->server_port(c));
+        c->store_port = tp_port(u->proxy[CHAOS_LINK_STORE]);
     }
-    kill_phase(&r, kills, &rng);
-    chaos_sleep_ms(300);
-    atomic_store(&stop, 1);
-    for (int w = 0; w < CHAOS_WRITERS; w++)
-        pthread_join(th[w], NULL);
+    if (chaos_schedule_proxies(sch, CHAOS_LINK_BROKER)) {
+        u->proxy[CHAOS_LINK_BROKER] =
+            tp_start("127.0.0.1", broker->server_port(c));
+        c->broker_port = tp_port(u->proxy[CHAOS_LINK_BROKER]);
+    }
+
+    u->r = (relays){.c = c, .n = store->relays};
+    for (int i = 0; i < u->r.n; i++)
+        snprintf(u->r.err[i], sizeof u->r.err[i], "%s/relay%d.log", c->dir, i);
+    write_config(&u->r);
+    bool cold = sch->steps[0].fault == CHAOS_COLD_START;
+    if (cold) {
+        broker->stop(c);
+        u->broker_stopped = true;
+    }
+    for (int i = 0; i < u->r.n; i++)
+        relay_start(&u->r, i);
+    store->ready(c);
+    start_writers(u);
+
+    bool ok = true;
+    /* the pair works before anything is done to it */
+    if (whole && !cold)
+        ok = recovered(u, "start", NULL, 0);
+    for (int i = 0; ok && i < sch->n; i++)
+        ok = apply(u, &sch->steps[i]);
+    if (ok)
+        ok = watch(u, whole ? CHAOS_LEAD_MS : 300);
+    stop_writers(u);
+    if (u->broker_stopped) {
+        broker->start(c);
+        u->broker_stopped = false;
+    }
 
     long committed = 0;
     for (int w = 0; w < CHAOS_WRITERS; w++)
-        committed += ws[w].committed;
+        committed += u->ws[w].committed;
     chaos_seen seen = {0};
-    drain(&c, ws, committed, &seen);
-    relays_stop(&r, SIGTERM);
+    if (ok)
+        drain(u, committed, &seen);
+    sample end = {0};
+    if (ok && whole && take_sample(u, &end) && (end.dead || end.retries))
+        ok = failed(u,
+                    "the faults cost the events: %.0f dead-lettered, %.0f "
+                    "attempts counted (outbox_publish_retries_total)",
+                    end.dead, end.retries);
+    if (relays_stop(&u->r, SIGTERM))
+        ok = failed(u, "a relay did not exit 0 on SIGTERM");
+    if (ok)
+        ok = no_dead_letters(u);
     /* what arrived after the drain (a copy still in flight) counts too */
     chaos_seen_free(&seen);
-    broker->read_back(&c, (size_t)committed, &seen);
-    verdict v = judge(ws, &seen, true);
-    summary_row(&c, kills, &v);
-    /* A kill re-publishes at most what the killed relay had in flight: a
-     * batch for a polling store, the unconfirmed window for a WAL one. */
+    broker->read_back(c, (size_t)committed, &seen);
+    verdict v = judge(u->ws, &seen, true);
+    summary_row(u, &v);
+    /* A kill or a fault re-publishes at most what the relays had in
+     * flight: a batch for a polling store, the unconfirmed window for a
+     * WAL one, per relay hit. */
     long per_kill = store->dups_per_kill ? store->dups_per_kill : CHAOS_BATCH;
-    long dup_bound = (long)kills * per_kill;
-    bool bad = v.lost || v.phantoms || v.order_breaks || v.committed == 0 ||
-               v.rolled_back == 0 || v.duplicates > dup_bound;
+    long dup_bound =
+        ((long)u->kills + (long)u->disruptions * u->r.n) * per_kill;
+    bool bad = !ok || v.lost || v.phantoms || v.order_breaks ||
+               v.committed == 0 || v.rolled_back == 0 ||
+               v.duplicates > dup_bound;
     if (bad)
-        dump_logs(&r);
+        dump_logs(&u->r);
     /* OBX_CHAOS_KEEP=1: a failing run's directory (full relay logs) and
      * its store (tables, slot) stay for a post-mortem */
     const char *keep_env = getenv("OBX_CHAOS_KEEP");
     bool keep = bad && keep_env && strcmp(keep_env, "1") == 0;
-    broker->teardown(&c);
     if (keep)
         fprintf(stderr, "%s: kept %s and the store's data (run id %u)\n",
-                c.name, c.dir, c.id);
-    else
-        store->teardown(&c);
-    for (int w = 0; w < CHAOS_WRITERS; w++)
-        free(ws[w].fate);
+                c->name, c->dir, c->id);
     chaos_seen_free(&seen);
-    if (!keep)
-        obx_test_rmtree(c.dir);
-    free(c.dir);
+    char msg[2048];
+    snprintf(msg, sizeof msg,
+             "%s, %s (seed %u): %s%scommitted %ld, rolled back %ld, lost %ld, "
+             "phantoms %ld, order breaks %ld, duplicates %ld (bound %ld)",
+             c->name, sch->name, c->seed, u->why, u->why[0] ? "; " : "",
+             v.committed, v.rolled_back, v.lost, v.phantoms, v.order_breaks,
+             v.duplicates, dup_bound);
+    release(u, keep);
+    free(u);
+    current = NULL;
     if (bad)
-        fail_msg("%s (seed %u): committed %ld, rolled back %ld, lost %ld, "
-                 "phantoms %ld, order breaks %ld, duplicates %ld (bound %ld)",
-                 c.name, c.seed, v.committed, v.rolled_back, v.lost, v.phantoms,
-                 v.order_breaks, v.duplicates, dup_bound);
+        fail_msg("%s", msg);
 }

@@ -1,13 +1,16 @@
 /* The chaos suite: real relay processes between a real store and a real
- * broker, killed with SIGKILL at random moments while two writers commit
- * (and roll back) small transactions; afterwards what the broker itself
- * holds is checked against what the writers committed.
+ * broker, while two writers commit (and roll back) small transactions,
+ * under a fault schedule: relays killed with SIGKILL at random moments,
+ * the broker's server stopped, the database restarted, the relay's
+ * connections cut, stalled or slowed through a TCP proxy. Afterwards what
+ * the broker itself holds is checked against what the writers committed.
  *
- * A run is one store x broker pair. The store and broker adapters
- * (chaos_stores.c, chaos_brokers.c) know how to set their side up, what
- * the relay's config needs, how to write a transaction and how to read
- * back what was delivered; chaos.c holds the writers, the kill loop and
- * the checks, written once for every pair. */
+ * A run is one store x broker pair and one schedule. The store and broker
+ * adapters (chaos_stores.c, chaos_brokers.c) know how to set their side up,
+ * what the relay's config needs, how to write a transaction, how to read
+ * back what was delivered and how to stop or restart their server;
+ * chaos.c holds the writers, the faults and the checks, written once for
+ * every pair; chaos_schedule.c reads a schedule from its text. */
 #ifndef OBX_TEST_CHAOS_H
 #define OBX_TEST_CHAOS_H
 
@@ -42,6 +45,63 @@ void chaos_seen_free(chaos_seen *s);
 /* Parse {"w":W,"seq":S,"k":K} (as the writers build it) into s. */
 void chaos_seen_add_payload(chaos_seen *s, const char *payload, size_t len);
 
+/* ---- fault schedules ---------------------------------------------------- */
+
+typedef enum chaos_fault {
+    CHAOS_KILL,          /* SIGKILL a relay at random, start it again */
+    CHAOS_BROKER_DOWN,   /* stop the broker's server, start it ms later */
+    CHAOS_STORE_RESTART, /* restart the database server, down for ms */
+    CHAOS_COLD_START,    /* the relays start while the broker's server is
+                            stopped; it starts ms later (first step only) */
+    CHAOS_CUT,           /* reset the link's connections (RST), count times */
+    CHAOS_STALL,         /* the link forwards nothing for ms (no FIN, no
+                            RST), then its connections are dead for good */
+    CHAOS_SLOW,          /* each chunk on the link waits delay_ms, for ms */
+} chaos_fault;
+
+/* The relays' connections a proxy fault is aimed at. */
+typedef enum chaos_link { CHAOS_LINK_STORE, CHAOS_LINK_BROKER } chaos_link;
+
+typedef struct chaos_step {
+    chaos_fault fault;
+    chaos_link link; /* cut, stall, slow */
+    int count;       /* kill: SIGKILLs; cut: cuts */
+    int ms;          /* the outage, stall or slow period */
+    int delay_ms;    /* slow */
+} chaos_step;
+
+#define CHAOS_MAX_STEPS 8
+
+typedef struct chaos_schedule {
+    chaos_step steps[CHAOS_MAX_STEPS];
+    int n;
+    char name[160]; /* for the summary: "broker-down 10s", "kill 20" */
+} chaos_schedule;
+
+/* Read a schedule: steps separated by commas, each NAME[:ARG...]:
+ *
+ *   kill[:N]                 N SIGKILLs (default OBX_CHAOS_KILLS, or 20)
+ *   broker-down[:DUR]        the broker's server stopped for DUR
+ *   store-restart[:DUR]      the database restarted, down for DUR
+ *   cold-start[:DUR]         the relays start with the broker stopped; it
+ *                            starts DUR later (the first step only)
+ *   cut:LINK[:N]             LINK (store or broker) cut N times (3)
+ *   stall:LINK[:DUR]         LINK stalled for DUR (20s)
+ *   slow:LINK[:DELAY[:DUR]]  LINK slowed, DELAY before each chunk
+ *                            (20ms), for DUR (5s)
+ *
+ * DUR is 500ms, 10s or a number of seconds; an outage without one lasts
+ * 10 s, and OBX_CHAOS_OUTAGE=DUR sets the length of every outage (the
+ * long form: 30s). Fails the running test on a bad schedule. */
+void chaos_schedule_parse(const char *spec, chaos_schedule *out);
+bool chaos_schedule_has(const chaos_schedule *s, chaos_fault f);
+/* Whether any step of s goes through the proxy of link l. */
+bool chaos_schedule_proxies(const chaos_schedule *s, chaos_link l);
+/* The SIGKILLs of s, all steps together. */
+int chaos_schedule_kills(const chaos_schedule *s);
+
+/* ---- adapters ------------------------------------------------------------ */
+
 typedef struct chaos_ctx chaos_ctx;
 
 typedef struct chaos_store {
@@ -50,32 +110,51 @@ typedef struct chaos_store {
     /* Most events a SIGKILL may make a store hand out again: 0 means one
      * batch (CHAOS_BATCH), right for polling stores. */
     long dups_per_kill;
-    /* Create what the run needs (file, schema); the relay creates the
-     * table itself. */
+    /* Create what the run needs (file, schema; a server of the run's own
+     * when c->own_store_server); the relay creates the table itself. */
     void (*setup)(chaos_ctx *c);
-    /* The store lines of relay i's config. */
+    /* The store lines of the relays' config (through c->store_port when
+     * it is set). */
     void (*config)(chaos_ctx *c, FILE *fp);
     /* Once the relays run: wait until writes will be relayed (the table
      * exists; for pg_wal, the slot). */
     void (*ready)(chaos_ctx *c);
     /* A writer connection, and one transaction of n events on it,
-     * committed or rolled back. Returns 0, or -1 when the store said no
-     * (the transaction then counts as not committed). */
+     * committed or rolled back. Returns 0 when it did what was asked, -1
+     * when it is sure the transaction did not commit (the events then
+     * count as not committed). A writer outlives a restart of the
+     * database: it reconnects, and learns whether a COMMIT whose answer
+     * was lost took effect. Runs on the writer's thread. */
     void *(*writer_open)(chaos_ctx *c);
     int (*write_tx)(void *w, const chaos_ev *evs, int n, bool commit);
     void (*writer_close)(void *w);
+    /* Restart the database server (of the run's own), down for down_ms,
+     * in a child process whose pid it returns: exit 0 once the server
+     * accepts connections again. NULL: no server. */
+    pid_t (*restart)(chaos_ctx *c, int down_ms);
+    /* The 127.0.0.1 TCP port the relays reach the server on, for the
+     * fault proxy. NULL: no network between them. */
+    int (*server_port)(chaos_ctx *c);
     void (*teardown)(chaos_ctx *c);
     void *state;
 } chaos_store;
 
 typedef struct chaos_broker {
     const char *name; /* "stdout", "kafka", ... */
+    /* A server of the run's own when c->own_broker_server. */
     void (*setup)(chaos_ctx *c);
+    /* Through c->broker_port when it is set. */
     void (*config)(chaos_ctx *c, FILE *fp);
     /* Everything delivered so far, in delivery order. `want` distinct
      * committed events are expected: an adapter that consumes may stop
      * once it has that many and nothing more arrives. */
     void (*read_back)(chaos_ctx *c, size_t want, chaos_seen *out);
+    /* Stop the run's own server, keeping what it holds; start it again,
+     * on the same port. Each returns once done. NULL: no server. */
+    void (*stop)(chaos_ctx *c);
+    void (*start)(chaos_ctx *c);
+    /* As chaos_store's. */
+    int (*server_port)(chaos_ctx *c);
     void (*teardown)(chaos_ctx *c);
     void *state;
 } chaos_broker;
@@ -84,23 +163,41 @@ struct chaos_ctx {
     char *dir;
     chaos_store *store;
     chaos_broker *broker;
-    char name[64]; /* "sqlite-kafka": the pair */
+    char name[64]; /* "sqlite -> kafka": the pair */
     unsigned id;   /* unique per run: schema, slot and topic names */
     unsigned seed;
+    /* The schedule stops or restarts the server: the adapter starts one
+     * of the run's own (in dir) instead of the ctest fixture's. */
+    bool own_store_server, own_broker_server;
+    /* Non-zero: the port on 127.0.0.1 the relays must use instead of the
+     * server's (the fault proxy in front of it). */
+    int store_port, broker_port;
 };
 
-/* Run the kill loop on a pair: `kills` SIGKILLs at random moments, then a
- * drain and the checks. Fails the running cmocka test on a guarantee
- * broken; writes its summary row to OBX_CHAOS_SUMMARY when set. */
-void chaos_kill_loop(chaos_store *store, chaos_broker *broker, int kills);
+/* Run a schedule on a pair: the writers write while its steps happen in
+ * order, then a drain and the checks: nothing lost, no phantom, no
+ * per-key order break, duplicates bounded by what the faults may have
+ * caught in flight, no dead letter; for schedules without kills also
+ * that each fault was felt (a circuit opened, connections were cut,
+ * progress stopped during a stall), that the relays made progress again
+ * within a bound after it, and that no attempt was counted (the relays'
+ * /metrics). Fails the running cmocka test on a guarantee broken; writes
+ * its summary row to OBX_CHAOS_SUMMARY when set. Main thread only. */
+void chaos_run(chaos_store *store, chaos_broker *broker,
+               const chaos_schedule *sch);
+
+/* After a run that failed the test half-way (an adapter's fail_msg):
+ * stop its writers, relays and proxies, tear its store and broker down
+ * (their servers of the run's own stop), remove its directory. Nothing
+ * when no run is left over. For a cmocka teardown. */
+void chaos_cleanup(void);
 
 /* Adapters, by name: a fresh copy the caller frees. Fails the test for a
  * name that has none. */
 chaos_store *chaos_store_named(const char *name, int relays);
 chaos_broker *chaos_broker_named(const char *name);
 
-/* For the adapters: a relay's config lines go to fp; the run's own
- * directory; clocks. */
+/* Clocks, for the adapters. */
 int64_t chaos_mono_ms(void);
 void chaos_sleep_ms(int ms);
 

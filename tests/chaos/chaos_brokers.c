@@ -1,6 +1,9 @@
 /* Broker adapters for the chaos suite. Each reads back from the broker
- * itself (the stdout broker's output file; the Kafka mock cluster through
- * a consumer), never from the relay's logs. */
+ * itself (the stdout broker's output file; the Kafka mock cluster, the
+ * RabbitMQ queue, the JetStream stream through a consumer), never from the
+ * relay's logs. RabbitMQ and NATS use the ctest fixture's server, or one
+ * of the run's own when the run stops it; the Kafka mock is always the
+ * run's own process. */
 #include "chaos.h"
 
 #include <setjmp.h>
@@ -119,6 +122,43 @@ static void kafka_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
     kt_msgs_free(&m);
 }
 
+/* SIGUSR1 / SIGUSR2 to the mock (mock_cluster.c): every broker down or
+ * up; it says "down" or "up" on its output once done. */
+static void kafka_signal(chaos_ctx *c, int sig, const char *said)
+{
+    kafka_state *s = c->broker->state;
+    char line[16];
+    snprintf(line, sizeof line, "\n%s\n", said);
+    int before = 0;
+    char *t = slurp(s->out);
+    for (const char *p = t; p && (p = strstr(p, line)); p += strlen(said) + 1)
+        before++;
+    free(t);
+    kill(s->mock, sig);
+    for (int i = 0; i < 500; i++) {
+        int now = 0;
+        t = slurp(s->out);
+        for (const char *p = t; p && (p = strstr(p, line));
+             p += strlen(said) + 1)
+            now++;
+        free(t);
+        if (now > before)
+            return;
+        chaos_sleep_ms(10);
+    }
+    fail_msg("mock_cluster did not say '%s'", said);
+}
+
+static void kafka_stop(chaos_ctx *c)
+{
+    kafka_signal(c, SIGUSR1, "down");
+}
+
+static void kafka_start(chaos_ctx *c)
+{
+    kafka_signal(c, SIGUSR2, "up");
+}
+
 static void kafka_teardown(chaos_ctx *c)
 {
     kafka_state *s = c->broker->state;
@@ -128,39 +168,65 @@ static void kafka_teardown(chaos_ctx *c)
     c->broker->state = NULL;
 }
 
-/* ---- rabbitmq: a queue of the run's own on the fixture's node --------- */
+/* ---- rabbitmq: a queue of the run's own -------------------------------- */
 
 /* Consuming takes messages off the queue: what came earlier is kept here
  * and every read_back returns all of it. */
 typedef struct rmq_state {
     char queue[64];
+    char url[512];
+    char own[4300]; /* the state dir of the run's own server, or "" */
     chaos_seen got;
 } rmq_state;
 
 static void rmq_setup(chaos_ctx *c)
 {
     rmq_state *s = calloc(1, sizeof *s);
-    snprintf(s->queue, sizeof s->queue, "chaos.q%u", c->id);
-    rmqt_queue(rmqt_url(), s->queue);
     c->broker->state = s;
+    if (c->own_broker_server) {
+        snprintf(s->own, sizeof s->own, "%s/rmq", c->dir);
+        snprintf(s->url, sizeof s->url, "%s", rmqt_server_start(s->own));
+    } else {
+        snprintf(s->url, sizeof s->url, "%s", rmqt_url());
+    }
+    snprintf(s->queue, sizeof s->queue, "chaos.q%u", c->id);
+    rmqt_queue(s->url, s->queue);
+}
+
+/* amqp://obx:PASSWORD@127.0.0.1:PORT/: where PORT begins. */
+static const char *rmq_port_at(const char *url)
+{
+    const char *at = strrchr(url, '@');
+    const char *colon = at ? strchr(at, ':') : NULL;
+    if (!colon)
+        fail_msg("no port in %s", url);
+    return colon + 1;
 }
 
 static void rmq_config(chaos_ctx *c, FILE *fp)
 {
     rmq_state *s = c->broker->state;
+    char url[600];
+    if (c->broker_port) {
+        const char *port = rmq_port_at(s->url);
+        snprintf(url, sizeof url, "%.*s%d%s", (int)(port - s->url), s->url,
+                 c->broker_port, port + strspn(port, "0123456789"));
+    } else {
+        snprintf(url, sizeof url, "%s", s->url);
+    }
     /* the default exchange routes the destination to the queue of that
      * name; two channels, as operators run it */
     fprintf(fp,
             "broker = rabbitmq\nbroker.url = %s\nbroker.channels = 2\n"
             "topic = %s\n",
-            rmqt_url(), s->queue);
+            url, s->queue);
 }
 
 static void rmq_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
 {
     rmq_state *s = c->broker->state;
     size_t more = want > s->got.n ? want - s->got.n : 0;
-    rmqt_msgs m = rmqt_consume(rmqt_url(), s->queue, more, 1000, 20000);
+    rmqt_msgs m = rmqt_consume(s->url, s->queue, more, 1000, 20000);
     for (size_t i = 0; i < m.n; i++)
         chaos_seen_add_payload(&s->got, m.items[i].body, m.items[i].body_len);
     rmqt_msgs_free(&m);
@@ -169,51 +235,120 @@ static void rmq_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
                        s->got.items[i].key);
 }
 
+/* rmq_ctl.sh halt / boot: the node stopped with its queues and messages
+ * kept, and started again on the same ports. */
+static void rmq_stop(chaos_ctx *c)
+{
+    rmq_state *s = c->broker->state;
+    if (rmqt_ctl(s->own, "halt") != 0)
+        fail_msg("rabbitmq: the node did not stop");
+}
+
+static void rmq_start(chaos_ctx *c)
+{
+    rmq_state *s = c->broker->state;
+    if (rmqt_ctl(s->own, "boot") != 0)
+        fail_msg("rabbitmq: the node did not start again");
+}
+
+static int rmq_server_port(chaos_ctx *c)
+{
+    rmq_state *s = c->broker->state;
+    return atoi(rmq_port_at(s->url));
+}
+
 static void rmq_teardown(chaos_ctx *c)
 {
     rmq_state *s = c->broker->state;
+    if (!s)
+        return;
+    if (s->own[0])
+        rmqt_server_stop(s->own);
     chaos_seen_free(&s->got);
     free(s);
     c->broker->state = NULL;
 }
 
-/* ---- nats: a JetStream stream of the run's own on the fixture's server -- */
+/* ---- nats: a JetStream stream of the run's own -------------------------- */
 
 typedef struct nats_state {
     char stream[64], subject[64];
+    char url[256];
+    char own[4300]; /* the state dir of the run's own server, or "" */
 } nats_state;
 
 static void nats_setup(chaos_ctx *c)
 {
     nats_state *s = calloc(1, sizeof *s);
+    c->broker->state = s;
+    if (c->own_broker_server) {
+        snprintf(s->own, sizeof s->own, "%s/nats", c->dir);
+        snprintf(s->url, sizeof s->url, "%s", nt_server_start(s->own, NULL));
+    } else {
+        snprintf(s->url, sizeof s->url, "%s", nt_fixture_url());
+    }
     snprintf(s->stream, sizeof s->stream, "CHAOS%u", c->id);
     snprintf(s->subject, sizeof s->subject, "chaos.s%u", c->id);
-    nt_stream_create(nt_fixture_url(), s->stream, s->subject, 120000);
-    c->broker->state = s;
+    nt_stream_create(s->url, s->stream, s->subject, 120000);
 }
 
 static void nats_config(chaos_ctx *c, FILE *fp)
 {
     nats_state *s = c->broker->state;
+    char url[256];
+    if (c->broker_port)
+        snprintf(url, sizeof url, "nats://127.0.0.1:%d", c->broker_port);
+    else
+        snprintf(url, sizeof url, "%s", s->url);
     fprintf(fp,
             "broker = nats\nbroker.servers = %s\nbroker.stream = %s\n"
             "topic = %s\n",
-            nt_fixture_url(), s->stream, s->subject);
+            url, s->stream, s->subject);
 }
 
 static void nats_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
 {
+    (void)want;
     nats_state *s = c->broker->state;
-    nt_msgs m = nt_read_stream(nt_fixture_url(), s->stream, 1000);
+    nt_msgs m = nt_read_stream(s->url, s->stream, 1000);
     for (size_t i = 0; i < m.n; i++)
         chaos_seen_add_payload(out, m.items[i].data, (size_t)m.items[i].len);
     nt_msgs_free(&m);
 }
 
+/* SIGKILL, as a crash; the stream's store and the port stay, and the
+ * server starts on them again. */
+static void nats_stop(chaos_ctx *c)
+{
+    nats_state *s = c->broker->state;
+    nt_server_kill(s->own);
+}
+
+static void nats_start(chaos_ctx *c)
+{
+    nats_state *s = c->broker->state;
+    nt_server_restart(s->own);
+}
+
+static int nats_server_port(chaos_ctx *c)
+{
+    nats_state *s = c->broker->state;
+    const char *colon = strrchr(s->url, ':');
+    if (!colon)
+        fail_msg("no port in %s", s->url);
+    return atoi(colon + 1);
+}
+
 static void nats_teardown(chaos_ctx *c)
 {
     nats_state *s = c->broker->state;
-    nt_stream_delete(nt_fixture_url(), s->stream);
+    if (!s)
+        return;
+    if (s->own[0]) {
+        nt_server_stop(s->own);
+    } else {
+        nt_stream_delete(s->url, s->stream);
+    }
     free(s);
     c->broker->state = NULL;
 }
@@ -225,20 +360,29 @@ chaos_broker *chaos_broker_named(const char *name)
                                      .config = out_config,
                                      .read_back = out_read_back,
                                      .teardown = out_teardown};
+    /* no server_port: see check_adapters in chaos.c */
     static const chaos_broker kafka = {.name = "kafka",
                                        .setup = kafka_setup,
                                        .config = kafka_config,
                                        .read_back = kafka_read_back,
+                                       .stop = kafka_stop,
+                                       .start = kafka_start,
                                        .teardown = kafka_teardown};
     static const chaos_broker rabbitmq = {.name = "rabbitmq",
                                           .setup = rmq_setup,
                                           .config = rmq_config,
                                           .read_back = rmq_read_back,
+                                          .stop = rmq_stop,
+                                          .start = rmq_start,
+                                          .server_port = rmq_server_port,
                                           .teardown = rmq_teardown};
     static const chaos_broker nats = {.name = "nats",
                                       .setup = nats_setup,
                                       .config = nats_config,
                                       .read_back = nats_read_back,
+                                      .stop = nats_stop,
+                                      .start = nats_start,
+                                      .server_port = nats_server_port,
                                       .teardown = nats_teardown};
     const chaos_broker *proto = !strcmp(name, "stdout")     ? &out
                                 : !strcmp(name, "kafka")    ? &kafka

@@ -1,7 +1,8 @@
 /* Store adapters for the chaos suite: sqlite on a file of the run's own,
  * pg_poll and pg_wal on a schema of the run's own on the private
- * PostgreSQL the `pg` ctest fixture starts. Writers use the plain
- * four-column INSERT an application would. */
+ * PostgreSQL the `pg` ctest fixture starts, or on a server of the run's
+ * own when the run restarts it (tests/pg/pg_start.sh, pg_restart.sh).
+ * Writers use the plain four-column INSERT an application would. */
 #include "chaos.h"
 
 #include <setjmp.h>
@@ -12,6 +13,9 @@
 #include <cmocka.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
+
+#include "pg_testlib.h"
+#include "proc.h"
 
 /* The writer-facing INSERT; one row per event. */
 static void event_text(const chaos_ev *e, char *agg, size_t alen, char *pl,
@@ -121,23 +125,8 @@ typedef struct pg_state {
     char server[1024];
     char schema[64];
     char conninfo[1300]; /* server + search_path */
+    char own[4300];      /* the state dir of the run's own server, or "" */
 } pg_state;
-
-static const char *fixture_conninfo(void)
-{
-    static char buf[1024];
-    const char *path = OBX_BUILD_DIR "/tests/pg/pg_conninfo";
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("%s is missing: the test PostgreSQL did not start (the "
-                 "pg_server_start ctest fixture starts it)",
-                 path);
-    if (!fgets(buf, sizeof buf, f))
-        buf[0] = '\0';
-    fclose(f);
-    buf[strcspn(buf, "\n")] = '\0';
-    return buf;
-}
 
 static PGconn *pg_connect(const char *conninfo)
 {
@@ -166,42 +155,68 @@ static bool pg_true(PGconn *db, const char *sql)
     return yes;
 }
 
+/* The schema of the run's own, and in it chaos_tx: a row per transaction
+ * a writer commits, written in the transaction itself, so a writer whose
+ * COMMIT went unanswered (the server restarted) can ask what happened. */
 static void pg_setup(chaos_ctx *c)
 {
     pg_state *s = calloc(1, sizeof *s);
-    snprintf(s->server, sizeof s->server, "%s", fixture_conninfo());
+    c->store->state = s;
+    if (c->own_store_server) {
+        snprintf(s->own, sizeof s->own, "%s/pg", c->dir);
+        snprintf(s->server, sizeof s->server, "%s", pgt_server_start(s->own));
+    } else {
+        snprintf(s->server, sizeof s->server, "%s", pgt_server_conninfo());
+    }
     snprintf(s->schema, sizeof s->schema, "chaos%u", c->id);
     snprintf(s->conninfo, sizeof s->conninfo, "%s options=-csearch_path=%s",
              s->server, s->schema);
     PGconn *db = pg_connect(s->server);
-    char sql[256];
+    char sql[512];
     snprintf(sql, sizeof sql,
-             "DROP SCHEMA IF EXISTS %s CASCADE; CREATE "
-             "SCHEMA %s",
-             s->schema, s->schema);
+             "DROP SCHEMA IF EXISTS %s CASCADE; CREATE SCHEMA %s; "
+             "CREATE TABLE %s.chaos_tx (w int, seq bigint, PRIMARY KEY (w, "
+             "seq))",
+             s->schema, s->schema, s->schema);
     pg_exec(db, sql);
     PQfinish(db);
-    c->store->state = s;
+}
+
+/* What the relays connect with: the server, or the fault proxy in front
+ * of it (the server listens on 127.0.0.1 as well as on its socket; the
+ * later host and port win). */
+static void pg_relay_conninfo(chaos_ctx *c, char *buf, size_t len)
+{
+    pg_state *s = c->store->state;
+    if (c->store_port)
+        snprintf(buf, len, "%s host=127.0.0.1 port=%d", s->server,
+                 c->store_port);
+    else
+        snprintf(buf, len, "%s", s->server);
 }
 
 static void pg_poll_config(chaos_ctx *c, FILE *fp)
 {
     pg_state *s = c->store->state;
+    char ci[1300];
+    pg_relay_conninfo(c, ci, sizeof ci);
     fprintf(fp,
             "store = pg_poll\nstore.conninfo = %s\nstore.schema = %s\n"
             "store.channel = %s\nstore.lease = 2s\n",
-            s->server, s->schema, s->schema);
+            ci, s->schema, s->schema);
 }
 
 static void pg_wal_config(chaos_ctx *c, FILE *fp)
 {
     pg_state *s = c->store->state;
+    char ci[1300];
+    pg_relay_conninfo(c, ci, sizeof ci);
     /* status updates every 100 ms bound what a kill re-streams */
     fprintf(fp,
             "store = pg_wal\nstore.conninfo = %s\nstore.schema = %s\n"
             "store.slot = %s\nstore.publication = %s\n"
             "store.status_interval = 100ms\n",
-            s->server, s->schema, s->schema, s->schema);
+            ci, s->schema, s->schema, s->schema);
 }
 
 static void pg_wait(PGconn *db, const char *sql, const char *what)
@@ -245,46 +260,141 @@ static void pg_wal_ready(chaos_ctx *c)
     PQfinish(db);
 }
 
+typedef struct pg_writer {
+    PGconn *db;
+} pg_writer;
+
 static void *pg_writer_open(chaos_ctx *c)
 {
     pg_state *s = c->store->state;
-    return pg_connect(s->conninfo);
+    pg_writer *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    w->db = pg_connect(s->conninfo);
+    return w;
 }
 
-static int pg_write_tx(void *w, const chaos_ev *evs, int n, bool commit)
+/* A connection again after the server went away (PQreset: the same
+ * conninfo); false while it is still down. */
+static bool pg_writer_up(pg_writer *w)
 {
-    PGconn *db = w;
-    PGresult *r = PQexec(db, "BEGIN");
+    if (PQstatus(w->db) == CONNECTION_OK)
+        return true;
+    PQreset(w->db);
+    return PQstatus(w->db) == CONNECTION_OK;
+}
+
+/* Whether the transaction of (w, seq) committed, asked on a new
+ * connection; the server may take a while to come back. */
+static int pg_outcome(pg_writer *w, const chaos_ev *first)
+{
+    int64_t end = chaos_mono_ms() + 120000;
+    while (!pg_writer_up(w)) {
+        if (chaos_mono_ms() > end) {
+            fprintf(stderr, "chaos writer: the server stayed away; the "
+                            "transaction's outcome is unknown\n");
+            return -1;
+        }
+        chaos_sleep_ms(100);
+    }
+    char wv[16], sv[32];
+    snprintf(wv, sizeof wv, "%d", first->w);
+    snprintf(sv, sizeof sv, "%ld", first->seq);
+    const char *p[2] = {wv, sv};
+    PGresult *r = PQexecParams(w->db,
+                               "SELECT count(*) FROM chaos_tx WHERE w = $1 "
+                               "AND seq = $2",
+                               2, NULL, p, NULL, NULL, 0);
+    int rc = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        rc = strcmp(PQgetvalue(r, 0, 0), "1") == 0 ? 0 : -1;
+    else
+        fprintf(stderr, "chaos writer: %s", PQerrorMessage(w->db));
+    PQclear(r);
+    return rc;
+}
+
+static bool pg_cmd(PGconn *db, const char *sql, int n, const char *const *p)
+{
+    PGresult *r = PQexecParams(db, sql, n, NULL, p, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
+    return ok;
+}
+
+static int pg_write_tx(void *wp, const chaos_ev *evs, int n, bool commit)
+{
+    pg_writer *w = wp;
+    if (!pg_writer_up(w))
+        return -1;
+    PGconn *db = w->db;
+    bool ok = pg_cmd(db, "BEGIN", 0, NULL);
+    char wv[16], sv[32];
+    snprintf(wv, sizeof wv, "%d", evs[0].w);
+    snprintf(sv, sizeof sv, "%ld", evs[0].seq);
+    const char *mark[2] = {wv, sv};
+    ok = ok &&
+         pg_cmd(db, "INSERT INTO chaos_tx (w, seq) VALUES ($1, $2)", 2, mark);
     for (int i = 0; i < n && ok; i++) {
         char agg[32], pl[96];
         event_text(&evs[i], agg, sizeof agg, pl, sizeof pl);
         const char *p[2] = {agg, pl};
-        r = PQexecParams(db,
-                         "INSERT INTO outbox (aggregate_type, aggregate_id, "
-                         "event_type, payload) VALUES ('chaos', $1, 'Chaos', "
-                         "convert_to($2, 'UTF8'))",
-                         2, NULL, p, NULL, NULL, 0);
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok)
-            fprintf(stderr, "chaos writer: %s", PQerrorMessage(db));
-        PQclear(r);
+        ok = pg_cmd(db,
+                    "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                    "event_type, payload) VALUES ('chaos', $1, 'Chaos', "
+                    "convert_to($2, 'UTF8'))",
+                    2, p);
     }
-    r = PQexec(db, ok && commit ? "COMMIT" : "ROLLBACK");
-    ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok || !commit) {
+        /* never committed, whatever this answers */
+        pg_cmd(db, "ROLLBACK", 0, NULL);
+        return ok ? 0 : -1;
+    }
+    PGresult *r = PQexec(db, "COMMIT");
+    bool done = PQresultStatus(r) == PGRES_COMMAND_OK &&
+                strcmp(PQcmdStatus(r), "COMMIT") == 0;
     PQclear(r);
-    return ok ? 0 : -1;
+    if (done)
+        return 0;
+    /* The server answered no: not committed. No answer at all: it may
+     * have committed before it went away. */
+    if (PQstatus(db) == CONNECTION_OK)
+        return -1;
+    return pg_outcome(w, &evs[0]);
 }
 
-static void pg_writer_close(void *w)
+static void pg_writer_close(void *wp)
 {
-    PQfinish(w);
+    pg_writer *w = wp;
+    PQfinish(w->db);
+    free(w);
+}
+
+/* pg_restart.sh on the run's own server, in a child process: the caller
+ * watches the relays meanwhile. */
+static pid_t pg_restart(chaos_ctx *c, int down_ms)
+{
+    pg_state *s = c->store->state;
+    char secs[16];
+    snprintf(secs, sizeof secs, "%d", (down_ms + 999) / 1000);
+    char *argv[] = {"/bin/bash", OBX_SOURCE_DIR "/tests/pg/pg_restart.sh",
+                    s->own, secs, NULL};
+    return proc_start(argv, NULL, NULL);
+}
+
+static int pg_server_port(chaos_ctx *c)
+{
+    pg_state *s = c->store->state;
+    const char *p = strstr(s->server, "port=");
+    if (!p)
+        fail_msg("no port in the conninfo %s", s->server);
+    return atoi(p + 5);
 }
 
 static void pg_teardown(chaos_ctx *c)
 {
     pg_state *s = c->store->state;
+    if (!s)
+        return;
     PGconn *db = pg_connect(s->server);
     char sql[512];
     /* the slot goes first (a lingering walsender may hold it a moment) */
@@ -310,6 +420,8 @@ static void pg_teardown(chaos_ctx *c)
     snprintf(sql, sizeof sql, "DROP PUBLICATION IF EXISTS %s", s->schema);
     PQclear(PQexec(db, sql));
     PQfinish(db);
+    if (s->own[0])
+        pgt_server_stop(s->own);
     free(s);
     c->store->state = NULL;
 }
@@ -333,6 +445,8 @@ chaos_store *chaos_store_named(const char *name, int relays)
                                         .writer_open = pg_writer_open,
                                         .write_tx = pg_write_tx,
                                         .writer_close = pg_writer_close,
+                                        .restart = pg_restart,
+                                        .server_port = pg_server_port,
                                         .teardown = pg_teardown};
     /* a hot standby beside the active streamer; a kill re-streams what the
      * slot had not confirmed: up to status_interval's worth and a batch */
@@ -345,6 +459,8 @@ chaos_store *chaos_store_named(const char *name, int relays)
                                        .writer_open = pg_writer_open,
                                        .write_tx = pg_write_tx,
                                        .writer_close = pg_writer_close,
+                                       .restart = pg_restart,
+                                       .server_port = pg_server_port,
                                        .teardown = pg_teardown};
     const chaos_store *proto = !strcmp(name, "sqlite")    ? &sqlite
                                : !strcmp(name, "pg_poll") ? &pg_poll

@@ -8,6 +8,13 @@
  * Prints the bootstrap servers ("127.0.0.1:PORT,...") as one line on
  * standard output, then serves until SIGTERM or SIGINT and exits 0.
  * Topics not created with -t are auto-created on first use (4 partitions).
+ *
+ * SIGUSR1 takes every broker down (rd_kafka_mock_broker_set_down: open
+ * connections are closed, new ones refused), SIGUSR2 brings them back;
+ * the messages stay. Each prints "down" or "up" on standard output once
+ * done, so a test knows when the outage has begun and ended. This is as
+ * close to a stopped Kafka as the mock comes: the process, and with it
+ * the data, stays.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +64,8 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     char err[512];
@@ -85,8 +94,20 @@ int main(int argc, char **argv)
             return usage();
     printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
     fflush(stdout);
-    int sig = 0;
-    sigwait(&set, &sig);
+    for (;;) {
+        int sig = 0;
+        sigwait(&set, &sig);
+        if (sig != SIGUSR1 && sig != SIGUSR2)
+            break;
+        rd_kafka_resp_err_t e = sig == SIGUSR1
+                                    ? rd_kafka_mock_broker_set_down(mc, -1)
+                                    : rd_kafka_mock_broker_set_up(mc, -1);
+        if (e)
+            fprintf(stderr, "mock_cluster: set %s: %s\n",
+                    sig == SIGUSR1 ? "down" : "up", rd_kafka_err2str(e));
+        printf("%s\n", sig == SIGUSR1 ? "down" : "up");
+        fflush(stdout);
+    }
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
     return 0;

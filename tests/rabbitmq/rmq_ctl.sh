@@ -5,8 +5,9 @@
 #   tests/rabbitmq/rmq_ctl.sh STATE_DIR set_vm_memory_high_watermark 0.000001
 #
 # Special commands: `restart SECONDS` stops the node, waits, starts it
-# again with the same data (queues and messages survive); `url` prints the
-# AMQP URL.
+# again with the same data (queues and messages survive); `halt` and `boot`
+# do its two halves, for a test that does things while the node is down;
+# `url` prints the AMQP URL.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/rabbitmq/rmq_common.sh
@@ -23,6 +24,13 @@ case ${1:-} in
 restart)
     rmq_halt
     sleep "${2:-0}"
+    rmq_boot || {
+        tail -n 30 "$ROOT/start.log" >&2
+        exit 1
+    }
+    ;;
+halt) rmq_halt ;;
+boot)
     rmq_boot || {
         tail -n 30 "$ROOT/start.log" >&2
         exit 1

@@ -24,6 +24,7 @@
 
 typedef struct tp_conn {
     int down, up; /* client side, server side; -1 when unused */
+    bool dead;    /* abandoned: never forwards again (tp_abandon) */
 } tp_conn;
 
 struct tp_proxy {
@@ -51,6 +52,7 @@ static void drop(tp_conn *c, bool rst)
     if (c->up >= 0)
         rst ? reset_close(c->up) : (void)close(c->up);
     c->down = c->up = -1;
+    c->dead = false;
 }
 
 static void accept_one(tp_proxy *p)
@@ -69,7 +71,7 @@ static void accept_one(tp_proxy *p)
     pthread_mutex_lock(&p->mu);
     for (int i = 0; i < TP_MAX_CONNS; i++)
         if (p->conns[i].down < 0) {
-            p->conns[i] = (tp_conn){fd, up};
+            p->conns[i] = (tp_conn){fd, up, false};
             atomic_fetch_add(&p->accepted, 1);
             pthread_mutex_unlock(&p->mu);
             return;
@@ -112,8 +114,17 @@ static void *proxy_main(void *arg)
         fds[n++] = (struct pollfd){p->wake[0], POLLIN, 0};
         bool stalled = atomic_load(&p->mode) == TP_STALL;
         pthread_mutex_lock(&p->mu);
-        for (int i = 0; i < TP_MAX_CONNS && !stalled; i++) {
+        for (int i = 0; i < TP_MAX_CONNS; i++) {
             if (p->conns[i].down < 0)
+                continue;
+            if (p->conns[i].dead) {
+                /* read nothing; only notice the client giving up (its FIN
+                 * or RST), to free the slot */
+                idx[n] = i;
+                fds[n++] = (struct pollfd){p->conns[i].down, POLLRDHUP, 0};
+                continue;
+            }
+            if (stalled)
                 continue;
             idx[n] = i;
             fds[n++] = (struct pollfd){p->conns[i].down, POLLIN, 0};
@@ -130,11 +141,14 @@ static void *proxy_main(void *arg)
             (void)!read(p->wake[0], b, sizeof b);
         }
         for (int k = 2; k < n; k++) {
-            if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR)))
+            if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP)))
                 continue;
             pthread_mutex_lock(&p->mu);
             tp_conn *c = &p->conns[idx[k]];
-            if (c->down == fds[k].fd || c->up == fds[k].fd) {
+            if (c->dead && c->down == fds[k].fd) {
+                drop(c, false);
+            } else if (!c->dead &&
+                       (c->down == fds[k].fd || c->up == fds[k].fd)) {
                 int other = fds[k].fd == c->down ? c->up : c->down;
                 if (!pump(p, fds[k].fd, other))
                     drop(c, false);
@@ -196,6 +210,20 @@ int tp_cut(tp_proxy *p)
     for (int i = 0; i < TP_MAX_CONNS; i++)
         if (p->conns[i].down >= 0) {
             drop(&p->conns[i], true);
+            n++;
+        }
+    pthread_mutex_unlock(&p->mu);
+    wake(p);
+    return n;
+}
+
+int tp_abandon(tp_proxy *p)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->mu);
+    for (int i = 0; i < TP_MAX_CONNS; i++)
+        if (p->conns[i].down >= 0 && !p->conns[i].dead) {
+            p->conns[i].dead = true;
             n++;
         }
     pthread_mutex_unlock(&p->mu);

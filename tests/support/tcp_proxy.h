@@ -2,7 +2,8 @@
  * (PostgreSQL, RabbitMQ, NATS) on 127.0.0.1 and, on command, cuts every
  * connection (RST), stalls them (keeps the sockets open and forwards
  * nothing, as a half-open link or a dead middlebox does), or slows them.
- * It runs on its own thread in the test process. */
+ * It runs on its own thread in the test process; every function may be
+ * called from any thread. */
 #ifndef OBX_TEST_TCP_PROXY_H
 #define OBX_TEST_TCP_PROXY_H
 
@@ -28,6 +29,14 @@ void tp_set_mode(tp_proxy *p, tp_mode mode, int delay_ms);
 /* Reset every open connection (SO_LINGER 0: the peers see RST). New ones
  * are accepted as the mode says. Returns how many were cut. */
 int tp_cut(tp_proxy *p);
+
+/* Give up on every open connection as a dead link does: each stays open
+ * and forwards nothing ever again, in either direction (its peers see no
+ * FIN and no RST: only their own timeouts and heartbeats tell them), until
+ * the client closes it. New connections are served as the mode says. After
+ * a TP_STALL, this is what keeps a client that never noticed the stall
+ * from carrying on as if nothing happened. Returns how many. */
+int tp_abandon(tp_proxy *p);
 
 /* Connections accepted so far. */
 int tp_accepted(const tp_proxy *p);
