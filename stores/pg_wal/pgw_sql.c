@@ -2,6 +2,8 @@
  * error mapping, set-up of tables, publication and slot, slot health,
  * ack_mode mark/delete, dead letters and recovery. Identifiers are always
  * quoted ("..." with quotes doubled, as PQescapeIdentifier does). */
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,8 +412,11 @@ obx_status pgw_fail(pgw_store *s, PGconn *c, const PGresult *res,
     const char *msg = res ? PQresultErrorMessage(res) : NULL;
     if ((!msg || !msg[0]) && c)
         msg = PQerrorMessage(c);
+    if ((!msg || !msg[0]) && !res && s->silent[0])
+        msg = s->silent; /* pgw_query gave up waiting and closed it */
     char clean[OBX_ERRSTR_LEN];
     pgw_scrub(s, msg && msg[0] ? msg : "not connected", clean, sizeof clean);
+    s->silent[0] = '\0';
     obx_errf_words(errstr, errlen, "pg_wal %s: %s: %s", s->target, what, clean);
     if (!c || PQstatus(c) == CONNECTION_BAD) {
         if (c && c == s->sql) {
@@ -421,7 +426,7 @@ obx_status pgw_fail(pgw_store *s, PGconn *c, const PGresult *res,
         return OBX_UNAVAILABLE;
     }
     if (c == s->sql && PQtransactionStatus(c) == PQTRANS_INERROR)
-        PQclear(PQexec(c, "ROLLBACK"));
+        PQclear(pgw_query(s, &s->sql, "ROLLBACK", 0, NULL, NULL, NULL, true));
     return status_of(state);
 }
 
@@ -484,6 +489,78 @@ obx_status pgw_sql_ensure(pgw_store *s, char *errstr, size_t errlen)
     return s->sql ? OBX_OK : OBX_UNAVAILABLE;
 }
 
+/* Wait up to deadline_us (monotonic; 0: no limit) until c has read a
+ * whole result. false: the time ran out. */
+static bool await_result(pgw_store *s, PGconn *c, int64_t deadline_us)
+{
+    while (PQisBusy(c)) {
+        int ms = -1;
+        if (deadline_us) {
+            int64_t left = deadline_us - s->host->mono_us();
+            if (left <= 0)
+                return false;
+            ms = (int)((left + 999) / 1000);
+        }
+        struct pollfd pfd = {PQsocket(c), POLLIN, 0};
+        int rc = poll(&pfd, 1, ms);
+        if (rc < 0 && errno != EINTR)
+            return true; /* PQgetResult reports the broken connection */
+        if (rc > 0 && !PQconsumeInput(c))
+            return true;
+    }
+    return true;
+}
+
+PGresult *pgw_query(pgw_store *s, PGconn **conn, const char *sql, int n,
+                    const char *const *params, const int *lens, const int *fmts,
+                    bool simple)
+{
+    PGconn *c = *conn;
+    if (!c)
+        return NULL;
+    int sent = simple
+                   ? PQsendQuery(c, sql)
+                   : PQsendQueryParams(c, sql, n, NULL, params, lens, fmts, 0);
+    if (!sent)
+        return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+    int64_t limit = s->query_timeout_ms;
+    int64_t deadline = limit ? s->host->mono_us() + limit * 1000 : 0;
+    /* as PQexec: the last result, or the first error; COPY ends it */
+    PGresult *keep = NULL;
+    for (;;) {
+        if (!await_result(s, c, deadline)) {
+            PQclear(keep);
+            snprintf(s->silent, sizeof s->silent,
+                     "no answer from the server within %lld ms (a stalled "
+                     "link or a hung server); the connection is closed and "
+                     "opened again",
+                     (long long)limit);
+            s->host->log(s->host, OBX_LOG_WARN, "pg_wal %s: %s", s->target,
+                         s->silent);
+            PQfinish(c);
+            *conn = NULL;
+            /* the same server, most likely the same link: the stream
+             * would wait for it as long, so it starts afresh too */
+            if (conn == &s->sql)
+                pgw_stream_stop(s, "the SQL session stopped answering");
+            return NULL;
+        }
+        PGresult *r = PQgetResult(c);
+        if (!r)
+            break;
+        ExecStatusType t = PQresultStatus(r);
+        if (keep && PQresultStatus(keep) == PGRES_FATAL_ERROR)
+            PQclear(r);
+        else {
+            PQclear(keep);
+            keep = r;
+        }
+        if (t == PGRES_COPY_BOTH || t == PGRES_COPY_IN || t == PGRES_COPY_OUT)
+            break;
+    }
+    return keep;
+}
+
 obx_status pgw_exec(pgw_store *s, const char *sql, int n,
                     const char *const *params, PGresult **out, const char *what,
                     char *errstr, size_t errlen)
@@ -492,7 +569,7 @@ obx_status pgw_exec(pgw_store *s, const char *sql, int n,
     obx_status st = pgw_sql_ensure(s, errstr, errlen);
     if (st != OBX_OK)
         return st;
-    PGresult *r = PQexecParams(s->sql, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *r = pgw_query(s, &s->sql, sql, n, params, NULL, NULL, false);
     ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK) {
         *out = r;
@@ -570,7 +647,7 @@ static obx_status check_server(pgw_store *s, char *errstr, size_t errlen)
 static int ddl_exec(void *ctx, const char *sql)
 {
     pgw_store *s = ctx;
-    PGresult *r = PQexec(s->sql, sql);
+    PGresult *r = pgw_query(s, &s->sql, sql, 0, NULL, NULL, NULL, true);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK ||
              PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok) {
@@ -588,12 +665,15 @@ static int ddl_exec(void *ctx, const char *sql)
 static obx_status create_tables(pgw_store *s, unsigned parts, char *errstr,
                                 size_t errlen)
 {
-    PGresult *r = PQexec(s->sql, "BEGIN");
+    PGresult *r = pgw_query(s, &s->sql, "BEGIN", 0, NULL, NULL, NULL, true);
     PQclear(r);
-    r = PQexec(s->sql, "SELECT pg_advisory_xact_lock(" PGW_SCHEMA_LOCK ")");
+    r = pgw_query(s, &s->sql,
+                  "SELECT pg_advisory_xact_lock(" PGW_SCHEMA_LOCK ")", 0, NULL,
+                  NULL, NULL, true);
     PQclear(r);
     int rc = pgw_ddl_each(&s->names, s->conf, parts, ddl_exec, s);
-    r = PQexec(s->sql, rc ? "ROLLBACK" : "COMMIT");
+    r = pgw_query(s, &s->sql, rc ? "ROLLBACK" : "COMMIT", 0, NULL, NULL, NULL,
+                  true);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (rc == 0 && ok)
@@ -800,8 +880,13 @@ obx_status pgw_slot_check(pgw_store *s, int64_t *lag, char *errstr,
 
 static obx_status create_slot(pgw_store *s, char *errstr, size_t errlen)
 {
+    /* creation waits for every transaction running now to end, however
+     * long they take: no time limit */
+    int64_t limit = s->query_timeout_ms;
+    s->query_timeout_ms = 0;
     obx_status st = run_tpl(s, pgw_ddl_slot, 0, NULL,
                             "create the replication slot", errstr, errlen);
+    s->query_timeout_ms = limit;
     if (st == OBX_OK)
         s->host->log(s->host, OBX_LOG_INFO,
                      "pg_wal %s: created replication slot \"%s\"; events "
@@ -815,8 +900,23 @@ static obx_status create_slot(pgw_store *s, char *errstr, size_t errlen)
 /* Create the slot with an exported snapshot and, inside that snapshot,
  * record every unpublished row id: exactly the rows committed before the
  * slot's start, which the new slot will never stream. */
+static obx_status recover_create_untimed(pgw_store *s, bool drop_first,
+                                         char *errstr, size_t errlen);
+
+/* Without a time limit: the slot's creation waits for the transactions
+ * running now, and the list of unpublished rows may be long. */
 static obx_status recover_create(pgw_store *s, bool drop_first, char *errstr,
                                  size_t errlen)
+{
+    int64_t limit = s->query_timeout_ms;
+    s->query_timeout_ms = 0;
+    obx_status st = recover_create_untimed(s, drop_first, errstr, errlen);
+    s->query_timeout_ms = limit;
+    return st;
+}
+
+static obx_status recover_create_untimed(pgw_store *s, bool drop_first,
+                                         char *errstr, size_t errlen)
 {
     obx_status bad = pgw_check_recover(s->conf, errstr, errlen);
     if (bad != OBX_OK)
@@ -835,7 +935,8 @@ static obx_status recover_create(pgw_store *s, bool drop_first, char *errstr,
     buf_ident(&b, s->names.slot);
     buf_add(&b, " LOGICAL pgoutput EXPORT_SNAPSHOT");
     char *cmd = buf_take(&b);
-    PGresult *r = cmd ? PQexec(rc, cmd) : NULL;
+    PGresult *r =
+        cmd ? pgw_query(s, &rc, cmd, 0, NULL, NULL, NULL, true) : NULL;
     free(cmd);
     obx_status st = OBX_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) < 3) {
@@ -869,7 +970,7 @@ static obx_status recover_create(pgw_store *s, bool drop_first, char *errstr,
     if (st == OBX_OK)
         st = run_tpl(s, "COMMIT", 0, NULL, "recover: commit", errstr, errlen);
     else if (s->sql)
-        PQclear(PQexec(s->sql, "ROLLBACK"));
+        PQclear(pgw_query(s, &s->sql, "ROLLBACK", 0, NULL, NULL, NULL, true));
     PQfinish(rc);
     if (st == OBX_OK)
         s->host->log(s->host, OBX_LOG_WARN,
@@ -1060,6 +1161,36 @@ static obx_status derive_slot(pgw_store *s, char *errstr, size_t errlen)
     return st;
 }
 
+/* Publication and slot under a session advisory lock of the slot's own:
+ * relays that start together on a new database would otherwise both
+ * create the publication (one fails on the duplicate), or one would find
+ * the publication the other just made without its slot yet and take the
+ * slot for lost. The lock goes with the session if the connection does. */
+static obx_status setup_pub_and_slot(pgw_store *s, char *errstr, size_t errlen)
+{
+    const char *p[1] = {s->names.slot};
+    obx_status st =
+        run_tpl(s,
+                "SELECT pg_advisory_lock(hashtext('obx_wal_setup'), "
+                "hashtext($1))",
+                1, p, "lock the slot's set-up", errstr, errlen);
+    if (st != OBX_OK)
+        return st;
+    bool pub_existed = true;
+    st = ensure_publication(s, &pub_existed, errstr, errlen);
+    if (st == OBX_OK)
+        st = check_publication(s, errstr, errlen);
+    if (st == OBX_OK)
+        st = ensure_slot(s, pub_existed, errstr, errlen);
+    char e2[OBX_ERRSTR_LEN];
+    if (s->sql)
+        run_tpl(s,
+                "SELECT pg_advisory_unlock(hashtext('obx_wal_setup'), "
+                "hashtext($1))",
+                1, p, "unlock the slot's set-up", e2, sizeof e2);
+    return st;
+}
+
 obx_status pgw_setup(pgw_store *s, char *errstr, size_t errlen)
 {
     obx_status st = pgw_sql_ensure(s, errstr, errlen);
@@ -1078,13 +1209,8 @@ obx_status pgw_setup(pgw_store *s, char *errstr, size_t errlen)
         st = check_table(s, errstr, errlen);
     if (st == OBX_OK)
         st = check_dead_table(s, errstr, errlen);
-    bool pub_existed = true;
     if (st == OBX_OK)
-        st = ensure_publication(s, &pub_existed, errstr, errlen);
-    if (st == OBX_OK)
-        st = check_publication(s, errstr, errlen);
-    if (st == OBX_OK)
-        st = ensure_slot(s, pub_existed, errstr, errlen);
+        st = setup_pub_and_slot(s, errstr, errlen);
     if (st == OBX_OK && s->conf->source != OBX_PG_WAL_MESSAGES)
         st = recover_pending(s, errstr, errlen);
     return st;
@@ -1165,7 +1291,7 @@ static obx_status bury_one(pgw_store *s, const char *ins, const char *mark,
                          b->destination};
     int lens[11] = {0, 0, 0, 0, (int)ev->payload_len};
     int fmts[11] = {0, 0, 0, 0, 1};
-    PGresult *r = PQexecParams(s->sql, ins, 11, NULL, p, lens, fmts, 0);
+    PGresult *r = pgw_query(s, &s->sql, ins, 11, p, lens, fmts, false);
     free(hdrs);
     obx_status st = OBX_OK;
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
@@ -1175,7 +1301,7 @@ static obx_status bury_one(pgw_store *s, const char *ins, const char *mark,
         const char *mp[4] = {rowid, b->reason, b->destination, att};
         int np =
             s->conf->ack_mode == OBX_PG_WAL_ACK_MARK && s->mark_full ? 4 : 2;
-        r = PQexecParams(s->sql, mark, np, NULL, mp, NULL, NULL, 0);
+        r = pgw_query(s, &s->sql, mark, np, mp, NULL, NULL, false);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             st = pgw_fail(s, s->sql, r, "bury: mark the row", errstr, errlen);
         PQclear(r);
@@ -1215,16 +1341,17 @@ obx_status pgw_sql_bury(pgw_store *s, const obx_burial *items, size_t n,
         free(mark);
         return OBX_NOMEM;
     }
-    PQclear(PQexec(s->sql, "BEGIN"));
+    PQclear(pgw_query(s, &s->sql, "BEGIN", 0, NULL, NULL, NULL, true));
     for (size_t i = 0; i < n && st == OBX_OK; i++)
         st = bury_one(s, ins, mark, &items[i], errstr, errlen);
     if (st == OBX_OK) {
-        PGresult *r = PQexec(s->sql, "COMMIT");
+        PGresult *r =
+            pgw_query(s, &s->sql, "COMMIT", 0, NULL, NULL, NULL, true);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             st = pgw_fail(s, s->sql, r, "bury: commit", errstr, errlen);
         PQclear(r);
     } else if (s->sql) {
-        PQclear(PQexec(s->sql, "ROLLBACK"));
+        PQclear(pgw_query(s, &s->sql, "ROLLBACK", 0, NULL, NULL, NULL, true));
     }
     free(ins);
     free(mark);
@@ -1358,7 +1485,7 @@ obx_status pgw_dead_requeue(void *inst, const char *event_id, uint64_t *count,
     if (st == OBX_OK)
         return run_tpl(s, "COMMIT", 0, NULL, "dead requeue", errstr, errlen);
     if (s->sql)
-        PQclear(PQexec(s->sql, "ROLLBACK"));
+        PQclear(pgw_query(s, &s->sql, "ROLLBACK", 0, NULL, NULL, NULL, true));
     return st;
 }
 

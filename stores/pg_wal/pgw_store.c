@@ -75,6 +75,13 @@ static const obx_option pgw_options[] = {
      PGW_OFF(status_interval_ms),
      "standby status updates at least this often (also sent after each ack "
      "that moves the confirmed position); below wal_sender_timeout"},
+    {"timeout", OBX_OPT_DURATION, "30s", 0, 1000, 3600000, NULL,
+     PGW_OFF(timeout_ms),
+     "a query unanswered this long, or a stream silent this long with a "
+     "keepalive asked for halfway, means the server or the link to it has "
+     "stopped (no FIN, no RST: a hung server, a dead middlebox): the "
+     "connections are closed and opened again. Creating the slot is never "
+     "cut short: it waits for the transactions running then"},
     {"max_buffered", OBX_OPT_INT, "10000", 0, 16, 10000000, NULL,
      PGW_OFF(max_buffered),
      "events held in memory (read ahead, in flight, waiting for a retry) "
@@ -208,6 +215,7 @@ static obx_status pgw_init(pgw_store *s, const obx_host *host,
     s->host = host;
     s->conf = conf;
     s->lag_bytes = -1;
+    s->query_timeout_ms = conf->timeout_ms;
     if (pgw_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
     obx_status st = pgw_check_recover(conf, errstr, errlen);

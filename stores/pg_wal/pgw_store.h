@@ -95,6 +95,11 @@ typedef struct pgw_store {
     PGconn *sql;
     PGconn *repl; /* NULL while not streaming */
     bool standby; /* the slot is streamed by another relay: we wait */
+    /* How long a query may go unanswered (store.timeout; 0 while one that
+     * may rightly wait runs), and why pgw_query last gave up, for the
+     * error that follows ("" when it did not). */
+    int64_t query_timeout_ms;
+    char silent[256];
 
     /* live events, position order; ready: first unclaimed */
     pgw_event *head, *tail, *ready;
@@ -114,6 +119,8 @@ typedef struct pgw_store {
     uint64_t flushed_lsn;   /* last flush position we reported */
     uint64_t start_lsn;     /* the slot's confirmed position at start */
     int64_t next_status_us; /* monotonic time of the next status update */
+    int64_t last_recv_us;   /* monotonic: the server's last message */
+    int64_t ping_us;        /* a reply asked for since then, 0: none */
     bool warned_nontx;      /* logged a non-transactional message once */
     pgo_msg msg;
     pgw_rel *rels;
@@ -174,6 +181,16 @@ PGconn *pgw_connect(pgw_store *s, bool replication, char *errstr,
                     size_t errlen);
 /* Make sure s->sql is up. OBX_UNAVAILABLE when it is not. */
 obx_status pgw_sql_ensure(pgw_store *s, char *errstr, size_t errlen);
+/* PQexec (simple: several statements, or a replication command) or
+ * PQexecParams on *conn, with the answer due within s->query_timeout_ms:
+ * a server or a link that stops answering without closing anything (a
+ * hung server, a dead middlebox) would make libpq wait forever. When the
+ * time runs out *conn is closed and set to NULL, s->silent says so (for
+ * pgw_fail), the stream stops too when it was s->sql, and NULL comes
+ * back. NULL also when *conn is NULL. The caller PQclears the result. */
+PGresult *pgw_query(pgw_store *s, PGconn **conn, const char *sql, int n,
+                    const char *const *params, const int *lens, const int *fmts,
+                    bool simple);
 /* Run SQL with text parameters on s->sql; *out the result to PQclear. */
 obx_status pgw_exec(pgw_store *s, const char *sql, int n,
                     const char *const *params, PGresult **out, const char *what,

@@ -168,11 +168,19 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
         s->repl = NULL;
         return OBX_NOMEM;
     }
-    PGresult *r = PQexec(s->repl, cmd);
+    PGresult *r = pgw_query(s, &s->repl, cmd, 0, NULL, NULL, NULL, true);
     free(cmd);
+    if (!s->repl) {
+        obx_errf_words(errstr, errlen, "pg_wal %s: START_REPLICATION: %s",
+                       s->target, s->silent);
+        s->silent[0] = '\0';
+        return OBX_UNAVAILABLE;
+    }
     if (PQresultStatus(r) != PGRES_COPY_BOTH)
         return start_failed(s, r, errstr, errlen);
     PQclear(r);
+    s->last_recv_us = s->host->mono_us();
+    s->ping_us = 0;
     s->in_txn = false;
     s->received_lsn = max_u64(s->received_lsn, s->start_lsn);
     s->idle_lsn = max_u64(s->idle_lsn, s->start_lsn);
@@ -369,6 +377,8 @@ static obx_status on_data(pgw_store *s, const pgo_frame *f, char *errstr,
 static obx_status on_frame(pgw_store *s, const uint8_t *buf, size_t len,
                            char *errstr, size_t errlen)
 {
+    s->last_recv_us = s->host->mono_us();
+    s->ping_us = 0;
     pgo_frame f;
     char err[OBX_ERRSTR_LEN];
     if (pgo_frame_parse(buf, len, &f, err, sizeof err) != PGO_OK)
@@ -420,12 +430,50 @@ static obx_status stream_ended(pgw_store *s, char *errstr, size_t errlen)
     return st == OBX_FATAL ? OBX_UNAVAILABLE : st;
 }
 
+/* ---- a stream that went silent ---- */
+
+/* The server sends nothing while nothing is written (our status updates
+ * keep it from sending keepalives), but answers at once a status update
+ * that asks for a reply. A stream silent for half of store.timeout is
+ * asked for one; when that goes unanswered for another half, the
+ * connection is taken for lost (a hung server, a dead middlebox: no FIN,
+ * no RST, and TCP keepalives answered by whatever sits in between). When
+ * the relay itself was away longer (a slow publish), the reply still gets
+ * half of the timeout. */
+static int64_t silence_due(const pgw_store *s)
+{
+    int64_t half = s->conf->timeout_ms * 500;
+    return s->ping_us ? s->ping_us + half : s->last_recv_us + half;
+}
+
+/* false (the stream stopped, errstr filled) when the server stays silent. */
+static bool still_there(pgw_store *s, char *errstr, size_t errlen)
+{
+    if (s->conf->timeout_ms <= 0 || s->host->mono_us() < silence_due(s))
+        return true;
+    if (!s->ping_us) {
+        s->ping_us = s->host->mono_us();
+        pgw_stream_feedback(s, true, true);
+        return s->repl != NULL;
+    }
+    obx_errf_words(errstr, errlen,
+                   "pg_wal %s: the replication stream sent nothing for %lld "
+                   "ms, not even the reply asked for (a stalled link or a "
+                   "hung server)",
+                   s->target,
+                   (long long)((s->host->mono_us() - s->last_recv_us) / 1000));
+    pgw_stream_stop(s, "the server stopped answering");
+    return false;
+}
+
 /* Wait for the socket up to until_us (monotonic), waking for status
  * updates. false when the connection broke. */
 static bool wait_readable(pgw_store *s, int64_t until_us)
 {
     int64_t now = s->host->mono_us();
     int64_t until = until_us < s->next_status_us ? until_us : s->next_status_us;
+    if (s->conf->timeout_ms > 0 && silence_due(s) < until)
+        until = silence_due(s);
     int ms = until > now ? (int)((until - now + 999) / 1000) : 0;
     struct pollfd pfd = {PQsocket(s->repl), POLLIN, 0};
     int rc = poll(&pfd, 1, ms);
@@ -471,6 +519,10 @@ obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
             return OBX_UNAVAILABLE;
         }
         pgw_stream_feedback(s, false, false);
+        if (!s->repl)
+            break;
+        if (!still_there(s, errstr, errlen))
+            return OBX_UNAVAILABLE;
         if (s->n_ready > 0 || s->host->mono_us() >= until)
             return OBX_OK;
         if (!wait_readable(s, until)) {

@@ -1,7 +1,7 @@
 /* The pg_wal store through its plugin API, on the real PostgreSQL of the
  * `pg` fixture: streaming, the watermark, in-memory retries, logical
  * messages, dead letters, idle-slot advance, hot standby, slot loss and
- * recovery. */
+ * recovery, relays opening together, a server that stops answering. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "pgw_testlib.h"
+#include "tcp_proxy.h"
 
 #define MAXEV 64
 
@@ -964,6 +965,137 @@ static void test_slot_ready_only_when_consistent(void **state)
     t->ops->close(job.inst);
 }
 
+/* Relays that start together on a new database (a hot standby beside
+ * its active relay, say): every one opens. The publication and the slot
+ * are made once; before they were made under a lock, one relay failed on
+ * the other's publication (duplicate key) or found it without its slot
+ * yet and stopped, taking the slot for lost. */
+typedef struct together {
+    open_job job;
+    pthread_barrier_t *go;
+} together;
+
+static void *open_together(void *arg)
+{
+    together *g = arg;
+    pthread_barrier_wait(g->go);
+    return open_main(&g->job);
+}
+
+static void open_together_once(wt *t)
+{
+    enum { N = 6 };
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, N);
+    together g[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = (together){.job = {.t = t}, .go = &go};
+        assert_int_equal(pthread_create(&th[i], NULL, open_together, &g[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    pthread_barrier_destroy(&go);
+    for (int i = 0; i < N; i++)
+        if (g[i].job.st != OBX_OK)
+            fail_msg("open %d of %d: %s: %s", i + 1, N,
+                     obx_status_name(g[i].job.st), g[i].job.err);
+    /* one of them streams what is written now */
+    wt_insert(t, "k", "E", "1");
+    obx_event *ev[MAXEV];
+    size_t got = 0;
+    int64_t end = wt_mono_ms() + 5000;
+    while (got == 0 && wt_mono_ms() < end)
+        for (int i = 0; i < N && got == 0; i++) {
+            got = wt_claim(t, g[i].job.inst, ev, MAXEV, 0, 0);
+            settle_all(t, g[i].job.inst, ev, got);
+        }
+    assert_int_equal(got, 1);
+    for (int i = 0; i < N; i++)
+        t->ops->close(g[i].job.inst);
+}
+
+/* A race: without the lock one round in five or so passed; three rounds
+ * on fresh names make a miss unlikely. */
+static void test_first_open_together(void **state)
+{
+    open_together_once(*state);
+    for (int round = 0; round < 2; round++) {
+        wt *u = wt_new();
+        open_together_once(u);
+        wt_free(u);
+    }
+}
+
+/* A server that stops answering without closing anything (a hung
+ * server, a dead middlebox: no FIN, no RST, TCP keepalives answered by
+ * the box in between), played by tests/support/tcp_proxy: the stream and
+ * the SQL session each notice within store.timeout and say
+ * OBX_UNAVAILABLE instead of waiting forever; once the server answers
+ * again (on new connections: the stalled ones stay dead), streaming goes
+ * on where it was. */
+static void test_stalled_server_noticed(void **state)
+{
+    wt *t = *state;
+    const char *port = strstr(t->server, "port=");
+    assert_non_null(port);
+    tp_proxy *p = tp_start("127.0.0.1", atoi(port + 5));
+    char ci[1400];
+    snprintf(ci, sizeof ci, "%s host=127.0.0.1 port=%d", t->conninfo,
+             tp_port(p));
+    obx_pg_wal_config conf = t->conf;
+    conf.conninfo = ci;
+    conf.timeout_ms = 2000;
+    void *inst = wt_open(t, &conf);
+    obx_event *ev[MAXEV];
+    wt_insert(t, "k", "E", "1");
+    size_t n = wt_claim(t, inst, ev, MAXEV, 1, 5000);
+    assert_int_equal(n, 1);
+    wt_ack(t, inst, ev, n);
+
+    tp_set_mode(p, TP_STALL, 0);
+    wt_insert(t, "k", "E", "2"); /* the writer's own connection */
+    char err[OBX_ERRSTR_LEN] = "";
+    int64_t t0 = wt_mono_ms();
+    obx_status rc;
+    do {
+        rc = t->ops->claim(inst, ev, MAXEV, &n, 200, err, sizeof err);
+        assert_int_equal(n, 0);
+    } while (rc == OBX_OK && wt_mono_ms() - t0 < 10000);
+    int64_t stream_ms = wt_mono_ms() - t0;
+    if (rc != OBX_UNAVAILABLE)
+        fail_msg("the stalled stream went unnoticed for %lld ms (%s: %s)",
+                 (long long)stream_ms, obx_status_name(rc), err);
+    assert_true(stream_ms <= conf.timeout_ms + 1000);
+    assert_non_null(strstr(err, "sent nothing"));
+
+    /* the SQL session is just as stalled */
+    obx_store_stats st = {.struct_size = sizeof st};
+    t0 = wt_mono_ms();
+    rc = t->ops->stats(inst, &st, err, sizeof err);
+    int64_t sql_ms = wt_mono_ms() - t0;
+    assert_int_equal(rc, OBX_UNAVAILABLE);
+    assert_non_null(strstr(err, "no answer from the server"));
+    assert_true(sql_ms >= conf.timeout_ms - 100 &&
+                sql_ms <= conf.timeout_ms + 1000);
+
+    tp_abandon(p);
+    tp_set_mode(p, TP_PASS, 0);
+    int64_t end = wt_mono_ms() + 15000;
+    n = 0;
+    while (n == 0 && wt_mono_ms() < end) {
+        rc = t->ops->claim(inst, ev, MAXEV, &n, 200, err, sizeof err);
+        if (rc != OBX_OK)
+            wt_sleep_ms(100);
+    }
+    assert_int_equal(n, 1);
+    assert_int_equal(ev[0]->payload_len, 1);
+    assert_memory_equal(ev[0]->payload, "2", 1);
+    wt_ack(t, inst, ev, n);
+    t->ops->close(inst);
+    tp_stop(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -990,6 +1122,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_existing_table_left_alone, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_old_dead_table_kept, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_first_open_together, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_server_noticed, setup,
                                         teardown),
         /* last: the schema and slot names count the tests before them,
          * and a longer name pushed the slot-lost hint past the error
