@@ -110,6 +110,10 @@ typedef struct chaos_store {
     /* Most events a SIGKILL may make a store hand out again: 0 means one
      * batch (CHAOS_BATCH), right for polling stores. */
     long dups_per_kill;
+    /* A restart of the database may make it hand out again everything
+     * committed before (pg_wal: the server keeps the slot's confirmed
+     * position only as of its last save, docs/pg-wal.md). */
+    bool restart_replays;
     /* Create what the run needs (file, schema; a server of the run's own
      * when c->own_store_server); the relay creates the table itself. */
     void (*setup)(chaos_ctx *c);

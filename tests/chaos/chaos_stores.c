@@ -453,6 +453,7 @@ chaos_store *chaos_store_named(const char *name, int relays)
     static const chaos_store pg_wal = {.name = "pg_wal",
                                        .relays = 2,
                                        .dups_per_kill = 400,
+                                       .restart_replays = true,
                                        .setup = pg_setup,
                                        .config = pg_wal_config,
                                        .ready = pg_wal_ready,

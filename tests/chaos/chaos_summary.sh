@@ -5,8 +5,8 @@
 #   tests/chaos/chaos_summary.sh SUMMARY_FILE
 set -euo pipefail
 file=${1:?usage: chaos_summary.sh SUMMARY_FILE}
-printf '%-22s %-34s %5s %9s %6s %8s %12s %10s\n' pair fault kills committed \
-    lost phantoms "order-breaks" duplicates
+printf '%-22s %5s %9s %6s %8s %12s %10s  %s\n' pair kills committed lost \
+    phantoms "order-breaks" duplicates fault
 if [[ -s $file ]]; then
     sort "$file"
 else
