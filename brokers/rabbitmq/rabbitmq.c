@@ -89,6 +89,10 @@ typedef struct obx_rabbitmq {
     unsigned char *state;
     size_t n, cap;
     size_t inflight, confirmed, sent;
+    /* 1 + the highest index answered (ack or nack) in the call, 0: none.
+     * Events are sent in index order: an unanswered event below it was
+     * passed by a later one (see obx_rmq_classify_timeout). */
+    size_t answered_upto;
     /* An exchange the server said is missing (404), probed by health()
      * until it exists; "" when none. */
     char missing_exchange[RMQ_NAME_MAX + 1];
@@ -248,6 +252,8 @@ static void rmq_on_answer(void *ctx, uint32_t i, bool ack)
         return;
     r->state[i] = RMQ_DONE;
     r->inflight--;
+    if (i + 1 > r->answered_upto)
+        r->answered_upto = i + 1;
     if (ack) {
         r->confirmed++;
         rmq_fill(&r->results[i], OBX_OK, "%s", "");
@@ -769,7 +775,7 @@ static int rmq_begin(obx_rabbitmq *r, obx_event *const *events, size_t n,
     r->events = events;
     r->results = results;
     r->n = n;
-    r->inflight = r->confirmed = r->sent = 0;
+    r->inflight = r->confirmed = r->sent = r->answered_upto = 0;
     r->wide = false;
     r->wide_reason[0] = '\0';
     r->call_blocked = r->blocked;
@@ -1027,18 +1033,30 @@ static obx_status rmq_finish(obx_rabbitmq *r, int timeout_ms)
                       : r->wide         ? r->wide_reason
                                         : NULL;
     bool unconfirmed = false;
+    /* An unsent event waited for room in a window the server no longer
+     * emptied: its own fault only when a message stuck alone (passed by
+     * later ones) held the window, as the classification says. */
+    bool stuck_alone = false;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->state[i] == RMQ_INFLIGHT && r->answered_upto > i + 1)
+            stuck_alone = true;
     for (size_t i = 0; i < r->n; i++) {
         obx_result *res = &r->results[i];
         if (r->state[i] == RMQ_UNSENT && why) {
             rmq_fill(res, OBX_UNAVAILABLE, "%s (not sent)", why);
         } else if (r->state[i] == RMQ_UNSENT) {
-            rmq_fill(res, OBX_RETRY,
-                     "rabbitmq: timed out after %d ms before it was sent",
-                     timeout_ms);
+            rmq_fill(res, obx_rmq_classify_timeout(stuck_alone),
+                     "rabbitmq: timed out after %d ms before it was sent "
+                     "(%s)",
+                     timeout_ms,
+                     stuck_alone ? "behind a message the server did not "
+                                   "confirm"
+                                 : "the server stopped confirming");
         } else if (r->state[i] == RMQ_INFLIGHT) {
             unconfirmed = true;
+            bool passed = r->answered_upto > i + 1;
             obx_status st =
-                why ? OBX_UNAVAILABLE : obx_rmq_classify_timeout(r->confirmed);
+                why ? OBX_UNAVAILABLE : obx_rmq_classify_timeout(passed);
             if (why)
                 rmq_fill(res, st,
                          "%s (sent, unconfirmed: it may still be delivered)",
@@ -1046,8 +1064,11 @@ static obx_status rmq_finish(obx_rabbitmq *r, int timeout_ms)
             else
                 rmq_fill(res, st,
                          "rabbitmq: no confirm within %d ms (%zu of the call "
-                         "confirmed; it may still be delivered)",
-                         timeout_ms, r->confirmed);
+                         "confirmed, %s; it may still be delivered)",
+                         timeout_ms, r->confirmed,
+                         passed ? "some sent after it"
+                                : "none sent after it: the server stopped "
+                                  "answering");
         }
     }
     if (unconfirmed && r->conn) {
@@ -1079,7 +1100,8 @@ static obx_status rmq_finish(obx_rabbitmq *r, int timeout_ms)
 
 /* See broker.h. OBX_OK once the server confirmed (basic.ack); PERMANENT
  * for a returned (unroutable) or oversize message; RETRY for a nack, a
- * confirm timeout while others were confirmed, and "not attempted" for
+ * confirm timeout while messages sent after it were answered, and "not
+ * attempted" for
  * later events of a key that failed here; UNAVAILABLE for everything the
  * connection or configuration is to blame for (see rabbitmq_errors.c).
  * Returns OBX_UNAVAILABLE when no event has a result of its own. */

@@ -78,9 +78,9 @@ obx_status obx_rmq_classify_size(size_t body_len, int64_t max_message_size,
     return OBX_OK;
 }
 
-obx_status obx_rmq_classify_timeout(size_t confirmed_in_call)
+obx_status obx_rmq_classify_timeout(bool later_answered)
 {
-    return confirmed_in_call > 0 ? OBX_RETRY : OBX_UNAVAILABLE;
+    return later_answered ? OBX_RETRY : OBX_UNAVAILABLE;
 }
 
 const char *obx_rmq_reply_name(uint16_t code)

@@ -54,10 +54,13 @@ obx_status obx_rmq_classify_size(size_t body_len, int64_t max_message_size,
                                  size_t header_len, int frame_max);
 
 /* A message whose confirm did not arrive within the publish timeout:
- * OBX_RETRY (it alone is slow: counts an attempt) when other messages of
- * the call were confirmed meanwhile, else OBX_UNAVAILABLE (the broker as a
- * whole did not answer: the circuit opens, no attempt is counted). */
-obx_status obx_rmq_classify_timeout(size_t confirmed_in_call);
+ * OBX_RETRY (it alone is stuck: counts an attempt) when a message sent
+ * after it in the call was answered (ack or nack), else OBX_UNAVAILABLE
+ * (the server, or the link, stopped answering: the circuit opens, no
+ * attempt is counted). Not "others were confirmed": when the link dies in
+ * the middle of a call, the messages before it are confirmed and those
+ * after it are not, and that is an outage, not their fault. */
+obx_status obx_rmq_classify_timeout(bool later_answered);
 
 /* The symbolic name of an AMQP reply code (404 -> "NOT_FOUND"), or "?".
  * Static string. */

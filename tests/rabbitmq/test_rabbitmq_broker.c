@@ -15,6 +15,7 @@
 #include "rabbitmq_config.h"
 #include "rmq_testlib.h"
 #include "support.h"
+#include "tcp_proxy.h"
 
 typedef struct fixture {
     const obx_plugin *plugin;
@@ -449,6 +450,65 @@ static void test_refused_is_unavailable(void **state)
     batch_free(b);
 }
 
+/* The link dies in the middle of a call (tcp_proxy lets so many bytes
+ * through, then forwards nothing and closes nothing): the first messages
+ * are confirmed, the rest never reach the server. The rest are
+ * UNAVAILABLE, an outage that counts no attempt, not RETRY as if each of
+ * them alone were slow: nothing sent after them was answered. */
+static void test_link_dead_mid_call_is_unavailable(void **state)
+{
+    fixture *f = *state;
+    const char *at = strrchr(f->url, '@');
+    const char *colon = at ? strchr(at, ':') : NULL;
+    assert_non_null(colon);
+    tp_proxy *p = tp_start("127.0.0.1", atoi(colon + 1));
+    char url[600];
+    snprintf(url, sizeof url, "%.*s%d/", (int)(colon + 1 - f->url), f->url,
+             tp_port(p));
+    f->conf.url = url;
+    f->conf.channels = 1;
+    /* sending waits for confirms to make room: some come back before the
+     * link dies (a burst would die with all its confirms) */
+    f->conf.max_in_flight = 5;
+    open_inst(f);
+    /* two of the same size as those below: the second one measures what
+     * one message costs on the wire */
+    batch *w = batch_new(1, 900, 1, f->queue, 200);
+    assert_int_equal(publish(f, w, 5000), OBX_OK);
+    assert_all_ok(w);
+    batch_free(w);
+    w = batch_new(1, 901, 1, f->queue, 200);
+    long before = tp_bytes_up(p);
+    assert_int_equal(publish(f, w, 5000), OBX_OK);
+    assert_all_ok(w);
+    long one = tp_bytes_up(p) - before;
+    batch_free(w);
+    assert_true(one > 200);
+
+    batch *b = batch_new(40, 100, 40, f->queue, 200);
+    tp_stall_after(p, one * 20 + one / 2);
+    publish(f, b, 2000);
+    size_t ok = 0, unavailable = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->res[i].status == OBX_OK)
+            ok++;
+        else if (b->res[i].status == OBX_UNAVAILABLE)
+            unavailable++;
+        else
+            fail_msg("event %zu: %s: %s", i, obx_status_name(b->res[i].status),
+                     b->res[i].errstr);
+    }
+    /* the death really was mid-call */
+    if (ok < 5 || ok > 20)
+        fail_msg("%zu of %zu confirmed with %ld bytes a message (last: %s)",
+                 ok, b->n, one, b->res[b->n - 1].errstr);
+    assert_int_equal(ok + unavailable, b->n);
+    batch_free(b);
+    f->ops->close(f->inst);
+    f->inst = NULL;
+    tp_stop(p);
+}
+
 static void test_bad_password_and_vhost_are_unavailable(void **state)
 {
     fixture *f = *state;
@@ -607,6 +667,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_headers_larger_than_a_frame_are_permanent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_dead_mid_call_is_unavailable,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_is_unavailable, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(

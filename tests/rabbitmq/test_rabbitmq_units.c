@@ -108,8 +108,8 @@ static void test_sizes_and_timeouts(void **state)
     assert_int_equal(obx_rmq_classify_size(101, 100, 0, 0), OBX_PERMANENT);
     assert_int_equal(obx_rmq_classify_size(0, 0, 4088, 4096), OBX_OK);
     assert_int_equal(obx_rmq_classify_size(0, 0, 4089, 4096), OBX_PERMANENT);
-    assert_int_equal(obx_rmq_classify_timeout(0), OBX_UNAVAILABLE);
-    assert_int_equal(obx_rmq_classify_timeout(1), OBX_RETRY);
+    assert_int_equal(obx_rmq_classify_timeout(false), OBX_UNAVAILABLE);
+    assert_int_equal(obx_rmq_classify_timeout(true), OBX_RETRY);
 }
 
 static void test_names_and_hints(void **state)

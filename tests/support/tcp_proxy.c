@@ -35,6 +35,9 @@ struct tp_proxy {
     pthread_mutex_t mu;
     tp_conn conns[TP_MAX_CONNS];
     atomic_int mode, delay_ms, stop, accepted;
+    /* client-to-server bytes forwarded so far; bytes still allowed before
+     * the proxy stalls (tp_stall_after), -1: no limit. Changed under mu. */
+    long up_bytes, up_budget;
     int wake[2]; /* self-pipe: mode changes and cuts wake the poll */
 };
 
@@ -81,13 +84,24 @@ static void accept_one(tp_proxy *p)
     reset_close(fd);
 }
 
-/* Forward one chunk from -> to; false when the connection is over. */
-static bool pump(tp_proxy *p, int from, int to)
+/* Forward one chunk from -> to (up: client to server); false when the
+ * connection is over. Called under mu. */
+static bool pump(tp_proxy *p, int from, int to, bool up)
 {
     char buf[TP_CHUNK];
     ssize_t n = read(from, buf, sizeof buf);
     if (n <= 0)
         return false;
+    if (up && p->up_budget >= 0) {
+        /* the link dies here: the rest of the chunk never arrives */
+        if (n >= p->up_budget) {
+            n = p->up_budget;
+            atomic_store(&p->mode, TP_STALL);
+        }
+        p->up_budget -= n;
+    }
+    if (up)
+        p->up_bytes += n;
     int delay =
         atomic_load(&p->mode) == TP_SLOW ? atomic_load(&p->delay_ms) : 0;
     if (delay > 0) {
@@ -147,10 +161,10 @@ static void *proxy_main(void *arg)
             tp_conn *c = &p->conns[idx[k]];
             if (c->dead && c->down == fds[k].fd) {
                 drop(c, false);
-            } else if (!c->dead &&
+            } else if (!c->dead && atomic_load(&p->mode) != TP_STALL &&
                        (c->down == fds[k].fd || c->up == fds[k].fd)) {
-                int other = fds[k].fd == c->down ? c->up : c->down;
-                if (!pump(p, fds[k].fd, other))
+                bool up = fds[k].fd == c->down;
+                if (!pump(p, fds[k].fd, up ? c->up : c->down, up))
                     drop(c, false);
             }
             pthread_mutex_unlock(&p->mu);
@@ -165,6 +179,7 @@ tp_proxy *tp_start(const char *upstream_host, int upstream_port)
     assert_non_null(p);
     for (int i = 0; i < TP_MAX_CONNS; i++)
         p->conns[i].down = p->conns[i].up = -1;
+    p->up_budget = -1;
     pthread_mutex_init(&p->mu, NULL);
     p->upstream.sin_family = AF_INET;
     p->upstream.sin_port = htons((uint16_t)upstream_port);
@@ -228,6 +243,21 @@ int tp_abandon(tp_proxy *p)
         }
     pthread_mutex_unlock(&p->mu);
     wake(p);
+    return n;
+}
+
+void tp_stall_after(tp_proxy *p, long up_bytes)
+{
+    pthread_mutex_lock(&p->mu);
+    p->up_budget = up_bytes;
+    pthread_mutex_unlock(&p->mu);
+}
+
+long tp_bytes_up(tp_proxy *p)
+{
+    pthread_mutex_lock(&p->mu);
+    long n = p->up_bytes;
+    pthread_mutex_unlock(&p->mu);
     return n;
 }
 

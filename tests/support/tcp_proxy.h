@@ -38,6 +38,15 @@ int tp_cut(tp_proxy *p);
  * from carrying on as if nothing happened. Returns how many. */
 int tp_abandon(tp_proxy *p);
 
+/* Forward up_bytes more from the clients to the server (over every
+ * connection, in TP_PASS mode), then switch to TP_STALL, dropping the
+ * rest of the chunk at hand: a link that dies in the middle of a
+ * stream. */
+void tp_stall_after(tp_proxy *p, long up_bytes);
+
+/* Bytes forwarded from the clients to the server so far. */
+long tp_bytes_up(tp_proxy *p);
+
 /* Connections accepted so far. */
 int tp_accepted(const tp_proxy *p);
 
