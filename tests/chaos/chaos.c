@@ -29,7 +29,7 @@
 #define CHAOS_RECOVERY_MS 30000
 /* Writing before a fault begins and after the last one ended, so each
  * fault lands mid-stream and the run ends with the relays keeping up. */
-#define CHAOS_LEAD_MS 1500
+#define CHAOS_LEAD_MS 1000
 
 int64_t chaos_mono_ms(void)
 {
@@ -142,12 +142,15 @@ static void write_config(relays *r)
     const char *level = getenv("OBX_CHAOS_LOG_LEVEL");
     if (!level || !*level)
         level = "info";
-    /* metrics on a port of each relay's choosing (its log names it) */
+    /* metrics on a port of each relay's choosing (its log names it); a
+     * publish given up after 10 s, not 30: a stalled broker is noticed
+     * within a 20 s stall (the adapters shorten their own timeouts so) */
     fprintf(fp,
             "[relay]\nlog_level = %s\nmetrics_listen = 127.0.0.1:0\n"
             "shutdown_grace = 20s\n"
             "[pipeline chaos]\nbatch_size = %d\npoll_interval = 100ms\n"
-            "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n",
+            "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n"
+            "publish_timeout = 10s\n",
             level, CHAOS_BATCH);
     c->store->config(c, fp);
     c->broker->config(c, fp);
@@ -302,12 +305,29 @@ typedef struct run {
     unsigned rng;
     int kills, disruptions;
     long replayable; /* events a store restart may hand out again */
+    int64_t t0;      /* when the run began (chaos_mono_ms) */
     char why[1024];  /* the first thing that went wrong, "" when none */
 } run;
 
 /* The run in progress, for chaos_cleanup when an adapter fails the test
  * in the middle of it. */
 static run *current;
+
+/* A line of the run's story on stdout, with the seconds since it began:
+ * where a slow or failing run spent its time. */
+static void note(run *u, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note(run *u, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    printf("chaos %s [%6.1fs]: %s\n", u->c.name,
+           (double)(chaos_mono_ms() - u->t0) / 1000.0, msg);
+    fflush(stdout);
+}
 
 static bool failed(run *u, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -379,11 +399,41 @@ static bool take_sample(run *u, sample *s)
     return failed(u, "%s", why);
 }
 
+/* The proxies a step is aimed at (one link or both), NULL elsewhere. */
+typedef struct links {
+    tp_proxy *p[2];
+} links;
+
+static links links_of(run *u, chaos_link l)
+{
+    links k = {{NULL, NULL}};
+    if (l != CHAOS_LINK_BROKER)
+        k.p[CHAOS_LINK_STORE] = u->proxy[CHAOS_LINK_STORE];
+    if (l != CHAOS_LINK_STORE)
+        k.p[CHAOS_LINK_BROKER] = u->proxy[CHAOS_LINK_BROKER];
+    return k;
+}
+
+static void links_mode(links *k, tp_mode mode, int delay_ms)
+{
+    for (int l = 0; l < 2; l++)
+        if (k->p[l])
+            tp_set_mode(k->p[l], mode, delay_ms);
+}
+
+/* Connections accepted so far through each proxy of k. */
+static void links_accepted(const links *k, int out[2])
+{
+    for (int l = 0; l < 2; l++)
+        out[l] = k->p[l] ? tp_accepted(k->p[l]) : 0;
+}
+
 /* Once a fault is over: the relays must publish again within
- * CHAOS_RECOVERY_MS (they do not hang on a dead connection), and, when
- * min_accepted > 0, have opened new connections through the proxy of
- * link (they reconnected). */
-static bool recovered(run *u, const char *what, tp_proxy *p, int min_accepted)
+ * CHAOS_RECOVERY_MS (they do not hang on a dead connection), and, when k
+ * is given, have opened a new connection through each of its proxies
+ * since `before` (they reconnected). */
+static bool recovered(run *u, const char *what, const links *k,
+                      const int before[2])
 {
     sample s0, s;
     if (!take_sample(u, &s0))
@@ -393,10 +443,13 @@ static bool recovered(run *u, const char *what, tp_proxy *p, int min_accepted)
         chaos_sleep_ms(100);
         if (!take_sample(u, &s))
             return false;
-        bool again = !p || tp_accepted(p) >= min_accepted;
+        bool again = true;
+        for (int l = 0; k && l < 2; l++)
+            if (k->p[l] && tp_accepted(k->p[l]) <= before[l])
+                again = false;
         if (s.published > s0.published && again) {
-            printf("chaos %s: %s: publishing again %lld ms after it ended\n",
-                   u->c.name, what, (long long)(chaos_mono_ms() - t0));
+            note(u, "%s: publishing again %lld ms after it ended", what,
+                 (long long)(chaos_mono_ms() - t0));
             return true;
         }
         if (chaos_mono_ms() - t0 > CHAOS_RECOVERY_MS)
@@ -456,11 +509,14 @@ static bool broker_down(run *u, const chaos_step *st, const char *what)
     int circuits = logs_count(&u->r, "circuit open:");
     u->c.broker->stop(&u->c);
     u->broker_stopped = true;
+    note(u, "the broker's server is stopped");
     bool ok = watch(u, st->ms);
     u->c.broker->start(&u->c);
     u->broker_stopped = false;
+    note(u, "the broker's server is up again");
     u->disruptions++;
-    return ok && outage_felt(u, circuits, what) && recovered(u, what, NULL, 0);
+    return ok && outage_felt(u, circuits, what) &&
+           recovered(u, what, NULL, NULL);
 }
 
 static bool cold_start(run *u, const chaos_step *st, const char *what)
@@ -475,8 +531,9 @@ static bool cold_start(run *u, const chaos_step *st, const char *what)
     bool felt = outage_felt(u, 0, what);
     u->c.broker->start(&u->c);
     u->broker_stopped = false;
+    note(u, "the broker's server is up");
     u->disruptions++;
-    return felt && recovered(u, what, NULL, 0);
+    return felt && recovered(u, what, NULL, NULL);
 }
 
 static bool store_restart(run *u, const chaos_step *st, const char *what)
@@ -488,6 +545,7 @@ static bool store_restart(run *u, const chaos_step *st, const char *what)
         for (int w = 0; w < CHAOS_WRITERS; w++)
             u->replayable += atomic_load(&u->ws[w].committed);
     pid_t child = u->c.store->restart(&u->c, st->ms);
+    note(u, "restarting the database");
     int64_t end = chaos_mono_ms() + st->ms + 120000;
     int status = -1;
     while (status < 0) {
@@ -500,26 +558,34 @@ static bool store_restart(run *u, const chaos_step *st, const char *what)
             return false;
     }
     u->disruptions++;
+    note(u, "the database restart is done (exit %d)", status);
     if (status != 0)
         return failed(u, "%s: the restart failed (exit %d)", what, status);
-    return outage_felt(u, circuits, what) && recovered(u, what, NULL, 0);
+    return outage_felt(u, circuits, what) && recovered(u, what, NULL, NULL);
 }
 
 static bool cut(run *u, const chaos_step *st, const char *what)
 {
-    tp_proxy *p = u->proxy[st->link];
-    for (int k = 0; k < st->count; k++) {
-        if (!watch(u, k ? 700 + (int)(rand_r(&u->rng) % 600) : CHAOS_LEAD_MS))
+    links k = links_of(u, st->link);
+    for (int c = 0; c < st->count; c++) {
+        if (!watch(u, c ? 700 + (int)(rand_r(&u->rng) % 600) : CHAOS_LEAD_MS))
             return false;
-        int before = tp_accepted(p);
-        int n = tp_cut(p);
+        int before[2];
+        links_accepted(&k, before);
+        int n = 0;
+        for (int l = 0; l < 2; l++)
+            if (k.p[l]) {
+                int cut = tp_cut(k.p[l]);
+                if (cut == 0)
+                    return failed(u, "%s: no %s connection to cut", what,
+                                  l == CHAOS_LINK_STORE ? "store" : "broker");
+                n += cut;
+            }
         u->disruptions++;
-        if (n == 0)
-            return failed(u, "%s: no connection to cut", what);
         char one[160];
-        snprintf(one, sizeof one, "%s (%d of %d, %d connections)", what, k + 1,
+        snprintf(one, sizeof one, "%s (%d of %d, %d connections)", what, c + 1,
                  st->count, n);
-        if (!recovered(u, one, p, before + 1))
+        if (!recovered(u, one, &k, before))
             return false;
     }
     return true;
@@ -527,10 +593,10 @@ static bool cut(run *u, const chaos_step *st, const char *what)
 
 static bool stall(run *u, const chaos_step *st, const char *what)
 {
-    tp_proxy *p = u->proxy[st->link];
+    links k = links_of(u, st->link);
     if (!watch(u, CHAOS_LEAD_MS))
         return false;
-    tp_set_mode(p, TP_STALL, 0);
+    links_mode(&k, TP_STALL, 0);
     u->disruptions++;
     /* what the relays had in hand when it began may still settle */
     int grace = st->ms > 4000 ? 2000 : st->ms / 2;
@@ -540,39 +606,48 @@ static bool stall(run *u, const chaos_step *st, const char *what)
         return false;
     /* the old connections never come back: only a relay that noticed the
      * dead link (its own timeouts) and reconnected goes on */
-    int dead = tp_abandon(p);
-    int before = tp_accepted(p);
-    tp_set_mode(p, TP_PASS, 0);
-    printf("chaos %s: %s: %.0f published during it, %d connections "
-           "abandoned\n",
-           u->c.name, what, b.published - a.published, dead);
+    int dead = 0;
+    for (int l = 0; l < 2; l++)
+        if (k.p[l])
+            dead += tp_abandon(k.p[l]);
+    int before[2];
+    links_accepted(&k, before);
+    links_mode(&k, TP_PASS, 0);
+    note(u, "%s: %.0f published during it, %d connections abandoned", what,
+         b.published - a.published, dead);
     if (b.published - a.published > 2.0 * CHAOS_BATCH * u->r.n)
         return failed(u,
                       "%s: %.0f events published while it stalled: the "
                       "relays' connections do not go through the proxy",
                       what, b.published - a.published);
-    return recovered(u, what, p, before + 1);
+    return recovered(u, what, &k, before);
 }
 
 static bool slow(run *u, const chaos_step *st, const char *what)
 {
-    tp_proxy *p = u->proxy[st->link];
+    links k = links_of(u, st->link);
     if (!watch(u, CHAOS_LEAD_MS))
         return false;
     sample a, b;
     if (!take_sample(u, &a))
         return false;
-    tp_set_mode(p, TP_SLOW, st->delay_ms);
+    links_mode(&k, TP_SLOW, st->delay_ms);
     u->disruptions++;
     bool ok = watch(u, st->ms) && take_sample(u, &b);
-    tp_set_mode(p, TP_PASS, 0);
+    links_mode(&k, TP_PASS, 0);
     if (!ok)
         return false;
-    printf("chaos %s: %s: %.0f published meanwhile\n", u->c.name, what,
-           b.published - a.published);
+    note(u, "%s: %.0f published meanwhile", what, b.published - a.published);
     if (b.published <= a.published)
         return failed(u, "%s: nothing published over the slow link", what);
-    return recovered(u, what, NULL, 0);
+    return recovered(u, what, NULL, NULL);
+}
+
+static const char *link_name(chaos_link l)
+{
+    return l == CHAOS_LINK_STORE    ? "store link"
+           : l == CHAOS_LINK_BROKER ? "broker link"
+                                    : "store and broker links";
 }
 
 static bool apply(run *u, const chaos_step *st)
@@ -591,17 +666,15 @@ static bool apply(run *u, const chaos_step *st)
         snprintf(what, sizeof what, "database restart, down %d ms", st->ms);
         return store_restart(u, st, what);
     case CHAOS_CUT:
-        snprintf(what, sizeof what, "%s link cut",
-                 st->link == CHAOS_LINK_STORE ? "store" : "broker");
+        snprintf(what, sizeof what, "%s cut", link_name(st->link));
         return cut(u, st, what);
     case CHAOS_STALL:
-        snprintf(what, sizeof what, "%s link stalled %d ms",
-                 st->link == CHAOS_LINK_STORE ? "store" : "broker", st->ms);
+        snprintf(what, sizeof what, "%s stalled %d ms", link_name(st->link),
+                 st->ms);
         return stall(u, st, what);
     case CHAOS_SLOW:
-        snprintf(what, sizeof what, "%s link slowed (%d ms a chunk, %d ms)",
-                 st->link == CHAOS_LINK_STORE ? "store" : "broker",
-                 st->delay_ms, st->ms);
+        snprintf(what, sizeof what, "%s slowed (%d ms a chunk, %d ms)",
+                 link_name(st->link), st->delay_ms, st->ms);
         return slow(u, st, what);
     }
     return failed(u, "unknown fault %d", (int)st->fault);
@@ -795,6 +868,7 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     if (s && *s)
         c->seed = (unsigned)strtoul(s, NULL, 10);
     u->rng = c->seed;
+    u->t0 = chaos_mono_ms();
     snprintf(c->name, sizeof c->name, "%s%s -> %s", store->name,
              store->relays > 1 ? (store->relays == 2 ? " x2" : " x3") : "",
              broker->name);
@@ -812,6 +886,7 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     u->store_set_up = true;
     broker->setup(c);
     u->broker_set_up = true;
+    note(u, "store and broker set up");
     if (chaos_schedule_proxies(sch, CHAOS_LINK_STORE)) {
         u->proxy[CHAOS_LINK_STORE] =
             tp_start("127.0.0.1", store->server_port(c));
@@ -831,11 +906,13 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     if (cold) {
         broker->stop(c);
         u->broker_stopped = true;
+        note(u, "the broker's server is stopped");
     }
     for (int i = 0; i < u->r.n; i++)
         relay_start(&u->r, i);
     store->ready(c);
     start_writers(u);
+    note(u, "relays running, writers writing");
 
     bool ok = true;
     /* the pair works before anything is done to it */
@@ -855,8 +932,10 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     for (int w = 0; w < CHAOS_WRITERS; w++)
         committed += u->ws[w].committed;
     chaos_seen seen = {0};
+    note(u, "writers stopped, %ld events committed", committed);
     if (ok)
         drain(u, committed, &seen);
+    note(u, "drained");
     sample end = {0};
     if (ok && whole && take_sample(u, &end) && (end.dead || end.retries))
         ok = failed(u,

@@ -59,8 +59,13 @@ typedef enum chaos_fault {
     CHAOS_SLOW,          /* each chunk on the link waits delay_ms, for ms */
 } chaos_fault;
 
-/* The relays' connections a proxy fault is aimed at. */
-typedef enum chaos_link { CHAOS_LINK_STORE, CHAOS_LINK_BROKER } chaos_link;
+/* The relays' connections a proxy fault is aimed at (both: the two at
+ * once). */
+typedef enum chaos_link {
+    CHAOS_LINK_STORE,
+    CHAOS_LINK_BROKER,
+    CHAOS_LINK_BOTH
+} chaos_link;
 
 typedef struct chaos_step {
     chaos_fault fault;
@@ -85,7 +90,7 @@ typedef struct chaos_schedule {
  *   store-restart[:DUR]      the database restarted, down for DUR
  *   cold-start[:DUR]         the relays start with the broker stopped; it
  *                            starts DUR later (the first step only)
- *   cut:LINK[:N]             LINK (store or broker) cut N times (3)
+ *   cut:LINK[:N]             LINK (store, broker or both) cut N times (3)
  *   stall:LINK[:DUR]         LINK stalled for DUR (20s)
  *   slow:LINK[:DELAY[:DUR]]  LINK slowed, DELAY before each chunk
  *                            (20ms), for DUR (5s)

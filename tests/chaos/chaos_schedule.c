@@ -53,7 +53,9 @@ static chaos_link parse_link(const char *t, const char *step)
         return CHAOS_LINK_STORE;
     if (t && strcmp(t, "broker") == 0)
         return CHAOS_LINK_BROKER;
-    fail_msg("chaos schedule: '%s' needs store or broker", step);
+    if (t && strcmp(t, "both") == 0)
+        return CHAOS_LINK_BOTH;
+    fail_msg("chaos schedule: '%s' needs store, broker or both", step);
     return CHAOS_LINK_STORE;
 }
 
@@ -78,7 +80,9 @@ static void show_ms(char *buf, size_t len, int ms)
 static void name_step(const chaos_step *st, char *buf, size_t len)
 {
     char a[16], b[16];
-    const char *link = st->link == CHAOS_LINK_STORE ? "store" : "broker";
+    const char *link = st->link == CHAOS_LINK_STORE    ? "store"
+                       : st->link == CHAOS_LINK_BROKER ? "broker"
+                                                       : "both";
     show_ms(a, sizeof a, st->ms);
     show_ms(b, sizeof b, st->delay_ms);
     switch (st->fault) {
@@ -180,8 +184,9 @@ bool chaos_schedule_proxies(const chaos_schedule *s, chaos_link l)
 {
     for (int i = 0; i < s->n; i++) {
         chaos_fault f = s->steps[i].fault;
+        chaos_link sl = s->steps[i].link;
         if ((f == CHAOS_CUT || f == CHAOS_STALL || f == CHAOS_SLOW) &&
-            s->steps[i].link == l)
+            (sl == l || sl == CHAOS_LINK_BOTH))
             return true;
     }
     return false;

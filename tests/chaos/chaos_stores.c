@@ -211,11 +211,12 @@ static void pg_wal_config(chaos_ctx *c, FILE *fp)
     pg_state *s = c->store->state;
     char ci[1300];
     pg_relay_conninfo(c, ci, sizeof ci);
-    /* status updates every 100 ms bound what a kill re-streams */
+    /* status updates every 100 ms bound what a kill re-streams; a server
+     * silent for 10 s (not 30) is given up, within a 20 s stall */
     fprintf(fp,
             "store = pg_wal\nstore.conninfo = %s\nstore.schema = %s\n"
             "store.slot = %s\nstore.publication = %s\n"
-            "store.status_interval = 100ms\n",
+            "store.status_interval = 100ms\nstore.timeout = 10s\n",
             ci, s->schema, s->schema, s->schema);
 }
 
