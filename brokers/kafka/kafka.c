@@ -56,6 +56,11 @@ typedef struct kfk_call {
     size_t inflight; /* KFK_INFLIGHT count */
     size_t wake_at;  /* return from the current wait at this inflight */
     size_t answered; /* reports carrying a broker's answer */
+    /* ALL_BROKERS_DOWN (or an authentication failure) was reported during
+     * the call. It stays so even when a report that was already on its
+     * way comes after it and says a broker is up: what had no report by
+     * then is an outage's, and counts no attempt. */
+    bool went_down;
     int timeout_ms;
 } kfk_call;
 
@@ -120,6 +125,7 @@ static void kfk_set_down(obx_kafka *k, const char *what, const char *why)
         k->host->log(k->host, OBX_LOG_WARN,
                      "kafka: brokers unavailable: %s: %s", what, why);
     k->down = true;
+    k->call.went_down = true;
     snprintf(k->down_reason, sizeof k->down_reason, "kafka: %s: %s", what, why);
 }
 
@@ -528,7 +534,7 @@ static rd_kafka_resp_err_t kfk_send(obx_kafka *k, const obx_event *ev,
 
 static bool kfk_stopped(const obx_kafka *k)
 {
-    return k->fatal || k->down;
+    return k->fatal || k->down || k->call.went_down;
 }
 
 /* Hand one event over, waiting (serving reports) while librdkafka's queue
@@ -633,8 +639,9 @@ static void kfk_wait(obx_kafka *k, int64_t deadline)
 static void kfk_label(obx_kafka *k, bool wide)
 {
     kfk_call *c = &k->call;
-    const char *why =
-        k->down ? k->down_reason : "kafka: no broker answered anything";
+    const char *why = k->down || c->went_down
+                          ? k->down_reason
+                          : "kafka: no broker answered anything";
     for (size_t i = 0; i < c->n; i++) {
         obx_result *r = &c->results[i];
         if (c->state[i] == KFK_UNSENT && wide)
@@ -706,7 +713,7 @@ static obx_status kfk_finish(obx_kafka *k)
         rd_kafka_poll(k->rk, 0);
     }
     if (!complete)
-        kfk_label(k, k->down || c->answered == 0);
+        kfk_label(k, k->down || c->went_down || c->answered == 0);
     obx_status st = kfk_verdict(k);
     c->n = 0;
     return st;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -361,6 +362,64 @@ static void test_all_brokers_down_unavailable_then_recovers(void **state)
     free_batch(&b);
 }
 
+/* The cluster goes down in the middle of a call (the chaos suite's
+ * outage: reports of what was answered just before may still come in
+ * after ALL_BROKERS_DOWN and say a broker is up): what was answered is
+ * OK, everything else UNAVAILABLE, none RETRY (an outage counts no
+ * attempt), and the call stops at the outage, not at its deadline. */
+typedef struct downer {
+    fixture *f;
+    int after_ms;
+} downer;
+
+static void *take_down_later(void *arg)
+{
+    downer *d = arg;
+    struct timespec ts = {0, (long)d->after_ms * 1000000L};
+    nanosleep(&ts, NULL);
+    rd_kafka_mock_broker_set_down(d->f->mock.cluster, -1);
+    return NULL;
+}
+
+static void test_down_mid_call_is_unavailable(void **state)
+{
+    fixture *f = *state;
+    prop(f, "reconnect.backoff.max.ms", "500");
+    f->conf.max_in_flight = 5; /* a long call: five answers at a time */
+    open_inst(f);
+    batch warm = mk_batch(f, 0, 10, 5, 64);
+    assert_int_equal(publish(f, &warm, 10000), OBX_OK);
+    assert_all_ok(&warm);
+    set_rtt(f, -1, 20);
+    f->faults = true;
+    downer d = {f, 300};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, take_down_later, &d), 0);
+    batch b = mk_batch(f, 10, 400, 5, 64);
+    int64_t t0 = kt_now_ms();
+    publish(f, &b, 8000);
+    int64_t took = kt_now_ms() - t0;
+    pthread_join(th, NULL);
+    size_t ok = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        if (b.res[i].status == OBX_OK) {
+            ok++;
+            continue;
+        }
+        if (b.res[i].status != OBX_UNAVAILABLE)
+            fail_msg("event %zu: %s: %s", i, obx_status_name(b.res[i].status),
+                     b.res[i].errstr);
+    }
+    /* it did go down mid-call */
+    assert_true(ok > 0 && ok < b.n);
+    assert_true(took < 6000);
+    rd_kafka_mock_broker_set_up(f->mock.cluster, -1);
+    set_rtt(f, -1, 0);
+    f->faults = false;
+    free_batch(&warm);
+    free_batch(&b);
+}
+
 static void test_oversize_event_is_permanent_and_holds_its_key(void **state)
 {
     fixture *f = *state;
@@ -612,6 +671,7 @@ int main(void)
         T(test_small_in_flight_bound_still_delivers_all),
         T(test_transient_produce_errors_retried_without_loss),
         T(test_all_brokers_down_unavailable_then_recovers),
+        T(test_down_mid_call_is_unavailable),
         T(test_oversize_event_is_permanent_and_holds_its_key),
         T(test_leader_changes_mid_stream_lose_nothing),
         T(test_unknown_topic_is_permanent),
