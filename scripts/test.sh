@@ -15,7 +15,7 @@
 #   tsan-ctest  the tests where threads meet (engine, brokers, several
 #               pipelines in one process) in ./build-tsan
 # After each ctest stage the chaos suite's summary table is printed (pair,
-# kills, committed, lost, phantoms, order breaks, duplicates).
+# kills, committed, lost, phantoms, order breaks, duplicates, fault).
 #   fuzz-build  only when the CMake option OBX_FUZZ exists: clang build in
 #               ./build-fuzz with -DOBX_FUZZ=ON (and ASan+UBSan)
 #   fuzz        every fuzz_* executable of that build, OBX_FUZZ_SECONDS
