@@ -243,20 +243,6 @@ static int metrics_port(relays *r, int i)
     return r->mport[i];
 }
 
-/* The sum of metric `name`'s samples in a Prometheus text body. */
-static double metric_sum(const char *body, const char *name)
-{
-    double sum = 0;
-    size_t len = strlen(name);
-    for (const char *l = body; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : l)
-        if (strncmp(l, name, len) == 0 && (l[len] == '{' || l[len] == ' ')) {
-            const char *v = strchr(l, ' ');
-            if (v)
-                sum += strtod(v + 1, NULL);
-        }
-    return sum;
-}
-
 /* The counters of every relay, summed; false (why in *why) when a relay
  * has died or does not answer. */
 static bool scrape(relays *r, sample *s, char *why, size_t len)

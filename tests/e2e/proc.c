@@ -139,3 +139,18 @@ int free_port(void)
     close(fd);
     return port;
 }
+
+double metric_sum(const char *page, const char *name)
+{
+    double sum = 0;
+    size_t len = strlen(name);
+    for (const char *l = page; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : l)
+        if (strncmp(l, name, len) == 0 && (l[len] == '{' || l[len] == ' ')) {
+            /* a label value may hold a space: the value follows the '}' */
+            const char *v = l[len] == '{' ? strchr(l + len, '}') : l + len;
+            v = v ? strchr(v, ' ') : NULL;
+            if (v)
+                sum += strtod(v + 1, NULL);
+        }
+    return sum;
+}

@@ -27,6 +27,10 @@ size_t count_lines(const char *path);
  * (heap) in *body, or -1 when the connection fails. */
 int http_get(int port, const char *path, char **body);
 
+/* The sum of every sample of metric `name` (any labels) in a Prometheus
+ * text page, 0 when it has none. */
+double metric_sum(const char *page, const char *name);
+
 /* A free TCP port on 127.0.0.1. */
 int free_port(void);
 
