@@ -865,16 +865,15 @@ static obx_status sq_validate(const obx_host *host, const void *config,
     return sq_validate_connect(&s, errstr, errlen);
 }
 
-/* Emit the DDL for `config`, one statement per call, each ending in ";". */
+/* Emit the DDL for `config`, one statement per call, each ending in ";".
+ * Errors: OBX_CONFIG for bad names, OBX_NOMEM (errstr says which). */
 static obx_status sq_schema(const obx_host *host, const void *config,
-                            obx_emit_fn emit, void *ctx)
+                            obx_emit_fn emit, void *ctx, char *errstr,
+                            size_t errlen)
 {
     sq_names names;
-    char err[OBX_ERRSTR_LEN];
-    if (sq_names_init(&names, config, err, sizeof err) != 0) {
-        host->log(host, OBX_LOG_ERROR, "sqlite schema: %s", err);
+    if (sq_names_init(&names, config, errstr, errlen) != 0)
         return OBX_CONFIG;
-    }
     for (size_t i = 0; sq_ddl_templates[i]; i++) {
         char *sql = sq_sql_expand(&names, sq_ddl_templates[i]);
         char *text = sql ? sqlite3_mprintf("%s;\n", sql) : NULL;
@@ -882,8 +881,10 @@ static obx_status sq_schema(const obx_host *host, const void *config,
             emit(ctx, text);
         sqlite3_free(sql);
         sqlite3_free(text);
-        if (!text)
+        if (!text) {
+            snprintf(errstr, errlen, "out of memory");
             return OBX_NOMEM;
+        }
     }
     return OBX_OK;
 }
@@ -899,7 +900,7 @@ static const obx_store_ops sq_ops = {
     .release = sq_release,
     .bury = sq_bury,
     .stats = sq_stats,
-    .schema = sq_schema,
+    .schema_v2 = sq_schema,
     .dead_list = sq_dead_list,
     .dead_requeue = sq_dead_requeue,
     .dead_purge = sq_dead_purge,
