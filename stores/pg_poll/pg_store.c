@@ -46,6 +46,12 @@ static const obx_option pgp_options[] = {
     {"lease", OBX_OPT_DURATION, "60s", 0, 10, 86400000, NULL, PGP_OFF(lease_ms),
      "how long a claim is owned before another relay may take the event; "
      "longer than the slowest publish"},
+    {"query_timeout", OBX_OPT_DURATION, "15s", 0, 100, 3600000, NULL,
+     PGP_OFF(query_timeout_ms),
+     "longest wait for the server to answer a statement before the "
+     "connection is given up and opened again: a link that stalls without "
+     "a reset (a dead middlebox, a half-open connection) answers TCP "
+     "keepalives, so only this notices it"},
     {"retention", OBX_OPT_DURATION, "7d", 0, 0, 315360000000, NULL,
      PGP_OFF(retention_ms),
      "ack_mode=mark: delete published rows older than this, in small "
@@ -305,8 +311,7 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
     snprintf(lease, sizeof lease, "%lld", (long long)s->conf->lease_ms);
     const char *p[3] = {s->owner, smax, lease};
     PGresult *r = NULL;
-    obx_status st =
-        pgp_exec(s, PGP_S_CLAIM, 3, p, 1, &r, "claim", errstr, errlen);
+    obx_status st = pgp_exec_claim(s, 3, p, &r, errstr, errlen);
     if (st != OBX_OK)
         return st;
     pgp_batch b = {out, 0, NULL, NULL, 0};
