@@ -43,6 +43,13 @@ static const obx_option pgp_options[] = {
     OBX_OPT_DURATION(obx_pg_poll_config, lease_ms, "lease", "60s", 10, 86400000,
                      "how long a claim is owned before another relay may take "
                      "the event; longer than the slowest publish"),
+    OBX_OPT_DURATION(
+        obx_pg_poll_config, query_timeout_ms, "query_timeout", "15s", 100,
+        3600000,
+        "longest wait for the server to answer a statement before the "
+        "connection is given up and opened again: a link that stalls without a "
+        "reset (a dead middlebox, a half-open connection) answers TCP "
+        "keepalives, so only this notices it"),
     OBX_OPT_DURATION(obx_pg_poll_config, retention_ms, "retention", "7d", 0,
                      315360000000,
                      "ack_mode=mark: delete published rows older than this, in "
@@ -303,8 +310,7 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
     snprintf(lease, sizeof lease, "%lld", (long long)s->conf->lease_ms);
     const char *p[3] = {s->owner, smax, lease};
     PGresult *r = NULL;
-    obx_status st =
-        pgp_exec(s, PGP_S_CLAIM, 3, p, 1, &r, "claim", errstr, errlen);
+    obx_status st = pgp_exec_claim(s, 3, p, &r, errstr, errlen);
     if (st != OBX_OK)
         return st;
     pgp_batch b = {out, 0, NULL, NULL, 0};
