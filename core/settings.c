@@ -95,6 +95,10 @@ static const obx_option pipeline_options[] = {
      PIPE_OFF(poll_interval_ms),
      "How long one claim waits for new events before the engine checks "
      "again (stores with notifications return as soon as events arrive)."},
+    {"claim_ahead", OBX_OPT_BOOL, "true", 0, 0, 0, NULL, PIPE_OFF(claim_ahead),
+     "While a full batch is out at the broker, settle the previous one and "
+     "claim the next (at most one batch ahead), so store and broker work at "
+     "the same time; false: one batch at a time."},
     {"once_timeout", OBX_OPT_DURATION, "60s", 0, SECONDS(1), SECONDS(604800),
      NULL, PIPE_OFF(once_timeout_ms),
      "run --once gives up (exit 1, with the reason) after this long without "
