@@ -6,9 +6,14 @@
  * sees a message library's threads or callbacks.
  *
  * Conventions (errstr, threads, instance lifetime) are store.h's: each
- * pipeline's thread opens its broker instance, makes every call on it and
- * closes it, so calls on one instance never overlap; instances of one
- * plugin in different pipelines run in parallel on different threads. A
+ * pipeline's thread opens its broker instance and closes it, and calls on
+ * one instance never overlap. publish() of a full batch runs on the
+ * pipeline's publisher thread (claim_ahead: the pipeline thread settles
+ * and claims meanwhile), the other calls on the pipeline thread, never
+ * while a publish() is running; so an instance is used by two threads in
+ * turn, each call ordered after the last (a mutex hand-off), and needs no
+ * lock of its own. Instances of one plugin in different pipelines run in
+ * parallel on different threads. A
  * client library's own threads may call host->log and host->gauge_set,
  * nothing else of the host.
  *
@@ -97,7 +102,9 @@ typedef struct obx_broker_ops {
      * timeout_ms (publish_timeout) for confirmations; an event without one
      * by then is OBX_RETRY ("timed out"): it may have arrived, and the
      * retry carries the same event_id.
-     * Thread: the pipeline's, which waits for the call.
+     * Thread: the pipeline's publisher thread (a full batch, with
+     * claim_ahead) or the pipeline's; either way the pipeline waits for
+     * the result before it calls the instance again.
      *
      * Order: events of one key appear in array order and must reach the
      * broker in that order. Once one of them fails, later events of that

@@ -144,7 +144,12 @@ typedef struct obx_store_ops {
      * wait), then return OBX_OK with *n == 0. The events are store-owned
      * until settled by ack, release or bury; every claimed event is
      * settled exactly once, by one of those calls or by close().
-     * Thread: the pipeline's.
+     * Thread: the pipeline's. With claim_ahead the engine claims the next
+     * batch while the last one is still out at the broker (its events
+     * claimed, unsettled): an OBX_STORE_ORDERED_CLAIM store keeps holding
+     * back the later events of their keys; for other stores the engine
+     * does (it publishes nothing of a key before the earlier event's
+     * result is in, and holds what comes after an event being released).
      * Engine: OK with *n events publishes them (n == 0: nothing due; a
      * store circuit opened by claim closes again); UNAVAILABLE opens the
      * circuit: no claim until the circuit backoff has passed. Any other

@@ -71,6 +71,16 @@ const fake_view *obx_fake_store_view(void *inst)
     return &((fake *)inst)->view;
 }
 
+/* The journal of the instance closed last: tests that let the engine run
+ * (and close the store) read what it left. Freed at the next close. */
+static fake_view closed_view;
+
+OBX_EXPORT const fake_view *obx_fake_store_closed_view(void);
+const fake_view *obx_fake_store_closed_view(void)
+{
+    return &closed_view;
+}
+
 static bool is_poison(const fake_conf *c, uint64_t i)
 {
     for (size_t k = 0; k < c->poison.n; k++)
@@ -134,7 +144,8 @@ static void fake_close(void *inst)
     for (uint64_t i = 0; i < f->view.n; i++)
         free(f->evs[i].topic);
     free(f->evs);
-    free(f->view.rows);
+    free(closed_view.rows);
+    closed_view = f->view;
     free(f);
 }
 
@@ -166,6 +177,11 @@ static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
         f->evs[i].ev.attempts = r->attempts;
         out[(*n)++] = &f->evs[i].ev;
     }
+    uint64_t claimed = 0;
+    for (uint64_t i = 0; i < f->view.n; i++)
+        claimed += f->view.rows[i].state == FAKE_CLAIMED;
+    if (claimed > f->view.max_claimed)
+        f->view.max_claimed = claimed;
     if (*n == 0 && wait_ms > 0)
         usleep(1000); /* nothing due: a short nap, as a real store waits */
     return OBX_OK;
