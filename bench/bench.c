@@ -42,9 +42,9 @@ _Noreturn void bench_die(const char *what, const char *why)
 
 size_t bench_payload(char *buf, long seq, long keys)
 {
-    int len = snprintf(buf, BENCH_PAYLOAD + 1,
-                       "{\"seq\":%ld,\"k\":%ld,\"t\":0,\"pad\":\"", seq,
-                       seq % keys);
+    int len =
+        snprintf(buf, BENCH_PAYLOAD + 1,
+                 "{\"seq\":%ld,\"k\":%ld,\"t\":0,\"pad\":\"", seq, seq % keys);
     memset(buf + len, 'x', (size_t)(BENCH_PAYLOAD - len - 2));
     memcpy(buf + BENCH_PAYLOAD - 2, "\"}", 3);
     return BENCH_PAYLOAD;
@@ -139,8 +139,8 @@ void bench_tally_print(bench_tally *t)
     }
     printf("count %ld order_violations %ld duplicates %ld latency_n %ld "
            "p50 %.2f p99 %.2f max %.2f first_wall %lld last_wall %lld\n",
-           t->count, t->order_violations, t->duplicates, t->nlat, p50, p99,
-           max, (long long)t->first_us, (long long)t->last_us);
+           t->count, t->order_violations, t->duplicates, t->nlat, p50, p99, max,
+           (long long)t->first_us, (long long)t->last_us);
     fflush(stdout);
 }
 

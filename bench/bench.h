@@ -19,20 +19,20 @@
 #define BENCH_MAX_BATCH 100000
 
 typedef struct bench_args {
-    long n;       /* events */
-    long keys;    /* distinct keys */
-    long batch;   /* claim batch, publish window */
-    long window;  /* broker: unconfirmed messages at most */
-    long skip;    /* consume: events left out of the latency (warm-up) */
-    long idle_ms; /* consume: stop after this long without a message */
-    int channels; /* rabbitmq */
+    long n;             /* events */
+    long keys;          /* distinct keys */
+    long batch;         /* claim batch, publish window */
+    long window;        /* broker: unconfirmed messages at most */
+    long skip;          /* consume: events left out of the latency (warm-up) */
+    long idle_ms;       /* consume: stop after this long without a message */
+    int channels;       /* rabbitmq */
     const char *target; /* conninfo, db path, URL, bootstrap servers */
     const char *dest;   /* table, topic, queue, subject, stream */
     const char *extra;  /* plugin dir (stdout), stream (nats) */
     const char *ready;  /* consume: touch this file once subscribed */
 } bench_args;
 
-double bench_now(void);    /* CLOCK_MONOTONIC, seconds */
+double bench_now(void);      /* CLOCK_MONOTONIC, seconds */
 int64_t bench_wall_us(void); /* CLOCK_REALTIME, unix microseconds */
 _Noreturn void bench_die(const char *what, const char *why);
 

@@ -67,9 +67,9 @@ void bench_broker_stdout(const bench_args *a)
     obx_event *evs = calloc((size_t)b, sizeof *evs);
     obx_event **ptrs = calloc((size_t)b, sizeof *ptrs);
     obx_result *res = calloc((size_t)b, sizeof *res);
-    char (*ids)[48] = calloc((size_t)b, 48);
-    char (*keys)[24] = calloc((size_t)b, 24);
-    char (*pay)[BENCH_PAYLOAD + 1] = calloc((size_t)b, BENCH_PAYLOAD + 1);
+    char(*ids)[48] = calloc((size_t)b, 48);
+    char(*keys)[24] = calloc((size_t)b, 24);
+    char(*pay)[BENCH_PAYLOAD + 1] = calloc((size_t)b, BENCH_PAYLOAD + 1);
     for (long i = 0; i < b; i++) {
         snprintf(ids[i], sizeof ids[i], "00000000-0000-4000-8000-%012ld", i);
         snprintf(keys[i], sizeof keys[i], "o%ld", i % a->keys);
@@ -121,8 +121,7 @@ static void kfk_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         s->delivered++;
 }
 
-static void kfk_produce(rd_kafka_t *rk, const char *topic, long seq,
-                        long keys)
+static void kfk_produce(rd_kafka_t *rk, const char *topic, long seq, long keys)
 {
     char key[32], id[48], val[BENCH_PAYLOAD + 1];
     snprintf(key, sizeof key, "o%ld", seq % keys);
@@ -253,8 +252,7 @@ static amqp_table_entry_t rmq_header(const char *k, const char *v)
 /* Read one frame (wait: up to 1 s; else a poll, as the plugin does) and
  * count the confirms in it; -1 when none was there. Dies on a nack or a
  * return. */
-static long rmq_confirms(amqp_connection_state_t c, bool wait,
-                         uint64_t *acked)
+static long rmq_confirms(amqp_connection_state_t c, bool wait, uint64_t *acked)
 {
     amqp_frame_t f;
     struct timeval tv = {wait ? 1 : 0, 0};
@@ -324,9 +322,9 @@ void bench_broker_rabbitmq(const bench_args *a)
         p.headers.num_entries = 4;
         p.headers.entries = h;
         amqp_bytes_t body = {BENCH_PAYLOAD, val};
-        int rc = amqp_basic_publish(c, (amqp_channel_t)ch, amqp_empty_bytes,
-                                    amqp_cstring_bytes(a->dest), 1, 0, &p,
-                                    body);
+        int rc =
+            amqp_basic_publish(c, (amqp_channel_t)ch, amqp_empty_bytes,
+                               amqp_cstring_bytes(a->dest), 1, 0, &p, body);
         if (rc != AMQP_STATUS_OK)
             bench_die("publish", amqp_error_string2(rc));
         sent[ch]++;
@@ -416,8 +414,8 @@ void bench_broker_nats(const bench_args *a)
 {
     if (!a->target || !a->dest)
         bench_die("broker-nats", "-t URL -d SUBJECT are required");
-    nats_state s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0,
-                    0, 0};
+    nats_state s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0,
+                    0};
     natsConnection *nc;
     jsCtx *js;
     nats_connect(a->target, &nc, &js, &s, a->window);

@@ -34,12 +34,10 @@ void bench_consume_kafka(const bench_args *a)
         bench_die("consume-kafka", "-t BOOTSTRAP -d TOPIC are required");
     char err[512];
     rd_kafka_conf_t *c = rd_kafka_conf_new();
-    const char *props[][2] = {{"bootstrap.servers", a->target},
-                              {"group.id", "obx_bench"},
-                              {"enable.auto.commit", "false"},
-                              {"fetch.wait.max.ms", "5"},
-                              {"fetch.error.backoff.ms", "5"},
-                              {"allow.auto.create.topics", "true"}};
+    const char *props[][2] = {
+        {"bootstrap.servers", a->target}, {"group.id", "obx_bench"},
+        {"enable.auto.commit", "false"},  {"fetch.wait.max.ms", "5"},
+        {"fetch.error.backoff.ms", "5"},  {"allow.auto.create.topics", "true"}};
     for (size_t i = 0; i < sizeof props / sizeof *props; i++)
         if (rd_kafka_conf_set(c, props[i][0], props[i][1], err, sizeof err))
             bench_die(props[i][0], err);

@@ -61,7 +61,8 @@ void bench_store_sqlite(const bench_args *a)
              "WITH RECURSIVE g(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM g "
              "WHERE x < %ld) INSERT INTO outbox_min (key, payload) SELECT "
              "'o' || (x %% %ld), substr('{\"seq\":' || x || ',\"k\":' || "
-             "(x %% %ld) || ',\"t\":0,\"pad\":\"' || replace(hex(zeroblob(128)), '0', 'x'), "
+             "(x %% %ld) || ',\"t\":0,\"pad\":\"' || "
+             "replace(hex(zeroblob(128)), '0', 'x'), "
              "1, %d) || '\"}' FROM g",
              a->n - 1, a->keys, a->keys, BENCH_PAYLOAD - 2);
     sq_exec(db, "BEGIN");
