@@ -103,8 +103,7 @@ static void test_descriptor(void **state)
     assert_int_equal(p->kind, OBX_PLUGIN_STORE);
     assert_string_equal(p->name, "pg_poll");
     assert_int_equal(p->config_size, sizeof(obx_pg_poll_config));
-    assert_int_equal(t->ops->flags,
-                     OBX_STORE_ORDERED_CLAIM | OBX_STORE_DURABLE_RETRY);
+    assert_int_equal(t->ops->flags, OBX_STORE_ORDERED_CLAIM);
     struct {
         const char *name;
         obx_opt_type type;
