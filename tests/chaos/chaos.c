@@ -123,7 +123,10 @@ static void write_config(relays *r)
     snprintf(r->conf, sizeof r->conf, "%s/relay.conf", c->dir);
     FILE *fp = fopen(r->conf, "w");
     assert_non_null(fp);
-    /* OBX_CHAOS_LOG_LEVEL=debug: the relays' full story of a failing run */
+    /* OBX_CHAOS_LOG_LEVEL=debug: the relays' full story of a failing run.
+     * claim_ahead is on: two batches out at once is the path SIGKILL can
+     * hurt most (the default, one batch at a time, is what every other
+     * test runs). */
     const char *level = getenv("OBX_CHAOS_LOG_LEVEL");
     if (!level || !*level)
         level = "info";
@@ -131,7 +134,8 @@ static void write_config(relays *r)
             "[relay]\nlog_level = %s\nmetrics_listen = off\n"
             "shutdown_grace = 20s\n"
             "[pipeline chaos]\nbatch_size = %d\npoll_interval = 100ms\n"
-            "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n",
+            "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n"
+            "claim_ahead = true\n",
             level, CHAOS_BATCH);
     c->store->config(c, fp);
     c->broker->config(c, fp);
