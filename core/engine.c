@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "abi.h"
+#include <outbox/abi.h>
 #include "template.h"
 
 #define ENGINE_LOG(p, lvl, ...)                                                \
@@ -503,7 +503,9 @@ static void fail_event(obx_pipeline *p, obx_event *ev, obx_status st,
     int64_t now = obx_now_us();
     obx_pmetrics_error(&p->metrics, st);
     uint32_t attempts = ev->attempts + 1;
-    bool permanent = st != OBX_RETRY;
+    /* Out of memory is transient: a counted retry, not a dead letter.
+     * Every other failure but RETRY can never succeed (broker.h). */
+    bool permanent = st != OBX_RETRY && st != OBX_NOMEM;
     if (p->set.dlq_kind != OBX_DLQ_NONE &&
         (permanent || attempts >= (uint32_t)p->set.max_attempts)) {
         char reason[OBX_REASON_LEN];

@@ -129,6 +129,19 @@ static const char pgp_claim_sql[] =
                                                                             "l"
                                                                             "}");
 
+/* Claims of one table run one at a time, across relays: each claim
+ * takes this transaction-scoped advisory lock in a statement of its own
+ * before the claim statement (see pgp_exec_claim), so the claim's
+ * snapshot, taken after the lock was granted, sees every lease committed
+ * by the claims before it. Without it two claims can overlap so that
+ * neither sees the other's lease: a late-committed event was claimed by
+ * one relay while its successor, leased but not yet committed by another,
+ * was hidden by SKIP LOCKED. The key is (0x6f627872 "obxr", the table's
+ * oid folded to int4); $1 is the quoted table name. */
+static const char pgp_claim_lock_sql[] =
+    "SELECT pg_advisory_xact_lock(1868724338, "
+    "($1::regclass::oid::int8 & 2147483647)::int4)";
+
 /* Acks whatever the lease says: the broker has the event either way. */
 static const char pgp_ack_mark_sql[] =
     "UPDATE {T} SET {published_at} = now(), {locked_by} = NULL, "
@@ -246,6 +259,7 @@ static const char pgp_purge_sql[] =
     "  AND ($1::text IS NULL OR {event_id}::text = $1)";
 
 static const char *const pgp_stmt_sql[PGP_S_COUNT] = {
+    [PGP_S_CLAIM_LOCK] = pgp_claim_lock_sql,
     [PGP_S_CLAIM] = pgp_claim_sql,
     [PGP_S_ACK] = NULL,
     [PGP_S_RELEASE] = pgp_release_sql,
@@ -261,6 +275,7 @@ static const char *const pgp_stmt_sql[PGP_S_COUNT] = {
 };
 
 static const char *const pgp_stmt_names[PGP_S_COUNT] = {
+    [PGP_S_CLAIM_LOCK] = "obx_pgp_claim_lock",
     [PGP_S_CLAIM] = "obx_pgp_claim",
     [PGP_S_ACK] = "obx_pgp_ack",
     [PGP_S_RELEASE] = "obx_pgp_release",

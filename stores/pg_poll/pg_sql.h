@@ -63,6 +63,7 @@ char *pgp_sql_expand(const pgp_names *n, const char *tpl);
 
 /* Prepared statements; each has a fixed name on the connection. */
 typedef enum pgp_stmt {
+    PGP_S_CLAIM_LOCK, /* runs before PGP_S_CLAIM, in its transaction */
     PGP_S_CLAIM,
     PGP_S_ACK,
     PGP_S_RELEASE,

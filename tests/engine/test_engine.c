@@ -592,6 +592,25 @@ static void test_unfilled_dlq_result_is_not_a_confirmation(void **state)
     assert_int_equal(atomic_load(&f->p->metrics.published), 19);
 }
 
+/* A per-event OBX_NOMEM is transient: counted retries up to
+ * retry.max_attempts, not a dead letter at the first failure (which is
+ * what PERMANENT and FATAL get). */
+static void test_per_event_nomem_is_a_counted_retry(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 20\nstore.keys = 4\nstore.poison = 3",
+         "broker = lazy\nbroker.poison_status = nomem\n"
+         "retry.max_attempts = 3\n");
+    drive(f, 10000);
+    const fake_view *v = view(f);
+    assert_int_equal(v->rows[3].state, FAKE_DEAD);
+    assert_int_equal(v->rows[3].attempts, 3);
+    assert_int_equal(v->rows[3].counted_releases, 2);
+    assert_non_null(strstr(v->rows[3].reason, "max attempts (3) reached"));
+    assert_int_equal(atomic_load(&f->p->metrics.retries), 2);
+    assert_int_equal(atomic_load(&f->p->metrics.published), 19);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -629,6 +648,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_once_on_a_standby_says_so, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_per_event_nomem_is_a_counted_retry,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_unfilled_dlq_result_is_not_a_confirmation, setup, teardown),
     };
