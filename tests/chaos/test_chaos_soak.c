@@ -6,9 +6,13 @@
  *   - warm-up: the first min(60 s, duration / 4);
  *   - RSS: no sample after the warm-up above the warm-up's highest sample
  *     plus SOAK_RSS_SLACK_KB;
- *   - fds and threads: at the last sample before each fault and at the
- *     last sample of the run, the same count as at the last sample before
- *     the first fault (a fault may open or close some while it lasts).
+ *   - fds and threads: at the last sample before each later fault and at
+ *     the last sample of the run, the threads as at the last sample
+ *     before the first fault, and the fds within SOAK_FD_SLACK of it (a
+ *     fault closes connections while it lasts, and librdkafka opens its
+ *     bootstrap connections only when it needs one, so the count wanders
+ *     by one or two either way; a leak grows with every fault, which the
+ *     long form's ten faults show).
  *
  * Faults, SOAK_FAULT_S long, at 30 s and then every 60 s (none that would
  * end less than 20 s before the run does), alternately: every mock broker
@@ -49,6 +53,7 @@
 #define SOAK_FIRST_FAULT_S 30
 #define SOAK_FAULT_EVERY_S 60
 #define SOAK_RSS_SLACK_KB 4096
+#define SOAK_FD_SLACK 2
 #define SOAK_MAX_SAMPLES 4096
 
 typedef struct sample {
@@ -230,7 +235,8 @@ static void test_soak(void **state)
         bool last_of_period = i == n - 1 || s[i + 1].fault != s[i].fault;
         if (!last_of_period)
             continue;
-        bool ok = s[i].fds == s[base].fds && s[i].threads == s[base].threads;
+        bool ok = abs(s[i].fds - s[base].fds) <= SOAK_FD_SLACK &&
+                  s[i].threads == s[base].threads;
         bad += !ok;
         if (used < sizeof settle - 64)
             used += (size_t)snprintf(settle + used, sizeof settle - used,
@@ -266,7 +272,7 @@ static void test_soak(void **state)
                  "KiB",
                  after_max, warm_max);
     if (bad)
-        fail_msg("soak: fds/threads did not return to %d/%d after %d "
+        fail_msg("soak: fds/threads not back to %d/%d (fds +-%d) after %d "
                  "fault%s",
                  s[base].fds, s[base].threads, bad, bad == 1 ? "" : "s");
 }
