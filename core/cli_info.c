@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "abi.h"
+#include <outbox/abi.h>
 #include "cli.h"
 #include "escape.h"
 
@@ -126,6 +126,29 @@ static void emit_stdout(void *ctx, const char *text)
         fputc('\n', stdout);
 }
 
+static bool has_schema(const obx_store_ops *ops)
+{
+    return OBX_HAS_OP(ops, obx_store_ops, schema_v2) ||
+           OBX_HAS_OP(ops, obx_store_ops, schema);
+}
+
+/* schema_v2 when the store has it (it can say why it failed), else the
+ * 1.0 schema. Exit 0, 2 for a config error, 1 for anything else. */
+static int run_schema(const obx_store_ops *ops, const char *store,
+                      const obx_host *h, const void *conf)
+{
+    char err[OBX_CORE_ERR_LEN] = "";
+    obx_status st =
+        OBX_HAS_OP(ops, obx_store_ops, schema_v2)
+            ? ops->schema_v2(h, conf, emit_stdout, NULL, err, sizeof err)
+            : ops->schema(h, conf, emit_stdout, NULL);
+    if (st == OBX_OK)
+        return OBX_EXIT_OK;
+    obx_eprintf(stderr, "outbox-relay schema: store %s failed (%s)%s%s\n",
+                store, obx_status_name(st), err[0] ? ": " : "", err);
+    return st == OBX_CONFIG ? OBX_EXIT_USAGE : OBX_EXIT_RUNTIME;
+}
+
 /* With -c: the DDL for the configured pipeline using this store, so the
  * configured table and column names show. */
 static int schema_from_config(obx_cli *c)
@@ -145,14 +168,11 @@ static int schema_from_config(obx_cli *c)
                     "outbox-relay schema: no pipeline in %s uses store "
                     "'%s'\n",
                     r.conf.path, c->args[0]);
-    else if (!OBX_HAS_OP(p->sops, obx_store_ops, schema))
+    else if (!has_schema(p->sops))
         obx_eprintf(stderr, "outbox-relay schema: store %s has no schema\n",
                     c->args[0]);
     else
-        rc = p->sops->schema(&p->store_host, p->store_conf, emit_stdout,
-                             NULL) == OBX_OK
-                 ? OBX_EXIT_OK
-                 : OBX_EXIT_RUNTIME;
+        rc = run_schema(p->sops, c->args[0], &p->store_host, p->store_conf);
     obx_relay_free(&r);
     return rc;
 }
@@ -180,7 +200,7 @@ int obx_cmd_schema(obx_cli *c)
         return OBX_EXIT_USAGE;
     }
     const obx_store_ops *ops = p->desc->ops;
-    if (!OBX_HAS_OP(ops, obx_store_ops, schema)) {
+    if (!has_schema(ops)) {
         obx_eprintf(stderr, "outbox-relay schema: store %s has no schema\n",
                     p->desc->name);
         obx_loader_free(&ld);
@@ -197,9 +217,7 @@ int obx_cmd_schema(obx_cli *c)
         snprintf(hc.component, sizeof hc.component, "%s", p->desc->name);
         obx_host h;
         obx_host_init(&h, &hc, "schema");
-        rc = ops->schema(&h, conf, emit_stdout, NULL) == OBX_OK
-                 ? OBX_EXIT_OK
-                 : OBX_EXIT_RUNTIME;
+        rc = run_schema(ops, p->desc->name, &h, conf);
         obx_options_free(t, conf);
     } else if (conf) {
         obx_eprintf(stderr, "outbox-relay schema: %s\n", err);

@@ -7,7 +7,7 @@
 
 #include <jansson.h>
 
-#include "abi.h"
+#include <outbox/abi.h>
 #include "cli.h"
 #include "escape.h"
 

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "abi.h"
+#include <outbox/abi.h>
 #include "template.h"
 
 #define ENGINE_LOG(p, lvl, ...)                                                \
@@ -60,9 +60,8 @@ static void sleep_until(obx_pipeline *p, int64_t deadline_us)
 /* The per-batch buffers: allocated when the pipeline first opens, not
  * when it is built, so `check` of a config with thousands of pipelines
  * stays cheap. */
-static int alloc_batch(obx_pipeline *p)
+static int alloc_batch(obx_pipeline *p, obx_batch *b)
 {
-    obx_batch *b = &p->b;
     if (b->claimed)
         return 0;
     size_t n = (size_t)p->set.batch_size;
@@ -164,23 +163,23 @@ static bool circuit_allows(obx_pipeline *p)
 
 /* ---- settling -------------------------------------------------------- */
 
-static void add_release(obx_pipeline *p, obx_event *ev, int64_t at_us,
+static void add_release(obx_batch *b, obx_event *ev, int64_t at_us,
                         const char *why, bool counts)
 {
-    obx_release *r = &p->b.rels[p->b.n_rels++];
+    obx_release *r = &b->rels[b->n_rels++];
     r->event = ev;
     r->retry_at_us = at_us;
     r->error = why;
     r->counts_as_attempt = counts;
 }
 
-static void add_burial(obx_pipeline *p, obx_event *ev, const char *reason)
+static void add_burial(obx_batch *b, obx_event *ev, const char *reason)
 {
-    size_t i = p->b.n_burs++;
-    snprintf(p->b.reasons[i], sizeof p->b.reasons[i], "%s", reason);
-    p->b.burs[i].event = ev;
-    p->b.burs[i].reason = p->b.reasons[i];
-    p->b.burs[i].destination = ev->destination;
+    size_t i = b->n_burs++;
+    snprintf(b->reasons[i], sizeof b->reasons[i], "%s", reason);
+    b->burs[i].event = ev;
+    b->burs[i].reason = b->reasons[i];
+    b->burs[i].destination = ev->destination;
 }
 
 /* Settling failed. While the store is merely unavailable, the events stay
@@ -201,33 +200,36 @@ static bool settle_again(obx_pipeline *p, const char *what, obx_status st,
     return false;
 }
 
-typedef obx_status (*settle_fn)(obx_pipeline *p, char *err, size_t len);
+typedef obx_status (*settle_fn)(obx_pipeline *p, obx_batch *b, char *err,
+                                size_t len);
 
-static obx_status do_ack(obx_pipeline *p, char *err, size_t len)
+static obx_status do_ack(obx_pipeline *p, obx_batch *b, char *err, size_t len)
 {
-    return p->sops->ack(p->store, p->b.acks, p->b.n_acks, err, len);
+    return p->sops->ack(p->store, b->acks, b->n_acks, err, len);
 }
 
-static obx_status do_release(obx_pipeline *p, char *err, size_t len)
+static obx_status do_release(obx_pipeline *p, obx_batch *b, char *err,
+                             size_t len)
 {
-    return p->sops->release(p->store, p->b.rels, p->b.n_rels, err, len);
+    return p->sops->release(p->store, b->rels, b->n_rels, err, len);
 }
 
-static obx_status do_bury(obx_pipeline *p, char *err, size_t len)
+static obx_status do_bury(obx_pipeline *p, obx_batch *b, char *err, size_t len)
 {
-    return p->sops->bury(p->store, p->b.burs, p->b.n_burs, err, len);
+    return p->sops->bury(p->store, b->burs, b->n_burs, err, len);
 }
 
 /* Call a settle op until it succeeds, the store fails for good, or we
  * stop. 1 settled, 0 given up (the leases return the events), -1 when the
  * pipeline cannot go on (neither OK nor merely unavailable). */
-static int settle(obx_pipeline *p, settle_fn fn, const char *what, size_t n)
+static int settle(obx_pipeline *p, obx_batch *b, settle_fn fn, const char *what,
+                  size_t n)
 {
     if (n == 0)
         return 1;
     for (;;) {
         char err[OBX_CORE_ERR_LEN] = "";
-        obx_status st = fn(p, err, sizeof err);
+        obx_status st = fn(p, b, err, sizeof err);
         if (st == OBX_OK)
             return 1;
         if (!settle_again(p, what, st, err, n))
@@ -235,22 +237,22 @@ static int settle(obx_pipeline *p, settle_fn fn, const char *what, size_t n)
     }
 }
 
-static int flush_acks(obx_pipeline *p)
+static int flush_acks(obx_pipeline *p, obx_batch *b)
 {
-    int rc = settle(p, do_ack, "ack", p->b.n_acks);
-    if (rc == 1 && p->b.n_acks) {
-        atomic_fetch_add(&p->metrics.published, p->b.n_acks - p->b.n_dlq_acks);
+    int rc = settle(p, b, do_ack, "ack", b->n_acks);
+    if (rc == 1 && b->n_acks) {
+        atomic_fetch_add(&p->metrics.published, b->n_acks - b->n_dlq_acks);
         atomic_store(&p->metrics.last_progress_us, obx_mono_us());
         p->last_progress_us = obx_mono_us();
     }
-    p->b.n_acks = p->b.n_dlq_acks = 0;
+    b->n_acks = b->n_dlq_acks = 0;
     return rc < 0 ? -1 : 0;
 }
 
-static int flush_releases(obx_pipeline *p)
+static int flush_releases(obx_pipeline *p, obx_batch *b)
 {
-    int rc = settle(p, do_release, "release", p->b.n_rels);
-    p->b.n_rels = 0;
+    int rc = settle(p, b, do_release, "release", b->n_rels);
+    b->n_rels = 0;
     return rc < 0 ? -1 : 0;
 }
 
@@ -266,18 +268,18 @@ static void log_dead_letter(obx_pipeline *p, const obx_event *ev,
                ev->attempts == 1 ? "" : "s", reason);
 }
 
-static int flush_burials(obx_pipeline *p)
+static int flush_burials(obx_pipeline *p, obx_batch *b)
 {
     /* Logged before bury: once it succeeds the store may free the events.
      * A failed bury logs its own error line right after. */
-    for (size_t i = 0; i < p->b.n_burs; i++)
-        log_dead_letter(p, p->b.burs[i].event, "store", p->b.burs[i].reason);
-    int rc = settle(p, do_bury, "bury", p->b.n_burs);
-    if (rc == 1 && p->b.n_burs) {
-        atomic_fetch_add(&p->metrics.dead_lettered, p->b.n_burs);
+    for (size_t i = 0; i < b->n_burs; i++)
+        log_dead_letter(p, b->burs[i].event, "store", b->burs[i].reason);
+    int rc = settle(p, b, do_bury, "bury", b->n_burs);
+    if (rc == 1 && b->n_burs) {
+        atomic_fetch_add(&p->metrics.dead_lettered, b->n_burs);
         p->last_progress_us = obx_mono_us();
     }
-    p->b.n_burs = 0;
+    b->n_burs = 0;
     return rc < 0 ? -1 : 0;
 }
 
@@ -311,11 +313,11 @@ static void dlq_free(dlq_batch *d)
     free(d->attempts);
 }
 
-static int dlq_build(obx_pipeline *p, dlq_batch *d)
+static int dlq_build(obx_pipeline *p, obx_batch *b, dlq_batch *d)
 {
-    size_t n = p->b.n_burs, nh = 0;
+    size_t n = b->n_burs, nh = 0;
     for (size_t i = 0; i < n; i++)
-        nh += p->b.burs[i].event->n_headers + 3;
+        nh += b->burs[i].event->n_headers + 3;
     d->copies = calloc(n, sizeof *d->copies);
     d->ptrs = calloc(n, sizeof *d->ptrs);
     d->hdrs = calloc(nh, sizeof *d->hdrs);
@@ -325,14 +327,14 @@ static int dlq_build(obx_pipeline *p, dlq_batch *d)
         return -1;
     obx_header *h = d->hdrs;
     for (size_t i = 0; i < n; i++) {
-        const obx_burial *b = &p->b.burs[i];
-        const obx_event *ev = b->event;
+        const obx_burial *bu = &b->burs[i];
+        const obx_event *ev = bu->event;
         if (ev->n_headers)
             memcpy(h, ev->headers, ev->n_headers * sizeof *h);
         snprintf(d->attempts[i], sizeof d->attempts[i], "%u", ev->attempts);
         h[ev->n_headers] = (obx_header){"outbox-original-topic",
-                                        b->destination ? b->destination : ""};
-        h[ev->n_headers + 1] = (obx_header){"outbox-error", b->reason};
+                                        bu->destination ? bu->destination : ""};
+        h[ev->n_headers + 1] = (obx_header){"outbox-error", bu->reason};
         h[ev->n_headers + 2] = (obx_header){"outbox-attempts", d->attempts[i]};
         d->copies[i] = *ev;
         d->copies[i].headers = h;
@@ -347,39 +349,39 @@ static int dlq_build(obx_pipeline *p, dlq_batch *d)
 /* dlq = topic:NAME: publish the copies; what the broker confirms is acked
  * (it lives on in the DLQ topic), what it does not stays in the burial
  * list, so the store keeps it. */
-static void dlq_publish(obx_pipeline *p)
+static void dlq_publish(obx_pipeline *p, obx_batch *b)
 {
     dlq_batch d = {0};
-    if (dlq_build(p, &d) != 0) {
+    if (dlq_build(p, b, &d) != 0) {
         ENGINE_LOG(p, OBX_LOG_ERROR,
                    "no memory for the DLQ topic; keeping "
                    "dead letters in the store");
         dlq_free(&d);
         return;
     }
-    prefill_results(d.res, p->b.n_burs);
-    obx_status st = p->bops->publish(p->broker, d.ptrs, p->b.n_burs, d.res,
+    prefill_results(d.res, b->n_burs);
+    obx_status st = p->bops->publish(p->broker, d.ptrs, b->n_burs, d.res,
                                      (int)p->set.publish_timeout_ms);
     size_t keep = 0;
-    for (size_t i = 0; i < p->b.n_burs; i++) {
-        obx_burial b = p->b.burs[i];
+    for (size_t i = 0; i < b->n_burs; i++) {
+        obx_burial bu = b->burs[i];
         if (st == OBX_OK && d.res[i].status == OBX_OK) {
-            p->b.acks[p->b.n_acks++] = b.event;
-            p->b.n_dlq_acks++;
+            b->acks[b->n_acks++] = bu.event;
+            b->n_dlq_acks++;
             atomic_fetch_add(&p->metrics.dead_lettered, 1);
-            log_dead_letter(p, b.event, p->set.dlq_topic, b.reason);
+            log_dead_letter(p, bu.event, p->set.dlq_topic, bu.reason);
             continue;
         }
         /* Fall back to the store; keep the first reason, add the DLQ one. */
-        size_t len = strlen(p->b.reasons[i]);
-        snprintf(p->b.reasons[i] + len, sizeof p->b.reasons[i] - len,
+        size_t len = strlen(b->reasons[i]);
+        snprintf(b->reasons[i] + len, sizeof b->reasons[i] - len,
                  " (dlq topic failed: %s)",
                  st == OBX_OK ? d.res[i].errstr : obx_status_name(st));
-        memmove(p->b.reasons[keep], p->b.reasons[i], sizeof p->b.reasons[i]);
-        b.reason = p->b.reasons[keep];
-        p->b.burs[keep++] = b;
+        memmove(b->reasons[keep], b->reasons[i], sizeof b->reasons[i]);
+        bu.reason = b->reasons[keep];
+        b->burs[keep++] = bu;
     }
-    p->b.n_burs = keep;
+    b->n_burs = keep;
     dlq_free(&d);
 }
 
@@ -406,9 +408,8 @@ static int grow_dests(obx_batch *b, size_t need)
  * that one is expanded again): no destination is ever cut. Offsets, not
  * pointers, until the buffer stops moving. A row's own topic is used as
  * it is (store-owned, valid until settled). */
-static int route_events(obx_pipeline *p)
+static int route_events(obx_pipeline *p, obx_batch *b)
 {
-    obx_batch *b = &p->b;
     size_t used = 0;
     for (size_t i = 0; i < b->n_pub; i++) {
         const obx_event *ev = b->pub[i];
@@ -433,26 +434,55 @@ static int route_events(obx_pipeline *p)
     return 0;
 }
 
-/* Hold back events whose key waits for a retry (only needed when the
- * store does not order claims itself), then route the rest. */
-static int prepare_publish(obx_pipeline *p)
+/* Keys with an event in the other batch's release list: that batch was
+ * published while this one was claimed ahead, and its released events
+ * are still claimed, so a store that does not order claims handed out
+ * later events of their keys. Those must wait for the released ones to
+ * come back (no earlier than their retry time). */
+static void note_returning(obx_pipeline *p, const obx_batch *other)
+{
+    obx_keyset_clear(&p->returning);
+    for (size_t i = 0; i < other->n_rels; i++) {
+        const obx_event *ev = other->rels[i].event;
+        int64_t until = other->rels[i].retry_at_us;
+        if (!ev->key)
+            continue;
+        obx_keyset_entry *e = obx_keyset_get(&p->returning, ev->key);
+        if (!e || e->until_us < until)
+            obx_keyset_put(&p->returning, ev->key, ev->event_id, until);
+    }
+}
+
+/* Hold back events whose key waits for a retry or for an event that is
+ * being released (only needed when the store does not order claims
+ * itself), then route the rest. */
+static int prepare_publish(obx_pipeline *p, obx_batch *b,
+                           const obx_batch *other)
 {
     bool hold = p->set.ordering == OBX_ORDER_KEY &&
                 !(p->sops->flags & OBX_STORE_ORDERED_CLAIM);
-    p->b.n_pub = 0;
-    for (size_t i = 0; i < p->b.n_claimed; i++) {
-        obx_event *ev = p->b.claimed[i];
+    if (hold)
+        note_returning(p, other);
+    b->n_pub = 0;
+    for (size_t i = 0; i < b->n_claimed; i++) {
+        obx_event *ev = b->claimed[i];
+        obx_keyset_entry *r =
+            hold && ev->key ? obx_keyset_get(&p->returning, ev->key) : NULL;
+        if (r) {
+            add_release(b, ev, r->until_us, held_reason, false);
+            continue;
+        }
         obx_keyset_entry *e =
             hold && ev->key ? obx_keyset_get(&p->held, ev->key) : NULL;
         if (e && strcmp(e->holder, ev->event_id) != 0) {
-            add_release(p, ev, e->until_us, held_reason, false);
+            add_release(b, ev, e->until_us, held_reason, false);
             continue;
         }
         if (e)
             obx_keyset_del(&p->held, ev->key);
-        p->b.pub[p->b.n_pub++] = ev;
+        b->pub[b->n_pub++] = ev;
     }
-    return route_events(p);
+    return route_events(p, b);
 }
 
 /* Hold the key of a failed event so later events of it wait behind it:
@@ -497,13 +527,15 @@ static void log_retry(obx_pipeline *p, const obx_event *ev, uint32_t attempts,
                err);
 }
 
-static void fail_event(obx_pipeline *p, obx_event *ev, obx_status st,
-                       const char *err)
+static void fail_event(obx_pipeline *p, obx_batch *b, obx_event *ev,
+                       obx_status st, const char *err)
 {
     int64_t now = obx_now_us();
     obx_pmetrics_error(&p->metrics, st);
     uint32_t attempts = ev->attempts + 1;
-    bool permanent = st != OBX_RETRY;
+    /* Out of memory is transient: a counted retry, not a dead letter.
+     * Every other failure but RETRY can never succeed (broker.h). */
+    bool permanent = st != OBX_RETRY && st != OBX_NOMEM;
     if (p->set.dlq_kind != OBX_DLQ_NONE &&
         (permanent || attempts >= (uint32_t)p->set.max_attempts)) {
         char reason[OBX_REASON_LEN];
@@ -513,7 +545,7 @@ static void fail_event(obx_pipeline *p, obx_event *ev, obx_status st,
             snprintf(reason, sizeof reason, "max attempts (%u) reached: %s",
                      attempts, err);
         ev->attempts = attempts;
-        add_burial(p, ev, reason);
+        add_burial(b, ev, reason);
         hold_key(p, ev, now, false); /* later events: right after it */
         return;
     }
@@ -521,97 +553,106 @@ static void fail_event(obx_pipeline *p, obx_event *ev, obx_status st,
     int64_t at = now + obx_backoff_us(p->set.backoff, attempts, &p->rng);
     atomic_fetch_add(&p->metrics.retries, 1);
     log_retry(p, ev, attempts, at - now, err);
-    add_release(p, ev, at, err, true);
+    add_release(b, ev, at, err, true);
     hold_key(p, ev, at, true);
 }
 
 /* Sort results into acks, releases and burials, in batch order. */
-static bool classify(obx_pipeline *p)
+static bool classify(obx_pipeline *p, obx_batch *b)
 {
     bool unavailable = false;
     int64_t now_wall = obx_now_us();
     obx_keyset_clear(&p->failed);
-    for (size_t i = 0; i < p->b.n_pub; i++) {
-        obx_event *ev = p->b.pub[i];
-        obx_result *r = &p->b.results[i];
+    for (size_t i = 0; i < b->n_pub; i++) {
+        obx_event *ev = b->pub[i];
+        obx_result *r = &b->results[i];
         obx_keyset_entry *f =
             ev->key ? obx_keyset_get(&p->failed, ev->key) : NULL;
         if (r->status == OBX_OK) {
             /* Confirmed even if an earlier event of its key failed: the
              * broker has it, and acking avoids a second copy. */
-            p->b.acks[p->b.n_acks++] = ev;
+            b->acks[b->n_acks++] = ev;
             obx_hist_observe(&p->metrics.latency, now_wall - ev->created_at_us);
         } else if (f) {
-            add_release(p, ev, f->until_us, held_reason, false);
+            add_release(b, ev, f->until_us, held_reason, false);
         } else if (r->status == OBX_UNAVAILABLE) {
             obx_pmetrics_error(&p->metrics, r->status);
-            add_release(p, ev, now_wall, r->errstr, false);
+            add_release(b, ev, now_wall, r->errstr, false);
             hold_key(p, ev, now_wall, true);
             unavailable = true;
         } else {
-            fail_event(p, ev, r->status, r->errstr);
+            fail_event(p, b, ev, r->status, r->errstr);
         }
     }
     return unavailable;
 }
 
-static void release_all(obx_pipeline *p, obx_event **evs, size_t n,
+static void release_all(obx_batch *b, obx_event **evs, size_t n,
                         const char *why)
 {
     int64_t now = obx_now_us();
     for (size_t i = 0; i < n; i++)
-        add_release(p, evs[i], now, why, false);
+        add_release(b, evs[i], now, why, false);
 }
 
 /* Refuse events whose destination came out empty before the broker sees
  * them: that can never succeed. */
-static void refuse_bad_destinations(obx_pipeline *p)
+static void refuse_bad_destinations(obx_pipeline *p, obx_batch *b)
 {
     size_t keep = 0;
-    for (size_t i = 0; i < p->b.n_pub; i++) {
-        obx_event *ev = p->b.pub[i];
+    for (size_t i = 0; i < b->n_pub; i++) {
+        obx_event *ev = b->pub[i];
         if (ev->destination[0] == '\0') {
             char why[OBX_ERRSTR_LEN];
             snprintf(why, sizeof why,
                      "empty destination: the row has no topic and the "
                      "route template '%s' expanded to nothing",
                      p->set.topic);
-            fail_event(p, ev, OBX_PERMANENT, why);
+            fail_event(p, b, ev, OBX_PERMANENT, why);
             continue;
         }
-        p->b.pub[keep++] = ev;
+        b->pub[keep++] = ev;
     }
-    p->b.n_pub = keep;
+    b->n_pub = keep;
 }
 
-static int publish_batch(obx_pipeline *p)
+/* Route and check a claimed batch for publishing. False when nothing is
+ * left to publish (all held back, refused, or no memory to route). */
+static bool publish_prepare(obx_pipeline *p, obx_batch *b,
+                            const obx_batch *other)
 {
-    if (prepare_publish(p) != 0) {
-        release_all(p, p->b.pub, p->b.n_pub, "out of memory routing events");
+    if (prepare_publish(p, b, other) != 0) {
+        release_all(b, b->pub, b->n_pub, "out of memory routing events");
         circuit_trip(p, "broker", "out of memory routing events");
-        return 0;
+        return false;
     }
-    refuse_bad_destinations(p);
-    if (p->b.n_pub == 0)
-        return 0;
-    prefill_results(p->b.results, p->b.n_pub);
-    obx_status st =
-        p->bops->publish(p->broker, p->b.pub, p->b.n_pub, p->b.results,
-                         (int)p->set.publish_timeout_ms);
+    refuse_bad_destinations(p, b);
+    if (b->n_pub == 0)
+        return false;
+    prefill_results(b->results, b->n_pub);
+    return true;
+}
+
+/* What publish returned for b: sort the results, or handle a batch-wide
+ * failure. 0, or -1 when the pipeline must stop. */
+static int publish_done(obx_pipeline *p, obx_batch *b, obx_status st)
+{
     if (st == OBX_OK) {
         p->broker_fatal = false;
-        if (classify(p))
+        if (classify(p, b))
             circuit_trip(p, "broker", "events reported unavailable");
         else
             circuit_close(p);
+        if (b->n_burs && p->set.dlq_kind == OBX_DLQ_TOPIC)
+            dlq_publish(p, b);
         return 0;
     }
     obx_pmetrics_error(&p->metrics, st);
-    const char *why = p->b.results[0].errstr[0] ? p->b.results[0].errstr
-                                                : obx_status_name(st);
+    const char *why =
+        b->results[0].errstr[0] ? b->results[0].errstr : obx_status_name(st);
     char reason[OBX_ERRSTR_LEN];
     snprintf(reason, sizeof reason, "%s", why);
-    release_all(p, p->b.pub, p->b.n_pub, "broker unavailable");
+    release_all(b, b->pub, b->n_pub, "broker unavailable");
     circuit_trip(p, "broker", reason);
     if (st == OBX_FATAL) {
         /* Reopening is the cure for a broken instance; when the fresh one
@@ -629,14 +670,90 @@ static int publish_batch(obx_pipeline *p)
     return 0;
 }
 
-static int settle_batch(obx_pipeline *p)
+static int settle_batch(obx_pipeline *p, obx_batch *b)
 {
-    if (p->b.n_burs && p->set.dlq_kind == OBX_DLQ_TOPIC)
-        dlq_publish(p);
-    int rc = flush_acks(p);
-    rc |= flush_releases(p);
-    rc |= flush_burials(p);
+    int rc = flush_acks(p, b);
+    rc |= flush_releases(p, b);
+    rc |= flush_burials(p, b);
     return rc;
+}
+
+/* Hand claimed events back unpublished, uncounted, and settle that. */
+static int unclaim(obx_pipeline *p, obx_batch *b, const char *why)
+{
+    release_all(b, b->claimed, b->n_claimed, why);
+    b->n_claimed = 0;
+    return settle_batch(p, b);
+}
+
+/* ---- the publisher thread ------------------------------------------- */
+
+static void *publisher_main(void *arg)
+{
+    obx_pipeline *p = arg;
+    obx_publisher *w = &p->pub;
+    pthread_mutex_lock(&w->mu);
+    while (!w->quit) {
+        if (!w->busy) {
+            pthread_cond_wait(&w->cv, &w->mu);
+            continue;
+        }
+        obx_batch *b = w->batch;
+        pthread_mutex_unlock(&w->mu);
+        obx_status st =
+            p->bops->publish(p->broker, b->pub, b->n_pub, b->results,
+                             (int)p->set.publish_timeout_ms);
+        pthread_mutex_lock(&w->mu);
+        w->st = st;
+        w->busy = false;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Start publishing b on the publisher thread (started on first use).
+ * -1 when the thread cannot be started: the caller publishes itself. */
+static int publisher_start(obx_pipeline *p, obx_batch *b)
+{
+    obx_publisher *w = &p->pub;
+    if (!w->started) {
+        w->quit = false;
+        if (pthread_create(&w->thread, NULL, publisher_main, p) != 0)
+            return -1;
+        w->started = true;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->batch = b;
+    w->busy = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+static obx_status publisher_wait(obx_pipeline *p)
+{
+    obx_publisher *w = &p->pub;
+    pthread_mutex_lock(&w->mu);
+    while (w->busy)
+        pthread_cond_wait(&w->cv, &w->mu);
+    obx_status st = w->st;
+    w->batch = NULL;
+    pthread_mutex_unlock(&w->mu);
+    return st;
+}
+
+static void publisher_stop(obx_pipeline *p)
+{
+    obx_publisher *w = &p->pub;
+    if (!w->started)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->quit = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    w->started = false;
 }
 
 /* ---- the loop -------------------------------------------------------- */
@@ -675,42 +792,102 @@ static bool update_stats(obx_pipeline *p, bool force)
     return true;
 }
 
-long obx_pipeline_step(obx_pipeline *p)
+/* Claim into b (emptied first). The claim's status, err filled. */
+static obx_status claim_into(obx_pipeline *p, obx_batch *b, int wait_ms,
+                             char *err, size_t errlen)
 {
-    char err[OBX_CORE_ERR_LEN] = "";
     size_t n = 0;
-    int64_t t0 = obx_mono_us();
-    int wait = (int)p->set.poll_interval_ms;
-    if (p->once && wait > 50)
-        wait = 50; /* draining: look again soon, exit promptly when done */
+    b->n_claimed = b->n_pub = 0;
     obx_status st =
-        p->sops->claim(p->store, p->b.claimed, (size_t)p->set.batch_size, &n,
-                       wait, err, sizeof err);
+        p->sops->claim(p->store, b->claimed, (size_t)p->set.batch_size, &n,
+                       wait_ms, err, errlen);
+    if (st == OBX_OK)
+        b->n_claimed = n;
+    return st;
+}
+
+/* A claim's failure: UNAVAILABLE opens the circuit (0), anything else
+ * stops the pipeline (-1). */
+static int claim_failed(obx_pipeline *p, obx_status st, const char *err)
+{
     if (st == OBX_UNAVAILABLE) {
         circuit_trip(p, "store", err);
         return 0;
     }
-    if (st != OBX_OK) {
-        ENGINE_LOG(p, OBX_LOG_ERROR, "claim failed (%s): %s",
-                   obx_status_name(st), err);
+    ENGINE_LOG(p, OBX_LOG_ERROR, "claim failed (%s): %s", obx_status_name(st),
+               err);
+    return -1;
+}
+
+/* A batch to publish in x: the one claimed ahead by the last step, or a
+ * claim now (waiting up to poll_interval for events, after settling what
+ * the last step left). Returns how many were claimed, or -1 (fatal). */
+static long claim_batch(obx_pipeline *p, obx_batch *x, obx_batch *y)
+{
+    if (x->n_claimed)
+        return (long)x->n_claimed;
+    if (settle_batch(p, y) != 0)
         return -1;
+    char err[OBX_CORE_ERR_LEN] = "";
+    int wait = (int)p->set.poll_interval_ms;
+    if (p->once && wait > 50)
+        wait = 50; /* draining: look again soon, exit promptly when done */
+    obx_status st = claim_into(p, x, wait, err, sizeof err);
+    if (st != OBX_OK)
+        return claim_failed(p, st, err);
+    if (x->n_claimed == 0 && strncmp(p->circuit.reason, "store", 5) == 0)
+        circuit_close(p);
+    return (long)x->n_claimed;
+}
+
+/* One cycle. x (bs[cur]) is published; while it is out at the broker
+ * (on the publisher thread, for a full batch) the pipeline thread settles
+ * y, the batch before, and claims the next batch into y without waiting.
+ * The store sees x's events still leased during that claim, so an
+ * ordered store holds their keys back, and y is only routed and checked
+ * against the held keys in the next step, after x's results are in: per
+ * key order is kept across the overlap. x's results are then settled in
+ * the next step while y is out, or now when nothing was claimed ahead.
+ * Store ops stay on the pipeline thread; the broker is used by one
+ * thread at a time. */
+long obx_pipeline_step(obx_pipeline *p)
+{
+    obx_batch *x = &p->bs[p->cur], *y = &p->bs[p->cur ^ 1];
+    long n = claim_batch(p, x, y);
+    if (n <= 0)
+        return n;
+    int64_t t0 = obx_mono_us();
+    x->n_acks = x->n_rels = x->n_burs = x->n_dlq_acks = 0;
+    bool out = p->broker && publish_prepare(p, x, y);
+    if (!p->broker)
+        release_all(x, x->claimed, x->n_claimed, "broker not connected");
+    x->n_claimed = 0; /* from here on its events are in x's settle lists */
+    bool async = out && p->set.claim_ahead && n == p->set.batch_size &&
+                 !stopping(p) && publisher_start(p, x) == 0;
+    obx_status pst = OBX_OK;
+    if (out && !async)
+        pst = p->bops->publish(p->broker, x->pub, x->n_pub, x->results,
+                               (int)p->set.publish_timeout_ms);
+    int rc = settle_batch(p, y);
+    obx_status ast = OBX_OK;
+    char aerr[OBX_CORE_ERR_LEN] = "";
+    if (async) {
+        if (rc == 0 && !stopping(p))
+            ast = claim_into(p, y, 0, aerr, sizeof aerr);
+        pst = publisher_wait(p);
     }
-    if (n == 0) {
-        if (strncmp(p->circuit.reason, "store", 5) == 0)
-            circuit_close(p);
-        return 0;
-    }
-    t0 = obx_mono_us();
-    p->b.n_claimed = n;
-    p->b.n_acks = p->b.n_rels = p->b.n_burs = p->b.n_dlq_acks = 0;
-    int fatal = 0;
-    if (p->broker)
-        fatal = publish_batch(p);
+    if (out)
+        rc |= publish_done(p, x, pst);
+    if (ast != OBX_OK)
+        rc |= claim_failed(p, ast, aerr);
+    if (y->n_claimed && (rc || p->circuit.open || stopping(p) || !p->broker))
+        rc |= unclaim(p, y, "not attempted: the pipeline paused");
+    if (y->n_claimed)
+        p->cur ^= 1; /* y goes out next; x is settled meanwhile */
     else
-        release_all(p, p->b.claimed, n, "broker not connected");
-    int rc = settle_batch(p) | fatal;
+        rc |= settle_batch(p, x);
     obx_hist_observe(&p->metrics.batch, obx_mono_us() - t0);
-    return rc ? -1 : (long)n;
+    return rc ? -1 : n;
 }
 
 static int reopen_broker(obx_pipeline *p)
@@ -759,7 +936,7 @@ static int open_store(obx_pipeline *p)
 int obx_pipeline_open(obx_pipeline *p)
 {
     p->last_progress_us = obx_mono_us();
-    if (alloc_batch(p) != 0) {
+    if (alloc_batch(p, &p->bs[0]) != 0 || alloc_batch(p, &p->bs[1]) != 0) {
         ENGINE_LOG(p, OBX_LOG_ERROR, "out of memory for batches of %lld",
                    (long long)p->set.batch_size);
         return -1;
@@ -812,8 +989,23 @@ static int once_give_up(obx_pipeline *p, const char *why)
     return 1;
 }
 
+/* Settle what a step left: results of the last batch, and a batch
+ * claimed ahead (handed back unpublished). */
+static void settle_pending(obx_pipeline *p)
+{
+    if (!p->store)
+        return;
+    for (int i = 0; i < 2; i++) {
+        obx_batch *b = &p->bs[p->cur ^ 1 ^ i];
+        if (b->claimed)
+            unclaim(p, b, "not attempted: the relay is stopping");
+    }
+}
+
 void obx_pipeline_close(obx_pipeline *p)
 {
+    publisher_stop(p);
+    settle_pending(p);
     if (p->broker) {
         if (OBX_HAS_OP(p->bops, obx_broker_ops, flush))
             p->bops->flush(p->broker, (int)p->set.publish_timeout_ms);
@@ -887,6 +1079,9 @@ int obx_pipeline_prepare(obx_pipeline *p)
 {
     obx_keyset_init(&p->held);
     obx_keyset_init(&p->failed);
+    obx_keyset_init(&p->returning);
+    pthread_mutex_init(&p->pub.mu, NULL);
+    pthread_cond_init(&p->pub.cv, NULL);
     obx_rng_seed(&p->rng, (uint64_t)obx_mono_us() ^ (uint64_t)(uintptr_t)p);
     obx_pmetrics_init(&p->metrics, p->name);
     atomic_store(&p->metrics.last_progress_us, obx_mono_us());
@@ -897,9 +1092,8 @@ int obx_pipeline_prepare(obx_pipeline *p)
     return 0;
 }
 
-void obx_pipeline_release(obx_pipeline *p)
+static void free_batch(obx_batch *b)
 {
-    obx_batch *b = &p->b;
     free(b->claimed);
     free(b->pub);
     free(b->results);
@@ -910,7 +1104,17 @@ void obx_pipeline_release(obx_pipeline *p)
     free(b->burs);
     free(b->reasons);
     memset(b, 0, sizeof *b);
+}
+
+void obx_pipeline_release(obx_pipeline *p)
+{
+    publisher_stop(p);
+    free_batch(&p->bs[0]);
+    free_batch(&p->bs[1]);
+    pthread_cond_destroy(&p->pub.cv);
+    pthread_mutex_destroy(&p->pub.mu);
     obx_keyset_free(&p->held);
     obx_keyset_free(&p->failed);
+    obx_keyset_free(&p->returning);
     obx_pmetrics_destroy(&p->metrics);
 }

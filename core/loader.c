@@ -321,6 +321,29 @@ static bool op_is_null(const void *ops, size_t off)
     return fn == NULL;
 }
 
+/* A flag the core does not know changes what the plugin expects of the
+ * engine, so it is refused rather than ignored. 0x2 was
+ * OBX_STORE_DURABLE_RETRY, which no core ever read: plugins built before
+ * 1.2 may still set it. Both ops structs have flags second. */
+#define OBX_STORE_FLAG_RETIRED 0x2u
+static int check_flags(const load_ctx *lc, const plugin_copy *c)
+{
+    bool store = c->desc.kind == OBX_PLUGIN_STORE;
+    uint32_t flags = store ? c->ops.store.flags : c->ops.broker.flags;
+    uint32_t known = store ? OBX_STORE_FLAGS_KNOWN : OBX_BROKER_FLAGS_KNOWN;
+    if (store && c->desc.abi_minor < 2)
+        known |= OBX_STORE_FLAG_RETIRED;
+    if ((flags & ~known) == 0)
+        return 0;
+    return fail(
+        lc,
+        "plugin %s: %s ops flags 0x%x has bits this relay does not "
+        "know (0x%x; ABI %d.%d defines 0x%x)",
+        lc->file, obx_plugin_kind_name(c->desc.kind), (unsigned)flags,
+        (unsigned)(flags & ~known), OBX_ABI_MAJOR, OBX_ABI_MINOR,
+        (unsigned)(store ? OBX_STORE_FLAGS_KNOWN : OBX_BROKER_FLAGS_KNOWN));
+}
+
 /* Check the plugin's ops struct and copy it into c->ops, zero-padded to
  * this build's size so optional ops the plugin predates read as NULL. */
 static int copy_ops(const load_ctx *lc, plugin_copy *c)
@@ -344,6 +367,8 @@ static int copy_ops(const load_ctx *lc, plugin_copy *c)
         if (op_is_null(&c->ops, req->off))
             return fail(lc, "plugin %s: mandatory %s op '%s' is NULL", lc->file,
                         kind, req->name);
+    if (check_flags(lc, c) < 0)
+        return -1;
     c->ops.store.struct_size = (uint32_t)full; /* first member of both */
     c->desc.ops = &c->ops;
     return 0;

@@ -343,9 +343,12 @@ static const char *fmt_bound(const obx_option *o, int64_t v, char *buf,
     return buf;
 }
 
+/* No bounds: OBX_NO_BOUNDS (the full int64 range), or 0..0 as tables of
+ * ABI 1.0/1.1 say it. */
 static bool has_bounds(const obx_option *o)
 {
-    return !(o->min == 0 && o->max == 0);
+    return !(o->min == 0 && o->max == 0) &&
+           !(o->min == INT64_MIN && o->max == INT64_MAX);
 }
 
 /* "min..max" of the row, for messages and help. */

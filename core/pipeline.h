@@ -58,6 +58,18 @@ typedef struct obx_batch {
     size_t n_dlq_acks; /* acks that are dead letters delivered to the DLQ */
 } obx_batch;
 
+/* The thread that runs the broker's publish for a batch while the
+ * pipeline thread does store work. One call at a time: the pipeline
+ * thread calls other broker ops only while it is idle. */
+typedef struct obx_publisher {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool started, busy, quit;
+    obx_batch *batch; /* the batch being published */
+    obx_status st;    /* publish's return */
+} obx_publisher;
+
 typedef struct obx_pipeline {
     char *name;
     obx_logger *lg;
@@ -81,9 +93,16 @@ typedef struct obx_pipeline {
 
     obx_rng rng;
     obx_circuit circuit;
-    obx_keyset held;   /* keys waiting for a retry (unordered stores only) */
-    obx_keyset failed; /* keys that failed in the current batch */
-    obx_batch b;
+    obx_keyset held;      /* keys waiting for a retry (unordered stores only) */
+    obx_keyset failed;    /* keys that failed in the current batch */
+    obx_keyset returning; /* keys with an event in the other batch's
+                             release list (unordered stores) */
+    /* Two batches: while one is out at the broker (on the publisher's
+     * thread), the pipeline thread settles the other's results and claims
+     * the next batch into it. cur is the one to publish next. */
+    obx_batch bs[2];
+    int cur;
+    obx_publisher pub;
 
     obx_ratelimit retry_log;  /* debug lines for retries */
     int64_t last_progress_us; /* monotonic: events published or buried */

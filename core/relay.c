@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "abi.h"
+#include <outbox/abi.h>
 #include "escape.h"
 #include "supervise.h"
 

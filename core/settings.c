@@ -15,92 +15,101 @@ static const char *const log_levels[] = {"error", "warn",  "info",
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const orderings[] = {"key", "none", NULL};
 
-#define RELAY_OFF(f) offsetof(obx_relay_settings, f)
-#define PIPE_OFF(f) offsetof(obx_pipeline_settings, f)
 #define SECONDS(n) ((int64_t)(n)*1000)
 
 static const obx_option relay_options[] = {
-    {"plugin_path", OBX_OPT_STRING, "", 0, 0, 0, NULL, RELAY_OFF(plugin_path),
-     "Colon-separated directories searched first for obx_store_NAME.so and "
-     "obx_broker_NAME.so; the install directory and the binary's own "
-     "directory are searched after them."},
-    {"log_level", OBX_OPT_ENUM, "info", 0, 0, 0, log_levels,
-     RELAY_OFF(log_level),
-     "Least severe level written to the log; debug and trace are verbose."},
-    {"log_format", OBX_OPT_ENUM, "text", 0, 0, 0, log_formats,
-     RELAY_OFF(log_format),
-     "Log line format on stderr: text for people, json (one object per line) "
-     "for log collectors."},
-    {"metrics_listen", OBX_OPT_STRING, "127.0.0.1:9464", 0, 0, 0, NULL,
-     RELAY_OFF(metrics_listen),
-     "HOST:PORT (IP address, [v6]:PORT for IPv6) serving /metrics, /healthz "
-     "and /readyz; \"off\" or empty disables it. Use 0.0.0.0 to expose it "
-     "on every interface."},
-    {"shutdown_grace", OBX_OPT_DURATION, "30s", 0, 0, SECONDS(86400), NULL,
-     RELAY_OFF(shutdown_grace_ms),
-     "On SIGTERM/SIGINT the relay stops claiming and gives in-flight "
-     "publishes this long to finish; it then releases the rest (published "
-     "again after restart) and exits."},
-    {"ready_stall", OBX_OPT_DURATION, "60s", 0, SECONDS(1), SECONDS(604800),
-     NULL, RELAY_OFF(ready_stall_ms),
-     "/readyz fails when a pipeline has pending events and has published "
-     "nothing for this long."},
+    OBX_OPT_STRING(
+        obx_relay_settings, plugin_path, "plugin_path", "",
+        "Colon-separated directories searched first for obx_store_NAME.so and "
+        "obx_broker_NAME.so; the install directory and the binary's own "
+        "directory are searched after them."),
+    OBX_OPT_ENUM(
+        obx_relay_settings, log_level, "log_level", "info", log_levels,
+        "Least severe level written to the log; debug and trace are verbose."),
+    OBX_OPT_ENUM(obx_relay_settings, log_format, "log_format", "text",
+                 log_formats,
+                 "Log line format on stderr: text for people, json (one object "
+                 "per line) for log collectors."),
+    OBX_OPT_STRING(obx_relay_settings, metrics_listen, "metrics_listen",
+                   "127.0.0.1:9464",
+                   "HOST:PORT (IP address, [v6]:PORT for IPv6) serving "
+                   "/metrics, /healthz and /readyz; \"off\" or empty disables "
+                   "it. Use 0.0.0.0 to expose it on every interface."),
+    OBX_OPT_DURATION(
+        obx_relay_settings, shutdown_grace_ms, "shutdown_grace", "30s", 0,
+        SECONDS(86400),
+        "On SIGTERM/SIGINT the relay stops claiming and gives in-flight "
+        "publishes this long to finish; it then releases the rest (published "
+        "again after restart) and exits."),
+    OBX_OPT_DURATION(obx_relay_settings, ready_stall_ms, "ready_stall", "60s",
+                     SECONDS(1), SECONDS(604800),
+                     "/readyz fails when a pipeline has pending events and has "
+                     "published nothing for this long."),
     OBX_OPTIONS_END,
 };
 
 static const obx_option pipeline_options[] = {
-    {"store", OBX_OPT_STRING, NULL, OBX_OPT_REQUIRED, 0, 0, NULL,
-     PIPE_OFF(store),
-     "Store plugin reading the outbox: a name (sqlite, pg_poll, pg_wal) or "
-     "a path to a .so; its options are the store.* keys."},
-    {"broker", OBX_OPT_STRING, NULL, OBX_OPT_REQUIRED, 0, 0, NULL,
-     PIPE_OFF(broker),
-     "Broker plugin publishing the events: a name (kafka, rabbitmq, nats, "
-     "stdout, chaos) or a path to a .so; its options are the broker.* "
-     "keys."},
-    {"batch_size", OBX_OPT_INT, "256", 0, 1, 100000, NULL, PIPE_OFF(batch_size),
-     "Most events claimed from the store and published in one cycle."},
-    {"ordering", OBX_OPT_ENUM, "key", 0, 0, 0, orderings, PIPE_OFF(ordering),
-     "key: events with the same key are published in commit order, and a "
-     "failed event holds back the later events of its key; none: no order "
-     "at all, for more throughput."},
-    {"retry.max_attempts", OBX_OPT_INT, "10", 0, 1, 1000000, NULL,
-     PIPE_OFF(max_attempts),
-     "Publish attempts before an event is dead-lettered; only failures of "
-     "the event itself count, broker or store outages never do."},
-    {"retry.backoff", OBX_OPT_RANGE, "100ms..60s", 0, 1, SECONDS(604800), NULL,
-     PIPE_OFF(backoff),
-     "MIN..MAX delay before retrying a failed event: exponential from MIN, "
-     "capped at MAX, with full jitter."},
-    {"circuit.backoff", OBX_OPT_RANGE, "1s..30s", 0, 1, SECONDS(86400), NULL,
-     PIPE_OFF(circuit_backoff),
-     "MIN..MAX delay between probes while the store or broker is down "
-     "(circuit open): exponential, with jitter."},
-    {"dlq", OBX_OPT_STRING, "store", 0, 0, 0, NULL, PIPE_OFF(dlq),
-     "Where poison events go (retry.max_attempts used up, or a permanent "
-     "failure): store (marked dead in the outbox, see 'outbox-relay dead'), "
-     "topic:NAME (published to NAME on the same broker, falling back to "
-     "store) or none (never dead-letter: a failing event is retried "
-     "forever and holds back its key)."},
-    {"topic", OBX_OPT_STRING, "outbox.${aggregate_type}", 0, 0, 0, NULL,
-     PIPE_OFF(topic),
-     "Destination template for events whose row has no topic; fields: "
-     "${aggregate_type}, ${aggregate_id}, ${event_type}, ${event_id}, "
-     "${key}, ${topic}."},
-    {"publish_timeout", OBX_OPT_DURATION, "30s", 0, 1, SECONDS(86400), NULL,
-     PIPE_OFF(publish_timeout_ms),
-     "How long a batch may wait for the broker's confirmations; events "
-     "without one by then are retried."},
-    {"poll_interval", OBX_OPT_DURATION, "1s", 0, 1, SECONDS(3600), NULL,
-     PIPE_OFF(poll_interval_ms),
-     "How long one claim waits for new events before the engine checks "
-     "again (stores with notifications return as soon as events arrive)."},
-    {"once_timeout", OBX_OPT_DURATION, "60s", 0, SECONDS(1), SECONDS(604800),
-     NULL, PIPE_OFF(once_timeout_ms),
-     "run --once gives up (exit 1, with the reason) after this long without "
-     "progress: store or broker unreachable, or events pending that this "
-     "relay cannot publish (held by another relay, or waiting for a retry "
-     "later than this)."},
+    OBX_OPT_STRING(
+        obx_pipeline_settings, store, "store", OBX_REQUIRED,
+        "Store plugin reading the outbox: a name (sqlite, pg_poll, pg_wal) or "
+        "a path to a .so; its options are the store.* keys."),
+    OBX_OPT_STRING(obx_pipeline_settings, broker, "broker", OBX_REQUIRED,
+                   "Broker plugin publishing the events: a name (kafka, "
+                   "rabbitmq, nats, stdout, chaos) or a path to a .so; its "
+                   "options are the broker.* keys."),
+    OBX_OPT_INT(
+        obx_pipeline_settings, batch_size, "batch_size", "256", 1, 100000,
+        "Most events claimed from the store and published in one cycle."),
+    OBX_OPT_ENUM(obx_pipeline_settings, ordering, "ordering", "key", orderings,
+                 "key: events with the same key are published in commit order, "
+                 "and a failed event holds back the later events of its key; "
+                 "none: no order at all, for more throughput."),
+    OBX_OPT_INT(
+        obx_pipeline_settings, max_attempts, "retry.max_attempts", "10", 1,
+        1000000,
+        "Publish attempts before an event is dead-lettered; only failures of "
+        "the event itself count, broker or store outages never do."),
+    OBX_OPT_RANGE(obx_pipeline_settings, backoff, "retry.backoff", "100ms..60s",
+                  1, SECONDS(604800),
+                  "MIN..MAX delay before retrying a failed event: exponential "
+                  "from MIN, capped at MAX, with full jitter."),
+    OBX_OPT_RANGE(obx_pipeline_settings, circuit_backoff, "circuit.backoff",
+                  "1s..30s", 1, SECONDS(86400),
+                  "MIN..MAX delay between probes while the store or broker is "
+                  "down (circuit open): exponential, with jitter."),
+    OBX_OPT_STRING(
+        obx_pipeline_settings, dlq, "dlq", "store",
+        "Where poison events go (retry.max_attempts used up, or a permanent "
+        "failure): store (marked dead in the outbox, see 'outbox-relay dead'), "
+        "topic:NAME (published to NAME on the same broker, falling back to "
+        "store) or none (never dead-letter: a failing event is retried forever "
+        "and holds back its key)."),
+    OBX_OPT_STRING(obx_pipeline_settings, topic, "topic",
+                   "outbox.${aggregate_type}",
+                   "Destination template for events whose row has no topic; "
+                   "fields: ${aggregate_type}, ${aggregate_id}, ${event_type}, "
+                   "${event_id}, ${key}, ${topic}."),
+    OBX_OPT_DURATION(obx_pipeline_settings, publish_timeout_ms,
+                     "publish_timeout", "30s", 1, SECONDS(86400),
+                     "How long a batch may wait for the broker's "
+                     "confirmations; events without one by then are retried."),
+    OBX_OPT_DURATION(
+        obx_pipeline_settings, poll_interval_ms, "poll_interval", "1s", 1,
+        SECONDS(3600),
+        "How long one claim waits for new events before the engine checks "
+        "again (stores with notifications return as soon as events arrive)."),
+    OBX_OPT_BOOL(obx_pipeline_settings, claim_ahead, "claim_ahead", "false",
+                 "While a full batch is out at the broker, settle the previous "
+                 "one and claim the next (at most one batch ahead). Pays when "
+                 "the broker's confirmations are slow (a remote broker); "
+                 "against a local one it costs, because a claim made while a "
+                 "batch is in flight steps over its leased rows."),
+    OBX_OPT_DURATION(obx_pipeline_settings, once_timeout_ms, "once_timeout",
+                     "60s", SECONDS(1), SECONDS(604800),
+                     "run --once gives up (exit 1, with the reason) after this "
+                     "long without progress: store or broker unreachable, or "
+                     "events pending that this relay cannot publish (held by "
+                     "another relay, or waiting for a retry later than this)."),
     OBX_OPTIONS_END,
 };
 

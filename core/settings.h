@@ -44,6 +44,7 @@ typedef struct obx_pipeline_settings {
     int64_t publish_timeout_ms;
     int64_t poll_interval_ms;
     int64_t once_timeout_ms; /* run --once: give up without progress */
+    bool claim_ahead;        /* overlap claim and settle with publish */
     /* derived from dlq by obx_pipeline_settings_fill */
     obx_dlq_kind dlq_kind;
     const char *dlq_topic; /* points into dlq after "topic:" */

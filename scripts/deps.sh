@@ -26,7 +26,7 @@ PACKAGES=(
     llvm-14              # llvm-symbolizer: readable stack traces in fuzz/ASan reports
     libpq-dev            # pg_poll, pg_wal stores
     postgresql           # initdb/pg_ctl for the tests' private server (tests/pg); the system cluster is never used
-    python3              # the build: scripts/gen-man.sh writes the man pages; bench/pg_wal_drain.sh: the latency reader (pgbench, pg_recvlogical come with postgresql)
+    python3              # the build: scripts/gen-man.sh writes the man pages; bench/run uses pgbench and pg_recvlogical, which come with postgresql
     python3-yaml         # tests/ops: reads the alert rules to check the metric names they use
     mandoc               # tests/ops: mandoc -Tlint on the generated man pages
     groff-base           # tests/ops: groff -ww lints the man pages and renders them to compare with --help

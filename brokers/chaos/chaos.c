@@ -123,36 +123,33 @@ typedef struct obx_chaos {
 
 static const obx_option chaos_options[] = {
     OBX_JSONL_OPTIONS(obx_chaos_config, out),
-    {"permanent_types", OBX_OPT_LIST, NULL, 0, 0, 0, NULL,
-     offsetof(obx_chaos_config, permanent_types),
-     "Event types whose events always fail with 'permanent' (they go "
-     "straight to the dead-letter queue)."},
-    {"flaky_types", OBX_OPT_LIST, NULL, 0, 0, 0, NULL,
-     offsetof(obx_chaos_config, flaky_types),
-     "Event types whose events each fail with 'retry' flaky_times times "
-     "(counted per event id), then succeed."},
-    {"flaky_times", OBX_OPT_INT, "2", 0, 0, 1000000, NULL,
-     offsetof(obx_chaos_config, flaky_times),
-     "How many times each event of flaky_types fails before it succeeds."},
-    {"down_for", OBX_OPT_DURATION, "0s", 0, 0, 0, NULL,
-     offsetof(obx_chaos_config, down_for_ms),
-     "Report the whole broker unavailable for this long after open (the "
-     "circuit breaker opens; no attempt is counted)."},
-    {"down_while_file", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_chaos_config, down_while_file),
-     "Report the whole broker unavailable while this file exists: create "
-     "it to start an outage, remove it to end it."},
-    {"fail_percent", OBX_OPT_INT, "0", 0, 0, 100, NULL,
-     offsetof(obx_chaos_config, fail_percent),
-     "Percentage of events that fail with 'retry' at random."},
-    {"seed", OBX_OPT_INT, "1", 0, 0, 0, NULL, offsetof(obx_chaos_config, seed),
-     "Seed of the random failures: the same seed and the same sequence of "
-     "publish calls fail the same events."},
-    {"delay", OBX_OPT_DURATION, "0s", 0, 0, 0, NULL,
-     offsetof(obx_chaos_config, delay_ms),
-     "Added to every publish call, to simulate a slow broker. When it "
-     "exceeds the publish timeout, the call waits the timeout and every "
-     "event fails with 'retry' (timed out)."},
+    OBX_OPT_LIST(obx_chaos_config, permanent_types, "permanent_types", NULL,
+                 "Event types whose events always fail with 'permanent' (they "
+                 "go straight to the dead-letter queue)."),
+    OBX_OPT_LIST(obx_chaos_config, flaky_types, "flaky_types", NULL,
+                 "Event types whose events each fail with 'retry' flaky_times "
+                 "times (counted per event id), then succeed."),
+    OBX_OPT_INT(
+        obx_chaos_config, flaky_times, "flaky_times", "2", 0, 1000000,
+        "How many times each event of flaky_types fails before it succeeds."),
+    OBX_OPT_DURATION_ANY(
+        obx_chaos_config, down_for_ms, "down_for", "0s",
+        "Report the whole broker unavailable for this long after open (the "
+        "circuit breaker opens; no attempt is counted)."),
+    OBX_OPT_STRING(
+        obx_chaos_config, down_while_file, "down_while_file", NULL,
+        "Report the whole broker unavailable while this file exists: create it "
+        "to start an outage, remove it to end it."),
+    OBX_OPT_INT(obx_chaos_config, fail_percent, "fail_percent", "0", 0, 100,
+                "Percentage of events that fail with 'retry' at random."),
+    OBX_OPT_INT_ANY(obx_chaos_config, seed, "seed", "1",
+                    "Seed of the random failures: the same seed and the same "
+                    "sequence of publish calls fail the same events."),
+    OBX_OPT_DURATION_ANY(
+        obx_chaos_config, delay_ms, "delay", "0s",
+        "Added to every publish call, to simulate a slow broker. When it "
+        "exceeds the publish timeout, the call waits the timeout and every "
+        "event fails with 'retry' (timed out)."),
     OBX_OPTIONS_END,
 };
 

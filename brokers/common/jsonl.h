@@ -78,23 +78,19 @@ typedef struct obx_jsonl_config {
 
 /* Option rows for an obx_jsonl_config at `member` of config struct `type`;
  * put them in the plugin's option table so help and validation match. */
-// clang-format off
 #define OBX_JSONL_OPTIONS(type, member)                                        \
-    {"output", OBX_OPT_STRING, "-", 0, 0, 0, NULL,                             \
-     offsetof(type, member.output),                                            \
-     "Where the JSON lines go: '-' for standard output, or a file path, "      \
-     "created if missing and opened for append."},                             \
-    {"pretty", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,                           \
-     offsetof(type, member.pretty),                                            \
-     "Indent each object over several lines, for humans reading a "            \
-     "terminal. Breaks the JSON-lines format (one object per line): leave "    \
-     "it off for anything that parses the output."},                           \
-    {"fsync", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,                            \
-     offsetof(type, member.fsync),                                             \
-     "fsync the output file after each batch, so an event is on disk "         \
-     "before it is reported published. Ignored unless the output is a "        \
-     "regular file."}
-// clang-format on
+    OBX_OPT_STRING(type, member.output, "output", "-",                         \
+                   "Where the JSON lines go: '-' for standard output, or a "   \
+                   "file path, created if missing and opened for append."),    \
+        OBX_OPT_BOOL(type, member.pretty, "pretty", "false",                   \
+                     "Indent each object over several lines, for humans "      \
+                     "reading a terminal. Breaks the JSON-lines format (one "  \
+                     "object per line): leave it off for anything that "       \
+                     "parses the output."),                                    \
+        OBX_OPT_BOOL(type, member.fsync, "fsync", "false",                     \
+                     "fsync the output file after each batch, so an event is " \
+                     "on disk before it is reported published. Ignored "       \
+                     "unless the output is a regular file.")
 
 /* An output stream plus the reusable buffers of one plugin instance. */
 typedef struct obx_jsonl_sink {

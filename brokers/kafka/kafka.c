@@ -84,36 +84,35 @@ typedef struct obx_kafka {
 static const char *const kfk_ts_values[] = {"created", "now", NULL};
 
 static const obx_option kafka_options[] = {
-    {"brokers", OBX_OPT_STRING, NULL, OBX_OPT_REQUIRED, 0, 0, NULL,
-     offsetof(obx_kafka_config, brokers),
-     "Bootstrap servers, host:port[,host:port...] (librdkafka's "
-     "bootstrap.servers)."},
-    {"kafka", OBX_OPT_PREFIX, NULL, OBX_OPT_SECRET, 0, 0, NULL,
-     offsetof(obx_kafka_config, kafka),
-     "Any librdkafka property, passed through verbatim: "
-     "broker.kafka.linger.ms = 10, broker.kafka.security.protocol = "
-     "sasl_ssl, broker.kafka.sasl.password = ${env:KAFKA_PASSWORD}. "
-     "Checked by librdkafka at `check` time. The defaults the plugin sets "
-     "(enable.idempotence = true, acks = all, partitioner = "
-     "murmur2_random, client.id = outbox-relay) can be overridden."},
-    {"max_in_flight", OBX_OPT_INT, "10000", 0, 1, 1000000, NULL,
-     offsetof(obx_kafka_config, max_in_flight),
-     "At most this many messages of one publish call are handed to "
-     "librdkafka without a delivery report yet; bounds the memory a large "
-     "batch can take."},
-    {"timestamp", OBX_OPT_ENUM, "created", 0, 0, 0, kfk_ts_values,
-     offsetof(obx_kafka_config, timestamp),
-     "The Kafka message timestamp: the event's created_at, or the time of "
-     "the send (for brokers that refuse old timestamps)."},
-    {"probe_timeout", OBX_OPT_DURATION, "2s", 0, 1, 60000, NULL,
-     offsetof(obx_kafka_config, probe_timeout_ms),
-     "How long a metadata request may take: the health probe while the "
-     "circuit breaker is open or after all brokers were seen down, and the "
-     "look-up of a topic the first time an event goes there."},
-    {"close_timeout", OBX_OPT_DURATION, "5s", 0, 0, 600000, NULL,
-     offsetof(obx_kafka_config, close_timeout_ms),
-     "On shutdown, how long to wait for requests still in flight to "
-     "complete before the producer is destroyed."},
+    OBX_OPT_STRING(obx_kafka_config, brokers, "brokers", OBX_REQUIRED,
+                   "Bootstrap servers, host:port[,host:port...] (librdkafka's "
+                   "bootstrap.servers)."),
+    OBX_OPT_SECRET_PREFIX(
+        obx_kafka_config, kafka, "kafka",
+        "Any librdkafka property, passed through verbatim: "
+        "broker.kafka.linger.ms = 10, broker.kafka.security.protocol = "
+        "sasl_ssl, broker.kafka.sasl.password = ${env:KAFKA_PASSWORD}. Checked "
+        "by librdkafka at `check` time. The defaults the plugin sets "
+        "(enable.idempotence = true, acks = all, partitioner = murmur2_random, "
+        "client.id = outbox-relay) can be overridden."),
+    OBX_OPT_INT(obx_kafka_config, max_in_flight, "max_in_flight", "10000", 1,
+                1000000,
+                "At most this many messages of one publish call are handed to "
+                "librdkafka without a delivery report yet; bounds the memory a "
+                "large batch can take."),
+    OBX_OPT_ENUM(obx_kafka_config, timestamp, "timestamp", "created",
+                 kfk_ts_values,
+                 "The Kafka message timestamp: the event's created_at, or the "
+                 "time of the send (for brokers that refuse old timestamps)."),
+    OBX_OPT_DURATION(
+        obx_kafka_config, probe_timeout_ms, "probe_timeout", "2s", 1, 60000,
+        "How long a metadata request may take: the health probe while the "
+        "circuit breaker is open or after all brokers were seen down, and the "
+        "look-up of a topic the first time an event goes there."),
+    OBX_OPT_DURATION(obx_kafka_config, close_timeout_ms, "close_timeout", "5s",
+                     0, 600000,
+                     "On shutdown, how long to wait for requests still in "
+                     "flight to complete before the producer is destroyed."),
     OBX_OPTIONS_END,
 };
 

@@ -26,85 +26,74 @@
 static const char *const natsb_mode_values[] = {"jetstream", "core", NULL};
 
 static const obx_option nats_options[] = {
-    {"servers", OBX_OPT_LIST, NULL, OBX_OPT_REQUIRED, 0, 0, NULL,
-     offsetof(obx_nats_config, servers),
-     "Server URLs, nats://host:port or tls://host:port, comma-separated; "
-     "tried in this order, reconnected to forever."},
-    {"mode", OBX_OPT_ENUM, "jetstream", 0, 0, 0, natsb_mode_values,
-     offsetof(obx_nats_config, mode),
-     "jetstream: asynchronous JetStream publish, an event is done once its "
-     "PubAck says the stream stored it. core: plain NATS publish plus one "
-     "flush per batch, NOT at-least-once (a server crash or a subscriber "
-     "that is not there loses events); only when asked for."},
-    {"user", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, user), "User name, with password."},
-    {"password", OBX_OPT_STRING, NULL, OBX_OPT_SECRET, 0, 0, NULL,
-     offsetof(obx_nats_config, password),
-     "Password of user (masked in logs and check output)."},
-    {"token", OBX_OPT_STRING, NULL, OBX_OPT_SECRET, 0, 0, NULL,
-     offsetof(obx_nats_config, token),
-     "Authentication token (masked in logs and check output)."},
-    {"nkey", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, nkey),
-     "NKey public key (U...), with nkey_seed_file."},
-    {"nkey_seed_file", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, nkey_seed_file),
-     "File holding the NKey seed (SU...) that signs the server's nonce."},
-    {"creds_file", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, creds_file),
-     "Credentials file (.creds: user JWT and NKey seed)."},
-    {"tls_ca", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, tls_ca),
-     "CA certificates (PEM file) that the server's certificate must chain "
-     "to; turns TLS on."},
-    {"tls_cert", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, tls_cert),
-     "Client certificate chain (PEM file), with tls_key."},
-    {"tls_key", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, tls_key), "Client private key (PEM file)."},
-    {"tls_hostname", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, tls_hostname),
-     "Host name the server certificate must carry, when it differs from "
-     "the URL's."},
-    {"stream", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, stream),
-     "The stream the events must land in; looked up at start and by "
-     "`check --connect`. While it is missing the pipeline waits (circuit "
-     "open) instead of dead-lettering."},
-    {"subjects", OBX_OPT_LIST, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, subjects),
-     "Subjects (wildcards allowed) the relay publishes to, e.g. "
-     "outbox.>: stream must capture each of them, and create_stream "
-     "creates it with them."},
-    {"create_stream", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,
-     offsetof(obx_nats_config, create_stream),
-     "Create stream when it does not exist: file storage, subjects, "
-     "duplicate_window. For quick starts and tests; production streams are "
-     "usually managed with the nats CLI or an operator."},
-    {"duplicate_window", OBX_OPT_DURATION, "2m", 0, 1000, 604800000, NULL,
-     offsetof(obx_nats_config, duplicate_window_ms),
-     "Duplicate window of a stream made by create_stream: how long "
-     "JetStream remembers a Nats-Msg-Id. Keep it above the longest retry "
-     "wait (retry.backoff); the plugin warns at start when the stream's "
-     "window is shorter."},
-    {"expect_stream", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(obx_nats_config, expect_stream),
-     "Sets Nats-Expected-Stream on every message: an event whose subject "
-     "another stream captures fails (dead-lettered) instead of landing "
-     "there."},
-    {"max_in_flight", OBX_OPT_INT, "4096", 0, 1, 1000000, NULL,
-     offsetof(obx_nats_config, max_in_flight),
-     "At most this many messages of one publish call wait for their "
-     "PubAck at a time."},
-    {"connect_timeout", OBX_OPT_DURATION, "2s", 0, 1, 600000, NULL,
-     offsetof(obx_nats_config, connect_timeout_ms),
-     "Timeout of one connection attempt."},
-    {"reconnect_wait", OBX_OPT_DURATION, "500ms", 0, 1, 600000, NULL,
-     offsetof(obx_nats_config, reconnect_wait_ms),
-     "Pause between two reconnect attempts to the same server."},
-    {"api_timeout", OBX_OPT_DURATION, "5s", 0, 1, 600000, NULL,
-     offsetof(obx_nats_config, api_timeout_ms),
-     "Timeout of JetStream API requests (stream look-up and creation)."},
+    OBX_OPT_LIST(
+        obx_nats_config, servers, "servers", OBX_REQUIRED,
+        "Server URLs, nats://host:port or tls://host:port, comma-separated; "
+        "tried in this order, reconnected to forever."),
+    OBX_OPT_ENUM(
+        obx_nats_config, mode, "mode", "jetstream", natsb_mode_values,
+        "jetstream: asynchronous JetStream publish, an event is done once its "
+        "PubAck says the stream stored it. core: plain NATS publish plus one "
+        "flush per batch, NOT at-least-once (a server crash or a subscriber "
+        "that is not there loses events); only when asked for."),
+    OBX_OPT_STRING(obx_nats_config, user, "user", NULL,
+                   "User name, with password."),
+    OBX_OPT_STRING(obx_nats_config, password, "password", OBX_SECRET(NULL),
+                   "Password of user (masked in logs and check output)."),
+    OBX_OPT_STRING(obx_nats_config, token, "token", OBX_SECRET(NULL),
+                   "Authentication token (masked in logs and check output)."),
+    OBX_OPT_STRING(obx_nats_config, nkey, "nkey", NULL,
+                   "NKey public key (U...), with nkey_seed_file."),
+    OBX_OPT_STRING(
+        obx_nats_config, nkey_seed_file, "nkey_seed_file", NULL,
+        "File holding the NKey seed (SU...) that signs the server's nonce."),
+    OBX_OPT_STRING(obx_nats_config, creds_file, "creds_file", NULL,
+                   "Credentials file (.creds: user JWT and NKey seed)."),
+    OBX_OPT_STRING(obx_nats_config, tls_ca, "tls_ca", NULL,
+                   "CA certificates (PEM file) that the server's certificate "
+                   "must chain to; turns TLS on."),
+    OBX_OPT_STRING(obx_nats_config, tls_cert, "tls_cert", NULL,
+                   "Client certificate chain (PEM file), with tls_key."),
+    OBX_OPT_STRING(obx_nats_config, tls_key, "tls_key", NULL,
+                   "Client private key (PEM file)."),
+    OBX_OPT_STRING(obx_nats_config, tls_hostname, "tls_hostname", NULL,
+                   "Host name the server certificate must carry, when it "
+                   "differs from the URL's."),
+    OBX_OPT_STRING(obx_nats_config, stream, "stream", NULL,
+                   "The stream the events must land in; looked up at start and "
+                   "by `check --connect`. While it is missing the pipeline "
+                   "waits (circuit open) instead of dead-lettering."),
+    OBX_OPT_LIST(obx_nats_config, subjects, "subjects", NULL,
+                 "Subjects (wildcards allowed) the relay publishes to, e.g. "
+                 "outbox.>: stream must capture each of them, and "
+                 "create_stream creates it with them."),
+    OBX_OPT_BOOL(
+        obx_nats_config, create_stream, "create_stream", "false",
+        "Create stream when it does not exist: file storage, subjects, "
+        "duplicate_window. For quick starts and tests; production streams are "
+        "usually managed with the nats CLI or an operator."),
+    OBX_OPT_DURATION(obx_nats_config, duplicate_window_ms, "duplicate_window",
+                     "2m", 1000, 604800000,
+                     "Duplicate window of a stream made by create_stream: how "
+                     "long JetStream remembers a Nats-Msg-Id. Keep it above "
+                     "the longest retry wait (retry.backoff); the plugin warns "
+                     "at start when the stream's window is shorter."),
+    OBX_OPT_STRING(obx_nats_config, expect_stream, "expect_stream", NULL,
+                   "Sets Nats-Expected-Stream on every message: an event whose "
+                   "subject another stream captures fails (dead-lettered) "
+                   "instead of landing there."),
+    OBX_OPT_INT(obx_nats_config, max_in_flight, "max_in_flight", "4096", 1,
+                1000000,
+                "At most this many messages of one publish call wait for their "
+                "PubAck at a time."),
+    OBX_OPT_DURATION(obx_nats_config, connect_timeout_ms, "connect_timeout",
+                     "2s", 1, 600000, "Timeout of one connection attempt."),
+    OBX_OPT_DURATION(
+        obx_nats_config, reconnect_wait_ms, "reconnect_wait", "500ms", 1,
+        600000, "Pause between two reconnect attempts to the same server."),
+    OBX_OPT_DURATION(
+        obx_nats_config, api_timeout_ms, "api_timeout", "5s", 1, 600000,
+        "Timeout of JetStream API requests (stream look-up and creation)."),
     OBX_OPTIONS_END,
 };
 

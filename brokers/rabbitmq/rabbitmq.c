@@ -108,86 +108,81 @@ typedef struct obx_rabbitmq {
 } obx_rabbitmq;
 
 static const obx_option rabbitmq_options[] = {
-    {"url", OBX_OPT_STRING, NULL, OBX_OPT_REQUIRED | OBX_OPT_SECRET, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, url),
-     "amqp://user:password@host:port/vhost, or amqps:// for TLS (port "
-     "default 5672, amqps 5671; vhost default /, written %2f when given). "
-     "Secret: masked in logs and `check` output."},
-    {"password", OBX_OPT_STRING, "", OBX_OPT_SECRET, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, password),
-     "The password, instead of the one in the URL (e.g. "
-     "${env:RABBITMQ_PASSWORD})."},
-    {"exchange", OBX_OPT_STRING, "", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, exchange),
-     "The exchange, a route template like the pipeline's route "
-     "(\"outbox.${aggregate_type}\"). Default \"\": the default exchange, "
-     "which routes to the queue named by the routing key. The routing key is "
-     "the event's destination (its topic column, else the pipeline's "
-     "route)."},
-    {"declare_exchange", OBX_OPT_ENUM, "none", 0, 0, 0, rmq_declare_values,
-     offsetof(obx_rabbitmq_config, declare_exchange),
-     "Declare the exchange (durable) with this type before the first "
-     "message goes to it, on every connection; none: it must exist."},
-    {"channels", OBX_OPT_INT, "1", 0, 1, 64, NULL,
-     offsetof(obx_rabbitmq_config, channels),
-     "Publishing channels. Each key always uses the same channel (by a hash "
-     "of the key), which keeps per-key order."},
-    {"max_in_flight", OBX_OPT_INT, "1000", 0, 1, 1000000, NULL,
-     offsetof(obx_rabbitmq_config, max_in_flight),
-     "Unconfirmed messages per channel: publishing goes on while fewer are "
-     "waiting for their basic.ack."},
-    {"mandatory", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, mandatory),
-     "Publish with the mandatory flag: a message no queue is bound for comes "
-     "back (basic.return) and its event goes to the dead-letter queue with "
-     "the server's reason. false: such messages are dropped by the server "
-     "and count as published."},
-    {"content_type", OBX_OPT_STRING, "", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, content_type),
-     "The content_type property; \"\": application/json when the payload is "
-     "valid JSON, else application/octet-stream."},
-    {"app_id", OBX_OPT_STRING, "outbox-relay", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, app_id),
-     "The app_id property (\"\": none)."},
-    {"heartbeat", OBX_OPT_DURATION, "30s", 0, 0, 3600000, NULL,
-     offsetof(obx_rabbitmq_config, heartbeat_ms),
-     "AMQP heartbeat asked for (whole seconds; the server may lower it); "
-     "0 turns heartbeats off. A missed heartbeat counts as a lost "
-     "connection."},
-    {"frame_max", OBX_OPT_SIZE, "128KiB", 0, 4096, 16777216, NULL,
-     offsetof(obx_rabbitmq_config, frame_max),
-     "Largest frame asked for (the server may lower it). Bodies are split "
-     "into frames; properties and headers must fit into one, or the event "
-     "goes to the dead-letter queue."},
-    {"max_message_size", OBX_OPT_SIZE, "128MiB", 0, 1, 536870912, NULL,
-     offsetof(obx_rabbitmq_config, max_message_size),
-     "Larger payloads go to the dead-letter queue without being sent. Set "
-     "it to the server's max_message_size (RabbitMQ's default: 128MiB); a "
-     "server that refuses a message as too large lowers it too."},
-    {"connect_timeout", OBX_OPT_DURATION, "5s", 0, 100, 600000, NULL,
-     offsetof(obx_rabbitmq_config, connect_timeout_ms),
-     "TCP connect, TLS and AMQP handshake and login, and each request made "
-     "while connecting (channel open, exchange declaration)."},
-    {"reconnect_backoff", OBX_OPT_RANGE, "100ms..10s", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, reconnect_backoff),
-     "Wait between reconnection attempts after the connection failed, "
-     "doubling from the first value up to the second."},
-    {"tls.ca_file", OBX_OPT_STRING, "", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, tls_ca_file),
-     "amqps: PEM file of the certificate authorities to trust."},
-    {"tls.cert_file", OBX_OPT_STRING, "", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, tls_cert_file),
-     "amqps: PEM client certificate (with tls.key_file), for servers that "
-     "ask for one."},
-    {"tls.key_file", OBX_OPT_STRING, "", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, tls_key_file),
-     "amqps: PEM private key of tls.cert_file."},
-    {"tls.verify_peer", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, tls_verify_peer),
-     "amqps: check the server's certificate against tls.ca_file."},
-    {"tls.verify_hostname", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
-     offsetof(obx_rabbitmq_config, tls_verify_hostname),
-     "amqps: check that the certificate names the URL's host."},
+    OBX_OPT_STRING(
+        obx_rabbitmq_config, url, "url", OBX_REQUIRED_SECRET,
+        "amqp://user:password@host:port/vhost, or amqps:// for TLS (port "
+        "default 5672, amqps 5671; vhost default /, written %2f when given). "
+        "Secret: masked in logs and `check` output."),
+    OBX_OPT_STRING(obx_rabbitmq_config, password, "password", OBX_SECRET(""),
+                   "The password, instead of the one in the URL (e.g. "
+                   "${env:RABBITMQ_PASSWORD})."),
+    OBX_OPT_STRING(obx_rabbitmq_config, exchange, "exchange", "",
+                   "The exchange, a route template like the pipeline's route "
+                   "(\"outbox.${aggregate_type}\"). Default \"\": the default "
+                   "exchange, which routes to the queue named by the routing "
+                   "key. The routing key is the event's destination (its topic "
+                   "column, else the pipeline's route)."),
+    OBX_OPT_ENUM(
+        obx_rabbitmq_config, declare_exchange, "declare_exchange", "none",
+        rmq_declare_values,
+        "Declare the exchange (durable) with this type before the first "
+        "message goes to it, on every connection; none: it must exist."),
+    OBX_OPT_INT(obx_rabbitmq_config, channels, "channels", "1", 1, 64,
+                "Publishing channels. Each key always uses the same channel "
+                "(by a hash of the key), which keeps per-key order."),
+    OBX_OPT_INT(obx_rabbitmq_config, max_in_flight, "max_in_flight", "1000", 1,
+                1000000,
+                "Unconfirmed messages per channel: publishing goes on while "
+                "fewer are waiting for their basic.ack."),
+    OBX_OPT_BOOL(obx_rabbitmq_config, mandatory, "mandatory", "true",
+                 "Publish with the mandatory flag: a message no queue is bound "
+                 "for comes back (basic.return) and its event goes to the "
+                 "dead-letter queue with the server's reason. false: such "
+                 "messages are dropped by the server and count as published."),
+    OBX_OPT_STRING(obx_rabbitmq_config, content_type, "content_type", "",
+                   "The content_type property; \"\": application/json when the "
+                   "payload is valid JSON, else application/octet-stream."),
+    OBX_OPT_STRING(obx_rabbitmq_config, app_id, "app_id", "outbox-relay",
+                   "The app_id property (\"\": none)."),
+    OBX_OPT_DURATION(obx_rabbitmq_config, heartbeat_ms, "heartbeat", "30s", 0,
+                     3600000,
+                     "AMQP heartbeat asked for (whole seconds; the server may "
+                     "lower it); 0 turns heartbeats off. A missed heartbeat "
+                     "counts as a lost connection."),
+    OBX_OPT_SIZE(obx_rabbitmq_config, frame_max, "frame_max", "128KiB", 4096,
+                 16777216,
+                 "Largest frame asked for (the server may lower it). Bodies "
+                 "are split into frames; properties and headers must fit into "
+                 "one, or the event goes to the dead-letter queue."),
+    OBX_OPT_SIZE(
+        obx_rabbitmq_config, max_message_size, "max_message_size", "128MiB", 1,
+        536870912,
+        "Larger payloads go to the dead-letter queue without being sent. Set "
+        "it to the server's max_message_size (RabbitMQ's default: 128MiB); a "
+        "server that refuses a message as too large lowers it too."),
+    OBX_OPT_DURATION(
+        obx_rabbitmq_config, connect_timeout_ms, "connect_timeout", "5s", 100,
+        600000,
+        "TCP connect, TLS and AMQP handshake and login, and each request made "
+        "while connecting (channel open, exchange declaration)."),
+    OBX_OPT_RANGE_ANY(
+        obx_rabbitmq_config, reconnect_backoff, "reconnect_backoff",
+        "100ms..10s",
+        "Wait between reconnection attempts after the connection failed, "
+        "doubling from the first value up to the second."),
+    OBX_OPT_STRING(obx_rabbitmq_config, tls_ca_file, "tls.ca_file", "",
+                   "amqps: PEM file of the certificate authorities to trust."),
+    OBX_OPT_STRING(obx_rabbitmq_config, tls_cert_file, "tls.cert_file", "",
+                   "amqps: PEM client certificate (with tls.key_file), for "
+                   "servers that ask for one."),
+    OBX_OPT_STRING(obx_rabbitmq_config, tls_key_file, "tls.key_file", "",
+                   "amqps: PEM private key of tls.cert_file."),
+    OBX_OPT_BOOL(obx_rabbitmq_config, tls_verify_peer, "tls.verify_peer",
+                 "true",
+                 "amqps: check the server's certificate against tls.ca_file."),
+    OBX_OPT_BOOL(obx_rabbitmq_config, tls_verify_hostname,
+                 "tls.verify_hostname", "true",
+                 "amqps: check that the certificate names the URL's host."),
     OBX_OPTIONS_END,
 };
 

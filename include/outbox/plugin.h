@@ -4,12 +4,27 @@
  * obx_broker_<name>.so that exports one symbol, obx_plugin_entry, returning
  * a static descriptor. The core refuses a descriptor of another abi_major
  * and treats fields beyond struct_size as absent, so the ABI grows by
- * appending fields (like sqlite3_vfs.iVersion) without breaking old plugins.
+ * appending fields (like sqlite3_vfs.iVersion) without breaking old plugins
+ * (abi.h, version.h). The contract of every op is in store.h and broker.h;
+ * docs/writing-plugins.md walks through a plugin from an empty file, and
+ * examples/ holds a small store and broker that follow it.
  *
- *     static const obx_option opts[] = { ..., OBX_OPTIONS_END };
- *     static const obx_broker_ops ops = { .struct_size = sizeof ops, ... };
- *     OBX_BROKER_PLUGIN("stdout", "JSON lines", "1.0.0", opts,
- *                       struct my_config, ops)
+ *     typedef struct my_config { char *path; bool sync; } my_config;
+ *     static const obx_option opts[] = {
+ *         OBX_OPT_STRING(my_config, path, "path", OBX_REQUIRED, "file"),
+ *         OBX_OPT_BOOL(my_config, sync, "sync", "false", "fsync each batch"),
+ *         OBX_OPTIONS_END,
+ *     };
+ *     static const obx_broker_ops ops = {
+ *         .struct_size = sizeof ops, .open = ..., .close = ..., .publish = ...,
+ *     };
+ *     OBX_BROKER_PLUGIN("mine", "one line", "1.0.0", opts, my_config, ops)
+ *
+ * The loader refuses, naming the file: another abi_major, a kind or name
+ * that does not match the file name, a required op that is NULL, an ops or
+ * option row smaller than ABI 1.0's, an option whose type is unknown or
+ * whose member does not fit config_size, an enum without values, and
+ * unknown flag bits (store.h, broker.h).
  */
 #ifndef OUTBOX_PLUGIN_H
 #define OUTBOX_PLUGIN_H
@@ -17,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "abi.h"
 #include "broker.h"
 #include "event.h"
 #include "host.h"
@@ -30,10 +46,14 @@ typedef enum obx_plugin_kind {
     OBX_PLUGIN_BROKER = 2,
 } obx_plugin_kind;
 
+/* The descriptor (every member since 1.0; it can grow by appending). The
+ * loader copies it and never calls obx_plugin_entry again, so all of it,
+ * strings, option table and ops, must be static and live as long as the
+ * shared object. */
 typedef struct obx_plugin {
-    uint32_t abi_major;
-    uint32_t abi_minor;
-    uint32_t struct_size;
+    uint32_t abi_major;   /* OBX_ABI_MAJOR at build time */
+    uint32_t abi_minor;   /* OBX_ABI_MINOR at build time */
+    uint32_t struct_size; /* sizeof(obx_plugin) at build time */
     obx_plugin_kind kind;
     const char *name;        /* "sqlite", "kafka": what users write in config */
     const char *description; /* one line */
@@ -75,7 +95,8 @@ typedef const obx_plugin *(*obx_plugin_entry_fn)(void);
         return &desc;                                                          \
     }
 
-/* Define obx_plugin_entry for a store plugin. */
+/* Define obx_plugin_entry for a store plugin. The entry may be called from
+ * any thread, before any other call; it must only return the descriptor. */
 #define OBX_STORE_PLUGIN(name, desc, ver, opts, conf_type, ops)                \
     OBX_PLUGIN_(OBX_PLUGIN_STORE, name, desc, ver, opts, conf_type, ops)
 

@@ -2,7 +2,9 @@
  *
  * The code says what the engine should do next; the human-readable detail
  * goes into a caller-provided (errstr, errlen) buffer. No heap string ever
- * crosses the plugin boundary.
+ * crosses the plugin boundary. The comments below give each code's usual
+ * meaning; which codes an op may return and exactly what the engine does
+ * with each is written at the op (store.h, broker.h). Since 1.0.
  */
 #ifndef OUTBOX_STATUS_H
 #define OUTBOX_STATUS_H

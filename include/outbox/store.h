@@ -1,10 +1,30 @@
 /* Store plugins: where events come from (an outbox table, a WAL stream).
  *
- * Every function returns an obx_status and writes detail into the caller's
- * (errstr, errlen) buffer, always NUL-terminated when errlen > 0.
- * An instance is used by one thread at a time (its pipeline's engine) and
- * lives from open() to close(); the config struct it was opened with is
- * owned by the core and outlives the instance.
+ * Conventions for every op below:
+ *  - it returns an obx_status and writes detail into the caller's
+ *    (errstr, errlen) buffer, NUL-terminated when errlen > 0; the engine
+ *    logs it and may show it on /readyz, so never put a secret in it (use
+ *    host->mask). errlen is at least 256;
+ *  - "Engine:" says exactly what the core does with each status. A status
+ *    an op does not list is a bug in the plugin; the core treats it as the
+ *    "any other status" line says;
+ *  - "Thread:" says who calls it. `run` gives each pipeline one thread of
+ *    its own; that thread opens the pipeline's store instance, makes every
+ *    call on it and closes it, so calls on one instance never overlap and
+ *    need no lock. Instances of one plugin in different pipelines run in
+ *    parallel on different threads: state shared between instances (a
+ *    static, a library's global init) needs a lock or a pthread_once. The
+ *    operator commands (check, schema, demo, stats, dead) call from the
+ *    main thread of their own process, with no engine running in it, but
+ *    possibly with a relay running in another process on the same store;
+ *  - an instance lives from open() to close(); the config struct it was
+ *    opened with is owned by the core and outlives the instance (read it,
+ *    never free or change it). `host` outlives the instance too.
+ *
+ * Members are marked with the ABI minor they appeared in (version.h).
+ * obx_store_ops and obx_store_stats grow by appending (abi.h); obx_release,
+ * obx_burial and obx_dead_letter are passed as arrays or without a size and
+ * cannot grow within ABI 1.
  */
 #ifndef OUTBOX_STORE_H
 #define OUTBOX_STORE_H
@@ -17,115 +37,188 @@
 #include "host.h"
 #include "status.h"
 
-/* What the engine asks a store to do with one failed event. */
+/* What the engine asks a store to do with one failed event (since 1.0). */
 typedef struct obx_release {
     obx_event *event;
-    int64_t
-        retry_at_us;   /* unix time, microseconds, not before which to retry */
-    const char *error; /* why it failed; stored as last_error (may be NULL) */
-    bool counts_as_attempt; /* false for circuit-breaker and held-back events */
+    /* Unix time, microseconds, not before which to offer it again. May be
+     * now or in the past (an outage: offer it at once). */
+    int64_t retry_at_us;
+    /* Why it failed; the store keeps it as the event's last error. May be
+     * NULL. Valid only during the call. */
+    const char *error;
+    /* true: the attempt failed because of the event itself; the store
+     * records event->attempts + 1 failed attempts. false (an outage, or an
+     * event held back behind an earlier failure of its key): the store
+     * keeps event->attempts as it is. */
+    bool counts_as_attempt;
 } obx_release;
 
-/* What the engine asks a store to do with one dead event. */
+/* What the engine asks a store to do with one dead event (since 1.0). */
 typedef struct obx_burial {
-    obx_event *event; /* event->attempts already counts the final attempt */
-    const char *reason;
-    const char *destination; /* where it was going, or NULL */
+    obx_event *event;   /* event->attempts already counts the final attempt */
+    const char *reason; /* never NULL; valid only during the call */
+    /* Where it was going, or NULL/empty when it never got a destination.
+     * Valid only during the call. */
+    const char *destination;
 } obx_burial;
 
-/* A dead letter as the store reports it to `dead list/show`. All pointers
- * are valid only during the callback. */
+/* A dead letter as the store reports it to `dead list/show` (since 1.0).
+ * All pointers are the store's and valid only during the callback. */
 typedef struct obx_dead_letter {
     const obx_event *event;
     const char *reason;
-    const char *destination;
+    const char *destination; /* may be NULL */
     int64_t dead_at_us;
 } obx_dead_letter;
 
 /* Return non-zero from the callback to stop the iteration. */
 typedef int (*obx_dead_cb)(void *ctx, const obx_dead_letter *dl);
 
-/* Callback receiving DDL text, statement by statement. */
+/* Callback receiving DDL text, statement by statement (the core adds a
+ * newline when the text does not end in one). */
 typedef void (*obx_emit_fn)(void *ctx, const char *text);
 
+/* Filled by stats(). The core allocates it, zeroes it, sets struct_size to
+ * its own sizeof and lag_bytes to -1; a store writes a member only when
+ * OBX_HAS_FIELD(st, obx_store_stats, member) says the core has it. */
 typedef struct obx_store_stats {
-    uint32_t struct_size;
-    uint64_t pending;          /* unpublished, not dead (any owner) */
-    uint64_t dead;             /* dead letters held by the store */
-    int64_t oldest_pending_us; /* created_at of the oldest pending, 0: none */
-    int64_t lag_bytes; /* WAL stores: bytes behind; -1: not applicable */
-    /* Since ABI 1.1. Non-zero while this instance cannot claim because
+    uint32_t struct_size;      /* since 1.0 */
+    uint64_t pending;          /* 1.0: unpublished, not dead (any owner) */
+    uint64_t dead;             /* 1.0: dead letters held by the store */
+    int64_t oldest_pending_us; /* 1.0: its created_at_us; 0: none */
+    int64_t lag_bytes;         /* 1.0: WAL stores: bytes behind; -1: n/a */
+    /* Since 1.1. Non-zero while this instance cannot claim because
      * another process holds what claiming needs exclusively (a WAL slot
      * streamed by another relay): it is a hot standby. `run --once` says
      * so instead of reporting a drained store. */
     uint32_t standby;
 } obx_store_stats;
 
-/* Capabilities, in obx_store_ops.flags. */
-/* claim() never returns an event while an earlier event of its key is
- * unsettled, across every instance sharing the store. */
+/* Capabilities, in obx_store_ops.flags. The loader refuses a plugin that
+ * sets a bit not defined here (since 1.2; bit 0x2, the removed
+ * OBX_STORE_DURABLE_RETRY, is still accepted, and ignored, from plugins
+ * built for 1.0 or 1.1). */
+/* Since 1.0. claim() never returns an event while an earlier event of its
+ * key is unsettled or waiting for its retry_at_us, across every instance
+ * sharing the store. Without it the engine holds keys itself, but only
+ * within this instance: an unordered store shared by two relays does not
+ * keep per-key order. */
 #define OBX_STORE_ORDERED_CLAIM 0x1u
-/* attempts and retry time survive a restart (kept in the store). */
-#define OBX_STORE_DURABLE_RETRY 0x2u
+/* Every flag this ABI defines. */
+#define OBX_STORE_FLAGS_KNOWN OBX_STORE_ORDERED_CLAIM
 
 typedef struct obx_store_ops {
-    uint32_t struct_size;
-    uint32_t flags;
+    uint32_t struct_size; /* since 1.0: sizeof(obx_store_ops) */
+    uint32_t flags;       /* since 1.0: OBX_STORE_* bits, or 0 */
 
-    /* Check the config without side effects beyond connecting when
-     * `connect` is true (outbox-relay check [--connect]). Optional. */
+    /* Since 1.0, optional. Check the config without side effects beyond
+     * connecting when `connect` is true. No instance exists.
+     * Thread: main (outbox-relay check [--connect]); `run` never calls it.
+     * Engine: OK passes; UNAVAILABLE is reported as unreachable (exit 1);
+     * any other status is a config error (exit 2). */
     obx_status (*validate)(const obx_host *host, const void *config,
                            bool connect, char *errstr, size_t errlen);
 
-    /* Create an instance. On OBX_OK *inst is set and owned by the caller
-     * until close(). `host` outlives the instance. Errors: OBX_CONFIG,
-     * OBX_UNAVAILABLE (database unreachable: the engine retries open with
-     * backoff), OBX_NOMEM, OBX_FATAL. */
+    /* Since 1.0, required. Create an instance; on OBX_OK set *inst (any
+     * value, NULL included: it is only passed back) and own it until
+     * close(). On any other status set nothing and free what you made:
+     * close() is not called after a failed open.
+     * Thread: the pipeline's (run), or main (demo, stats, dead).
+     * Engine: OK goes on; UNAVAILABLE (database unreachable) is retried
+     * with the circuit backoff until it opens or the relay stops (run
+     * --once: for at most once_timeout); CONFIG, NOMEM, FATAL and any
+     * other status stop the pipeline (the relay exits 1). The commands
+     * exit 1 on any non-OK status, printing errstr. */
     obx_status (*open)(const obx_host *host, const void *config, void **inst,
                        char *errstr, size_t errlen);
 
-    /* Release everything. Claimed but unsettled events return to the store
-     * when their lease runs out (or at once, if the store can). */
+    /* Since 1.0, required. Release everything, including events still
+     * claimed: those return to the store when their lease runs out (or at
+     * once, if the store can tell). Never fails.
+     * Thread: the one that opened the instance. */
     void (*close)(void *inst);
 
-    /* Claim up to `max` events due now, in commit order per key, and put
-     * pointers to them in out[0..*n). Waits up to wait_ms for new events
-     * when none are due (0: don't wait). The events are store-owned until
-     * settled by ack, release or bury; every claimed event is settled exactly
-     * once (see ack). OBX_OK with *n == 0 means nothing is due.
-     * OBX_UNAVAILABLE: the store is unreachable (the engine backs off and
-     * retries). */
+    /* Since 1.0, required. Claim up to `max` (>= 1) events that are due
+     * now, in commit order per key, and put pointers to them in
+     * out[0..*n). When none is due, wait up to wait_ms for one (0: do not
+     * wait), then return OBX_OK with *n == 0. The events are store-owned
+     * until settled by ack, release or bury; every claimed event is
+     * settled exactly once, by one of those calls or by close().
+     * Thread: the pipeline's. With claim_ahead the engine claims the next
+     * batch while the last one is still out at the broker (its events
+     * claimed, unsettled): an OBX_STORE_ORDERED_CLAIM store keeps holding
+     * back the later events of their keys; for other stores the engine
+     * does (it publishes nothing of a key before the earlier event's
+     * result is in, and holds what comes after an event being released).
+     * Engine: OK with *n events publishes them (n == 0: nothing due; a
+     * store circuit opened by claim closes again); UNAVAILABLE opens the
+     * circuit: no claim until the circuit backoff has passed. Any other
+     * status (RETRY and NOMEM included: report transient trouble, a
+     * deadlock or a serialization failure too, as UNAVAILABLE) stops the
+     * pipeline. On any non-OK status *n and out are ignored, so nothing
+     * may stay claimed. */
     obx_status (*claim)(void *inst, obx_event **out, size_t max, size_t *n,
                         int wait_ms, char *errstr, size_t errlen);
 
-    /* The broker confirmed these events: mark them published (or delete
-     * them). OBX_OK settles the events (the store may free them). On an
-     * error nothing is settled: the events stay claimed and valid, and the
-     * engine calls again once the store is back (OBX_UNAVAILABLE) rather
-     * than publish them twice; close() frees events still unsettled and
-     * their rows return after the lease. The same holds for release and
-     * bury. */
+    /* Since 1.0, required. The broker confirmed these events (n >= 1):
+     * mark them published (or delete them). OBX_OK settles all of them
+     * (the store may free them). On any other status none is settled:
+     * every event stays claimed and valid, because the engine may pass the
+     * same array again. An ack that reaches the store twice must be
+     * harmless (the first may have committed before the error).
+     * Thread: the pipeline's. Per batch the engine calls ack, then
+     * release, then bury, each once when it has events for it.
+     * Engine: OK settles; UNAVAILABLE opens the store circuit, sleeps its
+     * backoff and calls again with the same events until OK or the relay
+     * stops (then it gives up: close() frees them, the lease brings them
+     * back and they are published again); any other status stops the
+     * pipeline (same ending). The engine never republishes an event whose
+     * settle failed while it runs: acking late beats publishing twice. */
     obx_status (*ack)(void *inst, obx_event *const *events, size_t n,
                       char *errstr, size_t errlen);
 
-    /* Give failed events back for a later attempt. Settles them. */
+    /* Since 1.0, required. Give failed events back for a later attempt,
+     * recording attempts and retry_at_us as each item says (see
+     * obx_release), and last error. Settles them. Errors, retries and
+     * thread: as ack. */
     obx_status (*release)(void *inst, const obx_release *items, size_t n,
                           char *errstr, size_t errlen);
 
-    /* Dead-letter events inside the store (dlq = store). Settles them. */
+    /* Since 1.0, required. Dead-letter events inside the store (dlq =
+     * store, and dlq = topic:NAME when that publish failed), keeping
+     * reason, destination and event->attempts for `dead list`. Settles
+     * them. Errors, retries and thread: as ack. */
     obx_status (*bury)(void *inst, const obx_burial *items, size_t n,
                        char *errstr, size_t errlen);
 
-    /* Fill *st (the caller sets st->struct_size). Optional. */
+    /* Since 1.0, optional. Fill *st (see obx_store_stats).
+     * Thread: the pipeline's (every 5 s, and when a circuit opens or
+     * closes), or main (outbox-relay stats).
+     * Engine: OK updates the gauges (outbox_pending, oldest age, WAL lag)
+     * and tells run --once whether it has drained; any other status keeps
+     * the last values, is logged at debug level, and makes run --once give
+     * up after once_timeout (it cannot know the store is drained). Without
+     * stats, run --once ends at the first empty claim. */
     obx_status (*stats)(void *inst, obx_store_stats *st, char *errstr,
                         size_t errlen);
 
-    /* Emit the DDL a DBA runs for `config` (table, indexes, triggers).
-     * Needs no instance. Optional. */
+    /* Since 1.0, optional; superseded by schema_v2, which the core calls
+     * instead when both are set. Emit the DDL a DBA runs for `config`
+     * (tables, indexes, triggers). Needs no instance.
+     * Thread: main (outbox-relay schema). `config` is filled from the
+     * pipeline's keys (-c) or the option defaults.
+     * Engine: OK exits 0; any other status exits 1 with no reason shown. */
     obx_status (*schema)(const obx_host *host, const void *config,
                          obx_emit_fn emit, void *ctx);
 
-    /* Dead-letter operations, all optional. event_id NULL means all. */
+    /* Since 1.0, optional, all three. Dead letters, for `outbox-relay dead`
+     * (thread: main, an instance opened for the command). event_id NULL
+     * means all.
+     * dead_list calls cb once per dead letter (an unknown id: no call,
+     * and OK); dead_requeue makes them pending (due now) again;
+     * dead_purge deletes them; both set *count to how many they changed
+     * and return OBX_NOT_FOUND for an unknown id.
+     * Engine: OK exits 0; any other status exits 1 with errstr. */
     obx_status (*dead_list)(void *inst, const char *event_id, obx_dead_cb cb,
                             void *ctx, char *errstr, size_t errlen);
     obx_status (*dead_requeue)(void *inst, const char *event_id,
@@ -133,9 +226,19 @@ typedef struct obx_store_ops {
     obx_status (*dead_purge)(void *inst, const char *event_id, uint64_t *count,
                              char *errstr, size_t errlen);
 
-    /* Write n demo orders, each with its OrderCreated event in the same
-     * transaction (outbox-relay demo). Optional. */
+    /* Since 1.0, optional. Write n demo orders, each with its OrderCreated
+     * event in the same transaction (outbox-relay demo; thread: main, an
+     * instance opened for the command). Engine: OK exits 0; any other
+     * status exits 1 with errstr. */
     obx_status (*demo)(void *inst, uint64_t n, char *errstr, size_t errlen);
+
+    /* Since 1.2, optional. As schema, with an error buffer: on a non-OK
+     * status `outbox-relay schema` prints errstr and exits 1 (CONFIG: 2).
+     * Set schema as well only if relays older than 1.2 must print your
+     * DDL; a 1.2 core calls only this one. */
+    obx_status (*schema_v2)(const obx_host *host, const void *config,
+                            obx_emit_fn emit, void *ctx, char *errstr,
+                            size_t errlen);
 } obx_store_ops;
 
 #endif

@@ -173,6 +173,9 @@ obx_status pgp_init(pgp_store *s, const obx_host *host,
     if (pgp_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
     pgp_default_owner(s);
+    s->table_ref = pgp_sql_expand(&s->names, "{T}");
+    if (!s->table_ref)
+        return OBX_NOMEM;
     return pgp_parse_conninfo(s, errstr, errlen);
 }
 
@@ -187,6 +190,8 @@ void pgp_fini(pgp_store *s)
         memset(s->secret, 0, strlen(s->secret));
     free(s->secret);
     s->secret = NULL;
+    free(s->table_ref);
+    s->table_ref = NULL;
 }
 
 /* ---- errors ---- */
@@ -217,6 +222,7 @@ void pgp_disconnect(pgp_store *s, const char *why)
         return;
     PQfinish(s->conn);
     s->conn = NULL;
+    s->timed_out = false;
     s->lost_us = s->host->mono_us();
     s->retry_us = 0; /* the first reconnect may come at once */
     s->host->log(s->host, OBX_LOG_WARN,
@@ -228,12 +234,20 @@ static void pgp_rollback_if_open(pgp_store *s)
 {
     if (s->conn && PQtransactionStatus(s->conn) != PQTRANS_IDLE &&
         PQtransactionStatus(s->conn) != PQTRANS_UNKNOWN)
-        PQclear(PQexec(s->conn, "ROLLBACK"));
+        PQclear(pgp_query(s, "ROLLBACK", 0, NULL));
 }
 
 obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
                     char *errstr, size_t errlen)
 {
+    if (s->conn && s->timed_out) {
+        char why[160];
+        pgp_timeout_text(s, why, sizeof why);
+        obx_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
+                       what, why);
+        pgp_disconnect(s, why);
+        return OBX_UNAVAILABLE;
+    }
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorMessage(res) : NULL;
     if ((!msg || !msg[0]) && s->conn)
@@ -254,18 +268,6 @@ obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
 
 /* ---- connecting ---- */
 
-static PGresult *pgp_exec_text(pgp_store *s, const char *sql, int n,
-                               const char *const *params)
-{
-    return PQexecParams(s->conn, sql, n, NULL, params, NULL, NULL, 0);
-}
-
-static bool pgp_ok(const PGresult *r)
-{
-    ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    return t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK;
-}
-
 /* Errors while connecting: trouble reaching the server is UNAVAILABLE,
  * a server that answers but refuses our SQL is the operator's to fix. */
 static obx_status pgp_setup_fail(pgp_store *s, PGresult *r, const char *what,
@@ -283,7 +285,7 @@ static obx_status pgp_table_exists(pgp_store *s, bool *exists, char *errstr,
     if (!name)
         return OBX_NOMEM;
     const char *p[1] = {name};
-    PGresult *r = pgp_exec_text(s, "SELECT to_regclass($1) IS NOT NULL", 1, p);
+    PGresult *r = pgp_query(s, "SELECT to_regclass($1) IS NOT NULL", 1, p);
     free(name);
     if (!pgp_ok(r) || PQntuples(r) != 1)
         return pgp_setup_fail(s, r, "look for the table", errstr, errlen);
@@ -300,7 +302,7 @@ typedef struct pgp_ddl_run {
 static int pgp_ddl_exec(void *ctx, const char *sql)
 {
     pgp_ddl_run *run = ctx;
-    PGresult *r = PQexec(run->s->conn, sql);
+    PGresult *r = pgp_query(run->s, sql, 0, NULL);
     if (pgp_ok(r)) {
         PQclear(r);
         return 0;
@@ -314,11 +316,11 @@ static int pgp_ddl_exec(void *ctx, const char *sql)
  * finds the table and does nothing. */
 static obx_status pgp_create_schema(pgp_store *s, char *errstr, size_t errlen)
 {
-    PGresult *r = PQexec(s->conn, "BEGIN");
+    PGresult *r = pgp_query(s, "BEGIN", 0, NULL);
     if (pgp_ok(r)) {
         PQclear(r);
-        r = PQexec(s->conn,
-                   "SELECT pg_advisory_xact_lock(" PGP_SCHEMA_LOCK ")");
+        r = pgp_query(s, "SELECT pg_advisory_xact_lock(" PGP_SCHEMA_LOCK ")", 0,
+                      NULL);
     }
     if (!pgp_ok(r))
         return pgp_setup_fail(s, r, "create schema", errstr, errlen);
@@ -333,7 +335,7 @@ static obx_status pgp_create_schema(pgp_store *s, char *errstr, size_t errlen)
         pgp_rollback_if_open(s);
         return OBX_NOMEM;
     }
-    r = rc == 0 ? PQexec(s->conn, "COMMIT") : run.failed;
+    r = rc == 0 ? pgp_query(s, "COMMIT", 0, NULL) : run.failed;
     if (!pgp_ok(r))
         return pgp_setup_fail(s, r, "create schema", errstr, errlen);
     PQclear(r);
@@ -389,7 +391,7 @@ static obx_status pgp_query1(pgp_store *s, const char *sql, int n,
                              const char *const *p, char *out, size_t outlen,
                              const char *what, char *errstr, size_t errlen)
 {
-    PGresult *r = pgp_exec_text(s, sql, n, p);
+    PGresult *r = pgp_query(s, sql, n, p);
     if (!pgp_ok(r))
         return pgp_setup_fail(s, r, what, errstr, errlen);
     snprintf(out, outlen, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
@@ -545,8 +547,7 @@ static obx_status pgp_prepare_all(pgp_store *s, char *errstr, size_t errlen)
             &s->names, pgp_stmt_template((pgp_stmt)i, s->conf->ack_mode));
         if (!sql)
             return OBX_NOMEM;
-        PGresult *r =
-            PQprepare(s->conn, pgp_stmt_name((pgp_stmt)i), sql, 0, NULL);
+        PGresult *r = pgp_query_prepare(s, pgp_stmt_name((pgp_stmt)i), sql);
         free(sql);
         if (!pgp_ok(r)) {
             char what[160];
@@ -569,7 +570,7 @@ static obx_status pgp_listen(pgp_store *s, char *errstr, size_t errlen)
     char *sql = pgp_buf_take(&b);
     if (!sql)
         return OBX_NOMEM;
-    PGresult *r = PQexec(s->conn, sql);
+    PGresult *r = pgp_query(s, sql, 0, NULL);
     free(sql);
     if (!pgp_ok(r))
         return pgp_setup_fail(s, r, "listen", errstr, errlen);
@@ -578,11 +579,16 @@ static obx_status pgp_listen(pgp_store *s, char *errstr, size_t errlen)
 }
 
 /* Our defaults come first so that the user's conninfo (expanded from
- * dbname, the last keyword) overrides them: a connect timeout, so an
- * unreachable host does not hang a claim for minutes, and keepalives, so
- * a dead peer is noticed while we wait for NOTIFY. */
+ * dbname, the last keyword) overrides them: a connect timeout (the query
+ * timeout in whole seconds, at least libpq's minimum of 2), so an
+ * unreachable or stalled host does not hang a claim for minutes, and
+ * keepalives, so a dead peer is noticed while we wait for NOTIFY. */
 static PGconn *pgp_open_conn(const pgp_store *s)
 {
+    char connect_s[24];
+    int64_t qms = pgp_query_timeout_ms(s);
+    snprintf(connect_s, sizeof connect_s, "%lld",
+             (long long)(qms < 2000 ? 2 : (qms + 999) / 1000));
     static const char *const kw[] = {"application_name",
                                      "connect_timeout",
                                      "keepalives",
@@ -592,7 +598,7 @@ static PGconn *pgp_open_conn(const pgp_store *s)
                                      "dbname",
                                      NULL};
     const char *val[] = {"outbox-relay",
-                         "10",
+                         connect_s,
                          "1",
                          "30",
                          "10",
@@ -634,7 +640,7 @@ obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
     if (!s->conn)
         return OBX_NOMEM;
     PQsetNoticeProcessor(s->conn, pgp_notice, s);
-    if (PQstatus(s->conn) != CONNECTION_OK) {
+    if (PQstatus(s->conn) != CONNECTION_OK || PQsetnonblocking(s->conn, 1)) {
         char clean[OBX_ERRSTR_LEN];
         pgp_scrub(s, PQerrorMessage(s->conn), clean, sizeof clean);
         obx_errf_words(errstr, errlen, "pg_poll %s: cannot connect: %s",
@@ -689,25 +695,6 @@ obx_status pgp_ensure(pgp_store *s, char *errstr, size_t errlen)
     /* a server that answers but no longer fits (table dropped, rights
      * revoked) is not an outage the circuit breaker can wait out */
     return st == OBX_CONFIG ? OBX_FATAL : st;
-}
-
-obx_status pgp_exec(pgp_store *s, pgp_stmt st, int nparams,
-                    const char *const *params, int binary, PGresult **out,
-                    const char *what, char *errstr, size_t errlen)
-{
-    *out = NULL;
-    obx_status rc = pgp_ensure(s, errstr, errlen);
-    if (rc != OBX_OK)
-        return rc;
-    PGresult *r = PQexecPrepared(s->conn, pgp_stmt_name(st), nparams, params,
-                                 NULL, NULL, binary);
-    if (pgp_ok(r)) {
-        *out = r;
-        return OBX_OK;
-    }
-    rc = pgp_fail(s, r, what, errstr, errlen);
-    PQclear(r);
-    return rc;
 }
 
 /* ---- waiting ---- */

@@ -29,6 +29,7 @@ typedef struct obx_pg_poll_config {
     char *channel;        /* NOTIFY channel; NULL or "": the table name */
     bool notify_trigger;  /* the schema has a trigger that sends NOTIFY */
     obx_kvlist column;    /* column.<logical> = <real column name> */
+    int64_t query_timeout_ms; /* most time a statement may take; 0: 15 s */
 } obx_pg_poll_config;
 
 #endif

@@ -24,53 +24,58 @@
 
 static const char *const pgp_ack_modes[] = {"mark", "delete", NULL};
 
-#define PGP_OFF(f) offsetof(obx_pg_poll_config, f)
-
 static const obx_option pgp_options[] = {
-    {"conninfo", OBX_OPT_STRING, "", OBX_OPT_SECRET, 0, 0, NULL,
-     PGP_OFF(conninfo),
-     "libpq connection string ('host=db dbname=app user=relay "
-     "sslmode=verify-full') or URI (postgresql://relay@db/app); empty: "
-     "libpq defaults and the PG* environment variables. Keep the password "
-     "out of the file: ${env:NAME}, PGPASSWORD or ~/.pgpass. Masked in "
-     "logs"},
-    {"table", OBX_OPT_STRING, "outbox", 0, 0, 0, NULL, PGP_OFF(table),
-     "outbox table name (quoted as an identifier)"},
-    {"schema", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGP_OFF(schema),
-     "schema holding the table and its trigger function; empty: the "
-     "connection's search_path"},
-    {"ack_mode", OBX_OPT_ENUM, "mark", 0, 0, 0, pgp_ack_modes,
-     PGP_OFF(ack_mode),
-     "mark: set published_at and delete after `retention`; delete: delete "
-     "the row once the broker confirmed it"},
-    {"lease", OBX_OPT_DURATION, "60s", 0, 10, 86400000, NULL, PGP_OFF(lease_ms),
-     "how long a claim is owned before another relay may take the event; "
-     "longer than the slowest publish"},
-    {"retention", OBX_OPT_DURATION, "7d", 0, 0, 315360000000, NULL,
-     PGP_OFF(retention_ms),
-     "ack_mode=mark: delete published rows older than this, in small "
-     "batches (0: keep)"},
-    {"create_schema", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
-     PGP_OFF(create_schema),
-     "create the table, its indexes and trigger at start-up when the table "
-     "is missing (needs CREATE rights; otherwise run `outbox-relay schema "
-     "pg_poll` as the DBA)"},
-    {"owner", OBX_OPT_STRING, NULL, 0, 0, 0, NULL, PGP_OFF(owner),
-     "lease owner id written to locked_by (default <hostname>:<pid>)"},
-    {"listen", OBX_OPT_BOOL, "true", 0, 0, 0, NULL, PGP_OFF(listen),
-     "LISTEN on `channel` and wake up on NOTIFY; false: look every "
-     "poll_interval only (e.g. behind a transaction-pooling proxy)"},
-    {"channel", OBX_OPT_STRING, NULL, 0, 0, 0, NULL, PGP_OFF(channel),
-     "NOTIFY channel the trigger signals and the relay listens on "
-     "(default: the table name)"},
-    {"notify_trigger", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
-     PGP_OFF(notify_trigger),
-     "the schema includes a trigger that sends NOTIFY after every INSERT "
-     "statement; false: writers send it (or the relay polls)"},
-    {"column", OBX_OPT_PREFIX, NULL, 0, 0, 0, NULL, PGP_OFF(column),
-     "column.<name> = <real column>: rename a writer-facing column (id, "
-     "event_id, aggregate_type, aggregate_id, event_type, payload, topic, "
-     "headers, created_at)"},
+    OBX_OPT_STRING(obx_pg_poll_config, conninfo, "conninfo", OBX_SECRET(""),
+                   "libpq connection string ('host=db dbname=app user=relay "
+                   "sslmode=verify-full') or URI (postgresql://relay@db/app); "
+                   "empty: libpq defaults and the PG* environment variables. "
+                   "Keep the password out of the file: ${env:NAME}, PGPASSWORD "
+                   "or ~/.pgpass. Masked in logs"),
+    OBX_OPT_STRING(obx_pg_poll_config, table, "table", "outbox",
+                   "outbox table name (quoted as an identifier)"),
+    OBX_OPT_STRING(obx_pg_poll_config, schema, "schema", "",
+                   "schema holding the table and its trigger function; empty: "
+                   "the connection's search_path"),
+    OBX_OPT_ENUM(obx_pg_poll_config, ack_mode, "ack_mode", "mark",
+                 pgp_ack_modes,
+                 "mark: set published_at and delete after `retention`; delete: "
+                 "delete the row once the broker confirmed it"),
+    OBX_OPT_DURATION(obx_pg_poll_config, lease_ms, "lease", "60s", 10, 86400000,
+                     "how long a claim is owned before another relay may take "
+                     "the event; longer than the slowest publish"),
+    OBX_OPT_DURATION(
+        obx_pg_poll_config, query_timeout_ms, "query_timeout", "15s", 100,
+        3600000,
+        "longest wait for the server to answer a statement before the "
+        "connection is given up and opened again: a link that stalls without a "
+        "reset (a dead middlebox, a half-open connection) answers TCP "
+        "keepalives, so only this notices it"),
+    OBX_OPT_DURATION(obx_pg_poll_config, retention_ms, "retention", "7d", 0,
+                     315360000000,
+                     "ack_mode=mark: delete published rows older than this, in "
+                     "small batches (0: keep)"),
+    OBX_OPT_BOOL(obx_pg_poll_config, create_schema, "create_schema", "true",
+                 "create the table, its indexes and trigger at start-up when "
+                 "the table is missing (needs CREATE rights; otherwise run "
+                 "`outbox-relay schema pg_poll` as the DBA)"),
+    OBX_OPT_STRING(
+        obx_pg_poll_config, owner, "owner", NULL,
+        "lease owner id written to locked_by (default <hostname>:<pid>)"),
+    OBX_OPT_BOOL(
+        obx_pg_poll_config, listen, "listen", "true",
+        "LISTEN on `channel` and wake up on NOTIFY; false: look every "
+        "poll_interval only (e.g. behind a transaction-pooling proxy)"),
+    OBX_OPT_STRING(obx_pg_poll_config, channel, "channel", NULL,
+                   "NOTIFY channel the trigger signals and the relay listens "
+                   "on (default: the table name)"),
+    OBX_OPT_BOOL(
+        obx_pg_poll_config, notify_trigger, "notify_trigger", "true",
+        "the schema includes a trigger that sends NOTIFY after every INSERT "
+        "statement; false: writers send it (or the relay polls)"),
+    OBX_OPT_PREFIX(obx_pg_poll_config, column, "column",
+                   "column.<name> = <real column>: rename a writer-facing "
+                   "column (id, event_id, aggregate_type, aggregate_id, "
+                   "event_type, payload, topic, headers, created_at)"),
     OBX_OPTIONS_END,
 };
 
@@ -238,6 +243,8 @@ static obx_status pgp_claim_row(pgp_store *s, const PGresult *r, int row,
     if (st != OBX_OK)
         return st;
     e->lease_token = pgp_get_i64(r, row, PGP_EVENT_COLUMNS);
+    /* the claim order of its key (see pgp_claim_sql) */
+    e->ev.pos.sub = (uint64_t)pgp_get_i64(r, row, PGP_EVENT_COLUMNS + 1);
     b->out[b->n++] = &e->ev;
     return OBX_OK;
 }
@@ -266,23 +273,26 @@ static void pgp_bury_poison(pgp_store *s, pgp_batch *b)
                      s->names.table, b->n_bad, p[0]);
 }
 
-static int pgp_cmp_seq(const void *a, const void *b)
+/* Claim order: claim_seq (pos.sub), then id (pos.seq). */
+static int pgp_cmp_rank(const void *a, const void *b)
 {
-    uint64_t x = (*(obx_event *const *)a)->pos.seq;
-    uint64_t y = (*(obx_event *const *)b)->pos.seq;
-    return x < y ? -1 : x > y;
+    const obx_position *x = &(*(obx_event *const *)a)->pos;
+    const obx_position *y = &(*(obx_event *const *)b)->pos;
+    if (x->sub != y->sub)
+        return x->sub < y->sub ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 static obx_status pgp_claim_rows(pgp_store *s, const PGresult *r, size_t max,
                                  pgp_batch *b, char *errstr, size_t errlen)
 {
     size_t rows = (size_t)PQntuples(r);
-    if (rows > max || PQnfields(r) != PGP_EVENT_COLUMNS + 1) {
+    if (rows > max || PQnfields(r) != PGP_EVENT_COLUMNS + 2) {
         obx_errf_words(errstr, errlen,
                        "pg_poll \"%s\": claim returned %zu rows of %d columns; "
                        "asked for %zu of %d",
                        s->names.table, rows, PQnfields(r), max,
-                       PGP_EVENT_COLUMNS + 1);
+                       PGP_EVENT_COLUMNS + 2);
         return OBX_FATAL;
     }
     for (size_t i = 0; i < rows; i++) {
@@ -305,8 +315,7 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
     snprintf(lease, sizeof lease, "%lld", (long long)s->conf->lease_ms);
     const char *p[3] = {s->owner, smax, lease};
     PGresult *r = NULL;
-    obx_status st =
-        pgp_exec(s, PGP_S_CLAIM, 3, p, 1, &r, "claim", errstr, errlen);
+    obx_status st = pgp_exec_claim(s, 3, p, &r, errstr, errlen);
     if (st != OBX_OK)
         return st;
     pgp_batch b = {out, 0, NULL, NULL, 0};
@@ -318,8 +327,9 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
     }
     if (b.n_bad)
         pgp_bury_poison(s, &b);
-    /* RETURNING gives no order guarantee; the engine needs id order */
-    qsort(out, b.n, sizeof *out, pgp_cmp_seq);
+    /* RETURNING gives no order guarantee; the engine needs each key's
+     * events in claim order */
+    qsort(out, b.n, sizeof *out, pgp_cmp_rank);
     for (size_t i = 0; i < b.n; i++)
         pgp_live_add(s, (pgp_event *)out[i]);
     *n = b.n;
@@ -579,7 +589,7 @@ static obx_status pgp_schema(const obx_host *host, const void *config,
 
 static const obx_store_ops pgp_ops = {
     .struct_size = sizeof(obx_store_ops),
-    .flags = OBX_STORE_ORDERED_CLAIM | OBX_STORE_DURABLE_RETRY,
+    .flags = OBX_STORE_ORDERED_CLAIM,
     .validate = pgp_validate,
     .open = pgp_open,
     .close = pgp_close,

@@ -25,7 +25,9 @@ typedef struct pgp_store {
     char owner[320];
     char target[512]; /* the conninfo, passwords masked: for messages */
     char *secret;     /* the conninfo's password, scrubbed from messages */
-    PGconn *conn;     /* NULL while disconnected */
+    PGconn *conn;     /* NULL while disconnected; non-blocking */
+    bool timed_out;   /* the last statement got no answer in time */
+    char *table_ref;  /* the quoted, qualified table name */
     int failures;     /* connection attempts failed in a row */
     int64_t retry_us; /* monotonic time of the next connection attempt */
     int64_t lost_us;  /* monotonic time the connection was lost, 0: not */
@@ -76,13 +78,37 @@ void pgp_disconnect(pgp_store *s, const char *why);
 obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
                     char *errstr, size_t errlen);
 
+/* ---- pg_query.c: statements within query_timeout ---- */
+
+/* One statement with text parameters (NULL: SQL NULL) on s->conn, which
+ * must be open; the answer is awaited at most query_timeout. Returns the
+ * result to PQclear() (the first failed one when the server sent several),
+ * or NULL when none came: the connection failed, or timed out, which sets
+ * s->timed_out for pgp_fail to report (and drop the connection). */
+PGresult *pgp_query(pgp_store *s, const char *sql, int n,
+                    const char *const *params);
+/* PREPARE name AS sql, the same way. */
+PGresult *pgp_query_prepare(pgp_store *s, const char *name, const char *sql);
+/* A result of PGRES_COMMAND_OK or PGRES_TUPLES_OK (NULL is not). */
+bool pgp_ok(const PGresult *r);
+/* query_timeout in ms (the default when the config says 0). */
+int64_t pgp_query_timeout_ms(const pgp_store *s);
+/* "no answer from the server within N ms (query_timeout) ..." */
+void pgp_timeout_text(const pgp_store *s, char *out, size_t outlen);
+
 /* Run a prepared statement with text parameters (NULL: SQL NULL) and the
- * given result format (0 text, 1 binary). On OBX_OK *out is the result
- * (PGRES_COMMAND_OK or PGRES_TUPLES_OK) to PQclear(); otherwise *out is
- * NULL and errstr says why. */
+ * given result format (0 text, 1 binary), reconnecting first when the
+ * connection was lost. On OBX_OK *out is the result (PGRES_COMMAND_OK or
+ * PGRES_TUPLES_OK) to PQclear(); otherwise *out is NULL and errstr says
+ * why (a timeout is OBX_UNAVAILABLE). */
 obx_status pgp_exec(pgp_store *s, pgp_stmt st, int nparams,
                     const char *const *params, int binary, PGresult **out,
                     const char *what, char *errstr, size_t errlen);
+/* The claim statement (binary results), run after the table's claim lock
+ * in one transaction and one round trip, so that claims of one table,
+ * from any relay, never overlap (see pgp_claim_lock_sql). As pgp_exec. */
+obx_status pgp_exec_claim(pgp_store *s, int nparams, const char *const *params,
+                          PGresult **out, char *errstr, size_t errlen);
 
 /* Wait up to wait_us for a NOTIFY on our channel (or, without LISTEN,
  * just sleep). 1: woken, 0: timed out, -1: the connection was lost. */

@@ -38,7 +38,7 @@ typedef struct obx_pg_wal_config {
     bool create_slot;     /* create the slot on first start */
     int ack_mode;         /* obx_pg_wal_ack_mode */
     int64_t status_interval_ms; /* standby status updates at least this often */
-    int64_t timeout_ms;   /* an unanswered query or a silent stream: lost */
+    int64_t query_timeout_ms;   /* an unanswered query or silent stream: lost */
     int64_t max_buffered; /* events held in memory before reading pauses */
     bool recover;         /* re-read unpublished rows after losing the slot */
 } obx_pg_wal_config;

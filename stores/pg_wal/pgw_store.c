@@ -28,68 +28,76 @@
 static const char *const pgw_sources[] = {"table", "messages", "both", NULL};
 static const char *const pgw_ack_modes[] = {"none", "mark", "delete", NULL};
 
-#define PGW_OFF(f) offsetof(obx_pg_wal_config, f)
-
 static const obx_option pgw_options[] = {
-    {"conninfo", OBX_OPT_STRING, "", OBX_OPT_SECRET, 0, 0, NULL,
-     PGW_OFF(conninfo),
-     "libpq connection string or URI (as pg_poll); the role needs the "
-     "REPLICATION attribute. Keep the password out of the file: "
-     "${env:NAME}, PGPASSWORD or ~/.pgpass. Masked in logs"},
-    {"table", OBX_OPT_STRING, "outbox", 0, 0, 0, NULL, PGW_OFF(table),
-     "outbox table whose INSERTs are streamed (the same table as pg_poll's)"},
-    {"schema", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGW_OFF(schema),
-     "schema of the outbox and dead-letter tables; empty: search_path"},
-    {"column", OBX_OPT_PREFIX, NULL, 0, 0, 0, NULL, PGW_OFF(column),
-     "column.<name> = <real column>: rename a writer-facing column (id, "
-     "event_id, aggregate_type, aggregate_id, event_type, payload, topic, "
-     "headers, created_at)"},
-    {"source", OBX_OPT_ENUM, "table", 0, 0, 0, pgw_sources, PGW_OFF(source),
-     "table: INSERTs into the outbox table; messages: "
-     "pg_logical_emit_message(true, message_prefix, <JSON envelope>), a "
-     "table-less outbox (PostgreSQL 14+); both"},
-    {"message_prefix", OBX_OPT_STRING, "outbox", 0, 0, 0, NULL,
-     PGW_OFF(message_prefix),
-     "prefix of the logical messages that are events (others are ignored)"},
-    {"publication", OBX_OPT_STRING, "outbox_relay", 0, 0, 0, NULL,
-     PGW_OFF(publication),
-     "publication streamed (INSERTs of the outbox table only)"},
-    {"slot", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGW_OFF(slot),
-     "logical replication slot (pgoutput); one per pipeline, and slot names "
-     "are cluster-wide; empty: outbox_relay_<database>_<table> (schema "
-     "included when set, the message prefix with source = messages)"},
-    {"dead_table", OBX_OPT_STRING, "", 0, 0, 0, NULL, PGW_OFF(dead_table),
-     "dead-letter table written by dlq = store; empty: <table>_dead_letters"},
-    {"create_schema", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
-     PGW_OFF(create_schema),
-     "create the outbox and dead-letter tables and the publication when "
-     "missing (otherwise run `outbox-relay schema pg_wal` as the DBA)"},
-    {"create_slot", OBX_OPT_BOOL, "true", 0, 0, 0, NULL, PGW_OFF(create_slot),
-     "create the slot on first start (when the publication is new too); a "
-     "slot missing next to an existing publication is lost: a loud error"},
-    {"ack_mode", OBX_OPT_ENUM, "none", 0, 0, 0, pgw_ack_modes,
-     PGW_OFF(ack_mode),
-     "none: only the slot advances; mark: also set published_at (one "
-     "UPDATE per batch; makes `recover` possible); delete: delete the row"},
-    {"status_interval", OBX_OPT_DURATION, "1s", 0, 10, 60000, NULL,
-     PGW_OFF(status_interval_ms),
-     "standby status updates at least this often (also sent after each ack "
-     "that moves the confirmed position); below wal_sender_timeout"},
-    {"timeout", OBX_OPT_DURATION, "30s", 0, 1000, 3600000, NULL,
-     PGW_OFF(timeout_ms),
-     "a query unanswered this long, or a stream silent this long with a "
-     "keepalive asked for halfway, means the server or the link to it has "
-     "stopped (no FIN, no RST: a hung server, a dead middlebox): the "
-     "connections are closed and opened again. Creating the slot is never "
-     "cut short: it waits for the transactions running then"},
-    {"max_buffered", OBX_OPT_INT, "10000", 0, 16, 10000000, NULL,
-     PGW_OFF(max_buffered),
-     "events held in memory (read ahead, in flight, waiting for a retry) "
-     "before the relay stops reading the stream"},
-    {"recover", OBX_OPT_BOOL, "false", 0, 0, 0, NULL, PGW_OFF(recover),
-     "when the slot is missing or invalidated: create a new one and first "
-     "re-read every unpublished, not dead row of the table (needs ack_mode "
-     "= mark); an interrupted recovery resumes by itself"},
+    OBX_OPT_STRING(
+        obx_pg_wal_config, conninfo, "conninfo", OBX_SECRET(""),
+        "libpq connection string or URI (as pg_poll); the role needs the "
+        "REPLICATION attribute. Keep the password out of the file: "
+        "${env:NAME}, PGPASSWORD or ~/.pgpass. Masked in logs"),
+    OBX_OPT_STRING(obx_pg_wal_config, table, "table", "outbox",
+                   "outbox table whose INSERTs are streamed (the same table as "
+                   "pg_poll's)"),
+    OBX_OPT_STRING(
+        obx_pg_wal_config, schema, "schema", "",
+        "schema of the outbox and dead-letter tables; empty: search_path"),
+    OBX_OPT_PREFIX(obx_pg_wal_config, column, "column",
+                   "column.<name> = <real column>: rename a writer-facing "
+                   "column (id, event_id, aggregate_type, aggregate_id, "
+                   "event_type, payload, topic, headers, created_at)"),
+    OBX_OPT_ENUM(obx_pg_wal_config, source, "source", "table", pgw_sources,
+                 "table: INSERTs into the outbox table; messages: "
+                 "pg_logical_emit_message(true, message_prefix, <JSON "
+                 "envelope>), a table-less outbox (PostgreSQL 14+); both"),
+    OBX_OPT_STRING(
+        obx_pg_wal_config, message_prefix, "message_prefix", "outbox",
+        "prefix of the logical messages that are events (others are ignored)"),
+    OBX_OPT_STRING(obx_pg_wal_config, publication, "publication",
+                   "outbox_relay",
+                   "publication streamed (INSERTs of the outbox table only)"),
+    OBX_OPT_STRING(
+        obx_pg_wal_config, slot, "slot", "",
+        "logical replication slot (pgoutput); one per pipeline, and slot names "
+        "are cluster-wide; empty: outbox_relay_<database>_<table> (schema "
+        "included when set, the message prefix with source = messages)"),
+    OBX_OPT_STRING(obx_pg_wal_config, dead_table, "dead_table", "",
+                   "dead-letter table written by dlq = store; empty: "
+                   "<table>_dead_letters"),
+    OBX_OPT_BOOL(
+        obx_pg_wal_config, create_schema, "create_schema", "true",
+        "create the outbox and dead-letter tables and the publication when "
+        "missing (otherwise run `outbox-relay schema pg_wal` as the DBA)"),
+    OBX_OPT_BOOL(
+        obx_pg_wal_config, create_slot, "create_slot", "true",
+        "create the slot on first start (when the publication is new too); a "
+        "slot missing next to an existing publication is lost: a loud error"),
+    OBX_OPT_ENUM(
+        obx_pg_wal_config, ack_mode, "ack_mode", "none", pgw_ack_modes,
+        "none: only the slot advances; mark: also set published_at (one UPDATE "
+        "per batch; makes `recover` possible); delete: delete the row"),
+    OBX_OPT_DURATION(
+        obx_pg_wal_config, status_interval_ms, "status_interval", "1s", 10,
+        60000,
+        "standby status updates at least this often (also sent after each ack "
+        "that moves the confirmed position); below wal_sender_timeout"),
+    OBX_OPT_DURATION(
+        obx_pg_wal_config, query_timeout_ms, "query_timeout", "15s", 100,
+        3600000,
+        "longest wait for the server to answer a statement, and for the "
+        "replication stream to answer a keepalive asked for once it has been "
+        "silent half this long, before the connection is given up and opened "
+        "again: a link that stalls without a reset (a dead middlebox, a "
+        "half-open connection) answers TCP keepalives, so only this notices "
+        "it. Creating the slot is never cut short: it waits for the "
+        "transactions running then"),
+    OBX_OPT_INT(obx_pg_wal_config, max_buffered, "max_buffered", "10000", 16,
+                10000000,
+                "events held in memory (read ahead, in flight, waiting for a "
+                "retry) before the relay stops reading the stream"),
+    OBX_OPT_BOOL(
+        obx_pg_wal_config, recover, "recover", "false",
+        "when the slot is missing or invalidated: create a new one and first "
+        "re-read every unpublished, not dead row of the table (needs ack_mode "
+        "= mark); an interrupted recovery resumes by itself"),
     OBX_OPTIONS_END,
 };
 
@@ -215,7 +223,7 @@ static obx_status pgw_init(pgw_store *s, const obx_host *host,
     s->host = host;
     s->conf = conf;
     s->lag_bytes = -1;
-    s->query_timeout_ms = conf->timeout_ms;
+    s->query_timeout_ms = conf->query_timeout_ms;
     if (pgw_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
     obx_status st = pgw_check_recover(conf, errstr, errlen);

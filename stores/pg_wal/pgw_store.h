@@ -95,7 +95,7 @@ typedef struct pgw_store {
     PGconn *sql;
     PGconn *repl; /* NULL while not streaming */
     bool standby; /* the slot is streamed by another relay: we wait */
-    /* How long a query may go unanswered (store.timeout; 0 while one that
+    /* How long a query may go unanswered (store.query_timeout; 0 while one that
      * may rightly wait runs), and why pgw_query last gave up, for the
      * error that follows ("" when it did not). */
     int64_t query_timeout_ms;

@@ -434,7 +434,7 @@ static obx_status stream_ended(pgw_store *s, char *errstr, size_t errlen)
 
 /* The server sends nothing while nothing is written (our status updates
  * keep it from sending keepalives), but answers at once a status update
- * that asks for a reply. A stream silent for half of store.timeout is
+ * that asks for a reply. A stream silent for half of store.query_timeout is
  * asked for one; when that goes unanswered for another half, the
  * connection is taken for lost (a hung server, a dead middlebox: no FIN,
  * no RST, and TCP keepalives answered by whatever sits in between). When
@@ -442,14 +442,14 @@ static obx_status stream_ended(pgw_store *s, char *errstr, size_t errlen)
  * half of the timeout. */
 static int64_t silence_due(const pgw_store *s)
 {
-    int64_t half = s->conf->timeout_ms * 500;
+    int64_t half = s->conf->query_timeout_ms * 500;
     return s->ping_us ? s->ping_us + half : s->last_recv_us + half;
 }
 
 /* false (the stream stopped, errstr filled) when the server stays silent. */
 static bool still_there(pgw_store *s, char *errstr, size_t errlen)
 {
-    if (s->conf->timeout_ms <= 0 || s->host->mono_us() < silence_due(s))
+    if (s->conf->query_timeout_ms <= 0 || s->host->mono_us() < silence_due(s))
         return true;
     if (!s->ping_us) {
         s->ping_us = s->host->mono_us();
@@ -472,7 +472,7 @@ static bool wait_readable(pgw_store *s, int64_t until_us)
 {
     int64_t now = s->host->mono_us();
     int64_t until = until_us < s->next_status_us ? until_us : s->next_status_us;
-    if (s->conf->timeout_ms > 0 && silence_due(s) < until)
+    if (s->conf->query_timeout_ms > 0 && silence_due(s) < until)
         until = silence_due(s);
     int ms = until > now ? (int)((until - now + 999) / 1000) : 0;
     struct pollfd pfd = {PQsocket(s->repl), POLLIN, 0};

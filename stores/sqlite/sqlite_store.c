@@ -20,33 +20,32 @@
 
 static const char *const sq_ack_modes[] = {"mark", "delete", NULL};
 
-#define SQ_OFF(f) offsetof(obx_sqlite_config, f)
-
 static const obx_option sq_options[] = {
-    {"path", OBX_OPT_STRING, "outbox.db", 0, 0, 0, NULL, SQ_OFF(path),
-     "SQLite database file (created when missing)"},
-    {"table", OBX_OPT_STRING, "outbox", 0, 0, 0, NULL, SQ_OFF(table),
-     "outbox table name (quoted as an identifier)"},
-    {"ack_mode", OBX_OPT_ENUM, "mark", 0, 0, 0, sq_ack_modes, SQ_OFF(ack_mode),
-     "mark: set published_at and delete after `retention`; delete: delete "
-     "the row once the broker confirmed it"},
-    {"lease", OBX_OPT_DURATION, "60s", 0, 10, 86400000, NULL, SQ_OFF(lease_ms),
-     "how long a claim is owned before another relay may take the event"},
-    {"busy_timeout", OBX_OPT_DURATION, "5s", 0, 0, 3600000, NULL,
-     SQ_OFF(busy_timeout_ms),
-     "wait this long for a lock before reporting the store unavailable"},
-    {"retention", OBX_OPT_DURATION, "7d", 0, 0, 315360000000, NULL,
-     SQ_OFF(retention_ms),
-     "ack_mode=mark: delete published rows older than this (0: keep)"},
-    {"create_schema", OBX_OPT_BOOL, "true", 0, 0, 0, NULL,
-     SQ_OFF(create_schema),
-     "create the table and its indexes at start-up when missing"},
-    {"owner", OBX_OPT_STRING, NULL, 0, 0, 0, NULL, SQ_OFF(owner),
-     "lease owner id written to locked_by (default <hostname>:<pid>)"},
-    {"column", OBX_OPT_PREFIX, NULL, 0, 0, 0, NULL, SQ_OFF(column),
-     "column.<name> = <real column>: rename a writer-facing column (id, "
-     "event_id, aggregate_type, aggregate_id, event_type, payload, topic, "
-     "headers, created_at)"},
+    OBX_OPT_STRING(obx_sqlite_config, path, "path", "outbox.db",
+                   "SQLite database file (created when missing)"),
+    OBX_OPT_STRING(obx_sqlite_config, table, "table", "outbox",
+                   "outbox table name (quoted as an identifier)"),
+    OBX_OPT_ENUM(obx_sqlite_config, ack_mode, "ack_mode", "mark", sq_ack_modes,
+                 "mark: set published_at and delete after `retention`; delete: "
+                 "delete the row once the broker confirmed it"),
+    OBX_OPT_DURATION(
+        obx_sqlite_config, lease_ms, "lease", "60s", 10, 86400000,
+        "how long a claim is owned before another relay may take the event"),
+    OBX_OPT_DURATION(
+        obx_sqlite_config, busy_timeout_ms, "busy_timeout", "5s", 0, 3600000,
+        "wait this long for a lock before reporting the store unavailable"),
+    OBX_OPT_DURATION(
+        obx_sqlite_config, retention_ms, "retention", "7d", 0, 315360000000,
+        "ack_mode=mark: delete published rows older than this (0: keep)"),
+    OBX_OPT_BOOL(obx_sqlite_config, create_schema, "create_schema", "true",
+                 "create the table and its indexes at start-up when missing"),
+    OBX_OPT_STRING(
+        obx_sqlite_config, owner, "owner", NULL,
+        "lease owner id written to locked_by (default <hostname>:<pid>)"),
+    OBX_OPT_PREFIX(obx_sqlite_config, column, "column",
+                   "column.<name> = <real column>: rename a writer-facing "
+                   "column (id, event_id, aggregate_type, aggregate_id, "
+                   "event_type, payload, topic, headers, created_at)"),
     OBX_OPTIONS_END,
 };
 
@@ -164,6 +163,14 @@ obx_status sq_fail(sq_store *s, int rc, const char *what, char *errstr,
                  "sqlite %s: %s: database locked for more than "
                  "busy_timeout=%lld ms",
                  s->path, what, (long long)s->conf->busy_timeout_ms);
+    else if (base == SQLITE_FULL)
+        /* "database or disk is full" is nearly always the filesystem
+         * (the other cause, PRAGMA max_page_count, is set on purpose):
+         * say what to do about it and that no event is given up */
+        snprintf(errstr, errlen,
+                 "sqlite %s: %s: %s: free space on its filesystem; the "
+                 "relay pauses and resumes by itself when writes fit",
+                 s->path, what, sqlite3_errmsg(s->db));
     else
         snprintf(errstr, errlen, "sqlite %s: %s: %s", s->path, what,
                  sqlite3_errmsg(s->db));
@@ -866,16 +873,15 @@ static obx_status sq_validate(const obx_host *host, const void *config,
     return sq_validate_connect(&s, errstr, errlen);
 }
 
-/* Emit the DDL for `config`, one statement per call, each ending in ";". */
+/* Emit the DDL for `config`, one statement per call, each ending in ";".
+ * Errors: OBX_CONFIG for bad names, OBX_NOMEM (errstr says which). */
 static obx_status sq_schema(const obx_host *host, const void *config,
-                            obx_emit_fn emit, void *ctx)
+                            obx_emit_fn emit, void *ctx, char *errstr,
+                            size_t errlen)
 {
     sq_names names;
-    char err[OBX_ERRSTR_LEN];
-    if (sq_names_init(&names, config, err, sizeof err) != 0) {
-        host->log(host, OBX_LOG_ERROR, "sqlite schema: %s", err);
+    if (sq_names_init(&names, config, errstr, errlen) != 0)
         return OBX_CONFIG;
-    }
     for (size_t i = 0; sq_ddl_templates[i]; i++) {
         char *sql = sq_sql_expand(&names, sq_ddl_templates[i]);
         char *text = sql ? sqlite3_mprintf("%s;\n", sql) : NULL;
@@ -883,15 +889,17 @@ static obx_status sq_schema(const obx_host *host, const void *config,
             emit(ctx, text);
         sqlite3_free(sql);
         sqlite3_free(text);
-        if (!text)
+        if (!text) {
+            snprintf(errstr, errlen, "out of memory");
             return OBX_NOMEM;
+        }
     }
     return OBX_OK;
 }
 
 static const obx_store_ops sq_ops = {
     .struct_size = sizeof(obx_store_ops),
-    .flags = OBX_STORE_ORDERED_CLAIM | OBX_STORE_DURABLE_RETRY,
+    .flags = OBX_STORE_ORDERED_CLAIM,
     .validate = sq_validate,
     .open = sq_open,
     .close = sq_close,
@@ -900,7 +908,7 @@ static const obx_store_ops sq_ops = {
     .release = sq_release,
     .bury = sq_bury,
     .stats = sq_stats,
-    .schema = sq_schema,
+    .schema_v2 = sq_schema,
     .dead_list = sq_dead_list,
     .dead_requeue = sq_dead_requeue,
     .dead_purge = sq_dead_purge,

@@ -90,11 +90,29 @@ typedef struct writer {
     /* the main thread reads committed while the writer runs */
     atomic_long committed;
     long rolled_back, failed_tx;
+    int64_t start_ms; /* paced writers: when the first transaction began */
 } writer;
+
+/* After a transaction: the kill loop's short random pause, or, for a
+ * paced run, until this writer's share of c->rate is due. */
+static void writer_pause(writer *wr)
+{
+    int rate = wr->c->rate;
+    if (rate <= 0) {
+        chaos_sleep_ms(2 + (int)(rand_r(&wr->rng) % 4));
+        return;
+    }
+    int64_t due = wr->start_ms +
+                  atomic_load(&wr->committed) * 1000 * CHAOS_WRITERS / rate;
+    int64_t now = chaos_mono_ms();
+    if (due > now)
+        chaos_sleep_ms((int)(due - now));
+}
 
 static void *writer_main(void *arg)
 {
     writer *wr = arg;
+    wr->start_ms = chaos_mono_ms();
     while (!atomic_load(wr->stop) && wr->next_seq + 3 < wr->cap) {
         chaos_ev evs[3];
         int n = 1 + (int)(rand_r(&wr->rng) % 3);
@@ -116,7 +134,10 @@ static void *writer_main(void *arg)
         else
             wr->rolled_back += n;
         /* a store that is down answers at once: no busy loop meanwhile */
-        chaos_sleep_ms(rc != 0 ? 50 : 2 + (int)(rand_r(&wr->rng) % 4));
+        if (rc != 0)
+            chaos_sleep_ms(50);
+        else
+            writer_pause(wr);
     }
     return NULL;
 }
@@ -132,26 +153,30 @@ typedef struct relays {
     int n;
 } relays;
 
-static void write_config(relays *r)
+/* tight: the run stalls a link; the relays give up on a publish after
+ * 10 s, not 30, so they notice a 20 s stall within it (the adapters
+ * shorten their own timeouts so). */
+static void write_config(relays *r, bool tight)
 {
     chaos_ctx *c = r->c;
     snprintf(r->conf, sizeof r->conf, "%s/relay.conf", c->dir);
     FILE *fp = fopen(r->conf, "w");
     assert_non_null(fp);
-    /* OBX_CHAOS_LOG_LEVEL=debug: the relays' full story of a failing run */
+    /* OBX_CHAOS_LOG_LEVEL=debug: the relays' full story of a failing run.
+     * claim_ahead is on: two batches out at once is the path SIGKILL can
+     * hurt most (the default, one batch at a time, is what every other
+     * test runs). Metrics on a port of each relay's choosing (its log
+     * names it). */
     const char *level = getenv("OBX_CHAOS_LOG_LEVEL");
     if (!level || !*level)
         level = "info";
-    /* metrics on a port of each relay's choosing (its log names it); a
-     * publish given up after 10 s, not 30: a stalled broker is noticed
-     * within a 20 s stall (the adapters shorten their own timeouts so) */
     fprintf(fp,
             "[relay]\nlog_level = %s\nmetrics_listen = 127.0.0.1:0\n"
             "shutdown_grace = 20s\n"
             "[pipeline chaos]\nbatch_size = %d\npoll_interval = 100ms\n"
             "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n"
-            "publish_timeout = 10s\n",
-            level, CHAOS_BATCH);
+            "claim_ahead = true\n%s",
+            level, CHAOS_BATCH, tight ? "publish_timeout = 10s\n" : "");
     c->store->config(c, fp);
     c->broker->config(c, fp);
     fclose(fp);
@@ -211,12 +236,8 @@ static void dump_logs(relays *r)
 static int logs_count(relays *r, const char *what)
 {
     int n = 0;
-    for (int i = 0; i < r->n; i++) {
-        char *log = slurp(r->err[i]);
-        for (const char *p = log; p && (p = strstr(p, what)); p += strlen(what))
-            n++;
-        free(log);
-    }
+    for (int i = 0; i < r->n; i++)
+        n += (int)count_in_file(r->err[i], what);
     return n;
 }
 
@@ -279,7 +300,7 @@ static bool scrape(relays *r, sample *s, char *why, size_t len)
 
 /* ---- the run ------------------------------------------------------------ */
 
-typedef struct run {
+struct chaos_run {
     chaos_ctx c;
     const chaos_schedule *sch;
     relays r;
@@ -293,7 +314,9 @@ typedef struct run {
     long replayable; /* events a store restart may hand out again */
     int64_t t0;      /* when the run began (chaos_mono_ms) */
     char why[1024];  /* the first thing that went wrong, "" when none */
-} run;
+};
+
+typedef struct chaos_run run;
 
 /* The run in progress, for chaos_cleanup when an adapter fails the test
  * in the middle of it. */
@@ -668,10 +691,7 @@ static bool apply(run *u, const chaos_step *st)
 
 /* ---- checks ------------------------------------------------------------ */
 
-typedef struct verdict {
-    long committed, rolled_back, delivered, lost, phantoms, order_breaks,
-        duplicates;
-} verdict;
+typedef chaos_verdict verdict;
 
 /* Per key, the first deliveries must come in commit order (a writer's
  * seq order: one writer owns a key); a later copy of an event already seen
@@ -819,14 +839,14 @@ static void check_adapters(run *u)
                  c->store->name);
 }
 
-static void start_writers(run *u)
+static void start_writers(run *u, long max_events)
 {
     for (int w = 0; w < CHAOS_WRITERS; w++) {
         u->ws[w] = (writer){.c = &u->c,
                             .w = w,
                             .rng = u->c.seed + 7919u * (unsigned)w,
                             .stop = &u->stop,
-                            .cap = 1000000};
+                            .cap = max_events};
         u->ws[w].fate = calloc((size_t)u->ws[w].cap, 1);
         assert_non_null(u->ws[w].fate);
         u->ws[w].conn = u->c.store->writer_open(&u->c);
@@ -836,8 +856,19 @@ static void start_writers(run *u)
     u->writing = true;
 }
 
-void chaos_run(chaos_store *store, chaos_broker *broker,
-               const chaos_schedule *sch)
+static long committed_so_far(run *u)
+{
+    long n = 0;
+    for (int w = 0; w < CHAOS_WRITERS; w++)
+        n += atomic_load(&u->ws[w].committed);
+    return n;
+}
+
+/* The pair set up (with what sch needs, when given: servers of the run's
+ * own, proxies, the broker stopped for a cold start), its relays and the
+ * writers started. */
+static run *run_begin(chaos_store *store, chaos_broker *broker,
+                      const chaos_schedule *sch, int rate, long max_events)
 {
     static unsigned runs;
     run *u = calloc(1, sizeof *u);
@@ -847,6 +878,7 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     u->sch = sch;
     c->store = store;
     c->broker = broker;
+    c->rate = rate;
     c->dir = obx_test_tmpdir();
     c->id = (unsigned)getpid() * 100u + ++runs;
     c->seed = (unsigned)time(NULL) ^ c->id;
@@ -859,26 +891,25 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
              store->relays > 1 ? (store->relays == 2 ? " x2" : " x3") : "",
              broker->name);
     printf("chaos %s, %s: seed %u (OBX_CHAOS_SEED=%u repeats it)\n", c->name,
-           sch->name, c->seed, c->seed);
-    c->own_broker_server = chaos_schedule_has(sch, CHAOS_BROKER_DOWN) ||
-                           chaos_schedule_has(sch, CHAOS_COLD_START);
-    c->own_store_server = chaos_schedule_has(sch, CHAOS_STORE_RESTART);
-    check_adapters(u);
-    /* with kills, each incarnation's counters die with it: the metrics
-     * checks need relays that live through the whole run */
-    bool whole = chaos_schedule_kills(sch) == 0;
+           sch ? sch->name : "faults of the caller's", c->seed, c->seed);
+    if (sch) {
+        c->own_broker_server = chaos_schedule_has(sch, CHAOS_BROKER_DOWN) ||
+                               chaos_schedule_has(sch, CHAOS_COLD_START);
+        c->own_store_server = chaos_schedule_has(sch, CHAOS_STORE_RESTART);
+        check_adapters(u);
+    }
 
     store->setup(c);
     u->store_set_up = true;
     broker->setup(c);
     u->broker_set_up = true;
     note(u, "store and broker set up");
-    if (chaos_schedule_proxies(sch, CHAOS_LINK_STORE)) {
+    if (sch && chaos_schedule_proxies(sch, CHAOS_LINK_STORE)) {
         u->proxy[CHAOS_LINK_STORE] =
             tp_start("127.0.0.1", store->server_port(c));
         c->store_port = tp_port(u->proxy[CHAOS_LINK_STORE]);
     }
-    if (chaos_schedule_proxies(sch, CHAOS_LINK_BROKER)) {
+    if (sch && chaos_schedule_proxies(sch, CHAOS_LINK_BROKER)) {
         u->proxy[CHAOS_LINK_BROKER] =
             tp_start("127.0.0.1", broker->server_port(c));
         c->broker_port = tp_port(u->proxy[CHAOS_LINK_BROKER]);
@@ -887,9 +918,8 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     u->r = (relays){.c = c, .n = store->relays};
     for (int i = 0; i < u->r.n; i++)
         snprintf(u->r.err[i], sizeof u->r.err[i], "%s/relay%d.log", c->dir, i);
-    write_config(&u->r);
-    bool cold = sch->steps[0].fault == CHAOS_COLD_START;
-    if (cold) {
+    write_config(&u->r, sch && chaos_schedule_has(sch, CHAOS_STALL));
+    if (sch && sch->steps[0].fault == CHAOS_COLD_START) {
         broker->stop(c);
         u->broker_stopped = true;
         note(u, "the broker's server is stopped");
@@ -897,13 +927,23 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     for (int i = 0; i < u->r.n; i++)
         relay_start(&u->r, i);
     store->ready(c);
-    start_writers(u);
+    start_writers(u, max_events);
     note(u, "relays running, writers writing");
+    return u;
+}
 
+void chaos_run_schedule(chaos_store *store, chaos_broker *broker,
+                        const chaos_schedule *sch)
+{
+    run *u = run_begin(store, broker, sch, 0, 1000000);
+    chaos_ctx *c = &u->c;
+    /* with kills, each incarnation's counters die with it: the metrics
+     * checks need relays that live through the whole run */
+    bool whole = chaos_schedule_kills(sch) == 0;
     bool ok = true;
     /* the pair works before anything is done to it */
-    if (whole && !cold)
-        ok = recovered(u, "start", NULL, 0);
+    if (whole && !u->broker_stopped)
+        ok = recovered(u, "start", NULL, NULL);
     for (int i = 0; ok && i < sch->n; i++)
         ok = apply(u, &sch->steps[i]);
     if (ok)
@@ -914,9 +954,7 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
         u->broker_stopped = false;
     }
 
-    long committed = 0;
-    for (int w = 0; w < CHAOS_WRITERS; w++)
-        committed += u->ws[w].committed;
+    long committed = committed_so_far(u);
     chaos_seen seen = {0};
     note(u, "writers stopped, %ld events committed", committed);
     if (ok)
@@ -950,7 +988,8 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     if (bad)
         dump_logs(&u->r);
     /* OBX_CHAOS_KEEP=1: a failing run's directory (full relay logs) and
-     * its store (tables, slot) stay for a post-mortem */
+     * its store (tables, slot; a database server of the run's own keeps
+     * running, in the directory) stay for a post-mortem */
     const char *keep_env = getenv("OBX_CHAOS_KEEP");
     bool keep = bad && keep_env && strcmp(keep_env, "1") == 0;
     if (keep)
@@ -969,4 +1008,41 @@ void chaos_run(chaos_store *store, chaos_broker *broker,
     current = NULL;
     if (bad)
         fail_msg("%s", msg);
+}
+
+/* ---- runs that drive their own faults --------------------------------- */
+
+chaos_run *chaos_run_start(chaos_store *store, chaos_broker *broker, int rate,
+                           long max_events)
+{
+    return run_begin(store, broker, NULL, rate, max_events);
+}
+
+chaos_ctx *chaos_run_ctx(chaos_run *u)
+{
+    return &u->c;
+}
+
+pid_t chaos_run_relay(chaos_run *u, int i)
+{
+    return u->r.pid[i];
+}
+
+chaos_verdict chaos_run_finish(chaos_run *u)
+{
+    stop_writers(u);
+    long committed = committed_so_far(u);
+    chaos_seen seen = {0};
+    drain(u, committed, &seen);
+    relays_stop(&u->r, SIGTERM);
+    chaos_seen_free(&seen);
+    u->c.broker->read_back(&u->c, (size_t)committed, &seen);
+    verdict v = judge(u->ws, &seen, true);
+    if (v.lost || v.phantoms || v.order_breaks)
+        dump_logs(&u->r);
+    chaos_seen_free(&seen);
+    release(u, false);
+    free(u);
+    current = NULL;
+    return v;
 }

@@ -181,6 +181,9 @@ struct chaos_ctx {
     /* Non-zero: the port on 127.0.0.1 the relays must use instead of the
      * server's (the fault proxy in front of it). */
     int store_port, broker_port;
+    /* committed events per second over all writers, paced; 0: the kill
+     * loop's pace (a pause of 2-5 ms after each transaction) */
+    int rate;
 };
 
 /* Run a schedule on a pair: the writers write while its steps happen in
@@ -192,8 +195,8 @@ struct chaos_ctx {
  * within a bound after it, and that no attempt was counted (the relays'
  * /metrics). Fails the running cmocka test on a guarantee broken; writes
  * its summary row to OBX_CHAOS_SUMMARY when set. Main thread only. */
-void chaos_run(chaos_store *store, chaos_broker *broker,
-               const chaos_schedule *sch);
+void chaos_run_schedule(chaos_store *store, chaos_broker *broker,
+                        const chaos_schedule *sch);
 
 /* After a run that failed the test half-way (an adapter's fail_msg):
  * stop its writers, relays and proxies, tear its store and broker down
@@ -209,5 +212,41 @@ chaos_broker *chaos_broker_named(const char *name);
 /* Clocks, for the adapters. */
 int64_t chaos_mono_ms(void);
 void chaos_sleep_ms(int ms);
+
+/* ---- runs that drive their own faults (the soak) -----------------------
+ * The pieces of a run: the pair set up, the store's relays and the writers
+ * started; then at the end the same drain, read-back and checks. One
+ * thread drives a run. */
+
+/* What the checks found: committed and rolled back by the writers; what
+ * the broker holds (delivered, with copies), committed events it lacks
+ * (lost), events it has that were never committed (phantoms), first
+ * deliveries out of commit order within a key, and later copies. */
+typedef struct chaos_verdict {
+    long committed, rolled_back, delivered, lost, phantoms, order_breaks,
+        duplicates;
+} chaos_verdict;
+
+typedef struct chaos_run chaos_run;
+
+/* Set the pair up and start its relays and the writers at `rate`
+ * committed events/s (0: the kill loop's pace), each writer able to write
+ * `max_events`. The run owns store and broker until chaos_run_finish
+ * (which frees neither). Fails the test when a step fails. */
+chaos_run *chaos_run_start(chaos_store *store, chaos_broker *broker, int rate,
+                           long max_events);
+chaos_ctx *chaos_run_ctx(chaos_run *run);
+/* Relay i's pid (it runs until chaos_run_finish). */
+pid_t chaos_run_relay(chaos_run *run, int i);
+/* Stop the writers, drain (until every committed event is delivered, or
+ * 90 s), stop the relays with SIGTERM, read back and judge; print the
+ * relays' logs when something was lost, invented or reordered; tear the
+ * pair down and free the run. */
+chaos_verdict chaos_run_finish(chaos_run *run);
+
+/* The kafka adapter's mock cluster process (tests/kafka/mock_cluster),
+ * for faults: SIGUSR1 takes its brokers down, SIGUSR2 up, SIGSTOP stalls
+ * it. Fails the test when the run's broker is not kafka. */
+pid_t chaos_kafka_mock(chaos_ctx *c);
 
 #endif

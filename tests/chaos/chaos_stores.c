@@ -216,7 +216,7 @@ static void pg_wal_config(chaos_ctx *c, FILE *fp)
     fprintf(fp,
             "store = pg_wal\nstore.conninfo = %s\nstore.schema = %s\n"
             "store.slot = %s\nstore.publication = %s\n"
-            "store.status_interval = 100ms\nstore.timeout = 10s\n",
+            "store.status_interval = 100ms\nstore.query_timeout = 10s\n",
             ci, s->schema, s->schema, s->schema);
 }
 

@@ -33,7 +33,7 @@ static void test_chaos(void **state)
     chaos_schedule_parse(spec, &sch);
     store = chaos_store_named(store_name, relays);
     broker = chaos_broker_named(broker_name);
-    chaos_run(store, broker, &sch);
+    chaos_run_schedule(store, broker, &sch);
 }
 
 /* A run that failed half-way (an adapter could not stop its server, say)

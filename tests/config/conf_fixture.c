@@ -5,39 +5,32 @@
 
 static const char *const modes[] = {"fast", "safe", "paranoid", NULL};
 
-#define OFF(f) offsetof(tstore_conf, f)
-
 static const obx_option tstore_options[] = {
-    {"path", OBX_OPT_STRING, NULL, OBX_OPT_REQUIRED, 0, 0, NULL, OFF(path),
-     "Database file."},
-    {"password", OBX_OPT_STRING, NULL, OBX_OPT_SECRET, 0, 0, NULL,
-     OFF(password), "Password for the database."},
-    {"retries", OBX_OPT_INT, "3", 0, 0, 10, NULL, OFF(retries),
-     "Connection retries."},
-    {"pin", OBX_OPT_INT, NULL, OBX_OPT_SECRET, 0, 0, NULL, OFF(pin),
-     "A secret number."},
-    {"verbose", OBX_OPT_BOOL, "false", 0, 0, 0, NULL, OFF(verbose),
-     "Chatty logging."},
-    {"timeout", OBX_OPT_DURATION, "5s", 0, 1, 3600000, NULL, OFF(timeout_ms),
-     "Statement timeout."},
-    {"max_bytes", OBX_OPT_SIZE, "1MiB", 0, 1, INT64_C(1) << 30, NULL,
-     OFF(max_bytes), "Largest payload."},
-    {"mode", OBX_OPT_ENUM, "safe", 0, 0, 0, modes, OFF(mode),
-     "Durability mode."},
-    {"hosts", OBX_OPT_LIST, "localhost", 0, 0, 0, NULL, OFF(hosts),
-     "Hosts to try, in order."},
-    {"kafka", OBX_OPT_PREFIX, NULL, OBX_OPT_SECRET, 0, 0, NULL, OFF(kafka),
-     "Passed through to the client library."},
-    {"window", OBX_OPT_RANGE, "1s..10s", 0, 1, 86400000, NULL, OFF(window),
-     "Backoff window."},
-    {"label", OBX_OPT_STRING, NULL, 0, 0, 0, NULL, OFF(label),
-     "Free-form label."},
+    OBX_OPT_STRING(tstore_conf, path, "path", OBX_REQUIRED, "Database file."),
+    OBX_OPT_STRING(tstore_conf, password, "password", OBX_SECRET(NULL),
+                   "Password for the database."),
+    OBX_OPT_INT(tstore_conf, retries, "retries", "3", 0, 10,
+                "Connection retries."),
+    OBX_OPT_INT_ANY(tstore_conf, pin, "pin", OBX_SECRET(NULL),
+                    "A secret number."),
+    OBX_OPT_BOOL(tstore_conf, verbose, "verbose", "false", "Chatty logging."),
+    OBX_OPT_DURATION(tstore_conf, timeout_ms, "timeout", "5s", 1, 3600000,
+                     "Statement timeout."),
+    OBX_OPT_SIZE(tstore_conf, max_bytes, "max_bytes", "1MiB", 1,
+                 INT64_C(1) << 30, "Largest payload."),
+    OBX_OPT_ENUM(tstore_conf, mode, "mode", "safe", modes, "Durability mode."),
+    OBX_OPT_LIST(tstore_conf, hosts, "hosts", "localhost",
+                 "Hosts to try, in order."),
+    OBX_OPT_SECRET_PREFIX(tstore_conf, kafka, "kafka",
+                          "Passed through to the client library."),
+    OBX_OPT_RANGE(tstore_conf, window, "window", "1s..10s", 1, 86400000,
+                  "Backoff window."),
+    OBX_OPT_STRING(tstore_conf, label, "label", NULL, "Free-form label."),
     OBX_OPTIONS_END,
 };
 
 static const obx_option tbroker_options[] = {
-    {"pretty", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,
-     offsetof(tbroker_conf, pretty), "Indent JSON."},
+    OBX_OPT_BOOL(tbroker_conf, pretty, "pretty", "false", "Indent JSON."),
     OBX_OPTIONS_END,
 };
 

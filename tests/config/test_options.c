@@ -385,6 +385,55 @@ static void test_bad_table(void **state)
         strstr(err, "option table error: default 'many' of 'x.n' is invalid"));
 }
 
+static char *help_text(obx_optable t, const char *prefix);
+
+typedef struct bounds_conf {
+    int64_t any, old, bounded;
+    obx_range r;
+} bounds_conf;
+
+/* OBX_NO_BOUNDS (the *_ANY macros) and 1.0's min == max == 0 both mean no
+ * bounds: any value passes and help shows no range; a bounded row still
+ * refuses values outside it. */
+static void test_no_bounds_spellings(void **state)
+{
+    static const obx_option rows[] = {
+        OBX_OPT_INT_ANY(bounds_conf, any, "any", "0", "no bounds, 1.2"),
+        {"old", OBX_OPT_INT, "0", 0, 0, 0, NULL, offsetof(bounds_conf, old),
+         "no bounds, as 1.0 tables say it"},
+        OBX_OPT_INT(bounds_conf, bounded, "bounded", "1", -3, 3, "bounded"),
+        OBX_OPT_RANGE_ANY(bounds_conf, r, "r", "1ms..1d", "no bounds"),
+        OBX_OPTIONS_END,
+    };
+    assert_int_equal(rows[0].min, INT64_MIN);
+    assert_int_equal(rows[0].max, INT64_MAX);
+    obx_optable t = {rows, sizeof rows[0]};
+    obx_conf_entry e[] = {{"any", "-9223372036854775807", 1},
+                          {"old", "9223372036854775807", 2},
+                          {"bounded", "-3", 3},
+                          {"r", "0ms..100d", 4}};
+    obx_conf_section sec = {OBX_SECTION_PIPELINE, "p", 1, e, 4};
+    bounds_conf c = {0, 0, 0, {0, 0}};
+    char err[512] = "";
+    if (obx_options_fill(t, "t.conf", &sec, "", &c, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.any, -INT64_MAX);
+    assert_int_equal(c.old, INT64_MAX);
+    assert_int_equal(c.bounded, -3);
+    assert_int_equal(c.r.max_ms, 100 * 86400000LL);
+    e[2].value = "4";
+    assert_int_equal(
+        obx_options_fill(t, "t.conf", &sec, "", &c, err, sizeof err), -1);
+    if (!strstr(err, "'4' is out of range (valid: -3..3)"))
+        fail_msg("%s", err);
+    char *h = help_text(t, "");
+    assert_non_null(strstr(h, "any (int, default: 0)\n"));
+    assert_non_null(strstr(h, "old (int, default: 0)\n"));
+    assert_non_null(strstr(h, "bounded (int, default: 1, range: -3..3)\n"));
+    assert_non_null(strstr(h, "r (range, default: 1ms..1d)\n"));
+    free(h);
+}
+
 static char *help_text(obx_optable t, const char *prefix)
 {
     char *buf = NULL;
@@ -461,6 +510,7 @@ int main(void)
         cmocka_unit_test(test_is_secret),
         cmocka_unit_test(test_stride),
         cmocka_unit_test(test_bad_table),
+        cmocka_unit_test(test_no_bounds_spellings),
         cmocka_unit_test(test_help),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

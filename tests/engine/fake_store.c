@@ -27,31 +27,27 @@ typedef struct fake_conf {
 } fake_conf;
 
 static const obx_option fake_options[] = {
-    {"events", OBX_OPT_INT, "100", 0, 0, 10000000, NULL,
-     offsetof(fake_conf, events), "events generated at open"},
-    {"keys", OBX_OPT_INT, "10", 0, 1, 1000000, NULL, offsetof(fake_conf, keys),
-     "distinct keys"},
-    {"unavailable_claims", OBX_OPT_INT, "0", 0, 0, 1000000, NULL,
-     offsetof(fake_conf, unavailable_claims),
-     "the first N claims fail as unavailable"},
-    {"unavailable_acks", OBX_OPT_INT, "0", 0, 0, 1000000, NULL,
-     offsetof(fake_conf, unavailable_acks),
-     "the first N acks fail as unavailable (events stay claimed)"},
-    {"down_while_file", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(fake_conf, down_while_file),
-     "claims fail as unavailable while this file exists"},
-    {"poison", OBX_OPT_LIST, NULL, 0, 0, 0, NULL, offsetof(fake_conf, poison),
-     "sequence numbers of events typed Poison"},
-    {"topic_len", OBX_OPT_INT, "0", 0, 0, 100000, NULL,
-     offsetof(fake_conf, topic_len),
-     "odd events get a row topic this long (t.<seq>.xxx...), 0: none"},
-    {"standby", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,
-     offsetof(fake_conf, standby), "stats report a hot standby"},
-    {"stats_fail", OBX_OPT_BOOL, "false", 0, 0, 0, NULL,
-     offsetof(fake_conf, stats_fail), "stats fail as unavailable"},
-    {"open_down_while_file", OBX_OPT_STRING, NULL, 0, 0, 0, NULL,
-     offsetof(fake_conf, open_down_while_file),
-     "open fails as unavailable while this file exists"},
+    OBX_OPT_INT(fake_conf, events, "events", "100", 0, 10000000,
+                "events generated at open"),
+    OBX_OPT_INT(fake_conf, keys, "keys", "10", 1, 1000000, "distinct keys"),
+    OBX_OPT_INT(fake_conf, unavailable_claims, "unavailable_claims", "0", 0,
+                1000000, "the first N claims fail as unavailable"),
+    OBX_OPT_INT(fake_conf, unavailable_acks, "unavailable_acks", "0", 0,
+                1000000,
+                "the first N acks fail as unavailable (events stay claimed)"),
+    OBX_OPT_STRING(fake_conf, down_while_file, "down_while_file", NULL,
+                   "claims fail as unavailable while this file exists"),
+    OBX_OPT_LIST(fake_conf, poison, "poison", NULL,
+                 "sequence numbers of events typed Poison"),
+    OBX_OPT_INT(
+        fake_conf, topic_len, "topic_len", "0", 0, 100000,
+        "odd events get a row topic this long (t.<seq>.xxx...), 0: none"),
+    OBX_OPT_BOOL(fake_conf, standby, "standby", "false",
+                 "stats report a hot standby"),
+    OBX_OPT_BOOL(fake_conf, stats_fail, "stats_fail", "false",
+                 "stats fail as unavailable"),
+    OBX_OPT_STRING(fake_conf, open_down_while_file, "open_down_while_file",
+                   NULL, "open fails as unavailable while this file exists"),
     OBX_OPTIONS_END};
 
 typedef struct fake_ev {
@@ -73,6 +69,16 @@ OBX_EXPORT const fake_view *obx_fake_store_view(void *inst);
 const fake_view *obx_fake_store_view(void *inst)
 {
     return &((fake *)inst)->view;
+}
+
+/* The journal of the instance closed last: tests that let the engine run
+ * (and close the store) read what it left. Freed at the next close. */
+static fake_view closed_view;
+
+OBX_EXPORT const fake_view *obx_fake_store_closed_view(void);
+const fake_view *obx_fake_store_closed_view(void)
+{
+    return &closed_view;
 }
 
 static bool is_poison(const fake_conf *c, uint64_t i)
@@ -138,7 +144,8 @@ static void fake_close(void *inst)
     for (uint64_t i = 0; i < f->view.n; i++)
         free(f->evs[i].topic);
     free(f->evs);
-    free(f->view.rows);
+    free(closed_view.rows);
+    closed_view = f->view;
     free(f);
 }
 
@@ -170,6 +177,11 @@ static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
         f->evs[i].ev.attempts = r->attempts;
         out[(*n)++] = &f->evs[i].ev;
     }
+    uint64_t claimed = 0;
+    for (uint64_t i = 0; i < f->view.n; i++)
+        claimed += f->view.rows[i].state == FAKE_CLAIMED;
+    if (claimed > f->view.max_claimed)
+        f->view.max_claimed = claimed;
     if (*n == 0 && wait_ms > 0)
         usleep(1000); /* nothing due: a short nap, as a real store waits */
     return OBX_OK;

@@ -27,9 +27,13 @@ typedef struct fake_view {
     fake_row *rows; /* index = event sequence number */
     uint64_t n;
     uint64_t claims, unavailable_claims, acks;
+    uint64_t max_claimed; /* most rows claimed and unsettled at once */
 } fake_view;
 
 typedef const fake_view *(*fake_view_fn)(void *inst);
 #define FAKE_VIEW_SYMBOL "obx_fake_store_view"
+/* The journal of the instance closed last (no argument). */
+typedef const fake_view *(*fake_closed_view_fn)(void);
+#define FAKE_CLOSED_VIEW_SYMBOL "obx_fake_store_closed_view"
 
 #endif

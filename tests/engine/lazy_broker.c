@@ -1,23 +1,30 @@
 /* A broker for engine tests that breaks the publish contract on purpose:
  * it fills no result for events bound for a destination starting with
- * "dead." (the DLQ topic in the tests), fails events typed Poison
- * permanently, and reports the rest OK without publishing anything. The
- * engine must never take an unfilled result for a confirmation. */
+ * "dead." (the DLQ topic in the tests), fails events typed Poison with
+ * broker.poison_status (permanent, or nomem: a status that is transient
+ * although it is not OBX_RETRY), and reports the rest OK without
+ * publishing anything. The engine must never take an unfilled result for
+ * a confirmation. */
 #include <outbox/plugin.h>
 
 #include <string.h>
 
 typedef struct lazy_conf {
-    int64_t unused;
+    int poison_status; /* index into lazy_statuses */
 } lazy_conf;
 
-static const obx_option lazy_options[] = {OBX_OPTIONS_END};
+static const char *const lazy_statuses[] = {"permanent", "nomem", NULL};
+
+static const obx_option lazy_options[] = {
+    OBX_OPT_ENUM(lazy_conf, poison_status, "poison_status", "permanent",
+                 lazy_statuses, "the per-event status of Poison events"),
+    OBX_OPTIONS_END,
+};
 
 static obx_status lazy_open(const obx_host *host, const void *config,
                             void **inst, char *errstr, size_t errlen)
 {
-    static int token;
-    *inst = &token;
+    *inst = (void *)config;
     return OBX_OK;
 }
 
@@ -28,11 +35,13 @@ static void lazy_close(void *inst)
 static obx_status lazy_publish(void *inst, obx_event *const *events, size_t n,
                                obx_result *results, int timeout_ms)
 {
+    const lazy_conf *c = inst;
+    obx_status poison_st = c->poison_status ? OBX_NOMEM : OBX_PERMANENT;
     for (size_t i = 0; i < n; i++) {
         if (strncmp(events[i]->destination, "dead.", 5) == 0)
             continue; /* the defect under test: no result at all */
         bool poison = strcmp(events[i]->event_type, "Poison") == 0;
-        results[i].status = poison ? OBX_PERMANENT : OBX_OK;
+        results[i].status = poison ? poison_st : OBX_OK;
         strcpy(results[i].errstr, poison ? "poison" : "");
     }
     return OBX_OK;

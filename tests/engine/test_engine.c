@@ -166,8 +166,8 @@ static void property_run(void **state, unsigned seed)
     char extra[256];
     snprintf(extra, sizeof extra,
              "broker.fail_percent = 30\nbroker.seed = %u\n"
-             "retry.max_attempts = 100000\n",
-             seed);
+             "retry.max_attempts = 100000\nclaim_ahead = %s\n",
+             seed, seed % 2 ? "true" : "false");
     load(f, "store.events = 3000\nstore.keys = 37", extra);
     drive(f, 120000);
     const fake_view *v = view(f);
@@ -592,11 +592,110 @@ static void test_unfilled_dlq_result_is_not_a_confirmation(void **state)
     assert_int_equal(atomic_load(&f->p->metrics.published), 19);
 }
 
+/* A per-event OBX_NOMEM is transient: counted retries up to
+ * retry.max_attempts, not a dead letter at the first failure (which is
+ * what PERMANENT and FATAL get). */
+static void test_per_event_nomem_is_a_counted_retry(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 20\nstore.keys = 4\nstore.poison = 3",
+         "broker = lazy\nbroker.poison_status = nomem\n"
+         "retry.max_attempts = 3\n");
+    drive(f, 10000);
+    const fake_view *v = view(f);
+    assert_int_equal(v->rows[3].state, FAKE_DEAD);
+    assert_int_equal(v->rows[3].attempts, 3);
+    assert_int_equal(v->rows[3].counted_releases, 2);
+    assert_non_null(strstr(v->rows[3].reason, "max attempts (3) reached"));
+    assert_int_equal(atomic_load(&f->p->metrics.retries), 2);
+    assert_int_equal(atomic_load(&f->p->metrics.published), 19);
+}
+
+/* Claim ahead: while batch N is out at the broker the next batch is
+ * claimed. The fake store does not order claims, so batch N+1 holds the
+ * next event of every key of N; the one whose key fails in N (event 3,
+ * flaky) must wait for it, and nothing of N+1 may go out before N's
+ * results are in. */
+static void test_claim_ahead_keeps_key_order(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 640\nstore.keys = 64\nstore.poison = 3",
+         "broker.flaky_types = Poison\nbroker.flaky_times = 2\n"
+         "broker.delay = 5ms\nclaim_ahead = true\n");
+    drive(f, 30000);
+    const fake_view *v = view(f);
+    assert_true(v->max_claimed > 64); /* two batches were out at once */
+    unsigned *seen = calloc(640, sizeof *seen);
+    assert_int_equal(check_output(f, 640, 64, seen, NULL), 640);
+    for (uint64_t i = 0; i < 640; i++) {
+        assert_int_equal(seen[i], 1);
+        assert_int_equal(v->rows[i].state, FAKE_PUBLISHED);
+    }
+    assert_int_equal(v->rows[3].counted_releases, 2);
+    free(seen);
+}
+
+/* claim_ahead is off by default: one batch at a time. */
+static void test_claim_ahead_off(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 640\nstore.keys = 64", "");
+    drive(f, 30000);
+    assert_int_equal(view(f)->max_claimed, 64);
+}
+
+static void *run_thread(void *arg)
+{
+    fixture *f = arg;
+    obx_pipeline_run(f->p);
+    return NULL;
+}
+
+/* Stopped while a batch is out at the broker and the next one is claimed
+ * ahead: the first is acked once the broker answers, the second handed
+ * back unpublished and uncounted; nothing stays claimed. */
+static void test_stop_with_two_batches_out_settles_both(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 640\nstore.keys = 64",
+         "broker.delay = 300ms\nclaim_ahead = true\n");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_thread, f), 0);
+    const fake_view *v = view(f);
+    for (int i = 0; i < 200 && v->max_claimed <= 64; i++)
+        usleep(5000);
+    assert_true(v->max_claimed > 64);
+    atomic_store(&f->p->halt, 1);
+    pthread_join(th, NULL);
+    fake_closed_view_fn closed = (fake_closed_view_fn)(uintptr_t)dlsym(
+        f->p->store_pl->handle, FAKE_CLOSED_VIEW_SYMBOL);
+    assert_non_null(closed);
+    v = closed();
+    unsigned *seen = calloc(640, sizeof *seen);
+    size_t out = check_output(f, 640, 64, seen, NULL);
+    assert_true(out >= 64);
+    for (uint64_t i = 0; i < 640; i++) {
+        const fake_row *r = &v->rows[i];
+        assert_int_not_equal(r->state, FAKE_CLAIMED);
+        assert_int_equal(r->attempts, 0);
+        assert_int_equal(r->state == FAKE_PUBLISHED, seen[i] == 1);
+    }
+    /* the batch claimed ahead went back without being published */
+    assert_int_equal(v->rows[out].state, FAKE_PENDING);
+    assert_true(v->rows[out].uncounted_releases >= 1);
+    free(seen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_random_failures_keep_per_key_order_seed1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_ahead_keeps_key_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_claim_ahead_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_stop_with_two_batches_out_settles_both, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_random_failures_keep_per_key_order_seed2, setup, teardown),
         cmocka_unit_test_setup_teardown(
@@ -629,6 +728,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_once_on_a_standby_says_so, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_per_event_nomem_is_a_counted_retry,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_unfilled_dlq_result_is_not_a_confirmation, setup, teardown),
     };

@@ -26,20 +26,17 @@ typedef struct fuzz_conf {
 
 static const char *const fuzz_enum[] = {"one", "two", "three", NULL};
 
-#define OFF(f) offsetof(fuzz_conf, f)
-
 static const obx_option fuzz_options[] = {
-    {"s", OBX_OPT_STRING, "dflt", 0, 0, 0, NULL, OFF(s), "string"},
-    {"i", OBX_OPT_INT, "5", 0, -10, 10, NULL, OFF(i), "int"},
-    {"d", OBX_OPT_DURATION, "1s", 0, 0, 0, NULL, OFF(d), "duration"},
-    {"z", OBX_OPT_SIZE, "1KiB", 0, 1, INT64_C(1) << 40, NULL, OFF(z), "size"},
-    {"b", OBX_OPT_BOOL, "on", 0, 0, 0, NULL, OFF(b), "bool"},
-    {"e", OBX_OPT_ENUM, "two", 0, 0, 0, fuzz_enum, OFF(e), "enum"},
-    {"l", OBX_OPT_LIST, "a,b", 0, 0, 0, NULL, OFF(l), "list"},
-    {"p", OBX_OPT_PREFIX, NULL, OBX_OPT_SECRET, 0, 0, NULL, OFF(p), "prefix"},
-    {"r", OBX_OPT_RANGE, "1ms..1s", 0, 0, 0, NULL, OFF(r), "range"},
-    {"secret", OBX_OPT_STRING, NULL, OBX_OPT_SECRET, 0, 0, NULL, OFF(secret),
-     "secret"},
+    OBX_OPT_STRING(fuzz_conf, s, "s", "dflt", "string"),
+    OBX_OPT_INT(fuzz_conf, i, "i", "5", -10, 10, "int"),
+    OBX_OPT_DURATION_ANY(fuzz_conf, d, "d", "1s", "duration"),
+    OBX_OPT_SIZE(fuzz_conf, z, "z", "1KiB", 1, INT64_C(1) << 40, "size"),
+    OBX_OPT_BOOL(fuzz_conf, b, "b", "on", "bool"),
+    OBX_OPT_ENUM(fuzz_conf, e, "e", "two", fuzz_enum, "enum"),
+    OBX_OPT_LIST(fuzz_conf, l, "l", "a,b", "list"),
+    OBX_OPT_SECRET_PREFIX(fuzz_conf, p, "p", "prefix"),
+    OBX_OPT_RANGE_ANY(fuzz_conf, r, "r", "1ms..1s", "range"),
+    OBX_OPT_STRING(fuzz_conf, secret, "secret", OBX_SECRET(NULL), "secret"),
     OBX_OPTIONS_END,
 };
 

@@ -11,10 +11,8 @@ typedef struct hello_conf {
 } hello_conf;
 
 static const obx_option hello_options[] = {
-    {"greeting", OBX_OPT_STRING, "hello", 0, 0, 0, NULL,
-     offsetof(hello_conf, greeting), "what to say"},
-    {"times", OBX_OPT_INT, "1", 0, 1, 10, NULL, offsetof(hello_conf, times),
-     "how often"},
+    OBX_OPT_STRING(hello_conf, greeting, "greeting", "hello", "what to say"),
+    OBX_OPT_INT(hello_conf, times, "times", "1", 1, 10, "how often"),
     OBX_OPTIONS_END};
 
 static obx_status hello_open(const obx_host *host, const void *config,

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # cmake --install into a temp prefix, then build an out-of-tree plugin with
 # nothing but `pkg-config --cflags outbox-plugin` and run it with the
-# installed binary and the installed sqlite store.
+# installed binary and the installed sqlite store; then build the example
+# plugins installed under the docs directory with their own Makefile and
+# relay the demo events from one to the other.
 set -euo pipefail
 build=$1 src=$2
 tmp=$(mktemp -d)
@@ -35,4 +37,26 @@ bin=$tmp/prefix/bin/outbox-relay
 out=$("$bin" run -c "$tmp/relay.conf" --once)
 n=$(grep -c '^hi ' <<<"$out" || true)
 [[ $n == 3 ]] || { echo "expected 3 greetings, got: $out"; exit 1; }
-echo "install test: ok ($plugindir, out-of-tree plugin published $n events)"
+
+docdir=$tmp/prefix/share/doc/outbox-relay
+[[ -f $docdir/writing-plugins.md ]] || { echo "no writing-plugins.md in $docdir"; exit 1; }
+cp -r "$docdir/examples" "$tmp/examples"
+make -s -C "$tmp/examples" CFLAGS="-O2 -Wall -Wextra -Werror -Wno-unused-parameter" >/dev/null
+cat >"$tmp/skel.conf" <<CONF
+[relay]
+plugin_path = $tmp/examples
+metrics_listen = off
+log_level = warn
+[pipeline p]
+store = skeleton
+broker = skeleton
+store.dir = $tmp/events
+broker.path = $tmp/skel.out
+CONF
+"$bin" plugins -c "$tmp/skel.conf" | grep -q "^store  *skeleton" || { echo "store skeleton not listed"; exit 1; }
+"$bin" plugins -c "$tmp/skel.conf" | grep -q "^broker  *skeleton" || { echo "broker skeleton not listed"; exit 1; }
+"$bin" demo -c "$tmp/skel.conf" -n 3 >/dev/null
+"$bin" run -c "$tmp/skel.conf" --once
+m=$(grep -c '^outbox.order order-' "$tmp/skel.out" || true)
+[[ $m == 3 ]] || { echo "expected 3 lines from the skeletons, got: $(cat "$tmp/skel.out")"; exit 1; }
+echo "install test: ok ($plugindir, out-of-tree plugin published $n events, installed examples $m)"

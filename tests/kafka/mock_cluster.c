@@ -94,11 +94,8 @@ int main(int argc, char **argv)
             return usage();
     printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
     fflush(stdout);
-    for (;;) {
-        int sig = 0;
-        sigwait(&set, &sig);
-        if (sig != SIGUSR1 && sig != SIGUSR2)
-            break;
+    int sig = 0;
+    while (sigwait(&set, &sig) == 0 && (sig == SIGUSR1 || sig == SIGUSR2)) {
         rd_kafka_resp_err_t e = sig == SIGUSR1
                                     ? rd_kafka_mock_broker_set_down(mc, -1)
                                     : rd_kafka_mock_broker_set_up(mc, -1);

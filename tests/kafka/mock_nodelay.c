@@ -6,7 +6,7 @@
  * flight, which is exactly what a synchronous publish(batch) does. Apache
  * Kafka sets TCP_NODELAY on every connection; this makes the mock do the
  * same. Linked into the programs that host a mock cluster (tests,
- * mock_cluster, bench/kafka_drain); these definitions take precedence over
+ * mock_cluster, used by bench/run too); these definitions take precedence over
  * the C library's for the whole process. The plugin has nothing like it. */
 #include <dlfcn.h>
 #include <netinet/in.h>

@@ -285,6 +285,69 @@ static void test_future_minor(void **state)
     obx_loader_free(&ld);
 }
 
+/* Known flag bits load and reach the engine as declared. */
+static void test_known_flags(void **state)
+{
+    obx_loader ld;
+    init(&ld, FIX, NULL);
+    const obx_loaded *p = get_ok(&ld, "fixture_ordered", OBX_PLUGIN_STORE);
+    const obx_store_ops *ops = p->desc->ops;
+    assert_int_equal(ops->flags, OBX_STORE_ORDERED_CLAIM);
+    obx_loader_free(&ld);
+}
+
+/* A flag this relay does not know would change what the plugin expects of
+ * the engine: refused, naming the file and the bits. */
+static void test_unknown_store_flag(void **state)
+{
+    refused("flag80", "store ops flags 0x81", "(0x80;", (char *)NULL);
+}
+
+static void test_broker_flags_must_be_zero(void **state)
+{
+    obx_loader ld;
+    init(&ld, NULL, NULL);
+    const char *err =
+        get_err(&ld, FIX "/obx_broker_fixture_flagged.so", OBX_PLUGIN_BROKER);
+    assert_has(err, FIX "/obx_broker_fixture_flagged.so",
+               "broker ops flags 0x1", "defines 0x0", (char *)NULL);
+    assert_int_equal(ld.n_loaded, 0);
+    obx_loader_free(&ld);
+}
+
+/* 0x2 was OBX_STORE_DURABLE_RETRY: plugins built for 1.0/1.1 still load,
+ * and from 1.2 on the bit is as unknown as any other. */
+static void test_retired_durable_retry_flag(void **state)
+{
+    obx_loader ld;
+    init(&ld, FIX, NULL);
+    const obx_loaded *p = get_ok(&ld, "fixture_durable11", OBX_PLUGIN_STORE);
+    assert_int_equal(p->desc->abi_minor, 1);
+    assert_true(((const obx_store_ops *)p->desc->ops)->flags &
+                OBX_STORE_ORDERED_CLAIM);
+    obx_loader_free(&ld);
+    refused("durable12", "store ops flags 0x3", "(0x2;", (char *)NULL);
+}
+
+/* A 1.1 store ends its ops before schema_v2: the loader must read it as
+ * absent, even though the bytes after the plugin's struct_size hold a
+ * pointer; a 1.2 store has both. */
+static void test_schema_v2_by_struct_size(void **state)
+{
+    obx_loader ld;
+    init(&ld, FIX, NULL);
+    const obx_store_ops *old =
+        get_ok(&ld, "fixture_schema11", OBX_PLUGIN_STORE)->desc->ops;
+    assert_non_null(old->schema);
+    assert_null(old->schema_v2);
+    assert_false(OBX_HAS_OP(old, obx_store_ops, schema_v2));
+    const obx_store_ops *cur =
+        get_ok(&ld, "fixture_schema12", OBX_PLUGIN_STORE)->desc->ops;
+    assert_non_null(cur->schema);
+    assert_true(OBX_HAS_OP(cur, obx_store_ops, schema_v2));
+    obx_loader_free(&ld);
+}
+
 static void test_duplicate_name(void **state)
 {
     obx_loader ld;
@@ -421,6 +484,11 @@ int main(void)
         cmocka_unit_test(test_option_size),
         cmocka_unit_test(test_bad_option),
         cmocka_unit_test(test_future_minor),
+        cmocka_unit_test(test_known_flags),
+        cmocka_unit_test(test_unknown_store_flag),
+        cmocka_unit_test(test_broker_flags_must_be_zero),
+        cmocka_unit_test(test_retired_durable_retry_flag),
+        cmocka_unit_test(test_schema_v2_by_struct_size),
         cmocka_unit_test(test_duplicate_name),
         cmocka_unit_test(test_scan),
         cmocka_unit_test(test_scan_shadowed),

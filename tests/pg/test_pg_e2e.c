@@ -430,12 +430,16 @@ static void test_three_relays_two_writers(void **state)
     pgt_exec(f->t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
                    "event_type, payload) VALUES ('o', 'late-A', 'Late', "
                    "convert_to('{\"n\":90002,\"seq\":0,\"rb\":0}', 'UTF8'))");
+    /* Claims of one table take turns (pg_poll's claim lock), and the
+     * relay that comes first takes what is pending, so the slow relay
+     * does not win every round: wait (while the writers run) until it
+     * holds leases that outlive the kill below. */
     int64_t orphans = 0;
-    for (int tries = 0; tries < 50 && orphans == 0; tries++) {
+    for (int tries = 0; tries < 150 && orphans == 0; tries++) {
         orphans = pgt_int(f->t, 0,
                           "SELECT count(*) FROM outbox WHERE "
-                          "locked_by = 'relay-1' AND locked_until "
-                          "> now() + interval '1 s'");
+                          "locked_by = 'relay-1' AND published_at IS NULL "
+                          "AND locked_until > now() + interval '500 ms'");
         if (orphans == 0)
             pgt_sleep_ms(20);
     }

@@ -3,6 +3,7 @@
  * libpq connection plays the application that writes the outbox; a second
  * one plays another relay where a test needs it. */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@
 
 #include "pg_testlib.h"
 #include "support.h"
+#include "tcp_proxy.h"
 
 #define ERRBUF char err[OBX_ERRSTR_LEN] = ""
 #define HOUR_US (3600LL * 1000000)
@@ -65,6 +67,15 @@ static void claim_ids(pgt *t, void *s, size_t max, const int64_t *want,
         assert_int_equal(ev[i]->pos.seq, want[i]);
 }
 
+/* Nothing left to publish. */
+static void assert_all_published(pgt *t)
+{
+    assert_int_equal(
+        pgt_int(t, -1,
+                "SELECT count(*) FROM outbox WHERE published_at IS NULL"),
+        0);
+}
+
 static void release_one(pgt *t, void *s, obx_event *e, int64_t at, bool counts,
                         const char *error)
 {
@@ -92,8 +103,7 @@ static void test_descriptor(void **state)
     assert_int_equal(p->kind, OBX_PLUGIN_STORE);
     assert_string_equal(p->name, "pg_poll");
     assert_int_equal(p->config_size, sizeof(obx_pg_poll_config));
-    assert_int_equal(t->ops->flags,
-                     OBX_STORE_ORDERED_CLAIM | OBX_STORE_DURABLE_RETRY);
+    assert_int_equal(t->ops->flags, OBX_STORE_ORDERED_CLAIM);
     struct {
         const char *name;
         obx_opt_type type;
@@ -351,12 +361,145 @@ static void test_late_commit(void **state)
     pgt_ack(t, s, &inflight, 1);
     claim_ids(t, s, 8, (int64_t[]){k1}, 1, ev);
     pgt_ack(t, s, ev, 1);
-    assert_int_equal(pgt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "published_at IS NULL"),
-                     0);
+    assert_all_published(t);
     PQfinish(late);
     t->ops->close(s);
+}
+
+/* A claim runs in a thread so that the test can hold it inside the
+ * database at a chosen point. */
+typedef struct claim_job {
+    pgt *t;
+    void *inst;
+    obx_event *ev[8];
+    size_t n;
+    obx_status st;
+    char err[OBX_ERRSTR_LEN];
+    atomic_bool done;
+} claim_job;
+
+static void *claim_job_run(void *arg)
+{
+    claim_job *j = arg;
+    j->n = 0;
+    j->st =
+        j->t->ops->claim(j->inst, j->ev, 8, &j->n, 0, j->err, sizeof j->err);
+    atomic_store(&j->done, true);
+    return NULL;
+}
+
+/* Sessions of this test waiting for an advisory lock. */
+static int64_t advisory_waiters(pgt *t)
+{
+    return pgt_int(t, -1,
+                   "SELECT count(*) FROM pg_stat_activity WHERE "
+                   "application_name = current_setting('application_name') "
+                   "AND wait_event_type = 'Lock' AND wait_event = 'advisory'");
+}
+
+/* The interleaving that used to publish a late event alongside its
+ * successor: relay 1's claim has leased K2 but not committed when K1 (a
+ * lower id of the same key, committed late) becomes visible and relay 2
+ * claims. Relay 2's snapshot cannot see relay 1's lease and SKIP LOCKED
+ * hides K2, so nothing in that statement alone tells it K1 has a
+ * successor in flight. A trigger holds relay 1's claim open inside its
+ * UPDATE (after it locked K2) until the test lets it go. */
+static void test_late_commit_during_claim(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config c1 = t->conf, c2 = t->conf;
+    c1.owner = (char *)"relay1";
+    c2.owner = (char *)"relay2";
+    void *s1 = pgt_open(t, &c1), *s2 = pgt_open(t, &c2);
+    pgt_exec(t, "CREATE FUNCTION hold_relay1() RETURNS trigger LANGUAGE "
+                "plpgsql AS $$ BEGIN PERFORM pg_advisory_lock(4242); "
+                "PERFORM pg_advisory_unlock(4242); RETURN NEW; END $$");
+    pgt_exec(t, "CREATE TRIGGER hold_relay1 BEFORE UPDATE ON outbox FOR EACH "
+                "ROW WHEN (NEW.locked_by = 'relay1') EXECUTE FUNCTION "
+                "hold_relay1()");
+    PGconn *late = pgt_connect(t), *gate = pgt_connect(t);
+    pgt_exec_on(late, "BEGIN");
+    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                      "event_type, payload) VALUES ('o', 'K', 'Late', 'l')");
+    int64_t k2 = pgt_insert(t, "K", "x");
+    pgt_exec_on(gate, "SELECT pg_advisory_lock(4242)");
+
+    claim_job j1 = {.t = t, .inst = s1}, j2 = {.t = t, .inst = s2};
+    pthread_t th1, th2;
+    assert_int_equal(pthread_create(&th1, NULL, claim_job_run, &j1), 0);
+    for (int i = 0; i < 500 && advisory_waiters(t) < 1; i++)
+        pgt_sleep_ms(10);
+    assert_int_equal(advisory_waiters(t), 1); /* relay 1 holds K2 */
+    pgt_exec_on(late, "COMMIT");
+    assert_int_equal(pthread_create(&th2, NULL, claim_job_run, &j2), 0);
+    /* relay 2 either finishes (the old behaviour) or queues behind
+     * relay 1's claim */
+    for (int i = 0;
+         i < 500 && !atomic_load(&j2.done) && advisory_waiters(t) < 2; i++)
+        pgt_sleep_ms(10);
+    pgt_exec_on(gate, "SELECT pg_advisory_unlock(4242)");
+    pthread_join(th1, NULL);
+    pthread_join(th2, NULL);
+    if (j1.st != OBX_OK || j2.st != OBX_OK)
+        fail_msg("claims: %s / %s", j1.err, j2.err);
+    assert_int_equal(j1.n, 1);
+    assert_int_equal(j1.ev[0]->pos.seq, k2);
+    /* K1 must wait until K2 is settled */
+    if (j2.n != 0)
+        fail_msg("relay 2 claimed id %lld (key %s) while K2 (id %lld) was "
+                 "in flight at relay 1",
+                 (long long)j2.ev[0]->pos.seq, j2.ev[0]->key, (long long)k2);
+    pgt_ack(t, s1, j1.ev, 1);
+    obx_event *ev[8];
+    int64_t k1 =
+        pgt_int(t, -1, "SELECT id FROM outbox WHERE event_type = 'Late'");
+    claim_ids(t, s2, 8, (int64_t[]){k1}, 1, ev);
+    pgt_ack(t, s2, ev, 1);
+    PQfinish(late);
+    PQfinish(gate);
+    t->ops->close(s1);
+    t->ops->close(s2);
+}
+
+/* Claim order outlives a lease: K2 is claimed and its relay dies (the
+ * lease runs out unpublished); K1, a lower id of the same key, commits
+ * only then. K2 was visible to a claim K1 was not, so K2 committed first
+ * and must go out first, although both are pending and K1's id is lower.
+ * The same after a retry: a row that came back precedes a row of its key
+ * that no claim has seen. */
+static void test_claim_order_survives_expired_lease(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config dead = t->conf, live = t->conf;
+    dead.owner = (char *)"dead-relay";
+    dead.lease_ms = 200;
+    live.owner = (char *)"live-relay";
+    void *s1 = pgt_open(t, &dead), *s2 = pgt_open(t, &live);
+    PGconn *late = pgt_connect(t);
+    pgt_exec_on(late, "BEGIN");
+    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                      "event_type, payload) VALUES ('o', 'K', 'Late', 'l')");
+    int64_t k2 = pgt_insert(t, "K", "x");
+    obx_event *ev[8];
+    claim_ids(t, s1, 8, (int64_t[]){k2}, 1, ev);
+    /* the relay that holds K2 is gone; K1 commits while K2 is leased */
+    pgt_exec_on(late, "COMMIT");
+    int64_t k1 =
+        pgt_int(t, -1, "SELECT id FROM outbox WHERE event_type = 'Late'");
+    assert_true(k1 < k2);
+    claim_ids(t, s2, 8, NULL, 0, ev); /* K2's lease holds the key */
+    pgt_sleep_ms(300);
+    /* both pending now: K2 first, in one batch, although k1 < k2 */
+    claim_ids(t, s2, 8, (int64_t[]){k2, k1}, 2, ev);
+    /* K2 fails and is retried: it still goes before K1 */
+    release_one(t, s2, ev[0], pgt_now_us(), true, "nack");
+    release_one(t, s2, ev[1], pgt_now_us(), false, "held");
+    claim_ids(t, s2, 8, (int64_t[]){k2, k1}, 2, ev);
+    pgt_ack(t, s2, ev, 2);
+    assert_all_published(t);
+    PQfinish(late);
+    t->ops->close(s2);
+    t->ops->close(s1);
 }
 
 static void test_lease_expiry(void **state)
@@ -705,7 +848,7 @@ static void hand_made_table(pgt *t, const char *event_id_col,
              "next_attempt_at timestamptz NOT NULL DEFAULT '-infinity', "
              "locked_by text, locked_until timestamptz, published_at "
              "timestamptz, dead_at timestamptz, last_error text, "
-             "dead_reason text, dead_destination text)",
+             "dead_reason text, dead_destination text, claim_seq bigint)",
              event_id_col, payload_type, headers_type);
 }
 
@@ -1343,6 +1486,76 @@ static void test_connection_loss(void **state)
     t->ops->close(s);
 }
 
+/* The store's connections through a TCP proxy of the test's own: the
+ * fixture server's port, read from its conninfo. */
+static tp_proxy *proxy_to_server(pgt *t, obx_pg_poll_config *c, char *ci,
+                                 size_t cilen)
+{
+    const char *p = strstr(t->server, "port=");
+    assert_non_null(p);
+    tp_proxy *px = tp_start("127.0.0.1", atoi(p + 5));
+    snprintf(ci, cilen, "%s host=127.0.0.1 port=%d", t->conninfo, tp_port(px));
+    c->conninfo = ci;
+    return px;
+}
+
+/* A link that stops forwarding without a reset (a dead middlebox): the
+ * kernel keeps answering keepalives, so only the store's own deadline
+ * notices. Every call returns UNAVAILABLE within query_timeout (plus
+ * the reconnect's connect timeout), nothing is settled or lost, and once
+ * the link works again the store reconnects by itself. */
+static void test_stalled_link(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config c = t->conf;
+    char ci[1536];
+    tp_proxy *px = proxy_to_server(t, &c, ci, sizeof ci);
+    c.query_timeout_ms = 1000;
+    c.owner = (char *)"stalled";
+    void *s = pgt_open(t, &c);
+    int64_t k1 = pgt_insert(t, "k1", "x");
+    obx_event *ev[4];
+    claim_ids(t, s, 4, (int64_t[]){k1}, 1, ev);
+
+    tp_set_mode(px, TP_STALL, 0);
+    int64_t k2 = pgt_insert(t, "k2", "x");
+    ERRBUF;
+    int64_t t0 = pgt_mono_ms();
+    assert_int_equal(t->ops->ack(s, ev, 1, err, sizeof err), OBX_UNAVAILABLE);
+    int64_t took = pgt_mono_ms() - t0;
+    assert_non_null(strstr(err, "query_timeout"));
+    assert_true(took >= 900 && took < 4000);
+    /* reconnecting through the stalled link gives up too, and the claim
+     * reports it instead of hanging */
+    size_t n = 9;
+    t0 = pgt_mono_ms();
+    obx_status st = t->ops->claim(s, ev + 1, 3, &n, 0, err, sizeof err);
+    took = pgt_mono_ms() - t0;
+    assert_int_equal(st, OBX_UNAVAILABLE);
+    assert_true(took < 4000);
+    /* the row is still leased to us, unpublished */
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "locked_by = 'stalled' AND published_at "
+                             "IS NULL"),
+                     1);
+
+    tp_set_mode(px, TP_PASS, 0);
+    st = OBX_UNAVAILABLE;
+    for (int i = 0; i < 100 && st != OBX_OK; i++) {
+        st = t->ops->ack(s, ev, 1, err, sizeof err);
+        if (st != OBX_OK)
+            pgt_sleep_ms(100);
+    }
+    if (st != OBX_OK)
+        fail_msg("ack after the stall: %s", err);
+    claim_ids(t, s, 4, (int64_t[]){k2}, 1, ev);
+    pgt_ack(t, s, ev, 1);
+    assert_all_published(t);
+    t->ops->close(s);
+    tp_stop(px);
+}
+
 /* ---- demo ---- */
 
 static void test_demo(void **state)
@@ -1524,6 +1737,8 @@ int main(void)
         T(test_claim_key_order),
         T(test_claim_key_order_across_relays),
         T(test_late_commit),
+        T(test_late_commit_during_claim),
+        T(test_claim_order_survives_expired_lease),
         T(test_lease_expiry),
         T(test_lease_token),
         T(test_ack_mark),
@@ -1543,6 +1758,7 @@ int main(void)
         T(test_open_errors),
         T(test_claim_wait),
         T(test_connection_loss),
+        T(test_stalled_link),
         T(test_demo),
         T(test_open_warns_missing_objects),
         T(test_open_refuses_missing_columns),

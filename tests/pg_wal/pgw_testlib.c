@@ -100,7 +100,7 @@ wt *wt_new(void)
     k->create_slot = true;
     k->ack_mode = OBX_PG_WAL_ACK_NONE;
     k->status_interval_ms = 1000;
-    k->timeout_ms = 30000;
+    k->query_timeout_ms = 15000;
     k->max_buffered = 10000;
     return t;
 }

@@ -1030,7 +1030,7 @@ static void test_first_open_together(void **state)
 /* A server that stops answering without closing anything (a hung
  * server, a dead middlebox: no FIN, no RST, TCP keepalives answered by
  * the box in between), played by tests/support/tcp_proxy: the stream and
- * the SQL session each notice within store.timeout and say
+ * the SQL session each notice within store.query_timeout and say
  * OBX_UNAVAILABLE instead of waiting forever; once the server answers
  * again (on new connections: the stalled ones stay dead), streaming goes
  * on where it was. */
@@ -1045,7 +1045,7 @@ static void test_stalled_server_noticed(void **state)
              tp_port(p));
     obx_pg_wal_config conf = t->conf;
     conf.conninfo = ci;
-    conf.timeout_ms = 2000;
+    conf.query_timeout_ms = 2000;
     void *inst = wt_open(t, &conf);
     obx_event *ev[MAXEV];
     wt_insert(t, "k", "E", "1");
@@ -1066,7 +1066,7 @@ static void test_stalled_server_noticed(void **state)
     if (rc != OBX_UNAVAILABLE)
         fail_msg("the stalled stream went unnoticed for %lld ms (%s: %s)",
                  (long long)stream_ms, obx_status_name(rc), err);
-    assert_true(stream_ms <= conf.timeout_ms + 1000);
+    assert_true(stream_ms <= conf.query_timeout_ms + 1000);
     assert_non_null(strstr(err, "sent nothing"));
 
     /* the SQL session is just as stalled */
@@ -1076,8 +1076,8 @@ static void test_stalled_server_noticed(void **state)
     int64_t sql_ms = wt_mono_ms() - t0;
     assert_int_equal(rc, OBX_UNAVAILABLE);
     assert_non_null(strstr(err, "no answer from the server"));
-    assert_true(sql_ms >= conf.timeout_ms - 100 &&
-                sql_ms <= conf.timeout_ms + 1000);
+    assert_true(sql_ms >= conf.query_timeout_ms - 100 &&
+                sql_ms <= conf.query_timeout_ms + 1000);
 
     tp_abandon(p);
     tp_set_mode(p, TP_PASS, 0);

@@ -71,8 +71,7 @@ static void test_descriptor(void **state)
     assert_int_equal(p->kind, OBX_PLUGIN_STORE);
     assert_string_equal(p->name, "sqlite");
     assert_int_equal(p->config_size, sizeof(obx_sqlite_config));
-    assert_int_equal(t->ops->flags,
-                     OBX_STORE_ORDERED_CLAIM | OBX_STORE_DURABLE_RETRY);
+    assert_int_equal(t->ops->flags, OBX_STORE_ORDERED_CLAIM);
     struct {
         const char *name;
         obx_opt_type type;
@@ -126,6 +125,14 @@ static void emit_cb(void *ctx, const char *text)
     b->calls++;
 }
 
+/* schema_v2 of `c` into b; fails the test with the store's reason. */
+static void schema_ok(sqt *t, const obx_sqlite_config *c, sbuf *b)
+{
+    ERRBUF;
+    if (t->ops->schema_v2(t->host, c, emit_cb, b, err, sizeof err) != OBX_OK)
+        fail_msg("schema: %s", err);
+}
+
 /* The core's options parser fills our struct from the table: defaults,
  * every type, and column.* pass-through. */
 static void test_options_through_core(void **state)
@@ -173,7 +180,7 @@ static void test_options_through_core(void **state)
     assert_string_equal(c.column.items[0].name, "aggregate_id");
     assert_string_equal(c.column.items[0].value, "order_id");
     sbuf b = {0};
-    assert_int_equal(t->ops->schema(t->host, &c, emit_cb, &b), OBX_OK);
+    schema_ok(t, &c, &b);
     assert_non_null(strstr(b.text, "\"order_id\" TEXT NOT NULL"));
     obx_options_free(tab, &c);
 
@@ -1048,7 +1055,7 @@ static void test_schema_default(void **state)
 {
     sqt *t = *state;
     sbuf b = {0};
-    assert_int_equal(t->ops->schema(t->host, &t->conf, emit_cb, &b), OBX_OK);
+    schema_ok(t, &t->conf, &b);
     assert_int_equal(b.calls, 5);
     assert_non_null(strstr(b.text, "CREATE TABLE IF NOT EXISTS \"outbox\""));
     assert_non_null(strstr(b.text, "\"aggregate_id\" TEXT NOT NULL"));
@@ -1082,7 +1089,7 @@ static void test_quoted_identifiers(void **state)
     c.table = (char *)"out\"box; DROP TABLE x";
     c.column = (obx_kvlist){cols, 2};
     sbuf b = {0};
-    assert_int_equal(t->ops->schema(t->host, &c, emit_cb, &b), OBX_OK);
+    schema_ok(t, &c, &b);
     assert_non_null(
         strstr(b.text, "CREATE TABLE IF NOT EXISTS \"out\"\"box; DROP TABLE "
                        "x\""));
@@ -1124,8 +1131,14 @@ static void expect_config_error(sqt *t, const obx_sqlite_config *c,
     if (!strstr(err, needle))
         fail_msg("validate error '%s' lacks '%s'", err, needle);
     sbuf b = {0};
-    assert_int_equal(t->ops->schema(t->host, c, emit_cb, &b), OBX_CONFIG);
+    err[0] = '\0';
+    assert_null(t->ops->schema); /* schema_v2 only: it can say why */
+    assert_int_equal(
+        t->ops->schema_v2(t->host, c, emit_cb, &b, err, sizeof err),
+        OBX_CONFIG);
     assert_int_equal(b.calls, 0);
+    if (!strstr(err, needle))
+        fail_msg("schema error '%s' lacks '%s'", err, needle);
 }
 
 static void test_column_errors(void **state)
