@@ -200,9 +200,11 @@ static void pg_poll_config(chaos_ctx *c, FILE *fp)
     pg_state *s = c->store->state;
     char ci[1300];
     pg_relay_conninfo(c, ci, sizeof ci);
+    /* a server silent for 10 s (not 15) is given up, within a 20 s stall */
     fprintf(fp,
             "store = pg_poll\nstore.conninfo = %s\nstore.schema = %s\n"
-            "store.channel = %s\nstore.lease = 2s\n",
+            "store.channel = %s\nstore.lease = 2s\n"
+            "store.query_timeout = 10s\n",
             ci, s->schema, s->schema);
 }
 
