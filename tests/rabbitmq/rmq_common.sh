@@ -70,9 +70,13 @@ rmq_boot() {
 }
 
 # Stop the node (rabbitmqctl stop waits for the pid to exit), then kill
-# what is left of it and of its private epmd.
+# what is left of it and of its private epmd. Given a pid file that does
+# not exist (a node that died while booting never wrote it), rabbitmqctl
+# stop waits for it forever: then it gets none, and fails at once.
 rmq_halt() {
-    rmq_ctl stop "$ROOT/rabbitmq.pid" >/dev/null 2>&1 || true
+    local pidfile=()
+    [[ -f $ROOT/rabbitmq.pid ]] && pidfile=("$ROOT/rabbitmq.pid")
+    rmq_ctl stop "${pidfile[@]}" >/dev/null 2>&1 || true
     local pid
     if [[ -f $ROOT/rabbitmq.pid ]]; then
         pid=$(cat "$ROOT/rabbitmq.pid" 2>/dev/null || true)
