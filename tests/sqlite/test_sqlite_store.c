@@ -328,47 +328,8 @@ static void test_claim_max(void **state)
     t->ops->close(s);
 }
 
-static void release_one(sqt *t, void *s, obx_event *e, int64_t at, bool counts,
-                        const char *error)
-{
-    ERRBUF;
-    obx_release r = {e, at, error, counts};
-    obx_status st = t->ops->release(s, &r, 1, err, sizeof err);
-    if (st != OBX_OK)
-        fail_msg("release: %s", err);
-}
-
-/* A1 B1 A2 B2 A3: while A1 waits for its retry, A2 and A3 stay put and
- * key B keeps flowing. */
-static void test_claim_key_order(void **state)
-{
-    sqt *t = *state;
-    void *s = sqt_open(t, NULL);
-    const char *keys[] = {"A", "B", "A", "B", "A"};
-    for (int i = 0; i < 5; i++)
-        sqt_insert(t, keys[i], "x");
-    obx_event *ev[8], *a1;
-    claim_ids(t, s, 1, (int64_t[]){1}, 1, ev);
-    a1 = ev[0];
-    /* A1 leased: A2, A3 held back; B free */
-    claim_ids(t, s, 8, (int64_t[]){2, 4}, 2, ev);
-    obx_event *b[2] = {ev[0], ev[1]};
-    release_one(t, s, a1, sqt_now_us() + 3600LL * 1000000, true, "nack");
-    /* A1 waits for its retry: A2, A3 still held back */
-    claim_ids(t, s, 8, NULL, 0, ev);
-    sqt_ack(t, s, b, 2);
-    sqt_insert(t, "B", "x"); /* 6 */
-    sqt_insert(t, "C", "x"); /* 7 */
-    claim_ids(t, s, 8, (int64_t[]){6, 7}, 2, ev);
-    sqt_ack(t, s, ev, 2);
-    /* A1 due again: the whole key comes, in order */
-    sqt_exec(t, "UPDATE outbox SET next_attempt_at = 0 WHERE id = 1");
-    claim_ids(t, s, 8, (int64_t[]){1, 3, 5}, 3, ev);
-    assert_int_equal(ev[0]->attempts, 1);
-    assert_int_equal(ev[1]->attempts, 0);
-    sqt_ack(t, s, ev, 3);
-    t->ops->close(s);
-}
+/* Per-key claim order and hold-back (A1 B1 A2 B2 A3): tests/contract,
+ * check claim_holds_keys. */
 
 /* A key whose head is leased by another relay is held back too, and a
  * dead head does not block its key. */
@@ -902,46 +863,7 @@ static void test_text_nul_and_null(void **state)
     t->ops->close(s);
 }
 
-/* ---- stats, retention ---- */
-
-static void test_stats(void **state)
-{
-    sqt *t = *state;
-    void *s = sqt_open(t, NULL);
-    ERRBUF;
-    obx_store_stats ss = {.struct_size = sizeof ss};
-    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
-    assert_int_equal(ss.pending, 0);
-    assert_int_equal(ss.oldest_pending_us, 0);
-    assert_int_equal(ss.lag_bytes, -1);
-    for (int i = 1; i <= 3; i++)
-        sqt_exec(t,
-                 "INSERT INTO outbox(aggregate_type, aggregate_id, "
-                 "event_type, payload, created_at) VALUES "
-                 "('o', 'k%d', 'T', 'p', %d000)",
-                 i, i);
-    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
-    assert_int_equal(ss.pending, 3);
-    assert_int_equal(ss.dead, 0);
-    assert_int_equal(ss.oldest_pending_us, 1000);
-    obx_event *ev[4];
-    assert_int_equal(sqt_claim(t, s, ev, 1), 1);
-    /* claimed but unsettled events are still pending */
-    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
-    assert_int_equal(ss.pending, 3);
-    sqt_ack(t, s, ev, 1);
-    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
-    assert_int_equal(ss.pending, 2);
-    assert_int_equal(ss.oldest_pending_us, 2000);
-    /* an older caller's smaller struct: nothing written past its size */
-    obx_store_stats small;
-    memset(&small, 0x5a, sizeof small);
-    small.struct_size = offsetof(obx_store_stats, lag_bytes);
-    assert_int_equal(t->ops->stats(s, &small, err, sizeof err), OBX_OK);
-    assert_int_equal(small.pending, 2);
-    assert_int_equal(small.lag_bytes, 0x5a5a5a5a5a5a5a5aLL);
-    t->ops->close(s);
-}
+/* ---- retention (stats: tests/contract, check stats) ---- */
 
 static void test_retention(void **state)
 {
@@ -1482,7 +1404,6 @@ int main(void)
         T(test_plain_insert),
         T(test_claim_fields),
         T(test_claim_max),
-        T(test_claim_key_order),
         T(test_claim_key_order_dead_head),
         T(test_lease_expiry),
         T(test_ack_mark),
@@ -1494,7 +1415,6 @@ int main(void)
         T(test_header_values),
         T(test_header_nul),
         T(test_text_nul_and_null),
-        T(test_stats),
         T(test_retention),
         T(test_schema_default),
         T(test_quoted_identifiers),
