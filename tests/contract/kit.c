@@ -62,6 +62,15 @@ int kit_load(kit_plugin *kp, obx_plugin_kind kind, const char *plugin,
     return 0;
 }
 
+void kit_unload(kit_plugin *kp)
+{
+    if (kp->loader) {
+        obx_loader_free(kp->loader);
+        free(kp->loader);
+    }
+    memset(kp, 0, sizeof *kp);
+}
+
 void *kit_conf(const kit_plugin *kp, const char *prefix, const char *text)
 {
     size_t len = strlen(text) + 64;

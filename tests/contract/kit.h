@@ -25,6 +25,9 @@ typedef struct kit_plugin {
 int kit_load(kit_plugin *kp, obx_plugin_kind kind, const char *plugin,
              const char *dir, char *err, size_t errlen);
 
+/* dlclose and free what kit_load made (after the last check). */
+void kit_unload(kit_plugin *kp);
+
 /* Fill a fresh config struct (calloc'ed, config_size) from text ("key =
  * value" lines, prefix "store." or "broker." added) through the core's
  * option code, as the relay does. Fails the running test on error. Free

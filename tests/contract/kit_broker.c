@@ -404,5 +404,7 @@ int obx_contract_broker_run(const obx_contract_broker_harness *h)
     };
     int failed = kit_run(group, checks, sizeof checks / sizeof checks[0],
                          kb_setup, kb_teardown, k);
+    kit_unload(&k->kp);
+    free(k);
     return failed + bad;
 }

@@ -957,6 +957,7 @@ int obx_contract_store_run(const obx_contract_store_harness *h)
                group, kit_na(na, "inspect") ? kit_na(na, "inspect") : "");
     int failed = kit_run(group, checks, sizeof checks / sizeof checks[0],
                          ks_setup, ks_teardown, k);
-    /* k and its loader stay: descriptors point into the loaded object */
+    kit_unload(&k->kp);
+    free(k);
     return failed + bad;
 }
