@@ -222,7 +222,10 @@ static void ks_assert_near(int64_t got, int64_t want, const char *what)
 /* ---- checks ---- */
 
 /* claim returns at most max events, each once, with what event.h asks of
- * a store; ten due events come out over claims of 3, 4 and 16. */
+ * a store; ten due events come out over claims of 3, 4 and 16. Each round
+ * may take several claims (ks_claim_n, at most max events in all): store.h
+ * promises "up to max" due events, not min(max, due) from every call, and
+ * a WAL store hands out what its stream has delivered so far. */
 static void check_claim_max(void **state)
 {
     ks *k = *state;
