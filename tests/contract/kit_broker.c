@@ -147,13 +147,15 @@ static int kb_arrived(kb *k, const obx_contract_msg *m, size_t n, size_t i)
     return c;
 }
 
-/* Events of one key arrived in array order. */
+/* Events of one key arrived in array order. `failed` (or -1): the event
+ * made to fail, which must not arrive, while the later ones of its key may
+ * (check_not_attempted): it is left out of the pairs. */
 static void kb_assert_key_order(kb *k, const obx_contract_msg *m, size_t n,
-                                size_t nev)
+                                size_t nev, long failed)
 {
     for (size_t a = 0; a < nev; a++)
         for (size_t b = a + 1; b < nev; b++) {
-            if (strcmp(k->key[a], k->key[b]) != 0)
+            if (strcmp(k->key[a], k->key[b]) != 0 || (long)a == failed)
                 continue;
             long pa = -1, pb = -1;
             for (size_t j = 0; j < n; j++) {
@@ -196,7 +198,7 @@ static void check_results_filled(void **state)
         if (c != 1)
             fail_msg("%s acknowledged OK but arrived %d times", k->id[i], c);
     }
-    kb_assert_key_order(k, m, n, KB_N);
+    kb_assert_key_order(k, m, n, KB_N, -1);
     if (k->ops->flush)
         k->ops->flush(b, 1000);
     k->ops->close(b);
@@ -259,7 +261,7 @@ static void check_not_attempted(void **state)
                 fail_msg("%s: \"not attempted\" but it arrived", k->id[i]);
         }
     }
-    kb_assert_key_order(k, m, n, KB_N);
+    kb_assert_key_order(k, m, n, KB_N, 2);
     if (k->ops->flush)
         k->ops->flush(b, 1000);
     k->ops->close(b);
@@ -361,7 +363,7 @@ static void check_ok_after_confirm(void **state)
                          "broker",
                          k->id[i]);
         }
-        kb_assert_key_order(k, m, n, KB_N);
+        kb_assert_key_order(k, m, n, KB_N, -1);
     }
     k->ops->close(b);
 }
