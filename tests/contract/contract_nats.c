@@ -1,10 +1,9 @@
 /* The nats broker's contract harness, against the `nats` fixture's
  * nats-server (tests/nats/nats_testlib): a JetStream stream per check,
  * read back with a consumer; the failing event goes to a subject no
- * stream captures. The plugin reaches the server through a TCP proxy of
- * this process, so `unavailable` takes the server away from the plugin
- * alone (connections reset, new ones refused, as when nats-server is
- * killed) without killing the server the other nats tests share. */
+ * stream captures. The plugin connects through harness_proxy:
+ * `unavailable` is the server gone as when nats-server is killed, without
+ * killing the server the other nats tests share. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -18,24 +17,19 @@
 #include <outbox/contract.h>
 
 #include "nats_testlib.h"
-#include "tcp_proxy.h"
+#include "harness_proxy.h"
 
-static tp_proxy *proxy;
+static int port;
 static char stream[64], subject[64], wild[64], outside[64];
 
 static int h_setup(void *ctx, char *err, size_t errlen)
 {
     static unsigned serial;
     const char *url = nt_fixture_url();
-    if (!proxy) {
-        const char *p = strrchr(url, ':');
-        if (!p) {
-            snprintf(err, errlen, "no port in the fixture's URL %s", url);
-            return -1;
-        }
-        proxy = tp_start("127.0.0.1", atoi(p + 1));
-    }
-    tp_set_mode(proxy, TP_PASS, 0);
+    int server = hp_port_in(url, ":", err, errlen);
+    if (server < 0)
+        return -1;
+    port = hp_pass(server);
     /* names of this process: the fixture's server is shared, and two
      * streams may not capture the same subjects */
     unsigned n = ++serial;
@@ -59,7 +53,7 @@ static int h_config(void *ctx, char *text, size_t len, char *err, size_t errlen)
              "servers = nats://127.0.0.1:%d\nstream = %s\nsubjects = %s\n"
              "connect_timeout = 1s\nreconnect_wait = 100ms\n"
              "api_timeout = 2s\n",
-             tp_port(proxy), stream, wild);
+             port, stream, wild);
     return 0;
 }
 
@@ -100,18 +94,6 @@ static int h_poison(void *ctx, obx_event *ev, char *err, size_t errlen)
     return 0;
 }
 
-static int h_stop(void *ctx, char *err, size_t errlen)
-{
-    tp_set_mode(proxy, TP_DOWN, 0);
-    return 0;
-}
-
-static int h_start(void *ctx, char *err, size_t errlen)
-{
-    tp_set_mode(proxy, TP_PASS, 0);
-    return 0;
-}
-
 int main(void)
 {
     obx_contract_broker_harness h = {
@@ -125,11 +107,8 @@ int main(void)
         .destination = h_destination,
         .read_back = h_read_back,
         .poison = h_poison,
-        .backend_stop = h_stop,
-        .backend_start = h_start,
+        .backend_stop = hp_backend_stop,
+        .backend_start = hp_backend_start,
     };
-    int failed = obx_contract_broker_run(&h);
-    if (proxy)
-        tp_stop(proxy);
-    return failed ? 1 : 0;
+    return hp_exit(obx_contract_broker_run(&h));
 }

@@ -1,10 +1,8 @@
 /* The pg_poll store's contract harness: a fresh schema per check on the
  * `pg` fixture's server (tests/pg/pg_testlib), events written by a raw
  * connection as the application does, records read back from the outbox
- * table's columns. The store reaches the server through a TCP proxy of
- * this process, so backend_down takes the server away from the store
- * alone (every connection reset, new ones refused) without stopping the
- * server the other pg tests share. */
+ * table's columns; the store connects through harness_proxy (backend_down
+ * without stopping the server the other pg tests share). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,23 +15,18 @@
 #include <outbox/contract.h>
 
 #include "pg_testlib.h"
-#include "tcp_proxy.h"
+#include "harness_proxy.h"
 
 static pgt *cur;
-static tp_proxy *proxy;
+static int port;
 
 static int h_setup(void *ctx, char *err, size_t errlen)
 {
     cur = pgt_new();
-    if (!proxy) {
-        const char *p = strstr(cur->server, "port=");
-        if (!p) {
-            snprintf(err, errlen, "no port= in the fixture's conninfo");
-            return -1;
-        }
-        proxy = tp_start("127.0.0.1", atoi(p + 5));
-    }
-    tp_set_mode(proxy, TP_PASS, 0);
+    int server = hp_port_in(cur->server, "port=", err, errlen);
+    if (server < 0)
+        return -1;
+    port = hp_pass(server);
     /* the writer's table: open() creates it */
     cur->ops->close(pgt_open(cur, NULL));
     return 0;
@@ -53,7 +46,7 @@ static int h_config(void *ctx, const obx_contract_conf *req, char *text,
                      "conninfo = %s host=127.0.0.1 port=%d\n"
                      "owner = contract-%d\nchannel = %s\n"
                      "query_timeout = 3s\n",
-                     cur->conninfo, tp_port(proxy), req->instance, cur->schema);
+                     cur->conninfo, port, req->instance, cur->schema);
     if (req->lease_ms > 0)
         snprintf(text + n, len - (size_t)n, "lease = %lldms\n",
                  (long long)req->lease_ms);
@@ -107,18 +100,6 @@ static int h_inspect(void *ctx, const char *id, obx_contract_record *rec,
     return 0;
 }
 
-static int h_stop(void *ctx, char *err, size_t errlen)
-{
-    tp_set_mode(proxy, TP_DOWN, 0);
-    return 0;
-}
-
-static int h_start(void *ctx, char *err, size_t errlen)
-{
-    tp_set_mode(proxy, TP_PASS, 0);
-    return 0;
-}
-
 int main(void)
 {
     obx_contract_store_harness h = {
@@ -131,14 +112,11 @@ int main(void)
         .config = h_config,
         .write = h_write,
         .inspect = h_inspect,
-        .backend_stop = h_stop,
-        .backend_start = h_start,
+        .backend_stop = hp_backend_stop,
+        .backend_start = hp_backend_start,
         /* close() clears the leases it still holds (ack_mode_case in
          * tests/pg/test_pg_store.c checks the columns) */
         .close_returns_claims = true,
     };
-    int failed = obx_contract_store_run(&h);
-    if (proxy)
-        tp_stop(proxy);
-    return failed ? 1 : 0;
+    return hp_exit(obx_contract_store_run(&h));
 }

@@ -1,10 +1,7 @@
 /* The pg_wal store's contract harness: a fresh schema, publication and
  * slot per check on the `pg` fixture's server (tests/pg_wal/pgw_testlib),
- * events written by a raw connection as the application does. The store
- * reaches the server through a TCP proxy of this process, so backend_down
- * takes the server away from the store alone (its replication and query
- * connections reset, new ones refused) without stopping the server the
- * other pg tests share. */
+ * events written by a raw connection as the application does; the store
+ * (its replication and query connections) goes through harness_proxy. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,23 +14,18 @@
 #include <outbox/contract.h>
 
 #include "pgw_testlib.h"
-#include "tcp_proxy.h"
+#include "harness_proxy.h"
 
 static wt *cur;
-static tp_proxy *proxy;
+static int port;
 
 static int h_setup(void *ctx, char *err, size_t errlen)
 {
     cur = wt_new();
-    if (!proxy) {
-        const char *p = strstr(cur->server, "port=");
-        if (!p) {
-            snprintf(err, errlen, "no port= in the fixture's conninfo");
-            return -1;
-        }
-        proxy = tp_start("127.0.0.1", atoi(p + 5));
-    }
-    tp_set_mode(proxy, TP_PASS, 0);
+    int server = hp_port_in(cur->server, "port=", err, errlen);
+    if (server < 0)
+        return -1;
+    port = hp_pass(server);
     /* table, publication and slot: open() creates them, so that what the
      * kit writes next is in the slot's stream */
     cur->ops->close(wt_open(cur, NULL));
@@ -59,7 +51,7 @@ static int h_config(void *ctx, const obx_contract_conf *req, char *text,
              "conninfo = %s host=127.0.0.1 port=%d\n"
              "schema = %s\npublication = %s\nslot = %s\n"
              "status_interval = 100ms\n",
-             cur->conninfo, tp_port(proxy), cur->name, cur->name, cur->name);
+             cur->conninfo, port, cur->name, cur->name, cur->name);
     return 0;
 }
 
@@ -67,18 +59,6 @@ static int h_write(void *ctx, const char *key, const char *payload, char *err,
                    size_t errlen)
 {
     wt_insert(cur, key, "ContractChecked", payload);
-    return 0;
-}
-
-static int h_stop(void *ctx, char *err, size_t errlen)
-{
-    tp_set_mode(proxy, TP_DOWN, 0);
-    return 0;
-}
-
-static int h_start(void *ctx, char *err, size_t errlen)
-{
-    tp_set_mode(proxy, TP_PASS, 0);
     return 0;
 }
 
@@ -103,16 +83,13 @@ int main(void)
         .teardown = h_teardown,
         .config = h_config,
         .write = h_write,
-        .backend_stop = h_stop,
-        .backend_start = h_start,
+        .backend_stop = hp_backend_stop,
+        .backend_start = hp_backend_start,
         /* events claimed at close come back when the next instance
          * replays the stream from the slot's confirmed position */
         .close_returns_claims = false,
         .reports_lag = true,
         .not_applicable = na,
     };
-    int failed = obx_contract_store_run(&h);
-    if (proxy)
-        tp_stop(proxy);
-    return failed ? 1 : 0;
+    return hp_exit(obx_contract_store_run(&h));
 }

@@ -2,11 +2,9 @@
  * fixture's node (tests/rabbitmq/rmq_testlib): a queue per check behind
  * the default exchange (the destination is the routing key), read back
  * with a consumer; the failing event is unroutable (a routing key no
- * queue has, returned under the mandatory flag). The plugin reaches the
- * node through a TCP proxy of this process, so `unavailable` takes the
- * node away from the plugin alone (connections reset, new ones refused,
- * as when the node crashes) without stopping the node the other rabbitmq
- * tests share. */
+ * queue has, returned under the mandatory flag). The plugin connects
+ * through harness_proxy: `unavailable` is the node gone as when it
+ * crashes, without stopping the node the other rabbitmq tests share. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,11 +18,10 @@
 #include <outbox/contract.h>
 
 #include "rmq_testlib.h"
-#include "tcp_proxy.h"
+#include "harness_proxy.h"
 
 #define ACC_MAX 256
 
-static tp_proxy *proxy;
 static char queue[64], unroutable[80], url[512];
 /* consuming takes messages off the queue: what read_back saw so far */
 static obx_contract_msg acc[ACC_MAX];
@@ -34,19 +31,13 @@ static int h_setup(void *ctx, char *err, size_t errlen)
 {
     static unsigned serial;
     const char *fix = rmqt_url();
-    const char *at = strrchr(fix, '@'), *colon = at ? strchr(at, ':') : NULL;
-    if (!colon) {
-        snprintf(err, errlen, "no @host:port in the fixture's URL");
+    int server = hp_port_in(fix, ":", err, errlen);
+    if (server < 0)
         return -1;
-    }
-    if (!proxy) {
-        proxy = tp_start("127.0.0.1", atoi(colon + 1));
-        /* the same URL (user, password, vhost), the proxy's port */
-        const char *rest = strchr(colon, '/');
-        snprintf(url, sizeof url, "%.*s:%d%s", (int)(colon - fix), fix,
-                 tp_port(proxy), rest ? rest : "/");
-    }
-    tp_set_mode(proxy, TP_PASS, 0);
+    /* the same URL (user, password, vhost), the proxy's port */
+    const char *colon = strrchr(fix, ':'), *rest = strchr(colon, '/');
+    snprintf(url, sizeof url, "%.*s:%d%s", (int)(colon - fix), fix,
+             hp_pass(server), rest ? rest : "/");
     long pid = (long)getpid();
     unsigned n = ++serial;
     snprintf(queue, sizeof queue, "contract-%ld-%u", pid, n);
@@ -99,18 +90,6 @@ static int h_poison(void *ctx, obx_event *ev, char *err, size_t errlen)
     return 0;
 }
 
-static int h_stop(void *ctx, char *err, size_t errlen)
-{
-    tp_set_mode(proxy, TP_DOWN, 0);
-    return 0;
-}
-
-static int h_start(void *ctx, char *err, size_t errlen)
-{
-    tp_set_mode(proxy, TP_PASS, 0);
-    return 0;
-}
-
 int main(void)
 {
     obx_contract_broker_harness h = {
@@ -123,11 +102,8 @@ int main(void)
         .destination = h_destination,
         .read_back = h_read_back,
         .poison = h_poison,
-        .backend_stop = h_stop,
-        .backend_start = h_start,
+        .backend_stop = hp_backend_stop,
+        .backend_start = hp_backend_start,
     };
-    int failed = obx_contract_broker_run(&h);
-    if (proxy)
-        tp_stop(proxy);
-    return failed ? 1 : 0;
+    return hp_exit(obx_contract_broker_run(&h));
 }
