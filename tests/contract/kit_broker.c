@@ -269,8 +269,8 @@ static void check_not_attempted(void **state)
 
 /* With the backend down: publish returns UNAVAILABLE (or a batch of
  * results none of which is OK) with a reason in results[0].errstr,
- * health (when there) is not OK, and nothing arrives; once it is back the
- * same instance publishes again. */
+ * health (when there) is not OK, and nothing arrives twice; once it is
+ * back the same instance publishes again. */
 static void check_unavailable(void **state)
 {
     kb *k = *state;
@@ -326,11 +326,20 @@ static void check_unavailable(void **state)
         if (kb_arrived(k, m, n, i) != 1)
             fail_msg("%s: OK after the outage but did not arrive once",
                      k->id[i]);
-    for (size_t j = 0; j < n; j++)
-        for (int i = 0; i < 2; i++)
-            if (strcmp(m[j].event_id, down_ids[i]) == 0)
-                fail_msg("%s arrived though publish said unavailable",
-                         down_ids[i]);
+    /* UNAVAILABLE promises no confirmation, not that nothing was sent:
+     * a message handed to the client library before it noticed the
+     * outage may be stored once the link is back (nats: "sent, no PubAck:
+     * it may have been stored"), and the engine's retry carries the same
+     * event id (broker.h: only OK is a promise). More than once is a
+     * duplicate the plugin made itself. */
+    for (int i = 0; i < 2; i++) {
+        int c = 0;
+        for (size_t j = 0; j < n; j++)
+            c += strcmp(m[j].event_id, down_ids[i]) == 0;
+        if (c > 1)
+            fail_msg("%s arrived %d times though publish said unavailable",
+                     down_ids[i], c);
+    }
     if (k->ops->flush)
         k->ops->flush(b, 1000);
     k->ops->close(b);

@@ -16,7 +16,7 @@
  * a retry as a delay added to the database's now(), and reports the
  * oldest pending event as an age measured there, mapped back onto the
  * caller's clock), so they are off by the call's latency. */
-#define KS_CLOCK_SLACK_US 20000
+#define KS_CLOCK_SLACK_US 50000
 
 typedef struct ks {
     const obx_contract_store_harness *h;
