@@ -66,8 +66,8 @@ m=$(grep -c '^outbox.order order-' "$tmp/skel.out" || true)
 pkg-config --exists outbox-contract || { echo "no outbox-contract.pc installed"; exit 1; }
 [[ -f $tmp/prefix/include/outbox/contract.h ]] || { echo "outbox/contract.h not installed"; exit 1; }
 for kind in store broker; do
-    # shellcheck disable=SC2046
-    cc -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter \
+    # shellcheck disable=SC2046,SC2086
+    cc -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter ${OBX_HARNESS_FLAGS:-} \
         -o "$tmp/contract_$kind" "$src/../contract/contract_${kind}_skeleton.c" \
         $(pkg-config --cflags --libs outbox-contract)
     "$tmp/contract_$kind" "$tmp/examples/obx_${kind}_skeleton.so" >"$tmp/contract_$kind.out" 2>&1 ||
