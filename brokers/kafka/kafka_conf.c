@@ -4,6 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <outbox/secret.h>
+
 /* Set before the user's properties, so every one can be overridden. */
 static const char *const kfk_defaults[][2] = {
     /* No duplicates or reordering from librdkafka's own retries. */
@@ -30,12 +32,7 @@ static const char *const kfk_owned[][2] = {
 
 bool obx_kafka_is_secret(const char *property)
 {
-    static const char *const words[] = {"password", "secret", "token", "key",
-                                        NULL};
-    for (size_t i = 0; words[i]; i++)
-        if (strcasestr(property, words[i]))
-            return true;
-    return false;
+    return obx_secret_name(property, strlen(property));
 }
 
 obx_status obx_kafka_conf_check(const obx_kafka_config *c, char *errstr,

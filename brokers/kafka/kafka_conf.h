@@ -14,8 +14,9 @@
 #include "kafka_config.h"
 
 /* Whether a librdkafka property name looks secret (sasl.password,
- * ssl.key.password, sasl.oauthbearer.client.secret, ...): the same words
- * the core masks for OBX_OPT_SECRET prefixes. */
+ * ssl.key.password, sasl.oauthbearer.client.secret, ...): one of
+ * OBX_SECRET_WORDS (<outbox/secret.h>), the words the core masks for
+ * OBX_OPT_SECRET prefixes. */
 bool obx_kafka_is_secret(const char *property);
 
 /* Copy msg to out with every occurrence of value replaced by "<secret>"
