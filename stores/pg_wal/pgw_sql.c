@@ -11,6 +11,8 @@
 
 #include "err_words.h"
 #include "pg_schema.h"
+#include "pg_secret.h"
+#include "pg_status.h"
 #include "pgw_store.h"
 
 #define PGW_MIN_SERVER 140000
@@ -361,46 +363,7 @@ int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
 
 void pgw_scrub(const pgw_store *s, const char *in, char *out, size_t outlen)
 {
-    if (outlen == 0)
-        return;
-    s->host->mask(in ? in : "", out, outlen);
-    if (s->secret && strlen(s->secret) >= 3) {
-        size_t sl = strlen(s->secret);
-        char *p = out;
-        while ((p = strstr(p, s->secret)) != NULL) {
-            memcpy(p, "***", 3);
-            memmove(p + 3, p + sl, strlen(p + sl) + 1);
-            p += 3;
-        }
-    }
-    size_t o = 0;
-    for (size_t i = 0; out[i]; i++) {
-        char c = out[i] == '\n' || out[i] == '\t' ? ' ' : out[i];
-        if (c == ' ' && (o == 0 || out[o - 1] == ' '))
-            continue;
-        out[o++] = c;
-    }
-    while (o > 0 && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
-}
-
-/* SQLSTATE classes that mean "try again later": connection, auth,
- * rollback, resources, operator intervention, system; plus object in use
- * (55006: the slot is active elsewhere) and lock not available. */
-static obx_status status_of(const char *state)
-{
-    if (!state || strlen(state) != 5)
-        return OBX_UNAVAILABLE;
-    static const char *const classes[] = {"08", "28", "40", "53",
-                                          "57", "58", NULL};
-    for (int i = 0; classes[i]; i++)
-        if (strncmp(state, classes[i], 2) == 0)
-            return OBX_UNAVAILABLE;
-    if (strcmp(state, "55006") == 0 || strcmp(state, "55P03") == 0 ||
-        strcmp(state, "25006") == 0)
-        return OBX_UNAVAILABLE;
-    return OBX_FATAL;
+    osc_pg_scrub(s->host, s->secret, in, out, outlen);
 }
 
 obx_status pgw_fail(pgw_store *s, PGconn *c, const PGresult *res,
@@ -422,7 +385,7 @@ obx_status pgw_fail(pgw_store *s, PGconn *c, const PGresult *res,
     }
     if (c == s->sql && PQtransactionStatus(c) == PQTRANS_INERROR)
         PQclear(PQexec(c, "ROLLBACK"));
-    return status_of(state);
+    return osc_pg_status_of(state);
 }
 
 /* Server notices ("relation ... already exists, skipping") go to the

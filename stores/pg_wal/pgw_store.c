@@ -14,6 +14,7 @@
  * return nothing and try the slot again) and takes over at its first
  * claim after the first one's connection goes. */
 #include "err_words.h"
+#include "pg_secret.h"
 #include "pgw_store.h"
 
 #include <stddef.h>
@@ -181,30 +182,6 @@ static void live_free(pgw_store *s, pgw_event *e)
 
 /* ---- open / close ---- */
 
-static obx_status pgw_parse_conninfo(pgw_store *s, char *errstr, size_t errlen)
-{
-    const char *ci = s->conf->conninfo ? s->conf->conninfo : "";
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(ci, &msg);
-    if (!opts) {
-        /* libpq quotes pieces of the string, maybe of a password */
-        obx_errf_words(errstr, errlen,
-                       "store.conninfo: not a valid libpq connection string or "
-                       "URI");
-        PQfreemem(msg);
-        return msg ? OBX_CONFIG : OBX_NOMEM;
-    }
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
-            s->secret = strdup(o->val);
-    PQconninfoFree(opts);
-    if (ci[0])
-        pgw_scrub(s, ci, s->target, sizeof s->target);
-    else
-        snprintf(s->target, sizeof s->target, "(libpq defaults)");
-    return OBX_OK;
-}
-
 static obx_status pgw_init(pgw_store *s, const obx_host *host,
                            const obx_pg_wal_config *conf, char *errstr,
                            size_t errlen)
@@ -216,7 +193,10 @@ static obx_status pgw_init(pgw_store *s, const obx_host *host,
     if (pgw_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
     obx_status st = pgw_check_recover(conf, errstr, errlen);
-    return st != OBX_OK ? st : pgw_parse_conninfo(s, errstr, errlen);
+    return st != OBX_OK
+               ? st
+               : osc_pg_conninfo(host, conf->conninfo, &s->secret, s->target,
+                                 sizeof s->target, errstr, errlen);
 }
 
 static void pgw_fini(pgw_store *s)
@@ -228,9 +208,7 @@ static void pgw_fini(pgw_store *s)
         live_free(s, s->head);
     pgo_msg_free(&s->msg);
     free(s->rels);
-    if (s->secret)
-        memset(s->secret, 0, strlen(s->secret));
-    free(s->secret);
+    osc_pg_secret_free(s->secret);
 }
 
 /* Set up (tables, publication, slot). The slot is taken by the first
