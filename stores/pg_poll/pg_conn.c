@@ -36,20 +36,6 @@ void pgp_scrub(const pgp_store *s, const char *in, char *out, size_t outlen)
 
 /* ---- init ---- */
 
-static void pgp_default_owner(pgp_store *s)
-{
-    const char *o = s->conf->owner;
-    if (o && o[0]) {
-        snprintf(s->owner, sizeof s->owner, "%s", o);
-        return;
-    }
-    char host[256];
-    if (gethostname(host, sizeof host) != 0)
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
-    snprintf(s->owner, sizeof s->owner, "%s:%ld", host, (long)getpid());
-}
-
 obx_status pgp_init(pgp_store *s, const obx_host *host,
                     const obx_pg_poll_config *conf, char *errstr, size_t errlen)
 {
@@ -58,7 +44,7 @@ obx_status pgp_init(pgp_store *s, const obx_host *host,
     s->conf = conf;
     if (pgp_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
-    pgp_default_owner(s);
+    osc_lease_owner(conf->owner, s->owner, sizeof s->owner);
     s->table_ref = pgp_sql_expand(&s->names, "{T}");
     if (!s->table_ref)
         return OBX_NOMEM;

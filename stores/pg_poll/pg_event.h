@@ -12,14 +12,11 @@
 #include <outbox/event.h>
 #include <outbox/status.h>
 
-/* The block. `ev` comes first so the engine's obx_event pointer is the
- * block; the links chain the instance's unsettled events, so close() can
- * hand their leases back and free them. */
-typedef struct pgp_event {
-    obx_event ev;
-    struct pgp_event *prev, *next;
-    int64_t lease_token; /* our claim's locked_until, unix microseconds */
-} pgp_event;
+#include "claimed.h"
+
+/* The block: a claimed event of the shared list (claimed.h), whose
+ * lease_token is our claim's locked_until. */
+typedef osc_claimed pgp_event;
 
 /* Read a big-endian int8 column of a binary-format result (0 for NULL). */
 int64_t pgp_get_i64(const PGresult *res, int row, int col);

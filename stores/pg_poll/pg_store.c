@@ -79,29 +79,6 @@ static const obx_option pgp_options[] = {
     OBX_OPTIONS_END,
 };
 
-/* ---- live events ---- */
-
-static void pgp_live_add(pgp_store *s, pgp_event *e)
-{
-    e->prev = NULL;
-    e->next = s->live;
-    if (s->live)
-        s->live->prev = e;
-    s->live = e;
-}
-
-/* Settle: forget and free a claimed event. */
-static void pgp_live_free(pgp_store *s, pgp_event *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        s->live = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    free(e);
-}
-
 /* ---- parameters ---- */
 
 /* Start array parameter k (an empty "{" in its buffer). */
@@ -191,8 +168,7 @@ static void pgp_unlease_live(pgp_store *s)
                          "%s; they expire after the lease",
                          s->names.table, err[0] ? err : obx_status_name(st));
     }
-    while (s->live)
-        pgp_live_free(s, s->live);
+    osc_claimed_settle_all(&s->live);
 }
 
 static void pgp_close(void *inst)
@@ -325,7 +301,7 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
     /* RETURNING gives no order guarantee; the engine needs id order */
     qsort(out, b.n, sizeof *out, pgp_cmp_seq);
     for (size_t i = 0; i < b.n; i++)
-        pgp_live_add(s, (pgp_event *)out[i]);
+        osc_claimed_add(&s->live, (pgp_event *)out[i]);
     *n = b.n;
     return OBX_OK;
 }
@@ -423,7 +399,7 @@ static obx_status pgp_settle(pgp_store *s, const pgp_settle_op *op,
                      "owner",
                      s->names.table, op->what, n - done, n);
     for (size_t i = 0; i < n; i++)
-        pgp_live_free(s, op->item(items, i));
+        osc_claimed_settle(&s->live, op->item(items, i));
     return OBX_OK;
 }
 

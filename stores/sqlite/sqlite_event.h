@@ -12,14 +12,11 @@
 #include <outbox/event.h>
 #include <outbox/status.h>
 
-/* The block. `ev` comes first so the engine's obx_event pointer is the
- * block; the links chain the instance's unsettled events, so close() can
- * hand their leases back and free them. */
-typedef struct sq_event {
-    obx_event ev;
-    struct sq_event *prev, *next;
-    int64_t lease_until; /* our claim's locked_until: the lease token */
-} sq_event;
+#include "claimed.h"
+
+/* The block: a claimed event of the shared list (claimed.h), whose
+ * lease_token is our claim's locked_until. */
+typedef osc_claimed sq_event;
 
 /* The columns sq_event_read expects, in this order, from `first` on:
  * id, event_id, aggregate_type, aggregate_id, event_type, payload, topic,

@@ -186,49 +186,14 @@ void sq_bind_str(sqlite3_stmt *st, int idx, const char *v)
         sqlite3_bind_null(st, idx);
 }
 
-static void sq_live_add(sq_store *s, sq_event *e)
-{
-    e->prev = NULL;
-    e->next = s->live;
-    if (s->live)
-        s->live->prev = e;
-    s->live = e;
-}
-
-/* Settle: forget and free a claimed event. */
-static void sq_live_free(sq_store *s, sq_event *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        s->live = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    free(e);
-}
-
 static void sq_bind_ours(sq_store *s, sqlite3_stmt *st, const sq_event *e)
 {
     sqlite3_bind_int64(st, 1, (int64_t)e->ev.pos.seq);
     sqlite3_bind_text(st, 2, s->owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, e->lease_until);
+    sqlite3_bind_int64(st, 3, e->lease_token);
 }
 
 /* ---- open / close ---- */
-
-static void sq_default_owner(sq_store *s)
-{
-    const char *o = s->conf->owner;
-    if (o && o[0]) {
-        snprintf(s->owner, sizeof s->owner, "%s", o);
-        return;
-    }
-    char host[256];
-    if (gethostname(host, sizeof host) != 0)
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
-    snprintf(s->owner, sizeof s->owner, "%s:%ld", host, (long)getpid());
-}
 
 /* Errors while opening: a path that cannot be opened or is not a database
  * is the operator's to fix (OBX_CONFIG); a lock held too long is not. */
@@ -436,7 +401,7 @@ static obx_status sq_init(sq_store *s, const obx_host *host,
     s->path = conf->path && conf->path[0] ? conf->path : "outbox.db";
     if (sq_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
-    sq_default_owner(s);
+    osc_lease_owner(s->conf->owner, s->owner, sizeof s->owner);
     return OBX_OK;
 }
 
@@ -492,8 +457,7 @@ static void sq_unlease_live(sq_store *s)
                      s->path, sqlite3_errmsg(s->db));
         sq_rollback(s);
     }
-    while (s->live)
-        sq_live_free(s, s->live);
+    osc_claimed_settle_all(&s->live);
 }
 
 static void sq_close(void *inst)
@@ -543,7 +507,7 @@ static obx_status sq_claim_row(sqlite3_stmt *st, int64_t until, sq_batch *b)
         return sq_add_poison(b, sqlite3_column_int64(st, 0), err);
     if (rc != OBX_OK)
         return rc;
-    e->lease_until = until;
+    e->lease_token = until;
     b->out[b->n++] = &e->ev;
     return OBX_OK;
 }
@@ -625,7 +589,7 @@ static obx_status sq_claim_once(sq_store *s, obx_event **out, size_t max,
     /* RETURNING gives no order guarantee; the engine needs id order */
     qsort(out, b.n, sizeof *out, sq_cmp_seq);
     for (size_t i = 0; i < b.n; i++)
-        sq_live_add(s, (sq_event *)out[i]);
+        osc_claimed_add(&s->live, (sq_event *)out[i]);
     *n = b.n;
     return OBX_OK;
 }
@@ -719,7 +683,7 @@ static obx_status sq_settle(sq_store *s, sq_stmt which, const void *items,
                      "(lease expired and taken over); left to their owner",
                      s->path, what, lost, n);
     for (size_t i = 0; i < n; i++)
-        sq_live_free(s, item(items, i));
+        osc_claimed_settle(&s->live, item(items, i));
     return OBX_OK;
 }
 
