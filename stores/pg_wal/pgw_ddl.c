@@ -16,6 +16,7 @@
  * published_at / dead_at with ack_mode = mark. The dead-letter table is
  * pg_wal's own: with ack_mode = none or source = messages there is no row
  * to mark. */
+/* clang-format off */
 static const char pgw_ddl_schema[] = "CREATE SCHEMA IF NOT EXISTS {S}";
 
 static const char pgw_ddl_dead[] =
@@ -42,6 +43,7 @@ const char pgw_ddl_pub_empty[] =
     "CREATE PUBLICATION {P} WITH (publish = 'insert')";
 const char pgw_ddl_slot[] =
     "SELECT pg_create_logical_replication_slot({SLOT}, 'pgoutput')";
+/* clang-format on */
 
 static int ddl_one(const pgw_names *n, const char *tpl,
                    int (*emit)(void *ctx, const char *sql), void *ctx)

@@ -26,19 +26,25 @@ static obx_status dead_row(pgw_store *s, const PGresult *r, int row,
     return OBX_OK;
 }
 
+/* clang-format off */
+/* $1: an event_id or NULL (all); times as unix microseconds. */
+static const char pgw_dead_list_sql[] =
+    "SELECT id, event_id, aggregate_type, aggregate_id, event_type,\n"
+    "       payload, topic, headers::text,\n"
+    "       (extract(epoch FROM created_at) * 1000000)::int8, attempts,\n"
+    "       dead_reason, dead_destination,\n"
+    "       (extract(epoch FROM dead_at) * 1000000)::int8\n"
+    "  FROM {D}\n"
+    " WHERE $1::text IS NULL OR event_id = $1\n"
+    " ORDER BY id";
+/* clang-format on */
+
 /* Call cb for each dead letter (all, or event_id's), oldest first. */
 obx_status pgw_dead_list(void *inst, const char *event_id, obx_dead_cb cb,
                          void *ctx, char *errstr, size_t errlen)
 {
     pgw_store *s = inst;
-    char *sql = pgw_sql_expand(
-        &s->names,
-        "SELECT id, event_id, aggregate_type, aggregate_id, event_type, "
-        "payload, topic, headers::text, "
-        "(extract(epoch FROM created_at) * 1000000)::int8, attempts, "
-        "dead_reason, dead_destination, "
-        "(extract(epoch FROM dead_at) * 1000000)::int8 FROM {D} "
-        "WHERE $1::text IS NULL OR event_id = $1 ORDER BY id");
+    char *sql = pgw_sql_expand(&s->names, pgw_dead_list_sql);
     if (!sql)
         return OBX_NOMEM;
     const char *p[1] = {event_id};
@@ -82,33 +88,57 @@ static obx_status dead_count(pgw_store *s, const char *tpl,
     return OBX_OK;
 }
 
+/* The statements below take $1, an event_id or NULL (all), and $2, the
+ * message prefix (NOT NULL: it is always set; it is a parameter so the
+ * statements share one parameter list). */
+/* clang-format off */
+
 /* The original row (if any) goes first, in its own statement (a row
  * deleted by a sibling CTE still holds its unique key), so the
  * re-inserted one keeps the event id: consumers dedup on it, and it was
  * never delivered. */
 static const char pgw_requeue_gone_sql[] =
-    "DELETE FROM {T} WHERE {event_id} IN (SELECT event_id FROM {D} WHERE "
-    "($1::text IS NULL OR event_id = $1) AND $2::text IS NOT NULL)";
+    "DELETE FROM {T}\n"
+    " WHERE {event_id} IN (SELECT event_id FROM {D}\n"
+    "                       WHERE ($1::text IS NULL OR event_id = $1)\n"
+    "                         AND $2::text IS NOT NULL)";
 
 static const char pgw_requeue_table_sql[] =
-    "WITH d AS (DELETE FROM {D} WHERE ($1::text IS NULL OR event_id = $1) "
-    "AND $2::text IS NOT NULL RETURNING *),\n"
-    " ins AS (INSERT INTO {T} ({event_id}, {aggregate_type}, {aggregate_id}, "
-    "{event_type}, {payload}, {topic}, {headers}, {created_at})\n"
-    "   SELECT event_id, aggregate_type, aggregate_id, event_type, payload, "
-    "topic, headers, created_at FROM d ORDER BY d.id RETURNING 1)\n"
+    "WITH d AS (DELETE FROM {D}\n"
+    "            WHERE ($1::text IS NULL OR event_id = $1)\n"
+    "              AND $2::text IS NOT NULL\n"
+    "        RETURNING *),\n"
+    "   ins AS (INSERT INTO {T} ({event_id}, {aggregate_type},\n"
+    "                            {aggregate_id}, {event_type}, {payload},\n"
+    "                            {topic}, {headers}, {created_at})\n"
+    "           SELECT event_id, aggregate_type, aggregate_id, event_type,\n"
+    "                  payload, topic, headers, created_at\n"
+    "             FROM d ORDER BY d.id\n"
+    "        RETURNING 1)\n"
     "SELECT count(*) FROM ins";
 
 /* A table-less outbox: emit the envelope again as a transactional
  * message. Payloads came from JSON envelopes, so they are UTF-8 text. */
 static const char pgw_requeue_msg_sql[] =
-    "WITH d AS (DELETE FROM {D} WHERE $1::text IS NULL OR event_id = $1 "
-    "RETURNING *)\n"
-    "SELECT count(pg_logical_emit_message(true, $2, json_build_object("
-    "'event_id', event_id, 'aggregate_type', aggregate_type, "
-    "'aggregate_id', aggregate_id, 'event_type', event_type, "
-    "'payload', convert_from(payload, 'UTF8'), 'topic', topic, "
-    "'headers', headers)::text)) FROM (SELECT * FROM d ORDER BY id) x";
+    "WITH d AS (DELETE FROM {D}\n"
+    "            WHERE $1::text IS NULL OR event_id = $1\n"
+    "        RETURNING *)\n"
+    "SELECT count(pg_logical_emit_message(true, $2, json_build_object(\n"
+    "           'event_id', event_id,\n"
+    "           'aggregate_type', aggregate_type,\n"
+    "           'aggregate_id', aggregate_id,\n"
+    "           'event_type', event_type,\n"
+    "           'payload', convert_from(payload, 'UTF8'),\n"
+    "           'topic', topic,\n"
+    "           'headers', headers)::text))\n"
+    "  FROM (SELECT * FROM d ORDER BY id) x";
+
+static const char pgw_purge_sql[] =
+    "DELETE FROM {D}\n"
+    " WHERE ($1::text IS NULL OR event_id = $1)\n"
+    "   AND $2::text IS NOT NULL";
+
+/* clang-format on */
 
 /* Move dead letters back into the stream (the outbox table, or a new
  * logical message when the outbox has no table). */
@@ -141,8 +171,6 @@ obx_status pgw_dead_requeue(void *inst, const char *event_id, uint64_t *count,
 obx_status pgw_dead_purge(void *inst, const char *event_id, uint64_t *count,
                           char *errstr, size_t errlen)
 {
-    return dead_count(inst,
-                      "DELETE FROM {D} WHERE ($1::text IS NULL OR event_id = "
-                      "$1) AND $2::text IS NOT NULL",
-                      event_id, count, "dead purge", errstr, errlen);
+    return dead_count(inst, pgw_purge_sql, event_id, count, "dead purge",
+                      errstr, errlen);
 }

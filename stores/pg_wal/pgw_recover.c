@@ -8,6 +8,28 @@
 #include "err_words.h"
 #include "pgw_store.h"
 
+/* clang-format off */
+
+/* Inside the new slot's snapshot: the rows it will never stream. */
+static const char pgw_recover_list_sql[] =
+    "CREATE TABLE IF NOT EXISTS {R} AS\n"
+    "SELECT {id} AS id FROM {T}\n"
+    " WHERE {published_at} IS NULL AND {dead_at} IS NULL";
+
+/* $1 the last row id read, $2 how many: the next rows of the list still
+ * pending, in PGW_C order (created_at in unix microseconds). */
+static const char pgw_recover_claim_sql[] =
+    "SELECT o.{id}, o.{event_id}, o.{aggregate_type}, o.{aggregate_id},\n"
+    "       o.{event_type}, o.{payload}, o.{topic}, o.{headers}::text,\n"
+    "       (extract(epoch FROM o.{created_at}) * 1000000)::int8\n"
+    "  FROM {T} o JOIN {R} r ON r.id = o.{id}\n"
+    " WHERE o.{id} > $1::int8\n"
+    "   AND o.{published_at} IS NULL AND o.{dead_at} IS NULL\n"
+    " ORDER BY o.{id}\n"
+    " LIMIT $2::int8";
+
+/* clang-format on */
+
 /* ---- recovery: a new slot plus the list of rows it will not stream ---- */
 
 /* Create the slot with an exported snapshot and, inside that snapshot,
@@ -59,11 +81,8 @@ obx_status pgw_recover_create(pgw_store *s, bool drop_first, char *errstr,
         free(sql);
     }
     if (st == OBX_OK)
-        st = pgw_run(s,
-                     "CREATE TABLE IF NOT EXISTS {R} AS SELECT {id} AS id "
-                     "FROM {T} WHERE {published_at} IS NULL AND {dead_at} IS "
-                     "NULL",
-                     0, NULL, "recover: list unpublished rows", errstr, errlen);
+        st = pgw_run(s, pgw_recover_list_sql, 0, NULL,
+                     "recover: list unpublished rows", errstr, errlen);
     if (st == OBX_OK)
         st = pgw_run(s, "COMMIT", 0, NULL, "recover: commit", errstr, errlen);
     else if (s->sql)
@@ -103,14 +122,7 @@ obx_status pgw_recover_claim(pgw_store *s, size_t max, char *errstr,
     snprintf(after, sizeof after, "%lld", (long long)s->recover_after);
     snprintf(lim, sizeof lim, "%zu", max);
     const char *p[2] = {after, lim};
-    char *sql = pgw_sql_expand(
-        &s->names,
-        "SELECT o.{id}, o.{event_id}, o.{aggregate_type}, o.{aggregate_id}, "
-        "o.{event_type}, o.{payload}, o.{topic}, o.{headers}::text, "
-        "(extract(epoch FROM o.{created_at}) * 1000000)::int8 "
-        "FROM {T} o JOIN {R} r ON r.id = o.{id} WHERE o.{id} > $1::int8 "
-        "AND o.{published_at} IS NULL AND o.{dead_at} IS NULL "
-        "ORDER BY o.{id} LIMIT $2::int8");
+    char *sql = pgw_sql_expand(&s->names, pgw_recover_claim_sql);
     if (!sql)
         return OBX_NOMEM;
     PGresult *r = NULL;

@@ -9,6 +9,44 @@
 #include "err_words.h"
 #include "pgw_store.h"
 
+/* clang-format off */
+
+/* ---- ack_mode mark / delete: $1 the rows' ids, an int8[] ---- */
+
+static const char pgw_ack_mark_sql[] =
+    "UPDATE {T} SET {published_at} = now()\n"
+    " WHERE {id} = ANY($1::int8[]) AND {published_at} IS NULL";
+
+static const char pgw_ack_delete_sql[] =
+    "DELETE FROM {T} WHERE {id} = ANY($1::int8[])";
+
+/* ---- bury ---- */
+
+static const char pgw_bury_insert_sql[] =
+    "INSERT INTO {D} (event_id, aggregate_type, aggregate_id, event_type,\n"
+    "                 payload, topic, headers, created_at, attempts,\n"
+    "                 dead_reason, dead_destination, from_message)\n"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb,\n"
+    "        to_timestamp($8::int8 / 1e6), $9, $10, $11, false)";
+
+/* The buried event's row: $1 its id, $2 the reason, then (a table with
+ * the bookkeeping columns) $3 the destination and $4 the attempts. As
+ * pg_poll buries, so the row tells its story after a switch of stores. */
+static const char pgw_bury_mark_full_sql[] =
+    "UPDATE {T}\n"
+    "   SET {dead_at} = now(), {dead_reason} = $2,\n"
+    "       {dead_destination} = $3, {attempts} = $4::int4\n"
+    " WHERE {id} = $1::int8";
+
+static const char pgw_bury_mark_sql[] =
+    "UPDATE {T} SET {dead_at} = now(), {dead_reason} = $2\n"
+    " WHERE {id} = $1::int8";
+
+static const char pgw_bury_delete_sql[] =
+    "DELETE FROM {T} WHERE {id} = $1::int8 AND $2::text IS NOT NULL";
+
+/* clang-format on */
+
 /* ---- ack_mode mark / delete ---- */
 
 obx_status pgw_sql_ack(pgw_store *s, obx_event *const *evs, size_t n,
@@ -37,9 +75,8 @@ obx_status pgw_sql_ack(pgw_store *s, obx_event *const *evs, size_t n,
         const char *p[1] = {ids};
         st = pgw_run(s,
                      s->conf->ack_mode == OBX_PG_WAL_ACK_MARK
-                         ? "UPDATE {T} SET {published_at} = now() WHERE {id} "
-                           "= ANY($1::int8[]) AND {published_at} IS NULL"
-                         : "DELETE FROM {T} WHERE {id} = ANY($1::int8[])",
+                         ? pgw_ack_mark_sql
+                         : pgw_ack_delete_sql,
                      1, p, "ack", errstr, errlen);
     }
     free(ids);
@@ -108,26 +145,13 @@ obx_status pgw_sql_bury(pgw_store *s, const obx_burial *items, size_t n,
     obx_status st = pgw_sql_ensure(s, errstr, errlen);
     if (st != OBX_OK || n == 0)
         return st;
-    char *ins = pgw_sql_expand(
-        &s->names,
-        "INSERT INTO {D} (event_id, aggregate_type, aggregate_id, event_type, "
-        "payload, topic, headers, created_at, attempts, dead_reason, "
-        "dead_destination, from_message) VALUES ($1, $2, $3, $4, $5, $6, "
-        "$7::jsonb, to_timestamp($8::int8 / 1e6), $9, $10, $11, false)");
-    const char *mark_tpl =
-        s->conf->ack_mode == OBX_PG_WAL_ACK_MARK && s->mark_full
-            /* as pg_poll buries: the row tells its story after a switch */
-            ? "UPDATE {T} SET {dead_at} = now(), {dead_reason} = $2, "
-              "{dead_destination} = $3, {attempts} = $4::int4 WHERE "
-              "{id} = $1::int8"
-            : s->conf->ack_mode == OBX_PG_WAL_ACK_MARK
-                  ? "UPDATE {T} SET {dead_at} = now(), {dead_reason} = $2 "
-                    "WHERE "
-                    "{id} = $1::int8"
-              : s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE
-                  ? "DELETE FROM {T} WHERE {id} = $1::int8 AND $2::text IS NOT "
-                    "NULL"
-                  : NULL;
+    char *ins = pgw_sql_expand(&s->names, pgw_bury_insert_sql);
+    bool mark_mode = s->conf->ack_mode == OBX_PG_WAL_ACK_MARK;
+    const char *mark_tpl = mark_mode && s->mark_full ? pgw_bury_mark_full_sql
+                           : mark_mode               ? pgw_bury_mark_sql
+                           : s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE
+                               ? pgw_bury_delete_sql
+                               : NULL;
     char *mark = mark_tpl ? pgw_sql_expand(&s->names, mark_tpl) : NULL;
     if (!ins || (mark_tpl && !mark)) {
         free(ins);

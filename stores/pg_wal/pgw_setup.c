@@ -16,6 +16,47 @@
 
 /* ---- set-up ---- */
 
+/* clang-format off */
+
+/* $1 the table as {T} expands it: the schema it is in, no row when there is
+ * no such table. */
+static const char pgw_table_schema_sql[] =
+    "SELECT n.nspname\n"
+    "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace\n"
+    " WHERE c.oid = to_regclass($1)";
+
+/* Whether the table $1 has both bookkeeping columns a full bury marks. */
+static const char pgw_mark_full_sql[] =
+    "SELECT count(*) = 2 FROM pg_attribute\n"
+    " WHERE attrelid = to_regclass($1)\n"
+    "   AND attname IN ('attempts', 'dead_destination')\n"
+    "   AND NOT attisdropped";
+
+static const char pgw_publication_sql[] =
+    "SELECT 1 FROM pg_publication WHERE pubname = $1";
+
+/* Whether publication $1 carries the inserts of table $2.$3. */
+static const char pgw_publishes_sql[] =
+    "SELECT p.pubinsert\n"
+    "  FROM pg_publication p\n"
+    "  JOIN pg_publication_tables t ON t.pubname = p.pubname\n"
+    " WHERE p.pubname = $1 AND t.schemaname = $2 AND t.tablename = $3";
+
+/* Whether the outbox table $1 exists, and whether $2 is a table. */
+static const char pgw_tables_exist_sql[] =
+    "SELECT to_regclass($1) IS NOT NULL,\n"
+    "       coalesce((SELECT relkind IN ('r', 'p') FROM pg_class\n"
+    "                  WHERE oid = to_regclass($2)), false)";
+
+/* Whether $1 is a table made as pg_wal's dead-letter table (it has
+ * from_message). */
+static const char pgw_legacy_dead_sql[] =
+    "SELECT 1 FROM pg_attribute\n"
+    " WHERE attrelid = to_regclass($1) AND attname = 'from_message'\n"
+    "   AND (SELECT relkind FROM pg_class WHERE oid = to_regclass($1)) = 'r'";
+
+/* clang-format on */
+
 static obx_status check_server(pgw_store *s, char *errstr, size_t errlen)
 {
     int v = PQserverVersion(s->sql);
@@ -88,12 +129,9 @@ static obx_status check_table(pgw_store *s, char *errstr, size_t errlen)
         return OBX_NOMEM;
     const char *p[1] = {name};
     bool found;
-    obx_status st = pgw_query_text(
-        s,
-        "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = "
-        "c.relnamespace WHERE c.oid = to_regclass($1)",
-        1, p, s->nsp, sizeof s->nsp, &found, "look for the table", errstr,
-        errlen);
+    obx_status st =
+        pgw_query_text(s, pgw_table_schema_sql, 1, p, s->nsp, sizeof s->nsp,
+                       &found, "look for the table", errstr, errlen);
     if (st == OBX_OK && !found) {
         free(name);
         obx_errf_words(errstr, errlen,
@@ -106,13 +144,8 @@ static obx_status check_table(pgw_store *s, char *errstr, size_t errlen)
      * need; burying then marks only dead_at and dead_reason. */
     char v[8] = "";
     if (st == OBX_OK)
-        st = pgw_query_text(s,
-                            "SELECT count(*) = 2 FROM pg_attribute WHERE "
-                            "attrelid = to_regclass($1) AND attname IN "
-                            "('attempts', 'dead_destination') AND NOT "
-                            "attisdropped",
-                            1, p, v, sizeof v, &found, "look at the table",
-                            errstr, errlen);
+        st = pgw_query_text(s, pgw_mark_full_sql, 1, p, v, sizeof v, &found,
+                            "look at the table", errstr, errlen);
     s->mark_full = v[0] == 't';
     free(name);
     return st;
@@ -125,11 +158,9 @@ static obx_status ensure_publication(pgw_store *s, bool *existed, char *errstr,
 {
     const char *p[1] = {s->names.publication};
     char v[8];
-    obx_status st = pgw_query_text(s,
-                                   "SELECT 1 FROM pg_publication WHERE "
-                                   "pubname = $1",
-                                   1, p, v, sizeof v, existed,
-                                   "look for the publication", errstr, errlen);
+    obx_status st =
+        pgw_query_text(s, pgw_publication_sql, 1, p, v, sizeof v, existed,
+                       "look for the publication", errstr, errlen);
     if (st != OBX_OK || *existed)
         return st;
     if (!s->conf->create_schema) {
@@ -158,12 +189,9 @@ static obx_status check_publication(pgw_store *s, char *errstr, size_t errlen)
     const char *p[3] = {s->names.publication, s->nsp, s->names.table};
     char v[8];
     bool found;
-    obx_status st = pgw_query_text(
-        s,
-        "SELECT p.pubinsert FROM pg_publication p JOIN pg_publication_tables "
-        "t ON t.pubname = p.pubname WHERE p.pubname = $1 AND t.schemaname = "
-        "$2 AND t.tablename = $3",
-        3, p, v, sizeof v, &found, "check the publication", errstr, errlen);
+    obx_status st =
+        pgw_query_text(s, pgw_publishes_sql, 3, p, v, sizeof v, &found,
+                       "check the publication", errstr, errlen);
     if (st == OBX_OK && (!found || v[0] != 't')) {
         obx_errf_words(
             errstr, errlen,
@@ -190,13 +218,9 @@ static obx_status tables_missing(pgw_store *s, unsigned *parts, char *errstr,
     char *d = pgw_sql_expand(&s->names, "{D}");
     const char *p[2] = {t, d};
     PGresult *r = NULL;
-    obx_status st =
-        t && d ? pgw_exec(s,
-                          "SELECT to_regclass($1) IS NOT NULL, "
-                          "coalesce((SELECT relkind IN ('r', 'p') FROM "
-                          "pg_class WHERE oid = to_regclass($2)), false)",
-                          2, p, &r, "look for the tables", errstr, errlen)
-               : OBX_NOMEM;
+    obx_status st = t && d ? pgw_exec(s, pgw_tables_exist_sql, 2, p, &r,
+                                      "look for the tables", errstr, errlen)
+                           : OBX_NOMEM;
     free(t);
     free(d);
     *parts = 0;
@@ -271,12 +295,7 @@ static obx_status legacy_dead_table(pgw_store *s, char *errstr, size_t errlen)
     const char *p[1] = {d};
     char v[8];
     bool found;
-    st = pgw_query_text(s,
-                        "SELECT 1 FROM pg_attribute WHERE attrelid = "
-                        "to_regclass($1) AND attname = 'from_message' AND "
-                        "(SELECT relkind FROM pg_class WHERE oid = "
-                        "to_regclass($1)) = 'r'",
-                        1, p, v, sizeof v, &found,
+    st = pgw_query_text(s, pgw_legacy_dead_sql, 1, p, v, sizeof v, &found,
                         "look for the dead-letter table", errstr, errlen);
     free(d);
     if (st != OBX_OK || !found)

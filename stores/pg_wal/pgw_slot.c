@@ -8,6 +8,20 @@
 #include "err_words.h"
 #include "pgw_store.h"
 
+/* clang-format off */
+
+/* $1 the slot: its plugin, database, health, confirmed position, our
+ * database and the bytes it is behind (-1 unknown). */
+static const char pgw_read_slot_sql[] =
+    "SELECT plugin, database, coalesce(wal_status, ''),\n"
+    "       coalesce(confirmed_flush_lsn::text, ''), current_database(),\n"
+    "       coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(),\n"
+    "                                confirmed_flush_lsn)::int8, -1)\n"
+    "  FROM pg_replication_slots\n"
+    " WHERE slot_name = $1";
+
+/* clang-format on */
+
 typedef struct pgw_slot_info {
     bool found;
     char plugin[64], db[128], wal_status[32], confirmed[32];
@@ -22,14 +36,8 @@ static obx_status read_slot(pgw_store *s, pgw_slot_info *si, char *errstr,
     si->lag = -1;
     const char *p[1] = {s->names.slot};
     PGresult *r = NULL;
-    obx_status st = pgw_exec(
-        s,
-        "SELECT plugin, database, coalesce(wal_status, ''), "
-        "coalesce(confirmed_flush_lsn::text, ''), current_database(), "
-        "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), "
-        "confirmed_flush_lsn)::int8, -1) FROM pg_replication_slots WHERE "
-        "slot_name = $1",
-        1, p, &r, "read the replication slot", errstr, errlen);
+    obx_status st = pgw_exec(s, pgw_read_slot_sql, 1, p, &r,
+                             "read the replication slot", errstr, errlen);
     if (st != OBX_OK)
         return st;
     si->found = PQntuples(r) == 1;
