@@ -46,6 +46,7 @@ static const char *const sq_col_default[SQ_C_COUNT] = {
 
 #define SQ_PENDING_WHERE "{published_at} IS NULL AND {dead_at} IS NULL"
 
+/* clang-format off */
 const char *const sq_ddl_templates[] = {
     "CREATE TABLE IF NOT EXISTS {T} (\n"
     "    -- written by the application\n"
@@ -89,6 +90,7 @@ const char *const sq_ddl_templates[] = {
     "    WHERE {published_at} IS NOT NULL",
     NULL,
 };
+/* clang-format on */
 
 static int sq_col_lookup(const char *name, int limit)
 {

@@ -49,10 +49,12 @@ static const obx_option sq_options[] = {
     OBX_OPTIONS_END,
 };
 
+/* clang-format off */
+
 #define SQ_PENDING "{published_at} IS NULL AND {dead_at} IS NULL"
-#define SQ_EVENT_COLS                                                          \
-    "{id}, {event_id}, {aggregate_type}, {aggregate_id}, {event_type}, "       \
-    "{payload}, {topic}, {headers}, {created_at}, {attempts}"
+#define SQ_EVENT_COLS \
+    "{id}, {event_id}, {aggregate_type}, {aggregate_id}, {event_type},\n" \
+    "       {payload}, {topic}, {headers}, {created_at}, {attempts}"
 /* Release and bury touch a row only while our claim still holds it: once
  * the lease ran out and another relay took the event, it is theirs. */
 #define SQ_OURS "{id} = ?1 AND {locked_by} = ?2 AND {locked_until} = ?3"
@@ -87,48 +89,77 @@ static const char *const sq_stmt_sql[SQ_S_COUNT] = {
     [SQ_S_DATA_VERSION] = "PRAGMA data_version",
     [SQ_S_CLAIM] = sq_claim_sql,
     [SQ_S_ACK] = NULL, /* by ack_mode, see sq_ack_sql() */
-    [SQ_S_RELEASE] = "UPDATE {T} SET {next_attempt_at} = ?4, "
-                     "{attempts} = {attempts} + ?5, "
-                     "{last_error} = coalesce(?6, {last_error}), "
-                     "{locked_by} = NULL, {locked_until} = NULL "
-                     "WHERE " SQ_OURS,
-    [SQ_S_BURY] = "UPDATE {T} SET {dead_at} = ?4, {dead_reason} = ?5, "
-                  "{dead_destination} = ?6, {attempts} = ?7, "
-                  "{locked_by} = NULL, {locked_until} = NULL "
-                  "WHERE " SQ_OURS,
-    [SQ_S_UNLEASE] = "UPDATE {T} SET {locked_by} = NULL, "
-                     "{locked_until} = NULL WHERE " SQ_OURS,
-    [SQ_S_POISON] = "UPDATE {T} SET {dead_at} = ?2, {dead_reason} = ?3, "
-                    "{locked_by} = NULL, {locked_until} = NULL "
-                    "WHERE {id} = ?1",
-    [SQ_S_RETENTION] = "DELETE FROM {T} WHERE {id} IN (SELECT {id} FROM {T} "
-                       "WHERE {published_at} IS NOT NULL "
-                       "AND {published_at} < ?1 LIMIT ?2)",
+    /* ?4 retry time, ?5 1 when it counts as an attempt, ?6 the error */
+    [SQ_S_RELEASE] =
+        "UPDATE {T}\n"
+        "   SET {next_attempt_at} = ?4,\n"
+        "       {attempts} = {attempts} + ?5,\n"
+        "       {last_error} = coalesce(?6, {last_error}),\n"
+        "       {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE " SQ_OURS,
+    /* ?4 now, ?5 reason, ?6 destination, ?7 attempts */
+    [SQ_S_BURY] =
+        "UPDATE {T}\n"
+        "   SET {dead_at} = ?4, {dead_reason} = ?5,\n"
+        "       {dead_destination} = ?6, {attempts} = ?7,\n"
+        "       {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE " SQ_OURS,
+    [SQ_S_UNLEASE] =
+        "UPDATE {T} SET {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE " SQ_OURS,
+    /* ?1 id, ?2 now, ?3 reason */
+    [SQ_S_POISON] =
+        "UPDATE {T}\n"
+        "   SET {dead_at} = ?2, {dead_reason} = ?3,\n"
+        "       {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE {id} = ?1",
+    /* ?1 published before, ?2 at most this many rows */
+    [SQ_S_RETENTION] =
+        "DELETE FROM {T}\n"
+        " WHERE {id} IN (SELECT {id} FROM {T}\n"
+        "                 WHERE {published_at} IS NOT NULL\n"
+        "                   AND {published_at} < ?1\n"
+        "                 LIMIT ?2)",
     [SQ_S_PENDING] = "SELECT count(*) FROM {T} WHERE " SQ_PENDING,
     /* ids grow with insert time, so the lowest pending id is the oldest
      * pending event; MIN(created_at) would read every pending row */
-    [SQ_S_OLDEST] = "SELECT {created_at} FROM {T} WHERE " SQ_PENDING
-                    " ORDER BY {id} LIMIT 1",
+    [SQ_S_OLDEST] =
+        "SELECT {created_at} FROM {T}\n"
+        " WHERE " SQ_PENDING "\n"
+        " ORDER BY {id} LIMIT 1",
     [SQ_S_DEAD_COUNT] = "SELECT count(*) FROM {T} WHERE {dead_at} IS NOT NULL",
-    [SQ_S_DEAD_LIST] = "SELECT " SQ_EVENT_COLS ", {dead_reason}, "
-                       "{dead_destination}, {dead_at} FROM {T} "
-                       "WHERE {dead_at} IS NOT NULL "
-                       "AND (?1 IS NULL OR {event_id} = ?1) ORDER BY {id}",
-    [SQ_S_REQUEUE] = "UPDATE {T} SET {dead_at} = NULL, {dead_reason} = NULL, "
-                     "{dead_destination} = NULL, {attempts} = 0, "
-                     "{next_attempt_at} = 0, {locked_by} = NULL, "
-                     "{locked_until} = NULL WHERE {dead_at} IS NOT NULL "
-                     "AND (?1 IS NULL OR {event_id} = ?1)",
-    [SQ_S_PURGE] = "DELETE FROM {T} WHERE {dead_at} IS NOT NULL "
-                   "AND (?1 IS NULL OR {event_id} = ?1)",
+    /* ?1 an event_id or NULL (all) here and below */
+    [SQ_S_DEAD_LIST] =
+        "SELECT " SQ_EVENT_COLS ",\n"
+        "       {dead_reason}, {dead_destination}, {dead_at}\n"
+        "  FROM {T}\n"
+        " WHERE {dead_at} IS NOT NULL AND (?1 IS NULL OR {event_id} = ?1)\n"
+        " ORDER BY {id}",
+    [SQ_S_REQUEUE] =
+        "UPDATE {T}\n"
+        "   SET {dead_at} = NULL, {dead_reason} = NULL,\n"
+        "       {dead_destination} = NULL, {attempts} = 0,\n"
+        "       {next_attempt_at} = 0,\n"
+        "       {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE {dead_at} IS NOT NULL AND (?1 IS NULL OR {event_id} = ?1)",
+    [SQ_S_PURGE] =
+        "DELETE FROM {T}\n"
+        " WHERE {dead_at} IS NOT NULL AND (?1 IS NULL OR {event_id} = ?1)",
 };
+
+/* ?1 id, ?2 now */
+static const char sq_ack_delete_sql[] = "DELETE FROM {T} WHERE {id} = ?1";
+static const char sq_ack_mark_sql[] =
+    "UPDATE {T}\n"
+    "   SET {published_at} = ?2, {locked_by} = NULL, {locked_until} = NULL\n"
+    " WHERE {id} = ?1 AND {published_at} IS NULL";
+
+/* clang-format on */
 
 static const char *sq_ack_sql(const obx_sqlite_config *conf)
 {
-    if (conf->ack_mode == OBX_SQLITE_ACK_DELETE)
-        return "DELETE FROM {T} WHERE {id} = ?1";
-    return "UPDATE {T} SET {published_at} = ?2, {locked_by} = NULL, "
-           "{locked_until} = NULL WHERE {id} = ?1 AND {published_at} IS NULL";
+    return conf->ack_mode == OBX_SQLITE_ACK_DELETE ? sq_ack_delete_sql
+                                                   : sq_ack_mark_sql;
 }
 
 /* ---- small helpers shared with sqlite_admin.c ---- */
