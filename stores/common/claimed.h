@@ -11,7 +11,7 @@
 
 #include <outbox/event.h>
 
-/* A claimed event: the block obx_event_block_new builds with
+/* A claimed event: the block osc_event_block_new builds with
  * sizeof(osc_claimed) as its head. `ev` comes first so the engine's
  * obx_event pointer is the block. */
 typedef struct osc_claimed {

@@ -129,7 +129,7 @@ obx_status osc_pg_conninfo(const obx_host *host, const char *conninfo,
         char clean[OBX_ERRSTR_LEN];
         scrub_parse_error(host, ci, msg ? msg : "out of memory", clean,
                           sizeof clean);
-        obx_errf_words(errstr, errlen, "store.conninfo: %s", clean);
+        osc_errf_words(errstr, errlen, "store.conninfo: %s", clean);
         obx_status st = msg ? OBX_CONFIG : OBX_NOMEM;
         PQfreemem(msg);
         return st;

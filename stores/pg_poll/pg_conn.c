@@ -94,7 +94,7 @@ obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
     if (s->conn && s->timed_out) {
         char why[160];
         pgp_timeout_text(s, why, sizeof why);
-        obx_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
+        osc_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
                        what, why);
         pgp_disconnect(s, why);
         return OBX_UNAVAILABLE;
@@ -105,7 +105,7 @@ obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
         msg = PQerrorMessage(s->conn);
     char clean[OBX_ERRSTR_LEN];
     pgp_scrub(s, msg && msg[0] ? msg : "not connected", clean, sizeof clean);
-    obx_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
+    osc_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
                    what, clean);
     if (!s->conn)
         return OBX_UNAVAILABLE;
@@ -209,7 +209,7 @@ static obx_status pgp_check_table(pgp_store *s, pgp_connect_mode mode,
         return st;
     if (mode == PGP_CONNECT_CHECK && s->conf->create_schema)
         return OBX_OK; /* open() will create it */
-    obx_errf_words(
+    osc_errf_words(
         errstr, errlen,
         "pg_poll %s: no table \"%s\" (in %s%s%s) and create_schema is "
         "false; create it with `outbox-relay schema pg_poll`",
@@ -280,7 +280,7 @@ static obx_status pgp_check_columns(pgp_store *s, const char *table,
     free(arr);
     if (st != OBX_OK || !missing[0])
         return st;
-    obx_errf_words(
+    osc_errf_words(
         errstr, errlen,
         "pg_poll %s: table \"%s\" lacks column(s) %s, which the relay "
         "needs. The relay's own columns can be added with ALTER TABLE "
@@ -299,12 +299,12 @@ static obx_status pgp_check_columns(pgp_store *s, const char *table,
 static obx_status pgp_check_indexes(pgp_store *s, const char *table,
                                     char *errstr, size_t errlen)
 {
-    for (size_t i = 0; i < obx_pg_outbox_ddl_n; i++) {
-        const obx_pg_ddl *d = &obx_pg_outbox_ddl[i];
+    for (size_t i = 0; i < osc_pg_outbox_ddl_n; i++) {
+        const osc_pg_ddl *d = &osc_pg_outbox_ddl[i];
         if (!d->sfx)
             continue;
-        char name[OBX_PG_NAME_MAX + 1], v[8];
-        obx_pg_object_name(s->names.table, d->sfx, name);
+        char name[OSC_PG_NAME_MAX + 1], v[8];
+        osc_pg_object_name(s->names.table, d->sfx, name);
         const char *p[2] = {table, name};
         obx_status st = pgp_query1(
             s,
@@ -333,8 +333,8 @@ static obx_status pgp_check_trigger(pgp_store *s, const char *table,
 {
     if (!s->conf->listen || !s->conf->notify_trigger)
         return OBX_OK; /* writers NOTIFY, or nobody listens */
-    char name[OBX_PG_NAME_MAX + 1], chan[256];
-    obx_pg_object_name(s->names.table, OBX_PG_SFX_NOTIFY, name);
+    char name[OSC_PG_NAME_MAX + 1], chan[256];
+    osc_pg_object_name(s->names.table, OSC_PG_SFX_NOTIFY, name);
     const char *p[2] = {table, name};
     /* tgargs: the arguments, each NUL-terminated */
     obx_status st = pgp_query1(
@@ -464,7 +464,7 @@ static obx_status pgp_check_version(pgp_store *s, char *errstr, size_t errlen)
     int v = PQserverVersion(s->conn);
     if (v >= PGP_MIN_SERVER)
         return OBX_OK;
-    obx_errf_words(
+    osc_errf_words(
         errstr, errlen,
         "pg_poll %s: server version %d.%d is too old; PostgreSQL 14 or "
         "later is required",
@@ -494,7 +494,7 @@ obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
     if (PQstatus(s->conn) != CONNECTION_OK || PQsetnonblocking(s->conn, 1)) {
         char clean[OBX_ERRSTR_LEN];
         pgp_scrub(s, PQerrorMessage(s->conn), clean, sizeof clean);
-        obx_errf_words(errstr, errlen, "pg_poll %s: cannot connect: %s",
+        osc_errf_words(errstr, errlen, "pg_poll %s: cannot connect: %s",
                        s->target, clean);
         PQfinish(s->conn);
         s->conn = NULL;
@@ -523,7 +523,7 @@ obx_status pgp_ensure(pgp_store *s, char *errstr, size_t errlen)
         return OBX_OK;
     int64_t now = s->host->mono_us();
     if (now < s->retry_us) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_poll %s: not connected; next attempt in %lld ms",
                        s->target, (long long)((s->retry_us - now) / 1000));
         return OBX_UNAVAILABLE;

@@ -23,10 +23,10 @@ int64_t pgp_get_i64(const PGresult *res, int row, int col);
 
 /* Build an event from row `row` of a binary-format result whose columns
  * are in PGP_EVENT_COLUMNS order (see pg_sql.h). `strict` (a claim): a
- * NULL id/key/type (obx_event_fields_check) and headers that are not a
+ * NULL id/key/type (osc_event_fields_check) and headers that are not a
  * JSON object fail with OBX_PERMANENT (reason in err); otherwise bad
  * headers are dropped. Header values travel as written
- * (obx_event_headers_parse). On OBX_OK *out is a new block the caller frees
+ * (osc_event_headers_parse). On OBX_OK *out is a new block the caller frees
  * with free(). */
 obx_status pgp_event_read(const PGresult *res, int row, bool strict,
                           pgp_event **out, char *err, size_t errlen);

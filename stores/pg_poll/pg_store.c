@@ -259,7 +259,7 @@ static obx_status pgp_claim_rows(pgp_store *s, const PGresult *r, size_t max,
 {
     size_t rows = (size_t)PQntuples(r);
     if (rows > max || PQnfields(r) != PGP_EVENT_COLUMNS + 1) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_poll \"%s\": claim returned %zu rows of %d columns; "
                        "asked for %zu of %d",
                        s->names.table, rows, PQnfields(r), max,
@@ -270,7 +270,7 @@ static obx_status pgp_claim_rows(pgp_store *s, const PGresult *r, size_t max,
         obx_status st = pgp_claim_row(s, r, (int)i, b);
         if (st != OBX_OK) {
             /* the rows stay leased and come back after the lease */
-            obx_errf_words(errstr, errlen, "pg_poll \"%s\": claim: %s",
+            osc_errf_words(errstr, errlen, "pg_poll \"%s\": claim: %s",
                            s->names.table, obx_status_name(st));
             return st;
         }
@@ -346,7 +346,7 @@ static obx_status pgp_claim(void *inst, obx_event **out, size_t max, size_t *n,
         return st;
     if (pgp_wait(s, pgp_idle_wait(s, wait_ms)) < 0) {
         pgp_disconnect(s, "connection closed while waiting for NOTIFY");
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_poll %s: connection lost while waiting for events",
                        s->target);
         return OBX_UNAVAILABLE;
@@ -387,7 +387,7 @@ static obx_status pgp_settle(pgp_store *s, const pgp_settle_op *op,
         st = pgp_exec(s, op->stmt, op->nparams, params, 0, &r, op->what, errstr,
                       errlen);
     else
-        obx_errf_words(errstr, errlen, "pg_poll: %s: out of memory", op->what);
+        osc_errf_words(errstr, errlen, "pg_poll: %s: out of memory", op->what);
     if (st != OBX_OK)
         return st;
     size_t done = (size_t)strtoull(PQcmdTuples(r), NULL, 10);

@@ -25,7 +25,7 @@ obx_status pgw_fail(pgw_store *s, PGconn *c, const PGresult *res,
         msg = PQerrorMessage(c);
     char clean[OBX_ERRSTR_LEN];
     pgw_scrub(s, msg && msg[0] ? msg : "not connected", clean, sizeof clean);
-    obx_errf_words(errstr, errlen, "pg_wal %s: %s: %s", s->target, what, clean);
+    osc_errf_words(errstr, errlen, "pg_wal %s: %s: %s", s->target, what, clean);
     if (!c || PQstatus(c) == CONNECTION_BAD) {
         if (c && c == s->sql) {
             PQfinish(s->sql);
@@ -83,7 +83,7 @@ PGconn *pgw_connect(pgw_store *s, bool replication, char *errstr, size_t errlen)
     }
     char clean[OBX_ERRSTR_LEN];
     pgw_scrub(s, c ? PQerrorMessage(c) : "out of memory", clean, sizeof clean);
-    obx_errf_words(errstr, errlen, "pg_wal %s: cannot connect%s: %s", s->target,
+    osc_errf_words(errstr, errlen, "pg_wal %s: cannot connect%s: %s", s->target,
                    replication ? " for replication" : "", clean);
     PQfinish(c);
     return NULL;

@@ -65,8 +65,8 @@ int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
     int rc = 0;
     if ((outbox || (parts & PGW_DDL_DEAD)) && n->schema)
         rc = ddl_one(n, pgw_ddl_schema, emit, ctx);
-    for (size_t i = 0; outbox && rc == 0 && i < obx_pg_outbox_ddl_n; i++)
-        rc = ddl_one(n, obx_pg_outbox_ddl[i].tpl, emit, ctx);
+    for (size_t i = 0; outbox && rc == 0 && i < osc_pg_outbox_ddl_n; i++)
+        rc = ddl_one(n, osc_pg_outbox_ddl[i].tpl, emit, ctx);
     if ((parts & PGW_DDL_DEAD) && rc == 0)
         rc = ddl_one(n, pgw_ddl_dead, emit, ctx);
     if ((parts & PGW_DDL_PUBLICATION) && rc == 0)

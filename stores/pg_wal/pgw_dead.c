@@ -57,7 +57,7 @@ obx_status pgw_dead_list(void *inst, const char *event_id, obx_dead_cb cb,
         st = dead_row(s, r, i, cb, ctx, &stop);
     PQclear(r);
     if (st == OBX_OK && event_id && rows == 0) {
-        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+        osc_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
                        event_id);
         return OBX_NOT_FOUND;
     }
@@ -81,7 +81,7 @@ static obx_status dead_count(pgw_store *s, const char *tpl,
                                : strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     if (event_id && *count == 0) {
-        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+        osc_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
                        event_id);
         return OBX_NOT_FOUND;
     }

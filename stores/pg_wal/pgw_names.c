@@ -148,7 +148,7 @@ int pgw_names_init(pgw_names *n, const obx_pg_wal_config *conf, char *err,
                             names[i], PGW_NAME_MAX);
     /* the name pg_poll's DDL does not use for anything (its dead-letter
      * index is <table>_dead), so the two stores can share one table */
-    obx_pg_object_name(n->table, OBX_PG_SFX_DEAD_LETTERS, n->dead_buf);
+    osc_pg_object_name(n->table, OSC_PG_SFX_DEAD_LETTERS, n->dead_buf);
     n->dead_table = conf->dead_table && conf->dead_table[0] ? conf->dead_table
                                                             : n->dead_buf;
     if (conf->slot && conf->slot[0]) {
@@ -170,7 +170,7 @@ void pgw_names_slot(pgw_names *n, const obx_pg_wal_config *conf, const char *db)
         return;
     const char *what =
         conf->source == OBX_PG_WAL_MESSAGES ? n->prefix : n->table;
-    obx_pg_default_slot(db, n->schema, what, n->slot_buf);
+    osc_pg_default_slot(db, n->schema, what, n->slot_buf);
     n->slot = n->slot_buf;
 }
 
@@ -180,14 +180,14 @@ obx_status pgw_check_recover(const obx_pg_wal_config *conf, char *errstr,
     if (!conf->recover)
         return OBX_OK;
     if (conf->source == OBX_PG_WAL_MESSAGES) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "store.recover = true needs the outbox table as a "
                        "source: with source = messages the events exist only "
                        "in the WAL, and a lost slot leaves nothing to re-read");
         return OBX_CONFIG;
     }
     if (conf->ack_mode != OBX_PG_WAL_ACK_MARK) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "store.recover = true needs store.ack_mode = mark: "
                        "recovery re-reads the rows not marked published, and "
                        "only ack_mode = mark marks them");
@@ -200,7 +200,7 @@ obx_status pgw_check_recover(const obx_pg_wal_config *conf, char *errstr,
  * schema, {P} publication, {SLOT} slot literal, {PFX} prefix literal,
  * {I:sfx} index name "<table>_<sfx>", {col} a column ---- */
 
-/* name, or the object `sfx` of it (obx_pg_object_name), quoted and
+/* name, or the object `sfx` of it (osc_pg_object_name), quoted and
  * qualified with the schema when there is one. */
 static void qualified(pgw_buf *b, const pgw_names *n, const char *name,
                       const char *sfx)
@@ -209,9 +209,9 @@ static void qualified(pgw_buf *b, const pgw_names *n, const char *name,
         pgw_buf_ident(b, n->schema);
         pgw_buf_add(b, ".");
     }
-    char obj[OBX_PG_NAME_MAX + 1];
+    char obj[OSC_PG_NAME_MAX + 1];
     if (sfx)
-        obx_pg_object_name(name, sfx, obj);
+        osc_pg_object_name(name, sfx, obj);
     pgw_buf_ident(b, sfx ? obj : name);
 }
 
@@ -222,7 +222,7 @@ static int placeholder(pgw_buf *b, const pgw_names *n, const char *key)
     else if (strcmp(key, "D") == 0)
         qualified(b, n, n->dead_table, NULL);
     else if (strcmp(key, "R") == 0)
-        qualified(b, n, n->table, OBX_PG_SFX_RECOVER);
+        qualified(b, n, n->table, OSC_PG_SFX_RECOVER);
     else if (strcmp(key, "S") == 0)
         pgw_buf_ident(b, n->schema ? n->schema : "public");
     else if (strcmp(key, "P") == 0)
@@ -232,8 +232,8 @@ static int placeholder(pgw_buf *b, const pgw_names *n, const char *key)
     else if (strcmp(key, "PFX") == 0)
         pgw_buf_literal(b, n->prefix);
     else if (strncmp(key, "I:", 2) == 0) {
-        char obj[OBX_PG_NAME_MAX + 1];
-        obx_pg_object_name(n->table, key + 2, obj);
+        char obj[OSC_PG_NAME_MAX + 1];
+        osc_pg_object_name(n->table, key + 2, obj);
         pgw_buf_ident(b, obj);
     } else {
         for (int c = 0; c < PGW_C_COUNT; c++)
@@ -242,7 +242,7 @@ static int placeholder(pgw_buf *b, const pgw_names *n, const char *key)
                 return 0;
             }
         /* the shared table's bookkeeping columns keep their names */
-        if (!obx_pg_fixed_column(key))
+        if (!osc_pg_fixed_column(key))
             return -1;
         pgw_buf_ident(b, key);
     }

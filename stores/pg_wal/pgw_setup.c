@@ -61,7 +61,7 @@ static obx_status check_server(pgw_store *s, char *errstr, size_t errlen)
 {
     int v = PQserverVersion(s->sql);
     if (v < PGW_MIN_SERVER) {
-        obx_errf_words(
+        osc_errf_words(
             errstr, errlen,
             "pg_wal %s: server version %d.%d is too old; PostgreSQL 14 "
             "or later is required",
@@ -74,7 +74,7 @@ static obx_status check_server(pgw_store *s, char *errstr, size_t errlen)
         pgw_query_text(s, "SELECT current_setting('wal_level')", 0, NULL, level,
                        sizeof level, &found, "read wal_level", errstr, errlen);
     if (st == OBX_OK && strcmp(level, "logical") != 0) {
-        obx_errf_words(
+        osc_errf_words(
             errstr, errlen,
             "pg_wal %s: wal_level is '%s'; logical replication needs "
             "wal_level = logical in postgresql.conf (and a restart)",
@@ -115,7 +115,7 @@ static obx_status create_tables(pgw_store *s, unsigned parts, char *errstr,
     PQclear(r);
     if (rc == 0 && ok)
         return OBX_OK;
-    obx_errf_words(errstr, errlen,
+    osc_errf_words(errstr, errlen,
                    "pg_wal %s: could not create the tables (see the log); run "
                    "`outbox-relay schema pg_wal` as the DBA",
                    s->target);
@@ -134,7 +134,7 @@ static obx_status check_table(pgw_store *s, char *errstr, size_t errlen)
                        &found, "look for the table", errstr, errlen);
     if (st == OBX_OK && !found) {
         free(name);
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_wal %s: no table \"%s\" and create_schema is false; "
                        "create it with `outbox-relay schema pg_wal`",
                        s->target, s->names.table);
@@ -164,7 +164,7 @@ static obx_status ensure_publication(pgw_store *s, bool *existed, char *errstr,
     if (st != OBX_OK || *existed)
         return st;
     if (!s->conf->create_schema) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_wal %s: no publication \"%s\" and create_schema is "
                        "false; create it with `outbox-relay schema pg_wal`",
                        s->target, s->names.publication);
@@ -193,7 +193,7 @@ static obx_status check_publication(pgw_store *s, char *errstr, size_t errlen)
         pgw_query_text(s, pgw_publishes_sql, 3, p, v, sizeof v, &found,
                        "check the publication", errstr, errlen);
     if (st == OBX_OK && (!found || v[0] != 't')) {
-        obx_errf_words(
+        osc_errf_words(
             errstr, errlen,
             "pg_wal %s: publication \"%s\" does not publish INSERTs of "
             "\"%s\".\"%s\"; ALTER PUBLICATION \"%s\" ADD TABLE ... (and "
@@ -259,13 +259,13 @@ static obx_status check_dead_table(pgw_store *s, char *errstr, size_t errlen)
     if (st != OBX_OK || strcmp(kind, "r") == 0 || strcmp(kind, "p") == 0)
         return st;
     if (kind[0])
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_wal %s: \"%s\" is not a table (relkind '%s'), so "
                        "it cannot hold dead letters; set store.dead_table "
                        "to another name",
                        s->target, s->names.dead_table, kind);
     else
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_wal %s: no dead-letter table \"%s\" and "
                        "create_schema is false; create it with `outbox-relay "
                        "schema pg_wal`",
@@ -286,8 +286,8 @@ static obx_status legacy_dead_table(pgw_store *s, char *errstr, size_t errlen)
     if (st != OBX_OK || kind[0])
         return st;
     pgw_names old = s->names;
-    char name[OBX_PG_NAME_MAX + 1];
-    obx_pg_object_name(s->names.table, OBX_PG_SFX_DEAD, name);
+    char name[OSC_PG_NAME_MAX + 1];
+    osc_pg_object_name(s->names.table, OSC_PG_SFX_DEAD, name);
     old.dead_table = name;
     char *d = pgw_sql_expand(&old, "{D}");
     if (!d)
@@ -300,7 +300,7 @@ static obx_status legacy_dead_table(pgw_store *s, char *errstr, size_t errlen)
     free(d);
     if (st != OBX_OK || !found)
         return st;
-    char fresh[OBX_PG_NAME_MAX + 1];
+    char fresh[OSC_PG_NAME_MAX + 1];
     snprintf(fresh, sizeof fresh, "%s", s->names.dead_buf);
     snprintf(s->names.dead_buf, sizeof s->names.dead_buf, "%s", name);
     s->host->log(s->host, OBX_LOG_WARN,

@@ -59,7 +59,7 @@ static obx_status slot_lost(pgw_store *s, const char *what, char *errstr,
                             size_t errlen)
 {
     if (s->conf->ack_mode == OBX_PG_WAL_ACK_MARK)
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_wal %s: replication slot \"%s\" %s: events "
                        "committed since its last confirmed position may "
                        "never be streamed. Restart with store.recover = true "
@@ -68,7 +68,7 @@ static obx_status slot_lost(pgw_store *s, const char *what, char *errstr,
                        s->target, s->names.slot, what);
     else
         /* nothing says which rows were published: no way back by itself */
-        obx_errf_words(
+        osc_errf_words(
             errstr, errlen,
             "pg_wal %s: replication slot \"%s\" %s: events committed "
             "since its last confirmed position may never be streamed, and "
@@ -103,7 +103,7 @@ obx_status pgw_slot_check(pgw_store *s, int64_t *lag, char *errstr,
                          "behind max_slot_wal_keep_size)",
                          errstr, errlen);
     if (strcmp(si.plugin, "pgoutput") != 0 || strcmp(si.db, si.curdb) != 0) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_wal %s: replication slot \"%s\" uses plugin '%s' in "
                        "database '%s'; pg_wal needs a pgoutput slot in '%s'",
                        s->target, s->names.slot, si.plugin, si.db, si.curdb);
@@ -138,7 +138,7 @@ obx_status pgw_slot_ensure(pgw_store *s, bool pub_existed, char *errstr,
     if (!si.found && !pub_existed && s->conf->create_slot)
         return create_slot(s, errstr, errlen);
     if (!si.found && !s->conf->create_slot) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_wal %s: no replication slot \"%s\" and "
                        "create_slot is false. Create it with `outbox-relay "
                        "schema pg_wal` or SELECT "

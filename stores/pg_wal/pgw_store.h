@@ -163,7 +163,7 @@ obx_status pgw_check_recover(const obx_pg_wal_config *conf, char *errstr,
                              size_t errlen);
 /* The default slot for database `db`: "outbox_relay_<db>_<table>" (the
  * message prefix instead of the table with source = messages; the schema
- * too when set), see obx_pg_default_slot. Slot names are cluster-wide,
+ * too when set), see osc_pg_default_slot. Slot names are cluster-wide,
  * so the database is part of it. No-op when the slot option is set. */
 void pgw_names_slot(pgw_names *n, const obx_pg_wal_config *conf,
                     const char *db);

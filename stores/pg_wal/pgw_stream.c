@@ -196,7 +196,7 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
 static obx_status protocol_error(pgw_store *s, const char *what, char *errstr,
                                  size_t errlen)
 {
-    obx_errf_words(errstr, errlen, "pg_wal %s: replication protocol error: %s",
+    osc_errf_words(errstr, errlen, "pg_wal %s: replication protocol error: %s",
                    s->target, what);
     s->host->log(s->host, OBX_LOG_ERROR, "%s", errstr);
     return OBX_FATAL;
@@ -464,7 +464,7 @@ obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
         if (len == -1)
             return stream_ended(s, errstr, errlen);
         if (len < -1) {
-            obx_errf_words(errstr, errlen,
+            osc_errf_words(errstr, errlen,
                            "pg_wal %s: replication connection: %s", s->target,
                            PQerrorMessage(s->repl));
             pgw_stream_stop(s, "connection lost");
@@ -474,12 +474,12 @@ obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
         if (s->n_ready > 0 || s->host->mono_us() >= until)
             return OBX_OK;
         if (!wait_readable(s, until)) {
-            obx_errf_words(errstr, errlen,
+            osc_errf_words(errstr, errlen,
                            "pg_wal %s: replication connection lost", s->target);
             pgw_stream_stop(s, "connection lost while waiting");
             return OBX_UNAVAILABLE;
         }
     }
-    obx_errf_words(errstr, errlen, "pg_wal %s: not streaming", s->target);
+    osc_errf_words(errstr, errlen, "pg_wal %s: not streaming", s->target);
     return OBX_UNAVAILABLE;
 }

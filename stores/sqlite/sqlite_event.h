@@ -25,10 +25,10 @@ typedef osc_claimed sq_event;
 
 /* Build an event from the current row of `st`. `strict` (a claim): what
  * a broker cannot carry fails with OBX_PERMANENT and the reason in err: a
- * NULL id/key/type, a NUL byte in a text field (obx_event_fields_check),
+ * NULL id/key/type, a NUL byte in a text field (osc_event_fields_check),
  * headers that are not a JSON object. Not strict (listing dead letters):
  * the row is shown as it can be, bad headers dropped. Header values travel as
- * written (obx_event_headers_parse). On OBX_OK *out is a new block the caller
+ * written (osc_event_headers_parse). On OBX_OK *out is a new block the caller
  * frees with free(). */
 obx_status sq_event_read(sqlite3_stmt *st, int first, bool strict,
                          sq_event **out, char *err, size_t errlen);
