@@ -56,11 +56,10 @@ static int ddl_one(const pgw_names *n, const char *tpl,
     return rc;
 }
 
-int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
-                 unsigned parts, int (*emit)(void *ctx, const char *sql),
-                 void *ctx)
+int pgw_ddl_each(const pgw_names *n, const pgw_config *conf, unsigned parts,
+                 int (*emit)(void *ctx, const char *sql), void *ctx)
 {
-    bool table = conf->source != OBX_PG_WAL_MESSAGES;
+    bool table = conf->source != PGW_SOURCE_MESSAGES;
     bool outbox = table && (parts & PGW_DDL_OUTBOX);
     int rc = 0;
     if ((outbox || (parts & PGW_DDL_DEAD)) && n->schema)

@@ -146,7 +146,7 @@ obx_status pgw_dead_requeue(void *inst, const char *event_id, uint64_t *count,
                             char *errstr, size_t errlen)
 {
     pgw_store *s = inst;
-    if (s->conf->source == OBX_PG_WAL_MESSAGES)
+    if (s->conf->source == PGW_SOURCE_MESSAGES)
         return dead_count(s, pgw_requeue_msg_sql, event_id, count,
                           "dead requeue", errstr, errlen);
     obx_status st =

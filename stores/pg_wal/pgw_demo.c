@@ -61,7 +61,7 @@ static char *demo_statement(const pgw_store *s)
     orders.table = "orders";
     char *cte = pgw_sql_expand(&orders, demo_order_cte);
     char *tail = pgw_sql_expand(
-        &s->names, s->conf->source == OBX_PG_WAL_MESSAGES ? demo_message_sql
+        &s->names, s->conf->source == PGW_SOURCE_MESSAGES ? demo_message_sql
                                                           : demo_row_sql);
     char *sql = NULL;
     if (cte && tail && asprintf(&sql, "%s%s", cte, tail) < 0)
@@ -117,7 +117,7 @@ obx_status pgw_demo(void *inst, uint64_t n, char *errstr, size_t errlen)
         snprintf(cents, sizeof cents, "%llu",
                  (unsigned long long)(500 + rng % 20000));
         const char *p[3] = {customers[rng % 5], cents, s->names.prefix};
-        int np = s->conf->source == OBX_PG_WAL_MESSAGES ? 3 : 2;
+        int np = s->conf->source == PGW_SOURCE_MESSAGES ? 3 : 2;
         PGresult *r = NULL;
         st = pgw_exec(s, sql, np, p, &r, "demo: insert order", errstr, errlen);
         PQclear(r);

@@ -130,7 +130,7 @@ static const char *or_default(const char *v, const char *def)
     return v && v[0] ? v : def;
 }
 
-int pgw_names_init(pgw_names *n, const obx_pg_wal_config *conf, char *err,
+int pgw_names_init(pgw_names *n, const pgw_config *conf, char *err,
                    size_t errlen)
 {
     memset(n, 0, sizeof *n);
@@ -164,29 +164,29 @@ int pgw_names_init(pgw_names *n, const obx_pg_wal_config *conf, char *err,
     return 0;
 }
 
-void pgw_names_slot(pgw_names *n, const obx_pg_wal_config *conf, const char *db)
+void pgw_names_slot(pgw_names *n, const pgw_config *conf, const char *db)
 {
     if (n->slot)
         return;
     const char *what =
-        conf->source == OBX_PG_WAL_MESSAGES ? n->prefix : n->table;
+        conf->source == PGW_SOURCE_MESSAGES ? n->prefix : n->table;
     osc_pg_default_slot(db, n->schema, what, n->slot_buf);
     n->slot = n->slot_buf;
 }
 
-obx_status pgw_check_recover(const obx_pg_wal_config *conf, char *errstr,
+obx_status pgw_check_recover(const pgw_config *conf, char *errstr,
                              size_t errlen)
 {
     if (!conf->recover)
         return OBX_OK;
-    if (conf->source == OBX_PG_WAL_MESSAGES) {
+    if (conf->source == PGW_SOURCE_MESSAGES) {
         osc_errf_words(errstr, errlen,
                        "store.recover = true needs the outbox table as a "
                        "source: with source = messages the events exist only "
                        "in the WAL, and a lost slot leaves nothing to re-read");
         return OBX_CONFIG;
     }
-    if (conf->ack_mode != OBX_PG_WAL_ACK_MARK) {
+    if (conf->ack_mode != PGW_ACK_MARK) {
         osc_errf_words(errstr, errlen,
                        "store.recover = true needs store.ack_mode = mark: "
                        "recovery re-reads the rows not marked published, and "

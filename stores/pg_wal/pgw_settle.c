@@ -52,7 +52,7 @@ static const char pgw_bury_delete_sql[] =
 obx_status pgw_sql_ack(pgw_store *s, obx_event *const *evs, size_t n,
                        char *errstr, size_t errlen)
 {
-    if (s->conf->ack_mode == OBX_PG_WAL_ACK_NONE)
+    if (s->conf->ack_mode == PGW_ACK_NONE)
         return OBX_OK;
     pgw_buf b = {0};
     pgw_buf_add(&b, "{");
@@ -74,9 +74,8 @@ obx_status pgw_sql_ack(pgw_store *s, obx_event *const *evs, size_t n,
     if (rows) {
         const char *p[1] = {ids};
         st = pgw_run(s,
-                     s->conf->ack_mode == OBX_PG_WAL_ACK_MARK
-                         ? pgw_ack_mark_sql
-                         : pgw_ack_delete_sql,
+                     s->conf->ack_mode == PGW_ACK_MARK ? pgw_ack_mark_sql
+                                                       : pgw_ack_delete_sql,
                      1, p, "ack", errstr, errlen);
     }
     free(ids);
@@ -129,8 +128,7 @@ static obx_status bury_one(pgw_store *s, const char *ins, const char *mark,
     PQclear(r);
     if (st == OBX_OK && mark && e->row_id >= 0) {
         const char *mp[4] = {rowid, b->reason, b->destination, att};
-        int np =
-            s->conf->ack_mode == OBX_PG_WAL_ACK_MARK && s->mark_full ? 4 : 2;
+        int np = s->conf->ack_mode == PGW_ACK_MARK && s->mark_full ? 4 : 2;
         r = PQexecParams(s->sql, mark, np, NULL, mp, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             st = pgw_fail(s, s->sql, r, "bury: mark the row", errstr, errlen);
@@ -146,10 +144,10 @@ obx_status pgw_sql_bury(pgw_store *s, const obx_burial *items, size_t n,
     if (st != OBX_OK || n == 0)
         return st;
     char *ins = pgw_sql_expand(&s->names, pgw_bury_insert_sql);
-    bool mark_mode = s->conf->ack_mode == OBX_PG_WAL_ACK_MARK;
+    bool mark_mode = s->conf->ack_mode == PGW_ACK_MARK;
     const char *mark_tpl = mark_mode && s->mark_full ? pgw_bury_mark_full_sql
                            : mark_mode               ? pgw_bury_mark_sql
-                           : s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE
+                           : s->conf->ack_mode == PGW_ACK_DELETE
                                ? pgw_bury_delete_sql
                                : NULL;
     char *mark = mark_tpl ? pgw_sql_expand(&s->names, mark_tpl) : NULL;

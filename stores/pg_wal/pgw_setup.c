@@ -170,7 +170,7 @@ static obx_status ensure_publication(pgw_store *s, bool *existed, char *errstr,
                        s->target, s->names.publication);
         return OBX_CONFIG;
     }
-    bool table = s->conf->source != OBX_PG_WAL_MESSAGES;
+    bool table = s->conf->source != PGW_SOURCE_MESSAGES;
     st = pgw_run(s, table ? pgw_ddl_pub_table : pgw_ddl_pub_empty, 0, NULL,
                  "create publication", errstr, errlen);
     if (st == OBX_OK)
@@ -184,7 +184,7 @@ static obx_status ensure_publication(pgw_store *s, bool *existed, char *errstr,
  * say so instead of idling forever. */
 static obx_status check_publication(pgw_store *s, char *errstr, size_t errlen)
 {
-    if (s->conf->source == OBX_PG_WAL_MESSAGES)
+    if (s->conf->source == PGW_SOURCE_MESSAGES)
         return OBX_OK;
     const char *p[3] = {s->names.publication, s->nsp, s->names.table};
     char v[8];
@@ -225,7 +225,7 @@ static obx_status tables_missing(pgw_store *s, unsigned *parts, char *errstr,
     free(d);
     *parts = 0;
     if (st == OBX_OK && PQgetvalue(r, 0, 0)[0] != 't' &&
-        s->conf->source != OBX_PG_WAL_MESSAGES)
+        s->conf->source != PGW_SOURCE_MESSAGES)
         *parts |= PGW_DDL_OUTBOX;
     if (st == OBX_OK && PQgetvalue(r, 0, 1)[0] != 't')
         *parts |= PGW_DDL_DEAD;
@@ -344,7 +344,7 @@ obx_status pgw_setup(pgw_store *s, char *errstr, size_t errlen)
         st = tables_missing(s, &missing, errstr, errlen);
     if (st == OBX_OK && missing)
         st = create_tables(s, missing, errstr, errlen);
-    if (st == OBX_OK && s->conf->source != OBX_PG_WAL_MESSAGES)
+    if (st == OBX_OK && s->conf->source != PGW_SOURCE_MESSAGES)
         st = check_table(s, errstr, errlen);
     if (st == OBX_OK)
         st = check_dead_table(s, errstr, errlen);
@@ -355,7 +355,7 @@ obx_status pgw_setup(pgw_store *s, char *errstr, size_t errlen)
         st = check_publication(s, errstr, errlen);
     if (st == OBX_OK)
         st = pgw_slot_ensure(s, pub_existed, errstr, errlen);
-    if (st == OBX_OK && s->conf->source != OBX_PG_WAL_MESSAGES)
+    if (st == OBX_OK && s->conf->source != PGW_SOURCE_MESSAGES)
         st = pgw_recover_pending(s, errstr, errlen);
     return st;
 }

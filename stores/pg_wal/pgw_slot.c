@@ -58,7 +58,7 @@ static obx_status read_slot(pgw_store *s, pgw_slot_info *si, char *errstr,
 static obx_status slot_lost(pgw_store *s, const char *what, char *errstr,
                             size_t errlen)
 {
-    if (s->conf->ack_mode == OBX_PG_WAL_ACK_MARK)
+    if (s->conf->ack_mode == PGW_ACK_MARK)
         osc_errf_words(errstr, errlen,
                        "pg_wal %s: replication slot \"%s\" %s: events "
                        "committed since its last confirmed position may "
@@ -81,7 +81,7 @@ static obx_status slot_lost(pgw_store *s, const char *what, char *errstr,
             "published rows, and store.recover = true then re-reads the "
             "unpublished ones onto a new slot.",
             s->target, s->names.slot, what,
-            s->conf->ack_mode == OBX_PG_WAL_ACK_DELETE ? "delete" : "none",
+            s->conf->ack_mode == PGW_ACK_DELETE ? "delete" : "none",
             s->names.slot);
     s->host->log(s->host, OBX_LOG_ERROR, "%s", errstr);
     return OBX_FATAL;

@@ -11,8 +11,8 @@
  * The newest part of the list, from `ready` on, is read ahead and not yet
  * claimed; released events wait on the retry list, also in position
  * order, until their retry time. */
-#ifndef OBX_PGW_STORE_H
-#define OBX_PGW_STORE_H
+#ifndef PGW_STORE_H
+#define PGW_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -86,7 +86,7 @@ typedef struct pgw_rel {
 
 typedef struct pgw_store {
     const obx_host *host;
-    const obx_pg_wal_config *conf;
+    const pgw_config *conf;
     pgw_names names;
     char target[512]; /* the conninfo, passwords masked: for messages */
     char *secret;     /* the conninfo's password, scrubbed from messages */
@@ -155,18 +155,17 @@ char *pgw_buf_take(pgw_buf *b);
  * mappings. Without a slot option n->slot stays NULL until
  * pgw_names_slot. 0, or -1 with err filled. n must not move afterwards
  * (it points into itself). */
-int pgw_names_init(pgw_names *n, const obx_pg_wal_config *conf, char *err,
+int pgw_names_init(pgw_names *n, const pgw_config *conf, char *err,
                    size_t errlen);
 /* store.recover's requirements (ack_mode = mark, a table source):
  * OBX_CONFIG with the reason, or OBX_OK. For validate and open alike. */
-obx_status pgw_check_recover(const obx_pg_wal_config *conf, char *errstr,
+obx_status pgw_check_recover(const pgw_config *conf, char *errstr,
                              size_t errlen);
 /* The default slot for database `db`: "outbox_relay_<db>_<table>" (the
  * message prefix instead of the table with source = messages; the schema
  * too when set), see osc_pg_default_slot. Slot names are cluster-wide,
  * so the database is part of it. No-op when the slot option is set. */
-void pgw_names_slot(pgw_names *n, const obx_pg_wal_config *conf,
-                    const char *db);
+void pgw_names_slot(pgw_names *n, const pgw_config *conf, const char *db);
 /* Expand a template's placeholders ({T} table, {D} dead-letter table,
  * {R} recovery list, {S} schema, {P} publication, {SLOT} and {PFX}
  * literals, {I:sfx} an object named after the table, {col} a column) to
@@ -181,9 +180,8 @@ char *pgw_sql_expand(const pgw_names *n, const char *tpl);
 #define PGW_DDL_DEAD 0x2u        /* schema, the dead-letter table */
 #define PGW_DDL_PUBLICATION 0x4u /* the publication */
 #define PGW_DDL_SLOT 0x8u        /* the slot */
-int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
-                 unsigned parts, int (*emit)(void *ctx, const char *sql),
-                 void *ctx);
+int pgw_ddl_each(const pgw_names *n, const pgw_config *conf, unsigned parts,
+                 int (*emit)(void *ctx, const char *sql), void *ctx);
 /* The publication of the outbox table's inserts, or (source = messages)
  * of no table; the slot. Templates for pgw_sql_expand. */
 extern const char pgw_ddl_pub_table[];

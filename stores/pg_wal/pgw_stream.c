@@ -112,7 +112,7 @@ static char *start_command(const pgw_store *s)
     }
     pub[o++] = '"';
     pub[o] = '\0';
-    bool msgs = s->conf->source != OBX_PG_WAL_TABLE;
+    bool msgs = s->conf->source != PGW_SOURCE_TABLE;
     if (asprintf(&cmd,
                  "START_REPLICATION SLOT \"%s\" LOGICAL 0/0 (proto_version "
                  "'1', publication_names '%s'%s)",
@@ -187,7 +187,7 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
                  s->target, s->names.slot,
                  pgo_lsn_str(s->start_lsn, lsn, sizeof lsn),
                  s->names.publication,
-                 s->conf->source != OBX_PG_WAL_TABLE ? ", messages" : "");
+                 s->conf->source != PGW_SOURCE_TABLE ? ", messages" : "");
     return OBX_OK;
 }
 
@@ -274,7 +274,7 @@ static obx_status on_insert(pgw_store *s, const pgo_msg *m, char *errstr,
     if (!r)
         return protocol_error(s, "Insert for a relation never described",
                               errstr, errlen);
-    if (!r->ours || s->conf->source == OBX_PG_WAL_MESSAGES)
+    if (!r->ours || s->conf->source == PGW_SOURCE_MESSAGES)
         return OBX_OK;
     uint64_t sub = s->txn_sub++;
     if (already_have(s, s->txn_lsn, sub))
@@ -290,7 +290,7 @@ static obx_status on_insert(pgw_store *s, const pgo_msg *m, char *errstr,
 static obx_status on_message(pgw_store *s, const pgo_msg *m, char *errstr,
                              size_t errlen)
 {
-    if (s->conf->source == OBX_PG_WAL_TABLE ||
+    if (s->conf->source == PGW_SOURCE_TABLE ||
         strcmp(m->prefix, s->names.prefix) != 0)
         return OBX_OK;
     if (!(m->flags & PGO_MESSAGE_TRANSACTIONAL)) {

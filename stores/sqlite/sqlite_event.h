@@ -1,7 +1,7 @@
 /* Events as the sqlite store hands them out: one malloc block per event
  * holding the obx_event, its header array and every string. */
-#ifndef OBX_SQLITE_EVENT_H
-#define OBX_SQLITE_EVENT_H
+#ifndef SQ_EVENT_H
+#define SQ_EVENT_H
 
 #include <stdbool.h>
 #include <stddef.h>

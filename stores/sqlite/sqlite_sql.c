@@ -97,8 +97,7 @@ static int sq_col_lookup(const char *name, int limit)
     return osc_columns_lookup(sq_col_default, limit, name);
 }
 
-int sq_names_init(sq_names *n, const obx_sqlite_config *conf, char *err,
-                  size_t errlen)
+int sq_names_init(sq_names *n, const sq_config *conf, char *err, size_t errlen)
 {
     n->table = conf->table && conf->table[0] ? conf->table : "outbox";
     /* SQLite compares identifiers case-insensitively (ASCII) and keeps

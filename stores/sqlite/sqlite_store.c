@@ -21,28 +21,28 @@
 static const char *const sq_ack_modes[] = {"mark", "delete", NULL};
 
 static const obx_option sq_options[] = {
-    OBX_OPT_STRING(obx_sqlite_config, path, "path", "outbox.db",
+    OBX_OPT_STRING(sq_config, path, "path", "outbox.db",
                    "SQLite database file (created when missing)"),
-    OBX_OPT_STRING(obx_sqlite_config, table, "table", "outbox",
+    OBX_OPT_STRING(sq_config, table, "table", "outbox",
                    "outbox table name (quoted as an identifier)"),
-    OBX_OPT_ENUM(obx_sqlite_config, ack_mode, "ack_mode", "mark", sq_ack_modes,
+    OBX_OPT_ENUM(sq_config, ack_mode, "ack_mode", "mark", sq_ack_modes,
                  "mark: set published_at and delete after `retention`; delete: "
                  "delete the row once the broker confirmed it"),
     OBX_OPT_DURATION(
-        obx_sqlite_config, lease_ms, "lease", "60s", 10, 86400000,
+        sq_config, lease_ms, "lease", "60s", 10, 86400000,
         "how long a claim is owned before another relay may take the event"),
     OBX_OPT_DURATION(
-        obx_sqlite_config, busy_timeout_ms, "busy_timeout", "5s", 0, 3600000,
+        sq_config, busy_timeout_ms, "busy_timeout", "5s", 0, 3600000,
         "wait this long for a lock before reporting the store unavailable"),
     OBX_OPT_DURATION(
-        obx_sqlite_config, retention_ms, "retention", "7d", 0, 315360000000,
+        sq_config, retention_ms, "retention", "7d", 0, 315360000000,
         "ack_mode=mark: delete published rows older than this (0: keep)"),
-    OBX_OPT_BOOL(obx_sqlite_config, create_schema, "create_schema", "true",
+    OBX_OPT_BOOL(sq_config, create_schema, "create_schema", "true",
                  "create the table and its indexes at start-up when missing"),
     OBX_OPT_STRING(
-        obx_sqlite_config, owner, "owner", NULL,
+        sq_config, owner, "owner", NULL,
         "lease owner id written to locked_by (default <hostname>:<pid>)"),
-    OBX_OPT_PREFIX(obx_sqlite_config, column, "column",
+    OBX_OPT_PREFIX(sq_config, column, "column",
                    "column.<name> = <real column>: rename a writer-facing "
                    "column (id, event_id, aggregate_type, aggregate_id, "
                    "event_type, payload, topic, headers, created_at)"),
@@ -156,10 +156,10 @@ static const char sq_ack_mark_sql[] =
 
 /* clang-format on */
 
-static const char *sq_ack_sql(const obx_sqlite_config *conf)
+static const char *sq_ack_sql(const sq_config *conf)
 {
-    return conf->ack_mode == OBX_SQLITE_ACK_DELETE ? sq_ack_delete_sql
-                                                   : sq_ack_mark_sql;
+    return conf->ack_mode == SQ_ACK_DELETE ? sq_ack_delete_sql
+                                           : sq_ack_mark_sql;
 }
 
 /* ---- small helpers shared with sqlite_admin.c ---- */
@@ -423,8 +423,7 @@ static obx_status sq_connect(sq_store *s, int flags, char *errstr,
 }
 
 static obx_status sq_init(sq_store *s, const obx_host *host,
-                          const obx_sqlite_config *conf, char *errstr,
-                          size_t errlen)
+                          const sq_config *conf, char *errstr, size_t errlen)
 {
     memset(s, 0, sizeof *s);
     s->host = host;
@@ -462,7 +461,7 @@ static obx_status sq_open(const obx_host *host, const void *config, void **inst,
     host->log(host, OBX_LOG_INFO,
               "sqlite %s: table \"%s\", owner %s, ack_mode %s, lease %lld ms",
               s->path, s->names.table, s->owner,
-              s->conf->ack_mode == OBX_SQLITE_ACK_DELETE ? "delete" : "mark",
+              s->conf->ack_mode == SQ_ACK_DELETE ? "delete" : "mark",
               (long long)s->conf->lease_ms);
     *inst = s;
     return OBX_OK;
@@ -737,7 +736,7 @@ static void sq_bind_ack(sq_store *s, sqlite3_stmt *st, const void *items,
                         size_t i, int64_t now)
 {
     sqlite3_bind_int64(st, 1, (int64_t)sq_item_event(items, i)->ev.pos.seq);
-    if (s->conf->ack_mode != OBX_SQLITE_ACK_DELETE)
+    if (s->conf->ack_mode != SQ_ACK_DELETE)
         sqlite3_bind_int64(st, 2, now);
 }
 
@@ -903,4 +902,4 @@ static const obx_store_ops sq_ops = {
 };
 
 OBX_STORE_PLUGIN("sqlite", "SQLite outbox table (polling, WAL mode)", "1.0.0",
-                 sq_options, obx_sqlite_config, sq_ops)
+                 sq_options, sq_config, sq_ops)
