@@ -14,20 +14,20 @@
 static void test_add_has_clear(void **state)
 {
     (void)state;
-    obx_kafka_keyset s = {0};
-    assert_false(obx_kafka_keyset_has(&s, "a"));
-    obx_kafka_keyset_clear(&s); /* on an empty set: nothing to do */
-    assert_int_equal(obx_kafka_keyset_add(&s, "a"), 0);
-    assert_int_equal(obx_kafka_keyset_add(&s, "a"), 0);
+    kfk_keyset s = {0};
+    assert_false(kfk_keyset_has(&s, "a"));
+    kfk_keyset_clear(&s); /* on an empty set: nothing to do */
+    assert_int_equal(kfk_keyset_add(&s, "a"), 0);
+    assert_int_equal(kfk_keyset_add(&s, "a"), 0);
     assert_int_equal(s.n, 1);
-    assert_true(obx_kafka_keyset_has(&s, "a"));
-    assert_false(obx_kafka_keyset_has(&s, "b"));
-    obx_kafka_keyset_clear(&s);
-    assert_false(obx_kafka_keyset_has(&s, "a"));
-    assert_int_equal(obx_kafka_keyset_add(&s, "b"), 0);
-    assert_true(obx_kafka_keyset_has(&s, "b"));
-    assert_false(obx_kafka_keyset_has(&s, "a"));
-    obx_kafka_keyset_free(&s);
+    assert_true(kfk_keyset_has(&s, "a"));
+    assert_false(kfk_keyset_has(&s, "b"));
+    kfk_keyset_clear(&s);
+    assert_false(kfk_keyset_has(&s, "a"));
+    assert_int_equal(kfk_keyset_add(&s, "b"), 0);
+    assert_true(kfk_keyset_has(&s, "b"));
+    assert_false(kfk_keyset_has(&s, "a"));
+    kfk_keyset_free(&s);
 }
 
 /* Many keys across growth and many clears (generations). */
@@ -35,21 +35,21 @@ static void test_growth_and_generations(void **state)
 {
     (void)state;
     static char keys[5000][16];
-    obx_kafka_keyset s = {0};
+    kfk_keyset s = {0};
     for (int round = 0; round < 50; round++) {
         int n = round % 2 ? 5000 : 37;
         for (int i = 0; i < n; i++) {
             snprintf(keys[i], sizeof keys[i], "k%d-%d", round, i);
-            assert_int_equal(obx_kafka_keyset_put(&s, keys[i], keys[i]), 0);
+            assert_int_equal(kfk_keyset_put(&s, keys[i], keys[i]), 0);
         }
         assert_int_equal(s.n, (size_t)n);
         for (int i = 0; i < n; i++)
-            assert_ptr_equal(obx_kafka_keyset_get(&s, keys[i]), keys[i]);
-        assert_null(obx_kafka_keyset_get(&s, "absent"));
-        obx_kafka_keyset_clear(&s);
+            assert_ptr_equal(kfk_keyset_get(&s, keys[i]), keys[i]);
+        assert_null(kfk_keyset_get(&s, "absent"));
+        kfk_keyset_clear(&s);
         assert_int_equal(s.n, 0);
     }
-    obx_kafka_keyset_free(&s);
+    kfk_keyset_free(&s);
 }
 
 /* Each value is a counter: count the visits. */
@@ -61,18 +61,18 @@ static void visit(void *v)
 static void test_put_replaces_and_each(void **state)
 {
     (void)state;
-    obx_kafka_keyset s = {0};
+    kfk_keyset s = {0};
     int a = 0, b = 0, c = 0;
-    assert_int_equal(obx_kafka_keyset_put(&s, "t", &a), 0);
-    assert_int_equal(obx_kafka_keyset_put(&s, "t", &b), 0);
-    assert_int_equal(obx_kafka_keyset_put(&s, "u", &c), 0);
-    assert_ptr_equal(obx_kafka_keyset_get(&s, "t"), &b);
-    obx_kafka_keyset_each(&s, visit);
+    assert_int_equal(kfk_keyset_put(&s, "t", &a), 0);
+    assert_int_equal(kfk_keyset_put(&s, "t", &b), 0);
+    assert_int_equal(kfk_keyset_put(&s, "u", &c), 0);
+    assert_ptr_equal(kfk_keyset_get(&s, "t"), &b);
+    kfk_keyset_each(&s, visit);
     assert_int_equal(a, 0);
     assert_int_equal(b, 1);
     assert_int_equal(c, 1);
-    obx_kafka_keyset_free(&s);
-    obx_kafka_keyset_each(&s, visit);
+    kfk_keyset_free(&s);
+    kfk_keyset_each(&s, visit);
     assert_int_equal(b + c, 2);
 }
 

@@ -86,7 +86,7 @@ static void test_three_users_agree(void **state)
         snprintf(key, sizeof key, "kafka.%s", n);
         assert_int_equal(obx_options_is_secret(t, key), want);
         /* the kafka broker's own check of a librdkafka property */
-        assert_int_equal(obx_kafka_is_secret(n), want);
+        assert_int_equal(kfk_is_secret(n), want);
     }
 }
 
