@@ -1,7 +1,7 @@
 /* RabbitMQ failures -> what the engine does with the events.
  *
  * Kept apart from the plugin so the table has its own unit test
- * (tests/rabbitmq/test_rabbitmq_errors.c) and the reasoning sits in one
+ * (in tests/rabbitmq/test_rabbitmq_units.c) and the reasoning sits in one
  * place. Compiled into the plugin with hidden visibility: not exported.
  * Pure functions: no state, any thread.
  */
