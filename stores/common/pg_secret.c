@@ -153,6 +153,16 @@ obx_status osc_pg_conninfo(const obx_host *host, const char *conninfo,
     return OBX_OK;
 }
 
+void osc_pg_notice(const obx_host *host, const char *secret, const char *store,
+                   const char *message)
+{
+    if (!host->log_enabled(host, OBX_LOG_DEBUG))
+        return;
+    char clean[OBX_ERRSTR_LEN];
+    osc_pg_scrub(host, secret, message, clean, sizeof clean);
+    host->log(host, OBX_LOG_DEBUG, "%s: server says: %s", store, clean);
+}
+
 void osc_pg_secret_free(char *secret)
 {
     if (secret)

@@ -30,6 +30,13 @@ obx_status osc_pg_conninfo(const obx_host *host, const char *conninfo,
 void osc_pg_scrub(const obx_host *host, const char *secret, const char *in,
                   char *out, size_t outlen);
 
+/* A server notice ("relation ... already exists, skipping"), scrubbed,
+ * to the debug log as "<store>: server says: ..." instead of libpq's
+ * default, stderr. For a notice processor (PQsetNoticeProcessor); cheap
+ * when debug logging is off. */
+void osc_pg_notice(const obx_host *host, const char *secret, const char *store,
+                   const char *message);
+
 /* Wipe and free a secret from osc_pg_conninfo; NULL is fine. */
 void osc_pg_secret_free(char *secret);
 

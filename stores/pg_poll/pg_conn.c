@@ -472,16 +472,12 @@ static obx_status pgp_check_version(pgp_store *s, char *errstr, size_t errlen)
     return OBX_CONFIG;
 }
 
-/* Server notices ("relation ... already exists, skipping") go to the
- * debug log instead of libpq's default, stderr. */
+/* Server notices go to the debug log instead of libpq's default,
+ * stderr. */
 static void pgp_notice(void *arg, const char *message)
 {
-    pgp_store *s = arg;
-    if (!s->host->log_enabled(s->host, OBX_LOG_DEBUG))
-        return;
-    char clean[OBX_ERRSTR_LEN];
-    pgp_scrub(s, message, clean, sizeof clean);
-    s->host->log(s->host, OBX_LOG_DEBUG, "pg_poll: server says: %s", clean);
+    const pgp_store *s = arg;
+    osc_pg_notice(s->host, s->secret, "pg_poll", message);
 }
 
 obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,

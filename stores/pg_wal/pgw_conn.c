@@ -38,16 +38,12 @@ obx_status pgw_fail(pgw_store *s, PGconn *c, const PGresult *res,
     return osc_pg_status_of(state);
 }
 
-/* Server notices ("relation ... already exists, skipping") go to the
- * debug log instead of libpq's default, stderr. */
+/* Server notices go to the debug log instead of libpq's default,
+ * stderr. */
 static void pgw_notice(void *arg, const char *message)
 {
-    pgw_store *s = arg;
-    if (!s->host->log_enabled(s->host, OBX_LOG_DEBUG))
-        return;
-    char clean[OBX_ERRSTR_LEN];
-    pgw_scrub(s, message, clean, sizeof clean);
-    s->host->log(s->host, OBX_LOG_DEBUG, "pg_wal: server says: %s", clean);
+    const pgw_store *s = arg;
+    osc_pg_notice(s->host, s->secret, "pg_wal", message);
 }
 
 PGconn *pgw_connect(pgw_store *s, bool replication, char *errstr, size_t errlen)
@@ -116,33 +112,37 @@ obx_status pgw_exec(pgw_store *s, const char *sql, int n,
     return st;
 }
 
-/* Expand tpl and run it; the result is dropped. */
+/* Expand tpl and run it: *out the result to PQclear (NULL on failure). */
+static obx_status exec_tpl(pgw_store *s, const char *tpl, int n,
+                           const char *const *params, PGresult **out,
+                           const char *what, char *errstr, size_t errlen)
+{
+    *out = NULL;
+    char *sql = pgw_sql_expand(&s->names, tpl);
+    if (!sql)
+        return OBX_NOMEM;
+    obx_status st = pgw_exec(s, sql, n, params, out, what, errstr, errlen);
+    free(sql);
+    return st;
+}
+
 obx_status pgw_run(pgw_store *s, const char *tpl, int n,
                    const char *const *params, const char *what, char *errstr,
                    size_t errlen)
 {
-    char *sql = pgw_sql_expand(&s->names, tpl);
-    if (!sql)
-        return OBX_NOMEM;
-    PGresult *r = NULL;
-    obx_status st = pgw_exec(s, sql, n, params, &r, what, errstr, errlen);
-    free(sql);
+    PGresult *r;
+    obx_status st = exec_tpl(s, tpl, n, params, &r, what, errstr, errlen);
     PQclear(r);
     return st;
 }
 
-/* A one-row query's first column ("" when NULL); *found false: no row. */
 obx_status pgw_query_text(pgw_store *s, const char *tpl, int n,
                           const char *const *params, char *out, size_t outlen,
                           bool *found, const char *what, char *errstr,
                           size_t errlen)
 {
-    char *sql = pgw_sql_expand(&s->names, tpl);
-    if (!sql)
-        return OBX_NOMEM;
-    PGresult *r = NULL;
-    obx_status st = pgw_exec(s, sql, n, params, &r, what, errstr, errlen);
-    free(sql);
+    PGresult *r;
+    obx_status st = exec_tpl(s, tpl, n, params, &r, what, errstr, errlen);
     if (st != OBX_OK)
         return st;
     *found = PQntuples(r) > 0;

@@ -137,6 +137,46 @@ static void test_scrub(void **state)
     assert_null(strstr(small, "hunt"));
 }
 
+static char logged[512];
+static int debug_on;
+
+static void capture_log(const obx_host *h, obx_log_level level, const char *fmt,
+                        ...)
+{
+    (void)h;
+    assert_int_equal(level, OBX_LOG_DEBUG);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(logged, sizeof logged, fmt, ap);
+    va_end(ap);
+}
+
+static int capture_enabled(const obx_host *h, obx_log_level level)
+{
+    (void)h;
+    return level < OBX_LOG_DEBUG || debug_on;
+}
+
+/* Notices go to the debug log, one line, password scrubbed; nothing is
+ * formatted while debug logging is off. */
+static void test_notice(void **state)
+{
+    (void)state;
+    obx_host h = test_host();
+    h.log = capture_log;
+    h.log_enabled = capture_enabled;
+    logged[0] = '\0';
+    debug_on = 0;
+    osc_pg_notice(&h, "hunter2", "pg_wal", "NOTICE: x");
+    assert_string_equal(logged, "");
+    debug_on = 1;
+    osc_pg_notice(
+        &h, "hunter2", "pg_wal",
+        "NOTICE:  relation \"t\" already exists,\n\tskipping hunter2\n");
+    assert_string_equal(logged, "pg_wal: server says: NOTICE: relation \"t\" "
+                                "already exists, skipping ***");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -144,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_conninfo_secret_and_target),
         cmocka_unit_test(test_conninfo_parse_error_masked),
         cmocka_unit_test(test_scrub),
+        cmocka_unit_test(test_notice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
