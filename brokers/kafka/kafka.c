@@ -23,7 +23,7 @@
 #include "kafka_conf.h"
 #include "kafka_config.h"
 #include "kafka_errors.h"
-#include "kafka_keyset.h"
+#include "keyset.h"
 
 /* Header names set on every message, before the event's own headers. */
 #define KFK_H_EVENT_ID "outbox-event-id"
@@ -67,8 +67,8 @@ typedef struct kfk_broker {
     kfk_call call;
     unsigned char *state; /* capacity for call.state */
     size_t state_cap;
-    kfk_keyset failed_keys; /* keys failed in this call */
-    kfk_keyset topics;      /* name -> rd_kafka_topic_t, for rk */
+    obc_keyset failed_keys; /* keys failed in this call */
+    obc_keyset topics;      /* name -> rd_kafka_topic_t, for rk */
     bool down;              /* no broker usable, until proven again */
     char down_reason[OBX_ERRSTR_LEN];
     bool fatal; /* librdkafka raised a fatal error: reopen */
@@ -280,8 +280,8 @@ static void kfk_destroy(kfk_broker *k)
     rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(k->rk, 0);
     kfk_log_late(k);
-    kfk_keyset_each(&k->topics, kfk_topic_destroy);
-    kfk_keyset_free(&k->topics);
+    obc_keyset_each(&k->topics, kfk_topic_destroy);
+    obc_keyset_free(&k->topics);
     rd_kafka_destroy(k->rk);
     k->rk = NULL;
 }
@@ -400,7 +400,7 @@ static void kafka_close(void *inst)
     if (!k)
         return;
     kfk_destroy(k);
-    kfk_keyset_free(&k->failed_keys);
+    obc_keyset_free(&k->failed_keys);
     free(k->state);
     free(k);
 }
@@ -426,7 +426,7 @@ static int kfk_begin(kfk_broker *k, obx_result *results, size_t n,
         k->state_cap = n;
     }
     memset(k->state, KFK_UNSENT, n);
-    kfk_keyset_clear(&k->failed_keys);
+    obc_keyset_clear(&k->failed_keys);
     k->call = (kfk_call){.results = results,
                          .state = k->state,
                          .n = n,
@@ -462,13 +462,13 @@ static rd_kafka_headers_t *kfk_headers(const obx_event *ev)
 static rd_kafka_topic_t *kfk_topic(kfk_broker *k, const char *name,
                                    int64_t deadline)
 {
-    rd_kafka_topic_t *t = kfk_keyset_get(&k->topics, name);
+    rd_kafka_topic_t *t = obc_keyset_get(&k->topics, name);
     if (t || k->topics.n >= KFK_TOPICS_MAX)
         return t;
     t = rd_kafka_topic_new(k->rk, name, NULL);
     if (!t)
         return NULL;
-    if (kfk_keyset_put(&k->topics, rd_kafka_topic_name(t), t) != 0) {
+    if (obc_keyset_put(&k->topics, rd_kafka_topic_name(t), t) != 0) {
         rd_kafka_topic_destroy(t);
         return NULL;
     }
@@ -555,7 +555,7 @@ static bool kfk_produce_one(kfk_broker *k, const obx_event *ev, size_t i,
     }
     c->state[i] = KFK_DONE;
     kfk_fail(&c->results[i], err, KFK_AT_PRODUCE, ev->destination);
-    if (ev->key && kfk_keyset_add(&k->failed_keys, ev->key) != 0) {
+    if (ev->key && obc_keyset_add(&k->failed_keys, ev->key) != 0) {
         /* Cannot remember the key: stop rather than risk sending a later
          * event of it ahead of this one. */
         return false;
@@ -590,7 +590,7 @@ static void kfk_produce_all(kfk_broker *k, obx_event *const *events, size_t n,
     kfk_call *c = &k->call;
     for (size_t i = 0; i < n && !kfk_stopped(k); i++) {
         const obx_event *ev = events[i];
-        if (ev->key && kfk_keyset_has(&k->failed_keys, ev->key)) {
+        if (ev->key && obc_keyset_has(&k->failed_keys, ev->key)) {
             c->state[i] = KFK_HELD;
             kfk_fill(&c->results[i], OBX_RETRY, "not attempted");
             continue;
@@ -600,7 +600,7 @@ static void kfk_produce_all(kfk_broker *k, obx_event *const *events, size_t n,
             c->state[i] = KFK_DONE;
             kfk_fail(&c->results[i], RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION,
                      KFK_AT_PRODUCE, "(none)");
-            if (ev->key && kfk_keyset_add(&k->failed_keys, ev->key))
+            if (ev->key && obc_keyset_add(&k->failed_keys, ev->key))
                 return;
             continue;
         }

@@ -295,8 +295,8 @@ static void natsb_free(natsb *b)
 {
     natsb_disconnect(b);
     pthread_mutex_lock(&b->mu);
-    kfk_keyset_free(&b->call.ids);
-    kfk_keyset_free(&b->call.failed);
+    obc_keyset_free(&b->call.ids);
+    obc_keyset_free(&b->call.failed);
     pthread_mutex_unlock(&b->mu);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);

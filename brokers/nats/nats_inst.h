@@ -19,7 +19,7 @@
 #include <nats/nats.h>
 #include <outbox/plugin.h>
 
-#include "kafka_keyset.h"
+#include "keyset.h"
 #include "nats_config.h"
 #include "nats_stream.h"
 
@@ -41,8 +41,8 @@ typedef struct natsb_call {
     size_t n;
     size_t inflight;
     size_t answered;
-    kfk_keyset ids;    /* event id -> index + 1 */
-    kfk_keyset failed; /* keys with a failed event in this call */
+    obc_keyset ids;    /* event id -> index + 1 */
+    obc_keyset failed; /* keys with a failed event in this call */
 } natsb_call;
 
 typedef struct natsb {

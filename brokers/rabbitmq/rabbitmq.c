@@ -28,7 +28,7 @@
 #include <amqp.h>
 #include <outbox/plugin.h>
 
-#include "kafka_keyset.h"
+#include "keyset.h"
 #include "rabbitmq_config.h"
 #include "rabbitmq_conn.h"
 #include "rabbitmq_errors.h"
@@ -74,7 +74,7 @@ typedef struct rmq_broker {
     size_t n_ch;
     amqp_channel_t ctl; /* declarations run here */
     bool ctl_open;
-    kfk_keyset declared; /* exchange names (owned) declared on conn */
+    obc_keyset declared; /* exchange names (owned) declared on conn */
     bool blocked;
     char blocked_reason[200];
     char down_reason[OBX_ERRSTR_LEN];
@@ -98,7 +98,7 @@ typedef struct rmq_broker {
     char wide_reason[OBX_ERRSTR_LEN];
     obx_status drain_status; /* for events drained from a closed window */
     char drain_reason[OBX_ERRSTR_LEN];
-    kfk_keyset failed_keys;
+    obc_keyset failed_keys;
     rmq_message msg;
     char exch[RMQ_NAME_MAX + 2];
 } rmq_broker;
@@ -223,7 +223,7 @@ static void rmq_key_failed(rmq_broker *r, size_t i)
 {
     const char *key = r->events[i]->key;
     if (key)
-        kfk_keyset_add(&r->failed_keys, key); /* best effort: a key not
+        obc_keyset_add(&r->failed_keys, key); /* best effort: a key not
                                                       remembered only means
                                                       an extra attempt */
 }
@@ -270,8 +270,8 @@ static void rmq_free_name(void *name)
 
 static void rmq_forget_declared(rmq_broker *r)
 {
-    kfk_keyset_each(&r->declared, rmq_free_name);
-    kfk_keyset_free(&r->declared);
+    obc_keyset_each(&r->declared, rmq_free_name);
+    obc_keyset_free(&r->declared);
 }
 
 /* The connection is gone (why: the reason, for results and health). Every
@@ -681,7 +681,7 @@ static void rabbitmq_close(void *inst)
         rmq_window_free(&r->ch[i].win);
     free(r->ch);
     rmq_forget_declared(r);
-    kfk_keyset_free(&r->failed_keys);
+    obc_keyset_free(&r->failed_keys);
     rmq_message_free(&r->msg);
     free(r->state);
     free(r);
@@ -750,7 +750,7 @@ static int rmq_begin(rmq_broker *r, obx_event *const *events, size_t n,
         r->cap = n;
     }
     memset(r->state, RMQ_UNSENT, n);
-    kfk_keyset_clear(&r->failed_keys);
+    obc_keyset_clear(&r->failed_keys);
     r->events = events;
     r->results = results;
     r->n = n;
@@ -835,7 +835,7 @@ static const char *rmq_exchange(rmq_broker *r, size_t i)
         name = r->exch;
     }
     if (r->conf->declare_exchange == RMQ_DECLARE_NONE || !*name ||
-        kfk_keyset_has(&r->declared, name))
+        obc_keyset_has(&r->declared, name))
         return name;
     char err[OBX_ERRSTR_LEN];
     if (rmq_declare(r, name, false, err, sizeof err) != OBX_OK) {
@@ -847,7 +847,7 @@ static const char *rmq_exchange(rmq_broker *r, size_t i)
         return NULL;
     }
     char *dup = strdup(name);
-    if (dup && kfk_keyset_put(&r->declared, dup, dup) != 0)
+    if (dup && obc_keyset_put(&r->declared, dup, dup) != 0)
         free(dup);
     return name;
 }
@@ -919,7 +919,7 @@ static bool rmq_send(rmq_broker *r, size_t i, int64_t deadline)
     }
     /* What was read while waiting may have failed an earlier event of
      * this key (a return, a nack): then this one waits for it. */
-    if (ev->key && kfk_keyset_has(&r->failed_keys, ev->key)) {
+    if (ev->key && obc_keyset_has(&r->failed_keys, ev->key)) {
         r->state[i] = RMQ_HELD;
         rmq_fill(&r->results[i], OBX_RETRY, "not attempted");
         return true;
@@ -966,7 +966,7 @@ static void rmq_send_all(rmq_broker *r, int64_t deadline)
 {
     for (size_t i = 0; i < r->n && !rmq_stopped(r); i++) {
         const obx_event *ev = r->events[i];
-        if (ev->key && kfk_keyset_has(&r->failed_keys, ev->key)) {
+        if (ev->key && obc_keyset_has(&r->failed_keys, ev->key)) {
             r->state[i] = RMQ_HELD;
             rmq_fill(&r->results[i], OBX_RETRY, "not attempted");
             continue;
