@@ -98,11 +98,12 @@ static const obx_option pipeline_options[] = {
         SECONDS(3600),
         "How long one claim waits for new events before the engine checks "
         "again (stores with notifications return as soon as events arrive)."),
-    OBX_OPT_BOOL(obx_pipeline_settings, claim_ahead, "claim_ahead", "true",
+    OBX_OPT_BOOL(obx_pipeline_settings, claim_ahead, "claim_ahead", "false",
                  "While a full batch is out at the broker, settle the previous "
-                 "one and claim the next (at most one batch ahead), so store "
-                 "and broker work at the same time; false: one batch at a "
-                 "time."),
+                 "one and claim the next (at most one batch ahead). Pays when "
+                 "the broker's confirmations are slow (a remote broker); "
+                 "against a local one it costs, because a claim made while a "
+                 "batch is in flight steps over its leased rows."),
     OBX_OPT_DURATION(obx_pipeline_settings, once_timeout_ms, "once_timeout",
                      "60s", SECONDS(1), SECONDS(604800),
                      "run --once gives up (exit 1, with the reason) after this "

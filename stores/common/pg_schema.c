@@ -31,7 +31,8 @@ const osc_pg_ddl osc_pg_outbox_ddl[] = {
      "    {dead_at} timestamptz,\n"
      "    {last_error} text,\n"
      "    {dead_reason} text,\n"
-     "    {dead_destination} text\n"
+     "    {dead_destination} text,\n"
+     "    {claim_seq} bigint\n"
      ")"},
     {OSC_PG_SFX_PENDING,
      "claims, stats and recovery read the whole table to find pending rows",
@@ -62,11 +63,17 @@ const size_t osc_pg_outbox_ddl_n =
 
 bool osc_pg_fixed_column(const char *key)
 {
-    static const char *const fixed[] = {"attempts",     "next_attempt_at",
-                                        "locked_by",    "locked_until",
-                                        "last_error",   "dead_destination",
-                                        "published_at", "dead_at",
-                                        "dead_reason",  NULL};
+    static const char *const fixed[] = {"attempts",
+                                        "next_attempt_at",
+                                        "locked_by",
+                                        "locked_until",
+                                        "last_error",
+                                        "dead_destination",
+                                        "published_at",
+                                        "dead_at",
+                                        "dead_reason",
+                                        "claim_seq",
+                                        NULL};
     for (int i = 0; fixed[i]; i++)
         if (strcmp(fixed[i], key) == 0)
             return true;

@@ -28,6 +28,7 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
     [PGP_C_LAST_ERROR] = "last_error",
     [PGP_C_DEAD_REASON] = "dead_reason",
     [PGP_C_DEAD_DESTINATION] = "dead_destination",
+    [PGP_C_CLAIM_SEQ] = "claim_seq",
 };
 
 /* ---- statements ---- */
@@ -55,79 +56,60 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
       "{topic}::text, " a                                                      \
       "{headers}::text, " PGP_US(a "{created_at}") ", " a "{attempts}::int8"
 
-/* Claim, in one statement (one transaction):
+/* Claim, in one statement (run after the claim lock, see below):
  *  cand  - pending, due, unleased rows of keys with no blocked row (leased
  *          by anyone or waiting for a retry, at any id: a row that took a
  *          lower id but committed after a row of its key that is in flight
  *          waits for it), in id order, locked with SKIP LOCKED;
- *  chain - the snapshot cannot see leases that a concurrent claim has not
- *          committed yet; their rows are locked, so SKIP LOCKED left them
- *          out of cand. A row is kept only if every earlier pending row of
- *          its key is in cand too: its pending predecessor (one index
- *          probe) must be the previous cand row of its key;
+ *  chain - per key, rows go out in claim order: the rows some claim has
+ *          taken before (claim_seq, the xid of the first claim that took
+ *          them) before the rows never claimed, each group in id order.
+ *          A row that was claimed before and came back (its lease ran
+ *          out, a retry) precedes a never-claimed row of its key even at
+ *          a higher id: the never-claimed one was not visible to that
+ *          first claim, so it committed later. A candidate is kept only
+ *          if its predecessor in that order (an index probe) is the
+ *          previous candidate of its key: rows locked by someone else,
+ *          outside the LIMIT, or not due break the chain;
  *  ok    - once a key's chain breaks, its later rows are dropped as well.
  * $1 owner, $2 max rows, $3 lease in ms. */
+#define PGP_RANK(a) "coalesce(" a "{claim_seq}, 9223372036854775807)"
+/* clang-format off */
 static const char pgp_claim_sql[] =
     "WITH cand AS (\n"
-    "  SELECT o.{id} AS id, o.{aggregate_id} AS k FROM {T} AS o\n"
-    "  WHERE " PGP_PENDING(
-        "o.") "\n"
-              "    AND o.{next_attempt_at} <= now()\n"
-              "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= "
-              "now())\n"
-              "    AND NOT EXISTS (\n"
-              "      SELECT 1 FROM {T} AS b\n"
-              "      WHERE b.{aggregate_id} = o.{aggregate_id} AND b.{id} <> "
-              "o.{id}\n"
-              "        AND " PGP_PENDING(
-                  "b.") "\n"
-                        "        AND " PGP_MAYBE_BLOCKED(
-                            "b.") "\n"
-                                  "        AND " PGP_BLOCKED_NOW(
-                                      "b.") ")\n"
-                                            "  ORDER BY o.{id} LIMIT $2\n"
-                                            "  FOR UPDATE OF o SKIP LOCKED\n"
-                                            "), chain AS (\n"
-                                            "  SELECT c.id, c.k,\n"
-                                            "    (SELECT max(p.{id}) FROM {T} "
-                                            "AS p\n"
-                                            "     WHERE p.{aggregate_id} = c.k "
-                                            "AND p.{id} < c.id\n"
-                                            "       AND " PGP_PENDING(
-                                                "p.") ")\n"
-                                                      "    IS DISTINCT FROM "
-                                                      "lag(c.id) OVER "
-                                                      "(PARTITION BY c.k ORDER "
-                                                      "BY c.id)\n"
-                                                      "    AS gap\n"
-                                                      "  FROM cand AS c\n"
-                                                      "), ok AS (\n"
-                                                      "  SELECT id, "
-                                                      "bool_or(gap) OVER "
-                                                      "(PARTITION BY k ORDER "
-                                                      "BY id) AS broken\n"
-                                                      "  FROM chain\n"
-                                                      ")\n"
-                                                      "UPDATE {T} AS o SET "
-                                                      "{locked_by} = $1,\n"
-                                                      "  {locked_until} = "
-                                                      "now() + $3::int8 * "
-                                                      "interval '1 "
-                                                      "millisecond'\n"
-                                                      "FROM ok WHERE o.{id} = "
-                                                      "ok.id AND NOT "
-                                                      "ok.broken\n"
-                                                      "RETURNING"
-                                                      " " PGP_EVENT_COLS(
-                                                          "o.") ", " PGP_US("o."
-                                                                            "{l"
-                                                                            "oc"
-                                                                            "ke"
-                                                                            "d_"
-                                                                            "un"
-                                                                            "ti"
-                                                                            "l"
-                                                                            "}");
+    "  SELECT o.{id} AS id, o.{aggregate_id} AS k, " PGP_RANK("o.") " AS r\n"
+    "  FROM {T} AS o\n"
+    "  WHERE " PGP_PENDING("o.") "\n"
+    "    AND o.{next_attempt_at} <= now()\n"
+    "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= now())\n"
+    "    AND NOT EXISTS (\n"
+    "      SELECT 1 FROM {T} AS b\n"
+    "      WHERE b.{aggregate_id} = o.{aggregate_id} AND b.{id} <> o.{id}\n"
+    "        AND " PGP_PENDING("b.") "\n"
+    "        AND " PGP_MAYBE_BLOCKED("b.") "\n"
+    "        AND " PGP_BLOCKED_NOW("b.") ")\n"
+    "  ORDER BY o.{id} LIMIT $2\n"
+    "  FOR UPDATE OF o SKIP LOCKED\n"
+    "), chain AS (\n"
+    "  SELECT c.id, c.k, c.r,\n"
+    "    (SELECT p.{id} FROM {T} AS p\n"
+    "     WHERE p.{aggregate_id} = c.k AND " PGP_PENDING("p.") "\n"
+    "       AND (" PGP_RANK("p.") ", p.{id}) < (c.r, c.id)\n"
+    "     ORDER BY " PGP_RANK("p.") " DESC, p.{id} DESC LIMIT 1)\n"
+    "    IS DISTINCT FROM lag(c.id) OVER (PARTITION BY c.k ORDER BY c.r, c.id)\n"
+    "    AS gap\n"
+    "  FROM cand AS c\n"
+    "), ok AS (\n"
+    "  SELECT id, bool_or(gap) OVER (PARTITION BY k ORDER BY r, id) AS broken\n"
+    "  FROM chain\n"
+    ")\n"
+    "UPDATE {T} AS o SET {locked_by} = $1,\n"
+    "  {locked_until} = now() + $3::int8 * interval '1 millisecond',\n"
+    "  {claim_seq} = coalesce(o.{claim_seq}, pg_current_xact_id()::text::int8)\n"
+    "FROM ok WHERE o.{id} = ok.id AND NOT ok.broken\n"
+    "RETURNING " PGP_EVENT_COLS("o.") ", " PGP_US("o.{locked_until}") ",\n"
+    "  o.{claim_seq}";
+/* clang-format on */
 
 /* Claims of one table run one at a time, across relays: each claim
  * takes this transaction-scoped advisory lock in a statement of its own
@@ -246,9 +228,10 @@ static const char pgp_dead_list_sql[] = "SELECT " PGP_EVENT_COLS(
                              "  AND ($1::text IS NULL OR o.{event_id}::text = "
                              "$1) ORDER BY o.{id}";
 
+/* A requeued event starts over: it is ordered as a new one. */
 static const char pgp_requeue_sql[] =
     "UPDATE {T} SET {dead_at} = NULL, {dead_reason} = NULL,\n"
-    "  {dead_destination} = NULL, {attempts} = 0,\n"
+    "  {dead_destination} = NULL, {attempts} = 0, {claim_seq} = NULL,\n"
     "  {next_attempt_at} = '-infinity', {locked_by} = NULL,\n"
     "  {locked_until} = NULL\n"
     "WHERE {dead_at} IS NOT NULL AND ($1::text IS NULL OR "

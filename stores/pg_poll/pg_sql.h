@@ -36,6 +36,7 @@ typedef enum pgp_col {
     PGP_C_LAST_ERROR,
     PGP_C_DEAD_REASON,
     PGP_C_DEAD_DESTINATION,
+    PGP_C_CLAIM_SEQ,
     PGP_C_COUNT
 } pgp_col;
 
@@ -87,7 +88,8 @@ const char *pgp_stmt_name(pgp_stmt s);
 /* Number of columns of an event row (claim, dead list) and their order:
  * id, event_id, aggregate_type, aggregate_id, event_type, payload, topic,
  * headers, created_at (unix us), attempts, then per statement: the lease
- * token (claim) or dead_reason, dead_destination, dead_at (dead list). */
+ * token and claim_seq (claim) or dead_reason, dead_destination, dead_at
+ * (dead list). */
 #define PGP_EVENT_COLUMNS 10
 
 /* Call emit(ctx, sql) for each DDL statement that `conf` asks for, in

@@ -219,6 +219,8 @@ static obx_status pgp_claim_row(pgp_store *s, const PGresult *r, int row,
     if (st != OBX_OK)
         return st;
     e->lease_token = pgp_get_i64(r, row, PGP_EVENT_COLUMNS);
+    /* the claim order of its key (see pgp_claim_sql) */
+    e->ev.pos.sub = (uint64_t)pgp_get_i64(r, row, PGP_EVENT_COLUMNS + 1);
     b->out[b->n++] = &e->ev;
     return OBX_OK;
 }
@@ -247,23 +249,26 @@ static void pgp_bury_poison(pgp_store *s, pgp_batch *b)
                      s->names.table, b->n_bad, p[0]);
 }
 
-static int pgp_cmp_seq(const void *a, const void *b)
+/* Claim order: claim_seq (pos.sub), then id (pos.seq). */
+static int pgp_cmp_rank(const void *a, const void *b)
 {
-    uint64_t x = (*(obx_event *const *)a)->pos.seq;
-    uint64_t y = (*(obx_event *const *)b)->pos.seq;
-    return x < y ? -1 : x > y;
+    const obx_position *x = &(*(obx_event *const *)a)->pos;
+    const obx_position *y = &(*(obx_event *const *)b)->pos;
+    if (x->sub != y->sub)
+        return x->sub < y->sub ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 static obx_status pgp_claim_rows(pgp_store *s, const PGresult *r, size_t max,
                                  pgp_batch *b, char *errstr, size_t errlen)
 {
     size_t rows = (size_t)PQntuples(r);
-    if (rows > max || PQnfields(r) != PGP_EVENT_COLUMNS + 1) {
+    if (rows > max || PQnfields(r) != PGP_EVENT_COLUMNS + 2) {
         osc_errf_words(errstr, errlen,
                        "pg_poll \"%s\": claim returned %zu rows of %d columns; "
                        "asked for %zu of %d",
                        s->names.table, rows, PQnfields(r), max,
-                       PGP_EVENT_COLUMNS + 1);
+                       PGP_EVENT_COLUMNS + 2);
         return OBX_FATAL;
     }
     for (size_t i = 0; i < rows; i++) {
@@ -298,8 +303,9 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
     }
     if (b.n_bad)
         pgp_bury_poison(s, &b);
-    /* RETURNING gives no order guarantee; the engine needs id order */
-    qsort(out, b.n, sizeof *out, pgp_cmp_seq);
+    /* RETURNING gives no order guarantee; the engine needs each key's
+     * events in claim order */
+    qsort(out, b.n, sizeof *out, pgp_cmp_rank);
     for (size_t i = 0; i < b.n; i++)
         osc_claimed_add(&s->live, (pgp_event *)out[i]);
     *n = b.n;

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS "outbox" (
     "dead_at" timestamptz,
     "last_error" text,
     "dead_reason" text,
-    "dead_destination" text
+    "dead_destination" text,
+    "claim_seq" bigint
 );
 CREATE INDEX IF NOT EXISTS "outbox_pending" ON "outbox" ("id")
     WHERE "published_at" IS NULL AND "dead_at" IS NULL;

@@ -29,11 +29,19 @@ void sq_retention(sq_store *s)
     s->retention_due_us =
         mono + (deleted >= SQ_RETENTION_BATCH ? SQ_RETENTION_BUSY_US
                                               : SQ_RETENTION_IDLE_US);
-    if (rc != SQLITE_OK)
+    /* Once per failing streak: on a full disk it fails every run, and
+     * one line says all there is to say until it works again. */
+    if (rc != SQLITE_OK && !s->retention_failing)
         s->host->log(s->host, OBX_LOG_WARN,
-                     "sqlite %s: retention: %s (will try again)", s->path,
-                     sqlite3_errmsg(s->db));
-    else if (deleted > 0)
+                     "sqlite %s: retention: %s (retried every %d s, "
+                     "quietly until it works again)",
+                     s->path, sqlite3_errmsg(s->db),
+                     SQ_RETENTION_IDLE_US / 1000000);
+    else if (rc == SQLITE_OK && s->retention_failing)
+        s->host->log(s->host, OBX_LOG_INFO, "sqlite %s: retention works again",
+                     s->path);
+    s->retention_failing = rc != SQLITE_OK;
+    if (rc == SQLITE_OK && deleted > 0)
         s->host->log(s->host, OBX_LOG_DEBUG,
                      "sqlite %s: retention deleted %d published rows", s->path,
                      deleted);

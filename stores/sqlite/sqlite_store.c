@@ -194,6 +194,14 @@ obx_status sq_fail(sq_store *s, int rc, const char *what, char *errstr,
                  "sqlite %s: %s: database locked for more than "
                  "busy_timeout=%lld ms",
                  s->path, what, (long long)s->conf->busy_timeout_ms);
+    else if (base == SQLITE_FULL)
+        /* "database or disk is full" is nearly always the filesystem
+         * (the other cause, PRAGMA max_page_count, is set on purpose):
+         * say what to do about it and that no event is given up */
+        snprintf(errstr, errlen,
+                 "sqlite %s: %s: %s: free space on its filesystem; the "
+                 "relay pauses and resumes by itself when writes fit",
+                 s->path, what, sqlite3_errmsg(s->db));
     else
         snprintf(errstr, errlen, "sqlite %s: %s: %s", s->path, what,
                  sqlite3_errmsg(s->db));

@@ -46,6 +46,7 @@ typedef struct sq_store {
     sqlite3_stmt *st[SQ_S_COUNT];
     sq_event *live;           /* claimed, not yet settled */
     int64_t retention_due_us; /* monotonic time of the next retention run */
+    bool retention_failing;   /* the last run failed (and said so) */
 } sq_store;
 
 /* Write an error into (errstr, errlen) for result code rc of step `what`,

@@ -75,12 +75,29 @@ typedef struct writer {
     unsigned char *fate; /* by seq */
     long cap, next_seq;
     long committed, rolled_back, failed_tx;
+    int64_t start_ms; /* paced writers: when the first transaction began */
 } writer;
+
+/* After a transaction: the kill loop's short random pause, or, for a
+ * paced run, until this writer's share of c->rate is due. */
+static void writer_pause(writer *wr)
+{
+    int rate = wr->c->rate;
+    if (rate <= 0) {
+        chaos_sleep_ms(2 + (int)(rand_r(&wr->rng) % 4));
+        return;
+    }
+    int64_t due = wr->start_ms + wr->committed * 1000 * CHAOS_WRITERS / rate;
+    int64_t now = chaos_mono_ms();
+    if (due > now)
+        chaos_sleep_ms((int)(due - now));
+}
 
 static void *writer_main(void *arg)
 {
     writer *wr = arg;
     void *conn = wr->c->store->writer_open(wr->c);
+    wr->start_ms = chaos_mono_ms();
     while (!atomic_load(wr->stop) && wr->next_seq + 3 < wr->cap) {
         chaos_ev evs[3];
         int n = 1 + (int)(rand_r(&wr->rng) % 3);
@@ -101,7 +118,7 @@ static void *writer_main(void *arg)
             wr->committed += n;
         else
             wr->rolled_back += n;
-        chaos_sleep_ms(2 + (int)(rand_r(&wr->rng) % 4));
+        writer_pause(wr);
     }
     wr->c->store->writer_close(conn);
     return NULL;
@@ -123,7 +140,10 @@ static void write_config(relays *r)
     snprintf(r->conf, sizeof r->conf, "%s/relay.conf", c->dir);
     FILE *fp = fopen(r->conf, "w");
     assert_non_null(fp);
-    /* OBX_CHAOS_LOG_LEVEL=debug: the relays' full story of a failing run */
+    /* OBX_CHAOS_LOG_LEVEL=debug: the relays' full story of a failing run.
+     * claim_ahead is on: two batches out at once is the path SIGKILL can
+     * hurt most (the default, one batch at a time, is what every other
+     * test runs). */
     const char *level = getenv("OBX_CHAOS_LOG_LEVEL");
     if (!level || !*level)
         level = "info";
@@ -131,7 +151,8 @@ static void write_config(relays *r)
             "[relay]\nlog_level = %s\nmetrics_listen = off\n"
             "shutdown_grace = 20s\n"
             "[pipeline chaos]\nbatch_size = %d\npoll_interval = 100ms\n"
-            "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n",
+            "retry.backoff = 10ms..200ms\ncircuit.backoff = 50ms..500ms\n"
+            "claim_ahead = true\n",
             level, CHAOS_BATCH);
     c->store->config(c, fp);
     c->broker->config(c, fp);
@@ -174,10 +195,7 @@ static void relays_stop(relays *r, int sig)
 
 /* ---- checks ------------------------------------------------------------ */
 
-typedef struct verdict {
-    long committed, rolled_back, delivered, lost, phantoms, order_breaks,
-        duplicates;
-} verdict;
+typedef chaos_verdict verdict;
 
 /* Per key, the first deliveries must come in commit order (a writer's
  * seq order: one writer owns a key); a later copy of an event already seen
@@ -384,4 +402,88 @@ void chaos_kill_loop(chaos_store *store, chaos_broker *broker, int kills)
                  "phantoms %ld, order breaks %ld, duplicates %ld (bound %ld)",
                  c.name, c.seed, v.committed, v.rolled_back, v.lost, v.phantoms,
                  v.order_breaks, v.duplicates, dup_bound);
+}
+
+/* ---- runs other than the kill loop ------------------------------------ */
+
+struct chaos_run {
+    chaos_ctx c;
+    relays r;
+    atomic_int stop;
+    writer ws[CHAOS_WRITERS];
+    pthread_t th[CHAOS_WRITERS];
+};
+
+chaos_run *chaos_run_start(chaos_store *store, chaos_broker *broker, int rate,
+                           long max_events)
+{
+    static unsigned runs;
+    chaos_run *run = calloc(1, sizeof *run);
+    assert_non_null(run);
+    chaos_ctx *c = &run->c;
+    *c = (chaos_ctx){.store = store, .broker = broker, .rate = rate};
+    c->dir = obx_test_tmpdir();
+    c->id = (unsigned)getpid() * 100u + 50u + ++runs;
+    c->seed = (unsigned)time(NULL) ^ c->id;
+    snprintf(c->name, sizeof c->name, "%s -> %s", store->name, broker->name);
+    store->setup(c);
+    broker->setup(c);
+    run->r = (relays){.c = c, .n = store->relays};
+    for (int i = 0; i < run->r.n; i++)
+        snprintf(run->r.err[i], sizeof run->r.err[i], "%s/relay%d.log", c->dir,
+                 i);
+    write_config(&run->r);
+    for (int i = 0; i < run->r.n; i++)
+        relay_start(&run->r, i);
+    store->ready(c);
+    for (int w = 0; w < CHAOS_WRITERS; w++) {
+        writer *wr = &run->ws[w];
+        *wr = (writer){.c = c,
+                       .w = w,
+                       .rng = c->seed + 7919u * (unsigned)w,
+                       .stop = &run->stop,
+                       .cap = max_events};
+        wr->fate = calloc((size_t)wr->cap, 1);
+        assert_non_null(wr->fate);
+        pthread_create(&run->th[w], NULL, writer_main, wr);
+    }
+    return run;
+}
+
+chaos_ctx *chaos_run_ctx(chaos_run *run)
+{
+    return &run->c;
+}
+
+pid_t chaos_run_relay(chaos_run *run, int i)
+{
+    return run->r.pid[i];
+}
+
+chaos_verdict chaos_run_finish(chaos_run *run)
+{
+    chaos_ctx *c = &run->c;
+    atomic_store(&run->stop, 1);
+    long committed = 0;
+    for (int w = 0; w < CHAOS_WRITERS; w++) {
+        pthread_join(run->th[w], NULL);
+        committed += run->ws[w].committed;
+    }
+    chaos_seen seen = {0};
+    drain(c, run->ws, committed, &seen);
+    relays_stop(&run->r, SIGTERM);
+    chaos_seen_free(&seen);
+    c->broker->read_back(c, (size_t)committed, &seen);
+    verdict v = judge(run->ws, &seen, true);
+    if (v.lost || v.phantoms || v.order_breaks)
+        dump_logs(&run->r);
+    c->broker->teardown(c);
+    c->store->teardown(c);
+    for (int w = 0; w < CHAOS_WRITERS; w++)
+        free(run->ws[w].fate);
+    chaos_seen_free(&seen);
+    obx_test_rmtree(c->dir);
+    free(c->dir);
+    free(run);
+    return v;
 }

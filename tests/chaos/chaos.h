@@ -87,6 +87,9 @@ struct chaos_ctx {
     char name[64]; /* "sqlite-kafka": the pair */
     unsigned id;   /* unique per run: schema, slot and topic names */
     unsigned seed;
+    /* committed events per second over all writers, paced; 0: the kill
+     * loop's pace (a pause of 2-5 ms after each transaction) */
+    int rate;
 };
 
 /* Run the kill loop on a pair: `kills` SIGKILLs at random moments, then a
@@ -103,5 +106,41 @@ chaos_broker *chaos_broker_named(const char *name);
  * directory; clocks. */
 int64_t chaos_mono_ms(void);
 void chaos_sleep_ms(int ms);
+
+/* ---- runs other than the kill loop (the soak) ------------------------
+ * The kill loop's pieces for a run that drives its own faults: the pair
+ * set up, the store's relays and the writers started, then at the end the
+ * same drain, read-back and checks. One thread drives a run. */
+
+/* What the checks found: committed and rolled back by the writers; what
+ * the broker holds (delivered, with copies), committed events it lacks
+ * (lost), events it has that were never committed (phantoms), first
+ * deliveries out of commit order within a key, and later copies. */
+typedef struct chaos_verdict {
+    long committed, rolled_back, delivered, lost, phantoms, order_breaks,
+        duplicates;
+} chaos_verdict;
+
+typedef struct chaos_run chaos_run;
+
+/* Set the pair up and start its relays and the writers at `rate`
+ * committed events/s (0: the kill loop's pace), each writer able to write
+ * `max_events`. The run owns store and broker until chaos_run_finish
+ * (which frees neither). Fails the test when a step fails. */
+chaos_run *chaos_run_start(chaos_store *store, chaos_broker *broker, int rate,
+                           long max_events);
+chaos_ctx *chaos_run_ctx(chaos_run *run);
+/* Relay i's pid (it runs until chaos_run_finish). */
+pid_t chaos_run_relay(chaos_run *run, int i);
+/* Stop the writers, drain (until every committed event is delivered, or
+ * 90 s), stop the relays with SIGTERM, read back and judge; print the
+ * relays' logs when something was lost, invented or reordered; tear the
+ * pair down and free the run. */
+chaos_verdict chaos_run_finish(chaos_run *run);
+
+/* The kafka adapter's mock cluster process (tests/kafka/mock_cluster),
+ * for faults: SIGUSR1 takes its brokers down, SIGUSR2 up, SIGSTOP stalls
+ * it. Fails the test when the run's broker is not kafka. */
+pid_t chaos_kafka_mock(chaos_ctx *c);
 
 #endif

@@ -113,7 +113,9 @@ static void kafka_config(chaos_ctx *c, FILE *fp)
 static void kafka_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
 {
     kafka_state *s = c->broker->state;
-    kt_msgs m = kt_consume(s->bootstraps, CHAOS_TOPIC, want, 1000, 20000);
+    /* a soak reads back hundreds of thousands: allow 2,000 a second */
+    int timeout_ms = 20000 + (int)(want / 2);
+    kt_msgs m = kt_consume(s->bootstraps, CHAOS_TOPIC, want, 1000, timeout_ms);
     for (size_t i = 0; i < m.n; i++)
         chaos_seen_add_payload(out, m.items[i].value, m.items[i].value_len);
     kt_msgs_free(&m);
@@ -250,4 +252,11 @@ chaos_broker *chaos_broker_named(const char *name)
     chaos_broker *b = malloc(sizeof *b);
     *b = *proto;
     return b;
+}
+
+pid_t chaos_kafka_mock(chaos_ctx *c)
+{
+    if (strcmp(c->broker->name, "kafka") != 0 || !c->broker->state)
+        fail_msg("%s: no Kafka mock cluster in this run", c->name);
+    return ((kafka_state *)c->broker->state)->mock;
 }

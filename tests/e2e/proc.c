@@ -92,6 +92,16 @@ size_t count_lines(const char *path)
     return n;
 }
 
+size_t count_in_file(const char *path, const char *needle)
+{
+    char *s = slurp(path);
+    size_t n = 0;
+    for (const char *p = s; p && (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    free(s);
+    return n;
+}
+
 int http_get(int port, const char *path, char **body)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -23,6 +23,9 @@ char *slurp(const char *path);
 /* Lines in a file. */
 size_t count_lines(const char *path);
 
+/* Occurrences of needle in a file (0 when it is missing). */
+size_t count_in_file(const char *path, const char *needle);
+
 /* GET http://127.0.0.1:port/path; returns the status code and the body
  * (heap) in *body, or -1 when the connection fails. */
 int http_get(int port, const char *path, char **body);

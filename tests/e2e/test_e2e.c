@@ -677,16 +677,6 @@ static void write_reload_conf(fx *f, const char *a_extra, bool with_c,
     fclose(fp);
 }
 
-static size_t log_count(const char *path, const char *needle)
-{
-    char *s = slurp(path);
-    size_t n = 0;
-    for (const char *p = s; p && (p = strstr(p, needle)); p++)
-        n++;
-    free(s);
-    return n;
-}
-
 /* SIGHUP under load: an invalid file changes nothing (error logged with
  * file:line); a valid one restarts only the pipeline whose keys changed
  * (a), leaves b running without a pause, starts c; nothing is lost, and
@@ -714,16 +704,16 @@ static void test_reload_under_load(void **state)
     fclose(fp);
     kill(pid, SIGHUP);
     /* (a sanitizer build answers slowly: wait for the line, not a while) */
-    for (int i = 0; i < 100 && log_count(f->err, "reload: ") == 0; i++)
+    for (int i = 0; i < 100 && count_in_file(f->err, "reload: ") == 0; i++)
         sleep_ms(100);
-    assert_int_equal(log_count(f->err, "reload: "), 1);
+    assert_int_equal(count_in_file(f->err, "reload: "), 1);
     char *first = slurp(f->err);
     /* the appended line is the file's 19th, in [pipeline b] */
     if (!strstr(first, "relay.conf:19: [pipeline b] unknown key "
                        "'batch_sise'"))
         fail_msg("no file:line error for the bad reload:\n%s", first);
     free(first);
-    assert_int_equal(log_count(f->err, "] stopped"), 0);
+    assert_int_equal(count_in_file(f->err, "] stopped"), 0);
     size_t b_before = count_lines(out[1]);
     /* a valid one: a changes, b does not, c is new */
     write_reload_conf(f, "retry.max_attempts = 7", true, db[0], db[1], db[2],
@@ -731,9 +721,9 @@ static void test_reload_under_load(void **state)
     kill(pid, SIGHUP);
     const char *done = "reload: 1 pipeline unchanged, 1 restarted with new "
                        "settings, 1 added, 0 removed";
-    for (int i = 0; i < 100 && log_count(f->err, done) == 0; i++)
+    for (int i = 0; i < 100 && count_in_file(f->err, done) == 0; i++)
         sleep_ms(100);
-    if (log_count(f->err, done) != 1) {
+    if (count_in_file(f->err, done) != 1) {
         char *log = slurp(f->err);
         fail_msg("no '%s' in:\n%s", done, log);
     }
@@ -749,8 +739,8 @@ static void test_reload_under_load(void **state)
     kill(pid, SIGTERM);
     assert_int_equal(proc_wait(pid, 30000), 0);
     f->relay = 0;
-    assert_int_equal(log_count(f->err, "[b] stopped"), 1); /* at SIGTERM */
-    assert_int_equal(log_count(f->err, "[a] stopped"), 2);
+    assert_int_equal(count_in_file(f->err, "[b] stopped"), 1); /* at SIGTERM */
+    assert_int_equal(count_in_file(f->err, "[a] stopped"), 2);
     for (int i = 0; i < 3; i++) {
         int *seen = calloc(8000, sizeof *seen);
         size_t lines = check_stream(out[i], 8000, 13, seen);

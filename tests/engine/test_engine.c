@@ -166,8 +166,8 @@ static void property_run(void **state, unsigned seed)
     char extra[256];
     snprintf(extra, sizeof extra,
              "broker.fail_percent = 30\nbroker.seed = %u\n"
-             "retry.max_attempts = 100000\n",
-             seed);
+             "retry.max_attempts = 100000\nclaim_ahead = %s\n",
+             seed, seed % 2 ? "true" : "false");
     load(f, "store.events = 3000\nstore.keys = 37", extra);
     drive(f, 120000);
     const fake_view *v = view(f);
@@ -621,7 +621,7 @@ static void test_claim_ahead_keeps_key_order(void **state)
     fixture *f = *state;
     load(f, "store.events = 640\nstore.keys = 64\nstore.poison = 3",
          "broker.flaky_types = Poison\nbroker.flaky_times = 2\n"
-         "broker.delay = 5ms\n");
+         "broker.delay = 5ms\nclaim_ahead = true\n");
     drive(f, 30000);
     const fake_view *v = view(f);
     assert_true(v->max_claimed > 64); /* two batches were out at once */
@@ -635,11 +635,11 @@ static void test_claim_ahead_keeps_key_order(void **state)
     free(seen);
 }
 
-/* claim_ahead = false: one batch at a time. */
+/* claim_ahead is off by default: one batch at a time. */
 static void test_claim_ahead_off(void **state)
 {
     fixture *f = *state;
-    load(f, "store.events = 640\nstore.keys = 64", "claim_ahead = false\n");
+    load(f, "store.events = 640\nstore.keys = 64", "");
     drive(f, 30000);
     assert_int_equal(view(f)->max_claimed, 64);
 }
@@ -657,7 +657,8 @@ static void *run_thread(void *arg)
 static void test_stop_with_two_batches_out_settles_both(void **state)
 {
     fixture *f = *state;
-    load(f, "store.events = 640\nstore.keys = 64", "broker.delay = 300ms\n");
+    load(f, "store.events = 640\nstore.keys = 64",
+         "broker.delay = 300ms\nclaim_ahead = true\n");
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, run_thread, f), 0);
     const fake_view *v = view(f);

@@ -8,6 +8,8 @@
  * Prints the bootstrap servers ("127.0.0.1:PORT,...") as one line on
  * standard output, then serves until SIGTERM or SIGINT and exits 0.
  * Topics not created with -t are auto-created on first use (4 partitions).
+ * Faults for the chaos tests: SIGUSR1 takes every broker down (connections
+ * cut, new ones refused; the data stays), SIGUSR2 brings them back up.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     char err[512];
@@ -86,7 +90,14 @@ int main(int argc, char **argv)
     printf("%s\n", rd_kafka_mock_cluster_bootstraps(mc));
     fflush(stdout);
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && (sig == SIGUSR1 || sig == SIGUSR2)) {
+        rd_kafka_resp_err_t e = sig == SIGUSR1
+                                    ? rd_kafka_mock_broker_set_down(mc, -1)
+                                    : rd_kafka_mock_broker_set_up(mc, -1);
+        if (e)
+            fprintf(stderr, "mock_cluster: brokers %s: %s\n",
+                    sig == SIGUSR1 ? "down" : "up", rd_kafka_err2str(e));
+    }
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);
     return 0;

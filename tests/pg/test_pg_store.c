@@ -461,6 +461,47 @@ static void test_late_commit_during_claim(void **state)
     t->ops->close(s2);
 }
 
+/* Claim order outlives a lease: K2 is claimed and its relay dies (the
+ * lease runs out unpublished); K1, a lower id of the same key, commits
+ * only then. K2 was visible to a claim K1 was not, so K2 committed first
+ * and must go out first, although both are pending and K1's id is lower.
+ * The same after a retry: a row that came back precedes a row of its key
+ * that no claim has seen. */
+static void test_claim_order_survives_expired_lease(void **state)
+{
+    pgt *t = *state;
+    obx_pg_poll_config dead = t->conf, live = t->conf;
+    dead.owner = (char *)"dead-relay";
+    dead.lease_ms = 200;
+    live.owner = (char *)"live-relay";
+    void *s1 = pgt_open(t, &dead), *s2 = pgt_open(t, &live);
+    PGconn *late = pgt_connect(t);
+    pgt_exec_on(late, "BEGIN");
+    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                      "event_type, payload) VALUES ('o', 'K', 'Late', 'l')");
+    int64_t k2 = pgt_insert(t, "K", "x");
+    obx_event *ev[8];
+    claim_ids(t, s1, 8, (int64_t[]){k2}, 1, ev);
+    /* the relay that holds K2 is gone; K1 commits while K2 is leased */
+    pgt_exec_on(late, "COMMIT");
+    int64_t k1 =
+        pgt_int(t, -1, "SELECT id FROM outbox WHERE event_type = 'Late'");
+    assert_true(k1 < k2);
+    claim_ids(t, s2, 8, NULL, 0, ev); /* K2's lease holds the key */
+    pgt_sleep_ms(300);
+    /* both pending now: K2 first, in one batch, although k1 < k2 */
+    claim_ids(t, s2, 8, (int64_t[]){k2, k1}, 2, ev);
+    /* K2 fails and is retried: it still goes before K1 */
+    release_one(t, s2, ev[0], pgt_now_us(), true, "nack");
+    release_one(t, s2, ev[1], pgt_now_us(), false, "held");
+    claim_ids(t, s2, 8, (int64_t[]){k2, k1}, 2, ev);
+    pgt_ack(t, s2, ev, 2);
+    assert_all_published(t);
+    PQfinish(late);
+    t->ops->close(s2);
+    t->ops->close(s1);
+}
+
 static void test_lease_expiry(void **state)
 {
     pgt *t = *state;
@@ -807,7 +848,7 @@ static void hand_made_table(pgt *t, const char *event_id_col,
              "next_attempt_at timestamptz NOT NULL DEFAULT '-infinity', "
              "locked_by text, locked_until timestamptz, published_at "
              "timestamptz, dead_at timestamptz, last_error text, "
-             "dead_reason text, dead_destination text)",
+             "dead_reason text, dead_destination text, claim_seq bigint)",
              event_id_col, payload_type, headers_type);
 }
 
@@ -1697,6 +1738,7 @@ int main(void)
         T(test_claim_key_order_across_relays),
         T(test_late_commit),
         T(test_late_commit_during_claim),
+        T(test_claim_order_survives_expired_lease),
         T(test_lease_expiry),
         T(test_lease_token),
         T(test_ack_mark),
