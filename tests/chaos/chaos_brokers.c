@@ -75,6 +75,8 @@ typedef struct kafka_state {
     pid_t mock;
     char out[4300];
     char bootstraps[512];
+    kt_reader *reader; /* open across read-backs: each reads what is new */
+    kt_msgs got;       /* everything read so far */
 } kafka_state;
 
 static void kafka_setup(chaos_ctx *c)
@@ -115,15 +117,19 @@ static void kafka_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
     kafka_state *s = c->broker->state;
     /* a soak reads back hundreds of thousands: allow 2,000 a second */
     int timeout_ms = 20000 + (int)(want / 2);
-    kt_msgs m = kt_consume(s->bootstraps, CHAOS_TOPIC, want, 1000, timeout_ms);
-    for (size_t i = 0; i < m.n; i++)
-        chaos_seen_add_payload(out, m.items[i].value, m.items[i].value_len);
-    kt_msgs_free(&m);
+    if (!s->reader)
+        s->reader = kt_reader_new(s->bootstraps, CHAOS_TOPIC);
+    kt_reader_read(s->reader, &s->got, want, 1000, timeout_ms);
+    for (size_t i = 0; i < s->got.n; i++)
+        chaos_seen_add_payload(out, s->got.items[i].value,
+                               s->got.items[i].value_len);
 }
 
 static void kafka_teardown(chaos_ctx *c)
 {
     kafka_state *s = c->broker->state;
+    kt_reader_free(s->reader);
+    kt_msgs_free(&s->got);
     kill(s->mock, SIGTERM);
     proc_wait(s->mock, 10000);
     free(s);

@@ -70,7 +70,7 @@ static void test_descriptor(void **state)
     const obx_plugin *p = t->plugin;
     assert_int_equal(p->kind, OBX_PLUGIN_STORE);
     assert_string_equal(p->name, "sqlite");
-    assert_int_equal(p->config_size, sizeof(obx_sqlite_config));
+    assert_int_equal(p->config_size, sizeof(sq_config));
     assert_int_equal(t->ops->flags, OBX_STORE_ORDERED_CLAIM);
     struct {
         const char *name;
@@ -78,21 +78,18 @@ static void test_descriptor(void **state)
         const char *def;
         size_t off;
     } want[] = {
-        {"path", OBX_OPT_STRING, "outbox.db",
-         offsetof(obx_sqlite_config, path)},
-        {"table", OBX_OPT_STRING, "outbox", offsetof(obx_sqlite_config, table)},
-        {"ack_mode", OBX_OPT_ENUM, "mark",
-         offsetof(obx_sqlite_config, ack_mode)},
-        {"lease", OBX_OPT_DURATION, "60s",
-         offsetof(obx_sqlite_config, lease_ms)},
+        {"path", OBX_OPT_STRING, "outbox.db", offsetof(sq_config, path)},
+        {"table", OBX_OPT_STRING, "outbox", offsetof(sq_config, table)},
+        {"ack_mode", OBX_OPT_ENUM, "mark", offsetof(sq_config, ack_mode)},
+        {"lease", OBX_OPT_DURATION, "60s", offsetof(sq_config, lease_ms)},
         {"busy_timeout", OBX_OPT_DURATION, "5s",
-         offsetof(obx_sqlite_config, busy_timeout_ms)},
+         offsetof(sq_config, busy_timeout_ms)},
         {"retention", OBX_OPT_DURATION, "7d",
-         offsetof(obx_sqlite_config, retention_ms)},
+         offsetof(sq_config, retention_ms)},
         {"create_schema", OBX_OPT_BOOL, "true",
-         offsetof(obx_sqlite_config, create_schema)},
-        {"owner", OBX_OPT_STRING, NULL, offsetof(obx_sqlite_config, owner)},
-        {"column", OBX_OPT_PREFIX, NULL, offsetof(obx_sqlite_config, column)},
+         offsetof(sq_config, create_schema)},
+        {"owner", OBX_OPT_STRING, NULL, offsetof(sq_config, owner)},
+        {"column", OBX_OPT_PREFIX, NULL, offsetof(sq_config, column)},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const obx_option *o = find_opt(p, want[i].name);
@@ -126,7 +123,7 @@ static void emit_cb(void *ctx, const char *text)
 }
 
 /* schema_v2 of `c` into b; fails the test with the store's reason. */
-static void schema_ok(sqt *t, const obx_sqlite_config *c, sbuf *b)
+static void schema_ok(sqt *t, const sq_config *c, sbuf *b)
 {
     ERRBUF;
     if (t->ops->schema_v2(t->host, c, emit_cb, b, err, sizeof err) != OBX_OK)
@@ -140,14 +137,14 @@ static void test_options_through_core(void **state)
     sqt *t = *state;
     obx_optable tab = {t->plugin->options, t->plugin->option_size};
     obx_conf_section sec = {OBX_SECTION_PIPELINE, (char *)"orders", 1, NULL, 0};
-    obx_sqlite_config c;
+    sq_config c;
     char err[512] = "";
     memset(&c, 0, sizeof c);
     if (obx_options_fill(tab, "t.conf", &sec, "store.", &c, err, sizeof err))
         fail_msg("defaults: %s", err);
     assert_string_equal(c.path, "outbox.db");
     assert_string_equal(c.table, "outbox");
-    assert_int_equal(c.ack_mode, OBX_SQLITE_ACK_MARK);
+    assert_int_equal(c.ack_mode, SQ_ACK_MARK);
     assert_int_equal(c.lease_ms, 60000);
     assert_int_equal(c.busy_timeout_ms, 5000);
     assert_int_equal(c.retention_ms, 7LL * 86400 * 1000);
@@ -171,7 +168,7 @@ static void test_options_through_core(void **state)
     if (obx_options_fill(tab, "t.conf", &sec, "store.", &c, err, sizeof err))
         fail_msg("fill: %s", err);
     assert_string_equal(c.path, t->path);
-    assert_int_equal(c.ack_mode, OBX_SQLITE_ACK_DELETE);
+    assert_int_equal(c.ack_mode, SQ_ACK_DELETE);
     assert_int_equal(c.lease_ms, 200);
     assert_int_equal(c.retention_ms, 0);
     assert_false(c.create_schema);
@@ -355,7 +352,7 @@ static void test_claim_key_order_dead_head(void **state)
 static void test_lease_expiry(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config ca = t->conf, cb = t->conf;
+    sq_config ca = t->conf, cb = t->conf;
     ca.lease_ms = cb.lease_ms = 200;
     ca.owner = (char *)"relay-a";
     cb.owner = (char *)"relay-b";
@@ -403,7 +400,7 @@ static void test_lease_expiry(void **state)
 
 static void ack_mode_case(sqt *t, int mode)
 {
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.ack_mode = mode;
     void *s = sqt_open(t, &c);
     sqt_insert(t, "k1", "x");
@@ -412,7 +409,7 @@ static void ack_mode_case(sqt *t, int mode)
     assert_int_equal(sqt_claim(t, s, ev, 4), 2);
     int64_t t0 = sqt_now_us();
     sqt_ack(t, s, ev, 1);
-    if (mode == OBX_SQLITE_ACK_MARK) {
+    if (mode == SQ_ACK_MARK) {
         assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox"), 2);
         int64_t pub = sqt_int(t, -1,
                               "SELECT published_at FROM outbox "
@@ -439,12 +436,12 @@ static void ack_mode_case(sqt *t, int mode)
 
 static void test_ack_mark(void **state)
 {
-    ack_mode_case(*state, OBX_SQLITE_ACK_MARK);
+    ack_mode_case(*state, SQ_ACK_MARK);
 }
 
 static void test_ack_delete(void **state)
 {
-    ack_mode_case(*state, OBX_SQLITE_ACK_DELETE);
+    ack_mode_case(*state, SQ_ACK_DELETE);
 }
 
 static void test_release(void **state)
@@ -669,7 +666,7 @@ static void test_poison_headers(void **state)
                 "('e1', 'o', 'k', 'T', 'p', 'not json'), "
                 "('e2', 'o', 'k', 'T', 'p', '[1]'), "
                 "('e3', 'o', 'k', 'T', 'p', '{\"h\":\"v\"}')");
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.create_schema = false;
     void *s = sqt_open(t, &c);
     obx_event *ev[4];
@@ -822,7 +819,7 @@ static void test_text_nul_and_null(void **state)
                                                                                                      "610062") ", 'dest')");
 #undef NUL_TEXT
     obx_kv cols[] = {{"event_id", "the id", 3}};
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.create_schema = false;
     c.column = (obx_kvlist){cols, 1};
     void *s = sqt_open(t, &c);
@@ -868,7 +865,7 @@ static void test_text_nul_and_null(void **state)
 static void test_retention(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.retention_ms = 3600 * 1000;
     /* 2300 old published, 300 recent published, 1 old pending, 1 old dead */
     sqt_db(t);
@@ -921,12 +918,12 @@ static void test_retention(void **state)
     sqt_exec(t, "UPDATE outbox SET published_at = %lld WHERE id <= 2600",
              (long long)old);
     c.retention_ms = 3600 * 1000;
-    c.ack_mode = OBX_SQLITE_ACK_DELETE;
+    c.ack_mode = SQ_ACK_DELETE;
     s = sqt_open(t, &c);
     assert_int_equal(sqt_claim(t, s, ev, 1), 0);
     assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox"), 302);
     t->ops->close(s);
-    c.ack_mode = OBX_SQLITE_ACK_MARK;
+    c.ack_mode = SQ_ACK_MARK;
     s = sqt_open(t, &c);
     assert_int_equal(sqt_claim(t, s, ev, 1), 0);
     assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox"), 2);
@@ -1007,7 +1004,7 @@ static void test_quoted_identifiers(void **state)
     sqt *t = *state;
     obx_kv cols[] = {{"aggregate_id", "order \"id\"", 3},
                      {"payload", "body", 4}};
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.table = (char *)"out\"box; DROP TABLE x";
     c.column = (obx_kvlist){cols, 2};
     sbuf b = {0};
@@ -1037,8 +1034,7 @@ static void test_quoted_identifiers(void **state)
     t->ops->close(s);
 }
 
-static void expect_config_error(sqt *t, const obx_sqlite_config *c,
-                                const char *needle)
+static void expect_config_error(sqt *t, const sq_config *c, const char *needle)
 {
     ERRBUF;
     void *inst = NULL;
@@ -1066,7 +1062,7 @@ static void expect_config_error(sqt *t, const obx_sqlite_config *c,
 static void test_column_errors(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     obx_kv unknown[] = {{"aggregateid", "x", 12}};
     c.column = (obx_kvlist){unknown, 1};
     expect_config_error(t, &c, "line 12: store.column.aggregateid: unknown");
@@ -1087,7 +1083,7 @@ static void test_column_errors(void **state)
 static void test_open_errors(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     char path[4200];
     ERRBUF;
     void *inst = NULL;
@@ -1150,7 +1146,7 @@ static void test_mapped_column_missing(void **state)
     t->ops->close(s);
     sqt_insert(t, "k1", "real payload");
     obx_kv cols[] = {{"payload", "body", 6}, {"event_type", "kind", 7}};
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.column = (obx_kvlist){cols, 2};
     const char *want[] = {
         "table \"outbox\" has no column \"kind\" (store.column.event_type)",
@@ -1264,7 +1260,7 @@ static void test_claim_wait(void **state)
 static void test_busy_unavailable(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.busy_timeout_ms = 100;
     void *s = sqt_open(t, &c);
     sqt_insert(t, "k", "x");
