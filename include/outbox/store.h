@@ -84,7 +84,10 @@ typedef void (*obx_emit_fn)(void *ctx, const char *text);
  * OBX_HAS_FIELD(st, obx_store_stats, member) says the core has it. */
 typedef struct obx_store_stats {
     uint32_t struct_size;      /* since 1.0 */
-    uint64_t pending;          /* 1.0: unpublished, not dead (any owner) */
+    /* 1.0: unpublished, not dead (any owner). A store that cannot count
+     * what it has not read yet (a WAL stream) reports at least 1 while
+     * it may be behind, so that `run --once` does not stop early. */
+    uint64_t pending;
     uint64_t dead;             /* 1.0: dead letters held by the store */
     int64_t oldest_pending_us; /* 1.0: its created_at_us; 0: none */
     int64_t lag_bytes;         /* 1.0: WAL stores: bytes behind; -1: n/a */
