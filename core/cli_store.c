@@ -284,7 +284,9 @@ static int dead_list_json(obx_pipeline *p, const char *id)
         p->sops->dead_list(p->store, id, json_row, arr, err, sizeof err);
     if (st != OBX_OK) {
         json_decref(arr);
-        obx_eprintf(stderr, "outbox-relay dead: %s\n", err);
+        obx_eprintf(stderr, "outbox-relay dead: %s\n",
+                    st == OBX_NOT_FOUND && !err[0] ? "no such dead letter"
+                                                   : err);
         return OBX_EXIT_RUNTIME;
     }
     bool missing = id && json_array_size(arr) == 0;
@@ -311,8 +313,12 @@ static int dead_list(obx_pipeline *p, const char *id, bool json)
         st = p->sops->dead_list(p->store, NULL, print_row, NULL, err,
                                 sizeof err);
     }
+    /* an unknown id: OBX_NOT_FOUND (store.h); a store built before 1.2
+     * may instead return OK without calling back */
     if (st != OBX_OK) {
-        obx_eprintf(stderr, "outbox-relay dead: %s\n", err);
+        obx_eprintf(stderr, "outbox-relay dead: %s\n",
+                    st == OBX_NOT_FOUND && !err[0] ? "no such dead letter"
+                                                   : err);
         return OBX_EXIT_RUNTIME;
     }
     if (id && !found) {

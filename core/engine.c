@@ -88,8 +88,15 @@ static bool once_expired(const obx_pipeline *p)
 
 /* ---- circuit breaker ------------------------------------------------- */
 
-static void circuit_trip(obx_pipeline *p, const char *who, const char *why)
+static const char *circuit_side_name(obx_circuit_side side)
 {
+    return side == OBX_CIRCUIT_STORE ? "store" : "broker";
+}
+
+static void circuit_trip(obx_pipeline *p, obx_circuit_side side,
+                         const char *why)
+{
+    const char *who = circuit_side_name(side);
     obx_circuit *c = &p->circuit;
     int64_t delay =
         obx_backoff_us(p->set.circuit_backoff, c->failures, &p->rng);
@@ -98,18 +105,19 @@ static void circuit_trip(obx_pipeline *p, const char *who, const char *why)
     if (!c->open) {
         c->open = true;
         c->opened_us = obx_mono_us();
+        c->side = side;
         snprintf(c->reason, sizeof c->reason, "%s unavailable: %s", who, why);
         obx_pmetrics_circuit(&p->metrics, c->reason);
         atomic_store(&p->metrics.circuit_open, 1);
         ENGINE_LOG(p, OBX_LOG_WARN, "circuit open: %s; next probe in %.1fs",
                    c->reason, (double)delay / 1e6);
-        if (strcmp(who, "broker") == 0)
+        if (side == OBX_CIRCUIT_BROKER)
             update_stats(p, true); /* the backlog starts to grow: show it */
     } else {
         ENGINE_LOG(p, OBX_LOG_DEBUG, "probe failed (%s: %s); next in %.1fs",
                    who, why, (double)delay / 1e6);
     }
-    if (strcmp(who, "store") == 0)
+    if (side == OBX_CIRCUIT_STORE)
         atomic_store(&p->metrics.store_up, 0);
     else
         atomic_store(&p->metrics.broker_up, 0);
@@ -151,10 +159,11 @@ static bool circuit_allows(obx_pipeline *p)
     if (stopping(p) || once_expired(p))
         return false;
     if (p->broker && OBX_HAS_OP(p->bops, obx_broker_ops, health) &&
-        strncmp(c->reason, "broker", 6) == 0) {
+        c->side == OBX_CIRCUIT_BROKER) {
         char err[OBX_CORE_ERR_LEN] = "";
         if (p->bops->health(p->broker, err, sizeof err) != OBX_OK) {
-            circuit_trip(p, "broker", err[0] ? err : "health probe failed");
+            circuit_trip(p, OBX_CIRCUIT_BROKER,
+                         err[0] ? err : "health probe failed");
             return false;
         }
     }
@@ -189,7 +198,7 @@ static bool settle_again(obx_pipeline *p, const char *what, obx_status st,
                          const char *err, size_t n)
 {
     if (st == OBX_UNAVAILABLE && !stopping(p)) {
-        circuit_trip(p, "store", err);
+        circuit_trip(p, OBX_CIRCUIT_STORE, err);
         sleep_until(p, p->circuit.next_probe_us);
         return !stopping(p);
     }
@@ -623,7 +632,7 @@ static bool publish_prepare(obx_pipeline *p, obx_batch *b,
 {
     if (prepare_publish(p, b, other) != 0) {
         release_all(b, b->pub, b->n_pub, "out of memory routing events");
-        circuit_trip(p, "broker", "out of memory routing events");
+        circuit_trip(p, OBX_CIRCUIT_BROKER, "out of memory routing events");
         return false;
     }
     refuse_bad_destinations(p, b);
@@ -640,7 +649,7 @@ static int publish_done(obx_pipeline *p, obx_batch *b, obx_status st)
     if (st == OBX_OK) {
         p->broker_fatal = false;
         if (classify(p, b))
-            circuit_trip(p, "broker", "events reported unavailable");
+            circuit_trip(p, OBX_CIRCUIT_BROKER, "events reported unavailable");
         else
             circuit_close(p);
         if (b->n_burs && p->set.dlq_kind == OBX_DLQ_TOPIC)
@@ -653,7 +662,7 @@ static int publish_done(obx_pipeline *p, obx_batch *b, obx_status st)
     char reason[OBX_ERRSTR_LEN];
     snprintf(reason, sizeof reason, "%s", why);
     release_all(b, b->pub, b->n_pub, "broker unavailable");
-    circuit_trip(p, "broker", reason);
+    circuit_trip(p, OBX_CIRCUIT_BROKER, reason);
     if (st == OBX_FATAL) {
         /* Reopening is the cure for a broken instance; when the fresh one
          * fails the same way before anything got through (stdout's reader
@@ -811,7 +820,7 @@ static obx_status claim_into(obx_pipeline *p, obx_batch *b, int wait_ms,
 static int claim_failed(obx_pipeline *p, obx_status st, const char *err)
 {
     if (st == OBX_UNAVAILABLE) {
-        circuit_trip(p, "store", err);
+        circuit_trip(p, OBX_CIRCUIT_STORE, err);
         return 0;
     }
     ENGINE_LOG(p, OBX_LOG_ERROR, "claim failed (%s): %s", obx_status_name(st),
@@ -835,7 +844,7 @@ static long claim_batch(obx_pipeline *p, obx_batch *x, obx_batch *y)
     obx_status st = claim_into(p, x, wait, err, sizeof err);
     if (st != OBX_OK)
         return claim_failed(p, st, err);
-    if (x->n_claimed == 0 && strncmp(p->circuit.reason, "store", 5) == 0)
+    if (x->n_claimed == 0 && p->circuit.side == OBX_CIRCUIT_STORE)
         circuit_close(p);
     return (long)x->n_claimed;
 }
@@ -901,7 +910,7 @@ static int reopen_broker(obx_pipeline *p)
     }
     p->broker = NULL;
     if (st == OBX_UNAVAILABLE) {
-        circuit_trip(p, "broker", err);
+        circuit_trip(p, OBX_CIRCUIT_BROKER, err);
         return 0;
     }
     ENGINE_LOG(p, OBX_LOG_ERROR, "cannot open broker %s: %s",
@@ -925,7 +934,7 @@ static int open_store(obx_pipeline *p)
                        p->store_pl->desc->name, err);
             return -1;
         }
-        circuit_trip(p, "store", err);
+        circuit_trip(p, OBX_CIRCUIT_STORE, err);
         if (once_expired(p))
             return -1; /* the run loop says why */
         sleep_until(p, p->circuit.next_probe_us);

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include <outbox/secret.h>
+
 #include "host.h"
 
 typedef struct mask_out {
@@ -21,22 +23,6 @@ static void put(mask_out *o, const char *s, size_t n)
 {
     for (size_t i = 0; i < n && o->len + 1 < o->cap; i++)
         o->s[o->len++] = s[i];
-}
-
-static bool is_secret_key(const char *k, size_t n)
-{
-    static const char *const words[] = {"password", "passwd", "secret", "token",
-                                        NULL};
-    char low[64];
-    if (n == 0 || n >= sizeof low)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        low[i] = (char)tolower((unsigned char)k[i]);
-    low[n] = '\0';
-    for (size_t i = 0; words[i]; i++)
-        if (strstr(low, words[i]))
-            return true;
-    return false;
 }
 
 static bool key_char(char c)
@@ -103,7 +89,7 @@ void obx_mask_secrets(const char *in, char *out, size_t outlen)
         const char *q = p;
         while (*q == ' ' || *q == '\t')
             q++;
-        if (key && *q == '=' && is_secret_key(key, (size_t)(p - key))) {
+        if (key && *q == '=' && obx_secret_name(key, (size_t)(p - key))) {
             bool in_query = key > in && (key[-1] == '?' || key[-1] == '&');
             const char *v = q + 1;
             while (*v == ' ' || *v == '\t')

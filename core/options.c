@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include <outbox/host.h> /* OBX_PRINTF */
+#include <outbox/secret.h>
 
 #define MS_PER_S INT64_C(1000)
 #define MS_PER_M (60 * MS_PER_S)
@@ -819,8 +820,6 @@ void obx_options_free(obx_optable t, void *conf)
 
 bool obx_options_is_secret(obx_optable t, const char *key)
 {
-    static const char *const words[] = {"password", "secret", "token", "key",
-                                        NULL};
     const obx_option *o;
     for (size_t i = 0; (o = obx_optable_row(t, i)); i++) {
         if (!(o->flags & OBX_OPT_SECRET))
@@ -831,9 +830,8 @@ bool obx_options_is_secret(obx_optable t, const char *key)
         if (o->type != OBX_OPT_PREFIX || strncmp(o->name, key, n) != 0 ||
             key[n] != '.')
             continue;
-        for (size_t j = 0; words[j]; j++)
-            if (strcasestr(key + n + 1, words[j]))
-                return true;
+        if (obx_secret_name(key + n + 1, strlen(key + n + 1)))
+            return true;
     }
     return false;
 }

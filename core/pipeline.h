@@ -27,12 +27,22 @@
  * failed DLQ-topic publish's errstr after it. */
 #define OBX_REASON_LEN (2 * OBX_ERRSTR_LEN + 128)
 
+/* Which side of the pipeline tripped the circuit breaker. */
+typedef enum obx_circuit_side {
+    OBX_CIRCUIT_NONE,   /* never tripped */
+    OBX_CIRCUIT_STORE,  /* a claim or settle came back UNAVAILABLE */
+    OBX_CIRCUIT_BROKER, /* a publish or health probe came back UNAVAILABLE */
+} obx_circuit_side;
+
 typedef struct obx_circuit {
     bool open;
-    uint32_t failures;     /* consecutive failed probes */
-    int64_t next_probe_us; /* monotonic */
-    int64_t opened_us;     /* monotonic */
-    char reason[OBX_CORE_ERR_LEN + 32];
+    /* the side that opened it last; kept after it closes, so an empty
+     * claim after a store outage still knows the store was the cause */
+    obx_circuit_side side;
+    uint32_t failures;                  /* consecutive failed probes */
+    int64_t next_probe_us;              /* monotonic */
+    int64_t opened_us;                  /* monotonic */
+    char reason[OBX_CORE_ERR_LEN + 32]; /* "<side> unavailable: <why>" */
 } obx_circuit;
 
 /* At most `burst` lines per second; the rest are counted and summed up in

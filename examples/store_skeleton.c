@@ -170,6 +170,21 @@ static void skel_retry_state(int dir, const char *name, uint32_t *attempts,
     *retry_at = at;
 }
 
+/* The last error line of NAME.retry into buf ("" when none). */
+static void skel_last_error(int dir, const char *name, char *buf, size_t len)
+{
+    char text[1024] = "";
+    int fd = openat(dir, name, O_RDONLY);
+    if (fd >= 0) {
+        ssize_t got = read(fd, text, sizeof text - 1);
+        text[got > 0 ? got : 0] = '\0';
+        close(fd);
+    }
+    const char *nl = strchr(text, '\n');
+    snprintf(buf, len, "%.*s", nl ? (int)strcspn(nl + 1, "\n") : 0,
+             nl ? nl + 1 : "");
+}
+
 static int skel_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -351,15 +366,18 @@ static obx_status skel_release(void *inst, const obx_release *items, size_t n,
                                char *errstr, size_t errlen)
 {
     skel_store *s = inst;
-    char name[512], text[1024];
+    char name[512], text[1024], last[512];
     for (size_t i = 0; i < n; i++) {
         const obx_release *r = &items[i];
         /* From the claimed record, not the file: a repeated call must not
          * count the attempt twice. */
         uint32_t attempts = r->event->attempts + (r->counts_as_attempt ? 1 : 0);
         snprintf(name, sizeof name, "%s.retry", ((skel_event *)r->event)->file);
+        /* no error given: the last one stays (store.h) */
+        if (!r->error)
+            skel_last_error(s->dir, name, last, sizeof last);
         snprintf(text, sizeof text, "%u %lld\n%s\n", attempts,
-                 (long long)r->retry_at_us, r->error ? r->error : "");
+                 (long long)r->retry_at_us, r->error ? r->error : last);
         if (skel_put(s->dir, name, text) != 0)
             return skel_err(OBX_UNAVAILABLE, errstr, errlen, "release", name);
     }

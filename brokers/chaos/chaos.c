@@ -107,10 +107,10 @@ static void map_free(chaos_map *m)
 
 /* ---- instance -------------------------------------------------------- */
 
-typedef struct obx_chaos {
+typedef struct chb_broker {
     const obx_host *host;
-    const obx_chaos_config *conf; /* borrowed from the core */
-    obx_jsonl_sink sink;
+    const chb_config *conf; /* borrowed from the core */
+    obc_jsonl_sink sink;
     int64_t opened_us; /* monotonic */
     uint64_t rng;      /* splitmix64 state, from seed */
     /* event_id -> flaky failures so far. Kept for the instance's life, so
@@ -119,41 +119,41 @@ typedef struct obx_chaos {
     chaos_map flaky;
     chaos_map failed_keys; /* keys failed in this publish call (borrowed) */
     bool down;             /* last reported state: log changes only */
-} obx_chaos;
+} chb_broker;
 
 static const obx_option chaos_options[] = {
-    OBX_JSONL_OPTIONS(obx_chaos_config, out),
-    OBX_OPT_LIST(obx_chaos_config, permanent_types, "permanent_types", NULL,
+    OBC_JSONL_OPTIONS(chb_config, out),
+    OBX_OPT_LIST(chb_config, permanent_types, "permanent_types", NULL,
                  "Event types whose events always fail with 'permanent' (they "
                  "go straight to the dead-letter queue)."),
-    OBX_OPT_LIST(obx_chaos_config, flaky_types, "flaky_types", NULL,
+    OBX_OPT_LIST(chb_config, flaky_types, "flaky_types", NULL,
                  "Event types whose events each fail with 'retry' flaky_times "
                  "times (counted per event id), then succeed."),
     OBX_OPT_INT(
-        obx_chaos_config, flaky_times, "flaky_times", "2", 0, 1000000,
+        chb_config, flaky_times, "flaky_times", "2", 0, 1000000,
         "How many times each event of flaky_types fails before it succeeds."),
     OBX_OPT_DURATION_ANY(
-        obx_chaos_config, down_for_ms, "down_for", "0s",
+        chb_config, down_for_ms, "down_for", "0s",
         "Report the whole broker unavailable for this long after open (the "
         "circuit breaker opens; no attempt is counted)."),
     OBX_OPT_STRING(
-        obx_chaos_config, down_while_file, "down_while_file", NULL,
+        chb_config, down_while_file, "down_while_file", NULL,
         "Report the whole broker unavailable while this file exists: create it "
         "to start an outage, remove it to end it."),
-    OBX_OPT_INT(obx_chaos_config, fail_percent, "fail_percent", "0", 0, 100,
+    OBX_OPT_INT(chb_config, fail_percent, "fail_percent", "0", 0, 100,
                 "Percentage of events that fail with 'retry' at random."),
-    OBX_OPT_INT_ANY(obx_chaos_config, seed, "seed", "1",
+    OBX_OPT_INT_ANY(chb_config, seed, "seed", "1",
                     "Seed of the random failures: the same seed and the same "
                     "sequence of publish calls fail the same events."),
     OBX_OPT_DURATION_ANY(
-        obx_chaos_config, delay_ms, "delay", "0s",
+        chb_config, delay_ms, "delay", "0s",
         "Added to every publish call, to simulate a slow broker. When it "
         "exceeds the publish timeout, the call waits the timeout and every "
         "event fails with 'retry' (timed out)."),
     OBX_OPTIONS_END,
 };
 
-static void chaos_log(const obx_chaos *c, obx_log_level lv, const char *what)
+static void chaos_log(const chb_broker *c, obx_log_level lv, const char *what)
 {
     if (c->host && c->host->log)
         c->host->log(c->host, lv, "%s", what);
@@ -182,8 +182,7 @@ static void sleep_ms(int64_t ms)
         ;
 }
 
-static obx_status check_config(const obx_chaos_config *c, char *errstr,
-                               size_t errlen)
+static obx_status check_config(const chb_config *c, char *errstr, size_t errlen)
 {
     const char *bad = NULL;
     if (c->fail_percent < 0 || c->fail_percent > 100)
@@ -204,15 +203,15 @@ static obx_status check_config(const obx_chaos_config *c, char *errstr,
 static obx_status chaos_validate(const obx_host *host, const void *config,
                                  bool connect, char *errstr, size_t errlen)
 {
-    const obx_chaos_config *c = config;
+    const chb_config *c = config;
     obx_status st = check_config(c, errstr, errlen);
     return st != OBX_OK ? st
-                        : obx_jsonl_validate(&c->out, connect, errstr, errlen);
+                        : obc_jsonl_validate(&c->out, connect, errstr, errlen);
 }
 
-static void log_setup(const obx_chaos *c)
+static void log_setup(const chb_broker *c)
 {
-    const obx_chaos_config *k = c->conf;
+    const chb_config *k = c->conf;
     char line[512];
     snprintf(line, sizeof line,
              "chaos: %zu permanent type(s), %zu flaky type(s) x%lld, "
@@ -231,11 +230,11 @@ static void log_setup(const obx_chaos *c)
 static obx_status chaos_open(const obx_host *host, const void *config,
                              void **inst, char *errstr, size_t errlen)
 {
-    const obx_chaos_config *conf = config;
+    const chb_config *conf = config;
     obx_status st = check_config(conf, errstr, errlen);
     if (st != OBX_OK)
         return st;
-    obx_chaos *c = calloc(1, sizeof *c);
+    chb_broker *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(errstr, errlen, "out of memory");
         return OBX_NOMEM;
@@ -245,9 +244,9 @@ static obx_status chaos_open(const obx_host *host, const void *config,
     c->opened_us = host->mono_us();
     c->rng = (uint64_t)conf->seed;
     c->flaky.owns_keys = true;
-    st = obx_jsonl_sink_open(&c->sink, host, &conf->out, errstr, errlen);
+    st = obc_jsonl_sink_open(&c->sink, host, &conf->out, errstr, errlen);
     if (st != OBX_OK) {
-        obx_jsonl_sink_close(&c->sink);
+        obc_jsonl_sink_close(&c->sink);
         free(c);
         return st;
     }
@@ -258,19 +257,19 @@ static obx_status chaos_open(const obx_host *host, const void *config,
 
 static void chaos_close(void *inst)
 {
-    obx_chaos *c = inst;
+    chb_broker *c = inst;
     if (!c)
         return;
-    obx_jsonl_sink_close(&c->sink);
+    obc_jsonl_sink_close(&c->sink);
     map_free(&c->flaky);
     map_free(&c->failed_keys);
     free(c);
 }
 
 /* Whether the broker plays dead right now; the reason goes to why. */
-static bool is_down(const obx_chaos *c, char *why, size_t len)
+static bool is_down(const chb_broker *c, char *why, size_t len)
 {
-    const obx_chaos_config *k = c->conf;
+    const chb_config *k = c->conf;
     int64_t up_at_us = c->opened_us + k->down_for_ms * 1000;
     int64_t now = c->host->mono_us();
     if (now < up_at_us) {
@@ -289,7 +288,7 @@ static bool is_down(const obx_chaos *c, char *why, size_t len)
 }
 
 /* is_down, logging each change of state once. */
-static bool check_down(obx_chaos *c, char *why, size_t len)
+static bool check_down(chb_broker *c, char *why, size_t len)
 {
     bool down = is_down(c, why, len);
     if (down != c->down)
@@ -300,10 +299,10 @@ static bool check_down(obx_chaos *c, char *why, size_t len)
 }
 
 /* The injected outcome for one event, errstr filled on failure. */
-static obx_status decide(obx_chaos *c, const obx_event *ev, char *errstr,
+static obx_status decide(chb_broker *c, const obx_event *ev, char *errstr,
                          size_t errlen)
 {
-    const obx_chaos_config *k = c->conf;
+    const chb_config *k = c->conf;
     const char *type = ev->event_type ? ev->event_type : "(null)";
     if (list_has(&k->permanent_types, ev->event_type)) {
         snprintf(errstr, errlen, "chaos: permanent failure for event type %s",
@@ -337,7 +336,7 @@ static obx_status decide(obx_chaos *c, const obx_event *ev, char *errstr,
 /* One event: held back when its key already failed in this call, else
  * failed on demand or written. Returns OBX_OK, or OBX_UNAVAILABLE when
  * the batch as a whole failed (err filled). */
-static obx_status publish_one(obx_chaos *c, const obx_event *ev, obx_result *r,
+static obx_status publish_one(chb_broker *c, const obx_event *ev, obx_result *r,
                               char *err, size_t errlen)
 {
     r->errstr[0] = '\0';
@@ -348,7 +347,7 @@ static obx_status publish_one(obx_chaos *c, const obx_event *ev, obx_result *r,
     }
     r->status = decide(c, ev, r->errstr, sizeof r->errstr);
     if (r->status == OBX_OK)
-        return obx_jsonl_sink_add(&c->sink, ev, err, errlen);
+        return obc_jsonl_sink_add(&c->sink, ev, err, errlen);
     /* Without a record of the failed key, later events of it could
      * overtake this one: fail the batch rather than break the order. */
     if (ev->key && !map_get(&c->failed_keys, ev->key, true)) {
@@ -369,7 +368,7 @@ static void fill_results(obx_result *results, size_t n, obx_status st,
 
 /* Sleep the configured delay, capped by the caller's timeout. True when
  * the delay outlasted the timeout (why filled). */
-static bool delay_timed_out(const obx_chaos *c, int timeout_ms, char *why,
+static bool delay_timed_out(const chb_broker *c, int timeout_ms, char *why,
                             size_t len)
 {
     int64_t delay = c->conf->delay_ms;
@@ -391,7 +390,7 @@ static bool delay_timed_out(const obx_chaos *c, int timeout_ms, char *why,
 static obx_status chaos_publish(void *inst, obx_event *const *events, size_t n,
                                 obx_result *results, int timeout_ms)
 {
-    obx_chaos *c = inst;
+    chb_broker *c = inst;
     char err[OBX_ERRSTR_LEN];
     if (check_down(c, err, sizeof err)) {
         fill_results(results, n, OBX_UNAVAILABLE, err);
@@ -402,12 +401,12 @@ static obx_status chaos_publish(void *inst, obx_event *const *events, size_t n,
         return OBX_OK;
     }
     map_clear(&c->failed_keys);
-    obx_jsonl_sink_begin(&c->sink);
+    obc_jsonl_sink_begin(&c->sink);
     obx_status st = OBX_OK;
     for (size_t i = 0; i < n && st == OBX_OK; i++)
         st = publish_one(c, events[i], &results[i], err, sizeof err);
     if (st == OBX_OK)
-        st = obx_jsonl_sink_commit(&c->sink, err, sizeof err);
+        st = obc_jsonl_sink_commit(&c->sink, err, sizeof err);
     map_clear(&c->failed_keys); /* its keys are borrowed from this batch */
     if (st != OBX_OK)
         fill_results(results, n, st, err);
@@ -416,14 +415,14 @@ static obx_status chaos_publish(void *inst, obx_event *const *events, size_t n,
 
 static obx_status chaos_flush(void *inst, int timeout_ms)
 {
-    obx_chaos *c = inst;
-    return obx_jsonl_sink_flush(&c->sink);
+    chb_broker *c = inst;
+    return obc_jsonl_sink_flush(&c->sink);
 }
 
 /* OBX_UNAVAILABLE while the simulated outage lasts, else OBX_OK. */
 static obx_status chaos_health(void *inst, char *errstr, size_t errlen)
 {
-    obx_chaos *c = inst;
+    chb_broker *c = inst;
     return check_down(c, errstr, errlen) ? OBX_UNAVAILABLE : OBX_OK;
 }
 
@@ -439,4 +438,4 @@ static const obx_broker_ops chaos_ops = {
 
 OBX_BROKER_PLUGIN("chaos",
                   "JSON lines like stdout, with failures injected on demand",
-                  "1.0.0", chaos_options, obx_chaos_config, chaos_ops)
+                  "1.0.0", chaos_options, chb_config, chaos_ops)

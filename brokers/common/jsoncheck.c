@@ -15,7 +15,7 @@
 
 typedef struct scan {
     const unsigned char *p, *end;
-    obx_json_verdict verdict; /* YES, or ASK_JANSSON once unsure */
+    obc_json_verdict verdict; /* YES, or ASK_JANSSON once unsure */
 } scan;
 
 static void skip_ws(scan *s)
@@ -56,7 +56,7 @@ static bool scan_escape(scan *s)
     }
     /* NUL needs JSON_ALLOW_NUL and surrogates must pair: jansson's call. */
     if (v == 0 || (v >= 0xd800 && v <= 0xdfff))
-        s->verdict = OBX_JSON_ASK_JANSSON;
+        s->verdict = OBC_JSON_ASK_JANSSON;
     s->p += 5;
     return true;
 }
@@ -77,7 +77,7 @@ static bool scan_string(scan *s)
             if (!scan_escape(s))
                 return false;
         } else if (c >= 0x80) {
-            size_t k = obx_utf8_len(s->p, (size_t)(s->end - s->p));
+            size_t k = obc_utf8_len(s->p, (size_t)(s->end - s->p));
             if (k == 0)
                 return false;
             s->p += k;
@@ -132,7 +132,7 @@ static bool scan_number(scan *s)
     /* jansson rejects integers beyond 64 bits and reals beyond DBL_MAX;
      * below these bounds neither can happen (10^299 < DBL_MAX). */
     if ((!real && digits > 18) || (real && (digits > 200 || exp_digits > 2)))
-        s->verdict = OBX_JSON_ASK_JANSSON;
+        s->verdict = OBC_JSON_ASK_JANSSON;
     return true;
 }
 
@@ -173,16 +173,16 @@ static bool scan_key(scan *s)
     return true;
 }
 
-obx_json_verdict obx_json_quick_check(const void *data, size_t n)
+obc_json_verdict obc_json_quick_check(const void *data, size_t n)
 {
-    scan s = {data, (const unsigned char *)data + n, OBX_JSON_YES};
+    scan s = {data, (const unsigned char *)data + n, OBC_JSON_YES};
     char stack[MAX_DEPTH]; /* '{' or '[' per open container */
     size_t depth = 0;
     for (;;) {
         /* A value. */
         skip_ws(&s);
         if (s.p >= s.end)
-            return OBX_JSON_NO;
+            return OBC_JSON_NO;
         unsigned char c = *s.p;
         if (c == '{' || c == '[') {
             s.p++;
@@ -190,23 +190,23 @@ obx_json_verdict obx_json_quick_check(const void *data, size_t n)
             if (s.p < s.end && *s.p == (c == '{' ? '}' : ']')) {
                 s.p++;
             } else if (depth == MAX_DEPTH) {
-                return OBX_JSON_ASK_JANSSON;
+                return OBC_JSON_ASK_JANSSON;
             } else {
                 stack[depth++] = (char)c;
                 if (c == '{' && !scan_key(&s))
-                    return OBX_JSON_NO;
+                    return OBC_JSON_NO;
                 continue;
             }
         } else if (!scan_scalar(&s)) {
-            return OBX_JSON_NO;
+            return OBC_JSON_NO;
         }
         /* After a value: close containers, or a comma and the next one. */
         for (;;) {
             skip_ws(&s);
             if (depth == 0)
-                return s.p == s.end ? s.verdict : OBX_JSON_NO;
+                return s.p == s.end ? s.verdict : OBC_JSON_NO;
             if (s.p >= s.end)
-                return OBX_JSON_NO;
+                return OBC_JSON_NO;
             char top = stack[depth - 1];
             if (*s.p == (top == '{' ? '}' : ']')) {
                 s.p++;
@@ -214,20 +214,20 @@ obx_json_verdict obx_json_quick_check(const void *data, size_t n)
                 continue;
             }
             if (*s.p != ',')
-                return OBX_JSON_NO;
+                return OBC_JSON_NO;
             s.p++;
             if (top == '{' && !scan_key(&s))
-                return OBX_JSON_NO;
+                return OBC_JSON_NO;
             break;
         }
     }
 }
 
-bool obx_json_valid(const void *data, size_t n)
+bool obc_json_valid(const void *data, size_t n)
 {
-    obx_json_verdict v = obx_json_quick_check(data, n);
-    if (v != OBX_JSON_ASK_JANSSON)
-        return v == OBX_JSON_YES;
+    obc_json_verdict v = obc_json_quick_check(data, n);
+    if (v != OBC_JSON_ASK_JANSSON)
+        return v == OBC_JSON_YES;
     json_error_t jerr;
     json_t *root = json_loadb(data, n, JSON_DECODE_ANY, &jerr);
     json_decref(root);

@@ -22,7 +22,7 @@
 
 /* ---- buffer ---------------------------------------------------------- */
 
-int obx_jbuf_reserve(obx_jbuf *b, size_t extra)
+int obc_jbuf_reserve(obc_jbuf *b, size_t extra)
 {
     if (b->cap - b->len >= extra)
         return 0;
@@ -39,25 +39,25 @@ int obx_jbuf_reserve(obx_jbuf *b, size_t extra)
     return 0;
 }
 
-void obx_jbuf_free(obx_jbuf *b)
+void obc_jbuf_free(obc_jbuf *b)
 {
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }
 
-static int put_raw(obx_jbuf *b, const void *p, size_t n)
+static int put_raw(obc_jbuf *b, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
-    if (obx_jbuf_reserve(b, n) != 0)
+    if (obc_jbuf_reserve(b, n) != 0)
         return -1;
     memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
 }
 
-static int put_lit(obx_jbuf *b, const char *s)
+static int put_lit(obc_jbuf *b, const char *s)
 {
     return put_raw(b, s, strlen(s));
 }
@@ -108,7 +108,7 @@ static int in_range(unsigned char c, unsigned char lo, unsigned char hi)
     return c >= lo && c <= hi;
 }
 
-size_t obx_utf8_len(const unsigned char *s, size_t n)
+size_t obc_utf8_len(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     unsigned char lo = 0x80, hi = 0xbf;
@@ -140,10 +140,10 @@ size_t obx_utf8_len(const unsigned char *s, size_t n)
 /* Append s[0..n) as a JSON string. Invalid UTF-8 bytes become U+FFFD, one
  * per byte, so the output is always valid JSON (binary data is lossy: a
  * JSON string cannot carry it). */
-static int put_string(obx_jbuf *b, const unsigned char *s, size_t n)
+static int put_string(obc_jbuf *b, const unsigned char *s, size_t n)
 {
     /* Worst case: every byte becomes \u00XX. */
-    if (n > (SIZE_MAX / 4 - 2) / 6 || obx_jbuf_reserve(b, 6 * n + 2) != 0)
+    if (n > (SIZE_MAX / 4 - 2) / 6 || obc_jbuf_reserve(b, 6 * n + 2) != 0)
         return -1;
     char *o = b->data + b->len;
     *o++ = '"';
@@ -161,7 +161,7 @@ static int put_string(obx_jbuf *b, const unsigned char *s, size_t n)
             o = put_escape(o, s[i++]);
             continue;
         }
-        size_t k = obx_utf8_len(s + i, n - i);
+        size_t k = obc_utf8_len(s + i, n - i);
         if (k == 0) {
             memcpy(o, "\xef\xbf\xbd", 3);
             o += 3;
@@ -178,7 +178,7 @@ static int put_string(obx_jbuf *b, const unsigned char *s, size_t n)
 }
 
 /* A NUL-terminated field, or JSON null when absent. */
-static int put_cstr(obx_jbuf *b, const char *s)
+static int put_cstr(obc_jbuf *b, const char *s)
 {
     if (!s)
         return put_lit(b, "null");
@@ -204,10 +204,10 @@ static int is_json_ws(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static int put_newline(obx_jbuf *b, int depth)
+static int put_newline(obc_jbuf *b, int depth)
 {
     size_t n = 1 + 2 * (size_t)(depth > 0 ? depth : 0);
-    if (obx_jbuf_reserve(b, n) != 0)
+    if (obc_jbuf_reserve(b, n) != 0)
         return -1;
     b->data[b->len] = '\n';
     memset(b->data + b->len + 1, ' ', n - 1);
@@ -218,9 +218,9 @@ static int put_newline(obx_jbuf *b, int depth)
 /* Copy valid JSON text without the whitespace between tokens. Tokens are
  * copied byte for byte, so numbers keep their exact spelling (a parse and
  * dump round trip would print 19.99 as 19.989999999999998). */
-static int minify(obx_jbuf *b, const char *s, size_t n)
+static int minify(obc_jbuf *b, const char *s, size_t n)
 {
-    if (obx_jbuf_reserve(b, n) != 0)
+    if (obc_jbuf_reserve(b, n) != 0)
         return -1;
     char *o = b->data + b->len;
     for (size_t i = 0; i < n;) {
@@ -240,7 +240,7 @@ static int minify(obx_jbuf *b, const char *s, size_t n)
 }
 
 /* Copy valid JSON text with a line per member or element, indented. */
-static int indent(obx_jbuf *b, const char *s, size_t n)
+static int indent(obc_jbuf *b, const char *s, size_t n)
 {
     int depth = 0, rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -274,7 +274,7 @@ static int indent(obx_jbuf *b, const char *s, size_t n)
     return rc;
 }
 
-int obx_jsonl_reindent(obx_jbuf *out, const char *json, size_t len)
+int obc_jsonl_reindent(obc_jbuf *out, const char *json, size_t len)
 {
     size_t start = out->len;
     if (indent(out, json, len) != 0 || put_raw(out, "\n", 1) != 0) {
@@ -286,10 +286,10 @@ int obx_jsonl_reindent(obx_jbuf *out, const char *json, size_t len)
 
 /* ---- event ----------------------------------------------------------- */
 
-static int put_payload(obx_jbuf *b, const void *payload, size_t n)
+static int put_payload(obc_jbuf *b, const void *payload, size_t n)
 {
     const unsigned char *p = payload;
-    if (!obx_json_valid(p, n))
+    if (!obc_json_valid(p, n))
         return put_string(b, p, n);
     /* A raw line break would end the JSON line early. Valid JSON has line
      * breaks only as whitespace between tokens, so dropping whitespace is
@@ -299,7 +299,7 @@ static int put_payload(obx_jbuf *b, const void *payload, size_t n)
     return put_raw(b, payload, n);
 }
 
-static int put_headers(obx_jbuf *b, const obx_event *ev)
+static int put_headers(obc_jbuf *b, const obx_event *ev)
 {
     if (put_raw(b, "{", 1) != 0)
         return -1;
@@ -316,7 +316,7 @@ static int put_headers(obx_jbuf *b, const obx_event *ev)
     return put_raw(b, "}", 1);
 }
 
-int obx_jsonl_format(obx_jbuf *out, const obx_event *ev)
+int obc_jsonl_format(obc_jbuf *out, const obx_event *ev)
 {
     size_t start = out->len;
     const char *topic = ev->destination ? ev->destination : ev->topic;
@@ -336,10 +336,10 @@ int obx_jsonl_format(obx_jbuf *out, const obx_event *ev)
 
 /* ---- sink ------------------------------------------------------------ */
 
-static void sink_log(const obx_jsonl_sink *s, obx_log_level lv, const char *fmt,
+static void sink_log(const obc_jsonl_sink *s, obx_log_level lv, const char *fmt,
                      ...) OBX_PRINTF(3, 4);
 
-static void sink_log(const obx_jsonl_sink *s, obx_log_level lv, const char *fmt,
+static void sink_log(const obc_jsonl_sink *s, obx_log_level lv, const char *fmt,
                      ...)
 {
     if (!s->host || !s->host->log)
@@ -362,7 +362,7 @@ static const char *errtext(int err, char *buf, size_t len)
     return strerror_r(err, buf, len); /* the GNU variant (_GNU_SOURCE) */
 }
 
-obx_status obx_jsonl_validate(const obx_jsonl_config *conf, bool connect,
+obx_status obc_jsonl_validate(const obc_jsonl_config *conf, bool connect,
                               char *errstr, size_t errlen)
 {
     char eb[128];
@@ -400,14 +400,14 @@ obx_status obx_jsonl_validate(const obx_jsonl_config *conf, bool connect,
     return OBX_OK;
 }
 
-obx_status obx_jsonl_sink_open(obx_jsonl_sink *s, const obx_host *host,
-                               const obx_jsonl_config *conf, char *errstr,
+obx_status obc_jsonl_sink_open(obc_jsonl_sink *s, const obx_host *host,
+                               const obc_jsonl_config *conf, char *errstr,
                                size_t errlen)
 {
     memset(s, 0, sizeof *s);
     s->host = host;
     s->pretty = conf->pretty;
-    obx_status st = obx_jsonl_validate(conf, false, errstr, errlen);
+    obx_status st = obc_jsonl_validate(conf, false, errstr, errlen);
     if (st != OBX_OK)
         return st;
     if (is_stdout(conf->output)) {
@@ -483,7 +483,7 @@ static void guard_leave(sigpipe_guard *g, int err)
 }
 
 /* fwrite then optionally fflush; 0 or the errno of the failure. */
-static int write_out(obx_jsonl_sink *s, const char *p, size_t n, bool flush)
+static int write_out(obc_jsonl_sink *s, const char *p, size_t n, bool flush)
 {
     sigpipe_guard g;
     guard_enter(&g, s->is_pipe);
@@ -524,7 +524,7 @@ static int last_byte(int fd)
 /* After a failed write a regular file may end in half a line; terminate it
  * before writing more, so every later line is whole, valid JSON. When the
  * end cannot be read, a possibly blank line beats a corrupt one. */
-static int repair_torn_line(obx_jsonl_sink *s)
+static int repair_torn_line(obc_jsonl_sink *s)
 {
     int c = last_byte(fileno(s->fp));
     int err = c == '\n' || c == NOT_FILE ? 0 : write_out(s, "\n", 1, false);
@@ -533,7 +533,7 @@ static int repair_torn_line(obx_jsonl_sink *s)
     return err;
 }
 
-static obx_status io_failed(obx_jsonl_sink *s, int err, char *errstr,
+static obx_status io_failed(obc_jsonl_sink *s, int err, char *errstr,
                             size_t errlen)
 {
     char eb[128];
@@ -560,7 +560,7 @@ static obx_status io_failed(obx_jsonl_sink *s, int err, char *errstr,
     return OBX_UNAVAILABLE;
 }
 
-static obx_status drain(obx_jsonl_sink *s, bool flush, char *errstr,
+static obx_status drain(obc_jsonl_sink *s, bool flush, char *errstr,
                         size_t errlen)
 {
     int err = s->maybe_torn ? repair_torn_line(s) : 0;
@@ -570,22 +570,22 @@ static obx_status drain(obx_jsonl_sink *s, bool flush, char *errstr,
     return err ? io_failed(s, err, errstr, errlen) : OBX_OK;
 }
 
-void obx_jsonl_sink_begin(obx_jsonl_sink *s)
+void obc_jsonl_sink_begin(obc_jsonl_sink *s)
 {
     s->batch.len = 0;
 }
 
-obx_status obx_jsonl_sink_add(obx_jsonl_sink *s, const obx_event *ev,
+obx_status obc_jsonl_sink_add(obc_jsonl_sink *s, const obx_event *ev,
                               char *errstr, size_t errlen)
 {
     int rc;
     if (s->pretty) {
         s->pretty_buf.len = 0;
-        rc = obx_jsonl_format(&s->pretty_buf, ev) ||
-             obx_jsonl_reindent(&s->batch, s->pretty_buf.data,
+        rc = obc_jsonl_format(&s->pretty_buf, ev) ||
+             obc_jsonl_reindent(&s->batch, s->pretty_buf.data,
                                 s->pretty_buf.len);
     } else {
-        rc = obx_jsonl_format(&s->batch, ev);
+        rc = obc_jsonl_format(&s->batch, ev);
     }
     if (rc != 0) {
         snprintf(errstr, errlen, "out of memory formatting event %s",
@@ -599,13 +599,13 @@ obx_status obx_jsonl_sink_add(obx_jsonl_sink *s, const obx_event *ev,
     return OBX_OK;
 }
 
-static void trim(obx_jbuf *b)
+static void trim(obc_jbuf *b)
 {
     if (b->cap > KEEP_BYTES)
-        obx_jbuf_free(b);
+        obc_jbuf_free(b);
 }
 
-obx_status obx_jsonl_sink_commit(obx_jsonl_sink *s, char *errstr, size_t errlen)
+obx_status obc_jsonl_sink_commit(obc_jsonl_sink *s, char *errstr, size_t errlen)
 {
     obx_status st = drain(s, true, errstr, errlen);
     if (st == OBX_OK && s->fsync && fsync(fileno(s->fp)) != 0)
@@ -620,12 +620,12 @@ obx_status obx_jsonl_sink_commit(obx_jsonl_sink *s, char *errstr, size_t errlen)
     return OBX_OK;
 }
 
-obx_status obx_jsonl_sink_flush(obx_jsonl_sink *s)
+obx_status obc_jsonl_sink_flush(obc_jsonl_sink *s)
 {
     return s->fp && write_out(s, NULL, 0, true) != 0 ? OBX_UNAVAILABLE : OBX_OK;
 }
 
-void obx_jsonl_sink_close(obx_jsonl_sink *s)
+void obc_jsonl_sink_close(obc_jsonl_sink *s)
 {
     if (s->fp) {
         write_out(s, NULL, 0, true);
@@ -633,6 +633,6 @@ void obx_jsonl_sink_close(obx_jsonl_sink *s)
             fclose(s->fp);
     }
     s->fp = NULL;
-    obx_jbuf_free(&s->batch);
-    obx_jbuf_free(&s->pretty_buf);
+    obc_jbuf_free(&s->batch);
+    obc_jbuf_free(&s->pretty_buf);
 }

@@ -23,7 +23,7 @@
 #include "kafka_conf.h"
 #include "kafka_config.h"
 #include "kafka_errors.h"
-#include "kafka_keyset.h"
+#include "keyset.h"
 
 /* Header names set on every message, before the event's own headers. */
 #define KFK_H_EVENT_ID "outbox-event-id"
@@ -64,53 +64,51 @@ typedef struct kfk_call {
     int timeout_ms;
 } kfk_call;
 
-typedef struct obx_kafka {
+typedef struct kfk_broker {
     const obx_host *host;
-    const obx_kafka_config *conf; /* borrowed from the core */
+    const kfk_config *conf; /* borrowed from the core */
     rd_kafka_t *rk;
     uint64_t next_seq;
     kfk_call call;
     unsigned char *state; /* capacity for call.state */
     size_t state_cap;
-    obx_kafka_keyset failed_keys; /* keys failed in this call */
-    obx_kafka_keyset topics;      /* name -> rd_kafka_topic_t, for rk */
-    bool down;                    /* no broker usable, until proven again */
+    obc_keyset failed_keys; /* keys failed in this call */
+    obc_keyset topics;      /* name -> rd_kafka_topic_t, for rk */
+    bool down;              /* no broker usable, until proven again */
     char down_reason[OBX_ERRSTR_LEN];
     bool fatal; /* librdkafka raised a fatal error: reopen */
     char fatal_reason[OBX_ERRSTR_LEN];
     uint64_t late_ok, late_failed, late_logged;
-} obx_kafka;
+} kfk_broker;
 
 static const char *const kfk_ts_values[] = {"created", "now", NULL};
 
 static const obx_option kafka_options[] = {
-    OBX_OPT_STRING(obx_kafka_config, brokers, "brokers", OBX_REQUIRED,
+    OBX_OPT_STRING(kfk_config, brokers, "brokers", OBX_REQUIRED,
                    "Bootstrap servers, host:port[,host:port...] (librdkafka's "
                    "bootstrap.servers)."),
     OBX_OPT_SECRET_PREFIX(
-        obx_kafka_config, kafka, "kafka",
+        kfk_config, kafka, "kafka",
         "Any librdkafka property, passed through verbatim: "
         "broker.kafka.linger.ms = 10, broker.kafka.security.protocol = "
         "sasl_ssl, broker.kafka.sasl.password = ${env:KAFKA_PASSWORD}. Checked "
         "by librdkafka at `check` time. The defaults the plugin sets "
         "(enable.idempotence = true, acks = all, partitioner = murmur2_random, "
         "client.id = outbox-relay) can be overridden."),
-    OBX_OPT_INT(obx_kafka_config, max_in_flight, "max_in_flight", "10000", 1,
-                1000000,
+    OBX_OPT_INT(kfk_config, max_in_flight, "max_in_flight", "10000", 1, 1000000,
                 "At most this many messages of one publish call are handed to "
                 "librdkafka without a delivery report yet; bounds the memory a "
                 "large batch can take."),
-    OBX_OPT_ENUM(obx_kafka_config, timestamp, "timestamp", "created",
-                 kfk_ts_values,
+    OBX_OPT_ENUM(kfk_config, timestamp, "timestamp", "created", kfk_ts_values,
                  "The Kafka message timestamp: the event's created_at, or the "
                  "time of the send (for brokers that refuse old timestamps)."),
     OBX_OPT_DURATION(
-        obx_kafka_config, probe_timeout_ms, "probe_timeout", "2s", 1, 60000,
+        kfk_config, probe_timeout_ms, "probe_timeout", "2s", 1, 60000,
         "How long a metadata request may take: the health probe while the "
         "circuit breaker is open or after all brokers were seen down, and the "
         "look-up of a topic the first time an event goes there."),
-    OBX_OPT_DURATION(obx_kafka_config, close_timeout_ms, "close_timeout", "5s",
-                     0, 600000,
+    OBX_OPT_DURATION(kfk_config, close_timeout_ms, "close_timeout", "5s", 0,
+                     600000,
                      "On shutdown, how long to wait for requests still in "
                      "flight to complete before the producer is destroyed."),
     OBX_OPTIONS_END,
@@ -118,7 +116,7 @@ static const obx_option kafka_options[] = {
 
 /* ---- state and logging ----------------------------------------------- */
 
-static void kfk_set_down(obx_kafka *k, const char *what, const char *why)
+static void kfk_set_down(kfk_broker *k, const char *what, const char *why)
 {
     if (!k->down)
         k->host->log(k->host, OBX_LOG_WARN,
@@ -128,7 +126,7 @@ static void kfk_set_down(obx_kafka *k, const char *what, const char *why)
     snprintf(k->down_reason, sizeof k->down_reason, "kafka: %s: %s", what, why);
 }
 
-static void kfk_set_up(obx_kafka *k)
+static void kfk_set_up(kfk_broker *k)
 {
     if (k->down)
         k->host->log(k->host, OBX_LOG_INFO, "kafka: brokers reachable again");
@@ -149,7 +147,7 @@ static obx_log_level kfk_level(int level)
 static void kfk_on_log(const rd_kafka_t *rk, int level, const char *fac,
                        const char *buf)
 {
-    obx_kafka *k = rd_kafka_opaque(rk);
+    kfk_broker *k = rd_kafka_opaque(rk);
     if (k && k->host->log_enabled(k->host, kfk_level(level)))
         k->host->log(k->host, kfk_level(level), "kafka: librdkafka %s: %s", fac,
                      buf);
@@ -157,7 +155,7 @@ static void kfk_on_log(const rd_kafka_t *rk, int level, const char *fac,
 
 /* librdkafka raised a fatal error (idempotence state lost): the
  * producer is unusable and must be recreated. */
-static void kfk_set_fatal(obx_kafka *k)
+static void kfk_set_fatal(kfk_broker *k)
 {
     char why[OBX_ERRSTR_LEN - 96];
     rd_kafka_resp_err_t orig = rd_kafka_fatal_error(k->rk, why, sizeof why);
@@ -174,11 +172,11 @@ static void kfk_set_fatal(obx_kafka *k)
 static void kfk_on_error(rd_kafka_t *rk, int err, const char *reason,
                          void *opaque)
 {
-    obx_kafka *k = opaque;
+    kfk_broker *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         kfk_set_fatal(k);
         rd_kafka_yield(rk);
-    } else if (obx_kafka_is_broker_wide(err)) {
+    } else if (kfk_is_broker_wide(err)) {
         kfk_set_down(k, rd_kafka_err2name(err), reason);
         rd_kafka_yield(rk);
     } else {
@@ -201,18 +199,18 @@ static void kfk_fill(obx_result *r, obx_status st, const char *fmt, ...)
 
 /* The result of a failed message: status from the error table, text with
  * librdkafka's name and description, plus a hint where we have one. */
-static void kfk_fail(obx_result *r, rd_kafka_resp_err_t err,
-                     obx_kafka_phase phase, const char *topic)
+static void kfk_fail(obx_result *r, rd_kafka_resp_err_t err, kfk_phase phase,
+                     const char *topic)
 {
-    const char *hint = obx_kafka_hint(err, phase);
-    kfk_fill(r, obx_kafka_classify(err, phase),
-             "kafka: %s (%s) for topic %s%s%s", rd_kafka_err2str(err),
-             rd_kafka_err2name(err), topic, hint ? ": " : "", hint ? hint : "");
+    const char *hint = kfk_hint(err, phase);
+    kfk_fill(r, kfk_classify(err, phase), "kafka: %s (%s) for topic %s%s%s",
+             rd_kafka_err2str(err), rd_kafka_err2name(err), topic,
+             hint ? ": " : "", hint ? hint : "");
 }
 
 /* A report for a message of a call we already returned from: its event
  * was handed back for a retry, so a success here means a duplicate. */
-static void kfk_late(obx_kafka *k, rd_kafka_resp_err_t err)
+static void kfk_late(kfk_broker *k, rd_kafka_resp_err_t err)
 {
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         k->late_ok++;
@@ -220,7 +218,7 @@ static void kfk_late(obx_kafka *k, rd_kafka_resp_err_t err)
         k->late_failed++;
 }
 
-static void kfk_log_late(obx_kafka *k)
+static void kfk_log_late(kfk_broker *k)
 {
     if (k->late_ok == k->late_logged)
         return;
@@ -239,7 +237,7 @@ static void kfk_log_late(obx_kafka *k)
 static void kfk_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                             void *opaque)
 {
-    obx_kafka *k = opaque;
+    kfk_broker *k = opaque;
     kfk_call *c = &k->call;
     uint64_t seq = (uint64_t)(uintptr_t)m->_private;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -258,7 +256,7 @@ static void kfk_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
     } else {
         c->state[i] = KFK_DONE;
         if (m->err)
-            kfk_fail(&c->results[i], m->err, OBX_KAFKA_AT_DELIVERY,
+            kfk_fail(&c->results[i], m->err, KFK_AT_DELIVERY,
                      rd_kafka_topic_name(m->rkt));
         else
             kfk_fill(&c->results[i], OBX_OK, "%s", "");
@@ -274,7 +272,7 @@ static void kfk_topic_destroy(void *rkt)
     rd_kafka_topic_destroy(rkt);
 }
 
-static void kfk_destroy(obx_kafka *k)
+static void kfk_destroy(kfk_broker *k)
 {
     if (!k->rk)
         return;
@@ -288,19 +286,19 @@ static void kfk_destroy(obx_kafka *k)
     rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(k->rk, 0);
     kfk_log_late(k);
-    obx_kafka_keyset_each(&k->topics, kfk_topic_destroy);
-    obx_kafka_keyset_free(&k->topics);
+    obc_keyset_each(&k->topics, kfk_topic_destroy);
+    obc_keyset_free(&k->topics);
     rd_kafka_destroy(k->rk);
     k->rk = NULL;
 }
 
-static obx_status kfk_create(obx_kafka *k, char *errstr, size_t errlen)
+static obx_status kfk_create(kfk_broker *k, char *errstr, size_t errlen)
 {
     rd_kafka_conf_t *conf = NULL;
-    obx_status st = obx_kafka_conf_build(k->conf, true, &conf, errstr, errlen);
+    obx_status st = kfk_conf_build(k->conf, true, &conf, errstr, errlen);
     if (st != OBX_OK)
         return st;
-    obx_kafka_conf_warn(k->host, conf);
+    kfk_conf_warn(k->host, conf);
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, kfk_on_delivery);
     rd_kafka_conf_set_error_cb(conf, kfk_on_error);
@@ -318,7 +316,7 @@ static obx_status kfk_create(obx_kafka *k, char *errstr, size_t errlen)
 
 /* A metadata request: true when a broker answered. Clears or sets the
  * down state accordingly. */
-static bool kfk_probe(obx_kafka *k, int timeout_ms)
+static bool kfk_probe(kfk_broker *k, int timeout_ms)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err =
@@ -343,9 +341,9 @@ static bool kfk_probe(obx_kafka *k, int timeout_ms)
 static obx_status kafka_validate(const obx_host *host, const void *config,
                                  bool connect, char *errstr, size_t errlen)
 {
-    const obx_kafka_config *c = config;
+    const kfk_config *c = config;
     rd_kafka_conf_t *conf = NULL;
-    obx_status st = obx_kafka_conf_build(c, connect, &conf, errstr, errlen);
+    obx_status st = kfk_conf_build(c, connect, &conf, errstr, errlen);
     if (st != OBX_OK)
         return st;
     rd_kafka_conf_set_opaque(conf, NULL); /* NULL: logs are dropped */
@@ -380,7 +378,7 @@ static obx_status kafka_validate(const obx_host *host, const void *config,
 static obx_status kafka_open(const obx_host *host, const void *config,
                              void **inst, char *errstr, size_t errlen)
 {
-    obx_kafka *k = calloc(1, sizeof *k);
+    kfk_broker *k = calloc(1, sizeof *k);
     if (!k) {
         snprintf(errstr, errlen, "out of memory");
         return OBX_NOMEM;
@@ -404,18 +402,18 @@ static obx_status kafka_open(const obx_host *host, const void *config,
 
 static void kafka_close(void *inst)
 {
-    obx_kafka *k = inst;
+    kfk_broker *k = inst;
     if (!k)
         return;
     kfk_destroy(k);
-    obx_kafka_keyset_free(&k->failed_keys);
+    obc_keyset_free(&k->failed_keys);
     free(k->state);
     free(k);
 }
 
 /* ---- publish --------------------------------------------------------- */
 
-static int kfk_ms_left(const obx_kafka *k, int64_t deadline_us)
+static int kfk_ms_left(const kfk_broker *k, int64_t deadline_us)
 {
     int64_t left = (deadline_us - k->host->mono_us()) / 1000;
     return left <= 0 ? 0 : left > KFK_SLICE_MS ? KFK_SLICE_MS : (int)left;
@@ -423,7 +421,7 @@ static int kfk_ms_left(const obx_kafka *k, int64_t deadline_us)
 
 /* Start a call: size the state array, open the window of message numbers.
  * -1 when out of memory. */
-static int kfk_begin(obx_kafka *k, obx_result *results, size_t n,
+static int kfk_begin(kfk_broker *k, obx_result *results, size_t n,
                      int timeout_ms)
 {
     if (n > k->state_cap) {
@@ -434,7 +432,7 @@ static int kfk_begin(obx_kafka *k, obx_result *results, size_t n,
         k->state_cap = n;
     }
     memset(k->state, KFK_UNSENT, n);
-    obx_kafka_keyset_clear(&k->failed_keys);
+    obc_keyset_clear(&k->failed_keys);
     k->call = (kfk_call){.results = results,
                          .state = k->state,
                          .n = n,
@@ -467,16 +465,16 @@ static rd_kafka_headers_t *kfk_headers(const obx_event *ev)
  * produced to after the connection is up only at its next one-second
  * metadata tick, a second of latency for each new destination. NULL when
  * the cache is full or out of memory: then produce by name. */
-static rd_kafka_topic_t *kfk_topic(obx_kafka *k, const char *name,
+static rd_kafka_topic_t *kfk_topic(kfk_broker *k, const char *name,
                                    int64_t deadline)
 {
-    rd_kafka_topic_t *t = obx_kafka_keyset_get(&k->topics, name);
+    rd_kafka_topic_t *t = obc_keyset_get(&k->topics, name);
     if (t || k->topics.n >= KFK_TOPICS_MAX)
         return t;
     t = rd_kafka_topic_new(k->rk, name, NULL);
     if (!t)
         return NULL;
-    if (obx_kafka_keyset_put(&k->topics, rd_kafka_topic_name(t), t) != 0) {
+    if (obc_keyset_put(&k->topics, rd_kafka_topic_name(t), t) != 0) {
         rd_kafka_topic_destroy(t);
         return NULL;
     }
@@ -491,11 +489,11 @@ static rd_kafka_topic_t *kfk_topic(obx_kafka *k, const char *name,
 }
 
 /* One message: by topic handle when we have one, else by name. */
-static rd_kafka_resp_err_t kfk_send(obx_kafka *k, const obx_event *ev,
+static rd_kafka_resp_err_t kfk_send(kfk_broker *k, const obx_event *ev,
                                     rd_kafka_topic_t *rkt, uint64_t seq)
 {
     int64_t ts = 0; /* 0: librdkafka uses the current time */
-    if (k->conf->timestamp == OBX_KAFKA_TS_CREATED && ev->created_at_us > 0)
+    if (k->conf->timestamp == KFK_TS_CREATED && ev->created_at_us > 0)
         ts = ev->created_at_us / 1000;
     rd_kafka_headers_t *h = kfk_headers(ev);
     rd_kafka_vu_t vu[7] = {{.vtype = RD_KAFKA_VTYPE_VALUE},
@@ -531,7 +529,7 @@ static rd_kafka_resp_err_t kfk_send(obx_kafka *k, const obx_event *ev,
     return err;
 }
 
-static bool kfk_stopped(const obx_kafka *k)
+static bool kfk_stopped(const kfk_broker *k)
 {
     return k->fatal || k->down || k->call.went_down;
 }
@@ -539,7 +537,7 @@ static bool kfk_stopped(const obx_kafka *k)
 /* Hand one event over, waiting (serving reports) while librdkafka's queue
  * is full. Returns false when the call must stop producing: deadline,
  * fatal error, brokers down. */
-static bool kfk_produce_one(obx_kafka *k, const obx_event *ev, size_t i,
+static bool kfk_produce_one(kfk_broker *k, const obx_event *ev, size_t i,
                             int64_t deadline)
 {
     kfk_call *c = &k->call;
@@ -562,8 +560,8 @@ static bool kfk_produce_one(obx_kafka *k, const obx_event *ev, size_t i,
         return false;
     }
     c->state[i] = KFK_DONE;
-    kfk_fail(&c->results[i], err, OBX_KAFKA_AT_PRODUCE, ev->destination);
-    if (ev->key && obx_kafka_keyset_add(&k->failed_keys, ev->key) != 0) {
+    kfk_fail(&c->results[i], err, KFK_AT_PRODUCE, ev->destination);
+    if (ev->key && obc_keyset_add(&k->failed_keys, ev->key) != 0) {
         /* Cannot remember the key: stop rather than risk sending a later
          * event of it ahead of this one. */
         return false;
@@ -575,7 +573,7 @@ static bool kfk_produce_one(obx_kafka *k, const obx_event *ev, size_t i,
  * a report. rd_kafka_flush() rather than poll: nothing more is produced
  * meanwhile, so waiting out linger.ms would be time lost. False on
  * deadline, fatal error or brokers down. */
-static bool kfk_wait_room(obx_kafka *k, int64_t deadline)
+static bool kfk_wait_room(kfk_broker *k, int64_t deadline)
 {
     kfk_call *c = &k->call;
     size_t cap = (size_t)k->conf->max_in_flight;
@@ -592,13 +590,13 @@ static bool kfk_wait_room(obx_kafka *k, int64_t deadline)
 
 /* Hand the events over in array order (librdkafka keeps that order per
  * partition); later events of a key that failed here are held back. */
-static void kfk_produce_all(obx_kafka *k, obx_event *const *events, size_t n,
+static void kfk_produce_all(kfk_broker *k, obx_event *const *events, size_t n,
                             int64_t deadline)
 {
     kfk_call *c = &k->call;
     for (size_t i = 0; i < n && !kfk_stopped(k); i++) {
         const obx_event *ev = events[i];
-        if (ev->key && obx_kafka_keyset_has(&k->failed_keys, ev->key)) {
+        if (ev->key && obc_keyset_has(&k->failed_keys, ev->key)) {
             c->state[i] = KFK_HELD;
             kfk_fill(&c->results[i], OBX_RETRY, "not attempted");
             continue;
@@ -607,8 +605,8 @@ static void kfk_produce_all(obx_kafka *k, obx_event *const *events, size_t n,
             /* The engine refuses these first; never trust it blindly. */
             c->state[i] = KFK_DONE;
             kfk_fail(&c->results[i], RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION,
-                     OBX_KAFKA_AT_PRODUCE, "(none)");
-            if (ev->key && obx_kafka_keyset_add(&k->failed_keys, ev->key))
+                     KFK_AT_PRODUCE, "(none)");
+            if (ev->key && obc_keyset_add(&k->failed_keys, ev->key))
                 return;
             continue;
         }
@@ -623,7 +621,7 @@ static void kfk_produce_all(obx_kafka *k, obx_event *const *events, size_t n,
 /* Serve reports until every event has one, or the deadline, or a
  * broker-wide or fatal error. rd_kafka_flush() also makes librdkafka send
  * at once instead of waiting out linger.ms: nothing more is coming. */
-static void kfk_wait(obx_kafka *k, int64_t deadline)
+static void kfk_wait(kfk_broker *k, int64_t deadline)
 {
     while (k->call.inflight > 0 && !kfk_stopped(k)) {
         int ms = kfk_ms_left(k, deadline);
@@ -635,7 +633,7 @@ static void kfk_wait(obx_kafka *k, int64_t deadline)
 
 /* Results for events without a report: not sent (never handed over, or
  * purged by us) or in flight (sent, unanswered: may still land). */
-static void kfk_label(obx_kafka *k, bool wide)
+static void kfk_label(kfk_broker *k, bool wide)
 {
     kfk_call *c = &k->call;
     const char *why = k->down || c->went_down
@@ -664,7 +662,7 @@ static void kfk_label(obx_kafka *k, bool wide)
 /* OBX_UNAVAILABLE when no event has a result of its own (every one is
  * unavailable or held back), so the engine releases the batch as a whole;
  * else OBX_OK and the engine settles each event by its result. */
-static obx_status kfk_verdict(const obx_kafka *k)
+static obx_status kfk_verdict(const kfk_broker *k)
 {
     const kfk_call *c = &k->call;
     size_t unavailable = 0, own = 0;
@@ -682,7 +680,7 @@ static obx_status kfk_verdict(const obx_kafka *k)
 /* Every result UNAVAILABLE with why (the engine ignores them when ret is
  * not OBX_OK, but a reader of the results sees the reason); close the
  * window of the current call. */
-static obx_status kfk_fail_all(obx_kafka *k, obx_result *results, size_t n,
+static obx_status kfk_fail_all(kfk_broker *k, obx_result *results, size_t n,
                                obx_status ret, const char *why)
 {
     for (size_t i = 0; i < n; i++)
@@ -695,7 +693,7 @@ static obx_status kfk_fail_all(obx_kafka *k, obx_result *results, size_t n,
  * duplicate), label what has no report, close the window. A call in which
  * no broker answered anything is treated as an outage, not as a timeout
  * of each event: outages must not burn attempts. */
-static obx_status kfk_finish(obx_kafka *k)
+static obx_status kfk_finish(kfk_broker *k)
 {
     kfk_call *c = &k->call;
     char tmp[8];
@@ -728,7 +726,7 @@ static obx_status kfk_finish(obx_kafka *k)
 static obx_status kafka_publish(void *inst, obx_event *const *events, size_t n,
                                 obx_result *results, int timeout_ms)
 {
-    obx_kafka *k = inst;
+    kfk_broker *k = inst;
     int64_t deadline = k->host->mono_us() + (int64_t)timeout_ms * 1000;
     if (kfk_begin(k, results, n, timeout_ms) != 0)
         return kfk_fail_all(k, results, n, OBX_UNAVAILABLE,
@@ -753,7 +751,7 @@ static obx_status kafka_publish(void *inst, obx_event *const *events, size_t n,
  * that already returned). OBX_OK when none is left, else OBX_UNAVAILABLE. */
 static obx_status kafka_flush(void *inst, int timeout_ms)
 {
-    obx_kafka *k = inst;
+    kfk_broker *k = inst;
     rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE); /* see kfk_destroy */
     rd_kafka_resp_err_t err = rd_kafka_flush(k->rk, timeout_ms);
     kfk_log_late(k);
@@ -765,7 +763,7 @@ static obx_status kafka_flush(void *inst, int timeout_ms)
  * after a fatal producer error. */
 static obx_status kafka_health(void *inst, char *errstr, size_t errlen)
 {
-    obx_kafka *k = inst;
+    kfk_broker *k = inst;
     rd_kafka_poll(k->rk, 0);
     if (k->fatal) {
         snprintf(errstr, errlen, "%s", k->fatal_reason);
@@ -790,4 +788,4 @@ static const obx_broker_ops kafka_ops = {
 OBX_BROKER_PLUGIN("kafka",
                   "Apache Kafka via librdkafka's idempotent producer, with "
                   "per-event delivery reports",
-                  "1.0.0", kafka_options, obx_kafka_config, kafka_ops)
+                  "1.0.0", kafka_options, kfk_config, kafka_ops)

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <outbox/secret.h>
+
 /* Set before the user's properties, so every one can be overridden. */
 static const char *const kfk_defaults[][2] = {
     /* No duplicates or reordering from librdkafka's own retries. */
@@ -28,18 +30,12 @@ static const char *const kfk_owned[][2] = {
      "the relay needs a delivery report for every event"},
 };
 
-bool obx_kafka_is_secret(const char *property)
+bool kfk_is_secret(const char *property)
 {
-    static const char *const words[] = {"password", "secret", "token", "key",
-                                        NULL};
-    for (size_t i = 0; words[i]; i++)
-        if (strcasestr(property, words[i]))
-            return true;
-    return false;
+    return obx_secret_name(property, strlen(property));
 }
 
-obx_status obx_kafka_conf_check(const obx_kafka_config *c, char *errstr,
-                                size_t errlen)
+obx_status kfk_conf_check(const kfk_config *c, char *errstr, size_t errlen)
 {
     if (!c->brokers || !*c->brokers) {
         snprintf(errstr, errlen,
@@ -66,8 +62,7 @@ obx_status obx_kafka_conf_check(const obx_kafka_config *c, char *errstr,
     return OBX_OK;
 }
 
-void obx_kafka_mask(const char *msg, const char *value, char *out,
-                    size_t outlen)
+void kfk_mask(const char *msg, const char *value, char *out, size_t outlen)
 {
     if (outlen == 0)
         return;
@@ -92,8 +87,8 @@ static obx_status set_one(rd_kafka_conf_t *conf, const obx_kv *kv, char *errstr,
         RD_KAFKA_CONF_OK)
         return OBX_OK;
     char shown[512];
-    if (obx_kafka_is_secret(kv->name))
-        obx_kafka_mask(why, kv->value, shown, sizeof shown);
+    if (kfk_is_secret(kv->name))
+        kfk_mask(why, kv->value, shown, sizeof shown);
     else
         snprintf(shown, sizeof shown, "%s", why);
     snprintf(errstr, errlen, "broker.kafka.%s (line %d): %s", kv->name,
@@ -112,7 +107,7 @@ static obx_status set_fixed(rd_kafka_conf_t *conf, const char *name,
     return OBX_CONFIG;
 }
 
-static obx_status apply_all(const obx_kafka_config *c, bool bootstrap,
+static obx_status apply_all(const kfk_config *c, bool bootstrap,
                             rd_kafka_conf_t *conf, char *errstr, size_t errlen)
 {
     obx_status st = OBX_OK;
@@ -132,12 +127,11 @@ static obx_status apply_all(const obx_kafka_config *c, bool bootstrap,
     return st;
 }
 
-obx_status obx_kafka_conf_build(const obx_kafka_config *c, bool bootstrap,
-                                rd_kafka_conf_t **out, char *errstr,
-                                size_t errlen)
+obx_status kfk_conf_build(const kfk_config *c, bool bootstrap,
+                          rd_kafka_conf_t **out, char *errstr, size_t errlen)
 {
     *out = NULL;
-    obx_status st = obx_kafka_conf_check(c, errstr, errlen);
+    obx_status st = kfk_conf_check(c, errstr, errlen);
     if (st != OBX_OK)
         return st;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -169,7 +163,7 @@ static void get_prop(const rd_kafka_conf_t *conf, const char *name, char *buf,
         buf[0] = '\0';
 }
 
-void obx_kafka_conf_warn(const obx_host *host, const rd_kafka_conf_t *conf)
+void kfk_conf_warn(const obx_host *host, const rd_kafka_conf_t *conf)
 {
     char v[64];
     get_prop(conf, "enable.idempotence", v, sizeof v);

@@ -75,20 +75,20 @@ static bool is_cluster_error(rd_kafka_resp_err_t err)
     }
 }
 
-obx_status obx_kafka_classify(rd_kafka_resp_err_t err, obx_kafka_phase phase)
+obx_status kfk_classify(rd_kafka_resp_err_t err, kfk_phase phase)
 {
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
         return OBX_OK;
     if (is_topic_error(err))
         return OBX_PERMANENT;
     if (is_record_error(err))
-        return phase == OBX_KAFKA_AT_PRODUCE ? OBX_PERMANENT : OBX_RETRY;
+        return phase == KFK_AT_PRODUCE ? OBX_PERMANENT : OBX_RETRY;
     if (is_cluster_error(err))
         return OBX_UNAVAILABLE;
     return OBX_RETRY;
 }
 
-bool obx_kafka_is_broker_wide(rd_kafka_resp_err_t err)
+bool kfk_is_broker_wide(rd_kafka_resp_err_t err)
 {
     switch (err) {
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
@@ -98,11 +98,11 @@ bool obx_kafka_is_broker_wide(rd_kafka_resp_err_t err)
     }
 }
 
-const char *obx_kafka_hint(rd_kafka_resp_err_t err, obx_kafka_phase phase)
+const char *kfk_hint(rd_kafka_resp_err_t err, kfk_phase phase)
 {
     switch (err) {
     case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-        return phase == OBX_KAFKA_AT_PRODUCE
+        return phase == KFK_AT_PRODUCE
                    ? "larger than broker.kafka.message.max.bytes"
                    : "the broker refused the record batch; set "
                      "broker.kafka.message.max.bytes to the topic's "

@@ -4,8 +4,8 @@
  * (tests/kafka/test_kafka_errors.c) and the reasoning sits in one place.
  * Compiled into the plugin with hidden visibility: not exported.
  */
-#ifndef OBX_BROKER_KAFKA_ERRORS_H
-#define OBX_BROKER_KAFKA_ERRORS_H
+#ifndef KFK_ERRORS_H
+#define KFK_ERRORS_H
 
 #include <stdbool.h>
 
@@ -13,15 +13,15 @@
 #include <outbox/status.h>
 
 /* Where an error was seen: it changes what it says about the event. */
-typedef enum obx_kafka_phase {
+typedef enum kfk_phase {
     /* rd_kafka_producev() refused the message before queueing it: only
      * this message is concerned. */
-    OBX_KAFKA_AT_PRODUCE = 0,
+    KFK_AT_PRODUCE = 0,
     /* A delivery report. The broker answers per record batch, so a
      * record-level refusal also lands on the events that shared the batch
      * with the culprit. */
-    OBX_KAFKA_AT_DELIVERY = 1,
-} obx_kafka_phase;
+    KFK_AT_DELIVERY = 1,
+} kfk_phase;
 
 /* The status for one event that failed with err:
  *  - OBX_OK for RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -35,15 +35,15 @@ typedef enum obx_kafka_phase {
  *    at delivery time, and any code not listed).
  * Never OBX_FATAL: a fatal producer error is handled by the plugin, which
  * reports the whole call. */
-obx_status obx_kafka_classify(rd_kafka_resp_err_t err, obx_kafka_phase phase);
+obx_status kfk_classify(rd_kafka_resp_err_t err, kfk_phase phase);
 
 /* Whether err, reported by librdkafka's error callback (not tied to any
  * message), means no broker can be used right now: all brokers down, or
  * authentication failed. */
-bool obx_kafka_is_broker_wide(rd_kafka_resp_err_t err);
+bool kfk_is_broker_wide(rd_kafka_resp_err_t err);
 
 /* A short advice for the operator to append to the error text of err in
  * phase, or NULL. Static string. */
-const char *obx_kafka_hint(rd_kafka_resp_err_t err, obx_kafka_phase phase);
+const char *kfk_hint(rd_kafka_resp_err_t err, kfk_phase phase);
 
 #endif

@@ -27,72 +27,72 @@ static const char *const natsb_mode_values[] = {"jetstream", "core", NULL};
 
 static const obx_option nats_options[] = {
     OBX_OPT_LIST(
-        obx_nats_config, servers, "servers", OBX_REQUIRED,
+        natsb_config, servers, "servers", OBX_REQUIRED,
         "Server URLs, nats://host:port or tls://host:port, comma-separated; "
         "tried in this order, reconnected to forever."),
     OBX_OPT_ENUM(
-        obx_nats_config, mode, "mode", "jetstream", natsb_mode_values,
+        natsb_config, mode, "mode", "jetstream", natsb_mode_values,
         "jetstream: asynchronous JetStream publish, an event is done once its "
         "PubAck says the stream stored it. core: plain NATS publish plus one "
         "flush per batch, NOT at-least-once (a server crash or a subscriber "
         "that is not there loses events); only when asked for."),
-    OBX_OPT_STRING(obx_nats_config, user, "user", NULL,
+    OBX_OPT_STRING(natsb_config, user, "user", NULL,
                    "User name, with password."),
-    OBX_OPT_STRING(obx_nats_config, password, "password", OBX_SECRET(NULL),
+    OBX_OPT_STRING(natsb_config, password, "password", OBX_SECRET(NULL),
                    "Password of user (masked in logs and check output)."),
-    OBX_OPT_STRING(obx_nats_config, token, "token", OBX_SECRET(NULL),
+    OBX_OPT_STRING(natsb_config, token, "token", OBX_SECRET(NULL),
                    "Authentication token (masked in logs and check output)."),
-    OBX_OPT_STRING(obx_nats_config, nkey, "nkey", NULL,
+    OBX_OPT_STRING(natsb_config, nkey, "nkey", NULL,
                    "NKey public key (U...), with nkey_seed_file."),
     OBX_OPT_STRING(
-        obx_nats_config, nkey_seed_file, "nkey_seed_file", NULL,
+        natsb_config, nkey_seed_file, "nkey_seed_file", NULL,
         "File holding the NKey seed (SU...) that signs the server's nonce."),
-    OBX_OPT_STRING(obx_nats_config, creds_file, "creds_file", NULL,
+    OBX_OPT_STRING(natsb_config, creds_file, "creds_file", NULL,
                    "Credentials file (.creds: user JWT and NKey seed)."),
-    OBX_OPT_STRING(obx_nats_config, tls_ca, "tls_ca", NULL,
+    OBX_OPT_STRING(natsb_config, tls_ca, "tls_ca", NULL,
                    "CA certificates (PEM file) that the server's certificate "
                    "must chain to; turns TLS on."),
-    OBX_OPT_STRING(obx_nats_config, tls_cert, "tls_cert", NULL,
+    OBX_OPT_STRING(natsb_config, tls_cert, "tls_cert", NULL,
                    "Client certificate chain (PEM file), with tls_key."),
-    OBX_OPT_STRING(obx_nats_config, tls_key, "tls_key", NULL,
+    OBX_OPT_STRING(natsb_config, tls_key, "tls_key", NULL,
                    "Client private key (PEM file)."),
-    OBX_OPT_STRING(obx_nats_config, tls_hostname, "tls_hostname", NULL,
+    OBX_OPT_STRING(natsb_config, tls_hostname, "tls_hostname", NULL,
                    "Host name the server certificate must carry, when it "
                    "differs from the URL's."),
-    OBX_OPT_STRING(obx_nats_config, stream, "stream", NULL,
+    OBX_OPT_STRING(natsb_config, stream, "stream", NULL,
                    "The stream the events must land in; looked up at start and "
                    "by `check --connect`. While it is missing the pipeline "
                    "waits (circuit open) instead of dead-lettering."),
-    OBX_OPT_LIST(obx_nats_config, subjects, "subjects", NULL,
+    OBX_OPT_LIST(natsb_config, subjects, "subjects", NULL,
                  "Subjects (wildcards allowed) the relay publishes to, e.g. "
                  "outbox.>: stream must capture each of them, and "
                  "create_stream creates it with them."),
     OBX_OPT_BOOL(
-        obx_nats_config, create_stream, "create_stream", "false",
+        natsb_config, create_stream, "create_stream", "false",
         "Create stream when it does not exist: file storage, subjects, "
         "duplicate_window. For quick starts and tests; production streams are "
         "usually managed with the nats CLI or an operator."),
-    OBX_OPT_DURATION(obx_nats_config, duplicate_window_ms, "duplicate_window",
+    OBX_OPT_DURATION(natsb_config, duplicate_window_ms, "duplicate_window",
                      "2m", 1000, 604800000,
                      "Duplicate window of a stream made by create_stream: how "
                      "long JetStream remembers a Nats-Msg-Id. Keep it above "
                      "the longest retry wait (retry.backoff); the plugin warns "
                      "at start when the stream's window is shorter."),
-    OBX_OPT_STRING(obx_nats_config, expect_stream, "expect_stream", NULL,
+    OBX_OPT_STRING(natsb_config, expect_stream, "expect_stream", NULL,
                    "Sets Nats-Expected-Stream on every message: an event whose "
                    "subject another stream captures fails (dead-lettered) "
                    "instead of landing there."),
-    OBX_OPT_INT(obx_nats_config, max_in_flight, "max_in_flight", "4096", 1,
+    OBX_OPT_INT(natsb_config, max_in_flight, "max_in_flight", "4096", 1,
                 1000000,
                 "At most this many messages of one publish call wait for their "
                 "PubAck at a time."),
-    OBX_OPT_DURATION(obx_nats_config, connect_timeout_ms, "connect_timeout",
-                     "2s", 1, 600000, "Timeout of one connection attempt."),
+    OBX_OPT_DURATION(natsb_config, connect_timeout_ms, "connect_timeout", "2s",
+                     1, 600000, "Timeout of one connection attempt."),
     OBX_OPT_DURATION(
-        obx_nats_config, reconnect_wait_ms, "reconnect_wait", "500ms", 1,
-        600000, "Pause between two reconnect attempts to the same server."),
+        natsb_config, reconnect_wait_ms, "reconnect_wait", "500ms", 1, 600000,
+        "Pause between two reconnect attempts to the same server."),
     OBX_OPT_DURATION(
-        obx_nats_config, api_timeout_ms, "api_timeout", "5s", 1, 600000,
+        natsb_config, api_timeout_ms, "api_timeout", "5s", 1, 600000,
         "Timeout of JetStream API requests (stream look-up and creation)."),
     OBX_OPTIONS_END,
 };
@@ -203,7 +203,7 @@ static obx_status natsb_connect(natsb *b, char *errstr, size_t errlen)
         natsb_set_down_locked(b, why);
         pthread_mutex_unlock(&b->mu);
     }
-    if (b->conf->mode == OBX_NATS_CORE)
+    if (b->conf->mode == NATSB_CORE)
         return OBX_OK;
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -295,8 +295,8 @@ static void natsb_free(natsb *b)
 {
     natsb_disconnect(b);
     pthread_mutex_lock(&b->mu);
-    obx_kafka_keyset_free(&b->call.ids);
-    obx_kafka_keyset_free(&b->call.failed);
+    obc_keyset_free(&b->call.ids);
+    obc_keyset_free(&b->call.failed);
     pthread_mutex_unlock(&b->mu);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
@@ -340,7 +340,7 @@ static bool natsb_up(natsb *b, char *why, size_t len)
 {
     if (b->nc && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CLOSED)
         natsb_renew(b);
-    if (!b->nc || (b->conf->mode == OBX_NATS_JETSTREAM && !b->js)) {
+    if (!b->nc || (b->conf->mode == NATSB_JETSTREAM && !b->js)) {
         snprintf(why, len, "nats: no connection");
         return false;
     }
@@ -373,7 +373,7 @@ static bool natsb_up(natsb *b, char *why, size_t len)
 /* The stream check of the first call after a (re)connect. */
 static obx_status natsb_ensure_stream(natsb *b, char *why, size_t len)
 {
-    if (b->conf->mode == OBX_NATS_CORE || b->stream_ok)
+    if (b->conf->mode == NATSB_CORE || b->stream_ok)
         return OBX_OK;
     obx_status st = natsb_stream_check(
         b->host, b->conf, b->js, !b->window_checked, &b->stream, why, len);
@@ -395,12 +395,12 @@ static obx_status natsb_ensure_stream(natsb *b, char *why, size_t len)
 static obx_status nats_validate(const obx_host *host, const void *config,
                                 bool connect, char *errstr, size_t errlen)
 {
-    const obx_nats_config *c = config;
+    const natsb_config *c = config;
     natsOptions *o = NULL;
     obx_status st = natsb_opts_build(host, c, false, NULL, &o, errstr, errlen);
     if (st != OBX_OK)
         return st;
-    if (c->mode == OBX_NATS_CORE)
+    if (c->mode == NATSB_CORE)
         host->log(host, OBX_LOG_WARN,
                   "nats: broker.mode = core is NOT at-least-once: an event "
                   "counts as published once the server received it; a server "
@@ -422,7 +422,7 @@ static obx_status nats_validate(const obx_host *host, const void *config,
         natsConnection_Destroy(nc);
         return OBX_UNAVAILABLE;
     }
-    if (c->mode == OBX_NATS_JETSTREAM) {
+    if (c->mode == NATSB_JETSTREAM) {
         jsOptions jo;
         jsOptions_Init(&jo);
         jo.Wait = c->api_timeout_ms;
@@ -465,7 +465,7 @@ static obx_status nats_open(const obx_host *host, const void *config,
     obx_status st = natsb_connect(b, errstr, errlen);
     char why[OBX_ERRSTR_LEN];
     if (st == OBX_OK && natsb_up(b, why, sizeof why) &&
-        b->conf->mode == OBX_NATS_JETSTREAM) {
+        b->conf->mode == NATSB_JETSTREAM) {
         st = natsb_stream_check(host, b->conf, b->js, true, &b->stream, errstr,
                                 errlen);
         b->stream_ok = b->window_checked = st == OBX_OK;
@@ -479,11 +479,11 @@ static obx_status nats_open(const obx_host *host, const void *config,
     host->log(host, OBX_LOG_INFO,
               "nats: %s publisher outbox-relay/%s for %s (stream %s, at most "
               "%lld in flight)",
-              b->conf->mode == OBX_NATS_CORE ? "core NATS" : "JetStream",
+              b->conf->mode == NATSB_CORE ? "core NATS" : "JetStream",
               host->pipeline ? host->pipeline : "-", servers,
               b->conf->stream ? b->conf->stream : "(any)",
               (long long)b->conf->max_in_flight);
-    if (b->conf->mode == OBX_NATS_CORE)
+    if (b->conf->mode == NATSB_CORE)
         host->log(host, OBX_LOG_WARN,
                   "nats: broker.mode = core is NOT at-least-once: a server "
                   "crash, or no subscriber listening, loses events");
@@ -517,7 +517,7 @@ static obx_status nats_publish(void *inst, obx_event *const *events, size_t n,
         return natsb_fail_all(results, n, why);
     if (natsb_reserve(b, n) != 0)
         return natsb_fail_all(results, n, "nats: out of memory");
-    if (b->conf->mode == OBX_NATS_CORE)
+    if (b->conf->mode == NATSB_CORE)
         return natsb_publish_core(b, events, n, results, timeout_ms);
     return natsb_publish_js(b, events, n, results, timeout_ms);
 }
@@ -527,7 +527,7 @@ static obx_status nats_publish(void *inst, obx_event *const *events, size_t n,
 static obx_status nats_flush(void *inst, int timeout_ms)
 {
     natsb *b = inst;
-    if (b->conf->mode == OBX_NATS_CORE &&
+    if (b->conf->mode == NATSB_CORE &&
         natsConnection_FlushTimeout(b->nc, timeout_ms > 0 ? timeout_ms : 1) !=
             NATS_OK)
         return OBX_UNAVAILABLE;
@@ -562,4 +562,4 @@ OBX_BROKER_PLUGIN("nats",
                   "NATS JetStream via cnats: asynchronous publish with a "
                   "PubAck per event and Nats-Msg-Id dedup (or core NATS when "
                   "asked for)",
-                  "1.0.0", nats_options, obx_nats_config, nats_ops)
+                  "1.0.0", nats_options, natsb_config, nats_ops)

@@ -1,8 +1,8 @@
 /* Config struct of the nats broker, filled by the core from the option
  * table in nats.c (tests fill it directly). Strings and lists are owned by
  * the core and outlive the instance. */
-#ifndef OBX_BROKER_NATS_CONFIG_H
-#define OBX_BROKER_NATS_CONFIG_H
+#ifndef NATSB_CONFIG_H
+#define NATSB_CONFIG_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -10,14 +10,14 @@
 #include <outbox/options.h>
 
 /* Values of the `mode` option. */
-typedef enum obx_nats_mode {
-    OBX_NATS_JETSTREAM = 0, /* JetStream publish, a PubAck per event */
-    OBX_NATS_CORE = 1,      /* core NATS: fire-and-forget plus a flush */
-} obx_nats_mode;
+typedef enum natsb_mode {
+    NATSB_JETSTREAM = 0, /* JetStream publish, a PubAck per event */
+    NATSB_CORE = 1,      /* core NATS: fire-and-forget plus a flush */
+} natsb_mode;
 
-typedef struct obx_nats_config {
+typedef struct natsb_config {
     obx_list servers; /* nats://host:port, tls://host:port */
-    int mode;         /* obx_nats_mode */
+    int mode;         /* natsb_mode */
     char *user;
     char *password; /* secret */
     char *token;    /* secret */
@@ -37,6 +37,6 @@ typedef struct obx_nats_config {
     int64_t connect_timeout_ms;
     int64_t reconnect_wait_ms;
     int64_t api_timeout_ms; /* JetStream API requests (stream info, ...) */
-} obx_nats_config;
+} natsb_config;
 
 #endif

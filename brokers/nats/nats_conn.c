@@ -14,8 +14,7 @@ static bool url_ok(const char *u)
     return strncmp(u, "nats://", 7) == 0 || strncmp(u, "tls://", 6) == 0;
 }
 
-obx_status natsb_conf_check(const obx_nats_config *c, char *errstr,
-                            size_t errlen)
+obx_status natsb_conf_check(const natsb_config *c, char *errstr, size_t errlen)
 {
     if (c->servers.n == 0) {
         snprintf(errstr, errlen,
@@ -90,7 +89,7 @@ static void mask_value(const char *in, const char *secret, char *out,
     out[o < outlen ? o : outlen - 1] = '\0';
 }
 
-void natsb_mask(const obx_host *host, const obx_nats_config *c, const char *msg,
+void natsb_mask(const obx_host *host, const natsb_config *c, const char *msg,
                 char *out, size_t outlen)
 {
     if (outlen == 0)
@@ -101,8 +100,8 @@ void natsb_mask(const obx_host *host, const obx_nats_config *c, const char *msg,
     host->mask(b, out, outlen);
 }
 
-void natsb_servers_str(const obx_host *host, const obx_nats_config *c,
-                       char *out, size_t outlen)
+void natsb_servers_str(const obx_host *host, const natsb_config *c, char *out,
+                       size_t outlen)
 {
     char all[1024] = "";
     size_t o = 0;
@@ -114,8 +113,8 @@ void natsb_servers_str(const obx_host *host, const obx_nats_config *c,
     natsb_mask(host, c, all, out, outlen);
 }
 
-void natsb_last_error(const obx_host *host, const obx_nats_config *c,
-                      natsStatus s, char *out, size_t outlen)
+void natsb_last_error(const obx_host *host, const natsb_config *c, natsStatus s,
+                      char *out, size_t outlen)
 {
     natsStatus last = NATS_OK;
     const char *detail = nats_GetLastError(&last);
@@ -139,7 +138,7 @@ void natsb_last_error(const obx_host *host, const obx_nats_config *c,
         }                                                                      \
     } while (0)
 
-static bool any_tls(const obx_nats_config *c)
+static bool any_tls(const natsb_config *c)
 {
     if (set(c->tls_ca) || set(c->tls_cert) || set(c->tls_hostname))
         return true;
@@ -149,7 +148,7 @@ static bool any_tls(const obx_nats_config *c)
     return false;
 }
 
-static obx_status apply_auth(const obx_host *host, const obx_nats_config *c,
+static obx_status apply_auth(const obx_host *host, const natsb_config *c,
                              natsOptions *o, char *errstr, size_t errlen)
 {
     if (set(c->user))
@@ -165,7 +164,7 @@ static obx_status apply_auth(const obx_host *host, const obx_nats_config *c,
     return OBX_OK;
 }
 
-static obx_status apply_tls(const obx_host *host, const obx_nats_config *c,
+static obx_status apply_tls(const obx_host *host, const natsb_config *c,
                             natsOptions *o, char *errstr, size_t errlen)
 {
     if (!any_tls(c))
@@ -182,7 +181,7 @@ static obx_status apply_tls(const obx_host *host, const obx_nats_config *c,
     return OBX_OK;
 }
 
-static obx_status apply_all(const obx_host *host, const obx_nats_config *c,
+static obx_status apply_all(const obx_host *host, const natsb_config *c,
                             bool retry, const natsb_callbacks *cb,
                             natsOptions *o, char *errstr, size_t errlen)
 {
@@ -229,7 +228,7 @@ static obx_status apply_all(const obx_host *host, const obx_nats_config *c,
     return OBX_OK;
 }
 
-obx_status natsb_opts_build(const obx_host *host, const obx_nats_config *c,
+obx_status natsb_opts_build(const obx_host *host, const natsb_config *c,
                             bool retry, const natsb_callbacks *cb,
                             natsOptions **out, char *errstr, size_t errlen)
 {

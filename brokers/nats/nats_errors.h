@@ -5,8 +5,8 @@
  * (tests/nats/test_nats_errors.c) and the reasoning sits in one place.
  * Compiled into the plugin with hidden visibility: not exported.
  */
-#ifndef OBX_BROKER_NATS_ERRORS_H
-#define OBX_BROKER_NATS_ERRORS_H
+#ifndef NATSB_ERRORS_H
+#define NATSB_ERRORS_H
 
 #include <stdbool.h>
 

@@ -8,8 +8,8 @@
  * cnats is never called with mu held. Internal to the plugin (hidden
  * visibility); not an ABI.
  */
-#ifndef OBX_BROKER_NATS_INST_H
-#define OBX_BROKER_NATS_INST_H
+#ifndef NATSB_INST_H
+#define NATSB_INST_H
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -19,7 +19,7 @@
 #include <nats/nats.h>
 #include <outbox/plugin.h>
 
-#include "kafka_keyset.h"
+#include "keyset.h"
 #include "nats_config.h"
 #include "nats_stream.h"
 
@@ -41,13 +41,13 @@ typedef struct natsb_call {
     size_t n;
     size_t inflight;
     size_t answered;
-    obx_kafka_keyset ids;    /* event id -> index + 1 */
-    obx_kafka_keyset failed; /* keys with a failed event in this call */
+    obc_keyset ids;    /* event id -> index + 1 */
+    obc_keyset failed; /* keys with a failed event in this call */
 } natsb_call;
 
 typedef struct natsb {
     const obx_host *host;
-    const obx_nats_config *conf; /* borrowed from the core */
+    const natsb_config *conf; /* borrowed from the core */
     natsConnection *nc;
     jsCtx *js;
     pthread_mutex_t mu;

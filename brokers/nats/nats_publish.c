@@ -54,8 +54,7 @@ void natsb_on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     pthread_mutex_lock(&b->mu);
     b->in_puback++;
     natsb_call *c = &b->call;
-    uintptr_t at =
-        c->active && id ? (uintptr_t)obx_kafka_keyset_get(&c->ids, id) : 0;
+    uintptr_t at = c->active && id ? (uintptr_t)obc_keyset_get(&c->ids, id) : 0;
     if (at == 0 || c->state[at - 1] != NATSB_INFLIGHT) {
         if (pae)
             b->late_failed++;
@@ -82,7 +81,7 @@ void natsb_on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
             pae && pae->ErrText ? pae->ErrText : natsStatus_GetText(s),
             (int)code, ev->destination, hint ? ": " : "", hint ? hint : "");
         if (ev->key)
-            obx_kafka_keyset_add(&c->failed, ev->key);
+            obc_keyset_add(&c->failed, ev->key);
     }
 out:
     b->in_puback--;
@@ -157,7 +156,7 @@ static natsMsg *natsb_msg(const natsb *b, const obx_event *ev, natsStatus *s)
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed && *s == NATS_OK; i++)
         if (fixed[i][1])
             *s = natsMsgHeader_Set(m, fixed[i][0], fixed[i][1]);
-    if (*s == NATS_OK && b->conf->mode == OBX_NATS_JETSTREAM &&
+    if (*s == NATS_OK && b->conf->mode == NATSB_JETSTREAM &&
         b->conf->expect_stream && *b->conf->expect_stream)
         *s = natsMsgHeader_Set(m, NATSB_H_EXPECT, b->conf->expect_stream);
     for (size_t i = 0; i < ev->n_headers && *s == NATS_OK; i++)
@@ -187,12 +186,12 @@ static int natsb_begin(natsb *b, obx_event *const *events, size_t n,
     int rc = 0;
     pthread_mutex_lock(&b->mu);
     natsb_call *c = &b->call;
-    obx_kafka_keyset_clear(&c->ids);
-    obx_kafka_keyset_clear(&c->failed);
+    obc_keyset_clear(&c->ids);
+    obc_keyset_clear(&c->failed);
     for (size_t i = 0; i < n && rc == 0; i++)
         if (events[i]->event_id)
-            rc = obx_kafka_keyset_put(&c->ids, events[i]->event_id,
-                                      (void *)(uintptr_t)(i + 1));
+            rc = obc_keyset_put(&c->ids, events[i]->event_id,
+                                (void *)(uintptr_t)(i + 1));
     c->events = events;
     c->results = results;
     c->state = b->state;
@@ -234,7 +233,7 @@ static bool natsb_send_one(natsb *b, size_t i, int64_t deadline)
     natsb_call *c = &b->call;
     const obx_event *ev = c->events[i];
     pthread_mutex_lock(&b->mu);
-    if (ev->key && obx_kafka_keyset_has(&c->failed, ev->key)) {
+    if (ev->key && obc_keyset_has(&c->failed, ev->key)) {
         c->state[i] = NATSB_HELD;
         natsb_fill(&c->results[i], OBX_RETRY, "not attempted");
         pthread_mutex_unlock(&b->mu);
@@ -251,7 +250,7 @@ static bool natsb_send_one(natsb *b, size_t i, int64_t deadline)
         c->state[i] = NATSB_DONE;
         natsb_fill_bad_header(&c->results[i], bad);
         if (ev->key)
-            obx_kafka_keyset_add(&c->failed, ev->key);
+            obc_keyset_add(&c->failed, ev->key);
         pthread_mutex_unlock(&b->mu);
         return true;
     }
@@ -291,7 +290,7 @@ static bool natsb_send_one(natsb *b, size_t i, int64_t deadline)
             natsb_fill(&c->results[i], st, "nats: %s for subject %s%s%s", why,
                        ev->destination, hint ? ": " : "", hint ? hint : "");
             if (ev->key)
-                obx_kafka_keyset_add(&c->failed, ev->key);
+                obc_keyset_add(&c->failed, ev->key);
         }
     }
     pthread_mutex_unlock(&b->mu);

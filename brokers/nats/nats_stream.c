@@ -85,9 +85,8 @@ static void warn_window(const obx_host *host, const char *stream,
               stream, a, b, stream, b);
 }
 
-static obx_status create(const obx_host *host, const obx_nats_config *c,
-                         jsCtx *js, jsStreamInfo **si, char *errstr,
-                         size_t errlen)
+static obx_status create(const obx_host *host, const natsb_config *c, jsCtx *js,
+                         jsStreamInfo **si, char *errstr, size_t errlen)
 {
     jsStreamConfig sc;
     jsStreamConfig_Init(&sc);
@@ -114,7 +113,7 @@ static obx_status create(const obx_host *host, const obx_nats_config *c,
 
 /* Whether the stream's subjects capture every configured subject; names
  * the first one that is not in errstr. */
-static bool captures(const obx_nats_config *c, const jsStreamConfig *sc,
+static bool captures(const natsb_config *c, const jsStreamConfig *sc,
                      char *errstr, size_t errlen)
 {
     for (size_t i = 0; i < c->subjects.n; i++) {
@@ -139,7 +138,7 @@ static bool captures(const obx_nats_config *c, const jsStreamConfig *sc,
     return true;
 }
 
-obx_status natsb_stream_check(const obx_host *host, const obx_nats_config *c,
+obx_status natsb_stream_check(const obx_host *host, const natsb_config *c,
                               jsCtx *js, bool warn, natsb_stream_state *st,
                               char *errstr, size_t errlen)
 {

@@ -1,8 +1,8 @@
 /* The target stream: looked up (or created) at open and at
  * `check --connect`, compared with the subjects the relay publishes to and
  * with the longest retry wait. Pipeline thread only. */
-#ifndef OBX_BROKER_NATS_STREAM_H
-#define OBX_BROKER_NATS_STREAM_H
+#ifndef NATSB_STREAM_H
+#define NATSB_STREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,7 +29,7 @@ typedef struct natsb_stream_state {
  * OBX_OK; OBX_UNAVAILABLE (JetStream not answering, the stream missing),
  * OBX_CONFIG (the stream does not capture a configured subject), with a
  * masked errstr. *st says which. */
-obx_status natsb_stream_check(const obx_host *host, const obx_nats_config *c,
+obx_status natsb_stream_check(const obx_host *host, const natsb_config *c,
                               jsCtx *js, bool warn, natsb_stream_state *st,
                               char *errstr, size_t errlen);
 

@@ -28,7 +28,7 @@
 #include <amqp.h>
 #include <outbox/plugin.h>
 
-#include "kafka_keyset.h"
+#include "keyset.h"
 #include "rabbitmq_config.h"
 #include "rabbitmq_conn.h"
 #include "rabbitmq_errors.h"
@@ -56,16 +56,16 @@ typedef enum rmq_state {
 typedef struct rmq_chan {
     amqp_channel_t id;
     bool open;
-    obx_rmq_window win;
+    rmq_window win;
 } rmq_chan;
 
 static const char *const rmq_declare_values[] = {"none",   "topic",   "direct",
                                                  "fanout", "headers", NULL};
 
-typedef struct obx_rabbitmq {
+typedef struct rmq_broker {
     const obx_host *host;
-    const obx_rabbitmq_config *conf; /* borrowed from the core */
-    obx_rmq_target target;
+    const rmq_config *conf; /* borrowed from the core */
+    rmq_target target;
     char shown[1024];             /* the target without its password */
     char conn_name[256];          /* outbox-relay/<pipeline> */
     amqp_connection_state_t conn; /* NULL while down */
@@ -74,7 +74,7 @@ typedef struct obx_rabbitmq {
     size_t n_ch;
     amqp_channel_t ctl; /* declarations run here */
     bool ctl_open;
-    obx_kafka_keyset declared; /* exchange names (owned) declared on conn */
+    obc_keyset declared; /* exchange names (owned) declared on conn */
     bool blocked;
     char blocked_reason[200];
     char down_reason[OBX_ERRSTR_LEN];
@@ -91,7 +91,7 @@ typedef struct obx_rabbitmq {
     size_t inflight, confirmed, sent;
     /* 1 + the highest index answered (ack or nack) in the call, 0: none.
      * Events are sent in index order: an unanswered event below it was
-     * passed by a later one (see obx_rmq_classify_timeout). */
+     * passed by a later one (see rmq_classify_timeout). */
     size_t answered_upto;
     /* An exchange the server said is missing (404), probed by health()
      * until it exists; "" when none. */
@@ -102,86 +102,79 @@ typedef struct obx_rabbitmq {
     char wide_reason[OBX_ERRSTR_LEN];
     obx_status drain_status; /* for events drained from a closed window */
     char drain_reason[OBX_ERRSTR_LEN];
-    obx_kafka_keyset failed_keys;
-    obx_rmq_message msg;
+    obc_keyset failed_keys;
+    rmq_message msg;
     char exch[RMQ_NAME_MAX + 2];
-} obx_rabbitmq;
+} rmq_broker;
 
 static const obx_option rabbitmq_options[] = {
     OBX_OPT_STRING(
-        obx_rabbitmq_config, url, "url", OBX_REQUIRED_SECRET,
+        rmq_config, url, "url", OBX_REQUIRED_SECRET,
         "amqp://user:password@host:port/vhost, or amqps:// for TLS (port "
         "default 5672, amqps 5671; vhost default /, written %2f when given). "
         "Secret: masked in logs and `check` output."),
-    OBX_OPT_STRING(obx_rabbitmq_config, password, "password", OBX_SECRET(""),
+    OBX_OPT_STRING(rmq_config, password, "password", OBX_SECRET(""),
                    "The password, instead of the one in the URL (e.g. "
                    "${env:RABBITMQ_PASSWORD})."),
-    OBX_OPT_STRING(obx_rabbitmq_config, exchange, "exchange", "",
+    OBX_OPT_STRING(rmq_config, exchange, "exchange", "",
                    "The exchange, a route template like the pipeline's route "
                    "(\"outbox.${aggregate_type}\"). Default \"\": the default "
                    "exchange, which routes to the queue named by the routing "
                    "key. The routing key is the event's destination (its topic "
                    "column, else the pipeline's route)."),
     OBX_OPT_ENUM(
-        obx_rabbitmq_config, declare_exchange, "declare_exchange", "none",
+        rmq_config, declare_exchange, "declare_exchange", "none",
         rmq_declare_values,
         "Declare the exchange (durable) with this type before the first "
         "message goes to it, on every connection; none: it must exist."),
-    OBX_OPT_INT(obx_rabbitmq_config, channels, "channels", "1", 1, 64,
+    OBX_OPT_INT(rmq_config, channels, "channels", "1", 1, 64,
                 "Publishing channels. Each key always uses the same channel "
                 "(by a hash of the key), which keeps per-key order."),
-    OBX_OPT_INT(obx_rabbitmq_config, max_in_flight, "max_in_flight", "1000", 1,
-                1000000,
+    OBX_OPT_INT(rmq_config, max_in_flight, "max_in_flight", "1000", 1, 1000000,
                 "Unconfirmed messages per channel: publishing goes on while "
                 "fewer are waiting for their basic.ack."),
-    OBX_OPT_BOOL(obx_rabbitmq_config, mandatory, "mandatory", "true",
+    OBX_OPT_BOOL(rmq_config, mandatory, "mandatory", "true",
                  "Publish with the mandatory flag: a message no queue is bound "
                  "for comes back (basic.return) and its event goes to the "
                  "dead-letter queue with the server's reason. false: such "
                  "messages are dropped by the server and count as published."),
-    OBX_OPT_STRING(obx_rabbitmq_config, content_type, "content_type", "",
+    OBX_OPT_STRING(rmq_config, content_type, "content_type", "",
                    "The content_type property; \"\": application/json when the "
                    "payload is valid JSON, else application/octet-stream."),
-    OBX_OPT_STRING(obx_rabbitmq_config, app_id, "app_id", "outbox-relay",
+    OBX_OPT_STRING(rmq_config, app_id, "app_id", "outbox-relay",
                    "The app_id property (\"\": none)."),
-    OBX_OPT_DURATION(obx_rabbitmq_config, heartbeat_ms, "heartbeat", "30s", 0,
-                     3600000,
+    OBX_OPT_DURATION(rmq_config, heartbeat_ms, "heartbeat", "30s", 0, 3600000,
                      "AMQP heartbeat asked for (whole seconds; the server may "
                      "lower it); 0 turns heartbeats off. A missed heartbeat "
                      "counts as a lost connection."),
-    OBX_OPT_SIZE(obx_rabbitmq_config, frame_max, "frame_max", "128KiB", 4096,
-                 16777216,
+    OBX_OPT_SIZE(rmq_config, frame_max, "frame_max", "128KiB", 4096, 16777216,
                  "Largest frame asked for (the server may lower it). Bodies "
                  "are split into frames; properties and headers must fit into "
                  "one, or the event goes to the dead-letter queue."),
     OBX_OPT_SIZE(
-        obx_rabbitmq_config, max_message_size, "max_message_size", "128MiB", 1,
+        rmq_config, max_message_size, "max_message_size", "128MiB", 1,
         536870912,
         "Larger payloads go to the dead-letter queue without being sent. Set "
         "it to the server's max_message_size (RabbitMQ's default: 128MiB); a "
         "server that refuses a message as too large lowers it too."),
     OBX_OPT_DURATION(
-        obx_rabbitmq_config, connect_timeout_ms, "connect_timeout", "5s", 100,
-        600000,
+        rmq_config, connect_timeout_ms, "connect_timeout", "5s", 100, 600000,
         "TCP connect, TLS and AMQP handshake and login, and each request made "
         "while connecting (channel open, exchange declaration)."),
     OBX_OPT_RANGE_ANY(
-        obx_rabbitmq_config, reconnect_backoff, "reconnect_backoff",
-        "100ms..10s",
+        rmq_config, reconnect_backoff, "reconnect_backoff", "100ms..10s",
         "Wait between reconnection attempts after the connection failed, "
         "doubling from the first value up to the second."),
-    OBX_OPT_STRING(obx_rabbitmq_config, tls_ca_file, "tls.ca_file", "",
+    OBX_OPT_STRING(rmq_config, tls_ca_file, "tls.ca_file", "",
                    "amqps: PEM file of the certificate authorities to trust."),
-    OBX_OPT_STRING(obx_rabbitmq_config, tls_cert_file, "tls.cert_file", "",
+    OBX_OPT_STRING(rmq_config, tls_cert_file, "tls.cert_file", "",
                    "amqps: PEM client certificate (with tls.key_file), for "
                    "servers that ask for one."),
-    OBX_OPT_STRING(obx_rabbitmq_config, tls_key_file, "tls.key_file", "",
+    OBX_OPT_STRING(rmq_config, tls_key_file, "tls.key_file", "",
                    "amqps: PEM private key of tls.cert_file."),
-    OBX_OPT_BOOL(obx_rabbitmq_config, tls_verify_peer, "tls.verify_peer",
-                 "true",
+    OBX_OPT_BOOL(rmq_config, tls_verify_peer, "tls.verify_peer", "true",
                  "amqps: check the server's certificate against tls.ca_file."),
-    OBX_OPT_BOOL(obx_rabbitmq_config, tls_verify_hostname,
-                 "tls.verify_hostname", "true",
+    OBX_OPT_BOOL(rmq_config, tls_verify_hostname, "tls.verify_hostname", "true",
                  "amqps: check that the certificate names the URL's host."),
     OBX_OPTIONS_END,
 };
@@ -200,12 +193,12 @@ static void rmq_fill(obx_result *r, obx_status st, const char *fmt, ...)
     va_end(ap);
 }
 
-static int64_t rmq_now(const obx_rabbitmq *r)
+static int64_t rmq_now(const rmq_broker *r)
 {
     return r->host->mono_us();
 }
 
-static int rmq_ms_left(const obx_rabbitmq *r, int64_t deadline)
+static int rmq_ms_left(const rmq_broker *r, int64_t deadline)
 {
     int64_t left = (deadline - rmq_now(r)) / 1000;
     return left <= 0 ? 0 : left > RMQ_SLICE_MS ? RMQ_SLICE_MS : (int)left;
@@ -219,7 +212,7 @@ static uint64_t rmq_hash(const char *s)
     return h;
 }
 
-static void rmq_gauges(obx_rabbitmq *r)
+static void rmq_gauges(rmq_broker *r)
 {
     if (!r->host->gauge_set)
         return;
@@ -230,11 +223,11 @@ static void rmq_gauges(obx_rabbitmq *r)
 
 /* ---- the events of the call ------------------------------------------- */
 
-static void rmq_key_failed(obx_rabbitmq *r, size_t i)
+static void rmq_key_failed(rmq_broker *r, size_t i)
 {
     const char *key = r->events[i]->key;
     if (key)
-        obx_kafka_keyset_add(&r->failed_keys, key); /* best effort: a key not
+        obc_keyset_add(&r->failed_keys, key); /* best effort: a key not
                                                       remembered only means
                                                       an extra attempt */
 }
@@ -242,7 +235,7 @@ static void rmq_key_failed(obx_rabbitmq *r, size_t i)
 /* Window callback: basic.ack or basic.nack for event i. */
 static void rmq_on_answer(void *ctx, uint32_t i, bool ack)
 {
-    obx_rabbitmq *r = ctx;
+    rmq_broker *r = ctx;
     if (i >= r->n || r->state[i] != RMQ_INFLIGHT)
         return;
     r->state[i] = RMQ_DONE;
@@ -264,7 +257,7 @@ static void rmq_on_answer(void *ctx, uint32_t i, bool ack)
 static void rmq_on_lost(void *ctx, uint32_t i, bool ack)
 {
     (void)ack;
-    obx_rabbitmq *r = ctx;
+    rmq_broker *r = ctx;
     if (i >= r->n || r->state[i] != RMQ_INFLIGHT)
         return;
     r->state[i] = RMQ_DONE;
@@ -281,28 +274,28 @@ static void rmq_free_name(void *name)
     free(name);
 }
 
-static void rmq_forget_declared(obx_rabbitmq *r)
+static void rmq_forget_declared(rmq_broker *r)
 {
-    obx_kafka_keyset_each(&r->declared, rmq_free_name);
-    obx_kafka_keyset_free(&r->declared);
+    obc_keyset_each(&r->declared, rmq_free_name);
+    obc_keyset_free(&r->declared);
 }
 
 /* The connection is gone (why: the reason, for results and health). Every
  * unconfirmed message of the call is UNAVAILABLE: no attempt counted. */
-static void rmq_drop(obx_rabbitmq *r, const char *why)
+static void rmq_drop(rmq_broker *r, const char *why)
 {
     if (!r->conn)
         return;
     snprintf(r->down_reason, sizeof r->down_reason, "%s", why);
     r->host->log(r->host, OBX_LOG_WARN, "rabbitmq: connection to %s lost: %s",
                  r->shown, why);
-    obx_rmq_disconnect(r->conn, false);
+    rmq_disconnect(r->conn, false);
     r->conn = NULL;
     r->blocked = false;
     r->drain_status = OBX_UNAVAILABLE;
     snprintf(r->drain_reason, sizeof r->drain_reason, "%s", why);
     for (size_t i = 0; i < r->n_ch; i++) {
-        obx_rmq_window_drain(&r->ch[i].win, rmq_on_lost, r);
+        rmq_window_drain(&r->ch[i].win, rmq_on_lost, r);
         r->ch[i].open = false;
     }
     r->ctl_open = false;
@@ -313,7 +306,7 @@ static void rmq_drop(obx_rabbitmq *r, const char *why)
 }
 
 /* Wait before the next attempt: reconnect_backoff.min doubling. */
-static void rmq_backoff(obx_rabbitmq *r)
+static void rmq_backoff(rmq_broker *r)
 {
     int64_t lo = r->conf->reconnect_backoff.min_ms;
     int64_t hi = r->conf->reconnect_backoff.max_ms;
@@ -325,32 +318,32 @@ static void rmq_backoff(obx_rabbitmq *r)
     r->next_connect_us = rmq_now(r) + d * 1000;
 }
 
-static obx_status rmq_open_channels(obx_rabbitmq *r, char *err, size_t len)
+static obx_status rmq_open_channels(rmq_broker *r, char *err, size_t len)
 {
     for (size_t i = 0; i < r->n_ch; i++) {
-        obx_status st = obx_rmq_channel_open(r->conn, r->ch[i].id, err, len);
+        obx_status st = rmq_channel_open(r->conn, r->ch[i].id, err, len);
         if (st != OBX_OK)
             return st;
         r->ch[i].open = true;
-        obx_rmq_window_reset(&r->ch[i].win);
+        rmq_window_reset(&r->ch[i].win);
     }
     return OBX_OK;
 }
 
 /* Connect, log in, open the channels. OBX_OK; OBX_UNAVAILABLE (reason in
  * down_reason, next attempt scheduled); OBX_CONFIG / OBX_NOMEM. */
-static obx_status rmq_connect(obx_rabbitmq *r)
+static obx_status rmq_connect(rmq_broker *r)
 {
     char err[OBX_ERRSTR_LEN] = "";
     amqp_connection_state_t conn = NULL;
-    obx_status st = obx_rmq_connect(r->conf, &r->target, r->conn_name, &conn,
-                                    err, sizeof err);
+    obx_status st = rmq_conn_connect(r->conf, &r->target, r->conn_name, &conn,
+                                     err, sizeof err);
     if (st == OBX_OK) {
         r->conn = conn;
         r->frame_max = amqp_get_frame_max(conn);
         st = rmq_open_channels(r, err, sizeof err);
         if (st != OBX_OK) {
-            obx_rmq_disconnect(conn, false);
+            rmq_disconnect(conn, false);
             r->conn = NULL;
         }
     }
@@ -383,7 +376,7 @@ static obx_status rmq_connect(obx_rabbitmq *r)
 
 /* Connected (now or already), when the backoff allows an attempt, or
  * force. */
-static bool rmq_ensure(obx_rabbitmq *r, bool force)
+static bool rmq_ensure(rmq_broker *r, bool force)
 {
     if (r->conn)
         return true;
@@ -394,20 +387,20 @@ static bool rmq_ensure(obx_rabbitmq *r, bool force)
 
 /* ---- frames from the server ------------------------------------------ */
 
-static void rmq_send_close_ok(obx_rabbitmq *r, amqp_channel_t ch)
+static void rmq_send_close_ok(rmq_broker *r, amqp_channel_t ch)
 {
     amqp_channel_close_ok_t ok = {0};
     amqp_send_method(r->conn, ch, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
 }
 
-static rmq_chan *rmq_chan_by_id(obx_rabbitmq *r, amqp_channel_t id)
+static rmq_chan *rmq_chan_by_id(rmq_broker *r, amqp_channel_t id)
 {
     return id >= 1 && id <= r->n_ch ? &r->ch[id - 1] : NULL;
 }
 
 /* basic.return: the message that follows (header and body frames) is one
  * of ours that no queue took. Matched by message_id = event id. */
-static int rmq_on_return(obx_rabbitmq *r, amqp_channel_t id,
+static int rmq_on_return(rmq_broker *r, amqp_channel_t id,
                          const amqp_basic_return_t *m)
 {
     char why[OBX_ERRSTR_LEN];
@@ -422,8 +415,7 @@ static int rmq_on_return(obx_rabbitmq *r, amqp_channel_t id,
     amqp_rpc_reply_t rr = amqp_read_message(r->conn, id, &msg, 0);
     if (rr.reply_type != AMQP_RESPONSE_NORMAL) {
         char err[OBX_ERRSTR_LEN];
-        obx_rmq_reply(rr, "rabbitmq: reading a returned message", err,
-                      sizeof err);
+        rmq_reply(rr, "rabbitmq: reading a returned message", err, sizeof err);
         rmq_drop(r, err);
         return -1;
     }
@@ -432,9 +424,9 @@ static int rmq_on_return(obx_rabbitmq *r, amqp_channel_t id,
                            ? msg.properties.message_id
                            : (amqp_bytes_t){0, NULL};
     uint64_t pos = 0;
-    uint32_t ev, first = OBX_RMQ_NO_EVENT, found = OBX_RMQ_NO_EVENT;
-    while (c && obx_rmq_window_next(&c->win, &pos, &ev)) {
-        if (first == OBX_RMQ_NO_EVENT)
+    uint32_t ev, first = RMQ_NO_EVENT, found = RMQ_NO_EVENT;
+    while (c && rmq_window_next(&c->win, &pos, &ev)) {
+        if (first == RMQ_NO_EVENT)
             first = ev;
         const char *eid = ev < r->n ? r->events[ev]->event_id : NULL;
         if (eid && mid.len == strlen(eid) &&
@@ -445,12 +437,12 @@ static int rmq_on_return(obx_rabbitmq *r, amqp_channel_t id,
     }
     /* No message_id match (cannot happen with our messages): returns come
      * in publish order, so the oldest unanswered one is it. */
-    if (found == OBX_RMQ_NO_EVENT && mid.len == 0)
+    if (found == RMQ_NO_EVENT && mid.len == 0)
         found = first;
     amqp_destroy_message(&msg);
-    if (found == OBX_RMQ_NO_EVENT || r->state[found] != RMQ_INFLIGHT)
+    if (found == RMQ_NO_EVENT || r->state[found] != RMQ_INFLIGHT)
         return 1; /* a message of a call given up on */
-    obx_rmq_window_forget(&c->win, found);
+    rmq_window_forget(&c->win, found);
     r->state[found] = RMQ_DONE;
     r->inflight--;
     rmq_fill(&r->results[found], OBX_PERMANENT, "%s", why);
@@ -460,7 +452,7 @@ static int rmq_on_return(obx_rabbitmq *r, amqp_channel_t id,
 
 /* Remember the exchange of a 404 "no exchange 'NAME' in vhost ..." so
  * health() can tell when it exists. */
-static void rmq_note_missing(obx_rabbitmq *r, uint16_t code, const char *text,
+static void rmq_note_missing(rmq_broker *r, uint16_t code, const char *text,
                              size_t len, const char *why)
 {
     static const char tag[] = "no exchange '";
@@ -484,12 +476,12 @@ static void rmq_note_missing(obx_rabbitmq *r, uint16_t code, const char *text,
  * never be answered. An oversize message is PERMANENT (and the limit is
  * learned); anything else is about the configuration (missing exchange,
  * permissions): UNAVAILABLE and the call stops. */
-static void rmq_on_channel_close(obx_rabbitmq *r, amqp_channel_t id,
+static void rmq_on_channel_close(rmq_broker *r, amqp_channel_t id,
                                  const amqp_channel_close_t *m)
 {
     const char *text = m->reply_text.bytes;
     size_t len = m->reply_text.len;
-    const char *hint = obx_rmq_hint(true, m->reply_code, text, len);
+    const char *hint = rmq_hint(true, m->reply_code, text, len);
     char why[OBX_ERRSTR_LEN];
     snprintf(why, sizeof why,
              "rabbitmq: the server closed channel %u: %u %.*s%s%s", id,
@@ -504,17 +496,16 @@ static void rmq_on_channel_close(obx_rabbitmq *r, amqp_channel_t id,
         return;
     c->open = false;
     r->host->log(r->host, OBX_LOG_WARN, "%s", why);
-    if (obx_rmq_classify_close(true, m->reply_code, text, len) ==
-        OBX_PERMANENT) {
-        int64_t max = obx_rmq_parse_max_size(text, len);
+    if (rmq_classify_close(true, m->reply_code, text, len) == OBX_PERMANENT) {
+        int64_t max = rmq_parse_max_size(text, len);
         if (max >= 0 && max < r->max_message_size)
             r->max_message_size = max;
         uint64_t pos = 0;
         uint32_t ev;
-        while (obx_rmq_window_next(&c->win, &pos, &ev)) {
+        while (rmq_window_next(&c->win, &pos, &ev)) {
             if (ev < r->n && r->state[ev] == RMQ_INFLIGHT &&
                 (int64_t)r->events[ev]->payload_len > max) {
-                obx_rmq_window_forget(&c->win, ev);
+                rmq_window_forget(&c->win, ev);
                 r->state[ev] = RMQ_DONE;
                 r->inflight--;
                 rmq_fill(&r->results[ev], OBX_PERMANENT,
@@ -537,14 +528,14 @@ static void rmq_on_channel_close(obx_rabbitmq *r, amqp_channel_t id,
         r->wide = true;
         snprintf(r->wide_reason, sizeof r->wide_reason, "%s", why);
     }
-    obx_rmq_window_drain(&c->win, rmq_on_lost, r);
+    rmq_window_drain(&c->win, rmq_on_lost, r);
 }
 
-static void rmq_on_connection_close(obx_rabbitmq *r,
+static void rmq_on_connection_close(rmq_broker *r,
                                     const amqp_connection_close_t *m)
 {
-    const char *hint = obx_rmq_hint(false, m->reply_code, m->reply_text.bytes,
-                                    m->reply_text.len);
+    const char *hint =
+        rmq_hint(false, m->reply_code, m->reply_text.bytes, m->reply_text.len);
     char why[OBX_ERRSTR_LEN];
     snprintf(why, sizeof why,
              "rabbitmq: the server closed the connection: %u %.*s%s%s",
@@ -556,7 +547,7 @@ static void rmq_on_connection_close(obx_rabbitmq *r,
     rmq_drop(r, why);
 }
 
-static void rmq_on_blocked(obx_rabbitmq *r, const amqp_connection_blocked_t *m)
+static void rmq_on_blocked(rmq_broker *r, const amqp_connection_blocked_t *m)
 {
     snprintf(r->blocked_reason, sizeof r->blocked_reason,
              "rabbitmq: the server blocked the connection (%.*s): publishing "
@@ -572,7 +563,7 @@ static void rmq_on_blocked(obx_rabbitmq *r, const amqp_connection_blocked_t *m)
 
 /* Wait up to ms for one frame and act on it. 1: a frame was handled; 0:
  * none came; -1: the connection is gone. */
-static int rmq_serve(obx_rabbitmq *r, int ms)
+static int rmq_serve(rmq_broker *r, int ms)
 {
     if (!r->conn)
         return -1;
@@ -595,15 +586,15 @@ static int rmq_serve(obx_rabbitmq *r, int ms)
         case AMQP_BASIC_ACK_METHOD: {
             const amqp_basic_ack_t *a = d;
             if (c)
-                obx_rmq_window_answer(&c->win, a->delivery_tag, a->multiple,
-                                      true, rmq_on_answer, r);
+                rmq_window_answer(&c->win, a->delivery_tag, a->multiple, true,
+                                  rmq_on_answer, r);
             break;
         }
         case AMQP_BASIC_NACK_METHOD: {
             const amqp_basic_nack_t *a = d;
             if (c)
-                obx_rmq_window_answer(&c->win, a->delivery_tag, a->multiple,
-                                      false, rmq_on_answer, r);
+                rmq_window_answer(&c->win, a->delivery_tag, a->multiple, false,
+                                  rmq_on_answer, r);
             break;
         }
         case AMQP_BASIC_RETURN_METHOD:
@@ -633,7 +624,7 @@ static int rmq_serve(obx_rabbitmq *r, int ms)
 }
 
 /* Handle every frame already waiting, without blocking. */
-static void rmq_serve_ready(obx_rabbitmq *r)
+static void rmq_serve_ready(rmq_broker *r)
 {
     while (r->conn && rmq_serve(r, 0) > 0)
         ;
@@ -641,14 +632,13 @@ static void rmq_serve_ready(obx_rabbitmq *r)
 
 /* ---- ops -------------------------------------------------------------- */
 
-static obx_status rmq_check_config(const obx_rabbitmq_config *c,
-                                   obx_rmq_target *t, char *errstr,
-                                   size_t errlen)
+static obx_status rmq_check_config(const rmq_config *c, rmq_target *t,
+                                   char *errstr, size_t errlen)
 {
-    obx_status st = obx_rmq_target_parse(c, t, errstr, errlen);
+    obx_status st = rmq_target_parse(c, t, errstr, errlen);
     if (st != OBX_OK)
         return st;
-    if (c->declare_exchange != OBX_RMQ_DECLARE_NONE &&
+    if (c->declare_exchange != RMQ_DECLARE_NONE &&
         (!c->exchange || !*c->exchange)) {
         snprintf(errstr, errlen,
                  "rabbitmq: broker.declare_exchange needs broker.exchange: "
@@ -671,8 +661,8 @@ static obx_status rmq_check_config(const obx_rabbitmq_config *c,
 static obx_status rabbitmq_validate(const obx_host *host, const void *config,
                                     bool connect, char *errstr, size_t errlen)
 {
-    const obx_rabbitmq_config *c = config;
-    obx_rmq_target t;
+    const rmq_config *c = config;
+    rmq_target t;
     obx_status st = rmq_check_config(c, &t, errstr, errlen);
     if (st != OBX_OK || !connect)
         return st;
@@ -680,25 +670,25 @@ static obx_status rabbitmq_validate(const obx_host *host, const void *config,
     snprintf(name, sizeof name, "outbox-relay/%s check",
              host->pipeline ? host->pipeline : "");
     amqp_connection_state_t conn = NULL;
-    st = obx_rmq_connect(c, &t, name, &conn, errstr, errlen);
+    st = rmq_conn_connect(c, &t, name, &conn, errstr, errlen);
     if (st == OBX_OK)
-        obx_rmq_disconnect(conn, true);
+        rmq_disconnect(conn, true);
     return st;
 }
 
 static void rabbitmq_close(void *inst)
 {
-    obx_rabbitmq *r = inst;
+    rmq_broker *r = inst;
     if (!r)
         return;
     if (r->conn)
-        obx_rmq_disconnect(r->conn, true);
+        rmq_disconnect(r->conn, true);
     for (size_t i = 0; i < r->n_ch; i++)
-        obx_rmq_window_free(&r->ch[i].win);
+        rmq_window_free(&r->ch[i].win);
     free(r->ch);
     rmq_forget_declared(r);
-    obx_kafka_keyset_free(&r->failed_keys);
-    obx_rmq_message_free(&r->msg);
+    obc_keyset_free(&r->failed_keys);
+    rmq_message_free(&r->msg);
     free(r->state);
     free(r);
 }
@@ -710,7 +700,7 @@ static void rabbitmq_close(void *inst)
 static obx_status rabbitmq_open(const obx_host *host, const void *config,
                                 void **inst, char *errstr, size_t errlen)
 {
-    obx_rabbitmq *r = calloc(1, sizeof *r);
+    rmq_broker *r = calloc(1, sizeof *r);
     if (!r) {
         snprintf(errstr, errlen, "out of memory");
         return OBX_NOMEM;
@@ -722,7 +712,7 @@ static obx_status rabbitmq_open(const obx_host *host, const void *config,
         free(r);
         return st;
     }
-    obx_rmq_target_show(&r->target, r->shown, sizeof r->shown);
+    rmq_target_show(&r->target, r->shown, sizeof r->shown);
     snprintf(r->conn_name, sizeof r->conn_name, "outbox-relay/%s",
              host->pipeline ? host->pipeline : "");
     r->max_message_size = r->conf->max_message_size;
@@ -735,8 +725,8 @@ static obx_status rabbitmq_open(const obx_host *host, const void *config,
     }
     for (size_t i = 0; i < r->n_ch; i++) {
         r->ch[i].id = (amqp_channel_t)(i + 1);
-        if (obx_rmq_window_init(&r->ch[i].win,
-                                (size_t)r->conf->max_in_flight) != 0) {
+        if (rmq_window_init(&r->ch[i].win, (size_t)r->conf->max_in_flight) !=
+            0) {
             rabbitmq_close(r);
             snprintf(errstr, errlen, "out of memory");
             return OBX_NOMEM;
@@ -755,7 +745,7 @@ static obx_status rabbitmq_open(const obx_host *host, const void *config,
 
 /* ---- publish ---------------------------------------------------------- */
 
-static int rmq_begin(obx_rabbitmq *r, obx_event *const *events, size_t n,
+static int rmq_begin(rmq_broker *r, obx_event *const *events, size_t n,
                      obx_result *results)
 {
     if (n > r->cap) {
@@ -766,7 +756,7 @@ static int rmq_begin(obx_rabbitmq *r, obx_event *const *events, size_t n,
         r->cap = n;
     }
     memset(r->state, RMQ_UNSENT, n);
-    obx_kafka_keyset_clear(&r->failed_keys);
+    obc_keyset_clear(&r->failed_keys);
     r->events = events;
     r->results = results;
     r->n = n;
@@ -777,14 +767,14 @@ static int rmq_begin(obx_rabbitmq *r, obx_event *const *events, size_t n,
     return 0;
 }
 
-static void rmq_end(obx_rabbitmq *r)
+static void rmq_end(rmq_broker *r)
 {
     r->n = 0;
     r->events = NULL;
     r->results = NULL;
 }
 
-static obx_status rmq_fail_all(obx_rabbitmq *r, obx_result *results, size_t n,
+static obx_status rmq_fail_all(rmq_broker *r, obx_result *results, size_t n,
                                const char *why)
 {
     for (size_t i = 0; i < n; i++)
@@ -793,7 +783,7 @@ static obx_status rmq_fail_all(obx_rabbitmq *r, obx_result *results, size_t n,
     return OBX_UNAVAILABLE;
 }
 
-static bool rmq_stopped(const obx_rabbitmq *r)
+static bool rmq_stopped(const rmq_broker *r)
 {
     return !r->conn || r->blocked || r->wide;
 }
@@ -802,17 +792,17 @@ static bool rmq_stopped(const obx_rabbitmq *r)
  * exist?). OBX_OK; OBX_UNAVAILABLE with err: the server refused (the
  * control channel is closed again, the connection stays) or the
  * connection failed (then dropped: r->conn is NULL). */
-static obx_status rmq_declare(obx_rabbitmq *r, const char *name, bool passive,
+static obx_status rmq_declare(rmq_broker *r, const char *name, bool passive,
                               char *err, size_t len)
 {
     if (!r->ctl_open) {
-        if (obx_rmq_channel_open(r->conn, r->ctl, err, len) != OBX_OK) {
+        if (rmq_channel_open(r->conn, r->ctl, err, len) != OBX_OK) {
             rmq_drop(r, err);
             return OBX_UNAVAILABLE;
         }
         r->ctl_open = true;
     }
-    obx_status st = obx_rmq_declare_exchange(
+    obx_status st = rmq_declare_exchange(
         r->conn, r->ctl, name, rmq_declare_values[r->conf->declare_exchange],
         passive, err, len);
     if (st == OBX_OK)
@@ -831,7 +821,7 @@ static obx_status rmq_declare(obx_rabbitmq *r, const char *name, bool passive,
 /* The exchange of ev: declared first when asked to and not yet done on
  * this connection. NULL with the event failed (too long) or the call
  * stopped (declaration refused). */
-static const char *rmq_exchange(obx_rabbitmq *r, size_t i)
+static const char *rmq_exchange(rmq_broker *r, size_t i)
 {
     const obx_event *ev = r->events[i];
     const char *tpl = r->conf->exchange ? r->conf->exchange : "";
@@ -850,8 +840,8 @@ static const char *rmq_exchange(obx_rabbitmq *r, size_t i)
         }
         name = r->exch;
     }
-    if (r->conf->declare_exchange == OBX_RMQ_DECLARE_NONE || !*name ||
-        obx_kafka_keyset_has(&r->declared, name))
+    if (r->conf->declare_exchange == RMQ_DECLARE_NONE || !*name ||
+        obc_keyset_has(&r->declared, name))
         return name;
     char err[OBX_ERRSTR_LEN];
     if (rmq_declare(r, name, false, err, sizeof err) != OBX_OK) {
@@ -863,19 +853,19 @@ static const char *rmq_exchange(obx_rabbitmq *r, size_t i)
         return NULL;
     }
     char *dup = strdup(name);
-    if (dup && obx_kafka_keyset_put(&r->declared, dup, dup) != 0)
+    if (dup && obc_keyset_put(&r->declared, dup, dup) != 0)
         free(dup);
     return name;
 }
 
 /* Refuse ev before sending when the server would: PERMANENT. */
-static bool rmq_refuse(obx_rabbitmq *r, size_t i)
+static bool rmq_refuse(rmq_broker *r, size_t i)
 {
     const obx_event *ev = r->events[i];
     obx_result *res = &r->results[i];
     char err[OBX_ERRSTR_LEN];
-    int rc = obx_rmq_message_build(&r->msg, ev, r->conf->content_type,
-                                   r->conf->app_id, err, sizeof err);
+    int rc = rmq_message_build(&r->msg, ev, r->conf->content_type,
+                               r->conf->app_id, err, sizeof err);
     if (rc == 0 && strlen(ev->destination) > RMQ_NAME_MAX) {
         rc = -1;
         snprintf(err, sizeof err,
@@ -883,15 +873,15 @@ static bool rmq_refuse(obx_rabbitmq *r, size_t i)
                  strlen(ev->destination));
     }
     if (rc == 0) {
-        size_t hdr = obx_rmq_message_header_size(&r->msg);
-        if (obx_rmq_classify_size(ev->payload_len, r->max_message_size, 0, 0) !=
+        size_t hdr = rmq_message_header_size(&r->msg);
+        if (rmq_classify_size(ev->payload_len, r->max_message_size, 0, 0) !=
             OBX_OK) {
             rc = -1;
             snprintf(err, sizeof err,
                      "rabbitmq: message of %zu bytes is larger than "
                      "max_message_size (%lld)",
                      ev->payload_len, (long long)r->max_message_size);
-        } else if (obx_rmq_classify_size(0, 0, hdr, r->frame_max) != OBX_OK) {
+        } else if (rmq_classify_size(0, 0, hdr, r->frame_max) != OBX_OK) {
             rc = -1;
             snprintf(err, sizeof err,
                      "rabbitmq: properties and headers take %zu bytes, more "
@@ -908,9 +898,9 @@ static bool rmq_refuse(obx_rabbitmq *r, size_t i)
 }
 
 /* Serve frames until ch has room. False when the call must stop. */
-static bool rmq_wait_room(obx_rabbitmq *r, rmq_chan *c, int64_t deadline)
+static bool rmq_wait_room(rmq_broker *r, rmq_chan *c, int64_t deadline)
 {
-    while (!obx_rmq_window_has_room(&c->win)) {
+    while (!rmq_window_has_room(&c->win)) {
         if (rmq_stopped(r))
             return false;
         int ms = rmq_ms_left(r, deadline);
@@ -921,7 +911,7 @@ static bool rmq_wait_room(obx_rabbitmq *r, rmq_chan *c, int64_t deadline)
 }
 
 /* Send event i on its channel. False when the call must stop. */
-static bool rmq_send(obx_rabbitmq *r, size_t i, int64_t deadline)
+static bool rmq_send(rmq_broker *r, size_t i, int64_t deadline)
 {
     const obx_event *ev = r->events[i];
     const char *key = ev->key ? ev->key : ev->event_id;
@@ -935,7 +925,7 @@ static bool rmq_send(obx_rabbitmq *r, size_t i, int64_t deadline)
     }
     /* What was read while waiting may have failed an earlier event of
      * this key (a return, a nack): then this one waits for it. */
-    if (ev->key && obx_kafka_keyset_has(&r->failed_keys, ev->key)) {
+    if (ev->key && obc_keyset_has(&r->failed_keys, ev->key)) {
         r->state[i] = RMQ_HELD;
         rmq_fill(&r->results[i], OBX_RETRY, "not attempted");
         return true;
@@ -943,12 +933,12 @@ static bool rmq_send(obx_rabbitmq *r, size_t i, int64_t deadline)
     /* ... or closed this channel (an oversize message): reopen it. */
     if (!c->open) {
         char err[OBX_ERRSTR_LEN];
-        if (obx_rmq_channel_open(r->conn, c->id, err, sizeof err) != OBX_OK) {
+        if (rmq_channel_open(r->conn, c->id, err, sizeof err) != OBX_OK) {
             rmq_drop(r, err);
             return false;
         }
         c->open = true;
-        obx_rmq_window_reset(&c->win);
+        rmq_window_reset(&c->win);
     }
     const char *exch = rmq_exchange(r, i);
     if (!exch)
@@ -968,21 +958,21 @@ static bool rmq_send(obx_rabbitmq *r, size_t i, int64_t deadline)
         /* Perhaps partly on the wire: the connection cannot be trusted. */
         r->state[i] = RMQ_INFLIGHT;
         r->inflight++;
-        obx_rmq_window_push(&c->win, (uint32_t)i);
+        rmq_window_push(&c->win, (uint32_t)i);
         rmq_drop(r, why);
         return false;
     }
     r->state[i] = RMQ_INFLIGHT;
     r->inflight++;
-    obx_rmq_window_push(&c->win, (uint32_t)i);
+    rmq_window_push(&c->win, (uint32_t)i);
     return true;
 }
 
-static void rmq_send_all(obx_rabbitmq *r, int64_t deadline)
+static void rmq_send_all(rmq_broker *r, int64_t deadline)
 {
     for (size_t i = 0; i < r->n && !rmq_stopped(r); i++) {
         const obx_event *ev = r->events[i];
-        if (ev->key && obx_kafka_keyset_has(&r->failed_keys, ev->key)) {
+        if (ev->key && obc_keyset_has(&r->failed_keys, ev->key)) {
             r->state[i] = RMQ_HELD;
             rmq_fill(&r->results[i], OBX_RETRY, "not attempted");
             continue;
@@ -1002,7 +992,7 @@ static void rmq_send_all(obx_rabbitmq *r, int64_t deadline)
 
 /* Serve frames until every sent message is answered, the deadline, or
  * the connection is lost; while blocked, only for a short grace. */
-static void rmq_wait_all(obx_rabbitmq *r, int64_t deadline)
+static void rmq_wait_all(rmq_broker *r, int64_t deadline)
 {
     int64_t blocked_until = 0;
     while (r->inflight > 0 && r->conn) {
@@ -1019,7 +1009,7 @@ static void rmq_wait_all(obx_rabbitmq *r, int64_t deadline)
 }
 
 /* Results for the events without one, then the verdict. */
-static obx_status rmq_finish(obx_rabbitmq *r, int timeout_ms)
+static obx_status rmq_finish(rmq_broker *r, int timeout_ms)
 {
     /* Whatever stopped the call, even if it is over by now (unblocked
      * while we waited): the broker's fault, not the events'. */
@@ -1040,7 +1030,7 @@ static obx_status rmq_finish(obx_rabbitmq *r, int timeout_ms)
         if (r->state[i] == RMQ_UNSENT && why) {
             rmq_fill(res, OBX_UNAVAILABLE, "%s (not sent)", why);
         } else if (r->state[i] == RMQ_UNSENT) {
-            rmq_fill(res, obx_rmq_classify_timeout(stuck_alone),
+            rmq_fill(res, rmq_classify_timeout(stuck_alone),
                      "rabbitmq: timed out after %d ms before it was sent "
                      "(%s)",
                      timeout_ms,
@@ -1051,7 +1041,7 @@ static obx_status rmq_finish(obx_rabbitmq *r, int timeout_ms)
             unconfirmed = true;
             bool passed = r->answered_upto > i + 1;
             obx_status st =
-                why ? OBX_UNAVAILABLE : obx_rmq_classify_timeout(passed);
+                why ? OBX_UNAVAILABLE : rmq_classify_timeout(passed);
             if (why)
                 rmq_fill(res, st,
                          "%s (sent, unconfirmed: it may still be delivered)",
@@ -1104,7 +1094,7 @@ static obx_status rabbitmq_publish(void *inst, obx_event *const *events,
                                    size_t n, obx_result *results,
                                    int timeout_ms)
 {
-    obx_rabbitmq *r = inst;
+    rmq_broker *r = inst;
     int64_t deadline = rmq_now(r) + (int64_t)timeout_ms * 1000;
     if (rmq_begin(r, events, n, results) != 0)
         return rmq_fail_all(r, results, n, "rabbitmq: out of memory");
@@ -1125,7 +1115,7 @@ static obx_status rabbitmq_publish(void *inst, obx_event *const *events,
 static obx_status rabbitmq_flush(void *inst, int timeout_ms)
 {
     (void)timeout_ms;
-    obx_rabbitmq *r = inst;
+    rmq_broker *r = inst;
     rmq_serve_ready(r);
     return r->conn ? OBX_OK : OBX_UNAVAILABLE;
 }
@@ -1137,7 +1127,7 @@ static obx_status rabbitmq_flush(void *inst, int timeout_ms)
  * passive exchange.declare). */
 static obx_status rabbitmq_health(void *inst, char *errstr, size_t errlen)
 {
-    obx_rabbitmq *r = inst;
+    rmq_broker *r = inst;
     rmq_serve_ready(r);
     if (!rmq_ensure(r, true)) {
         snprintf(errstr, errlen, "%s", r->down_reason);
@@ -1176,4 +1166,4 @@ static const obx_broker_ops rabbitmq_ops = {
 OBX_BROKER_PLUGIN("rabbitmq",
                   "RabbitMQ (AMQP 0-9-1) via librabbitmq-c, with pipelined "
                   "publisher confirms and mandatory returns",
-                  "1.0.0", rabbitmq_options, obx_rabbitmq_config, rabbitmq_ops)
+                  "1.0.0", rabbitmq_options, rmq_config, rabbitmq_ops)

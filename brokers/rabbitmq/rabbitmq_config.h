@@ -1,8 +1,8 @@
 /* Config struct of the rabbitmq broker, filled by the core from the option
  * table in rabbitmq.c (tests fill it directly). Strings are owned by the
  * core and outlive the instance. */
-#ifndef OBX_BROKER_RABBITMQ_CONFIG_H
-#define OBX_BROKER_RABBITMQ_CONFIG_H
+#ifndef RMQ_CONFIG_H
+#define RMQ_CONFIG_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -10,19 +10,19 @@
 #include <outbox/options.h>
 
 /* Values of the `declare_exchange` option, in enum-table order. */
-typedef enum obx_rmq_declare {
-    OBX_RMQ_DECLARE_NONE = 0,
-    OBX_RMQ_DECLARE_TOPIC = 1,
-    OBX_RMQ_DECLARE_DIRECT = 2,
-    OBX_RMQ_DECLARE_FANOUT = 3,
-    OBX_RMQ_DECLARE_HEADERS = 4,
-} obx_rmq_declare;
+typedef enum rmq_conn_declare {
+    RMQ_DECLARE_NONE = 0,
+    RMQ_DECLARE_TOPIC = 1,
+    RMQ_DECLARE_DIRECT = 2,
+    RMQ_DECLARE_FANOUT = 3,
+    RMQ_DECLARE_HEADERS = 4,
+} rmq_conn_declare;
 
-typedef struct obx_rabbitmq_config {
+typedef struct rmq_config {
     char *url;                /* amqp[s]://user:pass@host:port/vhost */
     char *password;           /* overrides the URL's password when non-empty */
     char *exchange;           /* route template; "" = the default exchange */
-    int declare_exchange;     /* obx_rmq_declare */
+    int declare_exchange;     /* rmq_conn_declare */
     int64_t channels;         /* publishing channels */
     int64_t max_in_flight;    /* unconfirmed messages per channel */
     bool mandatory;           /* basic.return for unroutable messages */
@@ -38,6 +38,6 @@ typedef struct obx_rabbitmq_config {
     char *tls_key_file;          /* amqps: its private key */
     bool tls_verify_peer;        /* amqps: check the server's certificate */
     bool tls_verify_hostname;    /* amqps: and that it names the host */
-} obx_rabbitmq_config;
+} rmq_config;
 
 #endif

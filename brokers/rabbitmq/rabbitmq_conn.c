@@ -10,8 +10,8 @@
 
 #include "rabbitmq_errors.h"
 
-obx_status obx_rmq_target_parse(const obx_rabbitmq_config *c, obx_rmq_target *t,
-                                char *errstr, size_t errlen)
+obx_status rmq_target_parse(const rmq_config *c, rmq_target *t, char *errstr,
+                            size_t errlen)
 {
     memset(t, 0, sizeof *t);
     const char *url = c->url ? c->url : "";
@@ -43,15 +43,15 @@ obx_status obx_rmq_target_parse(const obx_rabbitmq_config *c, obx_rmq_target *t,
     return OBX_OK;
 }
 
-void obx_rmq_target_show(const obx_rmq_target *t, char *buf, size_t len)
+void rmq_target_show(const rmq_target *t, char *buf, size_t len)
 {
     const char *vhost = t->vhost && strcmp(t->vhost, "/") != 0 ? t->vhost : "";
     snprintf(buf, len, "%s://%s@%s:%d/%s", t->tls ? "amqps" : "amqp",
              t->user ? t->user : "", t->host ? t->host : "", t->port, vhost);
 }
 
-obx_status obx_rmq_reply(amqp_rpc_reply_t r, const char *what, char *errstr,
-                         size_t errlen)
+obx_status rmq_reply(amqp_rpc_reply_t r, const char *what, char *errstr,
+                     size_t errlen)
 {
     switch (r.reply_type) {
     case AMQP_RESPONSE_NORMAL: return OBX_OK;
@@ -61,7 +61,7 @@ obx_status obx_rmq_reply(amqp_rpc_reply_t r, const char *what, char *errstr,
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
         snprintf(errstr, errlen, "%s: %s", what,
                  amqp_error_string2(r.library_error));
-        return obx_rmq_classify_library(r.library_error);
+        return rmq_classify_library(r.library_error);
     case AMQP_RESPONSE_SERVER_EXCEPTION: break;
     }
     bool channel = r.reply.id == AMQP_CHANNEL_CLOSE_METHOD;
@@ -76,11 +76,11 @@ obx_status obx_rmq_reply(amqp_rpc_reply_t r, const char *what, char *errstr,
         code = m->reply_code;
         text = m->reply_text;
     }
-    const char *hint = obx_rmq_hint(channel, code, text.bytes, text.len);
+    const char *hint = rmq_hint(channel, code, text.bytes, text.len);
     snprintf(errstr, errlen, "%s: server closed the %s: %u %.*s%s%s", what,
              channel ? "channel" : "connection", code, (int)text.len,
              (const char *)text.bytes, hint ? "; " : "", hint ? hint : "");
-    return obx_rmq_classify_close(channel, code, text.bytes, text.len);
+    return rmq_classify_close(channel, code, text.bytes, text.len);
 }
 
 static struct timeval tv_ms(int64_t ms)
@@ -89,8 +89,8 @@ static struct timeval tv_ms(int64_t ms)
     return tv;
 }
 
-static obx_status tls_setup(const obx_rabbitmq_config *c, amqp_socket_t *s,
-                            char *errstr, size_t errlen)
+static obx_status tls_setup(const rmq_config *c, amqp_socket_t *s, char *errstr,
+                            size_t errlen)
 {
     if (c->tls_ca_file && *c->tls_ca_file &&
         amqp_ssl_socket_set_cacert(s, c->tls_ca_file) != AMQP_STATUS_OK) {
@@ -124,9 +124,8 @@ static obx_status tls_setup(const obx_rabbitmq_config *c, amqp_socket_t *s,
 /* Client properties: the connection name the management UI shows, and
  * the capabilities this plugin relies on. librabbitmq merges its own
  * (product, version, authentication_failure_close ...) with these. */
-static amqp_rpc_reply_t login(amqp_connection_state_t conn,
-                              const obx_rabbitmq_config *c,
-                              const obx_rmq_target *t, const char *conn_name)
+static amqp_rpc_reply_t login(amqp_connection_state_t conn, const rmq_config *c,
+                              const rmq_target *t, const char *conn_name)
 {
     amqp_table_entry_t caps[3];
     const char *cap_names[] = {"publisher_confirms", "connection.blocked",
@@ -152,14 +151,13 @@ static amqp_rpc_reply_t login(amqp_connection_state_t conn,
         t->password ? t->password : "");
 }
 
-obx_status obx_rmq_connect(const obx_rabbitmq_config *c,
-                           const obx_rmq_target *t, const char *conn_name,
-                           amqp_connection_state_t *out, char *errstr,
-                           size_t errlen)
+obx_status rmq_conn_connect(const rmq_config *c, const rmq_target *t,
+                            const char *conn_name, amqp_connection_state_t *out,
+                            char *errstr, size_t errlen)
 {
     *out = NULL;
     char shown[1024];
-    obx_rmq_target_show(t, shown, sizeof shown);
+    rmq_target_show(t, shown, sizeof shown);
     amqp_connection_state_t conn = amqp_new_connection();
     if (!conn) {
         snprintf(errstr, errlen, "out of memory");
@@ -193,7 +191,7 @@ obx_status obx_rmq_connect(const obx_rabbitmq_config *c,
     char what[1100];
     snprintf(what, sizeof what, "rabbitmq: login to %s", shown);
     obx_status st =
-        obx_rmq_reply(login(conn, c, t, conn_name), what, errstr, errlen);
+        rmq_reply(login(conn, c, t, conn_name), what, errstr, errlen);
     if (st != OBX_OK) {
         amqp_destroy_connection(conn);
         return st == OBX_PERMANENT ? OBX_UNAVAILABLE : st;
@@ -202,26 +200,24 @@ obx_status obx_rmq_connect(const obx_rabbitmq_config *c,
     return OBX_OK;
 }
 
-obx_status obx_rmq_channel_open(amqp_connection_state_t conn, amqp_channel_t ch,
-                                char *errstr, size_t errlen)
+obx_status rmq_channel_open(amqp_connection_state_t conn, amqp_channel_t ch,
+                            char *errstr, size_t errlen)
 {
     char what[64];
     snprintf(what, sizeof what, "rabbitmq: opening channel %u", ch);
     amqp_channel_open(conn, ch);
-    obx_status st =
-        obx_rmq_reply(amqp_get_rpc_reply(conn), what, errstr, errlen);
+    obx_status st = rmq_reply(amqp_get_rpc_reply(conn), what, errstr, errlen);
     if (st != OBX_OK)
         return OBX_UNAVAILABLE;
     snprintf(what, sizeof what, "rabbitmq: confirm.select on channel %u", ch);
     amqp_confirm_select(conn, ch);
-    st = obx_rmq_reply(amqp_get_rpc_reply(conn), what, errstr, errlen);
+    st = rmq_reply(amqp_get_rpc_reply(conn), what, errstr, errlen);
     return st == OBX_OK ? OBX_OK : OBX_UNAVAILABLE;
 }
 
-obx_status obx_rmq_declare_exchange(amqp_connection_state_t conn,
-                                    amqp_channel_t ch, const char *name,
-                                    const char *type, bool passive,
-                                    char *errstr, size_t errlen)
+obx_status rmq_declare_exchange(amqp_connection_state_t conn, amqp_channel_t ch,
+                                const char *name, const char *type,
+                                bool passive, char *errstr, size_t errlen)
 {
     char what[400];
     if (passive)
@@ -233,12 +229,11 @@ obx_status obx_rmq_declare_exchange(amqp_connection_state_t conn,
     amqp_exchange_declare(conn, ch, amqp_cstring_bytes(name),
                           amqp_cstring_bytes(type), passive, 1, 0, 0,
                           amqp_empty_table);
-    obx_status st =
-        obx_rmq_reply(amqp_get_rpc_reply(conn), what, errstr, errlen);
+    obx_status st = rmq_reply(amqp_get_rpc_reply(conn), what, errstr, errlen);
     return st == OBX_OK ? OBX_OK : OBX_UNAVAILABLE;
 }
 
-void obx_rmq_disconnect(amqp_connection_state_t conn, bool graceful)
+void rmq_disconnect(amqp_connection_state_t conn, bool graceful)
 {
     if (!conn)
         return;

@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-obx_status obx_rmq_classify_library(int amqp_status)
+obx_status rmq_classify_library(int amqp_status)
 {
     switch (amqp_status) {
     case AMQP_STATUS_OK: return OBX_OK;
@@ -41,7 +41,7 @@ static const char *find(const char *s, size_t len, const char *what)
     return NULL;
 }
 
-int64_t obx_rmq_parse_max_size(const char *text, size_t len)
+int64_t rmq_parse_max_size(const char *text, size_t len)
 {
     const char *at = find(text, len, "larger than configured max size ");
     if (!at || !find(text, len, "message size"))
@@ -56,19 +56,18 @@ int64_t obx_rmq_parse_max_size(const char *text, size_t len)
     return digits ? v : -1;
 }
 
-obx_status obx_rmq_classify_close(bool channel, uint16_t code, const char *text,
-                                  size_t len)
+obx_status rmq_classify_close(bool channel, uint16_t code, const char *text,
+                              size_t len)
 {
     if (!channel)
         return OBX_UNAVAILABLE;
-    if (code == AMQP_PRECONDITION_FAILED &&
-        obx_rmq_parse_max_size(text, len) >= 0)
+    if (code == AMQP_PRECONDITION_FAILED && rmq_parse_max_size(text, len) >= 0)
         return OBX_PERMANENT;
     return OBX_UNAVAILABLE;
 }
 
-obx_status obx_rmq_classify_size(size_t body_len, int64_t max_message_size,
-                                 size_t header_len, int frame_max)
+obx_status rmq_classify_size(size_t body_len, int64_t max_message_size,
+                             size_t header_len, int frame_max)
 {
     if (max_message_size > 0 && (uint64_t)body_len > (uint64_t)max_message_size)
         return OBX_PERMANENT;
@@ -78,12 +77,12 @@ obx_status obx_rmq_classify_size(size_t body_len, int64_t max_message_size,
     return OBX_OK;
 }
 
-obx_status obx_rmq_classify_timeout(bool later_answered)
+obx_status rmq_classify_timeout(bool later_answered)
 {
     return later_answered ? OBX_RETRY : OBX_UNAVAILABLE;
 }
 
-const char *obx_rmq_reply_name(uint16_t code)
+const char *rmq_reply_name(uint16_t code)
 {
     switch (code) {
     case AMQP_REPLY_SUCCESS: return "REPLY_SUCCESS";
@@ -109,8 +108,7 @@ const char *obx_rmq_reply_name(uint16_t code)
     }
 }
 
-const char *obx_rmq_hint(bool channel, uint16_t code, const char *text,
-                         size_t len)
+const char *rmq_hint(bool channel, uint16_t code, const char *text, size_t len)
 {
     switch (code) {
     case AMQP_NOT_FOUND:
@@ -124,7 +122,7 @@ const char *obx_rmq_hint(bool channel, uint16_t code, const char *text,
     case AMQP_NOT_ALLOWED:
         return "check that the vhost exists and the user may use it";
     case AMQP_PRECONDITION_FAILED:
-        if (obx_rmq_parse_max_size(text, len) >= 0)
+        if (rmq_parse_max_size(text, len) >= 0)
             return "set broker.max_message_size to the server's "
                    "max_message_size so such events are refused before "
                    "they are sent";

@@ -15,7 +15,7 @@ static amqp_bytes_t bytes_of(const char *s)
     return b;
 }
 
-static int reserve(obx_rmq_message *m, size_t n)
+static int reserve(rmq_message *m, size_t n)
 {
     if (n <= m->cap)
         return 0;
@@ -40,7 +40,7 @@ static int too_long(const char *what, const char *s, char *errstr,
     return -1;
 }
 
-static void add_str(obx_rmq_message *m, const char *name, const char *value)
+static void add_str(rmq_message *m, const char *name, const char *value)
 {
     amqp_table_entry_t *e = &m->entries[m->props.headers.num_entries++];
     e->key = bytes_of(name);
@@ -52,9 +52,9 @@ static void add_str(obx_rmq_message *m, const char *name, const char *value)
     }
 }
 
-int obx_rmq_message_build(obx_rmq_message *m, const obx_event *ev,
-                          const char *content_type, const char *app_id,
-                          char *errstr, size_t errlen)
+int rmq_message_build(rmq_message *m, const obx_event *ev,
+                      const char *content_type, const char *app_id,
+                      char *errstr, size_t errlen)
 {
     if (reserve(m, ev->n_headers + 4) != 0) {
         snprintf(errstr, errlen, "out of memory");
@@ -67,7 +67,7 @@ int obx_rmq_message_build(obx_rmq_message *m, const obx_event *ev,
     p->delivery_mode = AMQP_DELIVERY_PERSISTENT;
     if (content_type && *content_type)
         p->content_type = bytes_of(content_type);
-    else if (obx_json_valid(ev->payload, ev->payload_len))
+    else if (obc_json_valid(ev->payload, ev->payload_len))
         p->content_type = bytes_of("application/json");
     else
         p->content_type = bytes_of("application/octet-stream");
@@ -93,10 +93,10 @@ int obx_rmq_message_build(obx_rmq_message *m, const obx_event *ev,
     }
     p->headers.entries = m->entries;
     p->headers.num_entries = 0;
-    const char *fixed[][2] = {{OBX_RMQ_H_EVENT_ID, ev->event_id},
-                              {OBX_RMQ_H_EVENT_TYPE, ev->event_type},
-                              {OBX_RMQ_H_AGG_TYPE, ev->aggregate_type},
-                              {OBX_RMQ_H_AGG_ID, ev->aggregate_id}};
+    const char *fixed[][2] = {{RMQ_H_EVENT_ID, ev->event_id},
+                              {RMQ_H_EVENT_TYPE, ev->event_type},
+                              {RMQ_H_AGG_TYPE, ev->aggregate_type},
+                              {RMQ_H_AGG_ID, ev->aggregate_id}};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         if (fixed[i][1])
             add_str(m, fixed[i][0], fixed[i][1]);
@@ -116,7 +116,7 @@ static size_t shortstr(amqp_bytes_t b)
     return 1 + b.len;
 }
 
-size_t obx_rmq_message_header_size(const obx_rmq_message *m)
+size_t rmq_message_header_size(const rmq_message *m)
 {
     const amqp_basic_properties_t *p = &m->props;
     size_t n = 2 + 2 + 8 + 2; /* class, weight, body size, property flags */
@@ -145,7 +145,7 @@ size_t obx_rmq_message_header_size(const obx_rmq_message *m)
     return n;
 }
 
-void obx_rmq_message_free(obx_rmq_message *m)
+void rmq_message_free(rmq_message *m)
 {
     free(m->entries);
     m->entries = NULL;

@@ -12,38 +12,38 @@
  * The properties point into the event (borrowed) and into the builder's
  * own table storage, reused from message to message. One thread.
  */
-#ifndef OBX_BROKER_RABBITMQ_MESSAGE_H
-#define OBX_BROKER_RABBITMQ_MESSAGE_H
+#ifndef RMQ_MESSAGE_H
+#define RMQ_MESSAGE_H
 
 #include <stddef.h>
 
 #include <amqp.h>
 #include <outbox/event.h>
 
-#define OBX_RMQ_H_EVENT_ID "outbox-event-id"
-#define OBX_RMQ_H_EVENT_TYPE "outbox-event-type"
-#define OBX_RMQ_H_AGG_TYPE "outbox-aggregate-type"
-#define OBX_RMQ_H_AGG_ID "outbox-aggregate-id"
+#define RMQ_H_EVENT_ID "outbox-event-id"
+#define RMQ_H_EVENT_TYPE "outbox-event-type"
+#define RMQ_H_AGG_TYPE "outbox-aggregate-type"
+#define RMQ_H_AGG_ID "outbox-aggregate-id"
 
-typedef struct obx_rmq_message {
+typedef struct rmq_message {
     amqp_basic_properties_t props;
     amqp_table_entry_t *entries; /* storage for props.headers */
     size_t cap;
-} obx_rmq_message;
+} rmq_message;
 
 /* Fill m->props for ev. content_type "" picks by payload; app_id "" sets
  * none. Returns 0; -1 with errstr when the event cannot be expressed in
  * AMQP (a short string over 255 bytes: id, type, header name), -2 when out
  * of memory. m borrows from ev until the next build. */
-int obx_rmq_message_build(obx_rmq_message *m, const obx_event *ev,
-                          const char *content_type, const char *app_id,
-                          char *errstr, size_t errlen);
+int rmq_message_build(rmq_message *m, const obx_event *ev,
+                      const char *content_type, const char *app_id,
+                      char *errstr, size_t errlen);
 
 /* The encoded size of the content-header frame's payload for m->props
  * (what must fit into frame_max), in bytes. */
-size_t obx_rmq_message_header_size(const obx_rmq_message *m);
+size_t rmq_message_header_size(const rmq_message *m);
 
 /* Release the table storage. */
-void obx_rmq_message_free(obx_rmq_message *m);
+void rmq_message_free(rmq_message *m);
 
 #endif

@@ -3,35 +3,35 @@
 
 #include <stdlib.h>
 
-int obx_rmq_window_init(obx_rmq_window *w, size_t cap)
+int rmq_window_init(rmq_window *w, size_t cap)
 {
     w->slot = malloc((cap ? cap : 1) * sizeof *w->slot);
     if (!w->slot)
         return -1;
     w->cap = cap ? cap : 1;
-    obx_rmq_window_reset(w);
+    rmq_window_reset(w);
     return 0;
 }
 
-void obx_rmq_window_free(obx_rmq_window *w)
+void rmq_window_free(rmq_window *w)
 {
     free(w->slot);
     w->slot = NULL;
     w->cap = 0;
 }
 
-void obx_rmq_window_reset(obx_rmq_window *w)
+void rmq_window_reset(rmq_window *w)
 {
     w->head = w->next = 1;
     w->pending = 0;
 }
 
-bool obx_rmq_window_has_room(const obx_rmq_window *w)
+bool rmq_window_has_room(const rmq_window *w)
 {
     return w->next - w->head < w->cap;
 }
 
-uint64_t obx_rmq_window_push(obx_rmq_window *w, uint32_t event)
+uint64_t rmq_window_push(rmq_window *w, uint32_t event)
 {
     uint64_t tag = w->next++;
     w->slot[tag % w->cap] = event;
@@ -40,28 +40,28 @@ uint64_t obx_rmq_window_push(obx_rmq_window *w, uint32_t event)
 }
 
 /* Drop answered tags from the front. */
-static void advance(obx_rmq_window *w)
+static void advance(rmq_window *w)
 {
-    while (w->head < w->next && w->slot[w->head % w->cap] == OBX_RMQ_NO_EVENT)
+    while (w->head < w->next && w->slot[w->head % w->cap] == RMQ_NO_EVENT)
         w->head++;
 }
 
-static bool answer_one(obx_rmq_window *w, uint64_t tag, bool ack,
-                       obx_rmq_window_fn fn, void *ctx)
+static bool answer_one(rmq_window *w, uint64_t tag, bool ack, rmq_window_fn fn,
+                       void *ctx)
 {
     uint32_t *s = &w->slot[tag % w->cap];
-    if (*s == OBX_RMQ_NO_EVENT)
+    if (*s == RMQ_NO_EVENT)
         return false;
     uint32_t ev = *s;
-    *s = OBX_RMQ_NO_EVENT;
+    *s = RMQ_NO_EVENT;
     w->pending--;
     if (fn)
         fn(ctx, ev, ack);
     return true;
 }
 
-size_t obx_rmq_window_answer(obx_rmq_window *w, uint64_t tag, bool multiple,
-                             bool ack, obx_rmq_window_fn fn, void *ctx)
+size_t rmq_window_answer(rmq_window *w, uint64_t tag, bool multiple, bool ack,
+                         rmq_window_fn fn, void *ctx)
 {
     size_t n = 0;
     if (tag >= w->next)
@@ -76,7 +76,7 @@ size_t obx_rmq_window_answer(obx_rmq_window *w, uint64_t tag, bool multiple,
     return n;
 }
 
-uint64_t obx_rmq_window_forget(obx_rmq_window *w, uint32_t event)
+uint64_t rmq_window_forget(rmq_window *w, uint32_t event)
 {
     for (uint64_t t = w->head; t < w->next; t++) {
         if (w->slot[t % w->cap] == event) {
@@ -88,7 +88,7 @@ uint64_t obx_rmq_window_forget(obx_rmq_window *w, uint32_t event)
     return 0;
 }
 
-size_t obx_rmq_window_drain(obx_rmq_window *w, obx_rmq_window_fn fn, void *ctx)
+size_t rmq_window_drain(rmq_window *w, rmq_window_fn fn, void *ctx)
 {
     size_t n = 0;
     for (uint64_t t = w->head; t < w->next; t++)
@@ -97,13 +97,12 @@ size_t obx_rmq_window_drain(obx_rmq_window *w, obx_rmq_window_fn fn, void *ctx)
     return n;
 }
 
-bool obx_rmq_window_next(const obx_rmq_window *w, uint64_t *pos,
-                         uint32_t *event)
+bool rmq_window_next(const rmq_window *w, uint64_t *pos, uint32_t *event)
 {
     uint64_t t = *pos < w->head ? w->head : *pos;
     for (; t < w->next; t++) {
         uint32_t ev = w->slot[t % w->cap];
-        if (ev != OBX_RMQ_NO_EVENT) {
+        if (ev != RMQ_NO_EVENT) {
             *event = ev;
             *pos = t + 1;
             return true;

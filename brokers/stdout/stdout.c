@@ -10,20 +10,20 @@
 #include "jsonl.h"
 #include "stdout_config.h"
 
-typedef struct obx_stdout {
-    obx_jsonl_sink sink;
-} obx_stdout;
+typedef struct stdout_broker {
+    obc_jsonl_sink sink;
+} stdout_broker;
 
 static const obx_option stdout_options[] = {
-    OBX_JSONL_OPTIONS(obx_stdout_config, out),
+    OBC_JSONL_OPTIONS(stdout_config, out),
     OBX_OPTIONS_END,
 };
 
 static obx_status stdout_validate(const obx_host *host, const void *config,
                                   bool connect, char *errstr, size_t errlen)
 {
-    const obx_stdout_config *c = config;
-    return obx_jsonl_validate(&c->out, connect, errstr, errlen);
+    const stdout_config *c = config;
+    return obc_jsonl_validate(&c->out, connect, errstr, errlen);
 }
 
 /* The instance owns the sink; the config is borrowed (owned by the core,
@@ -31,16 +31,16 @@ static obx_status stdout_validate(const obx_host *host, const void *config,
 static obx_status stdout_open(const obx_host *host, const void *config,
                               void **inst, char *errstr, size_t errlen)
 {
-    const obx_stdout_config *c = config;
-    obx_stdout *s = calloc(1, sizeof *s);
+    const stdout_config *c = config;
+    stdout_broker *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(errstr, errlen, "out of memory");
         return OBX_NOMEM;
     }
     obx_status st =
-        obx_jsonl_sink_open(&s->sink, host, &c->out, errstr, errlen);
+        obc_jsonl_sink_open(&s->sink, host, &c->out, errstr, errlen);
     if (st != OBX_OK) {
-        obx_jsonl_sink_close(&s->sink);
+        obc_jsonl_sink_close(&s->sink);
         free(s);
         return st;
     }
@@ -50,10 +50,10 @@ static obx_status stdout_open(const obx_host *host, const void *config,
 
 static void stdout_close(void *inst)
 {
-    obx_stdout *s = inst;
+    stdout_broker *s = inst;
     if (!s)
         return;
-    obx_jsonl_sink_close(&s->sink);
+    obc_jsonl_sink_close(&s->sink);
     free(s);
 }
 
@@ -74,22 +74,22 @@ static void fill_results(obx_result *results, size_t n, obx_status st,
 static obx_status stdout_publish(void *inst, obx_event *const *events, size_t n,
                                  obx_result *results, int timeout_ms)
 {
-    obx_stdout *s = inst;
+    stdout_broker *s = inst;
     char err[OBX_ERRSTR_LEN];
     obx_status st = OBX_OK;
-    obx_jsonl_sink_begin(&s->sink);
+    obc_jsonl_sink_begin(&s->sink);
     for (size_t i = 0; i < n && st == OBX_OK; i++)
-        st = obx_jsonl_sink_add(&s->sink, events[i], err, sizeof err);
+        st = obc_jsonl_sink_add(&s->sink, events[i], err, sizeof err);
     if (st == OBX_OK)
-        st = obx_jsonl_sink_commit(&s->sink, err, sizeof err);
+        st = obc_jsonl_sink_commit(&s->sink, err, sizeof err);
     fill_results(results, n, st, st == OBX_OK ? "" : err);
     return st;
 }
 
 static obx_status stdout_flush(void *inst, int timeout_ms)
 {
-    obx_stdout *s = inst;
-    return obx_jsonl_sink_flush(&s->sink);
+    stdout_broker *s = inst;
+    return obc_jsonl_sink_flush(&s->sink);
 }
 
 static const obx_broker_ops stdout_ops = {
@@ -103,4 +103,4 @@ static const obx_broker_ops stdout_ops = {
 };
 
 OBX_BROKER_PLUGIN("stdout", "Events as JSON lines on standard output or a file",
-                  "1.0.0", stdout_options, obx_stdout_config, stdout_ops)
+                  "1.0.0", stdout_options, stdout_config, stdout_ops)

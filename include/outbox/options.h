@@ -57,7 +57,8 @@ typedef struct obx_range {
  * compile time.
  * For OBX_OPT_PREFIX, name is the prefix without the dot ("kafka"). For
  * OBX_OPT_SECRET prefix options, keys are masked when their name contains
- * "password", "secret", "token" or "key" (e.g. sasl.password). */
+ * one of OBX_SECRET_WORDS (<outbox/secret.h>: "password", "passwd",
+ * "secret", "token", "key"; e.g. sasl.password). */
 typedef struct obx_option {
     const char *name;
     obx_opt_type type;

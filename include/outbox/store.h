@@ -44,7 +44,8 @@ typedef struct obx_release {
      * now or in the past (an outage: offer it at once). */
     int64_t retry_at_us;
     /* Why it failed; the store keeps it as the event's last error. May be
-     * NULL. Valid only during the call. */
+     * NULL: the store then keeps the last error it recorded, if any.
+     * Valid only during the call. */
     const char *error;
     /* true: the attempt failed because of the event itself; the store
      * records event->attempts + 1 failed attempts. false (an outage, or an
@@ -83,7 +84,10 @@ typedef void (*obx_emit_fn)(void *ctx, const char *text);
  * OBX_HAS_FIELD(st, obx_store_stats, member) says the core has it. */
 typedef struct obx_store_stats {
     uint32_t struct_size;      /* since 1.0 */
-    uint64_t pending;          /* 1.0: unpublished, not dead (any owner) */
+    /* 1.0: unpublished, not dead (any owner). A store that cannot count
+     * what it has not read yet (a WAL stream) reports at least 1 while
+     * it may be behind, so that `run --once` does not stop early. */
+    uint64_t pending;
     uint64_t dead;             /* 1.0: dead letters held by the store */
     int64_t oldest_pending_us; /* 1.0: its created_at_us; 0: none */
     int64_t lag_bytes;         /* 1.0: WAL stores: bytes behind; -1: n/a */
@@ -214,10 +218,13 @@ typedef struct obx_store_ops {
     /* Since 1.0, optional, all three. Dead letters, for `outbox-relay dead`
      * (thread: main, an instance opened for the command). event_id NULL
      * means all.
-     * dead_list calls cb once per dead letter (an unknown id: no call,
-     * and OK); dead_requeue makes them pending (due now) again;
-     * dead_purge deletes them; both set *count to how many they changed
-     * and return OBX_NOT_FOUND for an unknown id.
+     * dead_list calls cb once per dead letter; dead_requeue makes them
+     * pending (due now) again; dead_purge deletes them, and nothing else
+     * (published events stay); both set *count to how many they changed.
+     * All three return OBX_NOT_FOUND, with errstr naming the id, for an id
+     * that is not a dead letter (dead_list without calling cb). Before
+     * 1.2 the header let dead_list return OK without a call; the core
+     * still takes that as "not found" too.
      * Engine: OK exits 0; any other status exits 1 with errstr. */
     obx_status (*dead_list)(void *inst, const char *event_id, obx_dead_cb cb,
                             void *ctx, char *errstr, size_t errlen);

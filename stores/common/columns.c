@@ -5,7 +5,7 @@
 
 #include "store_err.h"
 
-int obx_columns_lookup(const char *const *defaults, int limit, const char *name)
+int osc_columns_lookup(const char *const *defaults, int limit, const char *name)
 {
     for (int c = 0; c < limit; c++)
         if (strcmp(defaults[c], name) == 0)
@@ -13,13 +13,13 @@ int obx_columns_lookup(const char *const *defaults, int limit, const char *name)
     return -1;
 }
 
-static int obx_columns_apply(const char **col, const char *const *defaults,
-                             const obx_kv *kv, const obx_columns_rules *rules,
+static int osc_columns_apply(const char **col, const char *const *defaults,
+                             const obx_kv *kv, const osc_columns_rules *rules,
                              char *err, size_t errlen)
 {
-    int c = obx_columns_lookup(defaults, rules->n_mappable, kv->name);
+    int c = osc_columns_lookup(defaults, rules->n_mappable, kv->name);
     if (c < 0) {
-        obx_store_errf(
+        osc_store_errf(
             err, errlen, kv->line,
             "store.column.%s: unknown column '%s'; valid: id, event_id, "
             "aggregate_type, aggregate_id, event_type, payload, topic, "
@@ -30,17 +30,17 @@ static int obx_columns_apply(const char **col, const char *const *defaults,
     /* Still pointing at the default string means not yet renamed: a second
      * entry for one column is a config mistake, not an override. */
     if (col[c] != defaults[c]) {
-        obx_store_errf(err, errlen, kv->line, "store.column.%s: set twice",
+        osc_store_errf(err, errlen, kv->line, "store.column.%s: set twice",
                        kv->name);
         return -1;
     }
     if (!kv->value || !kv->value[0]) {
-        obx_store_errf(err, errlen, kv->line,
+        osc_store_errf(err, errlen, kv->line,
                        "store.column.%s: empty column name", kv->name);
         return -1;
     }
     if (rules->name_max && strlen(kv->value) > rules->name_max) {
-        obx_store_errf(err, errlen, kv->line,
+        osc_store_errf(err, errlen, kv->line,
                        "store.column.%s: '%s' is longer than %zu bytes (%s "
                        "would cut it)",
                        kv->name, kv->value, rules->name_max,
@@ -51,7 +51,7 @@ static int obx_columns_apply(const char **col, const char *const *defaults,
     return 0;
 }
 
-static int obx_columns_distinct(const char **col, const char *const *defaults,
+static int osc_columns_distinct(const char **col, const char *const *defaults,
                                 int n_cols, bool fold_case, char *err,
                                 size_t errlen)
 {
@@ -60,7 +60,7 @@ static int obx_columns_distinct(const char **col, const char *const *defaults,
             int same = fold_case ? strcasecmp(col[a], col[b]) == 0
                                  : strcmp(col[a], col[b]) == 0;
             if (same) {
-                obx_store_errf(
+                osc_store_errf(
                     err, errlen, 0,
                     "store.column: columns '%s' and '%s' both map to '%s'",
                     defaults[a], defaults[b], col[a]);
@@ -70,16 +70,16 @@ static int obx_columns_distinct(const char **col, const char *const *defaults,
     return 0;
 }
 
-int obx_columns_map(const char **col, const char *const *defaults, int n_cols,
-                    const obx_kvlist *map, const obx_columns_rules *rules,
+int osc_columns_map(const char **col, const char *const *defaults, int n_cols,
+                    const obx_kvlist *map, const osc_columns_rules *rules,
                     char *err, size_t errlen)
 {
     for (int c = 0; c < n_cols; c++)
         col[c] = defaults[c];
     for (size_t i = 0; i < map->n; i++)
-        if (obx_columns_apply(col, defaults, &map->items[i], rules, err,
+        if (osc_columns_apply(col, defaults, &map->items[i], rules, err,
                               errlen) != 0)
             return -1;
-    return obx_columns_distinct(col, defaults, n_cols, rules->fold_case, err,
+    return osc_columns_distinct(col, defaults, n_cols, rules->fold_case, err,
                                 errlen);
 }

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OBX_CUT_MARK " [...]"
+#define OSC_CUT_MARK " [...]"
 
-char *obx_errf_words(char *err, size_t errlen, const char *fmt, ...)
+char *osc_errf_words(char *err, size_t errlen, const char *fmt, ...)
 {
     if (errlen == 0)
         return err;
@@ -25,7 +25,7 @@ char *obx_errf_words(char *err, size_t errlen, const char *fmt, ...)
         free(full);
         return err;
     }
-    size_t mark = sizeof OBX_CUT_MARK - 1;
+    size_t mark = sizeof OSC_CUT_MARK - 1;
     size_t cut = errlen > mark + 1 ? errlen - mark - 1 : 0;
     size_t at = cut;
     while (at > 0 && full[at] != ' ')
@@ -37,7 +37,7 @@ char *obx_errf_words(char *err, size_t errlen, const char *fmt, ...)
         at--;
     memcpy(err, full, at);
     snprintf(err + at, errlen - at, "%s",
-             errlen > mark + 1 ? OBX_CUT_MARK : "");
+             errlen > mark + 1 ? OSC_CUT_MARK : "");
     free(full);
     return err;
 }

@@ -1,6 +1,6 @@
 /* Error text that fits the caller's buffer without cutting a word. */
-#ifndef OBX_STORE_ERR_WORDS_H
-#define OBX_STORE_ERR_WORDS_H
+#ifndef OSC_STORE_ERR_WORDS_H
+#define OSC_STORE_ERR_WORDS_H
 
 #include <stddef.h>
 
@@ -10,7 +10,7 @@
  * the text is longer, it ends at the last whole word that leaves room for
  * " [...]", so a reader never gets half a word or half a UTF-8 character
  * and can tell the message was shortened. Returns err. Thread-safe. */
-char *obx_errf_words(char *err, size_t errlen, const char *fmt, ...)
+char *osc_errf_words(char *err, size_t errlen, const char *fmt, ...)
     OBX_PRINTF(3, 4);
 
 #endif

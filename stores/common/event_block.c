@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void obx_event_headers_free(obx_event_headers *h)
+void osc_event_headers_free(osc_event_headers *h)
 {
     free(h->v);
     free(h->buf);
@@ -16,14 +16,14 @@ void obx_event_headers_free(obx_event_headers *h)
 /* Copy a member's name or value into h->buf at *used as a C string:
  * strings unescaped, objects and arrays compacted, the rest as written.
  * Returns the copy, or NULL when it holds a NUL. */
-static const char *obx_header_text(obx_event_headers *h, size_t *used,
-                                   obx_json_span v, size_t *len)
+static const char *osc_header_text(osc_event_headers *h, size_t *used,
+                                   osc_json_span v, size_t *len)
 {
     char *dst = h->buf + *used;
-    if (v.kind == OBX_JSON_STRING)
-        *len = obx_json_unescape(v, dst);
-    else if (v.kind == OBX_JSON_OBJECT || v.kind == OBX_JSON_ARRAY)
-        *len = obx_json_compact(v, dst);
+    if (v.kind == OSC_JSON_STRING)
+        *len = osc_json_unescape(v, dst);
+    else if (v.kind == OSC_JSON_OBJECT || v.kind == OSC_JSON_ARRAY)
+        *len = osc_json_compact(v, dst);
     else
         memcpy(dst, v.s, *len = v.len);
     dst[*len] = '\0';
@@ -32,14 +32,14 @@ static const char *obx_header_text(obx_event_headers *h, size_t *used,
 }
 
 /* For the sort that finds repeated names: the name, then the place. */
-typedef struct obx_header_ref {
+typedef struct osc_header_ref {
     const char *name;
     size_t at;
-} obx_header_ref;
+} osc_header_ref;
 
-static int obx_header_ref_cmp(const void *a, const void *b)
+static int osc_header_ref_cmp(const void *a, const void *b)
 {
-    const obx_header_ref *x = a, *y = b;
+    const osc_header_ref *x = a, *y = b;
     int c = strcmp(x->name, y->name);
     return c ? c : x->at < y->at ? -1 : x->at > y->at;
 }
@@ -47,22 +47,22 @@ static int obx_header_ref_cmp(const void *a, const void *b)
 /* A name given twice keeps its last value at its first place, as jansson
  * did before and jsonb does on write. A sort, not a quadratic search: the
  * column is written by whoever can insert a row. */
-static obx_status obx_headers_dedup(obx_event_headers *h)
+static obx_status osc_headers_dedup(osc_event_headers *h)
 {
     if (h->n < 2)
         return OBX_OK;
-    obx_header_ref *r = malloc(h->n * sizeof *r);
+    osc_header_ref *r = malloc(h->n * sizeof *r);
     if (!r)
         return OBX_NOMEM;
     for (size_t i = 0; i < h->n; i++)
-        r[i] = (obx_header_ref){h->v[i].name, i};
-    qsort(r, h->n, sizeof *r, obx_header_ref_cmp);
+        r[i] = (osc_header_ref){h->v[i].name, i};
+    qsort(r, h->n, sizeof *r, osc_header_ref_cmp);
     for (size_t i = 0; i < h->n;) {
         size_t j = i + 1;
         while (j < h->n && strcmp(r[j].name, r[i].name) == 0)
             j++;
-        obx_event_header_value *first = &h->v[r[i].at];
-        const obx_event_header_value last = h->v[r[j - 1].at];
+        osc_event_header_value *first = &h->v[r[i].at];
+        const osc_event_header_value last = h->v[r[j - 1].at];
         first->value = last.value;
         first->value_len = last.value_len;
         for (size_t k = i + 1; k < j; k++)
@@ -81,31 +81,31 @@ static obx_status obx_headers_dedup(obx_event_headers *h)
 /* Every name and value fits in t.len bytes with their NULs: a name loses
  * its two quotes to gain one NUL, escapes and compacting only shrink, and
  * the ':' of each member pays for the NUL after its value. */
-static obx_status obx_headers_fill(obx_event_headers *h, obx_json_span obj,
+static obx_status osc_headers_fill(osc_event_headers *h, osc_json_span obj,
                                    size_t room, char *err, size_t errlen)
 {
-    obx_json_iter it;
-    obx_json_span name, value;
+    osc_json_iter it;
+    osc_json_span name, value;
     size_t n = 0, used = 0;
-    obx_json_members(&it, obj);
-    while (obx_json_next(&it, &name, &value))
+    osc_json_members(&it, obj);
+    while (osc_json_next(&it, &name, &value))
         n++;
     /* + 1: malloc(0) may return NULL, which would read as out of memory */
     h->v = calloc(n + 1, sizeof *h->v);
     h->buf = malloc(room + 1);
     if (!h->v || !h->buf)
         return OBX_NOMEM;
-    obx_json_members(&it, obj);
-    while (obx_json_next(&it, &name, &value)) {
-        obx_event_header_value *hv = &h->v[h->n++];
-        hv->name = obx_header_text(h, &used, name, &hv->name_len);
+    osc_json_members(&it, obj);
+    while (osc_json_next(&it, &name, &value)) {
+        osc_event_header_value *hv = &h->v[h->n++];
+        hv->name = osc_header_text(h, &used, name, &hv->name_len);
         if (!hv->name) {
             snprintf(err, errlen,
                      "headers: a header name holds a NUL (\\u0000), which a "
                      "message header cannot carry");
             return OBX_PERMANENT;
         }
-        hv->value = obx_header_text(h, &used, value, &hv->value_len);
+        hv->value = osc_header_text(h, &used, value, &hv->value_len);
         if (!hv->value) {
             snprintf(err, errlen,
                      "headers: header \"%.100s\" holds a NUL (\\u0000), "
@@ -114,48 +114,48 @@ static obx_status obx_headers_fill(obx_event_headers *h, obx_json_span obj,
             return OBX_PERMANENT;
         }
     }
-    return obx_headers_dedup(h);
+    return osc_headers_dedup(h);
 }
 
-static obx_status obx_headers_load(obx_col_text t, obx_event_headers *h,
+static obx_status osc_headers_load(osc_col_text t, osc_event_headers *h,
                                    char *err, size_t errlen)
 {
     if (!t.s || t.len == 0)
         return OBX_OK;
     char why[160];
-    obx_json_span obj;
-    if (obx_json_check(t.s, t.len, &obj, why, sizeof why) != 0) {
+    osc_json_span obj;
+    if (osc_json_check(t.s, t.len, &obj, why, sizeof why) != 0) {
         snprintf(err, errlen, "headers are not valid JSON: %s", why);
         return OBX_PERMANENT;
     }
-    if (obj.kind != OBX_JSON_OBJECT) {
+    if (obj.kind != OSC_JSON_OBJECT) {
         snprintf(err, errlen, "headers must be a JSON object");
         return OBX_PERMANENT;
     }
-    return obx_headers_fill(h, obj, t.len, err, errlen);
+    return osc_headers_fill(h, obj, t.len, err, errlen);
 }
 
-obx_status obx_event_headers_parse(obx_col_text t, bool strict,
-                                   obx_event_headers *h, char *err,
+obx_status osc_event_headers_parse(osc_col_text t, bool strict,
+                                   osc_event_headers *h, char *err,
                                    size_t errlen)
 {
     memset(h, 0, sizeof *h);
-    obx_status rc = obx_headers_load(t, h, err, errlen);
+    obx_status rc = osc_headers_load(t, h, err, errlen);
     if (rc == OBX_OK)
         return OBX_OK;
     /* Nothing half-built is handed on, also when leniently dropped. */
-    obx_event_headers_free(h);
+    osc_event_headers_free(h);
     return rc == OBX_PERMANENT && !strict ? OBX_OK : rc;
 }
 
-obx_status obx_event_fields_check(const obx_event_fields *f,
+obx_status osc_event_fields_check(const osc_event_fields *f,
                                   const char *const *names, char *err,
                                   size_t errlen)
 {
-    const obx_col_text *tx[OBX_EVENT_TEXT_FIELDS] = {
+    const osc_col_text *tx[OSC_EVENT_TEXT_FIELDS] = {
         &f->event_id, &f->aggregate_type, &f->aggregate_id, &f->event_type,
         &f->topic};
-    for (int i = 0; i < OBX_EVENT_TEXT_FIELDS; i++) {
+    for (int i = 0; i < OSC_EVENT_TEXT_FIELDS; i++) {
         const char *s = tx[i]->s;
         if (!s && tx[i] == &f->topic)
             continue; /* no topic: the pipeline's template decides */
@@ -176,7 +176,7 @@ obx_status obx_event_fields_check(const obx_event_fields *f,
 }
 
 /* Copy len bytes plus a NUL at *cur; advance *cur. */
-static const char *obx_put(char **cur, const char *s, size_t len)
+static const char *osc_put(char **cur, const char *s, size_t len)
 {
     char *dst = *cur;
     if (len)
@@ -187,17 +187,17 @@ static const char *obx_put(char **cur, const char *s, size_t len)
 }
 
 /* A NULL column becomes "" except where NULL is meaningful (topic). */
-static const char *obx_put_text(char **cur, obx_col_text t, bool keep_null)
+static const char *osc_put_text(char **cur, osc_col_text t, bool keep_null)
 {
     if (!t.s && keep_null)
         return NULL;
-    return obx_put(cur, t.s ? t.s : "", t.len);
+    return osc_put(cur, t.s ? t.s : "", t.len);
 }
 
-void *obx_event_block_new(size_t head_size, const obx_event_fields *f,
-                          const obx_event_headers *h)
+void *osc_event_block_new(size_t head_size, const osc_event_fields *f,
+                          const osc_event_headers *h)
 {
-    const obx_col_text *tx[] = {&f->event_id,     &f->aggregate_type,
+    const osc_col_text *tx[] = {&f->event_id,     &f->aggregate_type,
                                 &f->aggregate_id, &f->event_type,
                                 &f->payload,      &f->topic};
     size_t sz = head_size + h->n * sizeof(obx_header);
@@ -213,19 +213,19 @@ void *obx_event_block_new(size_t head_size, const obx_event_fields *f,
     obx_header *hd = (obx_header *)(block + head_size);
     char *cur = (char *)(hd + h->n);
     for (size_t i = 0; i < h->n; i++) {
-        hd[i].name = obx_put(&cur, h->v[i].name, h->v[i].name_len);
-        hd[i].value = obx_put(&cur, h->v[i].value, h->v[i].value_len);
+        hd[i].name = osc_put(&cur, h->v[i].name, h->v[i].name_len);
+        hd[i].value = osc_put(&cur, h->v[i].value, h->v[i].value_len);
     }
     ev->headers = h->n ? hd : NULL;
     ev->n_headers = h->n;
-    ev->event_id = obx_put_text(&cur, f->event_id, false);
-    ev->aggregate_type = obx_put_text(&cur, f->aggregate_type, false);
-    ev->aggregate_id = obx_put_text(&cur, f->aggregate_id, false);
+    ev->event_id = osc_put_text(&cur, f->event_id, false);
+    ev->aggregate_type = osc_put_text(&cur, f->aggregate_type, false);
+    ev->aggregate_id = osc_put_text(&cur, f->aggregate_id, false);
     ev->key = ev->aggregate_id;
-    ev->event_type = obx_put_text(&cur, f->event_type, false);
-    ev->payload = obx_put_text(&cur, f->payload, false);
+    ev->event_type = osc_put_text(&cur, f->event_type, false);
+    ev->payload = osc_put_text(&cur, f->payload, false);
     ev->payload_len = f->payload.len;
-    ev->topic = obx_put_text(&cur, f->topic, true);
+    ev->topic = osc_put_text(&cur, f->topic, true);
     ev->created_at_us = f->created_at_us;
     ev->attempts = f->attempts < 0            ? 0
                    : f->attempts > UINT32_MAX ? UINT32_MAX

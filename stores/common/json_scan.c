@@ -6,82 +6,82 @@
 
 /* ---- checking ---- */
 
-typedef struct obx_scan {
+typedef struct osc_scan {
     const unsigned char *s;
     size_t len, pos;
     const char *why; /* the reason of the first failure */
-} obx_scan;
+} osc_scan;
 
-static bool obx_scan_fail(obx_scan *sc, const char *why)
+static bool osc_scan_fail(osc_scan *sc, const char *why)
 {
     sc->why = why;
     return false;
 }
 
-static bool obx_is_ws(unsigned char c)
+static bool osc_is_ws(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static bool obx_is_digit(unsigned char c)
+static bool osc_is_digit(unsigned char c)
 {
     return c >= '0' && c <= '9';
 }
 
-static void obx_skip_ws(obx_scan *sc)
+static void osc_skip_ws(osc_scan *sc)
 {
-    while (sc->pos < sc->len && obx_is_ws(sc->s[sc->pos]))
+    while (sc->pos < sc->len && osc_is_ws(sc->s[sc->pos]))
         sc->pos++;
 }
 
-static bool obx_scan_at(const obx_scan *sc, unsigned char c)
+static bool osc_scan_at(const osc_scan *sc, unsigned char c)
 {
     return sc->pos < sc->len && sc->s[sc->pos] == c;
 }
 
-static bool obx_scan_literal(obx_scan *sc, const char *word)
+static bool osc_scan_literal(osc_scan *sc, const char *word)
 {
     size_t n = strlen(word);
     if (sc->len - sc->pos < n || memcmp(sc->s + sc->pos, word, n) != 0)
-        return obx_scan_fail(sc, "invalid literal (true, false, null)");
+        return osc_scan_fail(sc, "invalid literal (true, false, null)");
     sc->pos += n;
     return true;
 }
 
-static bool obx_scan_digits(obx_scan *sc)
+static bool osc_scan_digits(osc_scan *sc)
 {
     size_t start = sc->pos;
-    while (sc->pos < sc->len && obx_is_digit(sc->s[sc->pos]))
+    while (sc->pos < sc->len && osc_is_digit(sc->s[sc->pos]))
         sc->pos++;
     return sc->pos > start;
 }
 
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? : a leading zero ends the
  * integer part, so "01" fails at the '1' as data after a value. */
-static bool obx_scan_number(obx_scan *sc)
+static bool osc_scan_number(osc_scan *sc)
 {
-    if (obx_scan_at(sc, '-'))
+    if (osc_scan_at(sc, '-'))
         sc->pos++;
-    if (obx_scan_at(sc, '0'))
+    if (osc_scan_at(sc, '0'))
         sc->pos++;
-    else if (!obx_scan_digits(sc))
-        return obx_scan_fail(sc, "invalid number");
-    if (obx_scan_at(sc, '.')) {
+    else if (!osc_scan_digits(sc))
+        return osc_scan_fail(sc, "invalid number");
+    if (osc_scan_at(sc, '.')) {
         sc->pos++;
-        if (!obx_scan_digits(sc))
-            return obx_scan_fail(sc, "invalid number: no digit after '.'");
+        if (!osc_scan_digits(sc))
+            return osc_scan_fail(sc, "invalid number: no digit after '.'");
     }
-    if (obx_scan_at(sc, 'e') || obx_scan_at(sc, 'E')) {
+    if (osc_scan_at(sc, 'e') || osc_scan_at(sc, 'E')) {
         sc->pos++;
-        if (obx_scan_at(sc, '+') || obx_scan_at(sc, '-'))
+        if (osc_scan_at(sc, '+') || osc_scan_at(sc, '-'))
             sc->pos++;
-        if (!obx_scan_digits(sc))
-            return obx_scan_fail(sc, "invalid number: no digit in exponent");
+        if (!osc_scan_digits(sc))
+            return osc_scan_fail(sc, "invalid number: no digit in exponent");
     }
     return true;
 }
 
-static int obx_hexval(unsigned char c)
+static int osc_hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -93,11 +93,11 @@ static int obx_hexval(unsigned char c)
 }
 
 /* Four hex digits at p (the caller made sure they are there). */
-static long obx_hex4(const unsigned char *p)
+static long osc_hex4(const unsigned char *p)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = obx_hexval(p[i]);
+        int h = osc_hexval(p[i]);
         if (h < 0)
             return -1;
         v = v << 4 | h;
@@ -106,45 +106,45 @@ static long obx_hex4(const unsigned char *p)
 }
 
 /* "\uXXXX" at sc->pos (the backslash); the code unit in *cu. */
-static bool obx_scan_u(obx_scan *sc, long *cu)
+static bool osc_scan_u(osc_scan *sc, long *cu)
 {
     if (sc->len - sc->pos < 6 || sc->s[sc->pos] != '\\' ||
         sc->s[sc->pos + 1] != 'u')
         return false;
-    *cu = obx_hex4(sc->s + sc->pos + 2);
+    *cu = osc_hex4(sc->s + sc->pos + 2);
     if (*cu < 0)
         return false;
     sc->pos += 6;
     return true;
 }
 
-static bool obx_scan_escape(obx_scan *sc)
+static bool osc_scan_escape(osc_scan *sc)
 {
     if (sc->pos + 1 >= sc->len)
-        return obx_scan_fail(sc, "unterminated string");
+        return osc_scan_fail(sc, "unterminated string");
     unsigned char c = sc->s[sc->pos + 1];
     if (c != 'u') {
         if (!strchr("\"\\/bfnrt", c) || c == '\0')
-            return obx_scan_fail(sc, "invalid escape in string");
+            return osc_scan_fail(sc, "invalid escape in string");
         sc->pos += 2;
         return true;
     }
     long cu;
-    if (!obx_scan_u(sc, &cu))
-        return obx_scan_fail(sc, "invalid \\u escape (four hex digits)");
+    if (!osc_scan_u(sc, &cu))
+        return osc_scan_fail(sc, "invalid \\u escape (four hex digits)");
     if (cu >= 0xDC00 && cu <= 0xDFFF)
-        return obx_scan_fail(sc, "unpaired surrogate in \\u escape");
+        return osc_scan_fail(sc, "unpaired surrogate in \\u escape");
     if (cu >= 0xD800 && cu <= 0xDBFF) {
         long lo;
-        if (!obx_scan_u(sc, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-            return obx_scan_fail(sc, "unpaired surrogate in \\u escape");
+        if (!osc_scan_u(sc, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+            return osc_scan_fail(sc, "unpaired surrogate in \\u escape");
     }
     return true;
 }
 
 /* The length of the UTF-8 sequence at p (n bytes left), 0 if invalid:
  * RFC 3629, so no overlong forms, no surrogates, nothing past U+10FFFF. */
-static size_t obx_utf8_len(const unsigned char *p, size_t n)
+static size_t osc_utf8_len(const unsigned char *p, size_t n)
 {
     unsigned c = p[0];
     unsigned lo = 0x80, hi = 0xBF;
@@ -168,77 +168,77 @@ static size_t obx_utf8_len(const unsigned char *p, size_t n)
 }
 
 /* A string at sc->pos (its opening quote). */
-static bool obx_scan_string(obx_scan *sc)
+static bool osc_scan_string(osc_scan *sc)
 {
     sc->pos++;
     for (;;) {
         if (sc->pos >= sc->len)
-            return obx_scan_fail(sc, "unterminated string");
+            return osc_scan_fail(sc, "unterminated string");
         unsigned char c = sc->s[sc->pos];
         if (c == '"') {
             sc->pos++;
             return true;
         }
         if (c == '\\') {
-            if (!obx_scan_escape(sc))
+            if (!osc_scan_escape(sc))
                 return false;
         } else if (c < 0x20) {
-            return obx_scan_fail(sc, "control character in string");
+            return osc_scan_fail(sc, "control character in string");
         } else {
-            size_t n = obx_utf8_len(sc->s + sc->pos, sc->len - sc->pos);
+            size_t n = osc_utf8_len(sc->s + sc->pos, sc->len - sc->pos);
             if (n == 0)
-                return obx_scan_fail(sc, "invalid UTF-8 in string");
+                return osc_scan_fail(sc, "invalid UTF-8 in string");
             sc->pos += n;
         }
     }
 }
 
 /* `"name" :` at sc->pos, after '{' or ','. */
-static bool obx_scan_name(obx_scan *sc)
+static bool osc_scan_name(osc_scan *sc)
 {
-    obx_skip_ws(sc);
-    if (!obx_scan_at(sc, '"'))
-        return obx_scan_fail(sc, "expected a member name (a string)");
-    if (!obx_scan_string(sc))
+    osc_skip_ws(sc);
+    if (!osc_scan_at(sc, '"'))
+        return osc_scan_fail(sc, "expected a member name (a string)");
+    if (!osc_scan_string(sc))
         return false;
-    obx_skip_ws(sc);
-    if (!obx_scan_at(sc, ':'))
-        return obx_scan_fail(sc, "expected ':' after member name");
+    osc_skip_ws(sc);
+    if (!osc_scan_at(sc, ':'))
+        return osc_scan_fail(sc, "expected ':' after member name");
     sc->pos++;
     return true;
 }
 
-static bool obx_scan_scalar(obx_scan *sc, unsigned char c)
+static bool osc_scan_scalar(osc_scan *sc, unsigned char c)
 {
     switch (c) {
-    case '"': return obx_scan_string(sc);
-    case 't': return obx_scan_literal(sc, "true");
-    case 'f': return obx_scan_literal(sc, "false");
-    case 'n': return obx_scan_literal(sc, "null");
+    case '"': return osc_scan_string(sc);
+    case 't': return osc_scan_literal(sc, "true");
+    case 'f': return osc_scan_literal(sc, "false");
+    case 'n': return osc_scan_literal(sc, "null");
     default:
-        if (c == '-' || obx_is_digit(c))
-            return obx_scan_number(sc);
-        return obx_scan_fail(sc, "expected a value");
+        if (c == '-' || osc_is_digit(c))
+            return osc_scan_number(sc);
+        return osc_scan_fail(sc, "expected a value");
     }
 }
 
 /* The open containers, one bit each: set for an object. An explicit stack
  * instead of recursion, so no input can exhaust the thread's stack. */
-typedef struct obx_nest {
-    unsigned char obj[OBX_JSON_MAX_DEPTH / 8];
+typedef struct osc_nest {
+    unsigned char obj[OSC_JSON_MAX_DEPTH / 8];
     int depth;
-} obx_nest;
+} osc_nest;
 
-static bool obx_nest_obj(const obx_nest *n)
+static bool osc_nest_obj(const osc_nest *n)
 {
     int d = n->depth - 1;
     return n->obj[d / 8] >> (d % 8) & 1;
 }
 
-static bool obx_nest_push(obx_scan *sc, obx_nest *n, bool obj)
+static bool osc_nest_push(osc_scan *sc, osc_nest *n, bool obj)
 {
-    if (n->depth == OBX_JSON_MAX_DEPTH)
-        return obx_scan_fail(sc, "nested deeper than 2048 levels");
+    if (n->depth == OSC_JSON_MAX_DEPTH)
+        return osc_scan_fail(sc, "nested deeper than 2048 levels");
     int d = n->depth++;
     unsigned char bit = (unsigned char)(1u << (d % 8));
     n->obj[d / 8] = obj ? n->obj[d / 8] | bit : n->obj[d / 8] & ~bit;
@@ -247,19 +247,19 @@ static bool obx_nest_push(obx_scan *sc, obx_nest *n, bool obj)
 
 /* After a value: close containers until one takes a further element.
  * *more is set when a further value is expected, clear when done. */
-static bool obx_scan_after(obx_scan *sc, obx_nest *n, bool *more)
+static bool osc_scan_after(osc_scan *sc, osc_nest *n, bool *more)
 {
     *more = false;
     while (n->depth > 0) {
-        obx_skip_ws(sc);
-        bool obj = obx_nest_obj(n);
-        if (obx_scan_at(sc, ',')) {
+        osc_skip_ws(sc);
+        bool obj = osc_nest_obj(n);
+        if (osc_scan_at(sc, ',')) {
             sc->pos++;
             *more = true;
-            return !obj || obx_scan_name(sc);
+            return !obj || osc_scan_name(sc);
         }
-        if (!obx_scan_at(sc, obj ? '}' : ']'))
-            return obx_scan_fail(sc, sc->pos >= sc->len ? "unexpected end"
+        if (!osc_scan_at(sc, obj ? '}' : ']'))
+            return osc_scan_fail(sc, sc->pos >= sc->len ? "unexpected end"
                                      : obj              ? "expected ',' or '}'"
                                            : "expected ',' or ']'");
         sc->pos++;
@@ -268,75 +268,75 @@ static bool obx_scan_after(obx_scan *sc, obx_nest *n, bool *more)
     return true;
 }
 
-static bool obx_scan_value(obx_scan *sc)
+static bool osc_scan_value(osc_scan *sc)
 {
-    obx_nest n = {.depth = 0};
+    osc_nest n = {.depth = 0};
     for (bool more = true; more;) {
-        obx_skip_ws(sc);
+        osc_skip_ws(sc);
         if (sc->pos >= sc->len)
-            return obx_scan_fail(sc, "unexpected end, a value was expected");
+            return osc_scan_fail(sc, "unexpected end, a value was expected");
         unsigned char c = sc->s[sc->pos];
         if (c == '{' || c == '[') {
-            if (!obx_nest_push(sc, &n, c == '{'))
+            if (!osc_nest_push(sc, &n, c == '{'))
                 return false;
             sc->pos++;
-            obx_skip_ws(sc);
-            if (!obx_scan_at(sc, c == '{' ? '}' : ']')) {
+            osc_skip_ws(sc);
+            if (!osc_scan_at(sc, c == '{' ? '}' : ']')) {
                 /* a first element (or member) follows */
-                if (c == '{' && !obx_scan_name(sc))
+                if (c == '{' && !osc_scan_name(sc))
                     return false;
                 continue;
             }
             sc->pos++;
             n.depth--;
-        } else if (!obx_scan_scalar(sc, c)) {
+        } else if (!osc_scan_scalar(sc, c)) {
             return false;
         }
-        if (!obx_scan_after(sc, &n, &more))
+        if (!osc_scan_after(sc, &n, &more))
             return false;
     }
     return true;
 }
 
-static obx_json_kind obx_kind_of(char c)
+static osc_json_kind osc_kind_of(char c)
 {
     switch (c) {
-    case '{': return OBX_JSON_OBJECT;
-    case '[': return OBX_JSON_ARRAY;
-    case '"': return OBX_JSON_STRING;
-    case 't': return OBX_JSON_TRUE;
-    case 'f': return OBX_JSON_FALSE;
-    case 'n': return OBX_JSON_NULL;
-    default: return OBX_JSON_NUMBER;
+    case '{': return OSC_JSON_OBJECT;
+    case '[': return OSC_JSON_ARRAY;
+    case '"': return OSC_JSON_STRING;
+    case 't': return OSC_JSON_TRUE;
+    case 'f': return OSC_JSON_FALSE;
+    case 'n': return OSC_JSON_NULL;
+    default: return OSC_JSON_NUMBER;
     }
 }
 
-int obx_json_check(const char *s, size_t len, obx_json_span *value, char *err,
+int osc_json_check(const char *s, size_t len, osc_json_span *value, char *err,
                    size_t errlen)
 {
-    obx_scan sc = {(const unsigned char *)s, len, 0, NULL};
-    obx_skip_ws(&sc);
+    osc_scan sc = {(const unsigned char *)s, len, 0, NULL};
+    osc_skip_ws(&sc);
     size_t start = sc.pos;
-    bool ok = obx_scan_value(&sc);
+    bool ok = osc_scan_value(&sc);
     size_t end = sc.pos;
     if (ok) {
-        obx_skip_ws(&sc);
+        osc_skip_ws(&sc);
         if (sc.pos != len)
-            ok = obx_scan_fail(&sc, "data after the value");
+            ok = osc_scan_fail(&sc, "data after the value");
     }
     if (!ok) {
         if (err && errlen)
             snprintf(err, errlen, "at byte %zu: %s", sc.pos, sc.why);
         return -1;
     }
-    *value = (obx_json_span){s + start, end - start, obx_kind_of(s[start])};
+    *value = (osc_json_span){s + start, end - start, osc_kind_of(s[start])};
     return 0;
 }
 
 /* ---- walking checked text ---- */
 
 /* The end of the string whose opening quote is at pos. */
-static size_t obx_skip_string(const char *s, size_t len, size_t pos)
+static size_t osc_skip_string(const char *s, size_t len, size_t pos)
 {
     for (pos++; pos < len && s[pos] != '"'; pos++)
         if (s[pos] == '\\')
@@ -345,11 +345,11 @@ static size_t obx_skip_string(const char *s, size_t len, size_t pos)
 }
 
 /* The end of the checked value that starts at pos. */
-static size_t obx_skip_value(const char *s, size_t len, size_t pos)
+static size_t osc_skip_value(const char *s, size_t len, size_t pos)
 {
     char c = s[pos];
     if (c == '"')
-        return obx_skip_string(s, len, pos);
+        return osc_skip_string(s, len, pos);
     if (c != '{' && c != '[') {
         while (pos < len &&
                (strchr("+-.eE", s[pos]) || (s[pos] >= '0' && s[pos] <= '9') ||
@@ -361,7 +361,7 @@ static size_t obx_skip_value(const char *s, size_t len, size_t pos)
     while (pos < len) {
         c = s[pos];
         if (c == '"') {
-            pos = obx_skip_string(s, len, pos);
+            pos = osc_skip_string(s, len, pos);
             continue;
         }
         depth += c == '{' || c == '[';
@@ -373,43 +373,43 @@ static size_t obx_skip_value(const char *s, size_t len, size_t pos)
     return pos;
 }
 
-static size_t obx_skip_ws_at(const char *s, size_t len, size_t pos)
+static size_t osc_skip_ws_at(const char *s, size_t len, size_t pos)
 {
-    while (pos < len && obx_is_ws((unsigned char)s[pos]))
+    while (pos < len && osc_is_ws((unsigned char)s[pos]))
         pos++;
     return pos;
 }
 
-void obx_json_members(obx_json_iter *it, obx_json_span obj)
+void osc_json_members(osc_json_iter *it, osc_json_span obj)
 {
     it->s = obj.s;
     it->len = obj.len;
-    it->pos = obj.kind == OBX_JSON_OBJECT ? 1 : obj.len;
+    it->pos = obj.kind == OSC_JSON_OBJECT ? 1 : obj.len;
 }
 
-bool obx_json_next(obx_json_iter *it, obx_json_span *name, obx_json_span *value)
+bool osc_json_next(osc_json_iter *it, osc_json_span *name, osc_json_span *value)
 {
     const char *s = it->s;
-    size_t pos = obx_skip_ws_at(s, it->len, it->pos);
+    size_t pos = osc_skip_ws_at(s, it->len, it->pos);
     if (pos < it->len && s[pos] == ',')
-        pos = obx_skip_ws_at(s, it->len, pos + 1);
+        pos = osc_skip_ws_at(s, it->len, pos + 1);
     if (pos >= it->len || s[pos] != '"') {
         it->pos = it->len;
         return false;
     }
-    size_t end = obx_skip_string(s, it->len, pos);
-    *name = (obx_json_span){s + pos, end - pos, OBX_JSON_STRING};
-    pos = obx_skip_ws_at(s, it->len, end);
-    pos = obx_skip_ws_at(s, it->len, pos + 1); /* the ':' */
-    end = obx_skip_value(s, it->len, pos);
-    *value = (obx_json_span){s + pos, end - pos, obx_kind_of(s[pos])};
+    size_t end = osc_skip_string(s, it->len, pos);
+    *name = (osc_json_span){s + pos, end - pos, OSC_JSON_STRING};
+    pos = osc_skip_ws_at(s, it->len, end);
+    pos = osc_skip_ws_at(s, it->len, pos + 1); /* the ':' */
+    end = osc_skip_value(s, it->len, pos);
+    *value = (osc_json_span){s + pos, end - pos, osc_kind_of(s[pos])};
     it->pos = end;
     return true;
 }
 
 /* ---- copying ---- */
 
-static size_t obx_put_utf8(char *out, unsigned long cp)
+static size_t osc_put_utf8(char *out, unsigned long cp)
 {
     unsigned char *o = (unsigned char *)out;
     if (cp < 0x80) {
@@ -434,7 +434,7 @@ static size_t obx_put_utf8(char *out, unsigned long cp)
     return 4;
 }
 
-static char obx_simple_escape(char c)
+static char osc_simple_escape(char c)
 {
     switch (c) {
     case 'b': return '\b';
@@ -449,7 +449,7 @@ static char obx_simple_escape(char c)
 /* Every escape decodes to fewer bytes than it is written with (\uXXXX is
  * six bytes for at most three, a surrogate pair twelve for four), so the
  * output never outgrows str.len - 2. */
-size_t obx_json_unescape(obx_json_span str, char *out)
+size_t osc_json_unescape(osc_json_span str, char *out)
 {
     const unsigned char *p = (const unsigned char *)str.s + 1;
     const unsigned char *end = (const unsigned char *)str.s + str.len - 1;
@@ -460,34 +460,34 @@ size_t obx_json_unescape(obx_json_span str, char *out)
             continue;
         }
         if (p[1] != 'u') {
-            out[o++] = obx_simple_escape((char)p[1]);
+            out[o++] = osc_simple_escape((char)p[1]);
             p += 2;
             continue;
         }
-        unsigned long cp = (unsigned long)obx_hex4(p + 2);
+        unsigned long cp = (unsigned long)osc_hex4(p + 2);
         p += 6;
         if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6) {
-            unsigned long lo = (unsigned long)obx_hex4(p + 2);
+            unsigned long lo = (unsigned long)osc_hex4(p + 2);
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             p += 6;
         }
-        o += obx_put_utf8(out + o, cp);
+        o += osc_put_utf8(out + o, cp);
     }
     return o;
 }
 
-size_t obx_json_compact(obx_json_span v, char *out)
+size_t osc_json_compact(osc_json_span v, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < v.len;) {
         char c = v.s[i];
         if (c == '"') {
-            size_t end = obx_skip_string(v.s, v.len, i);
+            size_t end = osc_skip_string(v.s, v.len, i);
             memcpy(out + o, v.s + i, end - i);
             o += end - i;
             i = end;
         } else {
-            if (!obx_is_ws((unsigned char)c))
+            if (!osc_is_ws((unsigned char)c))
                 out[o++] = c;
             i++;
         }

@@ -3,7 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-void obx_store_errf(char *err, size_t errlen, int line, const char *fmt, ...)
+void osc_store_errf(char *err, size_t errlen, int line, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;

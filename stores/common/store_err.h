@@ -1,6 +1,6 @@
 /* Error text for a store's config checks, in the form the core prints. */
-#ifndef OBX_STORE_ERR_H
-#define OBX_STORE_ERR_H
+#ifndef OSC_STORE_ERR_H
+#define OSC_STORE_ERR_H
 
 #include <stddef.h>
 
@@ -10,7 +10,11 @@
  * errlen > 0), prefixed with "line N: " when `line` > 0 so the user finds
  * the config line that caused it. Messages longer than the buffer are cut;
  * there is no failure. */
-void obx_store_errf(char *err, size_t errlen, int line, const char *fmt, ...)
+void osc_store_errf(char *err, size_t errlen, int line, const char *fmt, ...)
     OBX_PRINTF(4, 5);
+
+/* The old names, for stores/pg_poll/pg_sql.c alone until the pg_poll
+ * schema work (issue 12) renames its uses; delete these lines then. */
+#define obx_store_errf osc_store_errf
 
 #endif

@@ -123,7 +123,7 @@ static obx_status pgp_dead_rows(pgp_store *s, obx_dead_cb cb, void *ctx,
             break; /* pgp_fail dropped a lost connection */
     }
     if (st == OBX_NOMEM)
-        obx_errf_words(errstr, errlen, "pg_poll: dead list: out of memory");
+        osc_errf_words(errstr, errlen, "pg_poll: dead list: out of memory");
     return st;
 }
 
@@ -146,7 +146,7 @@ obx_status pgp_dead_list(void *inst, const char *event_id, obx_dead_cb cb,
     int rows = 0;
     st = pgp_dead_rows(s, cb, ctx, &rows, errstr, errlen);
     if (st == OBX_OK && event_id && rows == 0) {
-        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+        osc_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
                        event_id);
         return OBX_NOT_FOUND;
     }
@@ -166,7 +166,7 @@ static obx_status pgp_dead_change(pgp_store *s, pgp_stmt which,
     *count = strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     if (event_id && *count == 0) {
-        obx_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
+        osc_errf_words(errstr, errlen, "no dead letter with event_id '%s'",
                        event_id);
         return OBX_NOT_FOUND;
     }
@@ -219,13 +219,13 @@ static obx_status pgp_demo_check_orders(pgp_demo_ctx *d, const pgp_names *n,
     if (!table)
         return OBX_NOMEM;
     const char *p[1] = {table};
-    PGresult *r = PQexecParams(d->s->conn, obx_pg_demo_orders_check, 1, NULL, p,
+    PGresult *r = PQexecParams(d->s->conn, osc_pg_demo_orders_check, 1, NULL, p,
                                NULL, NULL, 0);
     obx_status st = OBX_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
         st = pgp_fail(d->s, r, "demo: look at orders", errstr, errlen);
     else if (!PQgetisnull(r, 0, 0)) {
-        obx_pg_demo_orders_err(errstr, errlen, "pg_poll", table,
+        osc_pg_demo_orders_err(errstr, errlen, "pg_poll", table,
                                PQgetvalue(r, 0, 0));
         st = OBX_CONFIG;
     }
@@ -238,7 +238,7 @@ static obx_status pgp_demo_prepare(pgp_demo_ctx *d, char *errstr, size_t errlen)
 {
     pgp_names n = d->s->names;
     n.table = "orders";
-    char *ddl = pgp_sql_expand(&n, obx_pg_demo_orders_ddl);
+    char *ddl = pgp_sql_expand(&n, osc_pg_demo_orders_ddl);
     d->orders_sql = pgp_sql_expand(
         &n, "INSERT INTO {T} (customer, amount_cents) VALUES ($1, $2) "
             "RETURNING id, (extract(epoch FROM created_at) * 1000000)::int8");
@@ -339,7 +339,7 @@ obx_status pgp_demo(void *inst, uint64_t n, char *errstr, size_t errlen)
     for (uint64_t i = 0; st == OBX_OK && i < n; i++)
         st = pgp_demo_one(&d, errstr, errlen);
     if (st == OBX_NOMEM)
-        obx_errf_words(errstr, errlen, "pg_poll: demo: out of memory");
+        osc_errf_words(errstr, errlen, "pg_poll: demo: out of memory");
     if (st == OBX_OK)
         d.s->host->log(d.s->host, OBX_LOG_INFO,
                        "pg_poll \"%s\": demo wrote %llu orders with their "

@@ -1,6 +1,5 @@
 /* The pg_poll store's connection: connect, reconnect with backoff, error
  * mapping, prepared statements, LISTEN and waiting for NOTIFY. */
-#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -11,6 +10,8 @@
 
 #include "err_words.h"
 #include "pg_schema.h"
+#include "pg_secret.h"
+#include "pg_status.h"
 #include "pg_store.h"
 
 /* Reconnect backoff: short, because the engine's circuit breaker already
@@ -28,141 +29,12 @@
 
 /* ---- masking ---- */
 
-/* Replace every occurrence of `secret` in buf with "***" (never longer
- * than the secret itself when it has 3 bytes or more). */
-static void pgp_replace_secret(char *buf, const char *secret)
-{
-    size_t sl = strlen(secret);
-    char *p = buf;
-    while ((p = strstr(p, secret)) != NULL) {
-        memcpy(p, "***", 3);
-        memmove(p + 3, p + sl, strlen(p + sl) + 1);
-        p += 3;
-    }
-}
-
 void pgp_scrub(const pgp_store *s, const char *in, char *out, size_t outlen)
 {
-    if (outlen == 0)
-        return;
-    s->host->mask(in ? in : "", out, outlen);
-    /* Short passwords would mask half the message and protect nothing
-     * that the conninfo masking above does not already. */
-    if (s->secret && strlen(s->secret) >= 3)
-        pgp_replace_secret(out, s->secret);
-    /* libpq messages span lines ("server closed the connection\n\tThis
-     * probably means..."): one log line each */
-    size_t o = 0;
-    for (size_t i = 0; out[i]; i++) {
-        char c = out[i] == '\n' || out[i] == '\t' ? ' ' : out[i];
-        if (c == ' ' && (o == 0 || out[o - 1] == ' '))
-            continue;
-        out[o++] = c;
-    }
-    while (o > 0 && out[o - 1] == ' ')
-        o--;
-    out[o] = '\0';
-}
-
-/* Whether word[0..len) stands in the masked conninfo as a key ("word=" or
- * "word ="): then it is outside every secret value and safe to print. A
- * key right after a masked value may be the rest of an unquoted password
- * with a space in it ("password=a b=c"), so it does not count. */
-static bool pgp_is_plain_key(const char *masked, const char *word, size_t len)
-{
-    for (const char *m = masked; (m = strstr(m, "=")) != NULL; m++) {
-        const char *e = m;
-        while (e > masked && (e[-1] == ' ' || e[-1] == '\t'))
-            e--;
-        const char *k = e;
-        while (k > masked && !isspace((unsigned char)k[-1]))
-            k--;
-        const char *b = k;
-        while (b > masked && isspace((unsigned char)b[-1]))
-            b--;
-        bool after_secret = b - masked >= 3 && strncmp(b - 3, "***", 3) == 0;
-        if ((size_t)(e - k) == len && strncmp(k, word, len) == 0 &&
-            !after_secret)
-            return true;
-    }
-    return false;
-}
-
-/* libpq's conninfo parse errors quote pieces of the string, which may be
- * pieces of a password (an unquoted one with a space in it): keep a piece
- * only when it is a connection keyword or a key the user wrote outside any
- * secret ("invalid connection option "pasword"" must name the typo). */
-static void pgp_scrub_parse_error(const pgp_store *s, const char *ci,
-                                  const char *in, char *out, size_t outlen)
-{
-    char masked[2048];
-    s->host->mask(ci, masked, sizeof masked);
-    size_t o = 0;
-    const char *p = in;
-    while (*p && o + 4 < outlen) {
-        const char *q = *p == '"' ? strchr(p + 1, '"') : NULL;
-        if (!q) {
-            out[o++] = *p++;
-            continue;
-        }
-        size_t len = (size_t)(q - p - 1);
-        bool keep = len == 0 || pgp_is_plain_key(masked, p + 1, len);
-        PQconninfoOption *defs = keep ? NULL : PQconndefaults();
-        for (PQconninfoOption *d = defs; d && d->keyword && !keep; d++)
-            keep = strlen(d->keyword) == len &&
-                   strncmp(d->keyword, p + 1, len) == 0;
-        PQconninfoFree(defs);
-        const char *piece = keep ? p : "\"***\"";
-        size_t plen = keep ? len + 2 : 5;
-        for (size_t i = 0; i < plen && o + 1 < outlen; i++)
-            out[o++] = piece[i];
-        p = q + 1;
-    }
-    out[o] = '\0';
-    while (o > 0 && (out[o - 1] == '\n' || out[o - 1] == ' '))
-        out[--o] = '\0';
+    osc_pg_scrub(s->host, s->secret, in, out, outlen);
 }
 
 /* ---- init ---- */
-
-static void pgp_default_owner(pgp_store *s)
-{
-    const char *o = s->conf->owner;
-    if (o && o[0]) {
-        snprintf(s->owner, sizeof s->owner, "%s", o);
-        return;
-    }
-    char host[256];
-    if (gethostname(host, sizeof host) != 0)
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
-    snprintf(s->owner, sizeof s->owner, "%s:%ld", host, (long)getpid());
-}
-
-static obx_status pgp_parse_conninfo(pgp_store *s, char *errstr, size_t errlen)
-{
-    const char *ci = s->conf->conninfo ? s->conf->conninfo : "";
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(ci, &msg);
-    if (!opts) {
-        char clean[OBX_ERRSTR_LEN];
-        pgp_scrub_parse_error(s, ci, msg ? msg : "out of memory", clean,
-                              sizeof clean);
-        obx_errf_words(errstr, errlen, "store.conninfo: %s", clean);
-        obx_status st = msg ? OBX_CONFIG : OBX_NOMEM;
-        PQfreemem(msg);
-        return st;
-    }
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
-            s->secret = strdup(o->val);
-    PQconninfoFree(opts);
-    if (ci[0])
-        pgp_scrub(s, ci, s->target, sizeof s->target);
-    else
-        snprintf(s->target, sizeof s->target, "(libpq defaults)");
-    return OBX_OK;
-}
 
 obx_status pgp_init(pgp_store *s, const obx_host *host,
                     const obx_pg_poll_config *conf, char *errstr, size_t errlen)
@@ -172,11 +44,12 @@ obx_status pgp_init(pgp_store *s, const obx_host *host,
     s->conf = conf;
     if (pgp_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
-    pgp_default_owner(s);
+    osc_lease_owner(conf->owner, s->owner, sizeof s->owner);
     s->table_ref = pgp_sql_expand(&s->names, "{T}");
     if (!s->table_ref)
         return OBX_NOMEM;
-    return pgp_parse_conninfo(s, errstr, errlen);
+    return osc_pg_conninfo(host, conf->conninfo, &s->secret, s->target,
+                           sizeof s->target, errstr, errlen);
 }
 
 void pgp_fini(pgp_store *s)
@@ -186,35 +59,13 @@ void pgp_fini(pgp_store *s)
     s->conn = NULL;
     for (int i = 0; i < PGP_MAX_PARAMS; i++)
         pgp_buf_free(&s->arg[i]);
-    if (s->secret)
-        memset(s->secret, 0, strlen(s->secret));
-    free(s->secret);
+    osc_pg_secret_free(s->secret);
     s->secret = NULL;
     free(s->table_ref);
     s->table_ref = NULL;
 }
 
 /* ---- errors ---- */
-
-/* What an SQLSTATE tells the engine to do. */
-static obx_status pgp_status_of(const char *state)
-{
-    if (!state || strlen(state) != 5)
-        return OBX_UNAVAILABLE; /* no server error: the connection failed */
-    static const char *const classes[] = {"08", "28", "40", "53",
-                                          "57", "58", NULL};
-    for (int i = 0; classes[i]; i++)
-        if (strncmp(state, classes[i], 2) == 0)
-            return OBX_UNAVAILABLE;
-    /* lock not available, object in use, read-only (a failover replica),
-     * database being created or renamed */
-    static const char *const codes[] = {"55P03", "55006", "25006", "3D000",
-                                        NULL};
-    for (int i = 0; codes[i]; i++)
-        if (strcmp(state, codes[i]) == 0)
-            return OBX_UNAVAILABLE;
-    return OBX_FATAL;
-}
 
 void pgp_disconnect(pgp_store *s, const char *why)
 {
@@ -243,7 +94,7 @@ obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
     if (s->conn && s->timed_out) {
         char why[160];
         pgp_timeout_text(s, why, sizeof why);
-        obx_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
+        osc_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
                        what, why);
         pgp_disconnect(s, why);
         return OBX_UNAVAILABLE;
@@ -254,7 +105,7 @@ obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
         msg = PQerrorMessage(s->conn);
     char clean[OBX_ERRSTR_LEN];
     pgp_scrub(s, msg && msg[0] ? msg : "not connected", clean, sizeof clean);
-    obx_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
+    osc_errf_words(errstr, errlen, "pg_poll \"%s\": %s: %s", s->names.table,
                    what, clean);
     if (!s->conn)
         return OBX_UNAVAILABLE;
@@ -263,7 +114,7 @@ obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
         return OBX_UNAVAILABLE;
     }
     pgp_rollback_if_open(s);
-    return pgp_status_of(state);
+    return osc_pg_status_of(state);
 }
 
 /* ---- connecting ---- */
@@ -358,7 +209,7 @@ static obx_status pgp_check_table(pgp_store *s, pgp_connect_mode mode,
         return st;
     if (mode == PGP_CONNECT_CHECK && s->conf->create_schema)
         return OBX_OK; /* open() will create it */
-    obx_errf_words(
+    osc_errf_words(
         errstr, errlen,
         "pg_poll %s: no table \"%s\" (in %s%s%s) and create_schema is "
         "false; create it with `outbox-relay schema pg_poll`",
@@ -429,7 +280,7 @@ static obx_status pgp_check_columns(pgp_store *s, const char *table,
     free(arr);
     if (st != OBX_OK || !missing[0])
         return st;
-    obx_errf_words(
+    osc_errf_words(
         errstr, errlen,
         "pg_poll %s: table \"%s\" lacks column(s) %s, which the relay "
         "needs. The relay's own columns can be added with ALTER TABLE "
@@ -448,12 +299,12 @@ static obx_status pgp_check_columns(pgp_store *s, const char *table,
 static obx_status pgp_check_indexes(pgp_store *s, const char *table,
                                     char *errstr, size_t errlen)
 {
-    for (size_t i = 0; i < obx_pg_outbox_ddl_n; i++) {
-        const obx_pg_ddl *d = &obx_pg_outbox_ddl[i];
+    for (size_t i = 0; i < osc_pg_outbox_ddl_n; i++) {
+        const osc_pg_ddl *d = &osc_pg_outbox_ddl[i];
         if (!d->sfx)
             continue;
-        char name[OBX_PG_NAME_MAX + 1], v[8];
-        obx_pg_object_name(s->names.table, d->sfx, name);
+        char name[OSC_PG_NAME_MAX + 1], v[8];
+        osc_pg_object_name(s->names.table, d->sfx, name);
         const char *p[2] = {table, name};
         obx_status st = pgp_query1(
             s,
@@ -482,8 +333,8 @@ static obx_status pgp_check_trigger(pgp_store *s, const char *table,
 {
     if (!s->conf->listen || !s->conf->notify_trigger)
         return OBX_OK; /* writers NOTIFY, or nobody listens */
-    char name[OBX_PG_NAME_MAX + 1], chan[256];
-    obx_pg_object_name(s->names.table, OBX_PG_SFX_NOTIFY, name);
+    char name[OSC_PG_NAME_MAX + 1], chan[256];
+    osc_pg_object_name(s->names.table, OSC_PG_SFX_NOTIFY, name);
     const char *p[2] = {table, name};
     /* tgargs: the arguments, each NUL-terminated */
     obx_status st = pgp_query1(
@@ -613,7 +464,7 @@ static obx_status pgp_check_version(pgp_store *s, char *errstr, size_t errlen)
     int v = PQserverVersion(s->conn);
     if (v >= PGP_MIN_SERVER)
         return OBX_OK;
-    obx_errf_words(
+    osc_errf_words(
         errstr, errlen,
         "pg_poll %s: server version %d.%d is too old; PostgreSQL 14 or "
         "later is required",
@@ -621,16 +472,12 @@ static obx_status pgp_check_version(pgp_store *s, char *errstr, size_t errlen)
     return OBX_CONFIG;
 }
 
-/* Server notices ("relation ... already exists, skipping") go to the
- * debug log instead of libpq's default, stderr. */
+/* Server notices go to the debug log instead of libpq's default,
+ * stderr. */
 static void pgp_notice(void *arg, const char *message)
 {
-    pgp_store *s = arg;
-    if (!s->host->log_enabled(s->host, OBX_LOG_DEBUG))
-        return;
-    char clean[OBX_ERRSTR_LEN];
-    pgp_scrub(s, message, clean, sizeof clean);
-    s->host->log(s->host, OBX_LOG_DEBUG, "pg_poll: server says: %s", clean);
+    const pgp_store *s = arg;
+    osc_pg_notice(s->host, s->secret, "pg_poll", message);
 }
 
 obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
@@ -643,7 +490,7 @@ obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
     if (PQstatus(s->conn) != CONNECTION_OK || PQsetnonblocking(s->conn, 1)) {
         char clean[OBX_ERRSTR_LEN];
         pgp_scrub(s, PQerrorMessage(s->conn), clean, sizeof clean);
-        obx_errf_words(errstr, errlen, "pg_poll %s: cannot connect: %s",
+        osc_errf_words(errstr, errlen, "pg_poll %s: cannot connect: %s",
                        s->target, clean);
         PQfinish(s->conn);
         s->conn = NULL;
@@ -672,7 +519,7 @@ obx_status pgp_ensure(pgp_store *s, char *errstr, size_t errlen)
         return OBX_OK;
     int64_t now = s->host->mono_us();
     if (now < s->retry_us) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_poll %s: not connected; next attempt in %lld ms",
                        s->target, (long long)((s->retry_us - now) / 1000));
         return OBX_UNAVAILABLE;

@@ -33,9 +33,9 @@ int64_t pgp_get_i64(const PGresult *res, int row, int col)
     return (int64_t)be64toh(be);
 }
 
-static obx_col_text pgp_col(const PGresult *res, int row, int col)
+static osc_col_text pgp_col(const PGresult *res, int row, int col)
 {
-    obx_col_text t = {NULL, 0};
+    osc_col_text t = {NULL, 0};
     if (PQgetisnull(res, row, col))
         return t;
     t.s = PQgetvalue(res, row, col);
@@ -45,9 +45,9 @@ static obx_col_text pgp_col(const PGresult *res, int row, int col)
 
 /* bytea, text, varchar and json send their bytes as they are in binary
  * format; jsonb prefixes a version byte (1). */
-static obx_col_text pgp_payload(const PGresult *res, int row)
+static osc_col_text pgp_payload(const PGresult *res, int row)
 {
-    obx_col_text t = pgp_col(res, row, PGP_R_PAYLOAD);
+    osc_col_text t = pgp_col(res, row, PGP_R_PAYLOAD);
     if (t.s && PQftype(res, PGP_R_PAYLOAD) == PGP_JSONBOID && t.len > 0 &&
         t.s[0] == 1) {
         t.s++;
@@ -67,12 +67,12 @@ obx_status pgp_event_read(const PGresult *res, int row, bool strict,
                  PQnfields(res), PGP_R_COUNT);
         return OBX_FATAL;
     }
-    obx_col_text tx[PGP_R_COUNT];
+    osc_col_text tx[PGP_R_COUNT];
     for (int c = PGP_R_EVENT_ID; c <= PGP_R_HEADERS; c++)
         tx[c] = pgp_col(res, row, c);
     tx[PGP_R_PAYLOAD] = pgp_payload(res, row);
 
-    const obx_event_fields f = {
+    const osc_event_fields f = {
         .event_id = tx[PGP_R_EVENT_ID],
         .aggregate_type = tx[PGP_R_AGGREGATE_TYPE],
         .aggregate_id = tx[PGP_R_AGGREGATE_ID],
@@ -84,20 +84,20 @@ obx_status pgp_event_read(const PGresult *res, int row, bool strict,
         .seq = (uint64_t)pgp_get_i64(res, row, PGP_R_ID),
     };
     /* PostgreSQL names "o.col::text" after the column: the real names */
-    const char *names[OBX_EVENT_TEXT_FIELDS] = {
+    const char *names[OSC_EVENT_TEXT_FIELDS] = {
         PQfname(res, PGP_R_EVENT_ID), PQfname(res, PGP_R_AGGREGATE_TYPE),
         PQfname(res, PGP_R_AGGREGATE_ID), PQfname(res, PGP_R_EVENT_TYPE),
         PQfname(res, PGP_R_TOPIC)};
     obx_status rc =
-        strict ? obx_event_fields_check(&f, names, err, errlen) : OBX_OK;
-    obx_event_headers h;
+        strict ? osc_event_fields_check(&f, names, err, errlen) : OBX_OK;
+    osc_event_headers h;
     if (rc == OBX_OK)
         rc =
-            obx_event_headers_parse(tx[PGP_R_HEADERS], strict, &h, err, errlen);
+            osc_event_headers_parse(tx[PGP_R_HEADERS], strict, &h, err, errlen);
     if (rc != OBX_OK)
         return rc;
-    pgp_event *e = obx_event_block_new(sizeof *e, &f, &h);
-    obx_event_headers_free(&h);
+    pgp_event *e = osc_event_block_new(sizeof *e, &f, &h);
+    osc_event_headers_free(&h);
     *out = e;
     if (!e)
         snprintf(err, errlen, "out of memory");

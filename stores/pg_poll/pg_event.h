@@ -12,24 +12,21 @@
 #include <outbox/event.h>
 #include <outbox/status.h>
 
-/* The block. `ev` comes first so the engine's obx_event pointer is the
- * block; the links chain the instance's unsettled events, so close() can
- * hand their leases back and free them. */
-typedef struct pgp_event {
-    obx_event ev;
-    struct pgp_event *prev, *next;
-    int64_t lease_token; /* our claim's locked_until, unix microseconds */
-} pgp_event;
+#include "claimed.h"
+
+/* The block: a claimed event of the shared list (claimed.h), whose
+ * lease_token is our claim's locked_until. */
+typedef osc_claimed pgp_event;
 
 /* Read a big-endian int8 column of a binary-format result (0 for NULL). */
 int64_t pgp_get_i64(const PGresult *res, int row, int col);
 
 /* Build an event from row `row` of a binary-format result whose columns
  * are in PGP_EVENT_COLUMNS order (see pg_sql.h). `strict` (a claim): a
- * NULL id/key/type (obx_event_fields_check) and headers that are not a
+ * NULL id/key/type (osc_event_fields_check) and headers that are not a
  * JSON object fail with OBX_PERMANENT (reason in err); otherwise bad
  * headers are dropped. Header values travel as written
- * (obx_event_headers_parse). On OBX_OK *out is a new block the caller frees
+ * (osc_event_headers_parse). On OBX_OK *out is a new block the caller frees
  * with free(). */
 obx_status pgp_event_read(const PGresult *res, int row, bool strict,
                           pgp_event **out, char *err, size_t errlen);

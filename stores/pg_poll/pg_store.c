@@ -79,29 +79,6 @@ static const obx_option pgp_options[] = {
     OBX_OPTIONS_END,
 };
 
-/* ---- live events ---- */
-
-static void pgp_live_add(pgp_store *s, pgp_event *e)
-{
-    e->prev = NULL;
-    e->next = s->live;
-    if (s->live)
-        s->live->prev = e;
-    s->live = e;
-}
-
-/* Settle: forget and free a claimed event. */
-static void pgp_live_free(pgp_store *s, pgp_event *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        s->live = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    free(e);
-}
-
 /* ---- parameters ---- */
 
 /* Start array parameter k (an empty "{" in its buffer). */
@@ -191,8 +168,7 @@ static void pgp_unlease_live(pgp_store *s)
                          "%s; they expire after the lease",
                          s->names.table, err[0] ? err : obx_status_name(st));
     }
-    while (s->live)
-        pgp_live_free(s, s->live);
+    osc_claimed_settle_all(&s->live);
 }
 
 static void pgp_close(void *inst)
@@ -288,7 +264,7 @@ static obx_status pgp_claim_rows(pgp_store *s, const PGresult *r, size_t max,
 {
     size_t rows = (size_t)PQntuples(r);
     if (rows > max || PQnfields(r) != PGP_EVENT_COLUMNS + 2) {
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_poll \"%s\": claim returned %zu rows of %d columns; "
                        "asked for %zu of %d",
                        s->names.table, rows, PQnfields(r), max,
@@ -299,7 +275,7 @@ static obx_status pgp_claim_rows(pgp_store *s, const PGresult *r, size_t max,
         obx_status st = pgp_claim_row(s, r, (int)i, b);
         if (st != OBX_OK) {
             /* the rows stay leased and come back after the lease */
-            obx_errf_words(errstr, errlen, "pg_poll \"%s\": claim: %s",
+            osc_errf_words(errstr, errlen, "pg_poll \"%s\": claim: %s",
                            s->names.table, obx_status_name(st));
             return st;
         }
@@ -331,7 +307,7 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
      * events in claim order */
     qsort(out, b.n, sizeof *out, pgp_cmp_rank);
     for (size_t i = 0; i < b.n; i++)
-        pgp_live_add(s, (pgp_event *)out[i]);
+        osc_claimed_add(&s->live, (pgp_event *)out[i]);
     *n = b.n;
     return OBX_OK;
 }
@@ -376,7 +352,7 @@ static obx_status pgp_claim(void *inst, obx_event **out, size_t max, size_t *n,
         return st;
     if (pgp_wait(s, pgp_idle_wait(s, wait_ms)) < 0) {
         pgp_disconnect(s, "connection closed while waiting for NOTIFY");
-        obx_errf_words(errstr, errlen,
+        osc_errf_words(errstr, errlen,
                        "pg_poll %s: connection lost while waiting for events",
                        s->target);
         return OBX_UNAVAILABLE;
@@ -417,7 +393,7 @@ static obx_status pgp_settle(pgp_store *s, const pgp_settle_op *op,
         st = pgp_exec(s, op->stmt, op->nparams, params, 0, &r, op->what, errstr,
                       errlen);
     else
-        obx_errf_words(errstr, errlen, "pg_poll: %s: out of memory", op->what);
+        osc_errf_words(errstr, errlen, "pg_poll: %s: out of memory", op->what);
     if (st != OBX_OK)
         return st;
     size_t done = (size_t)strtoull(PQcmdTuples(r), NULL, 10);
@@ -429,7 +405,7 @@ static obx_status pgp_settle(pgp_store *s, const pgp_settle_op *op,
                      "owner",
                      s->names.table, op->what, n - done, n);
     for (size_t i = 0; i < n; i++)
-        pgp_live_free(s, op->item(items, i));
+        osc_claimed_settle(&s->live, op->item(items, i));
     return OBX_OK;
 }
 

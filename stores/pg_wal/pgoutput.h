@@ -17,8 +17,8 @@
  * and the column/value arrays of a pgo_msg are reused across calls. No
  * libpq, no globals: the fuzz target and unit tests link this file alone.
  */
-#ifndef OBX_PGOUTPUT_H
-#define OBX_PGOUTPUT_H
+#ifndef PGO_PGOUTPUT_H
+#define PGO_PGOUTPUT_H
 
 #include <stdbool.h>
 #include <stddef.h>

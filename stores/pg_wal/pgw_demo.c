@@ -22,10 +22,10 @@ static obx_status demo_check_orders(pgw_store *s, const pgw_names *orders,
         return OBX_NOMEM;
     const char *p[1] = {table};
     PGresult *r = NULL;
-    obx_status st = pgw_exec(s, obx_pg_demo_orders_check, 1, p, &r,
+    obx_status st = pgw_exec(s, osc_pg_demo_orders_check, 1, p, &r,
                              "demo: look at orders", errstr, errlen);
     if (st == OBX_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)) {
-        obx_pg_demo_orders_err(errstr, errlen, "pg_wal", table,
+        osc_pg_demo_orders_err(errstr, errlen, "pg_wal", table,
                                PQgetvalue(r, 0, 0));
         st = OBX_CONFIG;
     }
@@ -61,7 +61,7 @@ static char *demo_statement(const pgw_store *s)
     orders.table = "orders";
     char *cte = pgw_sql_expand(&orders, demo_order_cte);
     char *tail = pgw_sql_expand(
-        &s->names, s->conf->source == OBX_PG_WAL_MESSAGES ? demo_message_sql
+        &s->names, s->conf->source == PGW_SOURCE_MESSAGES ? demo_message_sql
                                                           : demo_row_sql);
     char *sql = NULL;
     if (cte && tail && asprintf(&sql, "%s%s", cte, tail) < 0)
@@ -76,12 +76,12 @@ static obx_status demo_prepare(pgw_store *s, char **sql, char *errstr,
 {
     pgw_names orders = s->names;
     orders.table = "orders";
-    char *ddl = pgw_sql_expand(&orders, obx_pg_demo_orders_ddl);
+    char *ddl = pgw_sql_expand(&orders, osc_pg_demo_orders_ddl);
     char *cte = ddl ? demo_statement(s) : NULL;
     if (!ddl || !cte) {
         free(ddl);
         free(cte);
-        obx_errf_words(errstr, errlen, "pg_wal: demo: out of memory");
+        osc_errf_words(errstr, errlen, "pg_wal: demo: out of memory");
         return OBX_NOMEM;
     }
     PGresult *r = NULL;
@@ -117,7 +117,7 @@ obx_status pgw_demo(void *inst, uint64_t n, char *errstr, size_t errlen)
         snprintf(cents, sizeof cents, "%llu",
                  (unsigned long long)(500 + rng % 20000));
         const char *p[3] = {customers[rng % 5], cents, s->names.prefix};
-        int np = s->conf->source == OBX_PG_WAL_MESSAGES ? 3 : 2;
+        int np = s->conf->source == PGW_SOURCE_MESSAGES ? 3 : 2;
         PGresult *r = NULL;
         st = pgw_exec(s, sql, np, p, &r, "demo: insert order", errstr, errlen);
         PQclear(r);

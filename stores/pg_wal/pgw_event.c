@@ -21,7 +21,7 @@ typedef struct pgw_field {
 
 typedef struct pgw_parts {
     pgw_field f[PGW_C_N_MAPPABLE];
-    obx_event_headers h;
+    osc_event_headers h;
     char *owned_payload; /* decoded bytea, freed after copy */
     char *strs;          /* the envelope's strings, unescaped */
     size_t strs_used;
@@ -35,7 +35,7 @@ static void parts_free(pgw_parts *p)
 {
     free(p->owned_payload);
     free(p->strs);
-    obx_event_headers_free(&p->h);
+    osc_event_headers_free(&p->h);
 }
 
 static void set_poison(pgw_parts *p, const char *fmt, const char *arg)
@@ -189,13 +189,13 @@ bool pgw_parse_timestamp(const char *s, size_t len, int64_t *us)
 
 /* ---- headers ---- */
 
-/* The rules of obx_event_headers_parse (values as written); what cannot
+/* The rules of osc_event_headers_parse (values as written); what cannot
  * be read makes the event a dead letter, with the reason. */
 static obx_status parse_headers(pgw_parts *p, const char *s, size_t len,
                                 const char *where)
 {
     char err[OBX_ERRSTR_LEN] = "";
-    obx_status st = obx_event_headers_parse((obx_col_text){s, len}, true, &p->h,
+    obx_status st = osc_event_headers_parse((osc_col_text){s, len}, true, &p->h,
                                             err, sizeof err);
     if (st == OBX_PERMANENT && !p->poison[0])
         snprintf(p->poison, sizeof p->poison, "%s%s", where, err);
@@ -375,12 +375,12 @@ static const char *const env_names[ENV_COUNT] = {
 
 /* The member named by the checked string span `name`, or -1. Names are
  * compared unescaped, so "event_typ\u0065" is event_type. */
-static int env_member(obx_json_span name)
+static int env_member(osc_json_span name)
 {
     char buf[32];
     if (name.len - 2 > sizeof buf)
         return -1; /* longer than any of ours, escaped or not */
-    size_t n = obx_json_unescape(name, buf);
+    size_t n = osc_json_unescape(name, buf);
     for (int i = 0; i < ENV_COUNT; i++)
         if (strlen(env_names[i]) == n && memcmp(env_names[i], buf, n) == 0)
             return i;
@@ -389,12 +389,12 @@ static int env_member(obx_json_span name)
 
 /* A string member's content, unescaped into p->strs (which has room for
  * all of them: unescaping only shrinks). NULL when it is not a string. */
-static const char *env_string(pgw_parts *p, obx_json_span v, size_t *len)
+static const char *env_string(pgw_parts *p, osc_json_span v, size_t *len)
 {
-    if (v.kind != OBX_JSON_STRING)
+    if (v.kind != OSC_JSON_STRING)
         return NULL;
     char *dst = p->strs + p->strs_used;
-    *len = obx_json_unescape(v, dst);
+    *len = osc_json_unescape(v, dst);
     dst[*len] = '\0';
     p->strs_used += *len + 1;
     return dst;
@@ -403,7 +403,7 @@ static const char *env_string(pgw_parts *p, obx_json_span v, size_t *len)
 /* event_id, aggregate_*, event_type and topic become C strings: one
  * holding a NUL (\u0000) would reach the broker cut short, so the event
  * is dead-lettered with the reason instead. */
-static void env_field(pgw_parts *p, int col, const char *name, obx_json_span v,
+static void env_field(pgw_parts *p, int col, const char *name, osc_json_span v,
                       bool required)
 {
     size_t len = 0;
@@ -428,7 +428,7 @@ static void env_field(pgw_parts *p, int col, const char *name, obx_json_span v,
 /* A JSON string payload is its decoded text (its bytes, NULs included);
  * any other value is its JSON text byte for byte, as the writer wrote it:
  * never parsed and printed again. */
-static void env_payload(pgw_parts *p, obx_json_span v)
+static void env_payload(pgw_parts *p, osc_json_span v)
 {
     if (!v.s) {
         set_poison(p, "envelope: no \"payload\"%s", "");
@@ -439,17 +439,17 @@ static void env_payload(pgw_parts *p, obx_json_span v)
     p->f[PGW_C_PAYLOAD] = s ? (pgw_field){s, len} : (pgw_field){v.s, v.len};
 }
 
-static obx_status envelope_fields(pgw_parts *p, obx_json_span obj)
+static obx_status envelope_fields(pgw_parts *p, osc_json_span obj)
 {
     static const int cols[] = {PGW_C_EVENT_ID, PGW_C_AGGREGATE_TYPE,
                                PGW_C_AGGREGATE_ID, PGW_C_EVENT_TYPE,
                                PGW_C_TOPIC};
-    obx_json_span m[ENV_COUNT] = {{NULL, 0, OBX_JSON_NULL}};
-    obx_json_iter it;
-    obx_json_span name, value;
-    obx_json_members(&it, obj);
+    osc_json_span m[ENV_COUNT] = {{NULL, 0, OSC_JSON_NULL}};
+    osc_json_iter it;
+    osc_json_span name, value;
+    osc_json_members(&it, obj);
     /* a member given twice: the last one counts, as jsonb and jansson */
-    while (obx_json_next(&it, &name, &value)) {
+    while (osc_json_next(&it, &name, &value)) {
         int i = env_member(name);
         if (i >= 0)
             m[i] = value;
@@ -462,10 +462,10 @@ static obx_status envelope_fields(pgw_parts *p, obx_json_span obj)
     if (ca)
         pgw_parse_timestamp(ca, len, &p->created_us);
     env_payload(p, m[ENV_PAYLOAD]);
-    obx_json_span h = m[ENV_HEADERS];
-    if (!h.s || h.kind == OBX_JSON_NULL)
+    osc_json_span h = m[ENV_HEADERS];
+    if (!h.s || h.kind == OSC_JSON_NULL)
         return OBX_OK;
-    if (h.kind != OBX_JSON_OBJECT) {
+    if (h.kind != OSC_JSON_OBJECT) {
         set_poison(p, "envelope: headers must be a JSON object%s", "");
         return OBX_OK;
     }
@@ -483,10 +483,10 @@ obx_status pgw_event_from_message(pgw_store *s, const pgo_msg *m, uint64_t seq,
     p.created_us = commit_us;
     const char *text = (const char *)m->content;
     char why[160];
-    obx_json_span obj;
+    osc_json_span obj;
     obx_status st = OBX_OK;
-    int bad = obx_json_check(text, m->content_len, &obj, why, sizeof why);
-    if (bad || obj.kind != OBX_JSON_OBJECT) {
+    int bad = osc_json_check(text, m->content_len, &obj, why, sizeof why);
+    if (bad || obj.kind != OSC_JSON_OBJECT) {
         set_poison(&p, "envelope is not a JSON object: %s",
                    bad ? why : "another JSON value");
         /* keep the bytes, so `dead show` lets an operator see them */

@@ -14,6 +14,7 @@
  * return nothing and try the slot again) and takes over at its first
  * claim after the first one's connection goes. */
 #include "err_words.h"
+#include "pg_secret.h"
 #include "pgw_store.h"
 
 #include <stddef.h>
@@ -30,58 +31,55 @@ static const char *const pgw_ack_modes[] = {"none", "mark", "delete", NULL};
 
 static const obx_option pgw_options[] = {
     OBX_OPT_STRING(
-        obx_pg_wal_config, conninfo, "conninfo", OBX_SECRET(""),
+        pgw_config, conninfo, "conninfo", OBX_SECRET(""),
         "libpq connection string or URI (as pg_poll); the role needs the "
         "REPLICATION attribute. Keep the password out of the file: "
         "${env:NAME}, PGPASSWORD or ~/.pgpass. Masked in logs"),
-    OBX_OPT_STRING(obx_pg_wal_config, table, "table", "outbox",
+    OBX_OPT_STRING(pgw_config, table, "table", "outbox",
                    "outbox table whose INSERTs are streamed (the same table as "
                    "pg_poll's)"),
     OBX_OPT_STRING(
-        obx_pg_wal_config, schema, "schema", "",
+        pgw_config, schema, "schema", "",
         "schema of the outbox and dead-letter tables; empty: search_path"),
-    OBX_OPT_PREFIX(obx_pg_wal_config, column, "column",
+    OBX_OPT_PREFIX(pgw_config, column, "column",
                    "column.<name> = <real column>: rename a writer-facing "
                    "column (id, event_id, aggregate_type, aggregate_id, "
                    "event_type, payload, topic, headers, created_at)"),
-    OBX_OPT_ENUM(obx_pg_wal_config, source, "source", "table", pgw_sources,
+    OBX_OPT_ENUM(pgw_config, source, "source", "table", pgw_sources,
                  "table: INSERTs into the outbox table; messages: "
                  "pg_logical_emit_message(true, message_prefix, <JSON "
                  "envelope>), a table-less outbox (PostgreSQL 14+); both"),
     OBX_OPT_STRING(
-        obx_pg_wal_config, message_prefix, "message_prefix", "outbox",
+        pgw_config, message_prefix, "message_prefix", "outbox",
         "prefix of the logical messages that are events (others are ignored)"),
-    OBX_OPT_STRING(obx_pg_wal_config, publication, "publication",
-                   "outbox_relay",
+    OBX_OPT_STRING(pgw_config, publication, "publication", "outbox_relay",
                    "publication streamed (INSERTs of the outbox table only)"),
     OBX_OPT_STRING(
-        obx_pg_wal_config, slot, "slot", "",
+        pgw_config, slot, "slot", "",
         "logical replication slot (pgoutput); one per pipeline, and slot names "
         "are cluster-wide; empty: outbox_relay_<database>_<table> (schema "
         "included when set, the message prefix with source = messages)"),
-    OBX_OPT_STRING(obx_pg_wal_config, dead_table, "dead_table", "",
+    OBX_OPT_STRING(pgw_config, dead_table, "dead_table", "",
                    "dead-letter table written by dlq = store; empty: "
                    "<table>_dead_letters"),
     OBX_OPT_BOOL(
-        obx_pg_wal_config, create_schema, "create_schema", "true",
+        pgw_config, create_schema, "create_schema", "true",
         "create the outbox and dead-letter tables and the publication when "
         "missing (otherwise run `outbox-relay schema pg_wal` as the DBA)"),
     OBX_OPT_BOOL(
-        obx_pg_wal_config, create_slot, "create_slot", "true",
+        pgw_config, create_slot, "create_slot", "true",
         "create the slot on first start (when the publication is new too); a "
         "slot missing next to an existing publication is lost: a loud error"),
     OBX_OPT_ENUM(
-        obx_pg_wal_config, ack_mode, "ack_mode", "none", pgw_ack_modes,
+        pgw_config, ack_mode, "ack_mode", "none", pgw_ack_modes,
         "none: only the slot advances; mark: also set published_at (one UPDATE "
         "per batch; makes `recover` possible); delete: delete the row"),
     OBX_OPT_DURATION(
-        obx_pg_wal_config, status_interval_ms, "status_interval", "1s", 10,
-        60000,
+        pgw_config, status_interval_ms, "status_interval", "1s", 10, 60000,
         "standby status updates at least this often (also sent after each ack "
         "that moves the confirmed position); below wal_sender_timeout"),
     OBX_OPT_DURATION(
-        obx_pg_wal_config, query_timeout_ms, "query_timeout", "15s", 100,
-        3600000,
+        pgw_config, query_timeout_ms, "query_timeout", "15s", 100, 3600000,
         "longest wait for the server to answer a statement, and for the "
         "replication stream to answer a keepalive asked for once it has been "
         "silent half this long, before the connection is given up and opened "
@@ -89,12 +87,11 @@ static const obx_option pgw_options[] = {
         "half-open connection) answers TCP keepalives, so only this notices "
         "it. Creating the slot is never cut short: it waits for the "
         "transactions running then"),
-    OBX_OPT_INT(obx_pg_wal_config, max_buffered, "max_buffered", "10000", 16,
-                10000000,
+    OBX_OPT_INT(pgw_config, max_buffered, "max_buffered", "10000", 16, 10000000,
                 "events held in memory (read ahead, in flight, waiting for a "
                 "retry) before the relay stops reading the stream"),
     OBX_OPT_BOOL(
-        obx_pg_wal_config, recover, "recover", "false",
+        pgw_config, recover, "recover", "false",
         "when the slot is missing or invalidated: create a new one and first "
         "re-read every unpublished, not dead row of the table (needs ack_mode "
         "= mark); an interrupted recovery resumes by itself"),
@@ -191,33 +188,8 @@ static void live_free(pgw_store *s, pgw_event *e)
 
 /* ---- open / close ---- */
 
-static obx_status pgw_parse_conninfo(pgw_store *s, char *errstr, size_t errlen)
-{
-    const char *ci = s->conf->conninfo ? s->conf->conninfo : "";
-    char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(ci, &msg);
-    if (!opts) {
-        /* libpq quotes pieces of the string, maybe of a password */
-        obx_errf_words(errstr, errlen,
-                       "store.conninfo: not a valid libpq connection string or "
-                       "URI");
-        PQfreemem(msg);
-        return msg ? OBX_CONFIG : OBX_NOMEM;
-    }
-    for (PQconninfoOption *o = opts; o->keyword; o++)
-        if (strcmp(o->keyword, "password") == 0 && o->val && o->val[0])
-            s->secret = strdup(o->val);
-    PQconninfoFree(opts);
-    if (ci[0])
-        pgw_scrub(s, ci, s->target, sizeof s->target);
-    else
-        snprintf(s->target, sizeof s->target, "(libpq defaults)");
-    return OBX_OK;
-}
-
 static obx_status pgw_init(pgw_store *s, const obx_host *host,
-                           const obx_pg_wal_config *conf, char *errstr,
-                           size_t errlen)
+                           const pgw_config *conf, char *errstr, size_t errlen)
 {
     memset(s, 0, sizeof *s);
     s->host = host;
@@ -227,7 +199,10 @@ static obx_status pgw_init(pgw_store *s, const obx_host *host,
     if (pgw_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
     obx_status st = pgw_check_recover(conf, errstr, errlen);
-    return st != OBX_OK ? st : pgw_parse_conninfo(s, errstr, errlen);
+    return st != OBX_OK
+               ? st
+               : osc_pg_conninfo(host, conf->conninfo, &s->secret, s->target,
+                                 sizeof s->target, errstr, errlen);
 }
 
 static void pgw_fini(pgw_store *s)
@@ -239,9 +214,7 @@ static void pgw_fini(pgw_store *s)
         live_free(s, s->head);
     pgo_msg_free(&s->msg);
     free(s->rels);
-    if (s->secret)
-        memset(s->secret, 0, strlen(s->secret));
-    free(s->secret);
+    osc_pg_secret_free(s->secret);
 }
 
 /* Set up (tables, publication, slot). The slot is taken by the first
@@ -601,7 +574,7 @@ static obx_status pgw_schema(const obx_host *host, const void *config,
         return OBX_CONFIG;
     }
     char db[256];
-    const obx_pg_wal_config *conf = config;
+    const pgw_config *conf = config;
     if (!n.slot && schema_db(conf->conninfo, db, sizeof db))
         pgw_names_slot(&n, conf, db);
     if (!n.slot) {
@@ -662,4 +635,4 @@ static const obx_store_ops pgw_ops = {
 OBX_STORE_PLUGIN("pg_wal",
                  "PostgreSQL logical replication (pgoutput): the WAL is the "
                  "queue",
-                 "1.0.0", pgw_options, obx_pg_wal_config, pgw_ops)
+                 "1.0.0", pgw_options, pgw_config, pgw_ops)

@@ -11,8 +11,8 @@
  * The newest part of the list, from `ready` on, is read ahead and not yet
  * claimed; released events wait on the retry list, also in position
  * order, until their retry time. */
-#ifndef OBX_PGW_STORE_H
-#define OBX_PGW_STORE_H
+#ifndef PGW_STORE_H
+#define PGW_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -86,7 +86,7 @@ typedef struct pgw_rel {
 
 typedef struct pgw_store {
     const obx_host *host;
-    const obx_pg_wal_config *conf;
+    const pgw_config *conf;
     pgw_names names;
     char target[512]; /* the conninfo, passwords masked: for messages */
     char *secret;     /* the conninfo's password, scrubbed from messages */
@@ -138,36 +138,64 @@ typedef struct pgw_store {
     bool caught_up;
 } pgw_store;
 
-/* ---- pgw_sql.c: names, SQL connection, DDL, settle SQL ---- */
+/* ---- pgw_names.c: names and SQL templates ---- */
+
+/* A growing string for SQL text; out of memory is sticky (every append
+ * after it is a no-op) and reported once, by pgw_buf_take. */
+typedef struct pgw_buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} pgw_buf;
+
+void pgw_buf_addn(pgw_buf *b, const char *s, size_t n);
+void pgw_buf_add(pgw_buf *b, const char *s);
+/* name as a quoted identifier ("..." with quotes doubled). */
+void pgw_buf_ident(pgw_buf *b, const char *name);
+/* text as a quoted literal ('...' with quotes doubled). */
+void pgw_buf_literal(pgw_buf *b, const char *text);
+/* The malloc'd text (the caller frees it; "" when nothing was added), or
+ * NULL when memory ran out (the buffer is freed). */
+char *pgw_buf_take(pgw_buf *b);
 
 /* Resolve names from conf with defaults; validates lengths and column
  * mappings. Without a slot option n->slot stays NULL until
  * pgw_names_slot. 0, or -1 with err filled. n must not move afterwards
  * (it points into itself). */
-int pgw_names_init(pgw_names *n, const obx_pg_wal_config *conf, char *err,
+int pgw_names_init(pgw_names *n, const pgw_config *conf, char *err,
                    size_t errlen);
 /* store.recover's requirements (ack_mode = mark, a table source):
  * OBX_CONFIG with the reason, or OBX_OK. For validate and open alike. */
-obx_status pgw_check_recover(const obx_pg_wal_config *conf, char *errstr,
+obx_status pgw_check_recover(const pgw_config *conf, char *errstr,
                              size_t errlen);
 /* The default slot for database `db`: "outbox_relay_<db>_<table>" (the
  * message prefix instead of the table with source = messages; the schema
- * too when set), see obx_pg_default_slot. Slot names are cluster-wide,
+ * too when set), see osc_pg_default_slot. Slot names are cluster-wide,
  * so the database is part of it. No-op when the slot option is set. */
-void pgw_names_slot(pgw_names *n, const obx_pg_wal_config *conf,
-                    const char *db);
+void pgw_names_slot(pgw_names *n, const pgw_config *conf, const char *db);
+/* Expand a template's placeholders ({T} table, {D} dead-letter table,
+ * {R} recovery list, {S} schema, {P} publication, {SLOT} and {PFX}
+ * literals, {I:sfx} an object named after the table, {col} a column) to
+ * a malloc'd string; NULL on no memory or an unknown placeholder. */
+char *pgw_sql_expand(const pgw_names *n, const char *tpl);
+
+/* ---- pgw_ddl.c: the DDL ---- */
+
 /* Emit the DDL for conf through emit(ctx, sql): the parts asked for
  * (PGW_DDL_* bits). 0, -1 on no memory, or what emit returned. */
 #define PGW_DDL_OUTBOX 0x1u      /* schema, outbox table and its indexes */
 #define PGW_DDL_DEAD 0x2u        /* schema, the dead-letter table */
 #define PGW_DDL_PUBLICATION 0x4u /* the publication */
 #define PGW_DDL_SLOT 0x8u        /* the slot */
-int pgw_ddl_each(const pgw_names *n, const obx_pg_wal_config *conf,
-                 unsigned parts, int (*emit)(void *ctx, const char *sql),
-                 void *ctx);
-/* Append the quoted, schema-qualified table name (`dead`: the dead-letter
- * table) to a malloc'd string; NULL on no memory. */
-char *pgw_sql_expand(const pgw_names *n, const char *tpl);
+int pgw_ddl_each(const pgw_names *n, const pgw_config *conf, unsigned parts,
+                 int (*emit)(void *ctx, const char *sql), void *ctx);
+/* The publication of the outbox table's inserts, or (source = messages)
+ * of no table; the slot. Templates for pgw_sql_expand. */
+extern const char pgw_ddl_pub_table[];
+extern const char pgw_ddl_pub_empty[];
+extern const char pgw_ddl_slot[];
+
+/* ---- pgw_conn.c: the SQL session ---- */
 
 /* Copy in to out with passwords masked; newlines folded. */
 void pgw_scrub(const pgw_store *s, const char *in, char *out, size_t outlen);
@@ -195,13 +223,50 @@ PGresult *pgw_query(pgw_store *s, PGconn **conn, const char *sql, int n,
 obx_status pgw_exec(pgw_store *s, const char *sql, int n,
                     const char *const *params, PGresult **out, const char *what,
                     char *errstr, size_t errlen);
+/* Expand template tpl and run it; the result is dropped. */
+obx_status pgw_run(pgw_store *s, const char *tpl, int n,
+                   const char *const *params, const char *what, char *errstr,
+                   size_t errlen);
+/* Expand and run a one-row query: its first column into out ("" when
+ * NULL); *found false when there is no row. */
+obx_status pgw_query_text(pgw_store *s, const char *tpl, int n,
+                          const char *const *params, char *out, size_t outlen,
+                          bool *found, const char *what, char *errstr,
+                          size_t errlen);
+
+/* ---- pgw_setup.c ---- */
 
 /* Set-up at open: schema, publication, slot (see pg_wal docs). */
 obx_status pgw_setup(pgw_store *s, char *errstr, size_t errlen);
+
+/* ---- pgw_slot.c ---- */
+
 /* The slot's state: OBX_OK when usable, OBX_FATAL (missing, lost) or
  * OBX_UNAVAILABLE; *lag gets the bytes behind the server (-1 unknown). */
 obx_status pgw_slot_check(pgw_store *s, int64_t *lag, char *errstr,
                           size_t errlen);
+/* At open, after the publication: create the slot when missing and
+ * allowed, start a recovery when it is missing or lost and
+ * store.recover is set, refuse otherwise; then check it. */
+obx_status pgw_slot_ensure(pgw_store *s, bool pub_existed, char *errstr,
+                           size_t errlen);
+
+/* ---- pgw_recover.c ---- */
+
+/* Create a new slot with an exported snapshot and, in that snapshot, the
+ * list of unpublished rows it will not stream (drop_first: drop the lost
+ * slot first). */
+obx_status pgw_recover_create(pgw_store *s, bool drop_first, char *errstr,
+                              size_t errlen);
+/* Whether a recovery list is waiting (s->recovering). */
+obx_status pgw_recover_pending(pgw_store *s, char *errstr, size_t errlen);
+/* Recovery: claim up to max rows from the recovery list. */
+obx_status pgw_recover_claim(pgw_store *s, size_t max, char *errstr,
+                             size_t errlen);
+/* Drop the recovery list once everything in it is settled. */
+obx_status pgw_recover_finish(pgw_store *s, char *errstr, size_t errlen);
+
+/* ---- pgw_settle.c ---- */
 
 /* ack_mode mark/delete for the events' rows. */
 obx_status pgw_sql_ack(pgw_store *s, obx_event *const *evs, size_t n,
@@ -209,18 +274,15 @@ obx_status pgw_sql_ack(pgw_store *s, obx_event *const *evs, size_t n,
 /* Insert the burials into the dead-letter table (and mark/delete rows). */
 obx_status pgw_sql_bury(pgw_store *s, const obx_burial *items, size_t n,
                         char *errstr, size_t errlen);
+
+/* ---- pgw_dead.c ---- */
+
 obx_status pgw_dead_list(void *inst, const char *event_id, obx_dead_cb cb,
                          void *ctx, char *errstr, size_t errlen);
 obx_status pgw_dead_requeue(void *inst, const char *event_id, uint64_t *count,
                             char *errstr, size_t errlen);
 obx_status pgw_dead_purge(void *inst, const char *event_id, uint64_t *count,
                           char *errstr, size_t errlen);
-
-/* Recovery: claim up to max rows from the recovery list. */
-obx_status pgw_recover_claim(pgw_store *s, size_t max, char *errstr,
-                             size_t errlen);
-/* Drop the recovery list once everything in it is settled. */
-obx_status pgw_recover_finish(pgw_store *s, char *errstr, size_t errlen);
 
 /* ---- pgw_demo.c ---- */
 

@@ -112,7 +112,7 @@ static char *start_command(const pgw_store *s)
     }
     pub[o++] = '"';
     pub[o] = '\0';
-    bool msgs = s->conf->source != OBX_PG_WAL_TABLE;
+    bool msgs = s->conf->source != PGW_SOURCE_TABLE;
     if (asprintf(&cmd,
                  "START_REPLICATION SLOT \"%s\" LOGICAL 0/0 (proto_version "
                  "'1', publication_names '%s'%s)",
@@ -171,7 +171,7 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
     PGresult *r = pgw_query(s, &s->repl, cmd, 0, NULL, NULL, NULL, true);
     free(cmd);
     if (!s->repl) {
-        obx_errf_words(errstr, errlen, "pg_wal %s: START_REPLICATION: %s",
+        osc_errf_words(errstr, errlen, "pg_wal %s: START_REPLICATION: %s",
                        s->target, s->silent);
         s->silent[0] = '\0';
         return OBX_UNAVAILABLE;
@@ -195,7 +195,7 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
                  s->target, s->names.slot,
                  pgo_lsn_str(s->start_lsn, lsn, sizeof lsn),
                  s->names.publication,
-                 s->conf->source != OBX_PG_WAL_TABLE ? ", messages" : "");
+                 s->conf->source != PGW_SOURCE_TABLE ? ", messages" : "");
     return OBX_OK;
 }
 
@@ -204,7 +204,7 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
 static obx_status protocol_error(pgw_store *s, const char *what, char *errstr,
                                  size_t errlen)
 {
-    obx_errf_words(errstr, errlen, "pg_wal %s: replication protocol error: %s",
+    osc_errf_words(errstr, errlen, "pg_wal %s: replication protocol error: %s",
                    s->target, what);
     s->host->log(s->host, OBX_LOG_ERROR, "%s", errstr);
     return OBX_FATAL;
@@ -282,7 +282,7 @@ static obx_status on_insert(pgw_store *s, const pgo_msg *m, char *errstr,
     if (!r)
         return protocol_error(s, "Insert for a relation never described",
                               errstr, errlen);
-    if (!r->ours || s->conf->source == OBX_PG_WAL_MESSAGES)
+    if (!r->ours || s->conf->source == PGW_SOURCE_MESSAGES)
         return OBX_OK;
     uint64_t sub = s->txn_sub++;
     if (already_have(s, s->txn_lsn, sub))
@@ -298,7 +298,7 @@ static obx_status on_insert(pgw_store *s, const pgo_msg *m, char *errstr,
 static obx_status on_message(pgw_store *s, const pgo_msg *m, char *errstr,
                              size_t errlen)
 {
-    if (s->conf->source == OBX_PG_WAL_TABLE ||
+    if (s->conf->source == PGW_SOURCE_TABLE ||
         strcmp(m->prefix, s->names.prefix) != 0)
         return OBX_OK;
     if (!(m->flags & PGO_MESSAGE_TRANSACTIONAL)) {
@@ -456,7 +456,7 @@ static bool still_there(pgw_store *s, char *errstr, size_t errlen)
         pgw_stream_feedback(s, true, true);
         return s->repl != NULL;
     }
-    obx_errf_words(errstr, errlen,
+    osc_errf_words(errstr, errlen,
                    "pg_wal %s: the replication stream sent nothing for %lld "
                    "ms, not even the reply asked for (a stalled link or a "
                    "hung server)",
@@ -512,7 +512,7 @@ obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
         if (len == -1)
             return stream_ended(s, errstr, errlen);
         if (len < -1) {
-            obx_errf_words(errstr, errlen,
+            osc_errf_words(errstr, errlen,
                            "pg_wal %s: replication connection: %s", s->target,
                            PQerrorMessage(s->repl));
             pgw_stream_stop(s, "connection lost");
@@ -526,12 +526,12 @@ obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
         if (s->n_ready > 0 || s->host->mono_us() >= until)
             return OBX_OK;
         if (!wait_readable(s, until)) {
-            obx_errf_words(errstr, errlen,
+            osc_errf_words(errstr, errlen,
                            "pg_wal %s: replication connection lost", s->target);
             pgw_stream_stop(s, "connection lost while waiting");
             return OBX_UNAVAILABLE;
         }
     }
-    obx_errf_words(errstr, errlen, "pg_wal %s: not streaming", s->target);
+    osc_errf_words(errstr, errlen, "pg_wal %s: not streaming", s->target);
     return OBX_UNAVAILABLE;
 }

@@ -16,7 +16,7 @@
 
 void sq_retention(sq_store *s)
 {
-    if (s->conf->ack_mode != OBX_SQLITE_ACK_MARK || s->conf->retention_ms <= 0)
+    if (s->conf->ack_mode != SQ_ACK_MARK || s->conf->retention_ms <= 0)
         return;
     int64_t mono = s->host->mono_us();
     if (mono < s->retention_due_us)

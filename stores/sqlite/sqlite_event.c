@@ -19,9 +19,9 @@ enum {
     SQ_R_ATTEMPTS,
 };
 
-static obx_col_text sq_col_text(sqlite3_stmt *st, int col)
+static osc_col_text sq_col_text(sqlite3_stmt *st, int col)
 {
-    obx_col_text t = {NULL, 0};
+    osc_col_text t = {NULL, 0};
     if (sqlite3_column_type(st, col) == SQLITE_NULL)
         return t;
     /* text first, then bytes: the documented safe order */
@@ -30,26 +30,26 @@ static obx_col_text sq_col_text(sqlite3_stmt *st, int col)
     return t;
 }
 
-/* What obx_event_fields_check refuses, named by the real columns (the
+/* What osc_event_fields_check refuses, named by the real columns (the
  * store.column.* names, as the statement returns them). */
 static obx_status sq_fields_check(sqlite3_stmt *st, int first,
-                                  const obx_event_fields *f, char *err,
+                                  const osc_event_fields *f, char *err,
                                   size_t errlen)
 {
-    static const int cols[OBX_EVENT_TEXT_FIELDS] = {
+    static const int cols[OSC_EVENT_TEXT_FIELDS] = {
         SQ_R_EVENT_ID, SQ_R_AGGREGATE_TYPE, SQ_R_AGGREGATE_ID, SQ_R_EVENT_TYPE,
         SQ_R_TOPIC};
-    const char *names[OBX_EVENT_TEXT_FIELDS];
-    for (int i = 0; i < OBX_EVENT_TEXT_FIELDS; i++)
+    const char *names[OSC_EVENT_TEXT_FIELDS];
+    for (int i = 0; i < OSC_EVENT_TEXT_FIELDS; i++)
         if (!(names[i] = sqlite3_column_name(st, first + cols[i])))
             return OBX_NOMEM;
-    return obx_event_fields_check(f, names, err, errlen);
+    return osc_event_fields_check(f, names, err, errlen);
 }
 
 obx_status sq_event_read(sqlite3_stmt *st, int first, bool strict,
                          sq_event **out, char *err, size_t errlen)
 {
-    obx_col_text tx[SQ_EVENT_COLUMNS];
+    osc_col_text tx[SQ_EVENT_COLUMNS];
     for (int c = SQ_R_EVENT_ID; c <= SQ_R_HEADERS; c++)
         if (c != SQ_R_PAYLOAD)
             tx[c] = sq_col_text(st, first + c);
@@ -59,7 +59,7 @@ obx_status sq_event_read(sqlite3_stmt *st, int first, bool strict,
     tx[SQ_R_PAYLOAD].len =
         (size_t)sqlite3_column_bytes(st, first + SQ_R_PAYLOAD);
 
-    const obx_event_fields f = {
+    const osc_event_fields f = {
         .event_id = tx[SQ_R_EVENT_ID],
         .aggregate_type = tx[SQ_R_AGGREGATE_TYPE],
         .aggregate_id = tx[SQ_R_AGGREGATE_ID],
@@ -72,13 +72,13 @@ obx_status sq_event_read(sqlite3_stmt *st, int first, bool strict,
     };
     obx_status rc =
         strict ? sq_fields_check(st, first, &f, err, errlen) : OBX_OK;
-    obx_event_headers h;
+    osc_event_headers h;
     if (rc == OBX_OK)
-        rc = obx_event_headers_parse(tx[SQ_R_HEADERS], strict, &h, err, errlen);
+        rc = osc_event_headers_parse(tx[SQ_R_HEADERS], strict, &h, err, errlen);
     if (rc != OBX_OK)
         return rc;
-    sq_event *e = obx_event_block_new(sizeof *e, &f, &h);
-    obx_event_headers_free(&h);
+    sq_event *e = osc_event_block_new(sizeof *e, &f, &h);
+    osc_event_headers_free(&h);
     *out = e;
     return e ? OBX_OK : OBX_NOMEM;
 }

@@ -1,7 +1,7 @@
 /* Events as the sqlite store hands them out: one malloc block per event
  * holding the obx_event, its header array and every string. */
-#ifndef OBX_SQLITE_EVENT_H
-#define OBX_SQLITE_EVENT_H
+#ifndef SQ_EVENT_H
+#define SQ_EVENT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -12,14 +12,11 @@
 #include <outbox/event.h>
 #include <outbox/status.h>
 
-/* The block. `ev` comes first so the engine's obx_event pointer is the
- * block; the links chain the instance's unsettled events, so close() can
- * hand their leases back and free them. */
-typedef struct sq_event {
-    obx_event ev;
-    struct sq_event *prev, *next;
-    int64_t lease_until; /* our claim's locked_until: the lease token */
-} sq_event;
+#include "claimed.h"
+
+/* The block: a claimed event of the shared list (claimed.h), whose
+ * lease_token is our claim's locked_until. */
+typedef osc_claimed sq_event;
 
 /* The columns sq_event_read expects, in this order, from `first` on:
  * id, event_id, aggregate_type, aggregate_id, event_type, payload, topic,
@@ -28,10 +25,10 @@ typedef struct sq_event {
 
 /* Build an event from the current row of `st`. `strict` (a claim): what
  * a broker cannot carry fails with OBX_PERMANENT and the reason in err: a
- * NULL id/key/type, a NUL byte in a text field (obx_event_fields_check),
+ * NULL id/key/type, a NUL byte in a text field (osc_event_fields_check),
  * headers that are not a JSON object. Not strict (listing dead letters):
  * the row is shown as it can be, bad headers dropped. Header values travel as
- * written (obx_event_headers_parse). On OBX_OK *out is a new block the caller
+ * written (osc_event_headers_parse). On OBX_OK *out is a new block the caller
  * frees with free(). */
 obx_status sq_event_read(sqlite3_stmt *st, int first, bool strict,
                          sq_event **out, char *err, size_t errlen);

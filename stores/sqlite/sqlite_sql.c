@@ -46,6 +46,7 @@ static const char *const sq_col_default[SQ_C_COUNT] = {
 
 #define SQ_PENDING_WHERE "{published_at} IS NULL AND {dead_at} IS NULL"
 
+/* clang-format off */
 const char *const sq_ddl_templates[] = {
     "CREATE TABLE IF NOT EXISTS {T} (\n"
     "    -- written by the application\n"
@@ -89,25 +90,25 @@ const char *const sq_ddl_templates[] = {
     "    WHERE {published_at} IS NOT NULL",
     NULL,
 };
+/* clang-format on */
 
 static int sq_col_lookup(const char *name, int limit)
 {
-    return obx_columns_lookup(sq_col_default, limit, name);
+    return osc_columns_lookup(sq_col_default, limit, name);
 }
 
-int sq_names_init(sq_names *n, const obx_sqlite_config *conf, char *err,
-                  size_t errlen)
+int sq_names_init(sq_names *n, const sq_config *conf, char *err, size_t errlen)
 {
     n->table = conf->table && conf->table[0] ? conf->table : "outbox";
     /* SQLite compares identifiers case-insensitively (ASCII) and keeps
      * names of any length. */
-    static const obx_columns_rules rules = {
+    static const osc_columns_rules rules = {
         .n_mappable = SQ_C_N_MAPPABLE,
         .name_max = 0,
         .name_max_db = NULL,
         .fold_case = true,
     };
-    return obx_columns_map(n->col, sq_col_default, SQ_C_COUNT, &conf->column,
+    return osc_columns_map(n->col, sq_col_default, SQ_C_COUNT, &conf->column,
                            &rules, err, errlen);
 }
 

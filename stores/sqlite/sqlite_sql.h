@@ -1,8 +1,8 @@
 /* Table and column names of one outbox table, and the SQL text built from
  * them. Identifiers are always quoted ("..." with embedded quotes doubled),
  * never pasted raw. */
-#ifndef OBX_SQLITE_SQL_H
-#define OBX_SQLITE_SQL_H
+#ifndef SQ_SQL_H
+#define SQ_SQL_H
 
 #include <stddef.h>
 
@@ -43,8 +43,7 @@ typedef struct sq_names {
  * Rejects an empty table name, unknown or repeated column.* keys, empty
  * real names, and two logical columns mapped to one real name, with a
  * message naming the option. Returns 0, or -1 with err filled. */
-int sq_names_init(sq_names *n, const obx_sqlite_config *conf, char *err,
-                  size_t errlen);
+int sq_names_init(sq_names *n, const sq_config *conf, char *err, size_t errlen);
 
 /* The relay's own (logical) name of column c, e.g. "payload": what
  * store.column.<name> calls it. */

@@ -21,38 +21,40 @@
 static const char *const sq_ack_modes[] = {"mark", "delete", NULL};
 
 static const obx_option sq_options[] = {
-    OBX_OPT_STRING(obx_sqlite_config, path, "path", "outbox.db",
+    OBX_OPT_STRING(sq_config, path, "path", "outbox.db",
                    "SQLite database file (created when missing)"),
-    OBX_OPT_STRING(obx_sqlite_config, table, "table", "outbox",
+    OBX_OPT_STRING(sq_config, table, "table", "outbox",
                    "outbox table name (quoted as an identifier)"),
-    OBX_OPT_ENUM(obx_sqlite_config, ack_mode, "ack_mode", "mark", sq_ack_modes,
+    OBX_OPT_ENUM(sq_config, ack_mode, "ack_mode", "mark", sq_ack_modes,
                  "mark: set published_at and delete after `retention`; delete: "
                  "delete the row once the broker confirmed it"),
     OBX_OPT_DURATION(
-        obx_sqlite_config, lease_ms, "lease", "60s", 10, 86400000,
+        sq_config, lease_ms, "lease", "60s", 10, 86400000,
         "how long a claim is owned before another relay may take the event"),
     OBX_OPT_DURATION(
-        obx_sqlite_config, busy_timeout_ms, "busy_timeout", "5s", 0, 3600000,
+        sq_config, busy_timeout_ms, "busy_timeout", "5s", 0, 3600000,
         "wait this long for a lock before reporting the store unavailable"),
     OBX_OPT_DURATION(
-        obx_sqlite_config, retention_ms, "retention", "7d", 0, 315360000000,
+        sq_config, retention_ms, "retention", "7d", 0, 315360000000,
         "ack_mode=mark: delete published rows older than this (0: keep)"),
-    OBX_OPT_BOOL(obx_sqlite_config, create_schema, "create_schema", "true",
+    OBX_OPT_BOOL(sq_config, create_schema, "create_schema", "true",
                  "create the table and its indexes at start-up when missing"),
     OBX_OPT_STRING(
-        obx_sqlite_config, owner, "owner", NULL,
+        sq_config, owner, "owner", NULL,
         "lease owner id written to locked_by (default <hostname>:<pid>)"),
-    OBX_OPT_PREFIX(obx_sqlite_config, column, "column",
+    OBX_OPT_PREFIX(sq_config, column, "column",
                    "column.<name> = <real column>: rename a writer-facing "
                    "column (id, event_id, aggregate_type, aggregate_id, "
                    "event_type, payload, topic, headers, created_at)"),
     OBX_OPTIONS_END,
 };
 
+/* clang-format off */
+
 #define SQ_PENDING "{published_at} IS NULL AND {dead_at} IS NULL"
-#define SQ_EVENT_COLS                                                          \
-    "{id}, {event_id}, {aggregate_type}, {aggregate_id}, {event_type}, "       \
-    "{payload}, {topic}, {headers}, {created_at}, {attempts}"
+#define SQ_EVENT_COLS \
+    "{id}, {event_id}, {aggregate_type}, {aggregate_id}, {event_type},\n" \
+    "       {payload}, {topic}, {headers}, {created_at}, {attempts}"
 /* Release and bury touch a row only while our claim still holds it: once
  * the lease ran out and another relay took the event, it is theirs. */
 #define SQ_OURS "{id} = ?1 AND {locked_by} = ?2 AND {locked_until} = ?3"
@@ -87,48 +89,77 @@ static const char *const sq_stmt_sql[SQ_S_COUNT] = {
     [SQ_S_DATA_VERSION] = "PRAGMA data_version",
     [SQ_S_CLAIM] = sq_claim_sql,
     [SQ_S_ACK] = NULL, /* by ack_mode, see sq_ack_sql() */
-    [SQ_S_RELEASE] = "UPDATE {T} SET {next_attempt_at} = ?4, "
-                     "{attempts} = {attempts} + ?5, "
-                     "{last_error} = coalesce(?6, {last_error}), "
-                     "{locked_by} = NULL, {locked_until} = NULL "
-                     "WHERE " SQ_OURS,
-    [SQ_S_BURY] = "UPDATE {T} SET {dead_at} = ?4, {dead_reason} = ?5, "
-                  "{dead_destination} = ?6, {attempts} = ?7, "
-                  "{locked_by} = NULL, {locked_until} = NULL "
-                  "WHERE " SQ_OURS,
-    [SQ_S_UNLEASE] = "UPDATE {T} SET {locked_by} = NULL, "
-                     "{locked_until} = NULL WHERE " SQ_OURS,
-    [SQ_S_POISON] = "UPDATE {T} SET {dead_at} = ?2, {dead_reason} = ?3, "
-                    "{locked_by} = NULL, {locked_until} = NULL "
-                    "WHERE {id} = ?1",
-    [SQ_S_RETENTION] = "DELETE FROM {T} WHERE {id} IN (SELECT {id} FROM {T} "
-                       "WHERE {published_at} IS NOT NULL "
-                       "AND {published_at} < ?1 LIMIT ?2)",
+    /* ?4 retry time, ?5 1 when it counts as an attempt, ?6 the error */
+    [SQ_S_RELEASE] =
+        "UPDATE {T}\n"
+        "   SET {next_attempt_at} = ?4,\n"
+        "       {attempts} = {attempts} + ?5,\n"
+        "       {last_error} = coalesce(?6, {last_error}),\n"
+        "       {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE " SQ_OURS,
+    /* ?4 now, ?5 reason, ?6 destination, ?7 attempts */
+    [SQ_S_BURY] =
+        "UPDATE {T}\n"
+        "   SET {dead_at} = ?4, {dead_reason} = ?5,\n"
+        "       {dead_destination} = ?6, {attempts} = ?7,\n"
+        "       {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE " SQ_OURS,
+    [SQ_S_UNLEASE] =
+        "UPDATE {T} SET {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE " SQ_OURS,
+    /* ?1 id, ?2 now, ?3 reason */
+    [SQ_S_POISON] =
+        "UPDATE {T}\n"
+        "   SET {dead_at} = ?2, {dead_reason} = ?3,\n"
+        "       {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE {id} = ?1",
+    /* ?1 published before, ?2 at most this many rows */
+    [SQ_S_RETENTION] =
+        "DELETE FROM {T}\n"
+        " WHERE {id} IN (SELECT {id} FROM {T}\n"
+        "                 WHERE {published_at} IS NOT NULL\n"
+        "                   AND {published_at} < ?1\n"
+        "                 LIMIT ?2)",
     [SQ_S_PENDING] = "SELECT count(*) FROM {T} WHERE " SQ_PENDING,
     /* ids grow with insert time, so the lowest pending id is the oldest
      * pending event; MIN(created_at) would read every pending row */
-    [SQ_S_OLDEST] = "SELECT {created_at} FROM {T} WHERE " SQ_PENDING
-                    " ORDER BY {id} LIMIT 1",
+    [SQ_S_OLDEST] =
+        "SELECT {created_at} FROM {T}\n"
+        " WHERE " SQ_PENDING "\n"
+        " ORDER BY {id} LIMIT 1",
     [SQ_S_DEAD_COUNT] = "SELECT count(*) FROM {T} WHERE {dead_at} IS NOT NULL",
-    [SQ_S_DEAD_LIST] = "SELECT " SQ_EVENT_COLS ", {dead_reason}, "
-                       "{dead_destination}, {dead_at} FROM {T} "
-                       "WHERE {dead_at} IS NOT NULL "
-                       "AND (?1 IS NULL OR {event_id} = ?1) ORDER BY {id}",
-    [SQ_S_REQUEUE] = "UPDATE {T} SET {dead_at} = NULL, {dead_reason} = NULL, "
-                     "{dead_destination} = NULL, {attempts} = 0, "
-                     "{next_attempt_at} = 0, {locked_by} = NULL, "
-                     "{locked_until} = NULL WHERE {dead_at} IS NOT NULL "
-                     "AND (?1 IS NULL OR {event_id} = ?1)",
-    [SQ_S_PURGE] = "DELETE FROM {T} WHERE {dead_at} IS NOT NULL "
-                   "AND (?1 IS NULL OR {event_id} = ?1)",
+    /* ?1 an event_id or NULL (all) here and below */
+    [SQ_S_DEAD_LIST] =
+        "SELECT " SQ_EVENT_COLS ",\n"
+        "       {dead_reason}, {dead_destination}, {dead_at}\n"
+        "  FROM {T}\n"
+        " WHERE {dead_at} IS NOT NULL AND (?1 IS NULL OR {event_id} = ?1)\n"
+        " ORDER BY {id}",
+    [SQ_S_REQUEUE] =
+        "UPDATE {T}\n"
+        "   SET {dead_at} = NULL, {dead_reason} = NULL,\n"
+        "       {dead_destination} = NULL, {attempts} = 0,\n"
+        "       {next_attempt_at} = 0,\n"
+        "       {locked_by} = NULL, {locked_until} = NULL\n"
+        " WHERE {dead_at} IS NOT NULL AND (?1 IS NULL OR {event_id} = ?1)",
+    [SQ_S_PURGE] =
+        "DELETE FROM {T}\n"
+        " WHERE {dead_at} IS NOT NULL AND (?1 IS NULL OR {event_id} = ?1)",
 };
 
-static const char *sq_ack_sql(const obx_sqlite_config *conf)
+/* ?1 id, ?2 now */
+static const char sq_ack_delete_sql[] = "DELETE FROM {T} WHERE {id} = ?1";
+static const char sq_ack_mark_sql[] =
+    "UPDATE {T}\n"
+    "   SET {published_at} = ?2, {locked_by} = NULL, {locked_until} = NULL\n"
+    " WHERE {id} = ?1 AND {published_at} IS NULL";
+
+/* clang-format on */
+
+static const char *sq_ack_sql(const sq_config *conf)
 {
-    if (conf->ack_mode == OBX_SQLITE_ACK_DELETE)
-        return "DELETE FROM {T} WHERE {id} = ?1";
-    return "UPDATE {T} SET {published_at} = ?2, {locked_by} = NULL, "
-           "{locked_until} = NULL WHERE {id} = ?1 AND {published_at} IS NULL";
+    return conf->ack_mode == SQ_ACK_DELETE ? sq_ack_delete_sql
+                                           : sq_ack_mark_sql;
 }
 
 /* ---- small helpers shared with sqlite_admin.c ---- */
@@ -194,49 +225,14 @@ void sq_bind_str(sqlite3_stmt *st, int idx, const char *v)
         sqlite3_bind_null(st, idx);
 }
 
-static void sq_live_add(sq_store *s, sq_event *e)
-{
-    e->prev = NULL;
-    e->next = s->live;
-    if (s->live)
-        s->live->prev = e;
-    s->live = e;
-}
-
-/* Settle: forget and free a claimed event. */
-static void sq_live_free(sq_store *s, sq_event *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        s->live = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    free(e);
-}
-
 static void sq_bind_ours(sq_store *s, sqlite3_stmt *st, const sq_event *e)
 {
     sqlite3_bind_int64(st, 1, (int64_t)e->ev.pos.seq);
     sqlite3_bind_text(st, 2, s->owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, e->lease_until);
+    sqlite3_bind_int64(st, 3, e->lease_token);
 }
 
 /* ---- open / close ---- */
-
-static void sq_default_owner(sq_store *s)
-{
-    const char *o = s->conf->owner;
-    if (o && o[0]) {
-        snprintf(s->owner, sizeof s->owner, "%s", o);
-        return;
-    }
-    char host[256];
-    if (gethostname(host, sizeof host) != 0)
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
-    snprintf(s->owner, sizeof s->owner, "%s:%ld", host, (long)getpid());
-}
 
 /* Errors while opening: a path that cannot be opened or is not a database
  * is the operator's to fix (OBX_CONFIG); a lock held too long is not. */
@@ -435,8 +431,7 @@ static obx_status sq_connect(sq_store *s, int flags, char *errstr,
 }
 
 static obx_status sq_init(sq_store *s, const obx_host *host,
-                          const obx_sqlite_config *conf, char *errstr,
-                          size_t errlen)
+                          const sq_config *conf, char *errstr, size_t errlen)
 {
     memset(s, 0, sizeof *s);
     s->host = host;
@@ -444,7 +439,7 @@ static obx_status sq_init(sq_store *s, const obx_host *host,
     s->path = conf->path && conf->path[0] ? conf->path : "outbox.db";
     if (sq_names_init(&s->names, conf, errstr, errlen) != 0)
         return OBX_CONFIG;
-    sq_default_owner(s);
+    osc_lease_owner(s->conf->owner, s->owner, sizeof s->owner);
     return OBX_OK;
 }
 
@@ -474,7 +469,7 @@ static obx_status sq_open(const obx_host *host, const void *config, void **inst,
     host->log(host, OBX_LOG_INFO,
               "sqlite %s: table \"%s\", owner %s, ack_mode %s, lease %lld ms",
               s->path, s->names.table, s->owner,
-              s->conf->ack_mode == OBX_SQLITE_ACK_DELETE ? "delete" : "mark",
+              s->conf->ack_mode == SQ_ACK_DELETE ? "delete" : "mark",
               (long long)s->conf->lease_ms);
     *inst = s;
     return OBX_OK;
@@ -500,8 +495,7 @@ static void sq_unlease_live(sq_store *s)
                      s->path, sqlite3_errmsg(s->db));
         sq_rollback(s);
     }
-    while (s->live)
-        sq_live_free(s, s->live);
+    osc_claimed_settle_all(&s->live);
 }
 
 static void sq_close(void *inst)
@@ -551,7 +545,7 @@ static obx_status sq_claim_row(sqlite3_stmt *st, int64_t until, sq_batch *b)
         return sq_add_poison(b, sqlite3_column_int64(st, 0), err);
     if (rc != OBX_OK)
         return rc;
-    e->lease_until = until;
+    e->lease_token = until;
     b->out[b->n++] = &e->ev;
     return OBX_OK;
 }
@@ -633,7 +627,7 @@ static obx_status sq_claim_once(sq_store *s, obx_event **out, size_t max,
     /* RETURNING gives no order guarantee; the engine needs id order */
     qsort(out, b.n, sizeof *out, sq_cmp_seq);
     for (size_t i = 0; i < b.n; i++)
-        sq_live_add(s, (sq_event *)out[i]);
+        osc_claimed_add(&s->live, (sq_event *)out[i]);
     *n = b.n;
     return OBX_OK;
 }
@@ -727,7 +721,7 @@ static obx_status sq_settle(sq_store *s, sq_stmt which, const void *items,
                      "(lease expired and taken over); left to their owner",
                      s->path, what, lost, n);
     for (size_t i = 0; i < n; i++)
-        sq_live_free(s, item(items, i));
+        osc_claimed_settle(&s->live, item(items, i));
     return OBX_OK;
 }
 
@@ -750,7 +744,7 @@ static void sq_bind_ack(sq_store *s, sqlite3_stmt *st, const void *items,
                         size_t i, int64_t now)
 {
     sqlite3_bind_int64(st, 1, (int64_t)sq_item_event(items, i)->ev.pos.seq);
-    if (s->conf->ack_mode != OBX_SQLITE_ACK_DELETE)
+    if (s->conf->ack_mode != SQ_ACK_DELETE)
         sqlite3_bind_int64(st, 2, now);
 }
 
@@ -916,4 +910,4 @@ static const obx_store_ops sq_ops = {
 };
 
 OBX_STORE_PLUGIN("sqlite", "SQLite outbox table (polling, WAL mode)", "1.0.0",
-                 sq_options, obx_sqlite_config, sq_ops)
+                 sq_options, sq_config, sq_ops)

@@ -1,6 +1,6 @@
 /* Internal: the sqlite store instance, shared by the plugin's files. */
-#ifndef OBX_SQLITE_STORE_H
-#define OBX_SQLITE_STORE_H
+#ifndef SQ_STORE_H
+#define SQ_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,7 +38,7 @@ typedef enum sq_stmt {
 
 typedef struct sq_store {
     const obx_host *host;
-    const obx_sqlite_config *conf;
+    const sq_config *conf;
     sq_names names;
     const char *path;
     sqlite3 *db;

@@ -17,7 +17,7 @@ typedef struct fixture {
     const obx_plugin *plugin;
     char *dir;
     char path[4096];
-    obx_chaos_config conf;
+    chb_config conf;
 } fixture;
 
 static char *one_type[] = {"Poison"};
@@ -87,30 +87,25 @@ static void test_descriptor(void **state)
     fixture *f = *state;
     const obx_plugin *p = f->plugin;
     assert_string_equal(p->name, "chaos");
-    assert_int_equal(p->config_size, sizeof(obx_chaos_config));
+    assert_int_equal(p->config_size, sizeof(chb_config));
     static const struct {
         const char *name, *def;
         obx_opt_type type;
         size_t off;
     } want[] = {
-        {"output", "-", OBX_OPT_STRING, offsetof(obx_chaos_config, out.output)},
-        {"pretty", "false", OBX_OPT_BOOL,
-         offsetof(obx_chaos_config, out.pretty)},
-        {"fsync", "false", OBX_OPT_BOOL, offsetof(obx_chaos_config, out.fsync)},
+        {"output", "-", OBX_OPT_STRING, offsetof(chb_config, out.output)},
+        {"pretty", "false", OBX_OPT_BOOL, offsetof(chb_config, out.pretty)},
+        {"fsync", "false", OBX_OPT_BOOL, offsetof(chb_config, out.fsync)},
         {"permanent_types", NULL, OBX_OPT_LIST,
-         offsetof(obx_chaos_config, permanent_types)},
-        {"flaky_types", NULL, OBX_OPT_LIST,
-         offsetof(obx_chaos_config, flaky_types)},
-        {"flaky_times", "2", OBX_OPT_INT,
-         offsetof(obx_chaos_config, flaky_times)},
-        {"down_for", "0s", OBX_OPT_DURATION,
-         offsetof(obx_chaos_config, down_for_ms)},
+         offsetof(chb_config, permanent_types)},
+        {"flaky_types", NULL, OBX_OPT_LIST, offsetof(chb_config, flaky_types)},
+        {"flaky_times", "2", OBX_OPT_INT, offsetof(chb_config, flaky_times)},
+        {"down_for", "0s", OBX_OPT_DURATION, offsetof(chb_config, down_for_ms)},
         {"down_while_file", NULL, OBX_OPT_STRING,
-         offsetof(obx_chaos_config, down_while_file)},
-        {"fail_percent", "0", OBX_OPT_INT,
-         offsetof(obx_chaos_config, fail_percent)},
-        {"seed", "1", OBX_OPT_INT, offsetof(obx_chaos_config, seed)},
-        {"delay", "0s", OBX_OPT_DURATION, offsetof(obx_chaos_config, delay_ms)},
+         offsetof(chb_config, down_while_file)},
+        {"fail_percent", "0", OBX_OPT_INT, offsetof(chb_config, fail_percent)},
+        {"seed", "1", OBX_OPT_INT, offsetof(chb_config, seed)},
+        {"delay", "0s", OBX_OPT_DURATION, offsetof(chb_config, delay_ms)},
     };
     size_t n = sizeof want / sizeof want[0], i = 0;
     for (; p->options[i].name; i++) {
@@ -155,7 +150,7 @@ static void test_same_output_as_stdout(void **state)
     const obx_plugin *sp = obx_test_plugin("broker", "stdout");
     char spath[4200];
     snprintf(spath, sizeof spath, "%s/stdout.jsonl", f->dir);
-    obx_stdout_config sconf = {.out = {.output = spath}};
+    stdout_config sconf = {.out = {.output = spath}};
     inst = obx_tb_open(sp, &sconf);
     assert_int_equal(obx_tb_publish(sp, inst, ev, 3, res), OBX_OK);
     obx_tb_ops(sp)->close(inst);
@@ -475,7 +470,7 @@ static void test_options_through_core(void **state)
 {
     fixture *f = *state;
     obx_optable t = {f->plugin->options, f->plugin->option_size};
-    obx_chaos_config c;
+    chb_config c;
     char err[512];
     if (obx_tb_fill(f->plugin, NULL, 0, &c, err, sizeof err) != 0)
         fail_msg("defaults: %s", err);

@@ -24,28 +24,28 @@ static void test_reindent(void **state)
         {" [ \"\\\\\" , 2 ] \n", "[\n  \"\\\\\",\n  2\n]\n"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        obx_jbuf b = {0};
+        obc_jbuf b = {0};
         assert_int_equal(
-            obx_jsonl_reindent(&b, cases[i].in, strlen(cases[i].in)), 0);
+            obc_jsonl_reindent(&b, cases[i].in, strlen(cases[i].in)), 0);
         assert_int_equal(b.len, strlen(cases[i].out));
         assert_memory_equal(b.data, cases[i].out, b.len);
-        obx_jbuf_free(&b);
+        obc_jbuf_free(&b);
     }
 }
 
 /* Appends to one buffer keep earlier lines intact. */
 static void test_format_appends(void **state)
 {
-    obx_jbuf b = {0};
+    obc_jbuf b = {0};
     obx_event ev = obx_tb_event("a", "k", "T");
-    assert_int_equal(obx_jsonl_format(&b, &ev), 0);
+    assert_int_equal(obc_jsonl_format(&b, &ev), 0);
     size_t first = b.len;
     ev.event_id = "b";
-    assert_int_equal(obx_jsonl_format(&b, &ev), 0);
+    assert_int_equal(obc_jsonl_format(&b, &ev), 0);
     assert_int_equal(b.len, 2 * first);
     assert_memory_equal(b.data, "{\"event_id\":\"a\"", 15);
     assert_memory_equal(b.data + first, "{\"event_id\":\"b\"", 15);
-    obx_jbuf_free(&b);
+    obc_jbuf_free(&b);
 }
 
 static uint64_t rng(uint64_t *s)
@@ -128,10 +128,10 @@ static bool jansson_accepts(const void *p, size_t n)
 static void assert_agrees(const char *p, size_t n)
 {
     bool want = jansson_accepts(p, n);
-    obx_json_verdict v = obx_json_quick_check(p, n);
-    if (v != OBX_JSON_ASK_JANSSON && (v == OBX_JSON_YES) != want)
+    obc_json_verdict v = obc_json_quick_check(p, n);
+    if (v != OBC_JSON_ASK_JANSSON && (v == OBC_JSON_YES) != want)
         fail_msg("quick check says %d, jansson %d: %.*s", v, want, (int)n, p);
-    assert_int_equal(obx_json_valid(p, n), want);
+    assert_int_equal(obc_json_valid(p, n), want);
 }
 
 static void test_quick_check_edges(void **state)
@@ -190,10 +190,10 @@ static void test_quick_check_edges(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         size_t n = strlen(cases[i].in);
-        obx_json_verdict v = obx_json_quick_check(cases[i].in, n);
+        obc_json_verdict v = obc_json_quick_check(cases[i].in, n);
         if (jansson_accepts(cases[i].in, n) != cases[i].jansson)
             fail_msg("case %zu: jansson disagrees with the table", i);
-        if ((v == OBX_JSON_ASK_JANSSON) != cases[i].needs_ask)
+        if ((v == OBC_JSON_ASK_JANSSON) != cases[i].needs_ask)
             fail_msg("case %zu (%s): verdict %d", i, cases[i].in, v);
         assert_agrees(cases[i].in, n);
     }
@@ -235,7 +235,7 @@ static void test_quick_check_differential(void **state)
                 n++;
             }
         }
-        asked += obx_json_quick_check(buf, n) == OBX_JSON_ASK_JANSSON;
+        asked += obc_json_quick_check(buf, n) == OBC_JSON_ASK_JANSSON;
         assert_agrees(buf, n);
     }
     /* The generator leans on jansson's limits (big integers, unicode escapes),
@@ -279,7 +279,7 @@ static void test_random_fields(void **state)
 {
     uint64_t seed = 0x9e3779b97f4a7c15u;
     char payload[512], key[64];
-    obx_jbuf b = {0};
+    obc_jbuf b = {0};
     for (int i = 0; i < 20000; i++) {
         size_t plen = (i % 3 == 0) ? random_json(&seed, payload, sizeof payload)
                                    : random_bytes(&seed, payload, 64);
@@ -290,10 +290,10 @@ static void test_random_fields(void **state)
         ev.payload = payload;
         ev.payload_len = plen;
         b.len = 0;
-        assert_int_equal(obx_jsonl_format(&b, &ev), 0);
+        assert_int_equal(obc_jsonl_format(&b, &ev), 0);
         check_line(b.data, b.len, payload, plen, key);
     }
-    obx_jbuf_free(&b);
+    obc_jbuf_free(&b);
 }
 
 int main(void)

@@ -18,7 +18,7 @@ typedef struct fixture {
     const obx_plugin *plugin;
     char *dir;
     char path[4096];
-    obx_stdout_config conf;
+    stdout_config conf;
 } fixture;
 
 static int setup(void **state)
@@ -93,12 +93,12 @@ static void test_descriptor(void **state)
     const obx_plugin *p = f->plugin;
     assert_int_equal(p->abi_major, OBX_ABI_MAJOR);
     assert_string_equal(p->name, "stdout");
-    assert_int_equal(p->config_size, sizeof(obx_stdout_config));
+    assert_int_equal(p->config_size, sizeof(stdout_config));
     assert_int_equal(p->option_size, sizeof(obx_option));
     const char *names[] = {"output", "pretty", "fsync"};
-    size_t offs[] = {offsetof(obx_stdout_config, out.output),
-                     offsetof(obx_stdout_config, out.pretty),
-                     offsetof(obx_stdout_config, out.fsync)};
+    size_t offs[] = {offsetof(stdout_config, out.output),
+                     offsetof(stdout_config, out.pretty),
+                     offsetof(stdout_config, out.fsync)};
     size_t i = 0;
     for (; p->options[i].name; i++) {
         assert_true(i < 3);
@@ -119,7 +119,7 @@ static void test_options_through_core(void **state)
 {
     fixture *f = *state;
     obx_optable t = {f->plugin->options, f->plugin->option_size};
-    obx_stdout_config c;
+    stdout_config c;
     char err[512];
     if (obx_tb_fill(f->plugin, NULL, 0, &c, err, sizeof err) != 0)
         fail_msg("defaults: %s", err);
@@ -404,7 +404,7 @@ static void test_standard_output(void **state)
         assert_true(saved >= 0 && fd >= 0);
         dup2(fd, STDOUT_FILENO);
         close(fd);
-        obx_stdout_config conf = {.out = {.output = (char *)outputs[i]}};
+        stdout_config conf = {.out = {.output = (char *)outputs[i]}};
         void *inst = obx_tb_open(f->plugin, &conf);
         obx_event ev = obx_tb_event("to-stdout", "k", "T");
         obx_result res[1];
@@ -520,7 +520,7 @@ static void test_open_errors(void **state)
     const obx_broker_ops *ops = obx_tb_ops(f->plugin);
     char err[256] = "";
     void *inst = NULL;
-    obx_stdout_config conf = {.out = {.output = "/nonexistent-obx-dir/x"}};
+    stdout_config conf = {.out = {.output = "/nonexistent-obx-dir/x"}};
     assert_int_equal(ops->open(obx_test_host(), &conf, &inst, err, sizeof err),
                      OBX_CONFIG);
     assert_non_null(strstr(err, "/nonexistent-obx-dir/x"));

@@ -78,6 +78,8 @@ typedef struct kafka_state {
     pid_t mock;
     char out[4300];
     char bootstraps[512];
+    kt_reader *reader; /* open across read-backs: each reads what is new */
+    kt_msgs got;       /* everything read so far */
 } kafka_state;
 
 static void kafka_setup(chaos_ctx *c)
@@ -118,10 +120,12 @@ static void kafka_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
     kafka_state *s = c->broker->state;
     /* a soak reads back hundreds of thousands: allow 2,000 a second */
     int timeout_ms = 20000 + (int)(want / 2);
-    kt_msgs m = kt_consume(s->bootstraps, CHAOS_TOPIC, want, 1000, timeout_ms);
-    for (size_t i = 0; i < m.n; i++)
-        chaos_seen_add_payload(out, m.items[i].value, m.items[i].value_len);
-    kt_msgs_free(&m);
+    if (!s->reader)
+        s->reader = kt_reader_new(s->bootstraps, CHAOS_TOPIC);
+    kt_reader_read(s->reader, &s->got, want, 1000, timeout_ms);
+    for (size_t i = 0; i < s->got.n; i++)
+        chaos_seen_add_payload(out, s->got.items[i].value,
+                               s->got.items[i].value_len);
 }
 
 /* SIGUSR1 / SIGUSR2 to the mock (mock_cluster.c): every broker down or
@@ -154,6 +158,8 @@ static void kafka_start(chaos_ctx *c)
 static void kafka_teardown(chaos_ctx *c)
 {
     kafka_state *s = c->broker->state;
+    kt_reader_free(s->reader);
+    kt_msgs_free(&s->got);
     kill(s->mock, SIGTERM);
     proc_wait(s->mock, 10000);
     free(s);

@@ -339,6 +339,14 @@ static void test_dead_letters_list_show_requeue(void **state)
     assert_non_null(strstr(s, id));
     assert_non_null(strstr(s, "{\"seq\":10}"));
     free(s);
+    /* an id that is not a dead letter: the store's NOT_FOUND, its reason
+     * on stderr, exit 1 */
+    char *show_none[] = {BIN,  "dead",  "show", "no-such-id",
+                         "-c", f->conf, NULL};
+    assert_int_equal(proc_run(show_none, list, f->err, 10000), 1);
+    s = slurp(f->err);
+    assert_non_null(strstr(s, "no-such-id"));
+    free(s);
     /* the same as JSON, for scripts: stable field names */
     char *lsj[] = {BIN, "dead", "list", "--json", "-c", f->conf, NULL};
     assert_int_equal(proc_run(lsj, list, f->err, 10000), 0);

@@ -81,6 +81,13 @@ const fake_view *obx_fake_store_closed_view(void)
     return &closed_view;
 }
 
+/* Unloading the plugin (dlclose) must not leak the last journal. */
+__attribute__((destructor)) static void fake_unload(void)
+{
+    free(closed_view.rows);
+    closed_view.rows = NULL;
+}
+
 static bool is_poison(const fake_conf *c, uint64_t i)
 {
     for (size_t k = 0; k < c->poison.n; k++)

@@ -3,7 +3,8 @@
 # nothing but `pkg-config --cflags outbox-plugin` and run it with the
 # installed binary and the installed sqlite store; then build the example
 # plugins installed under the docs directory with their own Makefile and
-# relay the demo events from one to the other.
+# relay the demo events from one to the other; then build the conformance
+# kit's skeleton harnesses against the installed kit and run them.
 set -euo pipefail
 build=$1 src=$2
 tmp=$(mktemp -d)
@@ -59,4 +60,18 @@ CONF
 "$bin" run -c "$tmp/skel.conf" --once
 m=$(grep -c '^outbox.order order-' "$tmp/skel.out" || true)
 [[ $m == 3 ]] || { echo "expected 3 lines from the skeletons, got: $(cat "$tmp/skel.out")"; exit 1; }
+# The conformance kit, as an out-of-tree author runs it: the skeleton
+# harnesses built against the installed header and library only, run on
+# the skeleton plugins just built from the installed sources.
+pkg-config --exists outbox-contract || { echo "no outbox-contract.pc installed"; exit 1; }
+[[ -f $tmp/prefix/include/outbox/contract.h ]] || { echo "outbox/contract.h not installed"; exit 1; }
+for kind in store broker; do
+    # shellcheck disable=SC2046,SC2086
+    cc -std=c11 -Wall -Wextra -Werror -Wno-unused-parameter ${OBX_HARNESS_FLAGS:-} \
+        -o "$tmp/contract_$kind" "$src/../contract/contract_${kind}_skeleton.c" \
+        $(pkg-config --cflags --libs outbox-contract)
+    "$tmp/contract_$kind" "$tmp/examples/obx_${kind}_skeleton.so" >"$tmp/contract_$kind.out" 2>&1 ||
+        { cat "$tmp/contract_$kind.out"; echo "contract suite failed on the $kind skeleton"; exit 1; }
+    grep -q "0 failed" "$tmp/contract_$kind.out" || { cat "$tmp/contract_$kind.out"; exit 1; }
+done
 echo "install test: ok ($plugindir, out-of-tree plugin published $n events, installed examples $m)"

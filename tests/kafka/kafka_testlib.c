@@ -102,9 +102,13 @@ static void copy_headers(kt_msg *out, const rd_kafka_message_t *rm)
 
 static void add_msg(kt_msgs *m, const rd_kafka_message_t *rm)
 {
-    kt_msg *g = realloc(m->items, (m->n + 1) * sizeof *g);
-    assert_non_null(g);
-    m->items = g;
+    if (m->n == m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 64;
+        kt_msg *g = realloc(m->items, cap * sizeof *g);
+        assert_non_null(g);
+        m->items = g;
+        m->cap = cap;
+    }
     kt_msg *out = &m->items[m->n++];
     memset(out, 0, sizeof *out);
     out->partition = rm->partition;
@@ -160,26 +164,52 @@ static rd_kafka_t *consumer(const char *bootstraps, const char *topic)
     return rk;
 }
 
-kt_msgs kt_consume(const char *bootstraps, const char *topic, size_t want,
-                   int quiet_ms, int timeout_ms)
+struct kt_reader {
+    rd_kafka_t *rk;
+};
+
+kt_reader *kt_reader_new(const char *bootstraps, const char *topic)
 {
-    kt_msgs m = {0};
-    rd_kafka_t *rk = consumer(bootstraps, topic);
+    kt_reader *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->rk = consumer(bootstraps, topic);
+    return r;
+}
+
+void kt_reader_read(kt_reader *r, kt_msgs *into, size_t want, int quiet_ms,
+                    int timeout_ms)
+{
     int64_t end = kt_now_ms() + timeout_ms, last = kt_now_ms();
     while (kt_now_ms() < end) {
-        if (m.n >= want && kt_now_ms() - last >= quiet_ms)
+        if (into->n >= want && kt_now_ms() - last >= quiet_ms)
             break;
-        rd_kafka_message_t *rm = rd_kafka_consumer_poll(rk, 50);
+        rd_kafka_message_t *rm = rd_kafka_consumer_poll(r->rk, 50);
         if (!rm)
             continue;
         if (!rm->err) {
-            add_msg(&m, rm);
+            add_msg(into, rm);
             last = kt_now_ms();
         }
         rd_kafka_message_destroy(rm);
     }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
+}
+
+void kt_reader_free(kt_reader *r)
+{
+    if (!r)
+        return;
+    rd_kafka_consumer_close(r->rk);
+    rd_kafka_destroy(r->rk);
+    free(r);
+}
+
+kt_msgs kt_consume(const char *bootstraps, const char *topic, size_t want,
+                   int quiet_ms, int timeout_ms)
+{
+    kt_msgs m = {0};
+    kt_reader *r = kt_reader_new(bootstraps, topic);
+    kt_reader_read(r, &m, want, quiet_ms, timeout_ms);
+    kt_reader_free(r);
     return m;
 }
 

@@ -49,8 +49,20 @@ typedef struct kt_msg {
 
 typedef struct kt_msgs {
     kt_msg *items;
-    size_t n;
+    size_t n, cap;
 } kt_msgs;
+
+/* A consumer that stays open between reads, for callers that read a
+ * growing topic again and again (the soak): each read adds only what
+ * arrived since the last one. */
+typedef struct kt_reader kt_reader;
+/* From the beginning of topic; fails the test when it cannot. */
+kt_reader *kt_reader_new(const char *bootstraps, const char *topic);
+/* Append to *into what arrives until *into holds at least `want` and
+ * nothing more came for quiet_ms, or timeout_ms passed. */
+void kt_reader_read(kt_reader *r, kt_msgs *into, size_t want, int quiet_ms,
+                    int timeout_ms);
+void kt_reader_free(kt_reader *r);
 
 /* Read every message of topic from the beginning, from bootstraps, until
  * at least `want` arrived and nothing more came for `quiet_ms` (so

@@ -37,7 +37,7 @@ typedef struct fixture {
     char topic[64];
     bool rtt_set; /* the test slowed a broker down */
     bool faults;  /* the test took brokers down or pushed errors */
-    obx_kafka_config conf;
+    kfk_config conf;
     obx_kv kv[8];
     void *inst;
 } fixture;
@@ -84,7 +84,7 @@ static int setup(void **state)
     kt_mock_topic(&f->mock, f->topic, PARTITIONS);
     f->conf.brokers = f->mock.bootstraps;
     f->conf.max_in_flight = 10000;
-    f->conf.timestamp = OBX_KAFKA_TS_CREATED;
+    f->conf.timestamp = KFK_TS_CREATED;
     f->conf.probe_timeout_ms = 1000;
     f->conf.close_timeout_ms = 1000;
     f->conf.kafka.items = f->kv;

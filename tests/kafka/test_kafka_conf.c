@@ -11,11 +11,11 @@
 
 #include "kafka_conf.h"
 
-static obx_kafka_config base(obx_kv *kv, size_t n)
+static kfk_config base(obx_kv *kv, size_t n)
 {
-    obx_kafka_config c = {.brokers = "127.0.0.1:9",
-                          .max_in_flight = 100,
-                          .probe_timeout_ms = 100};
+    kfk_config c = {.brokers = "127.0.0.1:9",
+                    .max_in_flight = 100,
+                    .probe_timeout_ms = 100};
     c.kafka.items = kv;
     c.kafka.n = n;
     return c;
@@ -37,11 +37,10 @@ static void test_defaults_and_override(void **state)
 {
     (void)state;
     obx_kv kv[] = {{"linger.ms", "12", 3}, {"partitioner", "consistent", 4}};
-    obx_kafka_config c = base(kv, 2);
+    kfk_config c = base(kv, 2);
     rd_kafka_conf_t *conf = NULL;
     char err[256] = "", v[128];
-    assert_int_equal(obx_kafka_conf_build(&c, true, &conf, err, sizeof err),
-                     OBX_OK);
+    assert_int_equal(kfk_conf_build(&c, true, &conf, err, sizeof err), OBX_OK);
     get(conf, "enable.idempotence", v, sizeof v);
     assert_string_equal(v, "true");
     get(conf, "acks", v, sizeof v);
@@ -55,8 +54,7 @@ static void test_defaults_and_override(void **state)
     rd_kafka_conf_destroy(conf);
 
     /* Without bootstrap: for validation that must not connect. */
-    assert_int_equal(obx_kafka_conf_build(&c, false, &conf, err, sizeof err),
-                     OBX_OK);
+    assert_int_equal(kfk_conf_build(&c, false, &conf, err, sizeof err), OBX_OK);
     size_t n = sizeof v;
     v[0] = '\0';
     rd_kafka_conf_get(conf, "bootstrap.servers", v, &n); /* unset: fails */
@@ -68,10 +66,10 @@ static void test_errors_name_property_and_line(void **state)
 {
     (void)state;
     obx_kv kv[] = {{"linger.ms", "12", 3}, {"lingr.ms", "5", 9}};
-    obx_kafka_config c = base(kv, 2);
+    kfk_config c = base(kv, 2);
     rd_kafka_conf_t *conf = NULL;
     char err[256] = "";
-    assert_int_equal(obx_kafka_conf_build(&c, true, &conf, err, sizeof err),
+    assert_int_equal(kfk_conf_build(&c, true, &conf, err, sizeof err),
                      OBX_CONFIG);
     assert_null(conf);
     assert_non_null(strstr(err, "broker.kafka.lingr.ms (line 9)"));
@@ -85,34 +83,34 @@ static void test_owned_properties_refused(void **state)
                            "delivery.report.only.error"};
     for (size_t i = 0; i < sizeof owned / sizeof *owned; i++) {
         obx_kv kv[] = {{owned[i], "x", 5}};
-        obx_kafka_config c = base(kv, 1);
+        kfk_config c = base(kv, 1);
         char err[256] = "";
-        assert_int_equal(obx_kafka_conf_check(&c, err, sizeof err), OBX_CONFIG);
+        assert_int_equal(kfk_conf_check(&c, err, sizeof err), OBX_CONFIG);
         assert_non_null(strstr(err, owned[i]));
         assert_non_null(strstr(err, "(line 5)"));
     }
-    obx_kafka_config c = base(NULL, 0);
+    kfk_config c = base(NULL, 0);
     c.brokers = "";
     char err[256] = "";
-    assert_int_equal(obx_kafka_conf_check(&c, err, sizeof err), OBX_CONFIG);
+    assert_int_equal(kfk_conf_check(&c, err, sizeof err), OBX_CONFIG);
     assert_non_null(strstr(err, "broker.brokers"));
 }
 
 static void test_secrets(void **state)
 {
     (void)state;
-    assert_true(obx_kafka_is_secret("sasl.password"));
-    assert_true(obx_kafka_is_secret("ssl.key.password"));
-    assert_true(obx_kafka_is_secret("sasl.oauthbearer.client.secret"));
-    assert_true(obx_kafka_is_secret("ssl.key.pem"));
-    assert_false(obx_kafka_is_secret("linger.ms"));
+    assert_true(kfk_is_secret("sasl.password"));
+    assert_true(kfk_is_secret("ssl.key.password"));
+    assert_true(kfk_is_secret("sasl.oauthbearer.client.secret"));
+    assert_true(kfk_is_secret("ssl.key.pem"));
+    assert_false(kfk_is_secret("linger.ms"));
     char out[128];
-    obx_kafka_mask("Invalid value \"hunter2\" for \"x\" (hunter2)", "hunter2",
-                   out, sizeof out);
+    kfk_mask("Invalid value \"hunter2\" for \"x\" (hunter2)", "hunter2", out,
+             sizeof out);
     assert_string_equal(out, "Invalid value \"<secret>\" for \"x\" (<secret>)");
-    obx_kafka_mask("abc", "", out, sizeof out);
+    kfk_mask("abc", "", out, sizeof out);
     assert_string_equal(out, "abc");
-    obx_kafka_mask("a hunter2 b", "hunter2", out, 6);
+    kfk_mask("a hunter2 b", "hunter2", out, 6);
     assert_int_equal(strlen(out), 5);
     assert_null(strstr(out, "hunt"));
 }

@@ -66,8 +66,8 @@ static void test_table(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
         const row *r = &table[i];
-        obx_status p = obx_kafka_classify(r->err, OBX_KAFKA_AT_PRODUCE);
-        obx_status d = obx_kafka_classify(r->err, OBX_KAFKA_AT_DELIVERY);
+        obx_status p = kfk_classify(r->err, KFK_AT_PRODUCE);
+        obx_status d = kfk_classify(r->err, KFK_AT_DELIVERY);
         if (p != r->at_produce || d != r->at_delivery)
             fail_msg("%s: produce %s (want %s), delivery %s (want %s)",
                      rd_kafka_err2name(r->err), obx_status_name(p),
@@ -88,8 +88,7 @@ static void test_every_code_maps_to_a_result_status(void **state)
         if (!descs[i].name)
             continue;
         for (int ph = 0; ph < 2; ph++) {
-            obx_status st =
-                obx_kafka_classify(descs[i].code, (obx_kafka_phase)ph);
+            obx_status st = kfk_classify(descs[i].code, (kfk_phase)ph);
             assert_true(st == OBX_OK || st == OBX_RETRY ||
                         st == OBX_PERMANENT || st == OBX_UNAVAILABLE);
             assert_true(st != OBX_OK || descs[i].code == 0);
@@ -100,25 +99,24 @@ static void test_every_code_maps_to_a_result_status(void **state)
 static void test_broker_wide_errors(void **state)
 {
     (void)state;
-    assert_true(obx_kafka_is_broker_wide(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN));
-    assert_true(obx_kafka_is_broker_wide(RD_KAFKA_RESP_ERR__AUTHENTICATION));
+    assert_true(kfk_is_broker_wide(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN));
+    assert_true(kfk_is_broker_wide(RD_KAFKA_RESP_ERR__AUTHENTICATION));
     assert_true(
-        obx_kafka_is_broker_wide(RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED));
+        kfk_is_broker_wide(RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED));
     /* One broker's connection failing is not an outage. */
-    assert_false(obx_kafka_is_broker_wide(RD_KAFKA_RESP_ERR__TRANSPORT));
-    assert_false(obx_kafka_is_broker_wide(RD_KAFKA_RESP_ERR__TIMED_OUT));
-    assert_false(obx_kafka_is_broker_wide(RD_KAFKA_RESP_ERR__FATAL));
+    assert_false(kfk_is_broker_wide(RD_KAFKA_RESP_ERR__TRANSPORT));
+    assert_false(kfk_is_broker_wide(RD_KAFKA_RESP_ERR__TIMED_OUT));
+    assert_false(kfk_is_broker_wide(RD_KAFKA_RESP_ERR__FATAL));
 }
 
 static void test_hints(void **state)
 {
     (void)state;
-    assert_non_null(obx_kafka_hint(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
-                                   OBX_KAFKA_AT_PRODUCE));
-    assert_non_null(obx_kafka_hint(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
-                                   OBX_KAFKA_AT_DELIVERY));
-    assert_null(obx_kafka_hint(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT,
-                               OBX_KAFKA_AT_DELIVERY));
+    assert_non_null(
+        kfk_hint(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, KFK_AT_PRODUCE));
+    assert_non_null(
+        kfk_hint(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, KFK_AT_DELIVERY));
+    assert_null(kfk_hint(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, KFK_AT_DELIVERY));
 }
 
 int main(void)

@@ -82,7 +82,7 @@ typedef struct fixture {
     char stream[64], subject[64], wild[64];
     char *servers[2];
     char *subjects[2];
-    obx_nats_config conf;
+    natsb_config conf;
     const obx_host *host;
     void *inst;
     char *own_dir; /* a server of the test's own, or NULL */
@@ -109,7 +109,7 @@ static int setup(void **state)
     snprintf(f->wild, sizeof f->wild, "t%d.>", t);
     f->subjects[0] = f->wild;
     f->conf.servers = (obx_list){f->servers, 1};
-    f->conf.mode = OBX_NATS_JETSTREAM;
+    f->conf.mode = NATSB_JETSTREAM;
     f->conf.stream = f->stream;
     f->conf.subjects = (obx_list){f->subjects, 1};
     f->conf.duplicate_window_ms = 120000;
@@ -590,7 +590,7 @@ static void test_puback_timeout_is_retry(void **state)
 static void test_core_mode_reaches_a_plain_subscriber(void **state)
 {
     fixture *f = *state;
-    f->conf.mode = OBX_NATS_CORE;
+    f->conf.mode = NATSB_CORE;
     f->conf.stream = NULL;
     f->conf.subjects.n = 0;
     open_inst(f);

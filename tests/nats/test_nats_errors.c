@@ -114,10 +114,10 @@ static void test_secrets_masked(void **state)
 {
     (void)state;
     char *servers[] = {"nats://relay:hunter2@127.0.0.1:4222"};
-    obx_nats_config c = {.servers = {servers, 1},
-                         .user = "relay",
-                         .password = "hunter2",
-                         .token = "t0ken-xyz"};
+    natsb_config c = {.servers = {servers, 1},
+                      .user = "relay",
+                      .password = "hunter2",
+                      .token = "t0ken-xyz"};
     char out[512];
     natsb_mask(obx_test_host(), &c,
                "auth failed for hunter2 and t0ken-xyz at "

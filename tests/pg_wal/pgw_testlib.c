@@ -87,7 +87,7 @@ wt *wt_new(void)
     exec_on(c, "DROP SCHEMA IF EXISTS %s CASCADE", t->name);
     exec_on(c, "CREATE SCHEMA %s", t->name);
     PQfinish(c);
-    obx_pg_wal_config *k = &t->conf;
+    pgw_config *k = &t->conf;
     k->conninfo = t->conninfo;
     k->table = (char *)"outbox";
     k->schema = t->name;
@@ -95,10 +95,10 @@ wt *wt_new(void)
     k->slot = t->name;
     k->message_prefix = (char *)"outbox";
     k->dead_table = (char *)"";
-    k->source = OBX_PG_WAL_TABLE;
+    k->source = PGW_SOURCE_TABLE;
     k->create_schema = true;
     k->create_slot = true;
-    k->ack_mode = OBX_PG_WAL_ACK_NONE;
+    k->ack_mode = PGW_ACK_NONE;
     k->status_interval_ms = 1000;
     k->query_timeout_ms = 15000;
     k->max_buffered = 10000;
@@ -134,15 +134,15 @@ void wt_free(wt *t)
     free(t);
 }
 
-obx_status wt_try_open(wt *t, const obx_pg_wal_config *conf, void **inst,
-                       char *err, size_t errlen)
+obx_status wt_try_open(wt *t, const pgw_config *conf, void **inst, char *err,
+                       size_t errlen)
 {
     err[0] = '\0';
     *inst = NULL;
     return t->ops->open(t->host, conf ? conf : &t->conf, inst, err, errlen);
 }
 
-void *wt_open(wt *t, const obx_pg_wal_config *conf)
+void *wt_open(wt *t, const pgw_config *conf)
 {
     char err[OBX_ERRSTR_LEN];
     void *inst = NULL;

@@ -17,11 +17,11 @@ typedef struct wt {
     const obx_plugin *plugin;
     const obx_store_ops *ops;
     const obx_host *host;
-    char name[64];          /* schema, slot and publication of this test */
-    char server[1024];      /* the fixture's conninfo */
-    char conninfo[1280];    /* server + search_path=<name> */
-    obx_pg_wal_config conf; /* the option table's defaults, our names */
-    PGconn *db;             /* the "application" connection */
+    char name[64];       /* schema, slot and publication of this test */
+    char server[1024];   /* the fixture's conninfo */
+    char conninfo[1280]; /* server + search_path=<name> */
+    pgw_config conf;     /* the option table's defaults, our names */
+    PGconn *db;          /* the "application" connection */
 } wt;
 
 /* The fixture's conninfo; fails the test (never skips) when missing. */
@@ -33,10 +33,10 @@ wt *wt_new(void);
 void wt_free(wt *t);
 
 /* Open with conf (t->conf when NULL); asserts OBX_OK. */
-void *wt_open(wt *t, const obx_pg_wal_config *conf);
+void *wt_open(wt *t, const pgw_config *conf);
 /* Open and return the status, errstr in err. */
-obx_status wt_try_open(wt *t, const obx_pg_wal_config *conf, void **inst,
-                       char *err, size_t errlen);
+obx_status wt_try_open(wt *t, const pgw_config *conf, void **inst, char *err,
+                       size_t errlen);
 
 PGconn *wt_db(wt *t);
 void wt_exec(wt *t, const char *fmt, ...);

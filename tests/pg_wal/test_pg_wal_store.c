@@ -176,8 +176,8 @@ static void emit(wt *t, bool transactional, const char *prefix,
 static void test_messages(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
-    conf.source = OBX_PG_WAL_BOTH;
+    pgw_config conf = t->conf;
+    conf.source = PGW_SOURCE_BOTH;
     void *inst = wt_open(t, &conf);
     emit(t, true, "outbox",
          "{\"aggregate_type\":\"cart\",\"aggregate_id\":\"c1\","
@@ -232,8 +232,8 @@ static const char *header(const obx_event *e, const char *name)
 static void test_messages_as_written(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
-    conf.source = OBX_PG_WAL_BOTH;
+    pgw_config conf = t->conf;
+    conf.source = PGW_SOURCE_BOTH;
     void *inst = wt_open(t, &conf);
     const char num_payload[] = "{\"price\":19.99,\"total\":42.00,"
                                "\"e\":1e2, \"big\":"
@@ -305,8 +305,8 @@ static void test_messages_as_written(void **state)
 static void test_docs_envelope_example(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
-    conf.source = OBX_PG_WAL_MESSAGES;
+    pgw_config conf = t->conf;
+    conf.source = PGW_SOURCE_MESSAGES;
     void *inst = wt_open(t, &conf);
     FILE *f = fopen(OBX_SOURCE_DIR "/docs/pg-wal.md", "rb");
     assert_non_null(f);
@@ -345,8 +345,8 @@ static int count_dead(void *ctx, const obx_dead_letter *dl)
 static void test_dead_letters(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
-    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    pgw_config conf = t->conf;
+    conf.ack_mode = PGW_ACK_MARK;
     void *inst = wt_open(t, &conf);
     wt_insert(t, "k", "Bad", "payload");
     wt_insert(t, "k", "Good", "g");
@@ -460,8 +460,8 @@ static void test_standby(void **state)
 static void test_slot_lost_and_recover(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
-    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    pgw_config conf = t->conf;
+    conf.ack_mode = PGW_ACK_MARK;
     void *inst = wt_open(t, &conf);
     wt_insert(t, "k", "Published", "1");
     obx_event *ev[MAXEV];
@@ -518,7 +518,7 @@ static void test_slot_lost_and_recover(void **state)
 static void test_bounded_buffer(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
+    pgw_config conf = t->conf;
     conf.max_buffered = 100;
     void *inst = wt_open(t, &conf);
     wt_exec(t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
@@ -554,7 +554,7 @@ static void ddl_emit(void *ctx, const char *text)
 }
 
 /* The slot literal of `schema pg_wal` for conf (static buffer). */
-static const char *schema_slot(wt *t, const obx_pg_wal_config *conf)
+static const char *schema_slot(wt *t, const pgw_config *conf)
 {
     static ddl_text d;
     d.text[0] = '\0';
@@ -597,7 +597,7 @@ static void drop_slot(wt *t, const char *slot)
 static void test_default_slot(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
+    pgw_config conf = t->conf;
     conf.slot = (char *)"";
     char want[128];
     snprintf(want, sizeof want, "outbox_relay_obx_%s_outbox", t->name);
@@ -637,18 +637,18 @@ static void test_default_slot(void **state)
 static void test_validate_recover(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
+    pgw_config conf = t->conf;
     conf.recover = true;
     char err[1024] = "";
     assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
                      OBX_CONFIG);
     assert_non_null(strstr(err, "ack_mode = mark"));
-    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
-    conf.source = OBX_PG_WAL_MESSAGES;
+    conf.ack_mode = PGW_ACK_MARK;
+    conf.source = PGW_SOURCE_MESSAGES;
     assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
                      OBX_CONFIG);
     assert_non_null(strstr(err, "source = messages"));
-    conf.source = OBX_PG_WAL_TABLE;
+    conf.source = PGW_SOURCE_TABLE;
     assert_int_equal(t->ops->validate(t->host, &conf, false, err, sizeof err),
                      OBX_OK);
 }
@@ -668,7 +668,7 @@ static void assert_whole(const char *err)
 static void test_slot_messages(void **state)
 {
     wt *t = *state;
-    obx_pg_wal_config conf = t->conf;
+    pgw_config conf = t->conf;
     conf.create_slot = false;
     void *inst = NULL;
     char err[1024] = "";
@@ -794,8 +794,8 @@ static void test_existing_table_left_alone(void **state)
                "created_at timestamptz NOT NULL DEFAULT now(), "
                "published_at timestamptz, dead_at timestamptz, "
                "dead_reason text)");
-    obx_pg_wal_config conf = t->conf;
-    conf.ack_mode = OBX_PG_WAL_ACK_MARK;
+    pgw_config conf = t->conf;
+    conf.ack_mode = PGW_ACK_MARK;
     void *inst = wt_open(t, &conf);
     /* and ack_mode = mark buries into it without the columns it lacks */
     obx_event *ev[MAXEV];
@@ -1043,7 +1043,7 @@ static void test_stalled_server_noticed(void **state)
     char ci[1400];
     snprintf(ci, sizeof ci, "%s host=127.0.0.1 port=%d", t->conninfo,
              tp_port(p));
-    obx_pg_wal_config conf = t->conf;
+    pgw_config conf = t->conf;
     conf.conninfo = ci;
     conf.query_timeout_ms = 2000;
     void *inst = wt_open(t, &conf);

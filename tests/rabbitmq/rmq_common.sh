@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by rmq_start.sh, rmq_stop.sh, rmq_restart.sh and rmq_ctl.sh: where
+# Shared by rmq_start.sh, rmq_stop.sh and rmq_ctl.sh: where
 # a private test RabbitMQ lives and how to run its tools. Sourced, not
 # executed.
 #

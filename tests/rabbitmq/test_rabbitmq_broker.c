@@ -22,7 +22,7 @@ typedef struct fixture {
     const obx_broker_ops *ops;
     char queue[64];
     char url[512];
-    obx_rabbitmq_config conf;
+    rmq_config conf;
     void *inst;
 } fixture;
 
@@ -42,13 +42,13 @@ typedef struct batch {
 
 static int tests_run;
 
-static void default_conf(obx_rabbitmq_config *c, const char *url)
+static void default_conf(rmq_config *c, const char *url)
 {
     memset(c, 0, sizeof *c);
     c->url = (char *)url;
     c->password = "";
     c->exchange = "";
-    c->declare_exchange = OBX_RMQ_DECLARE_NONE;
+    c->declare_exchange = RMQ_DECLARE_NONE;
     c->channels = 2;
     c->max_in_flight = 1000;
     c->mandatory = true;
@@ -354,7 +354,7 @@ static void test_declared_templated_exchange(void **state)
     char tpl[64];
     snprintf(tpl, sizeof tpl, "obx-decl-%d.${aggregate_type}", tests_run);
     f->conf.exchange = tpl;
-    f->conf.declare_exchange = OBX_RMQ_DECLARE_TOPIC;
+    f->conf.declare_exchange = RMQ_DECLARE_TOPIC;
     open_inst(f);
     batch *b = batch_new(20, 0, 4, "orders.created", 0);
     /* declared now, but nothing bound: returned (all of them were sent
@@ -556,10 +556,10 @@ static void test_validate(void **state)
                      OBX_CONFIG);
     assert_non_null(strstr(err, "amqps"));
     f->conf.tls_ca_file = "";
-    f->conf.declare_exchange = OBX_RMQ_DECLARE_TOPIC;
+    f->conf.declare_exchange = RMQ_DECLARE_TOPIC;
     assert_int_equal(f->ops->validate(h, &f->conf, false, err, sizeof err),
                      OBX_CONFIG);
-    f->conf.declare_exchange = OBX_RMQ_DECLARE_NONE;
+    f->conf.declare_exchange = RMQ_DECLARE_NONE;
     f->conf.url = "amqps://obx:pw@127.0.0.1:1/";
     f->conf.tls_ca_file = "/nonexistent/ca.pem";
     assert_int_equal(f->ops->validate(h, &f->conf, true, err, sizeof err),

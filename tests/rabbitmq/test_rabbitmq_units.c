@@ -22,8 +22,8 @@
 static void test_library_codes(void **state)
 {
     (void)state;
-    assert_int_equal(obx_rmq_classify_library(AMQP_STATUS_OK), OBX_OK);
-    assert_int_equal(obx_rmq_classify_library(AMQP_STATUS_TABLE_TOO_BIG),
+    assert_int_equal(rmq_classify_library(AMQP_STATUS_OK), OBX_OK);
+    assert_int_equal(rmq_classify_library(AMQP_STATUS_TABLE_TOO_BIG),
                      OBX_PERMANENT);
     const int wide[] = {AMQP_STATUS_SOCKET_ERROR,
                         AMQP_STATUS_CONNECTION_CLOSED,
@@ -38,93 +38,93 @@ static void test_library_codes(void **state)
                         AMQP_STATUS_UNEXPECTED_STATE,
                         -0x7777};
     for (size_t i = 0; i < sizeof wide / sizeof *wide; i++)
-        assert_int_equal(obx_rmq_classify_library(wide[i]), OBX_UNAVAILABLE);
+        assert_int_equal(rmq_classify_library(wide[i]), OBX_UNAVAILABLE);
 }
 
 static void test_server_closes(void **state)
 {
     (void)state;
     /* connection.close: never the event's fault */
-    assert_int_equal(obx_rmq_classify_close(false, 320,
-                                            TXT("CONNECTION_FORCED - "
-                                                "Closed via management "
-                                                "plugin")),
+    assert_int_equal(rmq_classify_close(false, 320,
+                                        TXT("CONNECTION_FORCED - "
+                                            "Closed via management "
+                                            "plugin")),
                      OBX_UNAVAILABLE);
-    assert_int_equal(obx_rmq_classify_close(false, 403,
-                                            TXT("ACCESS_REFUSED - Login was "
-                                                "refused")),
+    assert_int_equal(rmq_classify_close(false, 403,
+                                        TXT("ACCESS_REFUSED - Login was "
+                                            "refused")),
                      OBX_UNAVAILABLE);
-    assert_int_equal(obx_rmq_classify_close(false, 530,
-                                            TXT("NOT_ALLOWED - vhost x not "
-                                                "found")),
+    assert_int_equal(rmq_classify_close(false, 530,
+                                        TXT("NOT_ALLOWED - vhost x not "
+                                            "found")),
                      OBX_UNAVAILABLE);
-    assert_int_equal(obx_rmq_classify_close(false, 406,
-                                            TXT("PRECONDITION_FAILED - "
-                                                "message size 9 is larger "
-                                                "than configured max size "
-                                                "1")),
+    assert_int_equal(rmq_classify_close(false, 406,
+                                        TXT("PRECONDITION_FAILED - "
+                                            "message size 9 is larger "
+                                            "than configured max size "
+                                            "1")),
                      OBX_UNAVAILABLE);
     /* channel.close: configuration, except an oversize message */
-    assert_int_equal(obx_rmq_classify_close(true, 404,
-                                            TXT("NOT_FOUND - no exchange "
-                                                "'x' in vhost '/'")),
+    assert_int_equal(rmq_classify_close(true, 404,
+                                        TXT("NOT_FOUND - no exchange "
+                                            "'x' in vhost '/'")),
                      OBX_UNAVAILABLE);
-    assert_int_equal(obx_rmq_classify_close(true, 403,
-                                            TXT("ACCESS_REFUSED - write "
-                                                "access")),
+    assert_int_equal(rmq_classify_close(true, 403,
+                                        TXT("ACCESS_REFUSED - write "
+                                            "access")),
                      OBX_UNAVAILABLE);
-    assert_int_equal(obx_rmq_classify_close(true, 406,
-                                            TXT("PRECONDITION_FAILED - "
-                                                "inequivalent arg 'type'")),
+    assert_int_equal(rmq_classify_close(true, 406,
+                                        TXT("PRECONDITION_FAILED - "
+                                            "inequivalent arg 'type'")),
                      OBX_UNAVAILABLE);
-    assert_int_equal(obx_rmq_classify_close(true, 406,
-                                            TXT("PRECONDITION_FAILED - "
-                                                "message size 2000000 is "
-                                                "larger than configured max "
-                                                "size 1048576")),
+    assert_int_equal(rmq_classify_close(true, 406,
+                                        TXT("PRECONDITION_FAILED - "
+                                            "message size 2000000 is "
+                                            "larger than configured max "
+                                            "size 1048576")),
                      OBX_PERMANENT);
 }
 
 static void test_parse_max_size(void **state)
 {
     (void)state;
-    assert_int_equal(obx_rmq_parse_max_size(
-                         TXT("PRECONDITION_FAILED - message size 2000000 is "
-                             "larger than configured max size 1048576")),
-                     1048576);
-    assert_int_equal(obx_rmq_parse_max_size(TXT("PRECONDITION_FAILED - "
-                                                "inequivalent arg")),
+    assert_int_equal(
+        rmq_parse_max_size(TXT("PRECONDITION_FAILED - message size 2000000 is "
+                               "larger than configured max size 1048576")),
+        1048576);
+    assert_int_equal(rmq_parse_max_size(TXT("PRECONDITION_FAILED - "
+                                            "inequivalent arg")),
                      -1);
     /* not NUL-terminated: the length is the end */
     const char *s = "message size 5 is larger than configured max size 12345";
-    assert_int_equal(obx_rmq_parse_max_size(s, strlen(s) - 2), 123);
-    assert_int_equal(obx_rmq_parse_max_size(NULL, 0), -1);
+    assert_int_equal(rmq_parse_max_size(s, strlen(s) - 2), 123);
+    assert_int_equal(rmq_parse_max_size(NULL, 0), -1);
 }
 
 static void test_sizes_and_timeouts(void **state)
 {
     (void)state;
-    assert_int_equal(obx_rmq_classify_size(100, 100, 0, 0), OBX_OK);
-    assert_int_equal(obx_rmq_classify_size(101, 100, 0, 0), OBX_PERMANENT);
-    assert_int_equal(obx_rmq_classify_size(0, 0, 4088, 4096), OBX_OK);
-    assert_int_equal(obx_rmq_classify_size(0, 0, 4089, 4096), OBX_PERMANENT);
-    assert_int_equal(obx_rmq_classify_timeout(false), OBX_UNAVAILABLE);
-    assert_int_equal(obx_rmq_classify_timeout(true), OBX_RETRY);
+    assert_int_equal(rmq_classify_size(100, 100, 0, 0), OBX_OK);
+    assert_int_equal(rmq_classify_size(101, 100, 0, 0), OBX_PERMANENT);
+    assert_int_equal(rmq_classify_size(0, 0, 4088, 4096), OBX_OK);
+    assert_int_equal(rmq_classify_size(0, 0, 4089, 4096), OBX_PERMANENT);
+    assert_int_equal(rmq_classify_timeout(false), OBX_UNAVAILABLE);
+    assert_int_equal(rmq_classify_timeout(true), OBX_RETRY);
 }
 
 static void test_names_and_hints(void **state)
 {
     (void)state;
-    assert_string_equal(obx_rmq_reply_name(312), "NO_ROUTE");
-    assert_string_equal(obx_rmq_reply_name(404), "NOT_FOUND");
-    assert_string_equal(obx_rmq_reply_name(1), "?");
-    assert_non_null(strstr(obx_rmq_hint(true, 404, TXT("")), "declare"));
-    assert_non_null(strstr(obx_rmq_hint(false, 530, TXT("")), "vhost"));
-    assert_non_null(strstr(obx_rmq_hint(true, 406,
-                                        TXT("message size 3 is larger than "
-                                            "configured max size 2")),
+    assert_string_equal(rmq_reply_name(312), "NO_ROUTE");
+    assert_string_equal(rmq_reply_name(404), "NOT_FOUND");
+    assert_string_equal(rmq_reply_name(1), "?");
+    assert_non_null(strstr(rmq_hint(true, 404, TXT("")), "declare"));
+    assert_non_null(strstr(rmq_hint(false, 530, TXT("")), "vhost"));
+    assert_non_null(strstr(rmq_hint(true, 406,
+                                    TXT("message size 3 is larger than "
+                                        "configured max size 2")),
                            "max_message_size"));
-    assert_null(obx_rmq_hint(true, 200, TXT("")));
+    assert_null(rmq_hint(true, 200, TXT("")));
 }
 
 /* ---- window ---- */
@@ -145,56 +145,56 @@ static void record(void *ctx, uint32_t ev, bool ack)
 static void test_window_single_multiple_and_stale(void **state)
 {
     (void)state;
-    obx_rmq_window w;
-    assert_int_equal(obx_rmq_window_init(&w, 4), 0);
+    rmq_window w;
+    assert_int_equal(rmq_window_init(&w, 4), 0);
     for (uint32_t i = 0; i < 4; i++)
-        assert_int_equal(obx_rmq_window_push(&w, 10 + i), i + 1);
-    assert_false(obx_rmq_window_has_room(&w));
+        assert_int_equal(rmq_window_push(&w, 10 + i), i + 1);
+    assert_false(rmq_window_has_room(&w));
     answers a = {0};
     /* tag 2 alone, out of order: the window does not move yet */
-    assert_int_equal(obx_rmq_window_answer(&w, 2, false, true, record, &a), 1);
+    assert_int_equal(rmq_window_answer(&w, 2, false, true, record, &a), 1);
     assert_int_equal(a.ev[0], 11);
-    assert_false(obx_rmq_window_has_room(&w));
+    assert_false(rmq_window_has_room(&w));
     /* a duplicate and a tag from the future answer nothing */
-    assert_int_equal(obx_rmq_window_answer(&w, 2, false, true, record, &a), 0);
-    assert_int_equal(obx_rmq_window_answer(&w, 9, true, true, record, &a), 0);
+    assert_int_equal(rmq_window_answer(&w, 2, false, true, record, &a), 0);
+    assert_int_equal(rmq_window_answer(&w, 9, true, true, record, &a), 0);
     /* multiple up to 3: tags 1 and 3 (2 was answered) */
-    assert_int_equal(obx_rmq_window_answer(&w, 3, true, false, record, &a), 2);
+    assert_int_equal(rmq_window_answer(&w, 3, true, false, record, &a), 2);
     assert_int_equal(a.ev[1], 10);
     assert_int_equal(a.ev[2], 12);
     assert_false(a.ack[1]);
-    assert_true(obx_rmq_window_has_room(&w));
+    assert_true(rmq_window_has_room(&w));
     assert_int_equal(w.pending, 1);
     /* the ring wraps: tags 5..7 reuse slots */
-    assert_int_equal(obx_rmq_window_push(&w, 20), 5);
-    assert_int_equal(obx_rmq_window_push(&w, 21), 6);
-    assert_int_equal(obx_rmq_window_push(&w, 22), 7);
-    assert_false(obx_rmq_window_has_room(&w));
-    assert_int_equal(obx_rmq_window_answer(&w, 7, true, true, record, &a), 4);
+    assert_int_equal(rmq_window_push(&w, 20), 5);
+    assert_int_equal(rmq_window_push(&w, 21), 6);
+    assert_int_equal(rmq_window_push(&w, 22), 7);
+    assert_false(rmq_window_has_room(&w));
+    assert_int_equal(rmq_window_answer(&w, 7, true, true, record, &a), 4);
     assert_int_equal(a.ev[3], 13);
     assert_int_equal(a.ev[6], 22);
     assert_int_equal(w.pending, 0);
-    assert_true(obx_rmq_window_has_room(&w));
+    assert_true(rmq_window_has_room(&w));
     /* stale: tag 1 again */
-    assert_int_equal(obx_rmq_window_answer(&w, 1, true, true, record, &a), 0);
-    obx_rmq_window_free(&w);
+    assert_int_equal(rmq_window_answer(&w, 1, true, true, record, &a), 0);
+    rmq_window_free(&w);
 }
 
 static void test_window_forget_drain_iterate(void **state)
 {
     (void)state;
-    obx_rmq_window w;
-    assert_int_equal(obx_rmq_window_init(&w, 8), 0);
+    rmq_window w;
+    assert_int_equal(rmq_window_init(&w, 8), 0);
     for (uint32_t i = 0; i < 5; i++)
-        obx_rmq_window_push(&w, i);
-    assert_int_equal(obx_rmq_window_forget(&w, 2), 3);
-    assert_int_equal(obx_rmq_window_forget(&w, 2), 0);
-    assert_int_equal(obx_rmq_window_forget(&w, 0), 1);
+        rmq_window_push(&w, i);
+    assert_int_equal(rmq_window_forget(&w, 2), 3);
+    assert_int_equal(rmq_window_forget(&w, 2), 0);
+    assert_int_equal(rmq_window_forget(&w, 0), 1);
     uint64_t pos = 0;
     uint32_t ev;
     uint32_t seen[8];
     size_t n = 0;
-    while (obx_rmq_window_next(&w, &pos, &ev))
+    while (rmq_window_next(&w, &pos, &ev))
         seen[n++] = ev;
     assert_int_equal(n, 3);
     assert_int_equal(seen[0], 1);
@@ -202,19 +202,18 @@ static void test_window_forget_drain_iterate(void **state)
     assert_int_equal(seen[2], 4);
     answers a = {0};
     /* the ack of a forgotten (returned) message answers nothing more */
-    assert_int_equal(obx_rmq_window_answer(&w, 3, false, true, record, &a), 0);
-    assert_int_equal(obx_rmq_window_drain(&w, record, &a), 3);
+    assert_int_equal(rmq_window_answer(&w, 3, false, true, record, &a), 0);
+    assert_int_equal(rmq_window_drain(&w, record, &a), 3);
     assert_int_equal(w.pending, 0);
-    assert_true(obx_rmq_window_has_room(&w));
-    obx_rmq_window_reset(&w);
-    assert_int_equal(obx_rmq_window_push(&w, 7), 1);
-    obx_rmq_window_free(&w);
+    assert_true(rmq_window_has_room(&w));
+    rmq_window_reset(&w);
+    assert_int_equal(rmq_window_push(&w, 7), 1);
+    rmq_window_free(&w);
 }
 
 /* ---- message ---- */
 
-static const amqp_table_entry_t *entry(const obx_rmq_message *m,
-                                       const char *name)
+static const amqp_table_entry_t *entry(const rmq_message *m, const char *name)
 {
     for (int i = 0; i < m->props.headers.num_entries; i++) {
         const amqp_table_entry_t *e = &m->props.headers.entries[i];
@@ -245,10 +244,10 @@ static void test_message_mapping(void **state)
                     .headers = h,
                     .n_headers = 2,
                     .created_at_us = 1700000001999999LL};
-    obx_rmq_message m = {0};
+    rmq_message m = {0};
     char err[256];
-    assert_int_equal(
-        obx_rmq_message_build(&m, &ev, "", "relay", err, sizeof err), 0);
+    assert_int_equal(rmq_message_build(&m, &ev, "", "relay", err, sizeof err),
+                     0);
     const amqp_basic_properties_t *p = &m.props;
     assert_int_equal(p->delivery_mode, 2);
     assert_bytes(p->message_id, "e-1");
@@ -265,31 +264,29 @@ static void test_message_mapping(void **state)
     assert_bytes(entry(&m, "outbox-aggregate-id")->value.value.bytes, "o1");
     assert_bytes(entry(&m, "trace-id")->value.value.bytes, "t-1");
     assert_int_equal(entry(&m, "empty")->value.kind, AMQP_FIELD_KIND_VOID);
-    size_t base = obx_rmq_message_header_size(&m);
+    size_t base = rmq_message_header_size(&m);
     /* every header byte counts */
     h[0].value = "t-1234";
-    assert_int_equal(
-        obx_rmq_message_build(&m, &ev, "", "relay", err, sizeof err), 0);
-    assert_int_equal(obx_rmq_message_header_size(&m), base + 3);
+    assert_int_equal(rmq_message_build(&m, &ev, "", "relay", err, sizeof err),
+                     0);
+    assert_int_equal(rmq_message_header_size(&m), base + 3);
 
     ev.payload = "\xff";
     ev.payload_len = 1;
-    assert_int_equal(obx_rmq_message_build(&m, &ev, "", "", err, sizeof err),
-                     0);
+    assert_int_equal(rmq_message_build(&m, &ev, "", "", err, sizeof err), 0);
     assert_bytes(m.props.content_type, "application/octet-stream");
     assert_false(m.props._flags & AMQP_BASIC_APP_ID_FLAG);
     assert_int_equal(
-        obx_rmq_message_build(&m, &ev, "text/plain", "", err, sizeof err), 0);
+        rmq_message_build(&m, &ev, "text/plain", "", err, sizeof err), 0);
     assert_bytes(m.props.content_type, "text/plain");
 
     char longtype[300];
     memset(longtype, 't', 299);
     longtype[299] = '\0';
     ev.event_type = longtype;
-    assert_int_equal(obx_rmq_message_build(&m, &ev, "", "", err, sizeof err),
-                     -1);
+    assert_int_equal(rmq_message_build(&m, &ev, "", "", err, sizeof err), -1);
     assert_non_null(strstr(err, "255"));
-    obx_rmq_message_free(&m);
+    rmq_message_free(&m);
 }
 
 int main(void)

@@ -23,7 +23,7 @@ sqt *sqt_new(void)
     snprintf(t->path, sizeof t->path, "%s/outbox.db", t->dir);
     t->conf.path = t->path;
     t->conf.table = (char *)"outbox";
-    t->conf.ack_mode = OBX_SQLITE_ACK_MARK;
+    t->conf.ack_mode = SQ_ACK_MARK;
     t->conf.lease_ms = 60000;
     t->conf.busy_timeout_ms = 5000;
     t->conf.retention_ms = 7LL * 86400 * 1000;
@@ -40,7 +40,7 @@ void sqt_free(sqt *t)
     free(t);
 }
 
-void *sqt_open(sqt *t, const obx_sqlite_config *conf)
+void *sqt_open(sqt *t, const sq_config *conf)
 {
     char err[OBX_ERRSTR_LEN] = "";
     void *inst = NULL;

@@ -1,7 +1,7 @@
 /* Helpers for the sqlite store tests: a temp database, the plugin loaded
  * from the build tree, a raw connection playing the application writer. */
-#ifndef OBX_SQLITE_TESTLIB_H
-#define OBX_SQLITE_TESTLIB_H
+#ifndef SQ_TESTLIB_H
+#define SQ_TESTLIB_H
 
 #include <stdint.h>
 
@@ -17,8 +17,8 @@ typedef struct sqt {
     const obx_host *host;
     char *dir;
     char path[4096];
-    obx_sqlite_config conf; /* defaults as the option table declares */
-    sqlite3 *db;            /* the "application" connection */
+    sq_config conf; /* defaults as the option table declares */
+    sqlite3 *db;    /* the "application" connection */
 } sqt;
 
 /* Fresh temp dir, default config pointing at dir/outbox.db, plugin
@@ -28,7 +28,7 @@ sqt *sqt_new(void);
 void sqt_free(sqt *t);
 
 /* Open an instance with conf (t->conf when NULL); asserts OBX_OK. */
-void *sqt_open(sqt *t, const obx_sqlite_config *conf);
+void *sqt_open(sqt *t, const sq_config *conf);
 
 /* The raw connection (opened on first use, busy_timeout 5s). */
 sqlite3 *sqt_db(sqt *t);

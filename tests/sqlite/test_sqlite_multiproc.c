@@ -46,7 +46,7 @@ static int child_run(sqt *t, int idx, const char *done_flag)
     char owner[32], file[4200];
     snprintf(owner, sizeof owner, "relay-%d", idx);
     snprintf(file, sizeof file, "%s/claims-%d.txt", t->dir, idx);
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.owner = owner;
     void *s = NULL;
     char err[OBX_ERRSTR_LEN];

@@ -70,7 +70,7 @@ static void test_descriptor(void **state)
     const obx_plugin *p = t->plugin;
     assert_int_equal(p->kind, OBX_PLUGIN_STORE);
     assert_string_equal(p->name, "sqlite");
-    assert_int_equal(p->config_size, sizeof(obx_sqlite_config));
+    assert_int_equal(p->config_size, sizeof(sq_config));
     assert_int_equal(t->ops->flags, OBX_STORE_ORDERED_CLAIM);
     struct {
         const char *name;
@@ -78,21 +78,18 @@ static void test_descriptor(void **state)
         const char *def;
         size_t off;
     } want[] = {
-        {"path", OBX_OPT_STRING, "outbox.db",
-         offsetof(obx_sqlite_config, path)},
-        {"table", OBX_OPT_STRING, "outbox", offsetof(obx_sqlite_config, table)},
-        {"ack_mode", OBX_OPT_ENUM, "mark",
-         offsetof(obx_sqlite_config, ack_mode)},
-        {"lease", OBX_OPT_DURATION, "60s",
-         offsetof(obx_sqlite_config, lease_ms)},
+        {"path", OBX_OPT_STRING, "outbox.db", offsetof(sq_config, path)},
+        {"table", OBX_OPT_STRING, "outbox", offsetof(sq_config, table)},
+        {"ack_mode", OBX_OPT_ENUM, "mark", offsetof(sq_config, ack_mode)},
+        {"lease", OBX_OPT_DURATION, "60s", offsetof(sq_config, lease_ms)},
         {"busy_timeout", OBX_OPT_DURATION, "5s",
-         offsetof(obx_sqlite_config, busy_timeout_ms)},
+         offsetof(sq_config, busy_timeout_ms)},
         {"retention", OBX_OPT_DURATION, "7d",
-         offsetof(obx_sqlite_config, retention_ms)},
+         offsetof(sq_config, retention_ms)},
         {"create_schema", OBX_OPT_BOOL, "true",
-         offsetof(obx_sqlite_config, create_schema)},
-        {"owner", OBX_OPT_STRING, NULL, offsetof(obx_sqlite_config, owner)},
-        {"column", OBX_OPT_PREFIX, NULL, offsetof(obx_sqlite_config, column)},
+         offsetof(sq_config, create_schema)},
+        {"owner", OBX_OPT_STRING, NULL, offsetof(sq_config, owner)},
+        {"column", OBX_OPT_PREFIX, NULL, offsetof(sq_config, column)},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const obx_option *o = find_opt(p, want[i].name);
@@ -126,7 +123,7 @@ static void emit_cb(void *ctx, const char *text)
 }
 
 /* schema_v2 of `c` into b; fails the test with the store's reason. */
-static void schema_ok(sqt *t, const obx_sqlite_config *c, sbuf *b)
+static void schema_ok(sqt *t, const sq_config *c, sbuf *b)
 {
     ERRBUF;
     if (t->ops->schema_v2(t->host, c, emit_cb, b, err, sizeof err) != OBX_OK)
@@ -140,14 +137,14 @@ static void test_options_through_core(void **state)
     sqt *t = *state;
     obx_optable tab = {t->plugin->options, t->plugin->option_size};
     obx_conf_section sec = {OBX_SECTION_PIPELINE, (char *)"orders", 1, NULL, 0};
-    obx_sqlite_config c;
+    sq_config c;
     char err[512] = "";
     memset(&c, 0, sizeof c);
     if (obx_options_fill(tab, "t.conf", &sec, "store.", &c, err, sizeof err))
         fail_msg("defaults: %s", err);
     assert_string_equal(c.path, "outbox.db");
     assert_string_equal(c.table, "outbox");
-    assert_int_equal(c.ack_mode, OBX_SQLITE_ACK_MARK);
+    assert_int_equal(c.ack_mode, SQ_ACK_MARK);
     assert_int_equal(c.lease_ms, 60000);
     assert_int_equal(c.busy_timeout_ms, 5000);
     assert_int_equal(c.retention_ms, 7LL * 86400 * 1000);
@@ -171,7 +168,7 @@ static void test_options_through_core(void **state)
     if (obx_options_fill(tab, "t.conf", &sec, "store.", &c, err, sizeof err))
         fail_msg("fill: %s", err);
     assert_string_equal(c.path, t->path);
-    assert_int_equal(c.ack_mode, OBX_SQLITE_ACK_DELETE);
+    assert_int_equal(c.ack_mode, SQ_ACK_DELETE);
     assert_int_equal(c.lease_ms, 200);
     assert_int_equal(c.retention_ms, 0);
     assert_false(c.create_schema);
@@ -328,47 +325,8 @@ static void test_claim_max(void **state)
     t->ops->close(s);
 }
 
-static void release_one(sqt *t, void *s, obx_event *e, int64_t at, bool counts,
-                        const char *error)
-{
-    ERRBUF;
-    obx_release r = {e, at, error, counts};
-    obx_status st = t->ops->release(s, &r, 1, err, sizeof err);
-    if (st != OBX_OK)
-        fail_msg("release: %s", err);
-}
-
-/* A1 B1 A2 B2 A3: while A1 waits for its retry, A2 and A3 stay put and
- * key B keeps flowing. */
-static void test_claim_key_order(void **state)
-{
-    sqt *t = *state;
-    void *s = sqt_open(t, NULL);
-    const char *keys[] = {"A", "B", "A", "B", "A"};
-    for (int i = 0; i < 5; i++)
-        sqt_insert(t, keys[i], "x");
-    obx_event *ev[8], *a1;
-    claim_ids(t, s, 1, (int64_t[]){1}, 1, ev);
-    a1 = ev[0];
-    /* A1 leased: A2, A3 held back; B free */
-    claim_ids(t, s, 8, (int64_t[]){2, 4}, 2, ev);
-    obx_event *b[2] = {ev[0], ev[1]};
-    release_one(t, s, a1, sqt_now_us() + 3600LL * 1000000, true, "nack");
-    /* A1 waits for its retry: A2, A3 still held back */
-    claim_ids(t, s, 8, NULL, 0, ev);
-    sqt_ack(t, s, b, 2);
-    sqt_insert(t, "B", "x"); /* 6 */
-    sqt_insert(t, "C", "x"); /* 7 */
-    claim_ids(t, s, 8, (int64_t[]){6, 7}, 2, ev);
-    sqt_ack(t, s, ev, 2);
-    /* A1 due again: the whole key comes, in order */
-    sqt_exec(t, "UPDATE outbox SET next_attempt_at = 0 WHERE id = 1");
-    claim_ids(t, s, 8, (int64_t[]){1, 3, 5}, 3, ev);
-    assert_int_equal(ev[0]->attempts, 1);
-    assert_int_equal(ev[1]->attempts, 0);
-    sqt_ack(t, s, ev, 3);
-    t->ops->close(s);
-}
+/* Per-key claim order and hold-back (A1 B1 A2 B2 A3): tests/contract,
+ * check claim_holds_keys. */
 
 /* A key whose head is leased by another relay is held back too, and a
  * dead head does not block its key. */
@@ -394,7 +352,7 @@ static void test_claim_key_order_dead_head(void **state)
 static void test_lease_expiry(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config ca = t->conf, cb = t->conf;
+    sq_config ca = t->conf, cb = t->conf;
     ca.lease_ms = cb.lease_ms = 200;
     ca.owner = (char *)"relay-a";
     cb.owner = (char *)"relay-b";
@@ -442,7 +400,7 @@ static void test_lease_expiry(void **state)
 
 static void ack_mode_case(sqt *t, int mode)
 {
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.ack_mode = mode;
     void *s = sqt_open(t, &c);
     sqt_insert(t, "k1", "x");
@@ -451,7 +409,7 @@ static void ack_mode_case(sqt *t, int mode)
     assert_int_equal(sqt_claim(t, s, ev, 4), 2);
     int64_t t0 = sqt_now_us();
     sqt_ack(t, s, ev, 1);
-    if (mode == OBX_SQLITE_ACK_MARK) {
+    if (mode == SQ_ACK_MARK) {
         assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox"), 2);
         int64_t pub = sqt_int(t, -1,
                               "SELECT published_at FROM outbox "
@@ -478,12 +436,12 @@ static void ack_mode_case(sqt *t, int mode)
 
 static void test_ack_mark(void **state)
 {
-    ack_mode_case(*state, OBX_SQLITE_ACK_MARK);
+    ack_mode_case(*state, SQ_ACK_MARK);
 }
 
 static void test_ack_delete(void **state)
 {
-    ack_mode_case(*state, OBX_SQLITE_ACK_DELETE);
+    ack_mode_case(*state, SQ_ACK_DELETE);
 }
 
 static void test_release(void **state)
@@ -708,7 +666,7 @@ static void test_poison_headers(void **state)
                 "('e1', 'o', 'k', 'T', 'p', 'not json'), "
                 "('e2', 'o', 'k', 'T', 'p', '[1]'), "
                 "('e3', 'o', 'k', 'T', 'p', '{\"h\":\"v\"}')");
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.create_schema = false;
     void *s = sqt_open(t, &c);
     obx_event *ev[4];
@@ -861,7 +819,7 @@ static void test_text_nul_and_null(void **state)
                                                                                                      "610062") ", 'dest')");
 #undef NUL_TEXT
     obx_kv cols[] = {{"event_id", "the id", 3}};
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.create_schema = false;
     c.column = (obx_kvlist){cols, 1};
     void *s = sqt_open(t, &c);
@@ -902,51 +860,12 @@ static void test_text_nul_and_null(void **state)
     t->ops->close(s);
 }
 
-/* ---- stats, retention ---- */
-
-static void test_stats(void **state)
-{
-    sqt *t = *state;
-    void *s = sqt_open(t, NULL);
-    ERRBUF;
-    obx_store_stats ss = {.struct_size = sizeof ss};
-    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
-    assert_int_equal(ss.pending, 0);
-    assert_int_equal(ss.oldest_pending_us, 0);
-    assert_int_equal(ss.lag_bytes, -1);
-    for (int i = 1; i <= 3; i++)
-        sqt_exec(t,
-                 "INSERT INTO outbox(aggregate_type, aggregate_id, "
-                 "event_type, payload, created_at) VALUES "
-                 "('o', 'k%d', 'T', 'p', %d000)",
-                 i, i);
-    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
-    assert_int_equal(ss.pending, 3);
-    assert_int_equal(ss.dead, 0);
-    assert_int_equal(ss.oldest_pending_us, 1000);
-    obx_event *ev[4];
-    assert_int_equal(sqt_claim(t, s, ev, 1), 1);
-    /* claimed but unsettled events are still pending */
-    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
-    assert_int_equal(ss.pending, 3);
-    sqt_ack(t, s, ev, 1);
-    assert_int_equal(t->ops->stats(s, &ss, err, sizeof err), OBX_OK);
-    assert_int_equal(ss.pending, 2);
-    assert_int_equal(ss.oldest_pending_us, 2000);
-    /* an older caller's smaller struct: nothing written past its size */
-    obx_store_stats small;
-    memset(&small, 0x5a, sizeof small);
-    small.struct_size = offsetof(obx_store_stats, lag_bytes);
-    assert_int_equal(t->ops->stats(s, &small, err, sizeof err), OBX_OK);
-    assert_int_equal(small.pending, 2);
-    assert_int_equal(small.lag_bytes, 0x5a5a5a5a5a5a5a5aLL);
-    t->ops->close(s);
-}
+/* ---- retention (stats: tests/contract, check stats) ---- */
 
 static void test_retention(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.retention_ms = 3600 * 1000;
     /* 2300 old published, 300 recent published, 1 old pending, 1 old dead */
     sqt_db(t);
@@ -999,12 +918,12 @@ static void test_retention(void **state)
     sqt_exec(t, "UPDATE outbox SET published_at = %lld WHERE id <= 2600",
              (long long)old);
     c.retention_ms = 3600 * 1000;
-    c.ack_mode = OBX_SQLITE_ACK_DELETE;
+    c.ack_mode = SQ_ACK_DELETE;
     s = sqt_open(t, &c);
     assert_int_equal(sqt_claim(t, s, ev, 1), 0);
     assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox"), 302);
     t->ops->close(s);
-    c.ack_mode = OBX_SQLITE_ACK_MARK;
+    c.ack_mode = SQ_ACK_MARK;
     s = sqt_open(t, &c);
     assert_int_equal(sqt_claim(t, s, ev, 1), 0);
     assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox"), 2);
@@ -1085,7 +1004,7 @@ static void test_quoted_identifiers(void **state)
     sqt *t = *state;
     obx_kv cols[] = {{"aggregate_id", "order \"id\"", 3},
                      {"payload", "body", 4}};
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.table = (char *)"out\"box; DROP TABLE x";
     c.column = (obx_kvlist){cols, 2};
     sbuf b = {0};
@@ -1115,8 +1034,7 @@ static void test_quoted_identifiers(void **state)
     t->ops->close(s);
 }
 
-static void expect_config_error(sqt *t, const obx_sqlite_config *c,
-                                const char *needle)
+static void expect_config_error(sqt *t, const sq_config *c, const char *needle)
 {
     ERRBUF;
     void *inst = NULL;
@@ -1144,7 +1062,7 @@ static void expect_config_error(sqt *t, const obx_sqlite_config *c,
 static void test_column_errors(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     obx_kv unknown[] = {{"aggregateid", "x", 12}};
     c.column = (obx_kvlist){unknown, 1};
     expect_config_error(t, &c, "line 12: store.column.aggregateid: unknown");
@@ -1165,7 +1083,7 @@ static void test_column_errors(void **state)
 static void test_open_errors(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     char path[4200];
     ERRBUF;
     void *inst = NULL;
@@ -1228,7 +1146,7 @@ static void test_mapped_column_missing(void **state)
     t->ops->close(s);
     sqt_insert(t, "k1", "real payload");
     obx_kv cols[] = {{"payload", "body", 6}, {"event_type", "kind", 7}};
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.column = (obx_kvlist){cols, 2};
     const char *want[] = {
         "table \"outbox\" has no column \"kind\" (store.column.event_type)",
@@ -1342,7 +1260,7 @@ static void test_claim_wait(void **state)
 static void test_busy_unavailable(void **state)
 {
     sqt *t = *state;
-    obx_sqlite_config c = t->conf;
+    sq_config c = t->conf;
     c.busy_timeout_ms = 100;
     void *s = sqt_open(t, &c);
     sqt_insert(t, "k", "x");
@@ -1482,7 +1400,6 @@ int main(void)
         T(test_plain_insert),
         T(test_claim_fields),
         T(test_claim_max),
-        T(test_claim_key_order),
         T(test_claim_key_order_dead_head),
         T(test_lease_expiry),
         T(test_ack_mark),
@@ -1494,7 +1411,6 @@ int main(void)
         T(test_header_values),
         T(test_header_nul),
         T(test_text_nul_and_null),
-        T(test_stats),
         T(test_retention),
         T(test_schema_default),
         T(test_quoted_identifiers),

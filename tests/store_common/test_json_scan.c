@@ -13,11 +13,11 @@
 
 #include "json_scan.h"
 
-static obx_json_span check_ok(const char *s, size_t len)
+static osc_json_span check_ok(const char *s, size_t len)
 {
     char err[256] = "";
-    obx_json_span v = {NULL, 0, OBX_JSON_NULL};
-    if (obx_json_check(s, len, &v, err, sizeof err) != 0)
+    osc_json_span v = {NULL, 0, OSC_JSON_NULL};
+    if (osc_json_check(s, len, &v, err, sizeof err) != 0)
         fail_msg("'%.*s' refused: %s", (int)len, s, err);
     return v;
 }
@@ -25,8 +25,8 @@ static obx_json_span check_ok(const char *s, size_t len)
 static void check_bad(const char *s, size_t len, const char *why)
 {
     char err[256] = "";
-    obx_json_span v;
-    if (obx_json_check(s, len, &v, err, sizeof err) == 0)
+    osc_json_span v;
+    if (osc_json_check(s, len, &v, err, sizeof err) == 0)
         fail_msg("'%.*s' (%zu bytes) accepted", (int)len, s, len);
     if (!strstr(err, "at byte ") || !strstr(err, why))
         fail_msg("'%.*s': error '%s' lacks '%s'", (int)len, s, err, why);
@@ -40,30 +40,30 @@ static void test_values_and_spans(void **state)
     (void)state;
     static const struct {
         const char *text, *span;
-        obx_json_kind kind;
+        osc_json_kind kind;
     } cases[] = {
-        {"  19.99 ", "19.99", OBX_JSON_NUMBER},
-        {"42.00", "42.00", OBX_JSON_NUMBER},
-        {"1e2", "1e2", OBX_JSON_NUMBER},
-        {"-0.5E-10", "-0.5E-10", OBX_JSON_NUMBER},
+        {"  19.99 ", "19.99", OSC_JSON_NUMBER},
+        {"42.00", "42.00", OSC_JSON_NUMBER},
+        {"1e2", "1e2", OSC_JSON_NUMBER},
+        {"-0.5E-10", "-0.5E-10", OSC_JSON_NUMBER},
         {"123456789012345678901234567890", "123456789012345678901234567890",
-         OBX_JSON_NUMBER},
-        {"-0", "-0", OBX_JSON_NUMBER},
-        {"\n\"a\\\"b\"\t", "\"a\\\"b\"", OBX_JSON_STRING},
-        {"true", "true", OBX_JSON_TRUE},
-        {"false", "false", OBX_JSON_FALSE},
-        {"null", "null", OBX_JSON_NULL},
-        {"[ ]", "[ ]", OBX_JSON_ARRAY},
+         OSC_JSON_NUMBER},
+        {"-0", "-0", OSC_JSON_NUMBER},
+        {"\n\"a\\\"b\"\t", "\"a\\\"b\"", OSC_JSON_STRING},
+        {"true", "true", OSC_JSON_TRUE},
+        {"false", "false", OSC_JSON_FALSE},
+        {"null", "null", OSC_JSON_NULL},
+        {"[ ]", "[ ]", OSC_JSON_ARRAY},
         {"\r\n{ \"a\" : [1, {\"b\": null}] }\r\n",
-         "{ \"a\" : [1, {\"b\": null}] }", OBX_JSON_OBJECT},
+         "{ \"a\" : [1, {\"b\": null}] }", OSC_JSON_OBJECT},
         {"\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"",
          "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"",
-         OBX_JSON_STRING},
+         OSC_JSON_STRING},
         {"\"\\ud83d\\ude00 \\u0000 \\/\"", "\"\\ud83d\\ude00 \\u0000 \\/\"",
-         OBX_JSON_STRING},
+         OSC_JSON_STRING},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        obx_json_span v = check_ok(cases[i].text, strlen(cases[i].text));
+        osc_json_span v = check_ok(cases[i].text, strlen(cases[i].text));
         assert_int_equal(v.kind, cases[i].kind);
         assert_int_equal(v.len, strlen(cases[i].span));
         assert_memory_equal(v.s, cases[i].span, v.len);
@@ -134,12 +134,12 @@ static void test_error_offset(void **state)
 {
     (void)state;
     char err[128] = "";
-    obx_json_span v;
-    assert_int_equal(obx_json_check("{\"a\": tru}", 10, &v, err, sizeof err),
+    osc_json_span v;
+    assert_int_equal(osc_json_check("{\"a\": tru}", 10, &v, err, sizeof err),
                      -1);
     assert_string_equal(err, "at byte 6: invalid literal (true, false, null)");
     /* no error buffer at all is fine */
-    assert_int_equal(obx_json_check("[", 1, &v, NULL, 0), -1);
+    assert_int_equal(osc_json_check("[", 1, &v, NULL, 0), -1);
 }
 
 static char *nested(size_t depth, const char *inner)
@@ -157,15 +157,15 @@ static char *nested(size_t depth, const char *inner)
 static void test_depth(void **state)
 {
     (void)state;
-    char *s = nested(OBX_JSON_MAX_DEPTH, "1");
-    obx_json_span v = check_ok(s, strlen(s));
+    char *s = nested(OSC_JSON_MAX_DEPTH, "1");
+    osc_json_span v = check_ok(s, strlen(s));
     assert_int_equal(v.len, strlen(s));
     free(s);
-    s = nested(OBX_JSON_MAX_DEPTH + 1, "");
+    s = nested(OSC_JSON_MAX_DEPTH + 1, "");
     check_bad(s, strlen(s), "nested deeper than 2048");
     free(s);
     /* objects count the same, mixed with arrays */
-    size_t depth = OBX_JSON_MAX_DEPTH + 1;
+    size_t depth = OSC_JSON_MAX_DEPTH + 1;
     char *o = malloc(depth * 6 + 1);
     assert_non_null(o);
     size_t n = 0;
@@ -183,31 +183,31 @@ static void test_members(void **state)
                         "\"n\\u00e9\":{\"x\":\"}]\\\"\",\"y\":[{}]},"
                         "\"l\":[1, \"]\" ,null],\"t\":true,\"f\":false,"
                         "\"z\":null,\"s\":\"v\",\"price\":0 } ";
-    obx_json_span obj = OK(text);
-    assert_int_equal(obj.kind, OBX_JSON_OBJECT);
+    osc_json_span obj = OK(text);
+    assert_int_equal(obj.kind, OSC_JSON_OBJECT);
     static const struct {
         const char *name, *value;
-        obx_json_kind kind;
+        osc_json_kind kind;
     } want[] = {
-        {"\"price\"", "19.99", OBX_JSON_NUMBER},
-        {"\"total\"", "42.00", OBX_JSON_NUMBER},
-        {"\"e\"", "1e2", OBX_JSON_NUMBER},
-        {"\"big\"", "123456789012345678901234567890", OBX_JSON_NUMBER},
-        {"\"n\\u00e9\"", "{\"x\":\"}]\\\"\",\"y\":[{}]}", OBX_JSON_OBJECT},
-        {"\"l\"", "[1, \"]\" ,null]", OBX_JSON_ARRAY},
-        {"\"t\"", "true", OBX_JSON_TRUE},
-        {"\"f\"", "false", OBX_JSON_FALSE},
-        {"\"z\"", "null", OBX_JSON_NULL},
-        {"\"s\"", "\"v\"", OBX_JSON_STRING},
-        {"\"price\"", "0", OBX_JSON_NUMBER}, /* twice: both are returned */
+        {"\"price\"", "19.99", OSC_JSON_NUMBER},
+        {"\"total\"", "42.00", OSC_JSON_NUMBER},
+        {"\"e\"", "1e2", OSC_JSON_NUMBER},
+        {"\"big\"", "123456789012345678901234567890", OSC_JSON_NUMBER},
+        {"\"n\\u00e9\"", "{\"x\":\"}]\\\"\",\"y\":[{}]}", OSC_JSON_OBJECT},
+        {"\"l\"", "[1, \"]\" ,null]", OSC_JSON_ARRAY},
+        {"\"t\"", "true", OSC_JSON_TRUE},
+        {"\"f\"", "false", OSC_JSON_FALSE},
+        {"\"z\"", "null", OSC_JSON_NULL},
+        {"\"s\"", "\"v\"", OSC_JSON_STRING},
+        {"\"price\"", "0", OSC_JSON_NUMBER}, /* twice: both are returned */
     };
-    obx_json_iter it;
-    obx_json_members(&it, obj);
-    obx_json_span name, value;
+    osc_json_iter it;
+    osc_json_members(&it, obj);
+    osc_json_span name, value;
     size_t i = 0;
-    for (; obx_json_next(&it, &name, &value); i++) {
+    for (; osc_json_next(&it, &name, &value); i++) {
         assert_true(i < sizeof want / sizeof want[0]);
-        assert_int_equal(name.kind, OBX_JSON_STRING);
+        assert_int_equal(name.kind, OSC_JSON_STRING);
         assert_int_equal(name.len, strlen(want[i].name));
         assert_memory_equal(name.s, want[i].name, name.len);
         assert_int_equal(value.kind, want[i].kind);
@@ -215,32 +215,32 @@ static void test_members(void **state)
         assert_memory_equal(value.s, want[i].value, value.len);
     }
     assert_int_equal(i, sizeof want / sizeof want[0]);
-    assert_false(obx_json_next(&it, &name, &value)); /* stays at the end */
+    assert_false(osc_json_next(&it, &name, &value)); /* stays at the end */
 
     /* a nested object walks the same way */
-    obx_json_members(&it, (obx_json_span){"{\"x\":\"}]\\\"\",\"y\":[{}]}", 22,
-                                          OBX_JSON_OBJECT});
-    assert_true(obx_json_next(&it, &name, &value));
+    osc_json_members(&it, (osc_json_span){"{\"x\":\"}]\\\"\",\"y\":[{}]}", 22,
+                                          OSC_JSON_OBJECT});
+    assert_true(osc_json_next(&it, &name, &value));
     assert_memory_equal(value.s, "\"}]\\\"\"", value.len);
-    assert_true(obx_json_next(&it, &name, &value));
-    assert_int_equal(value.kind, OBX_JSON_ARRAY);
-    assert_false(obx_json_next(&it, &name, &value));
+    assert_true(osc_json_next(&it, &name, &value));
+    assert_int_equal(value.kind, OSC_JSON_ARRAY);
+    assert_false(osc_json_next(&it, &name, &value));
 
-    obx_json_span empty = OK("{ }");
-    obx_json_members(&it, empty);
-    assert_false(obx_json_next(&it, &name, &value));
+    osc_json_span empty = OK("{ }");
+    osc_json_members(&it, empty);
+    assert_false(osc_json_next(&it, &name, &value));
     /* a non-object has no members */
-    obx_json_members(&it, OK("[1]"));
-    assert_false(obx_json_next(&it, &name, &value));
+    osc_json_members(&it, OK("[1]"));
+    assert_false(osc_json_next(&it, &name, &value));
 }
 
 static void unescape_is(const char *json, const char *want, size_t want_len)
 {
-    obx_json_span v = check_ok(json, strlen(json));
-    assert_int_equal(v.kind, OBX_JSON_STRING);
+    osc_json_span v = check_ok(json, strlen(json));
+    assert_int_equal(v.kind, OSC_JSON_STRING);
     char *out = malloc(v.len);
     assert_non_null(out);
-    size_t n = obx_json_unescape(v, out);
+    size_t n = osc_json_unescape(v, out);
     if (n != want_len || memcmp(out, want, n) != 0)
         fail_msg("%s unescaped to %zu bytes, want %zu", json, n, want_len);
     assert_true(n <= v.len - 2);
@@ -263,15 +263,15 @@ static void test_unescape(void **state)
 static void test_compact(void **state)
 {
     (void)state;
-    obx_json_span v =
+    osc_json_span v =
         OK(" { \"a\" : [ 1.50 , 2e0 ] ,\n\t\"b\" : \" x  \\\" y \" } ");
     char out[64];
-    size_t n = obx_json_compact(v, out);
+    size_t n = osc_json_compact(v, out);
     const char want[] = "{\"a\":[1.50,2e0],\"b\":\" x  \\\" y \"}";
     assert_int_equal(n, sizeof want - 1);
     assert_memory_equal(out, want, n);
     v = OK("12.340");
-    assert_int_equal(obx_json_compact(v, out), 6);
+    assert_int_equal(osc_json_compact(v, out), 6);
     assert_memory_equal(out, "12.340", 6);
 }
 

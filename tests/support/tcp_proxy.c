@@ -63,6 +63,10 @@ static void accept_one(tp_proxy *p)
     int fd = accept(p->listen_fd, NULL, NULL);
     if (fd < 0)
         return;
+    if (atomic_load(&p->mode) == TP_DOWN) {
+        reset_close(fd);
+        return;
+    }
     int up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (up < 0 ||
         connect(up, (struct sockaddr *)&p->upstream, sizeof p->upstream) != 0) {
@@ -215,6 +219,8 @@ void tp_set_mode(tp_proxy *p, tp_mode mode, int delay_ms)
 {
     atomic_store(&p->delay_ms, delay_ms);
     atomic_store(&p->mode, (int)mode);
+    if (mode == TP_DOWN)
+        tp_cut(p);
     wake(p);
 }
 

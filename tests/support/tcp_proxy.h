@@ -13,6 +13,10 @@ typedef enum tp_mode {
     TP_PASS = 0,  /* forward both ways */
     TP_STALL = 1, /* accept, read nothing, forward nothing, close nothing */
     TP_SLOW = 2,  /* forward, with a delay before each chunk */
+    /* the server is gone: every open connection is reset and new ones are
+     * reset as soon as they are accepted (a crashed server or host, without
+     * stopping a server other tests share) */
+    TP_DOWN = 3,
 } tp_mode;
 
 /* Listen on a free port of 127.0.0.1, forwarding to upstream_host:port.

@@ -1,4 +1,4 @@
-#include "kafka_keyset.h"
+#include "keyset.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -11,25 +11,24 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-static bool live(const obx_kafka_keyset *s, const obx_kafka_keyslot *e)
+static bool live(const obc_keyset *s, const obc_keyslot *e)
 {
     return e->key && e->gen == s->gen;
 }
 
 /* The slot holding key, or the free slot where it belongs. The table is
  * never full (at most half), so the probe ends. */
-static obx_kafka_keyslot *probe(const obx_kafka_keyset *s, const char *key,
-                                uint64_t h)
+static obc_keyslot *probe(const obc_keyset *s, const char *key, uint64_t h)
 {
     size_t i = (size_t)h & (s->cap - 1);
     for (;; i = (i + 1) & (s->cap - 1)) {
-        obx_kafka_keyslot *e = &s->slots[i];
+        obc_keyslot *e = &s->slots[i];
         if (!live(s, e) || (e->hash == h && strcmp(e->key, key) == 0))
             return e;
     }
 }
 
-void obx_kafka_keyset_clear(obx_kafka_keyset *s)
+void obc_keyset_clear(obc_keyset *s)
 {
     if (s->n == 0)
         return;
@@ -40,24 +39,24 @@ void obx_kafka_keyset_clear(obx_kafka_keyset *s)
         memset(s->slots, 0, s->cap * sizeof *s->slots);
 }
 
-bool obx_kafka_keyset_has(const obx_kafka_keyset *s, const char *key)
+bool obc_keyset_has(const obc_keyset *s, const char *key)
 {
     if (s->n == 0)
         return false;
     return live(s, probe(s, key, hash_str(key)));
 }
 
-static int grow(obx_kafka_keyset *s)
+static int grow(obc_keyset *s)
 {
-    obx_kafka_keyset bigger = {.cap = s->cap ? s->cap * 2 : 64, .gen = 1};
+    obc_keyset bigger = {.cap = s->cap ? s->cap * 2 : 64, .gen = 1};
     bigger.slots = calloc(bigger.cap, sizeof *bigger.slots);
     if (!bigger.slots)
         return -1;
     for (size_t i = 0; i < s->cap; i++) {
-        obx_kafka_keyslot *e = &s->slots[i];
+        obc_keyslot *e = &s->slots[i];
         if (!live(s, e))
             continue;
-        obx_kafka_keyslot *d = probe(&bigger, e->key, e->hash);
+        obc_keyslot *d = probe(&bigger, e->key, e->hash);
         *d = *e;
         d->gen = bigger.gen;
         bigger.n++;
@@ -67,43 +66,42 @@ static int grow(obx_kafka_keyset *s)
     return 0;
 }
 
-int obx_kafka_keyset_put(obx_kafka_keyset *s, const char *key, void *value)
+int obc_keyset_put(obc_keyset *s, const char *key, void *value)
 {
     if ((s->n + 1) * 2 > s->cap && grow(s) != 0)
         return -1;
     uint64_t h = hash_str(key);
-    obx_kafka_keyslot *e = probe(s, key, h);
+    obc_keyslot *e = probe(s, key, h);
     if (live(s, e)) {
         e->value = value;
         return 0;
     }
-    *e = (obx_kafka_keyslot){
-        .key = key, .value = value, .hash = h, .gen = s->gen};
+    *e = (obc_keyslot){.key = key, .value = value, .hash = h, .gen = s->gen};
     s->n++;
     return 0;
 }
 
-int obx_kafka_keyset_add(obx_kafka_keyset *s, const char *key)
+int obc_keyset_add(obc_keyset *s, const char *key)
 {
-    return obx_kafka_keyset_put(s, key, NULL);
+    return obc_keyset_put(s, key, NULL);
 }
 
-void *obx_kafka_keyset_get(const obx_kafka_keyset *s, const char *key)
+void *obc_keyset_get(const obc_keyset *s, const char *key)
 {
     if (s->n == 0)
         return NULL;
-    const obx_kafka_keyslot *e = probe(s, key, hash_str(key));
+    const obc_keyslot *e = probe(s, key, hash_str(key));
     return live(s, e) ? e->value : NULL;
 }
 
-void obx_kafka_keyset_each(const obx_kafka_keyset *s, void (*fn)(void *))
+void obc_keyset_each(const obc_keyset *s, void (*fn)(void *))
 {
     for (size_t i = 0; i < s->cap; i++)
         if (live(s, &s->slots[i]))
             fn(s->slots[i].value);
 }
 
-void obx_kafka_keyset_free(obx_kafka_keyset *s)
+void obc_keyset_free(obc_keyset *s)
 {
     free(s->slots);
     memset(s, 0, sizeof *s);
