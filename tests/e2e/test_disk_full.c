@@ -56,20 +56,16 @@ static int write_file(const char *path, const char *text)
 }
 
 /* Enter a private mount namespace. Must run while the process has one
- * thread (a user namespace cannot be entered otherwise). */
+ * thread (a user namespace cannot be entered otherwise). A user namespace
+ * comes first, root or not: the mounts it inherits are slaves, so ours
+ * cannot propagate back to the host's namespace even where "/" is not a
+ * mount point (a chroot, where --make-rprivate / fails). Without user
+ * namespaces, root gets a plain mount namespace made private. */
 static void private_mount_namespace(void)
 {
-    if (unshare(CLONE_NEWNS) != 0) {
-        int e_ns = errno;
-        uid_t uid = geteuid();
-        gid_t gid = getegid();
-        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-            fail_msg("cannot get a private mount namespace for the tmpfs: "
-                     "unshare(CLONE_NEWNS): %s; unshare(CLONE_NEWUSER | "
-                     "CLONE_NEWNS): %s (run as root, or allow unprivileged "
-                     "user namespaces: sysctl kernel.unprivileged_userns_"
-                     "clone=1)",
-                     strerror(e_ns), strerror(errno));
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0) {
         char map[64];
         snprintf(map, sizeof map, "0 %ld 1", (long)uid);
         bool ok = write_file("/proc/self/setgroups", "deny") == 0 &&
@@ -78,10 +74,24 @@ static void private_mount_namespace(void)
         if (!ok || write_file("/proc/self/gid_map", map) != 0)
             fail_msg("user namespace: cannot write the id maps: %s",
                      strerror(errno));
+        /* belt and braces; EINVAL: "/" is not a mount point here */
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 &&
+            errno != EINVAL)
+            fail_msg("mount --make-rprivate /: %s", strerror(errno));
+        return;
     }
+    int e_user = errno;
+    if (unshare(CLONE_NEWNS) != 0)
+        fail_msg("cannot get a private mount namespace for the tmpfs: "
+                 "unshare(CLONE_NEWUSER | CLONE_NEWNS): %s; "
+                 "unshare(CLONE_NEWNS): %s (run as root, or allow "
+                 "unprivileged user namespaces: sysctl kernel."
+                 "unprivileged_userns_clone=1)",
+                 strerror(e_user), strerror(errno));
     /* our mounts must not propagate back to the host's namespace */
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-        fail_msg("mount --make-rprivate /: %s", strerror(errno));
+        fail_msg("mount --make-rprivate /: %s (and no user namespace: %s)",
+                 strerror(errno), strerror(e_user));
 }
 
 static void mount_tmpfs(const char *dir)
