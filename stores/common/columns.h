@@ -38,10 +38,4 @@ int osc_columns_map(const char **col, const char *const *defaults, int n_cols,
                     const obx_kvlist *map, const osc_columns_rules *rules,
                     char *err, size_t errlen);
 
-/* The old names, for stores/pg_poll/pg_sql.c alone until the pg_poll
- * schema work (issue 12) renames its uses; delete these lines then. */
-#define obx_columns_lookup osc_columns_lookup
-#define obx_columns_map osc_columns_map
-#define obx_columns_rules osc_columns_rules
-
 #endif

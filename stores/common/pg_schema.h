@@ -84,14 +84,4 @@ extern const char osc_pg_demo_orders_check[];
 void osc_pg_demo_orders_err(char *err, size_t errlen, const char *store,
                             const char *table, const char *what);
 
-/* The old names, for stores/pg_poll/pg_sql.c alone until the pg_poll
- * schema work (issue 12) renames its uses; delete these lines then. */
-#define obx_pg_object_name osc_pg_object_name
-#define obx_pg_outbox_ddl osc_pg_outbox_ddl
-#define obx_pg_outbox_ddl_n osc_pg_outbox_ddl_n
-#define OBX_PG_MAYBE_BLOCKED OSC_PG_MAYBE_BLOCKED
-#define OBX_PG_NAME_MAX OSC_PG_NAME_MAX
-#define OBX_PG_PENDING OSC_PG_PENDING
-#define OBX_PG_SFX_NOTIFY OSC_PG_SFX_NOTIFY
-
 #endif

@@ -13,8 +13,4 @@
 void osc_store_errf(char *err, size_t errlen, int line, const char *fmt, ...)
     OBX_PRINTF(4, 5);
 
-/* The old names, for stores/pg_poll/pg_sql.c alone until the pg_poll
- * schema work (issue 12) renames its uses; delete these lines then. */
-#define obx_store_errf osc_store_errf
-
 #endif

@@ -21,7 +21,7 @@
 
 void pgp_retention(pgp_store *s)
 {
-    if (s->conf->ack_mode != OBX_PG_POLL_ACK_MARK || s->conf->retention_ms <= 0)
+    if (s->conf->ack_mode != PGP_ACK_MARK || s->conf->retention_ms <= 0)
         return;
     int64_t mono = s->host->mono_us();
     if (mono < s->retention_due_us)

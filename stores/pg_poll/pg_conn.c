@@ -36,8 +36,8 @@ void pgp_scrub(const pgp_store *s, const char *in, char *out, size_t outlen)
 
 /* ---- init ---- */
 
-obx_status pgp_init(pgp_store *s, const obx_host *host,
-                    const obx_pg_poll_config *conf, char *errstr, size_t errlen)
+obx_status pgp_init(pgp_store *s, const obx_host *host, const pgp_config *conf,
+                    char *errstr, size_t errlen)
 {
     memset(s, 0, sizeof *s);
     s->host = host;

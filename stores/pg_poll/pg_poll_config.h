@@ -2,24 +2,24 @@
  * option table in pg_store.c (store.* keys of a pipeline). Tests may fill
  * it directly. Every pointer is owned by whoever filled the struct and must
  * outlive the instances opened with it. */
-#ifndef OBX_PG_POLL_CONFIG_H
-#define OBX_PG_POLL_CONFIG_H
+#ifndef PGP_CONFIG_H
+#define PGP_CONFIG_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #include <outbox/options.h>
 
-typedef enum obx_pg_poll_ack_mode {
-    OBX_PG_POLL_ACK_MARK = 0,   /* set published_at; retention deletes later */
-    OBX_PG_POLL_ACK_DELETE = 1, /* delete the row at once */
-} obx_pg_poll_ack_mode;
+typedef enum pgp_ack_mode {
+    PGP_ACK_MARK = 0,   /* set published_at; retention deletes later */
+    PGP_ACK_DELETE = 1, /* delete the row at once */
+} pgp_ack_mode;
 
-typedef struct obx_pg_poll_config {
+typedef struct pgp_config {
     char *conninfo;   /* libpq conninfo or URI (secret); "": libpq defaults */
     char *table;      /* outbox table; NULL or "": "outbox" */
     char *schema;     /* schema of table and trigger; NULL/"": search_path */
-    int ack_mode;     /* obx_pg_poll_ack_mode */
+    int ack_mode;     /* pgp_ack_mode */
     int64_t lease_ms; /* how long a claim is owned */
     int64_t retention_ms; /* mark mode: delete published rows older; 0 off */
     bool create_schema;   /* create table, indexes, trigger when the table is
@@ -30,6 +30,6 @@ typedef struct obx_pg_poll_config {
     bool notify_trigger;  /* the schema has a trigger that sends NOTIFY */
     obx_kvlist column;    /* column.<logical> = <real column name> */
     int64_t query_timeout_ms; /* most time a statement may take; 0: 15 s */
-} obx_pg_poll_config;
+} pgp_config;
 
 #endif

@@ -35,8 +35,8 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
 
 /* The pending and maybe-blocked predicates are the shared table's (the
  * partial indexes are built on them, see pg_schema.h). */
-#define PGP_PENDING(a) OBX_PG_PENDING(a)
-#define PGP_MAYBE_BLOCKED(a) OBX_PG_MAYBE_BLOCKED(a)
+#define PGP_PENDING(a) OSC_PG_PENDING(a)
+#define PGP_MAYBE_BLOCKED(a) OSC_PG_MAYBE_BLOCKED(a)
 #define PGP_BLOCKED_NOW(a)                                                     \
     "(" a "{locked_until} > now() OR " a "{next_attempt_at} > now())"
 /* Timestamps cross the ABI as unix microseconds; extract() is exact
@@ -276,8 +276,8 @@ static const char *const pgp_stmt_names[PGP_S_COUNT] = {
 const char *pgp_stmt_template(pgp_stmt s, int ack_mode)
 {
     if (s == PGP_S_ACK)
-        return ack_mode == OBX_PG_POLL_ACK_DELETE ? pgp_ack_delete_sql
-                                                  : pgp_ack_mark_sql;
+        return ack_mode == PGP_ACK_DELETE ? pgp_ack_delete_sql
+                                          : pgp_ack_mark_sql;
     return pgp_stmt_sql[s];
 }
 
@@ -294,7 +294,7 @@ const char *pgp_stmt_name(pgp_stmt s)
 static const char pgp_ddl_schema[] = "CREATE SCHEMA IF NOT EXISTS {S}";
 
 const char pgp_ddl_notify_fn[] =
-    "CREATE OR REPLACE FUNCTION {F:" OBX_PG_SFX_NOTIFY "}() RETURNS trigger\n"
+    "CREATE OR REPLACE FUNCTION {F:" OSC_PG_SFX_NOTIFY "}() RETURNS trigger\n"
     "    LANGUAGE plpgsql AS $obx$\n"
     "BEGIN\n"
     "    PERFORM pg_notify(TG_ARGV[0], '');\n"
@@ -305,8 +305,8 @@ const char pgp_ddl_notify_fn[] =
 /* FOR EACH STATEMENT: one NOTIFY per INSERT statement, and PostgreSQL
  * folds repeats within a transaction into one. */
 const char pgp_ddl_notify_trigger[] =
-    "CREATE OR REPLACE TRIGGER {I:" OBX_PG_SFX_NOTIFY "} AFTER INSERT ON {T}\n"
-    "    FOR EACH STATEMENT EXECUTE FUNCTION {F:" OBX_PG_SFX_NOTIFY "}({CH})";
+    "CREATE OR REPLACE TRIGGER {I:" OSC_PG_SFX_NOTIFY "} AFTER INSERT ON {T}\n"
+    "    FOR EACH STATEMENT EXECUTE FUNCTION {F:" OSC_PG_SFX_NOTIFY "}({CH})";
 
 /* Expand tpl and hand it to emit; 0, -1 (no memory) or emit's value. */
 static int pgp_ddl_one(const pgp_names *n, const char *tpl, pgp_ddl_fn emit,
@@ -320,12 +320,12 @@ static int pgp_ddl_one(const pgp_names *n, const char *tpl, pgp_ddl_fn emit,
     return rc;
 }
 
-int pgp_ddl_each(const pgp_names *n, const obx_pg_poll_config *conf,
-                 pgp_ddl_fn emit, void *ctx)
+int pgp_ddl_each(const pgp_names *n, const pgp_config *conf, pgp_ddl_fn emit,
+                 void *ctx)
 {
     int rc = n->schema ? pgp_ddl_one(n, pgp_ddl_schema, emit, ctx) : 0;
-    for (size_t i = 0; rc == 0 && i < obx_pg_outbox_ddl_n; i++)
-        rc = pgp_ddl_one(n, obx_pg_outbox_ddl[i].tpl, emit, ctx);
+    for (size_t i = 0; rc == 0 && i < osc_pg_outbox_ddl_n; i++)
+        rc = pgp_ddl_one(n, osc_pg_outbox_ddl[i].tpl, emit, ctx);
     if (rc == 0 && conf->notify_trigger)
         rc = pgp_ddl_one(n, pgp_ddl_notify_fn, emit, ctx);
     if (rc == 0 && conf->notify_trigger)
@@ -337,7 +337,7 @@ int pgp_ddl_each(const pgp_names *n, const obx_pg_poll_config *conf,
 
 static int pgp_col_lookup(const char *name, int limit)
 {
-    return obx_columns_lookup(pgp_col_default, limit, name);
+    return osc_columns_lookup(pgp_col_default, limit, name);
 }
 
 static int pgp_check_name(const char *opt, const char *v, char *err,
@@ -345,14 +345,14 @@ static int pgp_check_name(const char *opt, const char *v, char *err,
 {
     if (strlen(v) <= PGP_NAME_MAX)
         return 0;
-    obx_store_errf(err, errlen, 0,
+    osc_store_errf(err, errlen, 0,
                    "store.%s: '%s' is longer than %d bytes (PostgreSQL would "
                    "cut it)",
                    opt, v, PGP_NAME_MAX);
     return -1;
 }
 
-int pgp_names_init(pgp_names *n, const obx_pg_poll_config *conf, char *err,
+int pgp_names_init(pgp_names *n, const pgp_config *conf, char *err,
                    size_t errlen)
 {
     memset(n, 0, sizeof *n);
@@ -365,13 +365,13 @@ int pgp_names_init(pgp_names *n, const obx_pg_poll_config *conf, char *err,
         return -1;
     /* Quoted identifiers are case-sensitive in PostgreSQL: compare
      * exactly. */
-    static const obx_columns_rules rules = {
+    static const osc_columns_rules rules = {
         .n_mappable = PGP_C_N_MAPPABLE,
         .name_max = PGP_NAME_MAX,
         .name_max_db = "PostgreSQL",
         .fold_case = false,
     };
-    return obx_columns_map(n->col, pgp_col_default, PGP_C_COUNT, &conf->column,
+    return osc_columns_map(n->col, pgp_col_default, PGP_C_COUNT, &conf->column,
                            &rules, err, errlen);
 }
 
@@ -388,8 +388,8 @@ static void pgp_qualified(pgp_buf *b, const pgp_names *n, const char *name,
         pgp_buf_ident(b, name);
         return;
     }
-    char obj[OBX_PG_NAME_MAX + 1];
-    obx_pg_object_name(name, sfx, obj);
+    char obj[OSC_PG_NAME_MAX + 1];
+    osc_pg_object_name(name, sfx, obj);
     pgp_buf_ident(b, obj);
 }
 

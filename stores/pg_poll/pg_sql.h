@@ -52,7 +52,7 @@ typedef struct pgp_names {
  * repeated column.* keys, empty names, names longer than PGP_NAME_MAX and
  * two logical columns mapped to one real name, with a message naming the
  * option. Returns 0, or -1 with err filled. */
-int pgp_names_init(pgp_names *n, const obx_pg_poll_config *conf, char *err,
+int pgp_names_init(pgp_names *n, const pgp_config *conf, char *err,
                    size_t errlen);
 
 /* Expand an SQL template: {T} the quoted (schema-qualified) table, {S} the
@@ -101,7 +101,7 @@ typedef int (*pgp_ddl_fn)(void *ctx, const char *sql);
  * pgp_sql_expand), for the warning that names them when missing. */
 extern const char pgp_ddl_notify_fn[];
 extern const char pgp_ddl_notify_trigger[];
-int pgp_ddl_each(const pgp_names *n, const obx_pg_poll_config *conf,
-                 pgp_ddl_fn emit, void *ctx);
+int pgp_ddl_each(const pgp_names *n, const pgp_config *conf, pgp_ddl_fn emit,
+                 void *ctx);
 
 #endif

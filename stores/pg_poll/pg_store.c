@@ -25,54 +25,52 @@
 static const char *const pgp_ack_modes[] = {"mark", "delete", NULL};
 
 static const obx_option pgp_options[] = {
-    OBX_OPT_STRING(obx_pg_poll_config, conninfo, "conninfo", OBX_SECRET(""),
+    OBX_OPT_STRING(pgp_config, conninfo, "conninfo", OBX_SECRET(""),
                    "libpq connection string ('host=db dbname=app user=relay "
                    "sslmode=verify-full') or URI (postgresql://relay@db/app); "
                    "empty: libpq defaults and the PG* environment variables. "
                    "Keep the password out of the file: ${env:NAME}, PGPASSWORD "
                    "or ~/.pgpass. Masked in logs"),
-    OBX_OPT_STRING(obx_pg_poll_config, table, "table", "outbox",
+    OBX_OPT_STRING(pgp_config, table, "table", "outbox",
                    "outbox table name (quoted as an identifier)"),
-    OBX_OPT_STRING(obx_pg_poll_config, schema, "schema", "",
+    OBX_OPT_STRING(pgp_config, schema, "schema", "",
                    "schema holding the table and its trigger function; empty: "
                    "the connection's search_path"),
-    OBX_OPT_ENUM(obx_pg_poll_config, ack_mode, "ack_mode", "mark",
-                 pgp_ack_modes,
+    OBX_OPT_ENUM(pgp_config, ack_mode, "ack_mode", "mark", pgp_ack_modes,
                  "mark: set published_at and delete after `retention`; delete: "
                  "delete the row once the broker confirmed it"),
-    OBX_OPT_DURATION(obx_pg_poll_config, lease_ms, "lease", "60s", 10, 86400000,
+    OBX_OPT_DURATION(pgp_config, lease_ms, "lease", "60s", 10, 86400000,
                      "how long a claim is owned before another relay may take "
                      "the event; longer than the slowest publish"),
     OBX_OPT_DURATION(
-        obx_pg_poll_config, query_timeout_ms, "query_timeout", "15s", 100,
-        3600000,
+        pgp_config, query_timeout_ms, "query_timeout", "15s", 100, 3600000,
         "longest wait for the server to answer a statement before the "
         "connection is given up and opened again: a link that stalls without a "
         "reset (a dead middlebox, a half-open connection) answers TCP "
         "keepalives, so only this notices it"),
-    OBX_OPT_DURATION(obx_pg_poll_config, retention_ms, "retention", "7d", 0,
+    OBX_OPT_DURATION(pgp_config, retention_ms, "retention", "7d", 0,
                      315360000000,
                      "ack_mode=mark: delete published rows older than this, in "
                      "small batches (0: keep)"),
-    OBX_OPT_BOOL(obx_pg_poll_config, create_schema, "create_schema", "true",
+    OBX_OPT_BOOL(pgp_config, create_schema, "create_schema", "true",
                  "create the table, its indexes and trigger at start-up when "
                  "the table is missing (needs CREATE rights; otherwise run "
                  "`outbox-relay schema pg_poll` as the DBA)"),
     OBX_OPT_STRING(
-        obx_pg_poll_config, owner, "owner", NULL,
+        pgp_config, owner, "owner", NULL,
         "lease owner id written to locked_by (default <hostname>:<pid>)"),
     OBX_OPT_BOOL(
-        obx_pg_poll_config, listen, "listen", "true",
+        pgp_config, listen, "listen", "true",
         "LISTEN on `channel` and wake up on NOTIFY; false: look every "
         "poll_interval only (e.g. behind a transaction-pooling proxy)"),
-    OBX_OPT_STRING(obx_pg_poll_config, channel, "channel", NULL,
+    OBX_OPT_STRING(pgp_config, channel, "channel", NULL,
                    "NOTIFY channel the trigger signals and the relay listens "
                    "on (default: the table name)"),
     OBX_OPT_BOOL(
-        obx_pg_poll_config, notify_trigger, "notify_trigger", "true",
+        pgp_config, notify_trigger, "notify_trigger", "true",
         "the schema includes a trigger that sends NOTIFY after every INSERT "
         "statement; false: writers send it (or the relay polls)"),
-    OBX_OPT_PREFIX(obx_pg_poll_config, column, "column",
+    OBX_OPT_PREFIX(pgp_config, column, "column",
                    "column.<name> = <real column>: rename a writer-facing "
                    "column (id, event_id, aggregate_type, aggregate_id, "
                    "event_type, payload, topic, headers, created_at)"),
@@ -111,7 +109,7 @@ static obx_status pgp_open(const obx_host *host, const void *config,
     pgp_store *s = malloc(sizeof *s);
     if (!s)
         return OBX_NOMEM;
-    const obx_pg_poll_config *conf = config;
+    const pgp_config *conf = config;
     obx_status st = pgp_init(s, host, conf, errstr, errlen);
     if (st == OBX_OK)
         st = pgp_connect(
@@ -136,7 +134,7 @@ static obx_status pgp_open(const obx_host *host, const void *config,
               "pg_poll %s: table \"%s\", owner %s, ack_mode %s, lease %lld "
               "ms, %s",
               s->target, s->names.table, s->owner,
-              conf->ack_mode == OBX_PG_POLL_ACK_DELETE ? "delete" : "mark",
+              conf->ack_mode == PGP_ACK_DELETE ? "delete" : "mark",
               (long long)conf->lease_ms, wake);
     *inst = s;
     return OBX_OK;
@@ -584,4 +582,4 @@ static const obx_store_ops pgp_ops = {
 OBX_STORE_PLUGIN("pg_poll",
                  "PostgreSQL outbox table (polling with SKIP LOCKED, "
                  "LISTEN/NOTIFY wake-up)",
-                 "1.0.0", pgp_options, obx_pg_poll_config, pgp_ops)
+                 "1.0.0", pgp_options, pgp_config, pgp_ops)

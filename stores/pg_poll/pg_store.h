@@ -20,7 +20,7 @@
 
 typedef struct pgp_store {
     const obx_host *host;
-    const obx_pg_poll_config *conf;
+    const pgp_config *conf;
     pgp_names names;
     char owner[320];
     char target[512]; /* the conninfo, passwords masked: for messages */
@@ -42,9 +42,8 @@ typedef struct pgp_store {
 
 /* Fill the parts of s that need no server: names, owner, masked target,
  * secret. OBX_CONFIG (bad names or conninfo syntax) with errstr filled. */
-obx_status pgp_init(pgp_store *s, const obx_host *host,
-                    const obx_pg_poll_config *conf, char *errstr,
-                    size_t errlen);
+obx_status pgp_init(pgp_store *s, const obx_host *host, const pgp_config *conf,
+                    char *errstr, size_t errlen);
 /* Free what pgp_init and the connection hold (not the events). */
 void pgp_fini(pgp_store *s);
 

@@ -69,7 +69,7 @@ pgt *pgt_new_on(const char *server)
     t->conf.conninfo = t->conninfo;
     t->conf.table = (char *)"outbox";
     t->conf.schema = (char *)"";
-    t->conf.ack_mode = OBX_PG_POLL_ACK_MARK;
+    t->conf.ack_mode = PGP_ACK_MARK;
     t->conf.lease_ms = 60000;
     t->conf.retention_ms = 7LL * 86400 * 1000;
     t->conf.create_schema = true;
@@ -100,7 +100,7 @@ void pgt_free(pgt *t)
     free(t);
 }
 
-void *pgt_open(pgt *t, const obx_pg_poll_config *conf)
+void *pgt_open(pgt *t, const pgp_config *conf)
 {
     char err[OBX_ERRSTR_LEN] = "";
     void *inst = NULL;

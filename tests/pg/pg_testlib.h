@@ -24,9 +24,9 @@ typedef struct pgt {
     char server[1024];   /* the server's conninfo, as the fixture wrote it */
     char conninfo[1280]; /* server + search_path and application_name
                             set to the schema (teardown ends them all) */
-    obx_pg_poll_config conf; /* the option table's defaults, but the
-                                NOTIFY channel is the schema's name */
-    PGconn *db;              /* the "application" connection */
+    pgp_config conf;     /* the option table's defaults, but the
+                                    NOTIFY channel is the schema's name */
+    PGconn *db;          /* the "application" connection */
 } pgt;
 
 /* The fixture's conninfo; fails the test (never skips) when the server is
@@ -42,7 +42,7 @@ pgt *pgt_new_on(const char *server);
 void pgt_free(pgt *t);
 
 /* Open an instance with conf (t->conf when NULL); asserts OBX_OK. */
-void *pgt_open(pgt *t, const obx_pg_poll_config *conf);
+void *pgt_open(pgt *t, const pgp_config *conf);
 
 /* A new connection to the test schema; the caller PQfinish()es it. */
 PGconn *pgt_connect(pgt *t);

@@ -102,7 +102,7 @@ static void test_descriptor(void **state)
     const obx_plugin *p = t->plugin;
     assert_int_equal(p->kind, OBX_PLUGIN_STORE);
     assert_string_equal(p->name, "pg_poll");
-    assert_int_equal(p->config_size, sizeof(obx_pg_poll_config));
+    assert_int_equal(p->config_size, sizeof(pgp_config));
     assert_int_equal(t->ops->flags, OBX_STORE_ORDERED_CLAIM);
     struct {
         const char *name;
@@ -110,26 +110,21 @@ static void test_descriptor(void **state)
         const char *def;
         size_t off;
     } want[] = {
-        {"conninfo", OBX_OPT_STRING, "",
-         offsetof(obx_pg_poll_config, conninfo)},
-        {"table", OBX_OPT_STRING, "outbox",
-         offsetof(obx_pg_poll_config, table)},
-        {"schema", OBX_OPT_STRING, "", offsetof(obx_pg_poll_config, schema)},
-        {"ack_mode", OBX_OPT_ENUM, "mark",
-         offsetof(obx_pg_poll_config, ack_mode)},
-        {"lease", OBX_OPT_DURATION, "60s",
-         offsetof(obx_pg_poll_config, lease_ms)},
+        {"conninfo", OBX_OPT_STRING, "", offsetof(pgp_config, conninfo)},
+        {"table", OBX_OPT_STRING, "outbox", offsetof(pgp_config, table)},
+        {"schema", OBX_OPT_STRING, "", offsetof(pgp_config, schema)},
+        {"ack_mode", OBX_OPT_ENUM, "mark", offsetof(pgp_config, ack_mode)},
+        {"lease", OBX_OPT_DURATION, "60s", offsetof(pgp_config, lease_ms)},
         {"retention", OBX_OPT_DURATION, "7d",
-         offsetof(obx_pg_poll_config, retention_ms)},
+         offsetof(pgp_config, retention_ms)},
         {"create_schema", OBX_OPT_BOOL, "true",
-         offsetof(obx_pg_poll_config, create_schema)},
-        {"owner", OBX_OPT_STRING, NULL, offsetof(obx_pg_poll_config, owner)},
-        {"listen", OBX_OPT_BOOL, "true", offsetof(obx_pg_poll_config, listen)},
-        {"channel", OBX_OPT_STRING, NULL,
-         offsetof(obx_pg_poll_config, channel)},
+         offsetof(pgp_config, create_schema)},
+        {"owner", OBX_OPT_STRING, NULL, offsetof(pgp_config, owner)},
+        {"listen", OBX_OPT_BOOL, "true", offsetof(pgp_config, listen)},
+        {"channel", OBX_OPT_STRING, NULL, offsetof(pgp_config, channel)},
         {"notify_trigger", OBX_OPT_BOOL, "true",
-         offsetof(obx_pg_poll_config, notify_trigger)},
-        {"column", OBX_OPT_PREFIX, NULL, offsetof(obx_pg_poll_config, column)},
+         offsetof(pgp_config, notify_trigger)},
+        {"column", OBX_OPT_PREFIX, NULL, offsetof(pgp_config, column)},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const obx_option *o = find_opt(p, want[i].name);
@@ -376,7 +371,7 @@ static int64_t advisory_waiters(pgt *t)
 static void test_late_commit_during_claim(void **state)
 {
     pgt *t = *state;
-    obx_pg_poll_config c1 = t->conf, c2 = t->conf;
+    pgp_config c1 = t->conf, c2 = t->conf;
     c1.owner = (char *)"relay1";
     c2.owner = (char *)"relay2";
     void *s1 = pgt_open(t, &c1), *s2 = pgt_open(t, &c2);
@@ -439,7 +434,7 @@ static void test_late_commit_during_claim(void **state)
 static void test_claim_order_survives_expired_lease(void **state)
 {
     pgt *t = *state;
-    obx_pg_poll_config dead = t->conf, live = t->conf;
+    pgp_config dead = t->conf, live = t->conf;
     dead.owner = (char *)"dead-relay";
     dead.lease_ms = 200;
     live.owner = (char *)"live-relay";
@@ -482,7 +477,7 @@ static void test_claim_order_survives_expired_lease(void **state)
 static void test_lease_token(void **state)
 {
     pgt *t = *state;
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     c.lease_ms = 100;
     c.owner = (char *)"relay-t";
     void *s = pgt_open(t, &c);
@@ -505,14 +500,14 @@ static void test_lease_token(void **state)
 
 static void ack_mode_case(pgt *t, int mode)
 {
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     c.ack_mode = mode;
     void *s = pgt_open(t, &c);
     int64_t id1 = pgt_insert(t, "k1", "x"), id2 = pgt_insert(t, "k2", "x");
     obx_event *ev[4];
     assert_int_equal(pgt_claim(t, s, ev, 4), 2);
     pgt_ack(t, s, ev, 1);
-    if (mode == OBX_PG_POLL_ACK_MARK) {
+    if (mode == PGP_ACK_MARK) {
         assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 2);
         assert_int_equal(pgt_int(t, -1,
                                  "SELECT count(*) FROM outbox WHERE "
@@ -547,12 +542,12 @@ static void ack_mode_case(pgt *t, int mode)
 
 static void test_ack_mark(void **state)
 {
-    ack_mode_case(*state, OBX_PG_POLL_ACK_MARK);
+    ack_mode_case(*state, PGP_ACK_MARK);
 }
 
 static void test_ack_delete(void **state)
 {
-    ack_mode_case(*state, OBX_PG_POLL_ACK_DELETE);
+    ack_mode_case(*state, PGP_ACK_DELETE);
 }
 
 /* Attempts, retry time and last error as each release asks, a release
@@ -674,7 +669,7 @@ static void test_poison_headers_text_payload(void **state)
                 "('e1', 'o', 'k', 'T', 'p', 'not json'), "
                 "('e2', 'o', 'k', 'T', 'p', '[1]'), "
                 "('e3', 'o', 'k', 'T', 'plain \\ text', '{\"h\":\"v\"}')");
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     c.create_schema = false;
     void *s = pgt_open(t, &c);
     obx_event *ev[4];
@@ -737,7 +732,7 @@ static void test_null_text_columns(void **state)
                 "('e3', NULL, 'k3', 'T', 'p'), ('e4', 'o', 'k4', NULL, 'p'), "
                 "('ok', 'o', 'k5', 'T', 'p')");
     obx_kv cols[] = {{"event_id", "the id", 3}};
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     c.create_schema = false;
     c.column = (obx_kvlist){cols, 1};
     void *s = pgt_open(t, &c);
@@ -825,7 +820,7 @@ static void test_stats(void **state)
 static void test_retention(void **state)
 {
     pgt *t = *state;
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     c.retention_ms = 3600 * 1000;
     /* 2300 old published, 300 recent published, 1 old dead, 1 pending */
     void *s = pgt_open(t, &c);
@@ -878,12 +873,12 @@ static void test_retention(void **state)
     pgt_exec(t, "UPDATE outbox SET published_at = now() - interval '2 h' "
                 "WHERE published_at IS NOT NULL");
     c.retention_ms = 3600 * 1000;
-    c.ack_mode = OBX_PG_POLL_ACK_DELETE;
+    c.ack_mode = PGP_ACK_DELETE;
     s = pgt_open(t, &c);
     assert_int_equal(pgt_claim(t, s, ev, 1), 0);
     assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 302);
     t->ops->close(s);
-    c.ack_mode = OBX_PG_POLL_ACK_MARK;
+    c.ack_mode = PGP_ACK_MARK;
     s = pgt_open(t, &c);
     assert_int_equal(pgt_claim(t, s, ev, 1), 0);
     assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox"), 1);
@@ -950,7 +945,7 @@ static void test_schema_default(void **state)
 {
     pgt *t = *state;
     sbuf b = {0};
-    obx_pg_poll_config dc = t->conf;
+    pgp_config dc = t->conf;
     dc.channel = NULL; /* the default: the table name */
     assert_int_equal(t->ops->schema(t->host, &dc, emit_cb, &b), OBX_OK);
     assert_non_null(strstr(b.text, "CREATE TABLE IF NOT EXISTS \"outbox\""));
@@ -973,7 +968,7 @@ static void test_schema_default(void **state)
     pgt_exec(t, "%s", b.text);
     pgt_insert(t, "1", "x");
     /* without the trigger */
-    obx_pg_poll_config nc = t->conf;
+    pgp_config nc = t->conf;
     nc.notify_trigger = false;
     b = (sbuf){0};
     assert_int_equal(t->ops->schema(t->host, &nc, emit_cb, &b), OBX_OK);
@@ -987,7 +982,7 @@ static void test_quoted_identifiers(void **state)
                      {"payload", "Body", 4}};
     char schema[128];
     snprintf(schema, sizeof schema, "%s Other\"s", t->schema);
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     c.table = (char *)"out\"box; DROP TABLE x";
     c.schema = schema;
     c.column = (obx_kvlist){cols, 2};
@@ -1026,8 +1021,7 @@ static void test_quoted_identifiers(void **state)
     pgt_exec(t, "DROP SCHEMA \"%s Other\"\"s\" CASCADE", t->schema);
 }
 
-static void expect_config_error(pgt *t, const obx_pg_poll_config *c,
-                                const char *needle)
+static void expect_config_error(pgt *t, const pgp_config *c, const char *needle)
 {
     ERRBUF;
     void *inst = NULL;
@@ -1046,7 +1040,7 @@ static void expect_config_error(pgt *t, const obx_pg_poll_config *c,
 static void test_config_errors(void **state)
 {
     pgt *t = *state;
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     obx_kv unknown[] = {{"aggregateid", "x", 12}};
     c.column = (obx_kvlist){unknown, 1};
     expect_config_error(t, &c, "line 12: store.column.aggregateid: unknown");
@@ -1097,7 +1091,7 @@ static void test_open_errors(void **state)
     /* the size the core passes for store errors */
     char err[1024] = "";
     void *inst = NULL;
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     /* nobody listens there: unavailable (the engine retries open), and
      * the password never shows */
     c.conninfo = (char *)"host=127.0.0.1 port=1 user=relay "
@@ -1223,7 +1217,7 @@ static void test_claim_wait(void **state)
     t->ops->close(s);
 
     /* listen = false: the claim sleeps its wait, then looks again */
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     c.listen = false;
     s = pgt_open(t, &c);
     pthread_create(&th, NULL, late_writer, &w);
@@ -1243,7 +1237,7 @@ static void test_claim_wait(void **state)
 static void test_connection_loss(void **state)
 {
     pgt *t = *state;
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     c.owner = (char *)"victim";
     void *s = pgt_open(t, &c);
     pgt_insert(t, "k1", "x");
@@ -1298,8 +1292,7 @@ static void test_connection_loss(void **state)
 
 /* The store's connections through a TCP proxy of the test's own: the
  * fixture server's port, read from its conninfo. */
-static tp_proxy *proxy_to_server(pgt *t, obx_pg_poll_config *c, char *ci,
-                                 size_t cilen)
+static tp_proxy *proxy_to_server(pgt *t, pgp_config *c, char *ci, size_t cilen)
 {
     const char *p = strstr(t->server, "port=");
     assert_non_null(p);
@@ -1317,7 +1310,7 @@ static tp_proxy *proxy_to_server(pgt *t, obx_pg_poll_config *c, char *ci,
 static void test_stalled_link(void **state)
 {
     pgt *t = *state;
-    obx_pg_poll_config c = t->conf;
+    pgp_config c = t->conf;
     char ci[1536];
     tp_proxy *px = proxy_to_server(t, &c, ci, sizeof ci);
     c.query_timeout_ms = 1000;
