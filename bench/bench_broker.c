@@ -94,7 +94,15 @@ void bench_broker_stdout(const bench_args *a)
     }
     printf("%.0f\n", (double)a->n / (bench_now() - t0));
     ops->close(inst);
+    free(evs);
+    free(ptrs);
+    free(res);
+    free(ids);
+    free(keys);
+    free(pay);
+    obx_options_free((obx_optable){p->options, p->option_size}, conf);
     free(conf);
+    obx_logger_destroy(&lg);
 }
 
 /* ---- kafka ------------------------------------------------------------ */
