@@ -187,8 +187,9 @@ static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
     uint64_t claimed = 0;
     for (uint64_t i = 0; i < f->view.n; i++)
         claimed += f->view.rows[i].state == FAKE_CLAIMED;
-    if (claimed > f->view.max_claimed)
-        f->view.max_claimed = claimed;
+    /* read by the test's thread while the pipeline runs */
+    if (claimed > __atomic_load_n(&f->view.max_claimed, __ATOMIC_RELAXED))
+        __atomic_store_n(&f->view.max_claimed, claimed, __ATOMIC_RELEASE);
     if (*n == 0 && wait_ms > 0)
         usleep(1000); /* nothing due: a short nap, as a real store waits */
     return OBX_OK;

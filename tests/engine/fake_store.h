@@ -27,7 +27,8 @@ typedef struct fake_view {
     fake_row *rows; /* index = event sequence number */
     uint64_t n;
     uint64_t claims, unavailable_claims, acks;
-    uint64_t max_claimed; /* most rows claimed and unsettled at once */
+    uint64_t max_claimed; /* most rows claimed and unsettled at once (set
+                             and read with __atomic: the test polls it) */
 } fake_view;
 
 typedef const fake_view *(*fake_view_fn)(void *inst);

@@ -662,9 +662,11 @@ static void test_stop_with_two_batches_out_settles_both(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, run_thread, f), 0);
     const fake_view *v = view(f);
-    for (int i = 0; i < 200 && v->max_claimed <= 64; i++)
+    for (int i = 0;
+         i < 200 && __atomic_load_n(&v->max_claimed, __ATOMIC_ACQUIRE) <= 64;
+         i++)
         usleep(5000);
-    assert_true(v->max_claimed > 64);
+    assert_true(__atomic_load_n(&v->max_claimed, __ATOMIC_ACQUIRE) > 64);
     atomic_store(&f->p->halt, 1);
     pthread_join(th, NULL);
     fake_closed_view_fn closed = (fake_closed_view_fn)(uintptr_t)dlsym(
