@@ -41,8 +41,8 @@ void obx_loader_free(obx_loader *ld);
  * the directories searched), not a shared object (dlerror), no
  * obx_plugin_entry symbol, another abi_major (both versions), descriptor
  * too small, wrong kind, a name that differs from the file name, unknown
- * flag bits in the ops, two different files with one plugin name. Returns 0 and sets *out (owned by
- * the loader), or -1 with err filled. */
+ * flag bits in the ops, two different files with one plugin name. Returns 0 and
+ * sets *out (owned by the loader), or -1 with err filled. */
 int obx_loader_get(obx_loader *ld, const char *name_or_path,
                    obx_plugin_kind kind, const obx_loaded **out, char *err,
                    size_t errlen);

@@ -83,7 +83,7 @@ typedef void (*obx_emit_fn)(void *ctx, const char *text);
  * its own sizeof and lag_bytes to -1; a store writes a member only when
  * OBX_HAS_FIELD(st, obx_store_stats, member) says the core has it. */
 typedef struct obx_store_stats {
-    uint32_t struct_size;      /* since 1.0 */
+    uint32_t struct_size; /* since 1.0 */
     /* 1.0: unpublished, not dead (any owner). A store that cannot count
      * what it has not read yet (a WAL stream) reports at least 1 while
      * it may be behind, so that `run --once` does not stop early. */

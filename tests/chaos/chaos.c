@@ -941,8 +941,8 @@ void chaos_run_schedule(chaos_store *store, chaos_broker *broker,
     /* Kills come every few hundred ms: the writers go flat out. A fault
      * lasts seconds, and what piles up meanwhile is drained afterwards:
      * a steady pace keeps that to seconds too. */
-    run *u = run_begin(store, broker, sch, whole ? CHAOS_FAULT_RATE : 0,
-                       1000000);
+    run *u =
+        run_begin(store, broker, sch, whole ? CHAOS_FAULT_RATE : 0, 1000000);
     chaos_ctx *c = &u->c;
     bool ok = true;
     /* the pair works before anything is done to it */

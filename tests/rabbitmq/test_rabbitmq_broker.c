@@ -500,8 +500,8 @@ static void test_link_dead_mid_call_is_unavailable(void **state)
     }
     /* the death really was mid-call */
     if (ok < 5 || ok > 20)
-        fail_msg("%zu of %zu confirmed with %ld bytes a message (last: %s)",
-                 ok, b->n, one, b->res[b->n - 1].errstr);
+        fail_msg("%zu of %zu confirmed with %ld bytes a message (last: %s)", ok,
+                 b->n, one, b->res[b->n - 1].errstr);
     assert_int_equal(ok + unavailable, b->n);
     batch_free(b);
     f->ops->close(f->inst);
