@@ -40,7 +40,8 @@ const osc_pg_ddl osc_pg_outbox_ddl[] = {
      "    WHERE " OSC_PG_PENDING("")},
     {OSC_PG_SFX_KEY,
      "each claim reads every pending row of a key to keep its order",
-     "CREATE INDEX IF NOT EXISTS {I:" OSC_PG_SFX_KEY "} ON {T} ({aggregate_id}, {id})\n"
+     "CREATE INDEX IF NOT EXISTS {I:" OSC_PG_SFX_KEY "} ON {T}\n"
+     "    ({aggregate_id}, (" OSC_PG_CLAIM_RANK("") "), {id})\n"
      "    WHERE " OSC_PG_PENDING("")},
     {OSC_PG_SFX_BLOCKED,
      "each claim reads every pending row of a key to look for leases",

@@ -18,7 +18,7 @@
 
 /* Suffixes of the objects named after the table ("<table>_<suffix>"). */
 #define OSC_PG_SFX_PENDING "pending"
-#define OSC_PG_SFX_KEY "key"
+#define OSC_PG_SFX_KEY "key_rank"
 #define OSC_PG_SFX_BLOCKED "blocked"
 #define OSC_PG_SFX_DEAD "dead"
 #define OSC_PG_SFX_PUBLISHED "published"
@@ -37,6 +37,13 @@
 #define OSC_PG_MAYBE_BLOCKED(a)                                                \
     "(" a "{locked_until} IS NOT NULL OR " a "{next_attempt_at} > "            \
     "'-infinity')"
+
+/* A row's place in its key's claim order: rows some claim has taken
+ * (claim_seq, the xid of the first claim that took them) before rows no
+ * claim has seen; ties by id. Written the same way in the key index and
+ * in pg_poll's claim, so the claim's "predecessor of this row" probe is
+ * one backward index step. */
+#define OSC_PG_CLAIM_RANK(a) "coalesce(" a "{claim_seq}, 9223372036854775807)"
 
 /* One DDL statement of the shared table. `sfx` names the index it creates
  * (NULL: the table); `why` says what a store loses without it, for the

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS "outbox" (
 );
 CREATE INDEX IF NOT EXISTS "outbox_pending" ON "outbox" ("id")
     WHERE "published_at" IS NULL AND "dead_at" IS NULL;
-CREATE INDEX IF NOT EXISTS "outbox_key" ON "outbox" ("aggregate_id", "id")
+CREATE INDEX IF NOT EXISTS "outbox_key_rank" ON "outbox"
+    ("aggregate_id", (coalesce("claim_seq", 9223372036854775807)), "id")
     WHERE "published_at" IS NULL AND "dead_at" IS NULL;
 CREATE INDEX IF NOT EXISTS "outbox_blocked" ON "outbox" ("aggregate_id")
     WHERE "published_at" IS NULL AND "dead_at" IS NULL

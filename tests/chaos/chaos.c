@@ -721,6 +721,9 @@ static verdict judge(writer *ws, const chaos_seen *seen, bool print_lost)
             continue;
         }
         if (got[e->w][e->seq]++) {
+            if (print_lost && getenv("XDBG"))
+                fprintf(stderr, "DUP w%d seq %ld copy at index %zu\n", e->w,
+                        e->seq, i);
             v.duplicates++;
             continue;
         }
@@ -1032,6 +1035,34 @@ pid_t chaos_run_relay(chaos_run *u, int i)
     return u->r.pid[i];
 }
 
+void chaos_run_read_ahead(chaos_run *u, int ms)
+{
+    if (u->c.broker->read_ahead)
+        u->c.broker->read_ahead(&u->c, ms);
+    else
+        chaos_sleep_ms(ms);
+}
+
+/* The relays' own count of late deliveries: the last "delivered after
+ * all (N in total)" of each relay's log (the Kafka plugin says it on
+ * every change and at close), summed. */
+static long late_deliveries(relays *r)
+{
+    static const char tag[] = "delivered after all (";
+    long n = 0;
+    for (int i = 0; i < r->n; i++) {
+        char *log = slurp(r->err[i]);
+        const char *last = NULL;
+        for (const char *p = log; p && (p = strstr(p, tag));
+             p += sizeof tag - 1)
+            last = p;
+        if (last)
+            n += atol(last + sizeof tag - 1);
+        free(log);
+    }
+    return n;
+}
+
 chaos_verdict chaos_run_finish(chaos_run *u)
 {
     stop_writers(u);
@@ -1042,6 +1073,7 @@ chaos_verdict chaos_run_finish(chaos_run *u)
     chaos_seen_free(&seen);
     u->c.broker->read_back(&u->c, (size_t)committed, &seen);
     verdict v = judge(u->ws, &seen, true);
+    v.late = late_deliveries(&u->r);
     if (v.lost || v.phantoms || v.order_breaks)
         dump_logs(&u->r);
     chaos_seen_free(&seen);

@@ -158,6 +158,11 @@ typedef struct chaos_broker {
      * committed events are expected: an adapter that consumes may stop
      * once it has that many and nothing more arrives. */
     void (*read_back)(chaos_ctx *c, size_t want, chaos_seen *out);
+    /* Read what has arrived, for about ms, into the adapter's own copy
+     * (read_back then adds only what is newer), for a broker that does
+     * not keep everything for a long run (the Kafka mock keeps 5 MiB per
+     * partition). NULL: the broker keeps everything. */
+    void (*read_ahead)(chaos_ctx *c, int ms);
     /* Stop the run's own server, keeping what it holds; start it again,
      * on the same port. Each returns once done. NULL: no server. */
     void (*stop)(chaos_ctx *c);
@@ -225,6 +230,10 @@ void chaos_sleep_ms(int ms);
 typedef struct chaos_verdict {
     long committed, rolled_back, delivered, lost, phantoms, order_breaks,
         duplicates;
+    /* Messages the relays gave up on (a timeout, an outage) and later saw
+     * delivered after all, by their own count (the Kafka plugin logs it):
+     * each is one copy at most. */
+    long late;
 } chaos_verdict;
 
 typedef struct chaos_run chaos_run;
@@ -238,6 +247,9 @@ chaos_run *chaos_run_start(chaos_store *store, chaos_broker *broker, int rate,
 chaos_ctx *chaos_run_ctx(chaos_run *run);
 /* Relay i's pid (it runs until chaos_run_finish). */
 pid_t chaos_run_relay(chaos_run *run, int i);
+/* Spend about ms letting the broker adapter read what has arrived so far
+ * (chaos_broker.read_ahead); a sleep for a broker that keeps all. */
+void chaos_run_read_ahead(chaos_run *run, int ms);
 /* Stop the writers, drain (until every committed event is delivered, or
  * 90 s), stop the relays with SIGTERM, read back and judge; print the
  * relays' logs when something was lost, invented or reordered; tear the

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,6 +127,14 @@ static void kafka_read_back(chaos_ctx *c, size_t want, chaos_seen *out)
     for (size_t i = 0; i < s->got.n; i++)
         chaos_seen_add_payload(out, s->got.items[i].value,
                                s->got.items[i].value_len);
+}
+
+static void kafka_read_ahead(chaos_ctx *c, int ms)
+{
+    kafka_state *s = c->broker->state;
+    if (!s->reader)
+        s->reader = kt_reader_new(s->bootstraps, CHAOS_TOPIC);
+    kt_reader_read(s->reader, &s->got, SIZE_MAX, 0, ms);
 }
 
 /* SIGUSR1 / SIGUSR2 to the mock (mock_cluster.c): every broker down or
@@ -366,6 +375,7 @@ chaos_broker *chaos_broker_named(const char *name)
                                        .setup = kafka_setup,
                                        .config = kafka_config,
                                        .read_back = kafka_read_back,
+                                       .read_ahead = kafka_read_ahead,
                                        .stop = kafka_stop,
                                        .start = kafka_start,
                                        .teardown = kafka_teardown};

@@ -140,6 +140,24 @@ static int partition_count(rd_kafka_t *rk, const char *topic)
     return 0;
 }
 
+/* librdkafka's mock keeps at most 5 MiB (or 100,000 message sets) per
+ * partition and drops the oldest beyond that (rdkafka_mock.c, not
+ * configurable in 2.0). What it dropped would read as lost events: fail
+ * with the cause instead. A long run reads as it goes (kt_reader). */
+static void require_whole_log(rd_kafka_t *rk, const char *topic, int p)
+{
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t err =
+        rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 5000);
+    if (err)
+        fail_msg("watermarks of %s [%d]: %s", topic, p, rd_kafka_err2str(err));
+    if (lo > 0)
+        fail_msg("%s [%d] begins at offset %lld of %lld: the Kafka mock "
+                 "dropped its oldest messages (it keeps 5 MiB per "
+                 "partition); read the topic while it grows",
+                 topic, p, (long long)lo, (long long)hi);
+}
+
 static rd_kafka_t *consumer(const char *bootstraps, const char *topic)
 {
     char err[512];
@@ -147,12 +165,17 @@ static rd_kafka_t *consumer(const char *bootstraps, const char *topic)
     if (rd_kafka_conf_set(c, "bootstrap.servers", bootstraps, err,
                           sizeof err) ||
         rd_kafka_conf_set(c, "group.id", "obx-test-reader", err, sizeof err) ||
-        rd_kafka_conf_set(c, "enable.auto.commit", "false", err, sizeof err))
+        rd_kafka_conf_set(c, "enable.auto.commit", "false", err, sizeof err) ||
+        /* an offset the broker no longer has is an error, not a silent
+         * jump to the end */
+        rd_kafka_conf_set(c, "auto.offset.reset", "error", err, sizeof err))
         fail_msg("consumer conf: %s", err);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof err);
     if (!rk)
         fail_msg("consumer: %s", err);
     int parts = partition_count(rk, topic);
+    for (int p = 0; p < parts; p++)
+        require_whole_log(rk, topic, p);
     rd_kafka_topic_partition_list_t *l =
         rd_kafka_topic_partition_list_new(parts);
     for (int p = 0; p < parts; p++)
@@ -189,6 +212,13 @@ void kt_reader_read(kt_reader *r, kt_msgs *into, size_t want, int quiet_ms,
         if (!rm->err) {
             add_msg(into, rm);
             last = kt_now_ms();
+        } else if (rm->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+                   rm->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+            fail_msg("%s [%d]: %s: the Kafka mock dropped messages this "
+                     "reader had not read yet (it keeps 5 MiB per "
+                     "partition); read more often",
+                     rd_kafka_topic_name(rm->rkt), (int)rm->partition,
+                     rd_kafka_message_errstr(rm));
         }
         rd_kafka_message_destroy(rm);
     }

@@ -716,7 +716,7 @@ static void test_schema_objects_both_orders(void **state)
                       order ? "pg_poll" : "pg_wal", objs[order]);
         assert_non_null(strstr(objs[order], "outbox_dead_letters:r"));
         assert_non_null(strstr(objs[order], "outbox_dead:i"));
-        assert_non_null(strstr(objs[order], "outbox_key:i"));
+        assert_non_null(strstr(objs[order], "outbox_key_rank:i"));
     }
     assert_string_equal(objs[0], objs[1]);
 }
