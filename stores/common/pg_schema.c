@@ -37,7 +37,7 @@ const osc_pg_ddl osc_pg_outbox_ddl[] = {
     {OSC_PG_SFX_PENDING,
      "claims, stats and recovery read the whole table to find pending rows",
      "CREATE INDEX IF NOT EXISTS {I:" OSC_PG_SFX_PENDING "} ON {T} ({id})\n"
-     "    WHERE " OSC_PG_PENDING("")},
+     "    WHERE " OSC_PG_PENDING_IDS("")},
     {OSC_PG_SFX_KEY,
      "each claim reads every pending row of a key to keep its order",
      "CREATE INDEX IF NOT EXISTS {I:" OSC_PG_SFX_KEY "} ON {T}\n"

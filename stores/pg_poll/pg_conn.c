@@ -429,6 +429,18 @@ static obx_status pgp_listen(pgp_store *s, char *errstr, size_t errlen)
     return OBX_OK;
 }
 
+/* The planner settings of pgp_session_sql. A SET rather than an
+ * `options` default: the user's conninfo may set options of its own. */
+static obx_status pgp_session(pgp_store *s, char *errstr, size_t errlen)
+{
+    PGresult *r = pgp_query(s, pgp_session_sql, 0, NULL);
+    if (!pgp_ok(r))
+        return pgp_setup_fail(s, r, "set the session's planner settings",
+                              errstr, errlen);
+    PQclear(r);
+    return OBX_OK;
+}
+
 /* Our defaults come first so that the user's conninfo (expanded from
  * dbname, the last keyword) overrides them: a connect timeout (the query
  * timeout in whole seconds, at least libpq's minimum of 2), so an
@@ -498,6 +510,8 @@ obx_status pgp_connect(pgp_store *s, pgp_connect_mode mode, char *errstr,
     }
     bool exists = true;
     obx_status st = pgp_check_version(s, errstr, errlen);
+    if (st == OBX_OK)
+        st = pgp_session(s, errstr, errlen);
     if (st == OBX_OK)
         st = pgp_check_table(s, mode, &exists, errstr, errlen);
     if (st == OBX_OK && exists)

@@ -36,6 +36,7 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
 /* The pending and maybe-blocked predicates are the shared table's (the
  * partial indexes are built on them, see pg_schema.h). */
 #define PGP_PENDING(a) OSC_PG_PENDING(a)
+#define PGP_PENDING_IDS(a) OSC_PG_PENDING_IDS(a)
 #define PGP_MAYBE_BLOCKED(a) OSC_PG_MAYBE_BLOCKED(a)
 #define PGP_BLOCKED_NOW(a)                                                     \
     "(" a "{locked_until} > now() OR " a "{next_attempt_at} > now())"
@@ -88,7 +89,7 @@ static const char pgp_claim_sql[] =
     "WITH cand AS (\n"
     "  SELECT o.{id} AS id, o.{aggregate_id} AS k, " PGP_RANK("o.") " AS r\n"
     "  FROM {T} AS o\n"
-    "  WHERE " PGP_PENDING("o.") "\n"
+    "  WHERE " PGP_PENDING_IDS("o.") "\n"
     "    AND o.{next_attempt_at} <= now()\n"
     "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= now())\n"
     "    AND (\n"
@@ -120,6 +121,16 @@ static const char pgp_claim_sql[] =
     "RETURNING " PGP_EVENT_COLS("o.") ", " PGP_US("o.{locked_until}") ",\n"
     "  o.{claim_seq}";
 /* clang-format on */
+
+/* The session's planner settings. No bitmap scans: with statistics from
+ * a moment nothing was pending (a vacuum while the relay kept up) the
+ * planner takes the pending rows for a handful, reads them all with a
+ * bitmap scan, sorts them by id and tests every one of them against its
+ * key, where an index scan in id order stops after the batch: with a
+ * backlog of 20,000 a claim of 50 touched 276,000 buffers instead of
+ * 2,000. The store's other statements find their rows by id or in index
+ * order and lose nothing without bitmaps. */
+const char pgp_session_sql[] = "SET enable_bitmapscan = off";
 
 /* Claims of one table run one at a time, across relays: each claim
  * takes this transaction-scoped advisory lock in a statement of its own
@@ -198,19 +209,21 @@ static const char pgp_retention_sql[] =
 #define PGP_STATS_EXACT "100000"
 static const char pgp_stats_sql[] =
     "WITH c AS (SELECT count(*) AS n FROM (SELECT 1 FROM {T}\n"
-    "  WHERE " PGP_PENDING(
+    "  WHERE " PGP_PENDING_IDS(
         "") " LIMIT " PGP_STATS_EXACT " + 1) AS s)\n"
             "SELECT CASE WHEN c.n <= " PGP_STATS_EXACT
             " THEN c.n ELSE greatest(c.n,\n"
-            "    (SELECT max({id}) FROM {T} WHERE " PGP_PENDING(
+            "    (SELECT max({id}) FROM {T} WHERE " PGP_PENDING_IDS(
                 "") ") -\n"
-                    "    (SELECT min({id}) FROM {T} WHERE " PGP_PENDING(
+                    "    (SELECT min({id}) FROM {T} WHERE " PGP_PENDING_IDS(
                         "") ") + 1) END::int8,\n"
                             "  (SELECT count(*) FROM {T} WHERE {dead_at} IS "
                             "NOT NULL)::int8,\n"
                             "  (SELECT " PGP_US(
                                 "now() - {created_at}") " FROM {T}\n"
-                                                        "   WHERE " PGP_PENDING(
+                                                        "   "
+                                                        "WHERE"
+                                                        " " PGP_PENDING_IDS(
                                                             "") " ORDER BY "
                                                                 "{id} LIMIT "
                                                                 "1)\n"

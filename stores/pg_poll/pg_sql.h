@@ -85,6 +85,10 @@ typedef enum pgp_stmt {
 const char *pgp_stmt_template(pgp_stmt s, int ack_mode);
 const char *pgp_stmt_name(pgp_stmt s);
 
+/* Run once on each of the store's connections, before anything else
+ * (see pg_sql.c). */
+extern const char pgp_session_sql[];
+
 /* Number of columns of an event row (claim, dead list) and their order:
  * id, event_id, aggregate_type, aggregate_id, event_type, payload, topic,
  * headers, created_at (unix us), attempts, then per statement: the lease

@@ -28,8 +28,8 @@ CREATE TABLE IF NOT EXISTS "outbox" (
     "dead_destination" text,
     "claim_seq" bigint
 );
-CREATE INDEX IF NOT EXISTS "outbox_pending" ON "outbox" ("id")
-    WHERE "published_at" IS NULL AND "dead_at" IS NULL;
+CREATE INDEX IF NOT EXISTS "outbox_pending_ids" ON "outbox" ("id")
+    WHERE coalesce("published_at", "dead_at") IS NULL;
 CREATE INDEX IF NOT EXISTS "outbox_key_rank" ON "outbox"
     ("aggregate_id", (coalesce("claim_seq", 9223372036854775807)), "id")
     WHERE "published_at" IS NULL AND "dead_at" IS NULL;

@@ -1043,6 +1043,22 @@ void chaos_run_read_ahead(chaos_run *u, int ms)
         chaos_sleep_ms(ms);
 }
 
+double chaos_run_metric(chaos_run *u, const char *name)
+{
+    double sum = 0;
+    for (int i = 0; i < u->r.n; i++) {
+        int port = metrics_port(&u->r, i);
+        char *body = NULL;
+        if (!port || http_get(port, "/metrics", &body) != 200) {
+            free(body);
+            return -1;
+        }
+        sum += metric_sum(body, name);
+        free(body);
+    }
+    return sum;
+}
+
 /* The relays' own count of late deliveries: the last "delivered after
  * all (N in total)" of each relay's log (the Kafka plugin says it on
  * every change and at close), summed. */
@@ -1076,8 +1092,15 @@ chaos_verdict chaos_run_finish(chaos_run *u)
     v.late = late_deliveries(&u->r);
     if (v.lost || v.phantoms || v.order_breaks)
         dump_logs(&u->r);
+    /* the caller judges more than this: OBX_CHAOS_KEEP=1 keeps the run's
+     * directory (full relay logs) and store whatever the verdict */
+    const char *keep_env = getenv("OBX_CHAOS_KEEP");
+    bool keep = keep_env && strcmp(keep_env, "1") == 0;
+    if (keep)
+        fprintf(stderr, "%s: kept %s and the store's data (run id %u)\n",
+                u->c.name, u->c.dir, u->c.id);
     chaos_seen_free(&seen);
-    release(u, false);
+    release(u, keep);
     free(u);
     current = NULL;
     return v;

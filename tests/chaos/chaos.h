@@ -250,6 +250,9 @@ pid_t chaos_run_relay(chaos_run *run, int i);
 /* Spend about ms letting the broker adapter read what has arrived so far
  * (chaos_broker.read_ahead); a sleep for a broker that keeps all. */
 void chaos_run_read_ahead(chaos_run *run, int ms);
+/* Metric `name` of every relay's /metrics, summed; -1 when one does not
+ * answer (yet). */
+double chaos_run_metric(chaos_run *run, const char *name);
 /* Stop the writers, drain (until every committed event is delivered, or
  * 90 s), stop the relays with SIGTERM, read back and judge; print the
  * relays' logs when something was lost, invented or reordered; tear the

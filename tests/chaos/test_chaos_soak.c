@@ -13,7 +13,9 @@
  *     librdkafka opens its bootstrap connection, with its broker thread,
  *     only when it needs one, so the counts wander by one or two; a fresh
  *     Debian run ended a fault with 9 threads for 8; a leak grows with
- *     every fault, which the long form's ten faults show).
+ *     every fault, which the long form's ten faults show);
+ *   - caught up: at those same samples, at most SOAK_BACKLOG_S seconds of
+ *     writes pending (the relay's outbox_pending_events).
  *
  * Duplicates: at most a batch per fault (what the broker stored while the
  * connection closed under the call in flight) plus the copies the relay
@@ -63,6 +65,9 @@
 #define SOAK_RSS_SLACK_KB 4096
 #define SOAK_FD_SLACK 2
 #define SOAK_THREAD_SLACK 1
+/* Caught up: at most this many seconds of writes pending before the next
+ * fault (the gauge is refreshed every few seconds). */
+#define SOAK_BACKLOG_S 5
 #define SOAK_MAX_SAMPLES 4096
 
 typedef struct sample {
@@ -71,6 +76,7 @@ typedef struct sample {
     int fault;         /* faults begun before this sample */
     long rss_kb;
     int fds, threads;
+    double pending; /* the relay's outbox_pending_events: keeping up? */
 } sample;
 
 static int env_int(const char *name, int def)
@@ -131,11 +137,11 @@ static void fault_end(pid_t mock, int k)
 
 static void print_table(const sample *s, int n)
 {
-    printf("%8s  %-8s %6s %10s %5s %8s\n", "t (s)", "broker", "fault",
-           "RSS (KiB)", "fds", "threads");
+    printf("%8s  %-8s %6s %10s %5s %8s %8s\n", "t (s)", "broker", "fault",
+           "RSS (KiB)", "fds", "threads", "pending");
     for (int i = 0; i < n; i++)
-        printf("%8.1f  %-8s %6d %10ld %5d %8d\n", s[i].t, s[i].phase,
-               s[i].fault, s[i].rss_kb, s[i].fds, s[i].threads);
+        printf("%8.1f  %-8s %6d %10ld %5d %8d %8.0f\n", s[i].t, s[i].phase,
+               s[i].fault, s[i].rss_kb, s[i].fds, s[i].threads, s[i].pending);
 }
 
 static void test_soak(void **state)
@@ -201,6 +207,8 @@ static void test_soak(void **state)
                 died = true;
                 break;
             }
+            /* after the fd count: the scrape's connection is one more */
+            x->pending = chaos_run_metric(run, "outbox_pending_events");
             n++;
             next_sample += every;
         }
@@ -238,7 +246,7 @@ static void test_soak(void **state)
         fail_msg("no samples around the first fault");
     /* fds and threads back where they were: before each later fault and
      * at the end of the run */
-    int bad = 0;
+    int bad = 0, behind = 0;
     char settle[2048] = "";
     size_t used = 0;
     for (int i = base + 1; i < n; i++) {
@@ -248,10 +256,15 @@ static void test_soak(void **state)
         bool ok = abs(s[i].fds - s[base].fds) <= SOAK_FD_SLACK &&
                   abs(s[i].threads - s[base].threads) <= SOAK_THREAD_SLACK;
         bad += !ok;
+        /* and caught up: a 5 s fault must not leave a backlog for the
+         * next minute */
+        bool up =
+            s[i].pending >= 0 && s[i].pending <= (double)rate * SOAK_BACKLOG_S;
+        behind += !up;
         if (used < sizeof settle - 64)
             used += (size_t)snprintf(settle + used, sizeof settle - used,
-                                     " %d/%d%s", s[i].fds, s[i].threads,
-                                     ok ? "" : "!");
+                                     " %d/%d/%.0f%s", s[i].fds, s[i].threads,
+                                     s[i].pending, ok && up ? "" : "!");
     }
     long committed_rate = v.committed / seconds;
     /* A copy comes from an event the relay gave up on that reached the
@@ -268,9 +281,9 @@ static void test_soak(void **state)
     printf("soak RSS: warm-up max %ld KiB, after warm-up max %ld KiB "
            "(bound %ld KiB)\n",
            warm_max, after_max, warm_max + SOAK_RSS_SLACK_KB);
-    printf("soak fds/threads: %d/%d before the first fault; before each "
-           "later fault and at the end:%s\n",
-           s[base].fds, s[base].threads, settle);
+    printf("soak fds/threads/pending: %d/%d/%.0f before the first fault; "
+           "before each later fault and at the end:%s\n",
+           s[base].fds, s[base].threads, s[base].pending, settle);
     if (v.lost || v.phantoms || v.order_breaks || v.duplicates > dup_bound)
         fail_msg("soak: lost %ld, phantoms %ld, order breaks %ld, "
                  "duplicates %ld",
@@ -285,6 +298,10 @@ static void test_soak(void **state)
         fail_msg("soak: RSS grew to %ld KiB after a warm-up maximum of %ld "
                  "KiB",
                  after_max, warm_max);
+    if (behind)
+        fail_msg("soak: the relay had not caught up (pending above %d s of "
+                 "writes, %d) before %d of the later faults or the end",
+                 SOAK_BACKLOG_S, rate * SOAK_BACKLOG_S, behind);
     if (bad)
         fail_msg("soak: fds/threads not back to %d/%d (fds +-%d, threads "
                  "+-%d) after %d fault%s",
