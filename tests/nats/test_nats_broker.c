@@ -638,13 +638,21 @@ static void test_auth_and_secrets_never_shown(void **state)
         fail_msg("secret in: %s", err);
     open_inst(f);
     batch b = mk_batch(f, 0, 20, 3, 32);
-    assert_int_equal(publish(f, &b, 1500), OBX_UNAVAILABLE);
-    for (size_t i = 0; i < b.n; i++)
-        if (strstr(b.res[i].errstr, "Sup3rS3cret"))
-            fail_msg("secret in: %s", b.res[i].errstr);
-    /* The reason says what the server said. */
-    if (!strcasestr(b.res[0].errstr, "authorization"))
-        fail_msg("reason: %s", b.res[0].errstr);
+    /* The reason says what the server said, once cnats read it: the
+     * server writes -ERR 'Authorization Violation' and closes, and on a
+     * loaded machine the reset can reach the client before it read the
+     * line ("No server available for connection"; 3 of 7 runs under
+     * ThreadSanitizer). The background reconnects try again. */
+    for (int64_t end = nt_now_ms() + 30000;;) {
+        assert_int_equal(publish(f, &b, 1500), OBX_UNAVAILABLE);
+        for (size_t i = 0; i < b.n; i++)
+            if (strstr(b.res[i].errstr, "Sup3rS3cret"))
+                fail_msg("secret in: %s", b.res[i].errstr);
+        if (strcasestr(b.res[0].errstr, "authorization"))
+            break;
+        if (nt_now_ms() > end)
+            fail_msg("reason: %s", b.res[0].errstr);
+    }
     assert_int_equal(f->ops->health(f->inst, err, sizeof err), OBX_UNAVAILABLE);
     f->ops->close(f->inst);
     f->inst = NULL;
