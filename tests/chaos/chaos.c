@@ -234,6 +234,13 @@ static void dump_logs(relays *r)
     }
 }
 
+/* OBX_CHAOS_KEEP=1: keep a run's directory and store for a post-mortem. */
+static bool keep_wanted(void)
+{
+    const char *v = getenv("OBX_CHAOS_KEEP");
+    return v && strcmp(v, "1") == 0;
+}
+
 /* How often `what` occurs in every relay's log. */
 static int logs_count(relays *r, const char *what)
 {
@@ -249,19 +256,27 @@ typedef struct sample {
     double published, dead, retries;
 } sample;
 
+/* Where the text after the last `tag` in log begins; NULL when there is
+ * none (or no log). */
+static const char *after_last(const char *log, const char *tag)
+{
+    const char *last = NULL;
+    size_t len = strlen(tag);
+    for (const char *p = log; p && (p = strstr(p, tag)); p += len)
+        last = p + len;
+    return last;
+}
+
 /* The port relay i serves /metrics on, from its latest "metrics on" log
  * line; 0 while it has not said. */
 static int metrics_port(relays *r, int i)
 {
     if (r->mport[i])
         return r->mport[i];
-    static const char tag[] = "metrics on http://127.0.0.1:";
     char *log = slurp(r->err[i]);
-    const char *last = NULL;
-    for (const char *p = log; p && (p = strstr(p, tag)); p += sizeof tag - 1)
-        last = p;
-    if (last)
-        r->mport[i] = atoi(last + sizeof tag - 1);
+    const char *port = after_last(log, "metrics on http://127.0.0.1:");
+    if (port)
+        r->mport[i] = atoi(port);
     free(log);
     return r->mport[i];
 }
@@ -721,9 +736,6 @@ static verdict judge(writer *ws, const chaos_seen *seen, bool print_lost)
             continue;
         }
         if (got[e->w][e->seq]++) {
-            if (print_lost && getenv("XDBG"))
-                fprintf(stderr, "DUP w%d seq %ld copy at index %zu\n", e->w,
-                        e->seq, i);
             v.duplicates++;
             continue;
         }
@@ -997,8 +1009,7 @@ void chaos_run_schedule(chaos_store *store, chaos_broker *broker,
     /* OBX_CHAOS_KEEP=1: a failing run's directory (full relay logs) and
      * its store (tables, slot; a database server of the run's own keeps
      * running, in the directory) stay for a post-mortem */
-    const char *keep_env = getenv("OBX_CHAOS_KEEP");
-    bool keep = bad && keep_env && strcmp(keep_env, "1") == 0;
+    bool keep = bad && keep_wanted();
     if (keep)
         fprintf(stderr, "%s: kept %s and the store's data (run id %u)\n",
                 c->name, c->dir, c->id);
@@ -1064,16 +1075,12 @@ double chaos_run_metric(chaos_run *u, const char *name)
  * every change and at close), summed. */
 static long late_deliveries(relays *r)
 {
-    static const char tag[] = "delivered after all (";
     long n = 0;
     for (int i = 0; i < r->n; i++) {
         char *log = slurp(r->err[i]);
-        const char *last = NULL;
-        for (const char *p = log; p && (p = strstr(p, tag));
-             p += sizeof tag - 1)
-            last = p;
-        if (last)
-            n += atol(last + sizeof tag - 1);
+        const char *total = after_last(log, "delivered after all (");
+        if (total)
+            n += atol(total);
         free(log);
     }
     return n;
@@ -1094,8 +1101,7 @@ chaos_verdict chaos_run_finish(chaos_run *u)
         dump_logs(&u->r);
     /* the caller judges more than this: OBX_CHAOS_KEEP=1 keeps the run's
      * directory (full relay logs) and store whatever the verdict */
-    const char *keep_env = getenv("OBX_CHAOS_KEEP");
-    bool keep = keep_env && strcmp(keep_env, "1") == 0;
+    bool keep = keep_wanted();
     if (keep)
         fprintf(stderr, "%s: kept %s and the store's data (run id %u)\n",
                 u->c.name, u->c.dir, u->c.id);
