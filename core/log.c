@@ -40,6 +40,26 @@ static void format_time(char *buf, size_t len)
     snprintf(buf + n, len - n, ".%03dZ", (int)(tv.tv_usec / 1000));
 }
 
+static void write_line(FILE *f, obx_log_format format, const char *ts,
+                       obx_log_level lvl, const char *component,
+                       const char *msg)
+{
+    if (format == OBX_LOGFMT_JSON) {
+        fprintf(f, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
+                obx_log_level_name(lvl));
+        obx_put_json_escaped(f, component ? component : "core");
+        fputs("\",\"msg\":\"", f);
+        obx_put_json_escaped(f, msg);
+        fputs("\"}\n", f);
+    } else {
+        fprintf(f, "%s %-5s [", ts, obx_log_level_name(lvl));
+        obx_put_text_escaped(f, component ? component : "core", false);
+        fputs("] ", f);
+        obx_put_text_escaped(f, msg, false);
+        fputc('\n', f);
+    }
+}
+
 void obx_vlog(obx_logger *lg, obx_log_level lvl, const char *component,
               const char *fmt, va_list ap)
 {
@@ -62,23 +82,28 @@ void obx_vlog(obx_logger *lg, obx_log_level lvl, const char *component,
     char ts[40];
     format_time(ts, sizeof ts);
 
-    pthread_mutex_lock(&lg->mu);
-    if (lg->format == OBX_LOGFMT_JSON) {
-        fprintf(lg->out, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
-                obx_log_level_name(lvl));
-        obx_put_json_escaped(lg->out, component ? component : "core");
-        fputs("\",\"msg\":\"", lg->out);
-        obx_put_json_escaped(lg->out, msg);
-        fputs("\"}\n", lg->out);
-    } else {
-        fprintf(lg->out, "%s %-5s [", ts, obx_log_level_name(lvl));
-        obx_put_text_escaped(lg->out, component ? component : "core", false);
-        fputs("] ", lg->out);
-        obx_put_text_escaped(lg->out, msg, false);
-        fputc('\n', lg->out);
+    /* The line is put together in memory and written with one call: the
+     * output is usually stderr, which is unbuffered, and the escaping
+     * writes byte by byte (a write(2) per byte, and lines that another
+     * writer of the same pipe could split). Without memory for that, it
+     * goes out piecewise. */
+    char *line = NULL;
+    size_t line_len = 0;
+    obx_log_format format = lg->format;
+    FILE *mem = open_memstream(&line, &line_len);
+    if (mem) {
+        write_line(mem, format, ts, lvl, component, msg);
+        if (fclose(mem) != 0)
+            line_len = 0;
     }
+    pthread_mutex_lock(&lg->mu);
+    if (mem)
+        fwrite(line, 1, line_len, lg->out);
+    else
+        write_line(lg->out, format, ts, lvl, component, msg);
     fflush(lg->out);
     pthread_mutex_unlock(&lg->mu);
+    free(line);
     if (msg != small)
         free(msg);
 }

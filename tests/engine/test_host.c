@@ -137,12 +137,59 @@ static void test_log_formats_and_levels(void **state)
     obx_logger_destroy(&lg);
 }
 
+/* An unbuffered stream (stderr, where the log goes) that records each
+ * write(2) it would make. */
+typedef struct write_log {
+    int calls;
+    char text[512];
+    size_t len;
+} write_log;
+
+static ssize_t record_write(void *cookie, const char *buf, size_t n)
+{
+    write_log *w = cookie;
+    w->calls++;
+    size_t room = sizeof w->text - 1 - w->len;
+    size_t take = n < room ? n : room;
+    memcpy(w->text + w->len, buf, take);
+    w->len += take;
+    w->text[w->len] = '\0';
+    return (ssize_t)n;
+}
+
+/* Each line reaches an unbuffered output in one write, so lines of two
+ * processes sharing a pipe (a supervisor's, journald's) never mix and a
+ * line does not cost a system call per byte. */
+static void test_log_line_is_one_write(void **state)
+{
+    (void)state;
+    write_log w = {0};
+    cookie_io_functions_t io = {.write = record_write};
+    FILE *f = fopencookie(&w, "w", io);
+    assert_non_null(f);
+    setvbuf(f, NULL, _IONBF, 0);
+    obx_logger lg;
+    obx_logger_init(&lg);
+    lg.out = f;
+    obx_log(&lg, OBX_LOG_INFO, "orders/pg_poll", "claimed %d (\x1b)", 3);
+    assert_int_equal(w.calls, 1);
+    assert_non_null(
+        strstr(w.text, "info  [orders/pg_poll] claimed 3 (\\x1b)\n"));
+    lg.format = OBX_LOGFMT_JSON;
+    obx_log(&lg, OBX_LOG_WARN, "core", "second \"line\"");
+    assert_int_equal(w.calls, 2);
+    assert_non_null(strstr(w.text, "\"msg\":\"second \\\"line\\\"\"}\n"));
+    fclose(f);
+    obx_logger_destroy(&lg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mask_conninfo_and_urls),
         cmocka_unit_test(test_template_expansion),
         cmocka_unit_test(test_log_formats_and_levels),
+        cmocka_unit_test(test_log_line_is_one_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
