@@ -105,7 +105,9 @@ void natsb_set_down_locked(natsb *b, const char *why)
     if (!b->down && !b->closing)
         b->host->log(b->host, OBX_LOG_WARN, "nats: %s", why);
     b->down = true;
-    snprintf(b->down_reason, sizeof b->down_reason, "nats: %s", why);
+    /* the reason may fill a buffer of this size: cut it, not the prefix */
+    snprintf(b->down_reason, sizeof b->down_reason, "nats: %.*s",
+             (int)sizeof b->down_reason - 7, why);
     pthread_cond_broadcast(&b->cv);
 }
 

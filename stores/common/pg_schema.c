@@ -44,9 +44,10 @@ const osc_pg_ddl osc_pg_outbox_ddl[] = {
      "    ({aggregate_id}, (" OSC_PG_CLAIM_RANK("") "), {id})\n"
      "    WHERE " OSC_PG_PENDING("")},
     {OSC_PG_SFX_BLOCKED,
-     "each claim reads every pending row of a key to look for leases",
-     "CREATE INDEX IF NOT EXISTS {I:" OSC_PG_SFX_BLOCKED "} ON {T} ({aggregate_id})\n"
-     "    WHERE " OSC_PG_PENDING("") "\n"
+     "each claim reads every leased or released row to find the keys in flight",
+     "CREATE INDEX IF NOT EXISTS {I:" OSC_PG_SFX_BLOCKED "} ON {T}\n"
+     "    ((" OSC_PG_BLOCKED_UNTIL("") ")) INCLUDE ({aggregate_id})\n"
+     "    WHERE " OSC_PG_PENDING_BLOCKED("") "\n"
      "    AND " OSC_PG_MAYBE_BLOCKED("")},
     {OSC_PG_SFX_DEAD,
      "stats and `dead list` read the whole table",

@@ -19,7 +19,7 @@
 /* Suffixes of the objects named after the table ("<table>_<suffix>"). */
 #define OSC_PG_SFX_PENDING "pending_ids"
 #define OSC_PG_SFX_KEY "key_rank"
-#define OSC_PG_SFX_BLOCKED "blocked"
+#define OSC_PG_SFX_BLOCKED "blocked_until"
 #define OSC_PG_SFX_DEAD "dead"
 #define OSC_PG_SFX_PUBLISHED "published"
 #define OSC_PG_SFX_NOTIFY "notify" /* pg_poll's trigger + function */
@@ -37,7 +37,7 @@
  * (claims, stats). The planner proves a partial index usable only from a
  * query's predicate, and neither spelling implies the other for it, so
  * the per-key probes (written with OSC_PG_PENDING) can only use the key
- * and blocked indexes, and the id-ordered scans only this one, whatever
+ * index, and the id-ordered scans only this one, whatever
  * the statistics say. They lie after an outage: a vacuum while the relay
  * kept up recorded the pending index as empty, and with both spellings
  * alike the planner probed each candidate's key by scanning "the empty"
@@ -45,11 +45,25 @@
  * as the backlog lasted. */
 #define OSC_PG_PENDING_IDS(a)                                                  \
     "coalesce(" a "{published_at}, " a "{dead_at}) IS NULL"
+/* The same rows a third way, for the blocked index and the queries that
+ * read it: were it spelled as OSC_PG_PENDING, the key index would serve
+ * them too, and a generic plan made on an empty table took it (a full
+ * scan of every pending row per claim, where the blocked rows are one
+ * range of the blocked index). */
+#define OSC_PG_PENDING_BLOCKED(a)                                              \
+    "num_nulls(" a "{published_at}, " a "{dead_at}) = 2"
 /* Rows that may block their key: leased (now or in the past) or released
  * with a retry time. */
 #define OSC_PG_MAYBE_BLOCKED(a)                                                \
     "(" a "{locked_until} IS NOT NULL OR " a "{next_attempt_at} > "            \
     "'-infinity')"
+/* When a row stops blocking its key: the later of its lease end and its
+ * retry time. The blocked index is ordered by it, so "the rows blocked
+ * now" (UNTIL > now()) is a range of that index: the rows in flight or
+ * waiting, never those whose lease or retry time has passed. */
+#define OSC_PG_BLOCKED_UNTIL(a)                                                \
+    "greatest(coalesce(" a "{locked_until}, '-infinity'), " a                  \
+    "{next_attempt_at})"
 
 /* A row's place in its key's claim order: rows some claim has taken
  * (claim_seq, the xid of the first claim that took them) before rows no

@@ -202,11 +202,14 @@ static obx_status pgp_check_table(pgp_store *s, pgp_connect_mode mode,
                                   bool *exists, char *errstr, size_t errlen)
 {
     *exists = true;
-    if (mode == PGP_CONNECT_CREATE)
-        return pgp_create_schema(s, errstr, errlen);
     obx_status st = pgp_table_exists(s, exists, errstr, errlen);
     if (st != OBX_OK || *exists)
         return st;
+    if (mode == PGP_CONNECT_CREATE) {
+        /* under the schema lock, which looks again */
+        *exists = true;
+        return pgp_create_schema(s, errstr, errlen);
+    }
     if (mode == PGP_CONNECT_CHECK && s->conf->create_schema)
         return OBX_OK; /* open() will create it */
     osc_errf_words(
@@ -291,6 +294,23 @@ static obx_status pgp_check_columns(pgp_store *s, const char *table,
     return OBX_CONFIG;
 }
 
+/* The warning for a missing index d, with the DDL that adds it. */
+static obx_status pgp_warn_index(pgp_store *s, const osc_pg_ddl *d)
+{
+    char name[OSC_PG_NAME_MAX + 1];
+    osc_pg_object_name(s->names.table, d->sfx, name);
+    char *ddl = pgp_sql_expand(&s->names, d->tpl);
+    if (!ddl)
+        return OBX_NOMEM;
+    pgp_one_line(ddl);
+    s->host->log(s->host, OBX_LOG_WARN,
+                 "pg_poll \"%s\": no index \"%s\" (without it %s); add "
+                 "it: %s;",
+                 s->names.table, name, d->why, ddl);
+    free(ddl);
+    return OBX_OK;
+}
+
 /* Warn (once per instance) about each index of the shared table that is
  * missing, and about a missing NOTIFY trigger: the relay still works
  * (more slowly, or waking only every poll_interval), so this is the
@@ -299,33 +319,43 @@ static obx_status pgp_check_columns(pgp_store *s, const char *table,
 static obx_status pgp_check_indexes(pgp_store *s, const char *table,
                                     char *errstr, size_t errlen)
 {
+    /* One question for all of them: "{t,f,...}", in DDL order. */
+    pgp_buf want = {0};
+    pgp_buf_addc(&want, '{');
     for (size_t i = 0; i < osc_pg_outbox_ddl_n; i++) {
+        char name[OSC_PG_NAME_MAX + 1];
+        if (!osc_pg_outbox_ddl[i].sfx)
+            continue;
+        osc_pg_object_name(s->names.table, osc_pg_outbox_ddl[i].sfx, name);
+        pgp_buf_array_text(&want, name);
+    }
+    pgp_buf_addc(&want, '}');
+    char *arr = pgp_buf_take(&want);
+    if (!arr)
+        return OBX_NOMEM;
+    const char *p[2] = {table, arr};
+    char found[128];
+    obx_status st = pgp_query1(
+        s,
+        "SELECT array_agg(EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c "
+        "ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass AND "
+        "c.relname = w.name) ORDER BY w.n)::text FROM unnest($2::text[]) "
+        "WITH ORDINALITY AS w(name, n)",
+        2, p, found, sizeof found, "look for the indexes", errstr, errlen);
+    free(arr);
+    const char *f = found;
+    for (size_t i = 0; st == OBX_OK && i < osc_pg_outbox_ddl_n; i++) {
         const osc_pg_ddl *d = &osc_pg_outbox_ddl[i];
         if (!d->sfx)
             continue;
-        char name[OSC_PG_NAME_MAX + 1], v[8];
-        osc_pg_object_name(s->names.table, d->sfx, name);
-        const char *p[2] = {table, name};
-        obx_status st = pgp_query1(
-            s,
-            "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = "
-            "i.indexrelid WHERE i.indrelid = $1::regclass AND c.relname = $2",
-            2, p, v, sizeof v, "look for the indexes", errstr, errlen);
-        if (st != OBX_OK)
-            return st;
-        if (v[0])
-            continue;
-        char *ddl = pgp_sql_expand(&s->names, d->tpl);
-        if (!ddl)
-            return OBX_NOMEM;
-        pgp_one_line(ddl);
-        s->host->log(s->host, OBX_LOG_WARN,
-                     "pg_poll \"%s\": no index \"%s\" (without it %s); add "
-                     "it: %s;",
-                     s->names.table, name, d->why, ddl);
-        free(ddl);
+        f += strcspn(f, "tf");
+        bool have = *f != 'f'; /* an answer we cannot read: say nothing */
+        if (*f)
+            f++;
+        if (!have)
+            st = pgp_warn_index(s, d);
     }
-    return OBX_OK;
+    return st;
 }
 
 static obx_status pgp_check_trigger(pgp_store *s, const char *table,
@@ -391,24 +421,33 @@ static obx_status pgp_check_objects(pgp_store *s, char *errstr, size_t errlen)
     return st;
 }
 
+/* Every statement of the store, prepared in one round trip (a relay
+ * reconnecting after a failover is back as soon as the server is). */
 static obx_status pgp_prepare_all(pgp_store *s, char *errstr, size_t errlen)
 {
+    const char *names[PGP_S_COUNT];
+    char *sqls[PGP_S_COUNT] = {0};
+    bool nomem = false;
     for (int i = 0; i < PGP_S_COUNT; i++) {
-        char *sql = pgp_sql_expand(
+        names[i] = pgp_stmt_name((pgp_stmt)i);
+        sqls[i] = pgp_sql_expand(
             &s->names, pgp_stmt_template((pgp_stmt)i, s->conf->ack_mode));
-        if (!sql)
-            return OBX_NOMEM;
-        PGresult *r = pgp_query_prepare(s, pgp_stmt_name((pgp_stmt)i), sql);
-        free(sql);
-        if (!pgp_ok(r)) {
-            char what[160];
-            snprintf(what, sizeof what, "table \"%s\" does not fit",
-                     s->names.table);
-            return pgp_setup_fail(s, r, what, errstr, errlen);
-        }
-        PQclear(r);
+        nomem = nomem || !sqls[i];
     }
-    return OBX_OK;
+    PGresult *failed = NULL;
+    int bad = nomem
+                  ? -1
+                  : pgp_query_prepare_all(s, PGP_S_COUNT, names, sqls, &failed);
+    for (int i = 0; i < PGP_S_COUNT; i++)
+        free(sqls[i]);
+    if (nomem)
+        return OBX_NOMEM;
+    if (bad < 0)
+        return OBX_OK;
+    char what[160];
+    snprintf(what, sizeof what, "table \"%s\" does not fit (statement %s)",
+             s->names.table, names[bad]);
+    return pgp_setup_fail(s, failed, what, errstr, errlen);
 }
 
 static obx_status pgp_listen(pgp_store *s, char *errstr, size_t errlen)

@@ -98,14 +98,6 @@ PGresult *pgp_query(pgp_store *s, const char *sql, int n,
     return pgp_collect(s, pgp_deadline(s));
 }
 
-PGresult *pgp_query_prepare(pgp_store *s, const char *name, const char *sql)
-{
-    s->timed_out = false;
-    if (!s->conn || !PQsendPrepare(s->conn, name, sql, 0, NULL))
-        return NULL;
-    return pgp_collect(s, pgp_deadline(s));
-}
-
 static PGresult *pgp_query_prepared(pgp_store *s, pgp_stmt st, int n,
                                     const char *const *params, int binary)
 {
@@ -147,6 +139,26 @@ obx_status pgp_exec(pgp_store *s, pgp_stmt st, int nparams,
     return pgp_result(s, r, out, what, errstr, errlen);
 }
 
+/* After n commands and a sync were sent in pipeline mode: their results
+ * into res[0..n) (NULL from the first that did not come), the sync, and
+ * out of pipeline mode. False when the connection failed, timed out or
+ * could not leave the pipeline; res holds what came either way, for the
+ * caller to clear. */
+static bool pgp_pipeline_collect(pgp_store *s, int64_t deadline, int n,
+                                 PGresult **res)
+{
+    bool got_all = true;
+    for (int i = 0; i < n; i++) {
+        res[i] = got_all ? pgp_collect(s, deadline) : NULL;
+        got_all = got_all && res[i];
+    }
+    bool broken = false;
+    PGresult *sync = got_all ? pgp_next(s, deadline, &broken) : NULL;
+    bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    return synced && PQexitPipelineMode(s->conn);
+}
+
 /* The claim lock and the claim sent as one pipeline: both run in the
  * implicit transaction that the pipeline's sync ends, in one round trip.
  * Returns the claim's result, or NULL (timed out, connection failed, or
@@ -166,24 +178,45 @@ static PGresult *pgp_claim_pipeline(pgp_store *s, int nparams,
                              params, NULL, NULL, 1) ||
         !PQpipelineSync(s->conn))
         return NULL;
-    PGresult *lock = pgp_collect(s, deadline);
-    PGresult *claim = lock ? pgp_collect(s, deadline) : NULL;
-    bool broken = false;
-    PGresult *sync = claim ? pgp_next(s, deadline, &broken) : NULL;
-    bool synced = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
-    PQclear(sync);
-    if (!synced || !PQexitPipelineMode(s->conn)) {
-        PQclear(lock);
-        PQclear(claim);
+    PGresult *res[2];
+    if (!pgp_pipeline_collect(s, deadline, 2, res)) {
+        PQclear(res[0]);
+        PQclear(res[1]);
         return NULL;
     }
-    if (!pgp_ok(lock)) {
-        *lock_failed = lock;
-        PQclear(claim);
+    if (!pgp_ok(res[0])) {
+        *lock_failed = res[0];
+        PQclear(res[1]);
         return NULL;
     }
-    PQclear(lock);
-    return claim;
+    PQclear(res[0]);
+    return res[1];
+}
+
+int pgp_query_prepare_all(pgp_store *s, int n, const char *const *names,
+                          char *const *sqls, PGresult **failed)
+{
+    *failed = NULL;
+    int64_t deadline = pgp_deadline(s);
+    s->timed_out = false;
+    bool sent = s->conn && PQenterPipelineMode(s->conn);
+    for (int i = 0; sent && i < n; i++)
+        sent = PQsendPrepare(s->conn, names[i], sqls[i], 0, NULL);
+    PGresult *res[PGP_S_COUNT] = {0};
+    bool ok = sent && n <= PGP_S_COUNT && PQpipelineSync(s->conn) &&
+              pgp_pipeline_collect(s, deadline, n, res);
+    int bad = ok ? -1 : 0;
+    for (int i = 0; i < n; i++) {
+        if (bad < 0 && !pgp_ok(res[i])) {
+            bad = i;
+            *failed = res[i];
+            continue;
+        }
+        PQclear(res[i]);
+    }
+    if (!ok && s->conn && PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
+        pgp_disconnect(s, "the prepare pipeline could not be ended");
+    return bad;
 }
 
 obx_status pgp_exec_claim(pgp_store *s, int nparams, const char *const *params,

@@ -38,8 +38,9 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
 #define PGP_PENDING(a) OSC_PG_PENDING(a)
 #define PGP_PENDING_IDS(a) OSC_PG_PENDING_IDS(a)
 #define PGP_MAYBE_BLOCKED(a) OSC_PG_MAYBE_BLOCKED(a)
-#define PGP_BLOCKED_NOW(a)                                                     \
-    "(" a "{locked_until} > now() OR " a "{next_attempt_at} > now())"
+/* Blocked now: leased, or waiting for its retry. One range of the
+ * blocked index (pg_schema.h). */
+#define PGP_BLOCKED_NOW(a) OSC_PG_BLOCKED_UNTIL(a) " > now()"
 /* Timestamps cross the ABI as unix microseconds; extract() is exact
  * (numeric) since PostgreSQL 14. */
 #define PGP_US(expr) "(extract(epoch FROM " expr ") * 1000000)::int8"
@@ -62,14 +63,24 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  *          by anyone or waiting for a retry, at any id: a row that took a
  *          lower id but committed after a row of its key that is in flight
  *          waits for it), in id order, locked with SKIP LOCKED. The
- *          blocked-row test is a scalar subquery on purpose: the planner
- *          cannot turn it into an anti join, so it stays one index probe
- *          per candidate (by key) whatever the statistics say. As NOT
- *          EXISTS, a generic plan made while the pending set was small
- *          (statistics of a relay that keeps up) joined against a full
- *          scan of the pending rows per candidate: after an outage, with
- *          a backlog of 20,000, every claim read 1.3M buffers (840 ms)
- *          and the relay drained at a tenth of the write rate;
+ *          blocked keys are read once per claim from the blocked index
+ *          (rows in flight or waiting: a few batches) into a hash table
+ *          (NOT IN over a subquery: a hashed SubPlan, which the planner
+ *          never turns into a join), so each candidate costs a hash
+ *          lookup. A probe of the key's rows per candidate (what this
+ *          was before) cost an index descent for every pending row the
+ *          scan passes, and when every key has an event in flight (two
+ *          relays, or claim_ahead, with as many keys as a batch holds)
+ *          the scan passes the whole backlog: an empty claim of a 200,000
+ *          backlog read 609,000 buffers in 512 ms, with the claim lock
+ *          held, while the relay whose batch was out waited to claim its
+ *          next one; hashed, 11,700 buffers in 81 ms. As NOT EXISTS, a
+ *          generic plan made while the pending set was small joined each
+ *          candidate against a full scan of the pending rows: after an
+ *          outage, with a backlog of 20,000, every claim read 1.3M
+ *          buffers (840 ms). The session's work_mem (pgp_session_sql)
+ *          keeps the hash within what the planner allows whatever its
+ *          estimate of the blocked rows;
  *  chain - per key, rows go out in claim order: the rows some claim has
  *          taken before (claim_seq, the xid of the first claim that took
  *          them) before the rows never claimed, each group in id order.
@@ -92,13 +103,11 @@ static const char pgp_claim_sql[] =
     "  WHERE " PGP_PENDING_IDS("o.") "\n"
     "    AND o.{next_attempt_at} <= now()\n"
     "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= now())\n"
-    "    AND (\n"
-    "      SELECT b.{id} FROM {T} AS b\n"
-    "      WHERE b.{aggregate_id} = o.{aggregate_id} AND b.{id} <> o.{id}\n"
-    "        AND " PGP_PENDING("b.") "\n"
+    "    AND o.{aggregate_id} NOT IN (\n"
+    "      SELECT b.{aggregate_id} FROM {T} AS b\n"
+    "      WHERE " OSC_PG_PENDING_BLOCKED("b.") "\n"
     "        AND " PGP_MAYBE_BLOCKED("b.") "\n"
-    "        AND " PGP_BLOCKED_NOW("b.") "\n"
-    "      LIMIT 1) IS NULL\n"
+    "        AND " PGP_BLOCKED_NOW("b.") ")\n"
     "  ORDER BY o.{id} LIMIT $2\n"
     "  FOR UPDATE OF o SKIP LOCKED\n"
     "), chain AS (\n"
@@ -129,8 +138,15 @@ static const char pgp_claim_sql[] =
  * key, where an index scan in id order stops after the batch: with a
  * backlog of 20,000 a claim of 50 touched 276,000 buffers instead of
  * 2,000. The store's other statements find their rows by id or in index
- * order and lose nothing without bitmaps. */
-const char pgp_session_sql[] = "SET enable_bitmapscan = off";
+ * order and lose nothing without bitmaps. work_mem: a hashed SubPlan (the
+ * claim's blocked keys) is planned only when the planner's estimate of
+ * its rows fits work_mem x hash_mem_multiplier; otherwise the subquery
+ * runs again for every candidate. 64 MB admits estimates up to about two
+ * million blocked rows, far beyond what is ever in flight; the hash
+ * itself holds only the keys really blocked. */
+const char pgp_session_sql[] =
+    "SELECT set_config('enable_bitmapscan', 'off', false), "
+    "set_config('work_mem', '64MB', false)";
 
 /* Claims of one table run one at a time, across relays: each claim
  * takes this transaction-scoped advisory lock in a statement of its own
@@ -207,41 +223,27 @@ static const char pgp_retention_sql[] =
  * the lowest pending id is the oldest: MIN(created_at) would read every
  * pending row. */
 #define PGP_STATS_EXACT "100000"
+/* clang-format off */
 static const char pgp_stats_sql[] =
     "WITH c AS (SELECT count(*) AS n FROM (SELECT 1 FROM {T}\n"
-    "  WHERE " PGP_PENDING_IDS(
-        "") " LIMIT " PGP_STATS_EXACT " + 1) AS s)\n"
-            "SELECT CASE WHEN c.n <= " PGP_STATS_EXACT
-            " THEN c.n ELSE greatest(c.n,\n"
-            "    (SELECT max({id}) FROM {T} WHERE " PGP_PENDING_IDS(
-                "") ") -\n"
-                    "    (SELECT min({id}) FROM {T} WHERE " PGP_PENDING_IDS(
-                        "") ") + 1) END::int8,\n"
-                            "  (SELECT count(*) FROM {T} WHERE {dead_at} IS "
-                            "NOT NULL)::int8,\n"
-                            "  (SELECT " PGP_US(
-                                "now() - {created_at}") " FROM {T}\n"
-                                                        "   "
-                                                        "WHERE"
-                                                        " " PGP_PENDING_IDS(
-                                                            "") " ORDER BY "
-                                                                "{id} LIMIT "
-                                                                "1)\n"
-                                                                "FROM c";
+    "  WHERE " PGP_PENDING_IDS("") " LIMIT " PGP_STATS_EXACT " + 1) AS s)\n"
+    "SELECT CASE WHEN c.n <= " PGP_STATS_EXACT " THEN c.n ELSE greatest(c.n,\n"
+    "    (SELECT max({id}) FROM {T} WHERE " PGP_PENDING_IDS("") ") -\n"
+    "    (SELECT min({id}) FROM {T} WHERE " PGP_PENDING_IDS("") ") + 1) END::int8,\n"
+    "  (SELECT count(*) FROM {T} WHERE {dead_at} IS NOT NULL)::int8,\n"
+    "  (SELECT " PGP_US("now() - {created_at}") " FROM {T}\n"
+    "   WHERE " PGP_PENDING_IDS("") " ORDER BY {id} LIMIT 1)\n"
+    "FROM c";
+/* clang-format on */
 
 /* Milliseconds until the first blocked row's lease or retry time passes:
  * how long an idle claim may sleep without NOTIFY to wake it. */
-static const char pgp_next_due_sql[] = "SELECT " PGP_US(
-    "min(greatest(coalesce({locked_until}, "
-    "'-infinity'), {next_attempt_at})) - now()") " / 1000\n"
-                                                 "FROM {T} WHERE " PGP_PENDING(
-                                                     "") "\n"
-                                                         "  "
-                                                         "AND"
-                                                         " " PGP_MAYBE_BLOCKED(
-                                                             "") " AND"
-                                                                 " " PGP_BLOCKED_NOW(
-                                                                     "");
+/* clang-format off */
+static const char pgp_next_due_sql[] =
+    "SELECT " PGP_US("min(" OSC_PG_BLOCKED_UNTIL("") ") - now()") " / 1000\n"
+    "FROM {T} WHERE " OSC_PG_PENDING_BLOCKED("") "\n"
+    "  AND " PGP_MAYBE_BLOCKED("") " AND " PGP_BLOCKED_NOW("");
+/* clang-format on */
 
 static const char pgp_dead_list_sql[] = "SELECT " PGP_EVENT_COLS(
     "o.") ", o.{dead_reason}::text,\n"

@@ -86,8 +86,14 @@ obx_status pgp_fail(pgp_store *s, const PGresult *res, const char *what,
  * s->timed_out for pgp_fail to report (and drop the connection). */
 PGresult *pgp_query(pgp_store *s, const char *sql, int n,
                     const char *const *params);
-/* PREPARE name AS sql, the same way. */
-PGresult *pgp_query_prepare(pgp_store *s, const char *name, const char *sql);
+/* PREPARE names[i] AS sqls[i] for i < n (at most PGP_S_COUNT), all in
+ * one pipeline: one round trip. Returns -1 when every one was prepared;
+ * else the index of the first that was not, with its failed result in
+ * *failed to PQclear() (NULL when the connection failed or timed out:
+ * s->timed_out says which; a connection stuck in the pipeline is
+ * dropped). */
+int pgp_query_prepare_all(pgp_store *s, int n, const char *const *names,
+                          char *const *sqls, PGresult **failed);
 /* A result of PGRES_COMMAND_OK or PGRES_TUPLES_OK (NULL is not). */
 bool pgp_ok(const PGresult *r);
 /* query_timeout in ms (the default when the config says 0). */

@@ -33,8 +33,9 @@ CREATE INDEX IF NOT EXISTS "outbox_pending_ids" ON "outbox" ("id")
 CREATE INDEX IF NOT EXISTS "outbox_key_rank" ON "outbox"
     ("aggregate_id", (coalesce("claim_seq", 9223372036854775807)), "id")
     WHERE "published_at" IS NULL AND "dead_at" IS NULL;
-CREATE INDEX IF NOT EXISTS "outbox_blocked" ON "outbox" ("aggregate_id")
-    WHERE "published_at" IS NULL AND "dead_at" IS NULL
+CREATE INDEX IF NOT EXISTS "outbox_blocked_until" ON "outbox"
+    ((greatest(coalesce("locked_until", '-infinity'), "next_attempt_at"))) INCLUDE ("aggregate_id")
+    WHERE num_nulls("published_at", "dead_at") = 2
     AND ("locked_until" IS NOT NULL OR "next_attempt_at" > '-infinity');
 CREATE INDEX IF NOT EXISTS "outbox_dead" ON "outbox" ("id")
     WHERE "dead_at" IS NOT NULL;
