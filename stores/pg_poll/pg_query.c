@@ -199,11 +199,11 @@ int pgp_query_prepare_all(pgp_store *s, int n, const char *const *names,
     *failed = NULL;
     int64_t deadline = pgp_deadline(s);
     s->timed_out = false;
-    bool sent = s->conn && PQenterPipelineMode(s->conn);
+    bool sent = n <= PGP_S_COUNT && s->conn && PQenterPipelineMode(s->conn);
     for (int i = 0; sent && i < n; i++)
         sent = PQsendPrepare(s->conn, names[i], sqls[i], 0, NULL);
     PGresult *res[PGP_S_COUNT] = {0};
-    bool ok = sent && n <= PGP_S_COUNT && PQpipelineSync(s->conn) &&
+    bool ok = sent && PQpipelineSync(s->conn) &&
               pgp_pipeline_collect(s, deadline, n, res);
     int bad = ok ? -1 : 0;
     for (int i = 0; i < n; i++) {
