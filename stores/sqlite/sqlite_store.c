@@ -7,6 +7,7 @@
 #include "sqlite_store.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,12 +148,19 @@ static const char *const sq_stmt_sql[SQ_S_COUNT] = {
         " WHERE {dead_at} IS NOT NULL AND (?1 IS NULL OR {event_id} = ?1)",
 };
 
-/* ?1 id, ?2 now */
-static const char sq_ack_delete_sql[] = "DELETE FROM {T} WHERE {id} = ?1";
+/* A whole batch in one statement: ?1 the ids as a JSON array, ?2 now.
+ * One statement instead of one per event nearly halves the ack's time:
+ * the statements' start and end, not the row writes, were most of it (a
+ * loop of the claim and ack statements: 200,000 acks took 1.6 s one by
+ * one, 0.95 s in batches of 1,000; the relay draining to stdout went
+ * from 71k to 80k events/s). json_each yields the ids as integers, so
+ * the IN list is searched by rowid. */
+#define SQ_ACK_IDS "{id} IN (SELECT value FROM json_each(?1))"
+static const char sq_ack_delete_sql[] = "DELETE FROM {T} WHERE " SQ_ACK_IDS;
 static const char sq_ack_mark_sql[] =
     "UPDATE {T}\n"
     "   SET {published_at} = ?2, {locked_by} = NULL, {locked_until} = NULL\n"
-    " WHERE {id} = ?1 AND {published_at} IS NULL";
+    " WHERE " SQ_ACK_IDS " AND {published_at} IS NULL";
 
 /* clang-format on */
 
@@ -505,6 +513,7 @@ static void sq_close(void *inst)
         return;
     sq_unlease_live(s);
     sq_close_db(s);
+    free(s->ack_ids);
     free(s);
 }
 
@@ -715,7 +724,7 @@ static obx_status sq_settle(sq_store *s, sq_stmt which, const void *items,
         rc = sq_run(s, SQ_S_COMMIT);
     if (rc != SQLITE_OK)
         return sq_fail(s, rc, what, errstr, errlen);
-    if (lost && which != SQ_S_ACK)
+    if (lost)
         s->host->log(s->host, OBX_LOG_INFO,
                      "sqlite %s: %s: %zu of %zu events were no longer ours "
                      "(lease expired and taken over); left to their owner",
@@ -740,14 +749,6 @@ static sq_event *sq_item_burial(const void *items, size_t i)
     return (sq_event *)((const obx_burial *)items)[i].event;
 }
 
-static void sq_bind_ack(sq_store *s, sqlite3_stmt *st, const void *items,
-                        size_t i, int64_t now)
-{
-    sqlite3_bind_int64(st, 1, (int64_t)sq_item_event(items, i)->ev.pos.seq);
-    if (s->conf->ack_mode != SQ_ACK_DELETE)
-        sqlite3_bind_int64(st, 2, now);
-}
-
 static void sq_bind_release(sq_store *s, sqlite3_stmt *st, const void *items,
                             size_t i, int64_t now)
 {
@@ -769,13 +770,57 @@ static void sq_bind_bury(sq_store *s, sqlite3_stmt *st, const void *items,
     sqlite3_bind_int64(st, 7, (int64_t)b->event->attempts);
 }
 
-/* Mark published (ack_mode=mark) or delete (delete), in one transaction.
- * Acks whatever the lease says: the broker has the event either way. */
+/* The ids of events[0..n) as a JSON array in s->ack_ids (grown to fit:
+ * at most 20 digits and a comma each), or NULL when out of memory. */
+static const char *sq_ack_ids(sq_store *s, obx_event *const *events, size_t n)
+{
+    size_t need = n * 21 + 3;
+    if (need > s->ack_ids_cap) {
+        char *p = realloc(s->ack_ids, need);
+        if (!p)
+            return NULL;
+        s->ack_ids = p;
+        s->ack_ids_cap = need;
+    }
+    size_t len = 0;
+    s->ack_ids[len++] = '[';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(s->ack_ids + len, need - len, "%s%" PRIu64,
+                                i ? "," : "", events[i]->pos.seq);
+    s->ack_ids[len++] = ']';
+    s->ack_ids[len] = '\0';
+    return s->ack_ids;
+}
+
+/* Mark published (ack_mode=mark) or delete (delete): one statement, one
+ * transaction. Acks whatever the lease says: the broker has the event
+ * either way. On error the events stay claimed (and valid). */
 static obx_status sq_ack(void *inst, obx_event *const *events, size_t n,
                          char *errstr, size_t errlen)
 {
-    return sq_settle(inst, SQ_S_ACK, events, n, sq_bind_ack, sq_item_event,
-                     "ack", errstr, errlen);
+    sq_store *s = inst;
+    if (n == 0)
+        return OBX_OK;
+    const char *ids = sq_ack_ids(s, events, n);
+    if (!ids) {
+        snprintf(errstr, errlen, "sqlite %s: ack: out of memory", s->path);
+        return OBX_NOMEM;
+    }
+    sqlite3_stmt *st = s->st[SQ_S_ACK];
+    sqlite3_bind_text(st, 1, ids, -1, SQLITE_STATIC);
+    if (s->conf->ack_mode != SQ_ACK_DELETE)
+        sqlite3_bind_int64(st, 2, s->host->now_us());
+    int rc = sq_run(s, SQ_S_BEGIN);
+    if (rc == SQLITE_OK)
+        rc = sq_run(s, SQ_S_ACK);
+    if (rc == SQLITE_OK)
+        rc = sq_run(s, SQ_S_COMMIT);
+    sqlite3_clear_bindings(st); /* ?1 points into ack_ids */
+    if (rc != SQLITE_OK)
+        return sq_fail(s, rc, "ack", errstr, errlen);
+    for (size_t i = 0; i < n; i++)
+        osc_claimed_settle(&s->live, sq_item_event(events, i));
+    return OBX_OK;
 }
 
 /* Schedule a retry: next_attempt_at, attempts (when it counts), last_error

@@ -44,7 +44,9 @@ typedef struct sq_store {
     sqlite3 *db;
     char owner[320];
     sqlite3_stmt *st[SQ_S_COUNT];
-    sq_event *live;           /* claimed, not yet settled */
+    sq_event *live; /* claimed, not yet settled */
+    char *ack_ids;  /* the ack's ids as a JSON array; owned */
+    size_t ack_ids_cap;
     int64_t retention_due_us; /* monotonic time of the next retention run */
     bool retention_failing;   /* the last run failed (and said so) */
 } sq_store;
