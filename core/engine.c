@@ -849,6 +849,36 @@ static long claim_batch(obx_pipeline *p, obx_batch *x, obx_batch *y)
     return (long)x->n_claimed;
 }
 
+/* Claiming ahead pays only when the backlog holds events of keys that
+ * are not in the batch out at the broker. When it does not (as many keys
+ * as a batch holds, or fewer) every claim ahead comes back empty, and an
+ * ordered store pays a pass over its backlog to find that out: sqlite
+ * took 130 ms for each at 200,000 pending, against 12 ms for the batch
+ * out, and the drain fell from 75k to 7k events/s. So after an empty
+ * claim ahead the next 1, 2, 4, ... (at most OBX_AHEAD_BACKOFF_MAX) full
+ * batches go out without one; a claim ahead that finds events ends the
+ * pause. Whether one is due; counts the pause down. */
+#define OBX_AHEAD_BACKOFF_MAX 256
+static bool ahead_due(obx_pipeline *p)
+{
+    if (p->ahead_skip == 0)
+        return true;
+    p->ahead_skip--;
+    return false;
+}
+
+static void ahead_claimed(obx_pipeline *p, size_t n)
+{
+    if (n > 0) {
+        p->ahead_backoff = 0;
+        return;
+    }
+    p->ahead_backoff = p->ahead_backoff ? 2 * p->ahead_backoff : 1;
+    if (p->ahead_backoff > OBX_AHEAD_BACKOFF_MAX)
+        p->ahead_backoff = OBX_AHEAD_BACKOFF_MAX;
+    p->ahead_skip = p->ahead_backoff;
+}
+
 /* One cycle. x (bs[cur]) is published; while it is out at the broker
  * (on the publisher thread, for a full batch) the pipeline thread settles
  * y, the batch before, and claims the next batch into y without waiting.
@@ -872,7 +902,7 @@ long obx_pipeline_step(obx_pipeline *p)
         release_all(x, x->claimed, x->n_claimed, "broker not connected");
     x->n_claimed = 0; /* from here on its events are in x's settle lists */
     bool async = out && p->set.claim_ahead && n == p->set.batch_size &&
-                 !stopping(p) && publisher_start(p, x) == 0;
+                 !stopping(p) && ahead_due(p) && publisher_start(p, x) == 0;
     obx_status pst = OBX_OK;
     if (out && !async)
         pst = p->bops->publish(p->broker, x->pub, x->n_pub, x->results,
@@ -881,8 +911,11 @@ long obx_pipeline_step(obx_pipeline *p)
     obx_status ast = OBX_OK;
     char aerr[OBX_CORE_ERR_LEN] = "";
     if (async) {
-        if (rc == 0 && !stopping(p))
+        if (rc == 0 && !stopping(p)) {
             ast = claim_into(p, y, 0, aerr, sizeof aerr);
+            if (ast == OBX_OK)
+                ahead_claimed(p, y->n_claimed);
+        }
         pst = publisher_wait(p);
     }
     if (out)

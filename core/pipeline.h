@@ -112,6 +112,9 @@ typedef struct obx_pipeline {
      * the next batch into it. cur is the one to publish next. */
     obx_batch bs[2];
     int cur;
+    /* claim_ahead's back-off (engine.c ahead_due): full batches still to
+     * go out without a claim ahead, and the length of the last pause. */
+    int ahead_skip, ahead_backoff;
     obx_publisher pub;
 
     obx_ratelimit retry_log;  /* debug lines for retries */

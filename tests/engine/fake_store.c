@@ -24,6 +24,7 @@ typedef struct fake_conf {
     bool standby;
     bool stats_fail;
     char *open_down_while_file;
+    bool hold_keys;
 } fake_conf;
 
 static const obx_option fake_options[] = {
@@ -48,6 +49,9 @@ static const obx_option fake_options[] = {
                  "stats fail as unavailable"),
     OBX_OPT_STRING(fake_conf, open_down_while_file, "open_down_while_file",
                    NULL, "open fails as unavailable while this file exists"),
+    OBX_OPT_BOOL(fake_conf, hold_keys, "hold_keys", "false",
+                 "a claim skips the keys with an event claimed before it, "
+                 "as an ordered store does"),
     OBX_OPTIONS_END};
 
 typedef struct fake_ev {
@@ -176,9 +180,16 @@ static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
         return OBX_UNAVAILABLE;
     }
     int64_t now = f->host->now_us();
+    uint64_t keys = (uint64_t)f->conf->keys;
+    bool *held = f->conf->hold_keys ? calloc(keys, sizeof *held) : NULL;
+    if (f->conf->hold_keys && !held)
+        return OBX_NOMEM;
+    for (uint64_t i = 0; held && i < f->view.n; i++)
+        held[i % keys] |= f->view.rows[i].state == FAKE_CLAIMED;
     for (uint64_t i = 0; i < f->view.n && *n < max; i++) {
         fake_row *r = &f->view.rows[i];
-        if (r->state != FAKE_PENDING || r->next_at_us > now)
+        if (r->state != FAKE_PENDING || r->next_at_us > now ||
+            (held && held[i % keys]))
             continue;
         r->state = FAKE_CLAIMED;
         f->evs[i].ev.attempts = r->attempts;
@@ -190,6 +201,8 @@ static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
     /* read by the test's thread while the pipeline runs */
     if (claimed > __atomic_load_n(&f->view.max_claimed, __ATOMIC_RELAXED))
         __atomic_store_n(&f->view.max_claimed, claimed, __ATOMIC_RELEASE);
+    free(held);
+    f->view.empty_nowait_claims += *n == 0 && wait_ms == 0;
     if (*n == 0 && wait_ms > 0)
         usleep(1000); /* nothing due: a short nap, as a real store waits */
     return OBX_OK;

@@ -635,6 +635,30 @@ static void test_claim_ahead_keeps_key_order(void **state)
     free(seen);
 }
 
+/* With as many keys as a batch holds, an ordered store has nothing to
+ * give a claim ahead while a batch is out: after an empty one the engine
+ * pauses claiming ahead (1, 2, 4, ... batches), so 200 batches cost a
+ * handful of empty claims, not 200 (each a pass over the backlog in a
+ * real store). Everything still goes out once, in key order. */
+static void test_claim_ahead_backs_off_when_it_finds_nothing(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 12800\nstore.keys = 64\nstore.hold_keys = true",
+         "claim_ahead = true\n");
+    drive(f, 60000);
+    const fake_view *v = view(f);
+    unsigned *seen = calloc(12800, sizeof *seen);
+    assert_int_equal(check_output(f, 12800, 64, seen, NULL), 12800);
+    for (uint64_t i = 0; i < 12800; i++)
+        assert_int_equal(seen[i], 1);
+    /* 200 full batches: pauses of 1, 2, 4, ..., 128 after empty claims
+     * ahead at batches 1, 3, 6, 11, 20, 37, 70, 135: 8 of them, plus the
+     * drain's last look */
+    assert_true(v->empty_nowait_claims >= 2);
+    assert_true(v->empty_nowait_claims <= 10);
+    free(seen);
+}
+
 /* claim_ahead is off by default: one batch at a time. */
 static void test_claim_ahead_off(void **state)
 {
@@ -695,6 +719,8 @@ int main(void)
             test_random_failures_keep_per_key_order_seed1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_ahead_keeps_key_order, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_claim_ahead_backs_off_when_it_finds_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_ahead_off, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_two_batches_out_settles_both, setup, teardown),
