@@ -97,6 +97,20 @@ void obx_eprintf(FILE *f, const char *fmt, ...)
         fputs("(out of memory formatting a message)\n", f);
         return;
     }
-    obx_put_text_escaped(f, s, true);
+    /* escaped into memory first and written once: stderr is unbuffered,
+     * and escaping straight into it wrote one byte per write(2) */
+    char *line = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&line, &len);
+    if (mem) {
+        obx_put_text_escaped(mem, s, true);
+        if (fclose(mem) == 0)
+            fwrite(line, 1, len, f);
+        else
+            obx_put_text_escaped(f, s, true);
+        free(line);
+    } else {
+        obx_put_text_escaped(f, s, true);
+    }
     free(s);
 }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "escape.h"
 #include "host.h"
 #include "log.h"
 #include "template.h"
@@ -157,6 +158,15 @@ static ssize_t record_write(void *cookie, const char *buf, size_t n)
     return (ssize_t)n;
 }
 
+static FILE *write_log_open(write_log *w)
+{
+    cookie_io_functions_t io = {.write = record_write};
+    FILE *f = fopencookie(w, "w", io);
+    assert_non_null(f);
+    setvbuf(f, NULL, _IONBF, 0);
+    return f;
+}
+
 /* Each line reaches an unbuffered output in one write, so lines of two
  * processes sharing a pipe (a supervisor's, journald's) never mix and a
  * line does not cost a system call per byte. */
@@ -164,10 +174,7 @@ static void test_log_line_is_one_write(void **state)
 {
     (void)state;
     write_log w = {0};
-    cookie_io_functions_t io = {.write = record_write};
-    FILE *f = fopencookie(&w, "w", io);
-    assert_non_null(f);
-    setvbuf(f, NULL, _IONBF, 0);
+    FILE *f = write_log_open(&w);
     obx_logger lg;
     obx_logger_init(&lg);
     lg.out = f;
@@ -183,6 +190,18 @@ static void test_log_line_is_one_write(void **state)
     obx_logger_destroy(&lg);
 }
 
+/* A message to a person (obx_eprintf) is one write too, escaped. */
+static void test_eprintf_is_one_write(void **state)
+{
+    (void)state;
+    write_log w = {0};
+    FILE *f = write_log_open(&w);
+    obx_eprintf(f, "config %s:%d: bad \x1b value\n", "relay.conf", 12);
+    assert_int_equal(w.calls, 1);
+    assert_string_equal(w.text, "config relay.conf:12: bad \\x1b value\n");
+    fclose(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_template_expansion),
         cmocka_unit_test(test_log_formats_and_levels),
         cmocka_unit_test(test_log_line_is_one_write),
+        cmocka_unit_test(test_eprintf_is_one_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
