@@ -245,14 +245,16 @@ static obx_status pgw_open(const obx_host *host, const void *config,
     return OBX_OK;
 }
 
-/* Confirm what is settled (never past an unsettled event), then free the
- * unsettled events: the slot replays them on the next start. */
+/* Confirm what is settled (never past an unsettled event) and end the
+ * stream once the server has it, then free the unsettled events: the
+ * slot replays them on the next start. */
 static void pgw_close(void *inst)
 {
     pgw_store *s = inst;
     if (!s)
         return;
     pgw_stream_feedback(s, true, false);
+    pgw_stream_finish(s);
     pgw_fini(s);
     free(s);
 }

@@ -302,6 +302,11 @@ obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen);
 /* Drop the replication connection (events stay; the next start replays
  * from the slot and skips what we already hold). */
 void pgw_stream_stop(pgw_store *s, const char *why);
+/* End the stream at close, after the last status update: CopyDone, then
+ * what the server still sends up to its own CopyDone and the command's
+ * end (at most PGW_FINISH_US; unconfirmed data is replayed next time),
+ * then drop the connection. Pipeline thread, like every store call. */
+void pgw_stream_finish(pgw_store *s);
 /* Read and decode what has arrived, waiting up to wait_us for something
  * when nothing is ready. Stops reading while max_buffered events are
  * held. OBX_OK, OBX_UNAVAILABLE (connection lost) or OBX_FATAL. */

@@ -95,6 +95,64 @@ void pgw_stream_stop(pgw_store *s, const char *why)
                      s->target, why, s->names.slot);
 }
 
+/* How long close waits for the server to end the stream. */
+#define PGW_FINISH_US (2 * 1000 * 1000)
+
+/* Wait until the socket is readable and read it; false at the deadline
+ * or when the connection broke. */
+static bool finish_wait(pgw_store *s, int64_t until_us)
+{
+    int64_t left = until_us - s->host->mono_us();
+    if (left <= 0)
+        return false;
+    struct pollfd pfd = {PQsocket(s->repl), POLLIN, 0};
+    int rc = poll(&pfd, 1, (int)((left + 999) / 1000));
+    return (rc > 0 || (rc < 0 && errno == EINTR)) &&
+           PQconsumeInput(s->repl) == 1;
+}
+
+/* The server handles our messages in order and answers CopyDone only
+ * after the status update before it: once its end arrives, the slot holds
+ * the position we confirmed last, so whoever looks at the slot after the
+ * relay exited (an operator, a script, the next relay) sees it there
+ * (pg_recvlogical ends its stream the same way). Dropping the socket
+ * instead left the update to be read by the walsender some time after
+ * the process was gone. */
+void pgw_stream_finish(pgw_store *s)
+{
+    if (!s->repl)
+        return;
+    int64_t until = s->host->mono_us() + PGW_FINISH_US;
+    bool ended = PQputCopyEnd(s->repl, NULL) == 1 && PQflush(s->repl) == 0;
+    while (ended) {
+        char *buf = NULL;
+        int len = PQgetCopyData(s->repl, &buf, 1);
+        if (len > 0) {
+            PQfreemem(buf); /* not held, so never confirmed: replayed */
+            continue;
+        }
+        if (len < 0)
+            break; /* the server's CopyDone (-1), or the connection broke */
+        ended = finish_wait(s, until);
+    }
+    while (ended) {
+        if (PQisBusy(s->repl)) {
+            ended = finish_wait(s, until);
+            continue;
+        }
+        PGresult *r = PQgetResult(s->repl);
+        if (!r)
+            break;
+        PQclear(r);
+    }
+    if (!ended)
+        s->host->log(s->host, OBX_LOG_DEBUG,
+                     "pg_wal %s: the server did not end the stream within "
+                     "%d ms; closing it anyway",
+                     s->target, PGW_FINISH_US / 1000);
+    pgw_stream_stop(s, NULL);
+}
+
 /* 'a','b' -> 'a''','b''' would be wrong: publication_names is one string
  * literal holding a list of (double-quoted) identifiers. */
 static char *start_command(const pgw_store *s)

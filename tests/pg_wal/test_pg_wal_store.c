@@ -124,6 +124,35 @@ static void test_watermark(void **state)
     t->ops->close(inst);
 }
 
+/* Once close returns, the slot holds the last confirmed position: the
+ * stream was ended after the server had read the final status update,
+ * not dropped with the update still in the socket. Checked at once, with
+ * no wait: a relay that exits (run --once, SIGTERM) leaves the slot
+ * where it said. */
+static void test_close_leaves_the_slot_confirmed(void **state)
+{
+    wt *t = *state;
+    for (int round = 0; round < 5; round++) {
+        void *inst = wt_open(t, NULL);
+        for (int i = 0; i < 3; i++)
+            wt_insert(t, "k", "E", "{}");
+        obx_event *ev[MAXEV];
+        /* the last round's window may come again (at-least-once) */
+        size_t n = wt_claim(t, inst, ev, MAXEV, 3, 5000);
+        assert_true(n >= 3);
+        uint64_t last = 0;
+        for (size_t i = 0; i < n; i++)
+            last = ev[i]->pos.seq > last ? ev[i]->pos.seq : last;
+        wt_ack(t, inst, ev, n);
+        t->ops->close(inst);
+        uint64_t c = wt_confirmed(t);
+        if (c < last)
+            fail_msg("round %d: closed with everything acked, but the slot "
+                     "is at %llX, before the last event's commit at %llX",
+                     round, (unsigned long long)c, (unsigned long long)last);
+    }
+}
+
 /* A released event comes back from claim at its retry time, ties in
  * position order, before newer events. */
 static void test_retry_order(void **state)
@@ -1103,6 +1132,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slot_ready_only_when_consistent,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_watermark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_leaves_the_slot_confirmed,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
