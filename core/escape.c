@@ -104,13 +104,15 @@ void obx_eprintf(FILE *f, const char *fmt, ...)
     FILE *mem = open_memstream(&line, &len);
     if (mem) {
         obx_put_text_escaped(mem, s, true);
-        if (fclose(mem) == 0)
-            fwrite(line, 1, len, f);
-        else
-            obx_put_text_escaped(f, s, true);
-        free(line);
-    } else {
-        obx_put_text_escaped(f, s, true);
+        if (fclose(mem) != 0) {
+            free(line);
+            line = NULL;
+        }
     }
+    if (line)
+        fwrite(line, 1, len, f);
+    else
+        obx_put_text_escaped(f, s, true); /* out of memory: straight out */
+    free(line);
     free(s);
 }

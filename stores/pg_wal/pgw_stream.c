@@ -147,8 +147,8 @@ void pgw_stream_finish(pgw_store *s)
     }
     if (!ended)
         s->host->log(s->host, OBX_LOG_DEBUG,
-                     "pg_wal %s: the server did not end the stream within "
-                     "%d ms; closing it anyway",
+                     "pg_wal %s: the stream did not end cleanly within %d "
+                     "ms (or the connection broke); closing it anyway",
                      s->target, PGW_FINISH_US / 1000);
     pgw_stream_stop(s, NULL);
 }
