@@ -17,7 +17,9 @@
 typedef struct osc_claimed {
     obx_event ev;
     struct osc_claimed *prev, *next; /* the instance's claimed list */
-    int64_t lease_token; /* our claim's locked_until, unix microseconds */
+    int64_t lease_token; /* what proves the lease is ours (sqlite: the
+                            claim's locked_until, unix microseconds;
+                            pg_poll: the claim's id) */
 } osc_claimed;
 
 /* Put e (just claimed) at the head of *list. */

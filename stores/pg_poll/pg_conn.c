@@ -129,10 +129,11 @@ static obx_status pgp_setup_fail(pgp_store *s, PGresult *r, const char *what,
     return st == OBX_FATAL ? OBX_CONFIG : st;
 }
 
-static obx_status pgp_table_exists(pgp_store *s, bool *exists, char *errstr,
-                                   size_t errlen)
+/* Whether the relation `tpl` ("{T}", "{F:claims}") expands to exists. */
+static obx_status pgp_rel_exists(pgp_store *s, const char *tpl, bool *exists,
+                                 char *errstr, size_t errlen)
 {
-    char *name = pgp_sql_expand(&s->names, "{T}");
+    char *name = pgp_sql_expand(&s->names, tpl);
     if (!name)
         return OBX_NOMEM;
     const char *p[1] = {name};
@@ -143,6 +144,18 @@ static obx_status pgp_table_exists(pgp_store *s, bool *exists, char *errstr,
     *exists = PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
     return OBX_OK;
+}
+
+static obx_status pgp_table_exists(pgp_store *s, bool *exists, char *errstr,
+                                   size_t errlen)
+{
+    return pgp_rel_exists(s, "{T}", exists, errstr, errlen);
+}
+
+static obx_status pgp_claims_exist(pgp_store *s, bool *exists, char *errstr,
+                                   size_t errlen)
+{
+    return pgp_rel_exists(s, "{F:" PGP_SFX_CLAIMS "}", exists, errstr, errlen);
 }
 
 typedef struct pgp_ddl_run {
@@ -162,9 +175,12 @@ static int pgp_ddl_exec(void *ctx, const char *sql)
     return 1;
 }
 
-/* Create the table, its indexes and trigger in one transaction. The
+/* Create the table, its indexes, claims table and trigger in one
+ * transaction; for a table that exists, only the claims table when it is
+ * missing (a table made by pg_wal, by hand, or before claims had a table
+ * of their own: a new table, so the writers are not locked out). The
  * advisory lock makes relays that start together take turns; the second
- * finds the table and does nothing. */
+ * finds everything there and does nothing. */
 static obx_status pgp_create_schema(pgp_store *s, char *errstr, size_t errlen)
 {
     PGresult *r = pgp_query(s, "BEGIN", 0, NULL);
@@ -176,12 +192,20 @@ static obx_status pgp_create_schema(pgp_store *s, char *errstr, size_t errlen)
     if (!pgp_ok(r))
         return pgp_setup_fail(s, r, "create schema", errstr, errlen);
     PQclear(r);
-    bool exists = false;
+    bool exists = false, claims = false;
     obx_status st = pgp_table_exists(s, &exists, errstr, errlen);
-    if (st != OBX_OK)
+    if (st == OBX_OK && exists)
+        st = pgp_claims_exist(s, &claims, errstr, errlen);
+    if (st != OBX_OK) {
+        pgp_rollback_if_open(s);
         return st;
+    }
     pgp_ddl_run run = {s, NULL};
-    int rc = exists ? 0 : pgp_ddl_each(&s->names, s->conf, pgp_ddl_exec, &run);
+    int rc = 0;
+    if (!exists)
+        rc = pgp_ddl_each(&s->names, s->conf, pgp_ddl_exec, &run);
+    else if (!claims)
+        rc = pgp_ddl_claims_each(&s->names, pgp_ddl_exec, &run);
     if (rc < 0) {
         pgp_rollback_if_open(s);
         return OBX_NOMEM;
@@ -192,24 +216,77 @@ static obx_status pgp_create_schema(pgp_store *s, char *errstr, size_t errlen)
     PQclear(r);
     if (!exists)
         s->host->log(s->host, OBX_LOG_INFO,
-                     "pg_poll %s: created table \"%s\" with its indexes%s",
+                     "pg_poll %s: created table \"%s\" with its indexes, "
+                     "claims table%s",
                      s->target, s->names.table,
                      s->conf->notify_trigger ? " and NOTIFY trigger" : "");
+    else if (!claims)
+        s->host->log(s->host, OBX_LOG_INFO,
+                     "pg_poll %s: created the claims table of \"%s\"",
+                     s->target, s->names.table);
     return OBX_OK;
 }
 
+static void pgp_one_line(char *sql);
+
+/* Append one DDL statement, on one line, ending in ";", to a pgp_buf. */
+static int pgp_ddl_join(void *ctx, const char *sql)
+{
+    pgp_buf *b = ctx;
+    size_t at = b->len;
+    pgp_buf_add(b, sql);
+    pgp_buf_add(b, "; ");
+    if (!b->oom)
+        pgp_one_line(b->p + at);
+    if (!b->oom)
+        b->len = at + strlen(b->p + at);
+    return 0;
+}
+
+/* A table without its claims table (made by pg_wal, by hand, or by a
+ * relay before 1.4) and no create_schema: the error gives the DDL. In
+ * check mode with create_schema, fine (*ready false: open() creates it). */
+static obx_status pgp_claims_missing(pgp_store *s, pgp_connect_mode mode,
+                                     bool *ready, char *errstr, size_t errlen)
+{
+    *ready = false;
+    if (mode == PGP_CONNECT_CHECK && s->conf->create_schema)
+        return OBX_OK;
+    pgp_buf ddl = {0};
+    obx_status st =
+        pgp_ddl_claims_each(&s->names, pgp_ddl_join, &ddl) == 0 && !ddl.oom
+            ? OBX_CONFIG
+            : OBX_NOMEM;
+    char name[OSC_PG_NAME_MAX + 1];
+    osc_pg_object_name(s->names.table, PGP_SFX_CLAIMS, name);
+    if (st == OBX_CONFIG)
+        osc_errf_words(errstr, errlen,
+                       "pg_poll %s: table \"%s\" has no claims table \"%s\" "
+                       "(leases live there since version 1.4) and "
+                       "create_schema is false; create it: %s",
+                       s->target, s->names.table, name, ddl.p);
+    pgp_buf_free(&ddl);
+    return st;
+}
+
+/* *exists: the table and its claims table are there (after creating them
+ * in create mode). */
 static obx_status pgp_check_table(pgp_store *s, pgp_connect_mode mode,
                                   bool *exists, char *errstr, size_t errlen)
 {
-    *exists = true;
+    bool claims = false;
     obx_status st = pgp_table_exists(s, exists, errstr, errlen);
-    if (st != OBX_OK || *exists)
+    if (st == OBX_OK && *exists)
+        st = pgp_claims_exist(s, &claims, errstr, errlen);
+    if (st != OBX_OK || (*exists && claims))
         return st;
     if (mode == PGP_CONNECT_CREATE) {
         /* under the schema lock, which looks again */
         *exists = true;
         return pgp_create_schema(s, errstr, errlen);
     }
+    if (*exists)
+        return pgp_claims_missing(s, mode, exists, errstr, errlen);
     if (mode == PGP_CONNECT_CHECK && s->conf->create_schema)
         return OBX_OK; /* open() will create it */
     osc_errf_words(

@@ -15,7 +15,7 @@
 #include "claimed.h"
 
 /* The block: a claimed event of the shared list (claimed.h), whose
- * lease_token is our claim's locked_until. */
+ * lease_token is the id of the claim that leased it (its claims row). */
 typedef osc_claimed pgp_event;
 
 /* Read a big-endian int8 column of a binary-format result (0 for NULL). */

@@ -159,14 +159,15 @@ static bool pgp_pipeline_collect(pgp_store *s, int64_t deadline, int n,
     return synced && PQexitPipelineMode(s->conn);
 }
 
-/* The claim lock and the claim sent as one pipeline: both run in the
- * implicit transaction that the pipeline's sync ends, in one round trip.
- * Returns the claim's result, or NULL (timed out, connection failed, or
- * the pipeline could not be left); *lock_failed holds the lock's failed
- * result, if it failed. */
+/* The claim lock, the expiry of lapsed claims and the claim sent as one
+ * pipeline: all run in the implicit transaction that the pipeline's sync
+ * ends, in one round trip. Returns the claim's result, or NULL (timed
+ * out, connection failed, or the pipeline could not be left); *failed
+ * holds the failed result of the lock or the expiry, if one failed, and
+ * *failed_what names it. */
 static PGresult *pgp_claim_pipeline(pgp_store *s, int nparams,
                                     const char *const *params,
-                                    PGresult **lock_failed)
+                                    PGresult **failed, const char **failed_what)
 {
     const char *lp[1] = {s->table_ref};
     int64_t deadline = pgp_deadline(s);
@@ -174,23 +175,25 @@ static PGresult *pgp_claim_pipeline(pgp_store *s, int nparams,
     if (!PQenterPipelineMode(s->conn) ||
         !PQsendQueryPrepared(s->conn, pgp_stmt_name(PGP_S_CLAIM_LOCK), 1, lp,
                              NULL, NULL, 0) ||
+        !PQsendQueryPrepared(s->conn, pgp_stmt_name(PGP_S_EXPIRE), 0, NULL,
+                             NULL, NULL, 0) ||
         !PQsendQueryPrepared(s->conn, pgp_stmt_name(PGP_S_CLAIM), nparams,
                              params, NULL, NULL, 1) ||
         !PQpipelineSync(s->conn))
         return NULL;
-    PGresult *res[2];
-    if (!pgp_pipeline_collect(s, deadline, 2, res)) {
-        PQclear(res[0]);
-        PQclear(res[1]);
-        return NULL;
-    }
-    if (!pgp_ok(res[0])) {
-        *lock_failed = res[0];
-        PQclear(res[1]);
-        return NULL;
-    }
-    PQclear(res[0]);
-    return res[1];
+    PGresult *res[3];
+    bool got = pgp_pipeline_collect(s, deadline, 3, res);
+    static const char *const what[2] = {"claim lock", "expire claims"};
+    for (int i = 0; got && i < 2; i++)
+        if (!pgp_ok(res[i])) {
+            *failed = res[i];
+            *failed_what = what[i];
+            res[i] = NULL;
+            got = false;
+        }
+    for (int i = 0; i < (got ? 2 : 3); i++)
+        PQclear(res[i]);
+    return got ? res[2] : NULL;
 }
 
 int pgp_query_prepare_all(pgp_store *s, int n, const char *const *names,
@@ -226,10 +229,11 @@ obx_status pgp_exec_claim(pgp_store *s, int nparams, const char *const *params,
     obx_status rc = pgp_ensure(s, errstr, errlen);
     if (rc != OBX_OK)
         return rc;
-    PGresult *lock_failed = NULL;
-    PGresult *r = pgp_claim_pipeline(s, nparams, params, &lock_failed);
-    if (lock_failed)
-        return pgp_result(s, lock_failed, out, "claim lock", errstr, errlen);
+    PGresult *failed = NULL;
+    const char *failed_what = NULL;
+    PGresult *r = pgp_claim_pipeline(s, nparams, params, &failed, &failed_what);
+    if (failed)
+        return pgp_result(s, failed, out, failed_what, errstr, errlen);
     if (!r && s->conn && PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
         pgp_disconnect(s, "the claim pipeline could not be ended");
     return pgp_result(s, r, out, "claim", errstr, errlen);

@@ -13,6 +13,10 @@
 /* PostgreSQL's NAMEDATALEN - 1: longer identifiers are silently cut. */
 #define PGP_NAME_MAX 63
 
+/* The claims table, "<table>_claims": one row per batch in flight, the
+ * lease (pgp_claim_sql). pg_poll's alone. */
+#define PGP_SFX_CLAIMS "claims"
+
 /* Logical columns. The writer-facing ones (and id) may be renamed with
  * column.<name>; the bookkeeping ones belong to the relay and keep theirs.
  * The same names as the sqlite store's. */
@@ -64,7 +68,8 @@ char *pgp_sql_expand(const pgp_names *n, const char *tpl);
 
 /* Prepared statements; each has a fixed name on the connection. */
 typedef enum pgp_stmt {
-    PGP_S_CLAIM_LOCK, /* runs before PGP_S_CLAIM, in its transaction */
+    PGP_S_CLAIM_LOCK, /* these three run in this order, in one transaction */
+    PGP_S_EXPIRE,
     PGP_S_CLAIM,
     PGP_S_ACK,
     PGP_S_RELEASE,
@@ -97,7 +102,8 @@ extern const char pgp_session_sql[];
 #define PGP_EVENT_COLUMNS 10
 
 /* Call emit(ctx, sql) for each DDL statement that `conf` asks for, in
- * order (schema, table, indexes, trigger function, trigger); sql is only
+ * order (schema, table, indexes, claims table, trigger function, trigger);
+ * sql is only
  * valid during the call. Returns 0, -1 when out of memory, or the first
  * non-zero value emit returned. */
 typedef int (*pgp_ddl_fn)(void *ctx, const char *sql);
@@ -107,5 +113,8 @@ extern const char pgp_ddl_notify_fn[];
 extern const char pgp_ddl_notify_trigger[];
 int pgp_ddl_each(const pgp_names *n, const pgp_config *conf, pgp_ddl_fn emit,
                  void *ctx);
+/* The same for the claims table alone (a table made before it existed, or
+ * by pg_wal, gets it at open). */
+int pgp_ddl_claims_each(const pgp_names *n, pgp_ddl_fn emit, void *ctx);
 
 #endif

@@ -1,11 +1,12 @@
 /* The pg_poll store plugin: an outbox table in PostgreSQL, polled.
  *
- * Claims lease rows (locked_by, locked_until) with FOR UPDATE SKIP LOCKED,
- * so several relay processes share one table; a crashed relay's rows come
- * back when their lease runs out. Per-key order holds across relays: a row
- * is claimed only when no other row of its key is leased or waiting for a
- * retry, and only together with every earlier pending row of its key (see
- * the claim statement in pg_sql.c). Idle claims sleep on LISTEN until a
+ * A claim leases a batch with one row in the claims table (its ids, its
+ * keys, its owner and when it expires), so several relay processes share
+ * one table; a crashed relay's rows come back when its claim expires.
+ * Per-key order holds across relays: claims take turns, and a row is
+ * claimed only when no row of its key is in a claim or waiting for a
+ * retry, and in its key's claim order (see the claim statement in
+ * pg_sql.c). Idle claims sleep on LISTEN until a
  * NOTIFY (sent by the table's trigger or by the writer) or the poll
  * interval. Every time that decides eligibility is the database's now(),
  * so clocks of the relay hosts do not matter. */
@@ -58,7 +59,7 @@ static const obx_option pgp_options[] = {
                  "`outbox-relay schema pg_poll` as the DBA)"),
     OBX_OPT_STRING(
         pgp_config, owner, "owner", NULL,
-        "lease owner id written to locked_by (default <hostname>:<pid>)"),
+        "lease owner id written with each claim (default <hostname>:<pid>)"),
     OBX_OPT_BOOL(
         pgp_config, listen, "listen", "true",
         "LISTEN on `channel` and wake up on NOTIFY; false: look every "
@@ -140,8 +141,8 @@ static obx_status pgp_open(const obx_host *host, const void *config,
     return OBX_OK;
 }
 
-/* Hand the leases of unsettled events back at once (best effort: if this
- * fails the leases simply run out), then free them. */
+/* Hand the claims of unsettled events back at once (best effort: if this
+ * fails the claims simply expire), then free them. */
 static void pgp_unlease_live(pgp_store *s)
 {
     if (!s->live)
@@ -189,6 +190,7 @@ typedef struct pgp_batch {
     size_t n;
     pgp_buf *bad_ids, *bad_why; /* array literals; NULL until needed */
     size_t n_bad;
+    int64_t token; /* the claim's, once a row was bad */
 } pgp_batch;
 
 static void pgp_batch_drop(pgp_batch *b)
@@ -206,8 +208,9 @@ static obx_status pgp_claim_row(pgp_store *s, const PGresult *r, int row,
     obx_status st = pgp_event_read(r, row, true, &e, err, sizeof err);
     if (st == OBX_PERMANENT) {
         if (!b->bad_ids) {
-            b->bad_ids = pgp_arr(s, 0);
-            b->bad_why = pgp_arr(s, 1);
+            b->bad_ids = pgp_arr(s, 1);
+            b->bad_why = pgp_arr(s, 2);
+            b->token = pgp_get_i64(r, row, PGP_EVENT_COLUMNS);
         }
         pgp_buf_array_i64(b->bad_ids, pgp_get_i64(r, row, 0));
         pgp_buf_array_text(b->bad_why, err);
@@ -224,15 +227,18 @@ static obx_status pgp_claim_row(pgp_store *s, const PGresult *r, int row,
 }
 
 /* Best effort: if this fails the rows come back after their lease and are
- * dead-lettered then. */
+ * dead-lettered then. A claim of nothing but such rows is done here. */
 static void pgp_bury_poison(pgp_store *s, pgp_batch *b)
 {
-    const char *p[2];
+    const char *p[4] = {s->owner};
+    pgp_buf *done = pgp_arr(s, 3);
+    if (b->n == 0)
+        pgp_buf_array_i64(done, b->token);
     char err[OBX_ERRSTR_LEN] = "";
     PGresult *r = NULL;
     obx_status st =
-        pgp_arr_done(s, 0, 2, p)
-            ? pgp_exec(s, PGP_S_POISON, 2, p, 0, &r,
+        pgp_arr_done(s, 1, 3, p)
+            ? pgp_exec(s, PGP_S_POISON, 4, p, 0, &r,
                        "dead-letter unreadable rows", err, sizeof err)
             : OBX_NOMEM;
     PQclear(r);
@@ -244,7 +250,7 @@ static void pgp_bury_poison(pgp_store *s, pgp_batch *b)
         s->host->log(s->host, OBX_LOG_WARN,
                      "pg_poll \"%s\": %zu unreadable rows (headers, NULL "
                      "columns) dead-lettered at claim (ids %s)",
-                     s->names.table, b->n_bad, p[0]);
+                     s->names.table, b->n_bad, p[1]);
 }
 
 /* Claim order: claim_seq (pos.sub), then id (pos.seq). */
@@ -292,7 +298,7 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
     obx_status st = pgp_exec_claim(s, 3, p, &r, errstr, errlen);
     if (st != OBX_OK)
         return st;
-    pgp_batch b = {out, 0, NULL, NULL, 0};
+    pgp_batch b = {out, 0, NULL, NULL, 0, 0};
     st = pgp_claim_rows(s, r, max, &b, errstr, errlen);
     PQclear(r);
     if (st != OBX_OK) {
@@ -367,11 +373,49 @@ typedef bool (*pgp_args_fn)(pgp_store *s, const void *items, size_t n,
 
 typedef struct pgp_settle_op {
     pgp_stmt stmt;
-    int nparams;
+    int nparams; /* the last one: the claims this settle finishes */
     pgp_args_fn args;
     pgp_item_fn item;
     const char *what;
 } pgp_settle_op;
+
+typedef struct pgp_claim_count {
+    int64_t token;
+    size_t settling, out; /* its events in this call; all still out */
+} pgp_claim_count;
+
+/* The claims (tokens) whose last events items[0..n) are, into the array
+ * literal `done`: the statement deletes their claims rows, which frees
+ * their keys. A batch has one token and a settle call rarely spans more
+ * than two, so the lists are searched linearly. False: no memory. */
+static bool pgp_done_claims(pgp_store *s, const pgp_settle_op *op,
+                            const void *items, size_t n, pgp_buf *done)
+{
+    pgp_claim_count *c = calloc(n, sizeof *c);
+    if (!c)
+        return false;
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t t = op->item(items, i)->lease_token;
+        size_t j = 0;
+        while (j < d && c[j].token != t)
+            j++;
+        c[j].token = t;
+        c[j].settling++;
+        d += j == d;
+    }
+    for (const pgp_event *e = s->live; e; e = e->next)
+        for (size_t j = 0; j < d; j++)
+            if (c[j].token == e->lease_token) {
+                c[j].out++;
+                break;
+            }
+    for (size_t j = 0; j < d; j++)
+        if (c[j].out <= c[j].settling)
+            pgp_buf_array_i64(done, c[j].token);
+    free(c);
+    return true;
+}
 
 /* Run one statement for the whole batch (array parameters, one round
  * trip). Only OBX_OK settles (frees) the events: on an error they stay
@@ -387,7 +431,10 @@ static obx_status pgp_settle(pgp_store *s, const pgp_settle_op *op,
     const char *params[PGP_MAX_PARAMS] = {s->owner};
     PGresult *r = NULL;
     obx_status st = OBX_NOMEM;
-    if (op->args(s, items, n, params))
+    int last = op->nparams - 1;
+    if (op->args(s, items, n, params) &&
+        pgp_done_claims(s, op, items, n, pgp_arr(s, last)) &&
+        pgp_arr_done(s, last, 1, params))
         st = pgp_exec(s, op->stmt, op->nparams, params, 0, &r, op->what, errstr,
                       errlen);
     else
@@ -425,10 +472,10 @@ static pgp_event *pgp_item_burial(const void *items, size_t i)
 static bool pgp_args_ack(pgp_store *s, const void *items, size_t n,
                          const char **params)
 {
-    pgp_buf *ids = pgp_arr(s, 0);
+    pgp_buf *ids = pgp_arr(s, 1);
     for (size_t i = 0; i < n; i++)
         pgp_buf_array_i64(ids, (int64_t)pgp_item_event(items, i)->ev.pos.seq);
-    return pgp_arr_done(s, 0, 1, params);
+    return pgp_arr_done(s, 1, 1, params);
 }
 
 /* The engine's retry time is on its clock; the delay is added to the
@@ -474,7 +521,7 @@ static bool pgp_args_bury(pgp_store *s, const void *items, size_t n,
 static obx_status pgp_ack(void *inst, obx_event *const *events, size_t n,
                           char *errstr, size_t errlen)
 {
-    static const pgp_settle_op op = {PGP_S_ACK, 1, pgp_args_ack, pgp_item_event,
+    static const pgp_settle_op op = {PGP_S_ACK, 3, pgp_args_ack, pgp_item_event,
                                      "ack"};
     return pgp_settle(inst, &op, events, n, errstr, errlen);
 }
@@ -485,7 +532,7 @@ static obx_status pgp_ack(void *inst, obx_event *const *events, size_t n,
 static obx_status pgp_release(void *inst, const obx_release *items, size_t n,
                               char *errstr, size_t errlen)
 {
-    static const pgp_settle_op op = {PGP_S_RELEASE, 6, pgp_args_release,
+    static const pgp_settle_op op = {PGP_S_RELEASE, 7, pgp_args_release,
                                      pgp_item_release, "release"};
     return pgp_settle(inst, &op, items, n, errstr, errlen);
 }
@@ -494,7 +541,7 @@ static obx_status pgp_release(void *inst, const obx_release *items, size_t n,
 static obx_status pgp_bury(void *inst, const obx_burial *items, size_t n,
                            char *errstr, size_t errlen)
 {
-    static const pgp_settle_op op = {PGP_S_BURY, 6, pgp_args_bury,
+    static const pgp_settle_op op = {PGP_S_BURY, 7, pgp_args_bury,
                                      pgp_item_burial, "bury"};
     return pgp_settle(inst, &op, items, n, errstr, errlen);
 }

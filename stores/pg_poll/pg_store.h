@@ -15,8 +15,8 @@
 #include "pg_poll_config.h"
 #include "pg_sql.h"
 
-/* Parameter slots of the widest statement (release and bury: 6). */
-#define PGP_MAX_PARAMS 6
+/* Parameter slots of the widest statement (release and bury: 7). */
+#define PGP_MAX_PARAMS 7
 
 typedef struct pgp_store {
     const obx_host *host;
@@ -110,8 +110,9 @@ obx_status pgp_exec(pgp_store *s, pgp_stmt st, int nparams,
                     const char *const *params, int binary, PGresult **out,
                     const char *what, char *errstr, size_t errlen);
 /* The claim statement (binary results), run after the table's claim lock
- * in one transaction and one round trip, so that claims of one table,
- * from any relay, never overlap (see pgp_claim_lock_sql). As pgp_exec. */
+ * and the expiry of lapsed claims, in one transaction and one round trip,
+ * so that claims of one table, from any relay, never overlap (see
+ * pgp_claim_lock_sql). As pgp_exec. */
 obx_status pgp_exec_claim(pgp_store *s, int nparams, const char *const *params,
                           PGresult **out, char *errstr, size_t errlen);
 

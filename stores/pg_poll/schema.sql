@@ -41,6 +41,15 @@ CREATE INDEX IF NOT EXISTS "outbox_dead" ON "outbox" ("id")
     WHERE "dead_at" IS NOT NULL;
 CREATE INDEX IF NOT EXISTS "outbox_published" ON "outbox" ("published_at")
     WHERE "published_at" IS NOT NULL;
+CREATE TABLE IF NOT EXISTS "outbox_claims" (
+    claim_id bigint PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    ids bigint[] NOT NULL,
+    keys text[] NOT NULL
+);
+ALTER TABLE "outbox_claims" ALTER ids SET STORAGE EXTERNAL,
+    ALTER keys SET STORAGE EXTERNAL;
 CREATE OR REPLACE FUNCTION "outbox_notify"() RETURNS trigger
     LANGUAGE plpgsql AS $obx$
 BEGIN

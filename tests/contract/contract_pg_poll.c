@@ -60,8 +60,9 @@ static int h_write(void *ctx, const char *key, const char *payload, char *err,
     return 0;
 }
 
-/* A leased row is CLAIMED while locked_by is set, expired or not: every
- * settle must clear the lease columns, which this makes the kit check. */
+/* A pending row is CLAIMED while a claims row holds it, expired or not
+ * (or, from a relay of an earlier version, while its lease columns are
+ * set): every settle must let go of it, which this makes the kit check. */
 static int h_inspect(void *ctx, const char *id, obx_contract_record *rec,
                      char *err, size_t errlen)
 {
@@ -69,11 +70,13 @@ static int h_inspect(void *ctx, const char *id, obx_contract_record *rec,
     PGresult *r = PQexecParams(
         pgt_db(cur),
         "SELECT (dead_at IS NOT NULL)::int, (published_at IS NOT NULL)::int, "
-        "(locked_by IS NOT NULL OR locked_until IS NOT NULL)::int, attempts, "
+        "(locked_by IS NOT NULL OR locked_until IS NOT NULL OR EXISTS ("
+        "SELECT 1 FROM outbox_claims AS c WHERE o.id = ANY(c.ids)))::int, "
+        "attempts, "
         "CASE WHEN next_attempt_at = '-infinity' THEN 0 ELSE "
         "(extract(epoch FROM next_attempt_at) * 1000000)::bigint END, "
         "coalesce(last_error, ''), coalesce(dead_reason, ''), "
-        "coalesce(dead_destination, '') FROM outbox WHERE event_id = $1",
+        "coalesce(dead_destination, '') FROM outbox AS o WHERE event_id = $1",
         1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "%s", PQerrorMessage(pgt_db(cur)));

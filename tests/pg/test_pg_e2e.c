@@ -348,12 +348,6 @@ static void install_claim_log(fx *f)
              "  INSERT INTO claim_log VALUES (pg_current_xact_id(), NULL, "
              "    NEW.id, NEW.aggregate_id, 'insert', NULL); "
              "ELSE "
-             "  IF NEW.locked_by IS NOT NULL AND NEW.locked_until IS "
-             "    DISTINCT FROM OLD.locked_until THEN "
-             "    INSERT INTO claim_log VALUES (pg_current_xact_id(), "
-             "      pg_current_snapshot(), NEW.id, NEW.aggregate_id, "
-             "      'claim', NEW.locked_by); "
-             "  END IF; "
              "  IF OLD.published_at IS NULL AND NEW.published_at IS NOT "
              "    NULL THEN "
              "    INSERT INTO claim_log VALUES (pg_current_xact_id(), NULL, "
@@ -361,7 +355,16 @@ static void install_claim_log(fx *f)
              "  END IF; "
              "END IF; RETURN NULL; END $$;"
              "CREATE TRIGGER log_outbox AFTER INSERT OR UPDATE ON outbox "
-             "FOR EACH ROW EXECUTE FUNCTION log_outbox()");
+             "FOR EACH ROW EXECUTE FUNCTION log_outbox();"
+             /* a claim is its claims row (pg_poll's claim statement) */
+             "CREATE FUNCTION log_claim() RETURNS trigger LANGUAGE plpgsql "
+             "AS $$ BEGIN "
+             "INSERT INTO claim_log SELECT pg_current_xact_id(), "
+             "  pg_current_snapshot(), o.id, o.aggregate_id, 'claim', "
+             "  NEW.owner FROM outbox o WHERE o.id = ANY(NEW.ids); "
+             "RETURN NULL; END $$;"
+             "CREATE TRIGGER log_claim AFTER INSERT ON outbox_claims "
+             "FOR EACH ROW EXECUTE FUNCTION log_claim()");
 }
 
 static void check_claim_log(fx *f)
@@ -437,9 +440,10 @@ static void test_three_relays_two_writers(void **state)
     int64_t orphans = 0;
     for (int tries = 0; tries < 150 && orphans == 0; tries++) {
         orphans = pgt_int(f->t, 0,
-                          "SELECT count(*) FROM outbox WHERE "
-                          "locked_by = 'relay-1' AND published_at IS NULL "
-                          "AND locked_until > now() + interval '500 ms'");
+                          "SELECT count(*) FROM outbox o JOIN outbox_claims "
+                          "c ON o.id = ANY(c.ids) WHERE c.owner = 'relay-1' "
+                          "AND published_at IS NULL AND c.expires_at > "
+                          "now() + interval '500 ms'");
         if (orphans == 0)
             pgt_sleep_ms(20);
     }
@@ -447,8 +451,9 @@ static void test_three_relays_two_writers(void **state)
     assert_int_equal(proc_wait(f->pid[1], 5000), 128 + SIGKILL);
     f->pid[1] = 0;
     orphans = pgt_int(f->t, 0,
-                      "SELECT count(*) FROM outbox WHERE locked_by "
-                      "= 'relay-1' AND published_at IS NULL");
+                      "SELECT count(*) FROM outbox o JOIN outbox_claims c "
+                      "ON o.id = ANY(c.ids) WHERE c.owner = 'relay-1' AND "
+                      "published_at IS NULL");
     assert_true(orphans > 0);
     pgt_sleep_ms(600);
     pgt_exec_on(late, "COMMIT");

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -67,6 +68,12 @@ static void claim_ids(pgt *t, void *s, size_t max, const int64_t *want,
     for (size_t i = 0; i < n; i++)
         assert_int_equal(ev[i]->pos.seq, want[i]);
 }
+
+/* The event rows a claim holds (one claims row per batch, pgp_claim_sql)
+ * as "o", with their claim's owner and expiry: append a WHERE. */
+#define LEASED                                                                 \
+    "FROM outbox AS o JOIN (SELECT unnest(ids) AS id, owner, expires_at "      \
+    "FROM outbox_claims) AS l ON l.id = o.id "
 
 /* Nothing left to publish. */
 static void assert_all_published(pgt *t)
@@ -225,10 +232,11 @@ static void test_claim_fields(void **state)
                 b->created_at_us <= pgt_now_us() + 1000000);
     /* the rows are leased to us, for `lease` by the database's clock */
     assert_int_equal(pgt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by IS NOT NULL AND locked_until "
+                             "SELECT count(*) " LEASED
+                             "WHERE l.owner LIKE '%%:%d' AND l.expires_at "
                              "BETWEEN now() + interval '59 s' AND "
-                             "now() + interval '61 s'"),
+                             "now() + interval '61 s'",
+                             (int)getpid()),
                      2);
     /* and claimed once only */
     assert_int_equal(pgt_claim(t, s, ev, 8), 0);
@@ -259,11 +267,12 @@ static void test_claim_max(void **state)
 /* Per-key hold-back (A1 B1 A2 B2 A3, a released head waiting for its
  * retry, a dead head): tests/contract, check claim_holds_keys. */
 
-/* Another relay's claim in flight: its rows are row-locked by a claim
- * that has not committed yet, so our snapshot cannot see its lease. SKIP
- * LOCKED skips them; the later rows of their key must not be taken in
- * their place. A head leased by another relay holds its key back, a dead
- * head does not. */
+/* Another relay's batch in flight: its claims row holds A1, so neither
+ * A1 nor the later rows of key A may be taken, while B and C flow. A head
+ * leased in the row by a relay of an earlier version (locked_until) holds
+ * its key back as well; a dead head does not. (A claim in progress at
+ * another relay holds the claim lock, so ours waits for it:
+ * test_late_commit_during_claim.) */
 static void test_claim_key_order_across_relays(void **state)
 {
     pgt *t = *state;
@@ -271,19 +280,19 @@ static void test_claim_key_order_across_relays(void **state)
     int64_t a1 = pgt_insert(t, "A", "x"), b1 = pgt_insert(t, "B", "x");
     int64_t a2 = pgt_insert(t, "A", "x"), c1 = pgt_insert(t, "C", "x");
     int64_t a3 = pgt_insert(t, "A", "x");
-    PGconn *other = pgt_connect(t);
-    pgt_exec_on(other, "BEGIN");
-    pgt_exec_on(other, "SELECT 1 FROM outbox WHERE id = %lld FOR UPDATE",
-                (long long)a1);
+    pgt_exec(t,
+             "INSERT INTO outbox_claims VALUES (1, 'other', now() + "
+             "interval '1 hour', '{%lld}', '{A}')",
+             (long long)a1);
     obx_event *ev[8];
     claim_ids(t, s, 8, (int64_t[]){b1, c1}, 2, ev);
     pgt_ack(t, s, ev, 2);
-    /* the other relay's claim commits: A1 is leased by it */
-    pgt_exec_on(other,
-                "UPDATE outbox SET locked_by = 'other', locked_until "
-                "= now() + interval '1 hour' WHERE id = %lld",
-                (long long)a1);
-    pgt_exec_on(other, "COMMIT");
+    /* the same lease, as a relay of an earlier version wrote it */
+    pgt_exec(t, "DELETE FROM outbox_claims");
+    pgt_exec(t,
+             "UPDATE outbox SET locked_by = 'other', locked_until "
+             "= now() + interval '1 hour' WHERE id = %lld",
+             (long long)a1);
     claim_ids(t, s, 8, NULL, 0, ev);
     /* A1 is dead-lettered: a dead head no longer holds its key back */
     pgt_exec(t,
@@ -292,7 +301,6 @@ static void test_claim_key_order_across_relays(void **state)
              (long long)a1);
     claim_ids(t, s, 8, (int64_t[]){a2, a3}, 2, ev);
     pgt_ack(t, s, ev, 2);
-    PQfinish(other);
     t->ops->close(s);
 }
 
@@ -368,7 +376,8 @@ static int64_t advisory_waiters(pgt *t)
  * claims. Relay 2's snapshot cannot see relay 1's lease and SKIP LOCKED
  * hides K2, so nothing in that statement alone tells it K1 has a
  * successor in flight. A trigger holds relay 1's claim open inside its
- * UPDATE (after it locked K2) until the test lets it go. */
+ * statement (as it writes its claims row, after it chose K2) until the
+ * test lets it go. */
 static void test_late_commit_during_claim(void **state)
 {
     pgt *t = *state;
@@ -379,8 +388,8 @@ static void test_late_commit_during_claim(void **state)
     pgt_exec(t, "CREATE FUNCTION hold_relay1() RETURNS trigger LANGUAGE "
                 "plpgsql AS $$ BEGIN PERFORM pg_advisory_lock(4242); "
                 "PERFORM pg_advisory_unlock(4242); RETURN NEW; END $$");
-    pgt_exec(t, "CREATE TRIGGER hold_relay1 BEFORE UPDATE ON outbox FOR EACH "
-                "ROW WHEN (NEW.locked_by = 'relay1') EXECUTE FUNCTION "
+    pgt_exec(t, "CREATE TRIGGER hold_relay1 BEFORE INSERT ON outbox_claims "
+                "FOR EACH ROW WHEN (NEW.owner = 'relay1') EXECUTE FUNCTION "
                 "hold_relay1()");
     PGconn *late = pgt_connect(t), *gate = pgt_connect(t);
     pgt_exec_on(late, "BEGIN");
@@ -465,6 +474,37 @@ static void test_claim_order_survives_expired_lease(void **state)
     PQfinish(late);
     t->ops->close(s2);
     t->ops->close(s1);
+}
+
+/* The claim order of a key whose rows came back, when the batch ends
+ * between them: K1 (never claimed, committed late) has a lower id than
+ * K2 (claimed before, released, due again), and the batch of two ends at
+ * X, so the scan in id order sees K1 but not K2. K1 must wait for K2:
+ * the claim probes the key order for keys with rows that came back. */
+static void test_claim_order_history_outside_batch(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    PGconn *late = pgt_connect(t);
+    pgt_exec_on(late, "BEGIN");
+    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                      "event_type, payload) VALUES ('o', 'K', 'Late', 'l')");
+    int64_t x = pgt_insert(t, "X", "x"), k2 = pgt_insert(t, "K", "x");
+    obx_event *ev[8];
+    claim_ids(t, s, 8, (int64_t[]){x, k2}, 2, ev);
+    release_one(t, s, ev[0], pgt_now_us(), false, "back");
+    release_one(t, s, ev[1], pgt_now_us(), false, "back");
+    pgt_exec_on(late, "COMMIT");
+    int64_t k1 =
+        pgt_int(t, -1, "SELECT id FROM outbox WHERE event_type = 'Late'");
+    assert_true(k1 < x && x < k2);
+    claim_ids(t, s, 2, (int64_t[]){x}, 1, ev);
+    pgt_ack(t, s, ev, 1);
+    claim_ids(t, s, 2, (int64_t[]){k2, k1}, 2, ev);
+    pgt_ack(t, s, ev, 2);
+    assert_all_published(t);
+    PQfinish(late);
+    t->ops->close(s);
 }
 
 /* The buffers one claim of 50 touches, from EXPLAIN (ANALYZE, BUFFERS)
@@ -601,8 +641,8 @@ static void test_claim_with_every_key_in_flight_bounded(void **state)
 
 /* The same relay re-claims an event whose lease ran out while its first
  * claim was still in flight: the stale copy's release must not touch the
- * new claim (the lease end is the claim's token), whose row keeps the
- * owner's lease and no retry columns. */
+ * new claim (the claim's id is the token), whose row keeps the owner's
+ * lease and no retry columns. */
 static void test_lease_token(void **state)
 {
     pgt *t = *state;
@@ -617,10 +657,9 @@ static void test_lease_token(void **state)
     assert_int_equal(pgt_claim(t, s, second, 2), 1);
     release_one(t, s, first[0], pgt_now_us() + HOUR_US, true, "stale");
     assert_int_equal(pgt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by = 'relay-t' AND locked_until IS "
-                             "NOT NULL AND attempts = 0 AND "
-                             "next_attempt_at = '-infinity' AND "
+                             "SELECT count(*) " LEASED
+                             "WHERE l.owner = 'relay-t' AND attempts = 0 "
+                             "AND next_attempt_at <= now() AND "
                              "last_error IS NULL AND dead_at IS NULL"),
                      1);
     pgt_ack(t, s, second, 1);
@@ -657,10 +696,7 @@ static void ack_mode_case(pgt *t, int mode)
                      1);
     t->ops->close(s);
     /* close returned the unsettled lease at once */
-    assert_int_equal(pgt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by IS NOT NULL"),
-                     0);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
     s = pgt_open(t, &c);
     assert_int_equal(pgt_claim(t, s, ev, 4), 1);
     assert_int_equal(ev[0]->pos.seq, id2);
@@ -784,6 +820,9 @@ static void hand_made_table(pgt *t, const char *event_id_col,
              "timestamptz, dead_at timestamptz, last_error text, "
              "dead_reason text, dead_destination text, claim_seq bigint)",
              event_id_col, payload_type, headers_type);
+    pgt_exec(t, "CREATE TABLE outbox_claims (claim_id bigint PRIMARY KEY, "
+                "owner text NOT NULL, expires_at timestamptz NOT NULL, ids "
+                "bigint[] NOT NULL, keys text[] NOT NULL)");
 }
 
 /* Rows of a hand-made table (text headers, no CHECK) with unparsable
@@ -1385,8 +1424,8 @@ static void test_connection_loss(void **state)
     assert_non_null(strstr(err, "ack"));
     /* nothing settled: the rows are still leased to us, the events valid */
     assert_int_equal(pgt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by = 'victim' AND published_at "
+                             "SELECT count(*) " LEASED
+                             "WHERE l.owner = 'victim' AND published_at "
                              "IS NULL"),
                      2);
     assert_string_equal(ev[0]->key, "k1");
@@ -1469,8 +1508,8 @@ static void test_stalled_link(void **state)
     assert_true(took < 4000);
     /* the row is still leased to us, unpublished */
     assert_int_equal(pgt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by = 'stalled' AND published_at "
+                             "SELECT count(*) " LEASED
+                             "WHERE l.owner = 'stalled' AND published_at "
                              "IS NULL"),
                      1);
 
@@ -1637,6 +1676,40 @@ static void test_open_refuses_missing_columns(void **state)
             fail_msg("the error has no '%s': %s", want[i], err);
 }
 
+/* A table made before claims had a table of their own (or by pg_wal, or
+ * by hand): without create_schema the relay refuses it and gives the
+ * DDL; with it, the relay adds the claims table and runs. */
+static void test_open_adds_claims_table(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    t->ops->close(s);
+    pgt_exec(t, "DROP TABLE outbox_claims");
+    pgp_config c = t->conf;
+    c.create_schema = false;
+    char err[1024] = "";
+    s = NULL;
+    assert_int_equal(t->ops->open(t->host, &c, &s, err, sizeof err),
+                     OBX_CONFIG);
+    const char *want[] = {"\"outbox_claims\"",
+                          "create_schema is false",
+                          "CREATE TABLE IF NOT EXISTS \"outbox_claims\" (",
+                          "keys text[] NOT NULL );",
+                          "SET STORAGE EXTERNAL",
+                          NULL};
+    for (int i = 0; want[i]; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("the error has no '%s': %s", want[i], err);
+    s = pgt_open(t, NULL);
+    int64_t id = pgt_insert(t, "k", "x");
+    obx_event *ev[2];
+    claim_ids(t, s, 2, &id, 1, ev);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) " LEASED), 1);
+    pgt_ack(t, s, ev, 1);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
+    t->ops->close(s);
+}
+
 /* `demo` beside an `orders` table of another shape says which table and
  * what shape it needs, instead of a bare SQL error. */
 static void test_demo_other_orders_table(void **state)
@@ -1673,6 +1746,7 @@ int main(void)
         T(test_late_commit),
         T(test_late_commit_during_claim),
         T(test_claim_order_survives_expired_lease),
+        T(test_claim_order_history_outside_batch),
         T(test_claim_work_bounded_with_backlog),
         T(test_claim_with_every_key_in_flight_bounded),
         T(test_lease_token),
@@ -1697,6 +1771,7 @@ int main(void)
         T(test_demo),
         T(test_open_warns_missing_objects),
         T(test_open_refuses_missing_columns),
+        T(test_open_adds_claims_table),
         T(test_demo_other_orders_table),
 #undef T
     };
