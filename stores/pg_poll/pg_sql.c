@@ -208,10 +208,11 @@ static const char pgp_claim_lock_sql[] =
  * last event this statement settles (the store knows which of its events
  * are still out). The lease columns are cleared for rows a relay of an
  * earlier version leased in the row. */
+/* clang-format off */
 #define PGP_DONE(n)                                                            \
     "done AS (\n"                                                              \
-    "  DELETE FROM {F:" PGP_SFX_CLAIMS "} WHERE claim_id = ANY(" n "::int8[])" \
-    " AND owner = $1)"
+    "  DELETE FROM {F:" PGP_SFX_CLAIMS "}\n"                                    \
+    "  WHERE claim_id = ANY(" n "::int8[]) AND owner = $1)"
 /* Release, bury and unlease touch a row only while the claim that leased
  * it is still ours: once it expired and another relay took the rows over
  * (pgp_expire_sql deleted it), they are theirs. The claims row is locked
@@ -222,8 +223,8 @@ static const char pgp_claim_lock_sql[] =
     "  SELECT claim_id FROM {F:" PGP_SFX_CLAIMS "}\n"                          \
     "  WHERE claim_id = ANY($3::int8[]) AND owner = $1 FOR UPDATE)"
 #define PGP_OURS(a)                                                            \
-    a "{id} = r.id AND r.token IN (SELECT claim_id FROM mine) "                \
-      "AND " PGP_PENDING(a)
+    a "{id} = r.id AND r.token IN (SELECT claim_id FROM mine)\n"               \
+    "  AND " PGP_PENDING(a)
 /* Where a row goes back to the table unpublished, its claim order stays
  * (claim_seq) and next_attempt_at is set, which puts it in the blocked
  * index where the claim looks for keys out of id order (pgp_claim_sql). */
@@ -232,71 +233,66 @@ static const char pgp_claim_lock_sql[] =
 /* Acks whatever the lease says: the broker has the event either way.
  * $1 owner, $2 ids, $3 claims done. */
 static const char pgp_ack_mark_sql[] =
-    "WITH " PGP_DONE("$3") "\nUPDATE {T} SET {published_at} = now(), "
-                           "{locked_by} = NULL, {locked_until} = NULL WHERE "
-                           "{id} = ANY($2::int8[]) "
-                           "AND {published_at} IS NULL";
+    "WITH " PGP_DONE("$3") "\n"
+    "UPDATE {T} SET {published_at} = now(),\n"
+    "  {locked_by} = NULL, {locked_until} = NULL\n"
+    "WHERE {id} = ANY($2::int8[]) AND {published_at} IS NULL";
 
 static const char pgp_ack_delete_sql[] =
-    "WITH " PGP_DONE("$3") "\nDELETE FROM {T} WHERE {id} = ANY($2::int8[])";
+    "WITH " PGP_DONE("$3") "\n"
+    "DELETE FROM {T} WHERE {id} = ANY($2::int8[])";
 
 /* The retry time arrives as a delay and is added to the database's
  * clock, so clock skew between relays does not matter. A claim that is
  * not done yet lets go of the released rows (trim), so its row lists
  * what it still holds. $1 owner, $2 ids, $3 tokens, $4 delays, $5
  * counts, $6 errors, $7 claims done. */
-static const char pgp_release_sql[] = "WITH " PGP_MINE ", " PGP_DONE(
-    "$7") ", trim AS (\n"
-          "  UPDATE {F:" PGP_SFX_CLAIMS "} AS c SET ids = ARRAY(\n"
-          "    SELECT unnest(c.ids) EXCEPT SELECT unnest($2::int8[]))\n"
-          "  WHERE c.claim_id IN (SELECT claim_id FROM mine)\n"
-          "    AND c.claim_id <> ALL($7::int8[]))\n"
-          "UPDATE {T} AS o SET\n"
-          "  {next_attempt_at} = now() + r.delay_us::float8 * "
-          "interval '1 microsecond',\n"
-          "  {attempts} = o.{attempts} + r.counts,\n"
-          "  {last_error} = coalesce(r.err, o.{last_error}),\n"
-          "  " PGP_KEEP_ORDER(
-              "o.") ", {locked_by} = NULL, {locked_until} = NULL\n"
-                    "FROM unnest($2::int8[], $3::int8[], $4::int8[], "
-                    "$5::int4[], "
-                    "$6::text[])\n"
-                    "  AS r(id, token, delay_us, counts, err)\n"
-                    "WHERE " PGP_OURS("o.");
+static const char pgp_release_sql[] =
+    "WITH " PGP_MINE ", " PGP_DONE("$7") ", trim AS (\n"
+    "  UPDATE {F:" PGP_SFX_CLAIMS "} AS c SET ids = ARRAY(\n"
+    "    SELECT unnest(c.ids) EXCEPT SELECT unnest($2::int8[]))\n"
+    "  WHERE c.claim_id IN (SELECT claim_id FROM mine)\n"
+    "    AND c.claim_id <> ALL($7::int8[]))\n"
+    "UPDATE {T} AS o SET\n"
+    "  {next_attempt_at} = now() + r.delay_us::float8 * interval '1 microsecond',\n"
+    "  {attempts} = o.{attempts} + r.counts,\n"
+    "  {last_error} = coalesce(r.err, o.{last_error}),\n"
+    "  " PGP_KEEP_ORDER("o.") ", {locked_by} = NULL, {locked_until} = NULL\n"
+    "FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::int4[], $6::text[])\n"
+    "  AS r(id, token, delay_us, counts, err)\n"
+    "WHERE " PGP_OURS("o.");
 
 /* $1 owner, $2 ids, $3 tokens, $4 reasons, $5 destinations, $6 attempts,
  * $7 claims done. */
-static const char pgp_bury_sql[] = "WITH " PGP_MINE ", " PGP_DONE(
-    "$7") "\n"
-          "UPDATE {T} AS o SET {dead_at} = now(), {dead_reason} = r.reason,\n"
-          "  {dead_destination} = r.dest, {attempts} = r.attempts,\n"
-          "  {locked_by} = NULL, {locked_until} = NULL\n"
-          "FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], "
-          "$6::int4[])\n"
-          "  AS r(id, token, reason, dest, attempts)\n"
-          "WHERE " PGP_OURS("o.");
+static const char pgp_bury_sql[] =
+    "WITH " PGP_MINE ", " PGP_DONE("$7") "\n"
+    "UPDATE {T} AS o SET {dead_at} = now(), {dead_reason} = r.reason,\n"
+    "  {dead_destination} = r.dest, {attempts} = r.attempts,\n"
+    "  {locked_by} = NULL, {locked_until} = NULL\n"
+    "FROM unnest($2::int8[], $3::int8[], $4::text[], $5::text[], $6::int4[])\n"
+    "  AS r(id, token, reason, dest, attempts)\n"
+    "WHERE " PGP_OURS("o.");
 
 /* At close: every claim of the events still out is handed back at once
  * (their rows are due now), rather than after the lease. $1 owner, $2
  * ids, $3 tokens. */
-static const char pgp_unlease_sql[] = "WITH " PGP_MINE ", " PGP_DONE(
-    "$3") "\n"
-          "UPDATE {T} AS o SET " PGP_KEEP_ORDER(
-              "o.") ",\n"
-                    "  {next_attempt_at} = greatest(o.{next_attempt_at}, "
-                    "now()),\n"
-                    "  {locked_by} = NULL, {locked_until} = NULL\n"
-                    "FROM unnest($2::int8[], $3::int8[]) AS r(id, token)\n"
-                    "WHERE " PGP_OURS("o.");
+static const char pgp_unlease_sql[] =
+    "WITH " PGP_MINE ", " PGP_DONE("$3") "\n"
+    "UPDATE {T} AS o SET " PGP_KEEP_ORDER("o.") ",\n"
+    "  {next_attempt_at} = greatest(o.{next_attempt_at}, now()),\n"
+    "  {locked_by} = NULL, {locked_until} = NULL\n"
+    "FROM unnest($2::int8[], $3::int8[]) AS r(id, token)\n"
+    "WHERE " PGP_OURS("o.");
 
 /* Rows dead-lettered at claim (unreadable): $1 owner, $2 ids, $3
  * reasons, $4 claims done (a claim of nothing but such rows). */
-static const char pgp_poison_sql[] = "WITH " PGP_DONE(
-    "$4") "\n"
-          "UPDATE {T} AS o SET {dead_at} = now(), {dead_reason} = r.reason,\n"
-          "  {locked_by} = NULL, {locked_until} = NULL\n"
-          "FROM unnest($2::int8[], $3::text[]) AS r(id, reason)\n"
-          "WHERE o.{id} = r.id";
+static const char pgp_poison_sql[] =
+    "WITH " PGP_DONE("$4") "\n"
+    "UPDATE {T} AS o SET {dead_at} = now(), {dead_reason} = r.reason,\n"
+    "  {locked_by} = NULL, {locked_until} = NULL\n"
+    "FROM unnest($2::int8[], $3::text[]) AS r(id, reason)\n"
+    "WHERE o.{id} = r.id";
+/* clang-format on */
 
 /* SKIP LOCKED: relays sharing the table never queue behind each other's
  * retention run. */

@@ -478,22 +478,29 @@ static void test_claim_order_survives_expired_lease(void **state)
 
 /* The claim order of a key whose rows came back, when the batch ends
  * between them: K1 (never claimed, committed late) has a lower id than
- * K2 (claimed before, released, due again), and the batch of two ends at
- * X, so the scan in id order sees K1 but not K2. K1 must wait for K2:
- * the claim probes the key order for keys with rows that came back. */
-static void test_claim_order_history_outside_batch(void **state)
+ * K2 (claimed before, then released or its claim expired, due again),
+ * and the batch of two ends at X, so the scan in id order sees K1 but
+ * not K2. K1 must wait for K2: the claim probes the key order for keys
+ * with rows that came back, which both ways back mark. */
+static void history_outside_batch(pgt *t, bool expire)
 {
-    pgt *t = *state;
-    void *s = pgt_open(t, NULL);
+    pgp_config first = t->conf;
+    first.owner = (char *)"first";
+    first.lease_ms = 100;
+    void *s1 = pgt_open(t, &first), *s = pgt_open(t, NULL);
     PGconn *late = pgt_connect(t);
     pgt_exec_on(late, "BEGIN");
     pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
                       "event_type, payload) VALUES ('o', 'K', 'Late', 'l')");
     int64_t x = pgt_insert(t, "X", "x"), k2 = pgt_insert(t, "K", "x");
     obx_event *ev[8];
-    claim_ids(t, s, 8, (int64_t[]){x, k2}, 2, ev);
-    release_one(t, s, ev[0], pgt_now_us(), false, "back");
-    release_one(t, s, ev[1], pgt_now_us(), false, "back");
+    claim_ids(t, s1, 8, (int64_t[]){x, k2}, 2, ev);
+    if (expire) {
+        pgt_sleep_ms(150); /* the first relay is gone */
+    } else {
+        release_one(t, s1, ev[0], pgt_now_us(), false, "back");
+        release_one(t, s1, ev[1], pgt_now_us(), false, "back");
+    }
     pgt_exec_on(late, "COMMIT");
     int64_t k1 =
         pgt_int(t, -1, "SELECT id FROM outbox WHERE event_type = 'Late'");
@@ -505,6 +512,17 @@ static void test_claim_order_history_outside_batch(void **state)
     assert_all_published(t);
     PQfinish(late);
     t->ops->close(s);
+    t->ops->close(s1);
+}
+
+static void test_claim_order_history_outside_batch(void **state)
+{
+    history_outside_batch(*state, false);
+}
+
+static void test_claim_order_expired_outside_batch(void **state)
+{
+    history_outside_batch(*state, true);
 }
 
 /* The buffers one claim of 50 touches, from EXPLAIN (ANALYZE, BUFFERS)
@@ -663,6 +681,24 @@ static void test_lease_token(void **state)
                              "last_error IS NULL AND dead_at IS NULL"),
                      1);
     pgt_ack(t, s, second, 1);
+    t->ops->close(s);
+}
+
+/* A batch settled in parts: a release of some of its events lets go of
+ * their rows (the claims row keeps what it still holds), and the settle
+ * of the last event deletes the claims row. */
+static void test_settle_batch_in_parts(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    int64_t a = pgt_insert(t, "ka", "x"), b = pgt_insert(t, "kb", "x");
+    obx_event *ev[4];
+    claim_ids(t, s, 4, (int64_t[]){a, b}, 2, ev);
+    release_one(t, s, ev[0], pgt_now_us() + HOUR_US, true, "later");
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 1);
+    assert_int_equal(pgt_int(t, -1, "SELECT o.id " LEASED), b);
+    pgt_ack(t, s, ev + 1, 1);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
     t->ops->close(s);
 }
 
@@ -1747,9 +1783,11 @@ int main(void)
         T(test_late_commit_during_claim),
         T(test_claim_order_survives_expired_lease),
         T(test_claim_order_history_outside_batch),
+        T(test_claim_order_expired_outside_batch),
         T(test_claim_work_bounded_with_backlog),
         T(test_claim_with_every_key_in_flight_bounded),
         T(test_lease_token),
+        T(test_settle_batch_in_parts),
         T(test_ack_mark),
         T(test_ack_delete),
         T(test_release_error_text),
