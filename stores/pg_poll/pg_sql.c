@@ -206,13 +206,20 @@ static const char pgp_claim_lock_sql[] =
 
 /* Settling deletes the claims that are done: $N holds the tokens whose
  * last event this statement settles (the store knows which of its events
- * are still out). The lease columns are cleared for rows a relay of an
- * earlier version leased in the row. */
+ * are still out). Every statement that touches a claims row and its
+ * event rows locks the claims row first (the takeover in pgp_expire_sql
+ * does): in the other order an ack and a takeover of the same claim wait
+ * for each other until the server's deadlock check aborts one, a second
+ * later. Release, bury and unlease lock it in `mine`; the ack, which has
+ * no `mine`, runs `done` first (PGP_DONE_FIRST, an InitPlan evaluated
+ * before the first row is updated). The lease columns are cleared for
+ * rows a relay of an earlier version leased in the row. */
 /* clang-format off */
 #define PGP_DONE(n)                                                            \
     "done AS (\n"                                                              \
     "  DELETE FROM {F:" PGP_SFX_CLAIMS "}\n"                                    \
-    "  WHERE claim_id = ANY(" n "::int8[]) AND owner = $1)"
+    "  WHERE claim_id = ANY(" n "::int8[]) AND owner = $1 RETURNING 1)"
+#define PGP_DONE_FIRST " AND (SELECT count(*) FROM done) >= 0"
 /* Release, bury and unlease touch a row only while the claim that leased
  * it is still ours: once it expired and another relay took the rows over
  * (pgp_expire_sql deleted it), they are theirs. The claims row is locked
@@ -236,11 +243,11 @@ static const char pgp_ack_mark_sql[] =
     "WITH " PGP_DONE("$3") "\n"
     "UPDATE {T} SET {published_at} = now(),\n"
     "  {locked_by} = NULL, {locked_until} = NULL\n"
-    "WHERE {id} = ANY($2::int8[]) AND {published_at} IS NULL";
+    "WHERE {id} = ANY($2::int8[]) AND {published_at} IS NULL" PGP_DONE_FIRST;
 
 static const char pgp_ack_delete_sql[] =
     "WITH " PGP_DONE("$3") "\n"
-    "DELETE FROM {T} WHERE {id} = ANY($2::int8[])";
+    "DELETE FROM {T} WHERE {id} = ANY($2::int8[])" PGP_DONE_FIRST;
 
 /* The retry time arrives as a delay and is added to the database's
  * clock, so clock skew between relays does not matter. A claim that is
@@ -291,7 +298,7 @@ static const char pgp_poison_sql[] =
     "UPDATE {T} AS o SET {dead_at} = now(), {dead_reason} = r.reason,\n"
     "  {locked_by} = NULL, {locked_until} = NULL\n"
     "FROM unnest($2::int8[], $3::text[]) AS r(id, reason)\n"
-    "WHERE o.{id} = r.id";
+    "WHERE o.{id} = r.id" PGP_DONE_FIRST;
 /* clang-format on */
 
 /* SKIP LOCKED: relays sharing the table never queue behind each other's

@@ -435,6 +435,86 @@ static void test_late_commit_during_claim(void **state)
     t->ops->close(s2);
 }
 
+typedef struct ack_job {
+    pgt *t;
+    void *inst;
+    obx_event **ev;
+    size_t n;
+    obx_status st;
+    char err[OBX_ERRSTR_LEN];
+} ack_job;
+
+static void *ack_job_run(void *arg)
+{
+    ack_job *j = arg;
+    j->st = j->t->ops->ack(j->inst, j->ev, j->n, j->err, sizeof j->err);
+    return NULL;
+}
+
+/* Sessions of this test waiting for a row or transaction lock. */
+static int64_t row_lock_waiters(pgt *t)
+{
+    return pgt_int(t, -1,
+                   "SELECT count(*) FROM pg_stat_activity WHERE "
+                   "application_name = current_setting('application_name') "
+                   "AND wait_event_type = 'Lock' AND wait_event IN "
+                   "('transactionid', 'tuple')");
+}
+
+/* A relay acks a batch whose claim has just expired while another relay
+ * takes the claim over: the takeover deletes the claims row and then
+ * updates the rows; the ack must take its locks in that order too (the
+ * claims row first), or each waits for the other until the server's
+ * deadlock check (1 s) aborts one of them. A trigger holds the ack after
+ * its first row until the takeover is waiting. */
+static void test_ack_during_takeover(void **state)
+{
+    pgt *t = *state;
+    pgp_config slow = t->conf;
+    slow.owner = (char *)"slow";
+    slow.lease_ms = 100;
+    void *sa = pgt_open(t, &slow), *sb = pgt_open(t, NULL);
+    pgt_insert(t, "k1", "x");
+    int64_t second = pgt_insert(t, "k2", "x");
+    obx_event *ev[4];
+    assert_int_equal(pgt_claim(t, sa, ev, 4), 2);
+    pgt_exec(t, "CREATE FUNCTION hold_ack() RETURNS trigger LANGUAGE "
+                "plpgsql AS $$ BEGIN PERFORM pg_advisory_lock(4243); "
+                "PERFORM pg_advisory_unlock(4243); RETURN NEW; END $$");
+    pgt_exec(t,
+             "CREATE TRIGGER hold_ack BEFORE UPDATE ON outbox FOR EACH ROW "
+             "WHEN (OLD.published_at IS NULL AND NEW.published_at IS NOT "
+             "NULL AND NEW.id = %lld) EXECUTE FUNCTION hold_ack()",
+             (long long)second);
+    PGconn *gate = pgt_connect(t);
+    pgt_exec_on(gate, "SELECT pg_advisory_lock(4243)");
+    pgt_sleep_ms(150); /* the slow relay's claim has expired */
+    ack_job a = {.t = t, .inst = sa, .ev = ev, .n = 2};
+    claim_job b = {.t = t, .inst = sb};
+    pthread_t tha, thb;
+    assert_int_equal(pthread_create(&tha, NULL, ack_job_run, &a), 0);
+    for (int i = 0; i < 500 && advisory_waiters(t) < 1; i++)
+        pgt_sleep_ms(10);
+    assert_int_equal(advisory_waiters(t), 1); /* the ack holds k1's row */
+    assert_int_equal(pthread_create(&thb, NULL, claim_job_run, &b), 0);
+    for (int i = 0; i < 500 && row_lock_waiters(t) < 1; i++)
+        pgt_sleep_ms(10);
+    assert_int_equal(row_lock_waiters(t), 1); /* the takeover waits */
+    pgt_exec_on(gate, "SELECT pg_advisory_unlock(4243)");
+    pthread_join(tha, NULL);
+    pthread_join(thb, NULL);
+    if (a.st != OBX_OK || b.st != OBX_OK)
+        fail_msg("ack: %s %s / claim: %s %s", obx_status_name(a.st), a.err,
+                 obx_status_name(b.st), b.err);
+    for (size_t i = 0; i < b.n; i++) /* taken over before the ack landed */
+        pgt_ack(t, sb, &b.ev[i], 1);
+    assert_all_published(t);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
+    PQfinish(gate);
+    t->ops->close(sb);
+    t->ops->close(sa);
+}
+
 /* Claim order outlives a lease: K2 is claimed and its relay dies (the
  * lease runs out unpublished); K1, a lower id of the same key, commits
  * only then. K2 was visible to a claim K1 was not, so K2 committed first
@@ -1781,6 +1861,7 @@ int main(void)
         T(test_claim_key_order_across_relays),
         T(test_late_commit),
         T(test_late_commit_during_claim),
+        T(test_ack_during_takeover),
         T(test_claim_order_survives_expired_lease),
         T(test_claim_order_history_outside_batch),
         T(test_claim_order_expired_outside_batch),
