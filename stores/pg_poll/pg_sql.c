@@ -69,11 +69,17 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  *          (released, returned at close, or expired: every one of those
  *          paths sets next_attempt_at, so they are the blocked index's
  *          rows). Only their rows can be out of id order (below);
- *  cand  - pending, due rows of keys not blocked, in id order. No row
+ *  scan  - pending, due rows of keys not blocked, in id order. No row
  *          locks: claims of a table take turns (the claim lock) and the
  *          snapshot of this statement, taken after that lock, sees every
  *          claim committed before it; rows of other claims are never
  *          candidates because their keys are blocked;
+ *  back  - the rows that came back and are due, up to a batch, in claim
+ *          order, whatever their id. They go first in their key (chain),
+ *          and a key whose rows that came back lie above more than a
+ *          batch of its rows that no claim took (a late commit) would
+ *          otherwise fill the scan with rows whose predecessor is outside
+ *          it: nothing claimed, every time;
  *  chain - per key, rows go out in claim order: the rows some claim took
  *          before (claim_seq, the xid of the first claim that took them)
  *          before the rows never claimed, each group in id order. A row
@@ -86,17 +92,32 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  *          candidate is kept only if its predecessor in claim order (one
  *          backward step on the key index, built on that order) is the
  *          previous candidate of its key;
- *  ok    - once a key's chain breaks, its later rows are dropped as well.
+ *  ok    - once a key's chain breaks, its later rows are dropped as well;
+ *  pick  - at most a batch, rows that came back first (claim order is
+ *          each key's order, so every key keeps a prefix of its chain).
  * The blocked keys are compared as text: the claims row holds text
- * whatever type the key column has. The batch's columns keep their real
- * names (messages about a row name the column), the claim's own are
- * obx_*. A NULL key (a hand-made table's row,
- * dead-lettered once claimed) is kept out of them: one NULL in a NOT IN
- * list makes it false for every row. The session's work_mem
+ * whatever type the key column has. A NULL key (a hand-made table's
+ * row, dead-lettered once claimed) is kept out of them: one NULL in a
+ * NOT IN list makes it false for every row. The session's work_mem
  * (pgp_session_sql) keeps the hashes within what the planner allows
  * whatever its estimate. $1 owner, $2 max rows, $3 lease in ms. */
 #define PGP_RANK(a) OSC_PG_CLAIM_RANK(a)
 #define PGP_XID "pg_current_xact_id()::text::int8"
+/* A candidate row: the batch's columns under their real names (messages
+ * about a row name the column), then the claim's own (obx_*). */
+#define PGP_CAND_COLS                                                          \
+    "o.{id}::int8 AS {id}, o.{event_id}::text AS {event_id},\n"                \
+    "    o.{aggregate_type}::text AS {aggregate_type},\n"                      \
+    "    o.{aggregate_id}::text AS {aggregate_id},\n"                          \
+    "    o.{event_type}::text AS {event_type},\n"                              \
+    "    o.{payload} AS {payload}, o.{topic}::text AS {topic},\n"              \
+    "    o.{headers}::text AS {headers},\n"                                    \
+    "    " PGP_US(                                                             \
+        "o.{created_at}") " AS {created_at},\n"                                \
+                          "    o.{attempts}::int8 AS {attempts}, "             \
+                          "o.{aggregate_id} AS obx_k,\n"                       \
+                          "    " PGP_RANK(                                     \
+                              "o.") " AS obx_r, o.{claim_seq} AS obx_seq"
 /* clang-format off */
 static const char pgp_claim_sql[] =
     "WITH blocked AS (\n"
@@ -110,22 +131,25 @@ static const char pgp_claim_sql[] =
     "  SELECT h.{aggregate_id}::text AS k FROM {T} AS h\n"
     "  WHERE " OSC_PG_PENDING_BLOCKED("h.") "\n"
     "    AND " PGP_MAYBE_BLOCKED("h.") "\n"
-    "), cand AS (\n"
-    "  SELECT o.{id}::int8 AS {id}, o.{event_id}::text AS {event_id},\n"
-    "    o.{aggregate_type}::text AS {aggregate_type},\n"
-    "    o.{aggregate_id}::text AS {aggregate_id},\n"
-    "    o.{event_type}::text AS {event_type},\n"
-    "    o.{payload} AS {payload}, o.{topic}::text AS {topic},\n"
-    "    o.{headers}::text AS {headers},\n"
-    "    " PGP_US("o.{created_at}") " AS {created_at},\n"
-    "    o.{attempts}::int8 AS {attempts}, o.{aggregate_id} AS obx_k,\n"
-    "    " PGP_RANK("o.") " AS obx_r, o.{claim_seq} AS obx_seq\n"
+    "), scan AS (\n"
+    "  SELECT " PGP_CAND_COLS "\n"
     "  FROM {T} AS o\n"
     "  WHERE " PGP_PENDING_IDS("o.") "\n"
     "    AND o.{next_attempt_at} <= now()\n"
     "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= now())\n"
     "    AND o.{aggregate_id}::text NOT IN (SELECT k FROM blocked)\n"
     "  ORDER BY o.{id} LIMIT $2\n"
+    "), back AS (\n"
+    "  SELECT " PGP_CAND_COLS "\n"
+    "  FROM {T} AS o\n"
+    "  WHERE " OSC_PG_PENDING_BLOCKED("o.") "\n"
+    "    AND " PGP_MAYBE_BLOCKED("o.") "\n"
+    "    AND " OSC_PG_BLOCKED_UNTIL("o.") " <= now()\n"
+    "    AND o.{aggregate_id}::text NOT IN (SELECT k FROM blocked)\n"
+    "    AND o.{id} NOT IN (SELECT {id} FROM scan)\n"
+    "  ORDER BY " PGP_RANK("o.") ", o.{id} LIMIT $2\n"
+    "), cand AS (\n"
+    "  SELECT * FROM scan UNION ALL SELECT * FROM back\n"
     "), chain AS (\n"
     "  SELECT c.*, CASE WHEN c.{aggregate_id} IN (SELECT k FROM hist) THEN\n"
     "    (SELECT p.{id} FROM {T} AS p\n"
@@ -140,18 +164,20 @@ static const char pgp_claim_sql[] =
     "  SELECT c.*, bool_or(c.obx_gap)\n"
     "    OVER (PARTITION BY c.obx_k ORDER BY c.obx_r, c.{id}) AS obx_broken\n"
     "  FROM chain AS c\n"
+    "), pick AS (\n"
+    "  SELECT * FROM ok WHERE NOT obx_broken ORDER BY obx_r, {id} LIMIT $2\n"
     "), lease AS (\n"
     "  INSERT INTO {F:" PGP_SFX_CLAIMS "} (claim_id, owner, expires_at, ids, keys)\n"
     "  SELECT " PGP_XID ", $1,\n"
     "    now() + $3::int8 * interval '1 millisecond', array_agg({id}),\n"
     "    coalesce(array_agg({aggregate_id})\n"
     "      FILTER (WHERE {aggregate_id} IS NOT NULL), ARRAY[]::text[])\n"
-    "  FROM ok WHERE NOT obx_broken HAVING count(*) > 0\n"
+    "  FROM pick HAVING count(*) > 0\n"
     ")\n"
     "SELECT {id}, {event_id}, {aggregate_type}, {aggregate_id}, {event_type},\n"
     "  {payload}, {topic}, {headers}, {created_at}, {attempts},\n"
     "  " PGP_XID ", coalesce(obx_seq, " PGP_XID ")\n"
-    "FROM ok WHERE NOT obx_broken";
+    "FROM pick";
 /* clang-format on */
 
 /* Claims whose lease ran out: their owner died or stalled. Run after the

@@ -556,12 +556,11 @@ static void test_claim_order_survives_expired_lease(void **state)
     t->ops->close(s1);
 }
 
-/* The claim order of a key whose rows came back, when the batch ends
- * between them: K1 (never claimed, committed late) has a lower id than
- * K2 (claimed before, then released or its claim expired, due again),
- * and the batch of two ends at X, so the scan in id order sees K1 but
- * not K2. K1 must wait for K2: the claim probes the key order for keys
- * with rows that came back, which both ways back mark. */
+/* The claim order of a key whose rows came back, when a batch in id
+ * order would end between them: K1 (never claimed, committed late) has a
+ * lower id than K2 (claimed before, then released or its claim expired,
+ * due again), and a batch of two in id order ends at X. K1 must wait for
+ * K2: the rows that came back (both ways back mark them) go first. */
 static void history_outside_batch(pgt *t, bool expire)
 {
     pgp_config first = t->conf;
@@ -585,10 +584,11 @@ static void history_outside_batch(pgt *t, bool expire)
     int64_t k1 =
         pgt_int(t, -1, "SELECT id FROM outbox WHERE event_type = 'Late'");
     assert_true(k1 < x && x < k2);
-    claim_ids(t, s, 2, (int64_t[]){x}, 1, ev);
-    pgt_ack(t, s, ev, 1);
-    claim_ids(t, s, 2, (int64_t[]){k2, k1}, 2, ev);
+    /* the rows that came back first, in claim order; K1 after K2 */
+    claim_ids(t, s, 2, (int64_t[]){x, k2}, 2, ev);
     pgt_ack(t, s, ev, 2);
+    claim_ids(t, s, 2, &k1, 1, ev);
+    pgt_ack(t, s, ev, 1);
     assert_all_published(t);
     PQfinish(late);
     t->ops->close(s);
@@ -603,6 +603,36 @@ static void test_claim_order_history_outside_batch(void **state)
 static void test_claim_order_expired_outside_batch(void **state)
 {
     history_outside_batch(*state, true);
+}
+
+/* A late commit of more than a batch of one key's events, all below a
+ * row of that key that came back: a scan in id order finds only rows
+ * whose predecessor (the row that came back) lies outside it, and claimed
+ * nothing, every time, while the rest of the table waited behind them.
+ * The rows that came back are candidates whatever their id. */
+static void test_claim_not_stuck_behind_late_batch(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    PGconn *late = pgt_connect(t);
+    pgt_exec_on(late, "BEGIN");
+    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                      "event_type, payload) SELECT 'o', 'K', 'Late', 'l' "
+                      "FROM generate_series(1, 3)");
+    int64_t k2 = pgt_insert(t, "K", "x");
+    obx_event *ev[8];
+    claim_ids(t, s, 8, &k2, 1, ev);
+    release_one(t, s, ev[0], pgt_now_us(), false, "back");
+    pgt_exec_on(late, "COMMIT");
+    int64_t k1 =
+        pgt_int(t, -1, "SELECT min(id) FROM outbox WHERE event_type = 'Late'");
+    claim_ids(t, s, 2, (int64_t[]){k2, k1}, 2, ev);
+    pgt_ack(t, s, ev, 2);
+    claim_ids(t, s, 8, (int64_t[]){k1 + 1, k1 + 2}, 2, ev);
+    pgt_ack(t, s, ev, 2);
+    assert_all_published(t);
+    PQfinish(late);
+    t->ops->close(s);
 }
 
 /* The buffers one claim of 50 touches, from EXPLAIN (ANALYZE, BUFFERS)
@@ -1865,6 +1895,7 @@ int main(void)
         T(test_claim_order_survives_expired_lease),
         T(test_claim_order_history_outside_batch),
         T(test_claim_order_expired_outside_batch),
+        T(test_claim_not_stuck_behind_late_batch),
         T(test_claim_work_bounded_with_backlog),
         T(test_claim_with_every_key_in_flight_bounded),
         T(test_lease_token),
