@@ -304,6 +304,21 @@ static void test_claim_key_order_across_relays(void **state)
     t->ops->close(s);
 }
 
+/* A transaction on a connection of its own that inserts n events of key
+ * K (event_type 'Late') and stays open: its rows take ids now and commit
+ * when the test says (COMMIT on the returned connection). */
+static PGconn *late_events(pgt *t, int n)
+{
+    PGconn *late = pgt_connect(t);
+    pgt_exec_on(late, "BEGIN");
+    pgt_exec_on(late,
+                "INSERT INTO outbox (aggregate_type, aggregate_id, "
+                "event_type, payload) SELECT 'o', 'K', 'Late', 'l' FROM "
+                "generate_series(1, %d)",
+                n);
+    return late;
+}
+
 /* A transaction takes a lower id but commits after a higher one of the
  * same key was claimed: it is still published, and not before the event
  * in flight (commit order). */
@@ -529,10 +544,7 @@ static void test_claim_order_survives_expired_lease(void **state)
     dead.lease_ms = 200;
     live.owner = (char *)"live-relay";
     void *s1 = pgt_open(t, &dead), *s2 = pgt_open(t, &live);
-    PGconn *late = pgt_connect(t);
-    pgt_exec_on(late, "BEGIN");
-    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
-                      "event_type, payload) VALUES ('o', 'K', 'Late', 'l')");
+    PGconn *late = late_events(t, 1);
     int64_t k2 = pgt_insert(t, "K", "x");
     obx_event *ev[8];
     claim_ids(t, s1, 8, (int64_t[]){k2}, 1, ev);
@@ -567,10 +579,7 @@ static void history_outside_batch(pgt *t, bool expire)
     first.owner = (char *)"first";
     first.lease_ms = 100;
     void *s1 = pgt_open(t, &first), *s = pgt_open(t, NULL);
-    PGconn *late = pgt_connect(t);
-    pgt_exec_on(late, "BEGIN");
-    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
-                      "event_type, payload) VALUES ('o', 'K', 'Late', 'l')");
+    PGconn *late = late_events(t, 1);
     int64_t x = pgt_insert(t, "X", "x"), k2 = pgt_insert(t, "K", "x");
     obx_event *ev[8];
     claim_ids(t, s1, 8, (int64_t[]){x, k2}, 2, ev);
@@ -614,11 +623,7 @@ static void test_claim_not_stuck_behind_late_batch(void **state)
 {
     pgt *t = *state;
     void *s = pgt_open(t, NULL);
-    PGconn *late = pgt_connect(t);
-    pgt_exec_on(late, "BEGIN");
-    pgt_exec_on(late, "INSERT INTO outbox (aggregate_type, aggregate_id, "
-                      "event_type, payload) SELECT 'o', 'K', 'Late', 'l' "
-                      "FROM generate_series(1, 3)");
+    PGconn *late = late_events(t, 3);
     int64_t k2 = pgt_insert(t, "K", "x");
     obx_event *ev[8];
     claim_ids(t, s, 8, &k2, 1, ev);
