@@ -98,9 +98,10 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  * The blocked keys are compared as text: the claims row holds text
  * whatever type the key column has. A NULL key (a hand-made table's
  * row, dead-lettered once claimed) is kept out of them: one NULL in a
- * NOT IN list makes it false for every row. The session's work_mem
- * (pgp_session_sql) keeps the hashes within what the planner allows
- * whatever its estimate. $1 owner, $2 max rows, $3 lease in ms. */
+ * NOT IN list makes it false for every row; and a row with a NULL key
+ * is a candidate whatever is blocked (NULL NOT IN a list is not true). The
+ * session's work_mem (pgp_session_sql) keeps the hashes within what the planner
+ * allows whatever its estimate. $1 owner, $2 max rows, $3 lease in ms. */
 #define PGP_RANK(a) OSC_PG_CLAIM_RANK(a)
 #define PGP_XID "pg_current_xact_id()::text::int8"
 /* A candidate row: the batch's columns under their real names (messages
@@ -137,7 +138,8 @@ static const char pgp_claim_sql[] =
     "  WHERE " PGP_PENDING_IDS("o.") "\n"
     "    AND o.{next_attempt_at} <= now()\n"
     "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= now())\n"
-    "    AND o.{aggregate_id}::text NOT IN (SELECT k FROM blocked)\n"
+    "    AND (o.{aggregate_id} IS NULL\n"
+    "      OR o.{aggregate_id}::text NOT IN (SELECT k FROM blocked))\n"
     "  ORDER BY o.{id} LIMIT $2\n"
     "), back AS (\n"
     "  SELECT " PGP_CAND_COLS "\n"
@@ -145,7 +147,8 @@ static const char pgp_claim_sql[] =
     "  WHERE " OSC_PG_PENDING_BLOCKED("o.") "\n"
     "    AND " PGP_MAYBE_BLOCKED("o.") "\n"
     "    AND " OSC_PG_BLOCKED_UNTIL("o.") " <= now()\n"
-    "    AND o.{aggregate_id}::text NOT IN (SELECT k FROM blocked)\n"
+    "    AND (o.{aggregate_id} IS NULL\n"
+    "      OR o.{aggregate_id}::text NOT IN (SELECT k FROM blocked))\n"
     "    AND o.{id} NOT IN (SELECT {id} FROM scan)\n"
     "  ORDER BY " PGP_RANK("o.") ", o.{id} LIMIT $2\n"
     "), cand AS (\n"
@@ -192,7 +195,9 @@ static const char pgp_claim_sql[] =
 /* clang-format off */
 static const char pgp_expire_sql[] =
     "WITH x AS (\n"
-    "  DELETE FROM {F:" PGP_SFX_CLAIMS "} WHERE expires_at <= now()\n"
+    "  DELETE FROM {F:" PGP_SFX_CLAIMS "} WHERE claim_id IN (\n"
+    "    SELECT claim_id FROM {F:" PGP_SFX_CLAIMS "} WHERE expires_at <= now()\n"
+    "    ORDER BY claim_id FOR UPDATE)\n"
     "  RETURNING claim_id, ids\n"
     ")\n"
     "UPDATE {T} AS o SET {claim_seq} = coalesce(o.{claim_seq}, x.claim_id),\n"
@@ -233,19 +238,27 @@ static const char pgp_claim_lock_sql[] =
 /* Settling deletes the claims that are done: $N holds the tokens whose
  * last event this statement settles (the store knows which of its events
  * are still out). Every statement that touches a claims row and its
- * event rows locks the claims row first (the takeover in pgp_expire_sql
- * does): in the other order an ack and a takeover of the same claim wait
- * for each other until the server's deadlock check aborts one, a second
- * later. Release, bury and unlease lock it in `mine`; the ack, which has
- * no `mine`, runs `done` first (PGP_DONE_FIRST, an InitPlan evaluated
- * before the first row is updated). The lease columns are cleared for
- * rows a relay of an earlier version leased in the row. */
+ * event rows locks the claims rows first, in claim_id order (the
+ * takeover in pgp_expire_sql does): in another order an ack and a
+ * takeover of the same claim wait for each other until the server's
+ * deadlock check aborts one, a second later. Release, bury and unlease
+ * lock them in `mine`; the ack in `held` (FOR KEY SHARE: it conflicts
+ * with the takeover's delete, not with a release's trim), evaluated with
+ * `done` before the first row is updated (PGP_CLAIMS_FIRST: InitPlans of
+ * the WHERE clause). The lease columns are cleared for rows a relay of
+ * an earlier version leased in the row. */
 /* clang-format off */
 #define PGP_DONE(n)                                                            \
     "done AS (\n"                                                              \
     "  DELETE FROM {F:" PGP_SFX_CLAIMS "}\n"                                    \
     "  WHERE claim_id = ANY(" n "::int8[]) AND owner = $1 RETURNING 1)"
 #define PGP_DONE_FIRST " AND (SELECT count(*) FROM done) >= 0"
+#define PGP_HELD                                                               \
+    "held AS (\n"                                                              \
+    "  SELECT claim_id FROM {F:" PGP_SFX_CLAIMS "}\n"                          \
+    "  WHERE claim_id = ANY($3::int8[]) ORDER BY claim_id FOR KEY SHARE)"
+#define PGP_CLAIMS_FIRST                                                       \
+    " AND (SELECT count(*) FROM held) + (SELECT count(*) FROM done) >= 0"
 /* Release, bury and unlease touch a row only while the claim that leased
  * it is still ours: once it expired and another relay took the rows over
  * (pgp_expire_sql deleted it), they are theirs. The claims row is locked
@@ -254,7 +267,8 @@ static const char pgp_claim_lock_sql[] =
 #define PGP_MINE                                                               \
     "mine AS (\n"                                                              \
     "  SELECT claim_id FROM {F:" PGP_SFX_CLAIMS "}\n"                          \
-    "  WHERE claim_id = ANY($3::int8[]) AND owner = $1 FOR UPDATE)"
+    "  WHERE claim_id = ANY($3::int8[]) AND owner = $1\n"                      \
+    "  ORDER BY claim_id FOR UPDATE)"
 #define PGP_OURS(a)                                                            \
     a "{id} = r.id AND r.token IN (SELECT claim_id FROM mine)\n"               \
     "  AND " PGP_PENDING(a)
@@ -264,16 +278,16 @@ static const char pgp_claim_lock_sql[] =
 #define PGP_KEEP_ORDER(a) "{claim_seq} = coalesce(" a "{claim_seq}, r.token)"
 
 /* Acks whatever the lease says: the broker has the event either way.
- * $1 owner, $2 ids, $3 claims done. */
+ * $1 owner, $2 ids, $3 tokens, $4 claims done. */
 static const char pgp_ack_mark_sql[] =
-    "WITH " PGP_DONE("$3") "\n"
+    "WITH " PGP_HELD ", " PGP_DONE("$4") "\n"
     "UPDATE {T} SET {published_at} = now(),\n"
     "  {locked_by} = NULL, {locked_until} = NULL\n"
-    "WHERE {id} = ANY($2::int8[]) AND {published_at} IS NULL" PGP_DONE_FIRST;
+    "WHERE {id} = ANY($2::int8[]) AND {published_at} IS NULL" PGP_CLAIMS_FIRST;
 
 static const char pgp_ack_delete_sql[] =
-    "WITH " PGP_DONE("$3") "\n"
-    "DELETE FROM {T} WHERE {id} = ANY($2::int8[])" PGP_DONE_FIRST;
+    "WITH " PGP_HELD ", " PGP_DONE("$4") "\n"
+    "DELETE FROM {T} WHERE {id} = ANY($2::int8[])" PGP_CLAIMS_FIRST;
 
 /* The retry time arrives as a delay and is added to the database's
  * clock, so clock skew between relays does not matter. A claim that is

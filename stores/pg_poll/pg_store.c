@@ -472,10 +472,13 @@ static pgp_event *pgp_item_burial(const void *items, size_t i)
 static bool pgp_args_ack(pgp_store *s, const void *items, size_t n,
                          const char **params)
 {
-    pgp_buf *ids = pgp_arr(s, 1);
-    for (size_t i = 0; i < n; i++)
-        pgp_buf_array_i64(ids, (int64_t)pgp_item_event(items, i)->ev.pos.seq);
-    return pgp_arr_done(s, 1, 1, params);
+    pgp_buf *ids = pgp_arr(s, 1), *tok = pgp_arr(s, 2);
+    for (size_t i = 0; i < n; i++) {
+        const pgp_event *e = pgp_item_event(items, i);
+        pgp_buf_array_i64(ids, (int64_t)e->ev.pos.seq);
+        pgp_buf_array_i64(tok, e->lease_token);
+    }
+    return pgp_arr_done(s, 1, 2, params);
 }
 
 /* The engine's retry time is on its clock; the delay is added to the
@@ -521,7 +524,7 @@ static bool pgp_args_bury(pgp_store *s, const void *items, size_t n,
 static obx_status pgp_ack(void *inst, obx_event *const *events, size_t n,
                           char *errstr, size_t errlen)
 {
-    static const pgp_settle_op op = {PGP_S_ACK, 3, pgp_args_ack, pgp_item_event,
+    static const pgp_settle_op op = {PGP_S_ACK, 4, pgp_args_ack, pgp_item_event,
                                      "ack"};
     return pgp_settle(inst, &op, events, n, errstr, errlen);
 }
