@@ -227,7 +227,19 @@ static obx_status pgp_create_schema(pgp_store *s, char *errstr, size_t errlen)
     return OBX_OK;
 }
 
-static void pgp_one_line(char *sql);
+/* Log lines are one line: the DDL's newlines and indentation become one
+ * space. In place. */
+static void pgp_one_line(char *sql)
+{
+    size_t o = 0;
+    for (size_t i = 0; sql[i]; i++) {
+        char c = sql[i] == '\n' ? ' ' : sql[i];
+        if (c == ' ' && o > 0 && sql[o - 1] == ' ')
+            continue;
+        sql[o++] = c;
+    }
+    sql[o] = '\0';
+}
 
 /* Append one DDL statement, on one line, ending in ";", to a pgp_buf. */
 static int pgp_ddl_join(void *ctx, const char *sql)
@@ -300,20 +312,6 @@ static obx_status pgp_check_table(pgp_store *s, pgp_connect_mode mode,
 }
 
 /* ---- what an existing table has ---- */
-
-/* Log lines are one line: the DDL's newlines and indentation become one
- * space. In place. */
-static void pgp_one_line(char *sql)
-{
-    size_t o = 0;
-    for (size_t i = 0; sql[i]; i++) {
-        char c = sql[i] == '\n' ? ' ' : sql[i];
-        if (c == ' ' && o > 0 && sql[o - 1] == ' ')
-            continue;
-        sql[o++] = c;
-    }
-    sql[o] = '\0';
-}
 
 /* The first column of a query's first row into out ("" when there is no
  * row or it is NULL). OBX_OK, or the failure's status with errstr

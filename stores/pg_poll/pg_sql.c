@@ -46,12 +46,19 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
 #define PGP_US(expr) "(extract(epoch FROM " expr ") * 1000000)::int8"
 /* Every column is sent as text or int8 so results can be read in binary
  * format whatever the column types are; payload stays as it is (bytea,
- * text, json or jsonb: see pgp_event_read). */
+ * text, json or jsonb: see pgp_event_read). Each keeps its real name,
+ * which messages about a row name. */
+/* clang-format off */
 #define PGP_EVENT_COLS(a)                                                      \
-    a "{id}::int8, " a "{event_id}::text, " a "{aggregate_type}::text, " a     \
-      "{aggregate_id}::text, " a "{event_type}::text, " a "{payload}, " a      \
-      "{topic}::text, " a                                                      \
-      "{headers}::text, " PGP_US(a "{created_at}") ", " a "{attempts}::int8"
+    a "{id}::int8 AS {id}, " a "{event_id}::text AS {event_id},\n"            \
+    "    " a "{aggregate_type}::text AS {aggregate_type},\n"                  \
+    "    " a "{aggregate_id}::text AS {aggregate_id},\n"                      \
+    "    " a "{event_type}::text AS {event_type},\n"                          \
+    "    " a "{payload} AS {payload}, " a "{topic}::text AS {topic},\n"       \
+    "    " a "{headers}::text AS {headers},\n"                                \
+    "    " PGP_US(a "{created_at}") " AS {created_at},\n"                     \
+    "    " a "{attempts}::int8 AS {attempts}"
+/* clang-format on */
 
 /* Claim, in one statement (run after the claim lock and the expiry of
  * lapsed claims, see below). A claim writes no outbox row: it inserts one
@@ -99,27 +106,17 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  * whatever type the key column has. A NULL key (a hand-made table's
  * row, dead-lettered once claimed) is kept out of them: one NULL in a
  * NOT IN list makes it false for every row; and a row with a NULL key
- * is a candidate whatever is blocked (NULL NOT IN a list is not true). The
- * session's work_mem (pgp_session_sql) keeps the hashes within what the planner
- * allows whatever its estimate. $1 owner, $2 max rows, $3 lease in ms. */
+ * is a candidate whatever is blocked (NULL NOT IN a list is not true).
+ * The session's work_mem (pgp_session_sql) keeps the hashes within what
+ * the planner allows whatever its estimate. $1 owner, $2 max rows, $3
+ * lease in ms. */
 #define PGP_RANK(a) OSC_PG_CLAIM_RANK(a)
 #define PGP_XID "pg_current_xact_id()::text::int8"
-/* A candidate row: the batch's columns under their real names (messages
- * about a row name the column), then the claim's own (obx_*). */
-#define PGP_CAND_COLS                                                          \
-    "o.{id}::int8 AS {id}, o.{event_id}::text AS {event_id},\n"                \
-    "    o.{aggregate_type}::text AS {aggregate_type},\n"                      \
-    "    o.{aggregate_id}::text AS {aggregate_id},\n"                          \
-    "    o.{event_type}::text AS {event_type},\n"                              \
-    "    o.{payload} AS {payload}, o.{topic}::text AS {topic},\n"              \
-    "    o.{headers}::text AS {headers},\n"                                    \
-    "    " PGP_US(                                                             \
-        "o.{created_at}") " AS {created_at},\n"                                \
-                          "    o.{attempts}::int8 AS {attempts}, "             \
-                          "o.{aggregate_id} AS obx_k,\n"                       \
-                          "    " PGP_RANK(                                     \
-                              "o.") " AS obx_r, o.{claim_seq} AS obx_seq"
+/* A candidate row: the batch's columns, then the claim's own (obx_*). */
 /* clang-format off */
+#define PGP_CAND_COLS                                                          \
+    PGP_EVENT_COLS("o.") ", o.{aggregate_id} AS obx_k,\n"                      \
+    "    " PGP_RANK("o.") " AS obx_r, o.{claim_seq} AS obx_seq"
 static const char pgp_claim_sql[] =
     "WITH blocked AS (\n"
     "  SELECT unnest(c.keys) AS k FROM {F:" PGP_SFX_CLAIMS "} AS c\n"
@@ -383,13 +380,14 @@ static const char pgp_next_due_sql[] =
     "  (SELECT min(expires_at) FROM {F:" PGP_SFX_CLAIMS "})) - now()") " / 1000";
 /* clang-format on */
 
-static const char pgp_dead_list_sql[] = "SELECT " PGP_EVENT_COLS(
-    "o.") ", o.{dead_reason}::text,\n"
-          "  o.{dead_destination}::text, " PGP_US(
-              "o.{dead_at}") "\n"
-                             "FROM {T} AS o WHERE o.{dead_at} IS NOT NULL\n"
-                             "  AND ($1::text IS NULL OR o.{event_id}::text = "
-                             "$1) ORDER BY o.{id}";
+/* clang-format off */
+static const char pgp_dead_list_sql[] =
+    "SELECT " PGP_EVENT_COLS("o.") ",\n"
+    "  o.{dead_reason}::text, o.{dead_destination}::text,\n"
+    "  " PGP_US("o.{dead_at}") "\n"
+    "FROM {T} AS o WHERE o.{dead_at} IS NOT NULL\n"
+    "  AND ($1::text IS NULL OR o.{event_id}::text = $1) ORDER BY o.{id}";
+/* clang-format on */
 
 /* A requeued event starts over: it is ordered as a new one. */
 static const char pgp_requeue_sql[] =
