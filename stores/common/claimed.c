@@ -30,6 +30,41 @@ void osc_claimed_settle_all(osc_claimed **list)
         osc_claimed_settle(list, *list);
 }
 
+typedef struct osc_claim_count {
+    int64_t token;
+    size_t settling, out; /* its events in this call; all still out */
+} osc_claim_count;
+
+long osc_claimed_ended(const osc_claimed *live, const void *items, size_t n,
+                       osc_claimed_item_fn item, int64_t *done)
+{
+    osc_claim_count *c = calloc(n ? n : 1, sizeof *c);
+    if (!c)
+        return -1;
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t t = item(items, i)->lease_token;
+        size_t j = 0;
+        while (j < d && c[j].token != t)
+            j++;
+        c[j].token = t;
+        c[j].settling++;
+        d += j == d;
+    }
+    for (const osc_claimed *e = live; e; e = e->next)
+        for (size_t j = 0; j < d; j++)
+            if (c[j].token == e->lease_token) {
+                c[j].out++;
+                break;
+            }
+    long ended = 0;
+    for (size_t j = 0; j < d; j++)
+        if (c[j].out <= c[j].settling)
+            done[ended++] = c[j].token;
+    free(c);
+    return ended;
+}
+
 void osc_lease_owner(const char *configured, char *out, size_t outlen)
 {
     if (outlen == 0)

@@ -17,16 +17,29 @@
 typedef struct osc_claimed {
     obx_event ev;
     struct osc_claimed *prev, *next; /* the instance's claimed list */
-    int64_t lease_token; /* what proves the lease is ours (sqlite: the
-                            claim's locked_until, unix microseconds;
-                            pg_poll: the claim's id) */
+    int64_t lease_token; /* what proves the lease is ours: the id of the
+                            claim (its row in <table>_claims) that took
+                            the event */
 } osc_claimed;
+
+/* The i-th of the n events a settle call names (they come in arrays of
+ * obx_event pointers, obx_release or obx_burial). */
+typedef osc_claimed *(*osc_claimed_item_fn)(const void *items, size_t i);
 
 /* Put e (just claimed) at the head of *list. */
 void osc_claimed_add(osc_claimed **list, osc_claimed *e);
 
 /* Take e off *list and free it (settled: acked, released or buried). */
 void osc_claimed_settle(osc_claimed **list, osc_claimed *e);
+
+/* The claims that settling item(items, 0..n) ends: the lease tokens whose
+ * every event still on `live` is among those n, written to done[] (room
+ * for n) in the order first seen. Call before the events are settled
+ * off the list. Returns how many, or -1 when out of memory. A batch has
+ * one token and a settle call rarely spans more than two, so the lists
+ * are searched linearly. */
+long osc_claimed_ended(const osc_claimed *live, const void *items, size_t n,
+                       osc_claimed_item_fn item, int64_t *done);
 
 /* Free every event on *list, which becomes empty (at close, after the
  * leases were handed back or left to run out). */

@@ -366,7 +366,6 @@ static obx_status pgp_claim(void *inst, obx_event **out, size_t max, size_t *n,
 
 /* ---- settle: ack, release, bury ---- */
 
-typedef pgp_event *(*pgp_item_fn)(const void *items, size_t i);
 /* Fill the statement's parameters for items[0..n); false: no memory. */
 typedef bool (*pgp_args_fn)(pgp_store *s, const void *items, size_t n,
                             const char **params);
@@ -375,46 +374,23 @@ typedef struct pgp_settle_op {
     pgp_stmt stmt;
     int nparams; /* the last one: the claims this settle finishes */
     pgp_args_fn args;
-    pgp_item_fn item;
+    osc_claimed_item_fn item;
     const char *what;
 } pgp_settle_op;
 
-typedef struct pgp_claim_count {
-    int64_t token;
-    size_t settling, out; /* its events in this call; all still out */
-} pgp_claim_count;
-
 /* The claims (tokens) whose last events items[0..n) are, into the array
  * literal `done`: the statement deletes their claims rows, which frees
- * their keys. A batch has one token and a settle call rarely spans more
- * than two, so the lists are searched linearly. False: no memory. */
+ * their keys. False: no memory. */
 static bool pgp_done_claims(pgp_store *s, const pgp_settle_op *op,
                             const void *items, size_t n, pgp_buf *done)
 {
-    pgp_claim_count *c = calloc(n, sizeof *c);
-    if (!c)
-        return false;
-    size_t d = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t t = op->item(items, i)->lease_token;
-        size_t j = 0;
-        while (j < d && c[j].token != t)
-            j++;
-        c[j].token = t;
-        c[j].settling++;
-        d += j == d;
-    }
-    for (const pgp_event *e = s->live; e; e = e->next)
-        for (size_t j = 0; j < d; j++)
-            if (c[j].token == e->lease_token) {
-                c[j].out++;
-                break;
-            }
-    for (size_t j = 0; j < d; j++)
-        if (c[j].out <= c[j].settling)
-            pgp_buf_array_i64(done, c[j].token);
-    free(c);
-    return true;
+    int64_t *tokens = malloc((n ? n : 1) * sizeof *tokens);
+    long ended =
+        tokens ? osc_claimed_ended(s->live, items, n, op->item, tokens) : -1;
+    for (long j = 0; j < ended; j++)
+        pgp_buf_array_i64(done, tokens[j]);
+    free(tokens);
+    return ended >= 0;
 }
 
 /* Run one statement for the whole batch (array parameters, one round

@@ -33,8 +33,8 @@ CREATE TABLE IF NOT EXISTS "outbox" (
     -- owned by the relay
     "attempts" INTEGER NOT NULL DEFAULT 0, -- failed attempts
     "next_attempt_at" INTEGER NOT NULL DEFAULT 0, -- unix us
-    "locked_by" TEXT, -- lease owner
-    "locked_until" INTEGER, -- lease end, unix us
+    "locked_by" TEXT, -- lease owner (earlier relays; now: claims)
+    "locked_until" INTEGER, -- their lease end, unix us
     "published_at" INTEGER, -- unix us
     "dead_at" INTEGER, -- unix us
     "last_error" TEXT,
@@ -54,3 +54,11 @@ CREATE INDEX IF NOT EXISTS "outbox_dead" ON "outbox" ("id")
 
 CREATE INDEX IF NOT EXISTS "outbox_published" ON "outbox" ("published_at")
     WHERE "published_at" IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS "outbox_claims" (
+    "claim_id" INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused
+    "owner" TEXT NOT NULL, -- the relay (store.owner)
+    "expires_at" INTEGER NOT NULL, -- lease end, unix us
+    "ids" TEXT NOT NULL, -- JSON array: the events claimed
+    "keys" TEXT NOT NULL -- JSON array: their aggregate_ids
+);

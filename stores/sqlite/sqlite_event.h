@@ -15,7 +15,7 @@
 #include "claimed.h"
 
 /* The block: a claimed event of the shared list (claimed.h), whose
- * lease_token is our claim's locked_until. */
+ * lease_token is the claim_id of the <table>_claims row that took it. */
 typedef osc_claimed sq_event;
 
 /* The columns sq_event_read expects, in this order, from `first` on:

@@ -65,8 +65,8 @@ const char *const sq_ddl_templates[] = {
     "    -- owned by the relay\n"
     "    {attempts} INTEGER NOT NULL DEFAULT 0, -- failed attempts\n"
     "    {next_attempt_at} INTEGER NOT NULL DEFAULT 0, -- unix us\n"
-    "    {locked_by} TEXT, -- lease owner\n"
-    "    {locked_until} INTEGER, -- lease end, unix us\n"
+    "    {locked_by} TEXT, -- lease owner (earlier relays; now: claims)\n"
+    "    {locked_until} INTEGER, -- their lease end, unix us\n"
     "    {published_at} INTEGER, -- unix us\n"
     "    {dead_at} INTEGER, -- unix us\n"
     "    {last_error} TEXT,\n"
@@ -77,9 +77,9 @@ const char *const sq_ddl_templates[] = {
     "CREATE INDEX IF NOT EXISTS {I:pending} ON {T} ({id})\n"
     "    WHERE " SQ_PENDING_WHERE,
     /* the claim's per-key check looks for earlier rows of a key that hold
-     * it back: leased, or released for a retry. Only those rows are in
-     * this index, so it stays as small as the work in flight and an ack
-     * (which takes its row out) touches a page or two, whatever the keys */
+     * it back: released for a retry (or leased in the row by an
+     * earlier relay). Only those rows are in this index, so it stays as small
+     * as the retries waiting and an ack touches it only for such a row */
     "CREATE INDEX IF NOT EXISTS {I:key} ON {T} ({aggregate_id}, {id})\n"
     "    WHERE " SQ_PENDING_WHERE "\n"
     "    AND ({locked_until} IS NOT NULL OR {next_attempt_at} > 0)",
@@ -88,6 +88,18 @@ const char *const sq_ddl_templates[] = {
     /* retention: published rows by age */
     "CREATE INDEX IF NOT EXISTS {I:published} ON {T} ({published_at})\n"
     "    WHERE {published_at} IS NOT NULL",
+    /* the leases: one row per claimed batch, written by the claim in
+     * place of a lease in each of its rows (which cost the claim a row
+     * write and an index entry per event, and the ack the same again);
+     * the row goes when the batch is settled, handed back at close, or
+     * its lease ran out and another claim took its events */
+    "CREATE TABLE IF NOT EXISTS {I:claims} (\n"
+    "    \"claim_id\" INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused\n"
+    "    \"owner\" TEXT NOT NULL, -- the relay (store.owner)\n"
+    "    \"expires_at\" INTEGER NOT NULL, -- lease end, unix us\n"
+    "    \"ids\" TEXT NOT NULL, -- JSON array: the events claimed\n"
+    "    \"keys\" TEXT NOT NULL -- JSON array: their aggregate_ids\n"
+    ")",
     NULL,
 };
 /* clang-format on */

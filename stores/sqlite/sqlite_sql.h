@@ -50,12 +50,13 @@ int sq_names_init(sq_names *n, const sq_config *conf, char *err, size_t errlen);
 const char *sq_col_logical(sq_col c);
 
 /* Expand an SQL template: {T} is the quoted table, {I:sfx} the quoted
- * index name "<table>_<sfx>", {col} the quoted real name of a logical
+ * name "<table>_<sfx>" (its indexes, the claims table), {col} the quoted real name of a logical
  * column. Returns a string to free with sqlite3_free(), or NULL (no
  * memory, or an unknown placeholder: a bug). */
 char *sq_sql_expand(const sq_names *n, const char *tpl);
 
-/* The DDL statements (table, then indexes), NULL-terminated templates. */
+/* The DDL statements (the outbox table, its indexes, the claims table),
+ * NULL-terminated templates. */
 extern const char *const sq_ddl_templates[];
 
 #endif

@@ -1,9 +1,10 @@
 /* The sqlite store plugin: an outbox table polled through SQLite.
  *
- * Claims lease rows (locked_by, locked_until) inside BEGIN IMMEDIATE with
- * UPDATE ... RETURNING, so several relay processes can share one file;
- * PRAGMA data_version tells cheaply whether another connection committed
- * while we wait for new events. */
+ * A claim (BEGIN IMMEDIATE, so several relay processes can share one
+ * file) reads due rows in id order and records the batch as one row of
+ * <table>_claims, its lease: the event rows are not written until they
+ * are settled. PRAGMA data_version tells cheaply whether another
+ * connection committed while we wait for new events. */
 #include "sqlite_store.h"
 
 #include <errno.h>
@@ -57,38 +58,59 @@ static const obx_option sq_options[] = {
     "{id}, {event_id}, {aggregate_type}, {aggregate_id}, {event_type},\n" \
     "       {payload}, {topic}, {headers}, {created_at}, {attempts}"
 /* Release and bury touch a row only while our claim still holds it: once
- * the lease ran out and another relay took the event, it is theirs. */
-#define SQ_OURS "{id} = ?1 AND {locked_by} = ?2 AND {locked_until} = ?3"
+ * the lease ran out and another relay's claim ended it, the event is
+ * theirs. ?1 id, ?2 owner, ?3 our claim_id. */
+#define SQ_OURS \
+    "{id} = ?1 AND EXISTS (SELECT 1 FROM {I:claims}\n" \
+    "                       WHERE \"claim_id\" = ?3 AND \"owner\" = ?2)"
 
-/* Eligible: pending, due, not leased; and no earlier pending row of the
- * same key is blocked (leased or waiting for its retry). Earlier rows of
- * the key that are eligible have lower ids, so ORDER BY id LIMIT takes
- * them into the same batch first. ?1 owner, ?2 lease end, ?3 now, ?4 max.
- * The "locked_until IS NOT NULL OR next_attempt_at > 0" term is implied by
- * the blocked test; it is spelled out so SQLite can use the <table>_key
- * partial index, which holds only such rows. */
+/* Eligible: pending, due, its key in no live claim, and no earlier pending
+ * row of the key waiting for its retry (or leased in the row by an earlier
+ * relay). SQLite has one writer at a time, so id order is commit order
+ * and per-key order is id order: a claim takes every pending row of a key
+ * up to the last it takes (earlier eligible rows have lower ids and ORDER
+ * BY id LIMIT takes them first), so a row whose key is in a live claim
+ * comes after all of that claim's rows of the key, and a claim that
+ * expired (its row deleted first, SQ_S_EXPIRE) leaves its rows the lowest
+ * pending rows of their keys: no claim order to keep beside the ids. The
+ * keys of live claims are read once per statement (an uncorrelated IN is
+ * built once); CAST compares a key a writer stored as a BLOB by its bytes,
+ * as the claims row holds it. The "locked_until IS NOT NULL OR
+ * next_attempt_at > 0" term is implied by the blocked test; it is spelled
+ * out so SQLite can use the <table>_key partial index, which holds only
+ * such rows. ?1 now, ?2 at most this many. */
 static const char sq_claim_sql[] =
-    "UPDATE {T} SET {locked_by} = ?1, {locked_until} = ?2\n"
-    "WHERE {id} IN (\n"
-    "  SELECT o.{id} FROM {T} AS o\n"
-    "  WHERE o.{published_at} IS NULL AND o.{dead_at} IS NULL\n"
-    "    AND o.{next_attempt_at} <= ?3\n"
-    "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= ?3)\n"
-    "    AND NOT EXISTS (\n"
-    "      SELECT 1 FROM {T} AS p\n"
+    "SELECT " SQ_EVENT_COLS "\n"
+    "  FROM {T} AS o\n"
+    " WHERE o.{published_at} IS NULL AND o.{dead_at} IS NULL\n"
+    "   AND o.{next_attempt_at} <= ?1\n"
+    "   AND (o.{locked_until} IS NULL OR o.{locked_until} <= ?1)\n"
+    "   AND (o.{aggregate_id} IS NULL\n"
+    "        OR CAST(o.{aggregate_id} AS TEXT) NOT IN (\n"
+    "          SELECT k.value FROM {I:claims} AS c, json_each(c.\"keys\") AS k))\n"
+    "   AND NOT EXISTS (\n"
+    "     SELECT 1 FROM {T} AS p\n"
     "      WHERE p.{aggregate_id} = o.{aggregate_id} AND p.{id} < o.{id}\n"
     "        AND p.{published_at} IS NULL AND p.{dead_at} IS NULL\n"
     "        AND (p.{locked_until} IS NOT NULL OR p.{next_attempt_at} > 0)\n"
-    "        AND (p.{next_attempt_at} > ?3 OR p.{locked_until} > ?3))\n"
-    "  ORDER BY o.{id} LIMIT ?4)\n"
-    "RETURNING " SQ_EVENT_COLS;
+    "        AND (p.{next_attempt_at} > ?1 OR p.{locked_until} > ?1))\n"
+    " ORDER BY o.{id} LIMIT ?2";
 
 static const char *const sq_stmt_sql[SQ_S_COUNT] = {
     [SQ_S_BEGIN] = "BEGIN IMMEDIATE",
     [SQ_S_COMMIT] = "COMMIT",
     [SQ_S_ROLLBACK] = "ROLLBACK",
     [SQ_S_DATA_VERSION] = "PRAGMA data_version",
+    /* ?1 now: a lease that ran out ends, and its events are claimed
+     * again (by whichever relay claims next, this one included) */
+    [SQ_S_EXPIRE] = "DELETE FROM {I:claims} WHERE \"expires_at\" <= ?1",
     [SQ_S_CLAIM] = sq_claim_sql,
+    /* ?1 owner, ?2 lease end, ?3 the ids, ?4 their keys (JSON arrays) */
+    [SQ_S_CLAIM_ADD] =
+        "INSERT INTO {I:claims} (\"owner\", \"expires_at\", \"ids\", \"keys\")\n"
+        "VALUES (?1, ?2, ?3, ?4)",
+    /* ?1 claim_id: its events are all settled, or handed back at close */
+    [SQ_S_CLAIM_END] = "DELETE FROM {I:claims} WHERE \"claim_id\" = ?1",
     [SQ_S_ACK] = NULL, /* by ack_mode, see sq_ack_sql() */
     /* ?4 retry time, ?5 1 when it counts as an attempt, ?6 the error */
     [SQ_S_RELEASE] =
@@ -104,9 +126,6 @@ static const char *const sq_stmt_sql[SQ_S_COUNT] = {
         "   SET {dead_at} = ?4, {dead_reason} = ?5,\n"
         "       {dead_destination} = ?6, {attempts} = ?7,\n"
         "       {locked_by} = NULL, {locked_until} = NULL\n"
-        " WHERE " SQ_OURS,
-    [SQ_S_UNLEASE] =
-        "UPDATE {T} SET {locked_by} = NULL, {locked_until} = NULL\n"
         " WHERE " SQ_OURS,
     /* ?1 id, ?2 now, ?3 reason */
     [SQ_S_POISON] =
@@ -296,14 +315,23 @@ static obx_status sq_pragmas(sq_store *s, char *errstr, size_t errlen)
     return OBX_OK;
 }
 
-static obx_status sq_create_schema(sq_store *s, char *errstr, size_t errlen)
+/* The DDL, every statement IF NOT EXISTS, in the caller's transaction. */
+static int sq_ddl(sq_store *s)
 {
-    int rc = sq_exec(s, "BEGIN IMMEDIATE");
+    int rc = SQLITE_OK;
     for (size_t i = 0; rc == SQLITE_OK && sq_ddl_templates[i]; i++) {
         char *sql = sq_sql_expand(&s->names, sq_ddl_templates[i]);
         rc = sql ? sq_exec(s, sql) : SQLITE_NOMEM;
         sqlite3_free(sql);
     }
+    return rc;
+}
+
+static obx_status sq_create_schema(sq_store *s, char *errstr, size_t errlen)
+{
+    int rc = sq_exec(s, "BEGIN IMMEDIATE");
+    if (rc == SQLITE_OK)
+        rc = sq_ddl(s);
     if (rc == SQLITE_OK)
         rc = sq_exec(s, "COMMIT");
     if (rc != SQLITE_OK)
@@ -341,6 +369,44 @@ int sq_columns_found(sqlite3 *db, const char *table, const char *const *want,
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+static int sq_table_exists(sq_store *s, const char *name, bool *exists)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        s->db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        *exists = rc == SQLITE_ROW;
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* A table made by an earlier relay (which leased in the rows) has no
+ * claims table; with create_schema = false nobody makes it for us, so
+ * name the DDL. */
+static obx_status sq_check_claims(sq_store *s, char *errstr, size_t errlen)
+{
+    char *name = sqlite3_mprintf("%s_claims", s->names.table);
+    bool exists = false;
+    int rc = name ? sq_table_exists(s, name, &exists) : SQLITE_NOMEM;
+    if (rc != SQLITE_OK) {
+        sqlite3_free(name);
+        return sq_open_fail(s, rc, "read schema", errstr, errlen);
+    }
+    if (!exists)
+        snprintf(errstr, errlen,
+                 "sqlite %s: no table \"%s\" (the claims' leases, new in this "
+                 "version) and create_schema is false: run its CREATE TABLE "
+                 "from `outbox-relay schema sqlite`",
+                 s->path, name);
+    sqlite3_free(name);
+    return exists ? OBX_OK : OBX_CONFIG;
 }
 
 /* Every column our statements name must be in the table. Preparing them
@@ -381,7 +447,7 @@ static obx_status sq_check_columns(sq_store *s, char *errstr, size_t errlen)
                  "store.column.* settings)",
                  s->path, s->names.table, list ? list : "(out of memory)");
     sqlite3_free(list);
-    return missing ? OBX_CONFIG : OBX_OK;
+    return missing ? OBX_CONFIG : sq_check_claims(s, errstr, errlen);
 }
 
 static obx_status sq_prepare_all(sq_store *s, char *errstr, size_t errlen)
@@ -483,16 +549,21 @@ static obx_status sq_open(const obx_host *host, const void *config, void **inst,
     return OBX_OK;
 }
 
-/* Hand the leases of unsettled events back at once (best effort: if this
- * fails the leases simply run out), then free them. */
+/* Hand the claims of unsettled events back at once, so their events can
+ * be claimed again now rather than when the lease runs out (best effort:
+ * if this fails the leases simply run out), then free them. A claim's
+ * events sit together on the list (added together, taken off one by
+ * one), so one DELETE per claim. */
 static void sq_unlease_live(sq_store *s)
 {
     if (!s->live)
         return;
     int rc = sq_run(s, SQ_S_BEGIN);
     for (sq_event *e = s->live; rc == SQLITE_OK && e; e = e->next) {
-        sq_bind_ours(s, s->st[SQ_S_UNLEASE], e);
-        rc = sq_run(s, SQ_S_UNLEASE);
+        if (e->prev && e->prev->lease_token == e->lease_token)
+            continue;
+        sqlite3_bind_int64(s->st[SQ_S_CLAIM_END], 1, e->lease_token);
+        rc = sq_run(s, SQ_S_CLAIM_END);
     }
     if (rc == SQLITE_OK)
         rc = sq_run(s, SQ_S_COMMIT);
@@ -513,7 +584,7 @@ static void sq_close(void *inst)
         return;
     sq_unlease_live(s);
     sq_close_db(s);
-    free(s->ack_ids);
+    free(s->ids_json);
     free(s);
 }
 
@@ -545,7 +616,7 @@ static obx_status sq_add_poison(sq_batch *b, int64_t id, const char *reason)
     return OBX_OK;
 }
 
-static obx_status sq_claim_row(sqlite3_stmt *st, int64_t until, sq_batch *b)
+static obx_status sq_claim_row(sqlite3_stmt *st, sq_batch *b)
 {
     char err[OBX_ERRSTR_LEN];
     sq_event *e = NULL;
@@ -554,7 +625,6 @@ static obx_status sq_claim_row(sqlite3_stmt *st, int64_t until, sq_batch *b)
         return sq_add_poison(b, sqlite3_column_int64(st, 0), err);
     if (rc != OBX_OK)
         return rc;
-    e->lease_token = until;
     b->out[b->n++] = &e->ev;
     return OBX_OK;
 }
@@ -583,29 +653,115 @@ static int sq_bury_poison(sq_store *s, sq_batch *b, int64_t now)
     return SQLITE_OK;
 }
 
-/* Run the claim UPDATE and collect its rows into b. */
-static int sq_claim_step(sq_store *s, size_t max, int64_t now, int64_t until,
-                         sq_batch *b, obx_status *ost)
+/* Run the claim's SELECT and collect its rows into b. */
+static int sq_claim_step(sq_store *s, size_t max, int64_t now, sq_batch *b,
+                         obx_status *ost)
 {
     sqlite3_stmt *st = s->st[SQ_S_CLAIM];
-    sqlite3_bind_text(st, 1, s->owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, until);
-    sqlite3_bind_int64(st, 3, now);
-    sqlite3_bind_int64(st, 4, max > INT32_MAX ? INT32_MAX : (sqlite3_int64)max);
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, max > INT32_MAX ? INT32_MAX : (sqlite3_int64)max);
     int rc = SQLITE_DONE;
     *ost = OBX_OK;
-    /* RETURNING never yields more than LIMIT rows; the check guards out[] */
+    /* never more than LIMIT rows; the check guards out[] */
     while (*ost == OBX_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        *ost = b->n < max ? sq_claim_row(st, until, b) : OBX_FATAL;
+        *ost = b->n < max ? sq_claim_row(st, b) : OBX_FATAL;
     sqlite3_reset(st);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-static int sq_cmp_seq(const void *a, const void *b)
+/* Append v as a JSON string. Keys carry no NUL (sq_event_read refuses
+ * it); other bytes go as they are, which is how SQLite's json_each gives
+ * them back to the claim's NOT IN. */
+static void sq_json_string(sqlite3_str *j, const char *v)
 {
-    uint64_t x = (*(obx_event *const *)a)->pos.seq;
-    uint64_t y = (*(obx_event *const *)b)->pos.seq;
-    return x < y ? -1 : x > y;
+    sqlite3_str_appendchar(j, 1, '"');
+    const char *run = v;
+    for (const char *p = v;; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c != 0 && c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        sqlite3_str_append(j, run, (int)(p - run));
+        if (c == 0)
+            break;
+        if (c == '"' || c == '\\')
+            sqlite3_str_appendf(j, "\\%c", c);
+        else
+            sqlite3_str_appendf(j, "\\u%04x", c);
+        run = p + 1;
+    }
+    sqlite3_str_appendchar(j, 1, '"');
+}
+
+/* The batch's keys as a JSON array, to sqlite3_free(); NULL: no memory. */
+static char *sq_keys_json(obx_event *const *events, size_t n)
+{
+    sqlite3_str *j = sqlite3_str_new(NULL);
+    sqlite3_str_appendchar(j, 1, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sqlite3_str_appendchar(j, 1, ',');
+        sq_json_string(j, events[i]->key ? events[i]->key : "");
+    }
+    sqlite3_str_appendchar(j, 1, ']');
+    return sqlite3_str_finish(j);
+}
+
+/* The ids of events[0..n) as a JSON array in s->ids_json (grown to fit:
+ * at most 20 digits and a comma each), or NULL when out of memory. */
+static const char *sq_ids_json(sq_store *s, obx_event *const *events, size_t n)
+{
+    size_t need = n * 21 + 3;
+    if (need > s->ids_json_cap) {
+        char *p = realloc(s->ids_json, need);
+        if (!p)
+            return NULL;
+        s->ids_json = p;
+        s->ids_json_cap = need;
+    }
+    size_t len = 0;
+    s->ids_json[len++] = '[';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(s->ids_json + len, need - len, "%s%" PRIu64,
+                                i ? "," : "", events[i]->pos.seq);
+    s->ids_json[len++] = ']';
+    s->ids_json[len] = '\0';
+    return s->ids_json;
+}
+
+/* Record the batch b as one claims row (its lease) and give each event
+ * the claim's id as its lease token. */
+static int sq_claim_add(sq_store *s, const sq_batch *b, int64_t until)
+{
+    const char *ids = sq_ids_json(s, b->out, b->n);
+    char *keys = ids ? sq_keys_json(b->out, b->n) : NULL;
+    if (!keys)
+        return SQLITE_NOMEM;
+    sqlite3_stmt *st = s->st[SQ_S_CLAIM_ADD];
+    sqlite3_bind_text(st, 1, s->owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, until);
+    sqlite3_bind_text(st, 3, ids, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, keys, -1, sqlite3_free);
+    int rc = sq_run(s, SQ_S_CLAIM_ADD);
+    sqlite3_clear_bindings(st); /* ?3 points into ids_json */
+    int64_t token = sqlite3_last_insert_rowid(s->db);
+    for (size_t i = 0; rc == SQLITE_OK && i < b->n; i++)
+        ((sq_event *)b->out[i])->lease_token = token;
+    return rc;
+}
+
+/* End the claims whose leases ran out, saying so when there were any:
+ * their relay stopped or stalled for longer than the lease. */
+static int sq_expire(sq_store *s, int64_t now)
+{
+    sqlite3_bind_int64(s->st[SQ_S_EXPIRE], 1, now);
+    int rc = sq_run(s, SQ_S_EXPIRE);
+    int ended = rc == SQLITE_OK ? sqlite3_changes(s->db) : 0;
+    if (ended > 0)
+        s->host->log(s->host, OBX_LOG_INFO,
+                     "sqlite %s: %d claims outlived their lease; their "
+                     "unsettled events are claimed again",
+                     s->path, ended);
+    return rc;
 }
 
 static obx_status sq_claim_once(sq_store *s, obx_event **out, size_t max,
@@ -617,9 +773,13 @@ static obx_status sq_claim_once(sq_store *s, obx_event **out, size_t max,
     obx_status ost = OBX_OK;
     int rc = sq_run(s, SQ_S_BEGIN);
     if (rc == SQLITE_OK)
-        rc = sq_claim_step(s, max, now, until, &b, &ost);
+        rc = sq_expire(s, now);
+    if (rc == SQLITE_OK)
+        rc = sq_claim_step(s, max, now, &b, &ost);
     if (rc == SQLITE_OK && ost == OBX_OK && b.n_bad)
         rc = sq_bury_poison(s, &b, now);
+    if (rc == SQLITE_OK && ost == OBX_OK && b.n)
+        rc = sq_claim_add(s, &b, until);
     if (rc == SQLITE_OK && ost == OBX_OK)
         rc = sq_run(s, SQ_S_COMMIT);
     free(b.bad);
@@ -633,8 +793,6 @@ static obx_status sq_claim_once(sq_store *s, obx_event **out, size_t max,
                                   : "more rows than asked for");
         return ost;
     }
-    /* RETURNING gives no order guarantee; the engine needs id order */
-    qsort(out, b.n, sizeof *out, sq_cmp_seq);
     for (size_t i = 0; i < b.n; i++)
         osc_claimed_add(&s->live, (sq_event *)out[i]);
     *n = b.n;
@@ -699,15 +857,30 @@ static obx_status sq_claim(void *inst, obx_event **out, size_t max, size_t *n,
 
 /* ---- settle: ack, release, bury ---- */
 
+/* Delete the claims rows whose last events items[0..n) are, in the
+ * settle's transaction: their keys are free for the next claim. */
+static int sq_claims_end(sq_store *s, const void *items, size_t n,
+                         osc_claimed_item_fn item)
+{
+    int64_t *done = malloc((n ? n : 1) * sizeof *done);
+    long ended = done ? osc_claimed_ended(s->live, items, n, item, done) : -1;
+    int rc = ended < 0 ? SQLITE_NOMEM : SQLITE_OK;
+    for (long j = 0; rc == SQLITE_OK && j < ended; j++) {
+        sqlite3_bind_int64(s->st[SQ_S_CLAIM_END], 1, done[j]);
+        rc = sq_run(s, SQ_S_CLAIM_END);
+    }
+    free(done);
+    return rc;
+}
+
 /* Run one statement per event inside one transaction; `bind` binds the
  * statement for event i. Frees the events after COMMIT; on error they stay
  * claimed (and valid) and the leases return them later. */
 typedef void (*sq_bind_fn)(sq_store *s, sqlite3_stmt *st, const void *items,
                            size_t i, int64_t now);
-typedef sq_event *(*sq_item_fn)(const void *items, size_t i);
 
 static obx_status sq_settle(sq_store *s, sq_stmt which, const void *items,
-                            size_t n, sq_bind_fn bind, sq_item_fn item,
+                            size_t n, sq_bind_fn bind, osc_claimed_item_fn item,
                             const char *what, char *errstr, size_t errlen)
 {
     if (n == 0)
@@ -720,6 +893,8 @@ static obx_status sq_settle(sq_store *s, sq_stmt which, const void *items,
         rc = sq_run(s, which);
         lost += rc == SQLITE_OK && sqlite3_changes(s->db) == 0;
     }
+    if (rc == SQLITE_OK)
+        rc = sq_claims_end(s, items, n, item);
     if (rc == SQLITE_OK)
         rc = sq_run(s, SQ_S_COMMIT);
     if (rc != SQLITE_OK)
@@ -734,17 +909,17 @@ static obx_status sq_settle(sq_store *s, sq_stmt which, const void *items,
     return OBX_OK;
 }
 
-static sq_event *sq_item_event(const void *items, size_t i)
+static osc_claimed *sq_item_event(const void *items, size_t i)
 {
     return (sq_event *)((obx_event *const *)items)[i];
 }
 
-static sq_event *sq_item_release(const void *items, size_t i)
+static osc_claimed *sq_item_release(const void *items, size_t i)
 {
     return (sq_event *)((const obx_release *)items)[i].event;
 }
 
-static sq_event *sq_item_burial(const void *items, size_t i)
+static osc_claimed *sq_item_burial(const void *items, size_t i)
 {
     return (sq_event *)((const obx_burial *)items)[i].event;
 }
@@ -770,28 +945,6 @@ static void sq_bind_bury(sq_store *s, sqlite3_stmt *st, const void *items,
     sqlite3_bind_int64(st, 7, (int64_t)b->event->attempts);
 }
 
-/* The ids of events[0..n) as a JSON array in s->ack_ids (grown to fit:
- * at most 20 digits and a comma each), or NULL when out of memory. */
-static const char *sq_ack_ids(sq_store *s, obx_event *const *events, size_t n)
-{
-    size_t need = n * 21 + 3;
-    if (need > s->ack_ids_cap) {
-        char *p = realloc(s->ack_ids, need);
-        if (!p)
-            return NULL;
-        s->ack_ids = p;
-        s->ack_ids_cap = need;
-    }
-    size_t len = 0;
-    s->ack_ids[len++] = '[';
-    for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(s->ack_ids + len, need - len, "%s%" PRIu64,
-                                i ? "," : "", events[i]->pos.seq);
-    s->ack_ids[len++] = ']';
-    s->ack_ids[len] = '\0';
-    return s->ack_ids;
-}
-
 /* Mark published (ack_mode=mark) or delete (delete): one statement, one
  * transaction. Acks whatever the lease says: the broker has the event
  * either way. On error the events stay claimed (and valid). */
@@ -801,7 +954,7 @@ static obx_status sq_ack(void *inst, obx_event *const *events, size_t n,
     sq_store *s = inst;
     if (n == 0)
         return OBX_OK;
-    const char *ids = sq_ack_ids(s, events, n);
+    const char *ids = sq_ids_json(s, events, n);
     if (!ids) {
         snprintf(errstr, errlen, "sqlite %s: ack: out of memory", s->path);
         return OBX_NOMEM;
@@ -814,8 +967,10 @@ static obx_status sq_ack(void *inst, obx_event *const *events, size_t n,
     if (rc == SQLITE_OK)
         rc = sq_run(s, SQ_S_ACK);
     if (rc == SQLITE_OK)
+        rc = sq_claims_end(s, events, n, sq_item_event);
+    if (rc == SQLITE_OK)
         rc = sq_run(s, SQ_S_COMMIT);
-    sqlite3_clear_bindings(st); /* ?1 points into ack_ids */
+    sqlite3_clear_bindings(st); /* ?1 points into ids_json */
     if (rc != SQLITE_OK)
         return sq_fail(s, rc, "ack", errstr, errlen);
     for (size_t i = 0; i < n; i++)
@@ -842,22 +997,6 @@ static obx_status sq_bury(void *inst, const obx_burial *items, size_t n,
 
 /* ---- validate / schema ---- */
 
-static obx_status sq_table_exists(sq_store *s, bool *exists)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        s->db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-        -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, s->names.table, -1, SQLITE_STATIC);
-        rc = sqlite3_step(st);
-        *exists = rc == SQLITE_ROW;
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
 /* A missing file is fine when open() may create it: its directory must
  * exist and be writable. */
 static obx_status sq_check_creatable(sq_store *s, char *errstr, size_t errlen)
@@ -878,6 +1017,28 @@ static obx_status sq_check_creatable(sq_store *s, char *errstr, size_t errlen)
     return OBX_CONFIG;
 }
 
+/* Prepare every statement against the table. A claims table that open()
+ * would add (create_schema, a table of an earlier relay) is made for the
+ * check in a transaction rolled back after it: --connect changes nothing. */
+static obx_status sq_validate_statements(sq_store *s, char *errstr,
+                                         size_t errlen)
+{
+    char *name = sqlite3_mprintf("%s_claims", s->names.table);
+    bool claims = false;
+    int rc = name ? sq_table_exists(s, name, &claims) : SQLITE_NOMEM;
+    sqlite3_free(name);
+    bool trial = rc == SQLITE_OK && !claims && s->conf->create_schema;
+    if (trial)
+        rc = sq_exec(s, "BEGIN IMMEDIATE");
+    if (trial && rc == SQLITE_OK)
+        rc = sq_ddl(s);
+    obx_status st = rc == SQLITE_OK
+                        ? sq_prepare_all(s, errstr, errlen)
+                        : sq_open_fail(s, rc, "create schema", errstr, errlen);
+    sq_rollback(s);
+    return st;
+}
+
 /* --connect: open the existing file read/write without creating anything
  * (no WAL switch, no schema) and check that the table fits our SQL. */
 static obx_status sq_validate_connect(sq_store *s, char *errstr, size_t errlen)
@@ -886,7 +1047,8 @@ static obx_status sq_validate_connect(sq_store *s, char *errstr, size_t errlen)
         return sq_check_creatable(s, errstr, errlen);
     obx_status st = sq_connect(s, SQLITE_OPEN_READWRITE, errstr, errlen);
     bool exists = false;
-    int rc = st == OBX_OK ? sq_table_exists(s, &exists) : SQLITE_OK;
+    int rc =
+        st == OBX_OK ? sq_table_exists(s, s->names.table, &exists) : SQLITE_OK;
     if (st == OBX_OK && rc != SQLITE_OK)
         st = sq_open_fail(s, rc, "read schema", errstr, errlen);
     if (st == OBX_OK && !exists && !s->conf->create_schema) {
@@ -896,7 +1058,7 @@ static obx_status sq_validate_connect(sq_store *s, char *errstr, size_t errlen)
         st = OBX_CONFIG;
     }
     if (st == OBX_OK && exists)
-        st = sq_prepare_all(s, errstr, errlen);
+        st = sq_validate_statements(s, errstr, errlen);
     sq_close_db(s);
     return st;
 }

@@ -20,11 +20,13 @@ typedef enum sq_stmt {
     SQ_S_COMMIT,
     SQ_S_ROLLBACK,
     SQ_S_DATA_VERSION,
+    SQ_S_EXPIRE,
     SQ_S_CLAIM,
+    SQ_S_CLAIM_ADD,
+    SQ_S_CLAIM_END,
     SQ_S_ACK,
     SQ_S_RELEASE,
     SQ_S_BURY,
-    SQ_S_UNLEASE,
     SQ_S_POISON,
     SQ_S_RETENTION,
     SQ_S_PENDING,
@@ -45,8 +47,8 @@ typedef struct sq_store {
     char owner[320];
     sqlite3_stmt *st[SQ_S_COUNT];
     sq_event *live; /* claimed, not yet settled */
-    char *ack_ids;  /* the ack's ids as a JSON array; owned */
-    size_t ack_ids_cap;
+    char *ids_json; /* a batch's ids as a JSON array (claim, ack); owned */
+    size_t ids_json_cap;
     int64_t retention_due_us; /* monotonic time of the next retention run */
     bool retention_failing;   /* the last run failed (and said so) */
 } sq_store;

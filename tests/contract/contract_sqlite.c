@@ -54,8 +54,9 @@ static int h_inspect(void *ctx, const char *id, obx_contract_record *rec,
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(sqt_db(cur),
                            "SELECT dead_at IS NOT NULL, published_at IS NOT "
-                           "NULL, locked_by IS NOT NULL AND locked_until > "
-                           "?2, attempts, next_attempt_at, "
+                           "NULL, id IN (SELECT id FROM " SQT_CLAIMED
+                           " WHERE expires_at > ?2), attempts, "
+                           "next_attempt_at, "
                            "coalesce(last_error, ''), coalesce(dead_reason, "
                            "''), coalesce(dead_destination, '') "
                            "FROM outbox WHERE event_id = ?1",

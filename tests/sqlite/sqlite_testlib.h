@@ -39,6 +39,12 @@ int64_t sqt_int(sqt *t, int64_t def, const char *fmt, ...);
 /* The writer's plain four-column INSERT; returns the new row id. */
 int64_t sqt_insert(sqt *t, const char *agg_id, const char *payload);
 
+/* SQL: the rows the live claims hold, one row per event: (id, owner,
+ * expires_at, claim_id), from the claims table of the default name. */
+#define SQT_CLAIMED                                                            \
+    "(SELECT j.value AS id, c.owner AS owner, c.expires_at AS expires_at, "    \
+    "c.claim_id AS claim_id FROM outbox_claims AS c, json_each(c.ids) AS j)"
+
 /* Claim with wait 0 and assert OBX_OK; returns the count. */
 size_t sqt_claim(sqt *t, void *inst, obx_event **out, size_t max);
 /* Ack n events; asserts OBX_OK. */

@@ -283,13 +283,18 @@ static void test_claim_fields(void **state)
     assert_memory_equal(b->payload, "{\"a\":1}", 7);
     assert_true(b->created_at_us >= t0 - 1000 &&
                 b->created_at_us <= sqt_now_us() + 1000);
-    /* the rows are leased to us */
+    /* the rows are leased to us, by one claims row, and not in the rows */
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM " SQT_CLAIMED
+                             " WHERE id IN (1, %lld) AND expires_at > %lld",
+                             (long long)id2, (long long)sqt_now_us()),
+                     2);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 1);
     assert_int_equal(sqt_int(t, -1,
                              "SELECT count(*) FROM outbox WHERE "
-                             "locked_by IS NOT NULL AND "
-                             "locked_until > %lld",
-                             (long long)sqt_now_us()),
-                     2);
+                             "locked_by IS NOT NULL OR locked_until IS "
+                             "NOT NULL"),
+                     0);
     /* and claimed once only */
     assert_int_equal(sqt_claim(t, s, ev, 8), 0);
     sqt_ack(t, s, ev, 2);
@@ -363,8 +368,8 @@ static void test_lease_expiry(void **state)
     obx_event *ea[4], *eb[4];
     assert_int_equal(sqt_claim(t, a, ea, 4), 3);
     assert_int_equal(sqt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by = 'relay-a'"),
+                             "SELECT count(*) FROM " SQT_CLAIMED
+                             " WHERE owner = 'relay-a'"),
                      3);
     assert_int_equal(sqt_claim(t, b, eb, 4), 0);
     sqt_sleep_ms(100);
@@ -372,10 +377,12 @@ static void test_lease_expiry(void **state)
     sqt_sleep_ms(150);
     assert_int_equal(sqt_claim(t, b, eb, 4), 3);
     assert_int_equal(eb[0]->attempts, 0);
+    /* b's claim ended a's: one claims row, b's */
     assert_int_equal(sqt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by = 'relay-b'"),
+                             "SELECT count(*) FROM " SQT_CLAIMED
+                             " WHERE owner = 'relay-b'"),
                      3);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 1);
     /* a's late release must not disturb b's claim */
     ERRBUF;
     obx_release rel[3];
@@ -384,12 +391,15 @@ static void test_lease_expiry(void **state)
             (obx_release){ea[i], sqt_now_us() + 3600LL * 1000000, "late", true};
     assert_int_equal(t->ops->release(a, rel, 3, err, sizeof err), OBX_OK);
     assert_int_equal(sqt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by = 'relay-b' AND attempts = 0 "
+                             "SELECT count(*) FROM outbox WHERE id IN "
+                             "(SELECT id FROM " SQT_CLAIMED
+                             " WHERE owner = 'relay-b') AND attempts = 0 "
                              "AND next_attempt_at = 0 AND "
                              "last_error IS NULL"),
                      3);
     sqt_ack(t, b, eb, 3);
+    /* the ack of its last events ended b's claim */
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
     assert_int_equal(sqt_int(t, -1,
                              "SELECT count(*) FROM outbox WHERE "
                              "published_at IS NOT NULL"),
@@ -469,6 +479,7 @@ static void test_release(void **state)
                              "AND attempts = 0 AND last_error IS NULL "
                              "AND locked_by IS NULL"),
                      1);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
     /* row 1 is not due yet; row 2 is */
     assert_int_equal(sqt_claim(t, s, ev, 4), 1);
     assert_int_equal(ev[0]->pos.seq, 2);
@@ -639,6 +650,83 @@ static void test_dead_requeue_purge(void **state)
     t->ops->close(s);
 }
 
+/* The claims table as `outbox-relay schema sqlite` gives it. */
+static void claims_table(sqt *t)
+{
+    sqt_exec(t, "CREATE TABLE outbox_claims (claim_id INTEGER PRIMARY KEY "
+                "AUTOINCREMENT, owner TEXT NOT NULL, expires_at INTEGER NOT "
+                "NULL, ids TEXT NOT NULL, keys TEXT NOT NULL)");
+}
+
+/* A table of a relay that leased in the rows has no claims table: with
+ * create_schema = false the relay refuses it and names the table and the
+ * DDL, before touching a row; with create_schema = true it adds the table
+ * and claims. */
+static void test_open_adds_claims_table(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    t->ops->close(s);
+    sqt_exec(t, "DROP TABLE outbox_claims");
+    sqt_insert(t, "k", "x");
+    sq_config c = t->conf;
+    c.create_schema = false;
+    ERRBUF;
+    void *inst = NULL;
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err),
+                     OBX_CONFIG);
+    if (!strstr(err, "no table \"outbox_claims\"") ||
+        !strstr(err, "outbox-relay schema sqlite"))
+        fail_msg("open error '%s' does not name the claims table", err);
+    assert_int_equal(t->ops->validate(t->host, &c, true, err, sizeof err),
+                     OBX_CONFIG);
+    /* check --connect with create_schema passes (open would add the
+     * table) and leaves the file as it was */
+    assert_int_equal(t->ops->validate(t->host, &t->conf, true, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT count(*) FROM sqlite_schema WHERE name "
+                             "= 'outbox_claims'"),
+                     0);
+    s = sqt_open(t, NULL);
+    obx_event *ev[2];
+    claim_ids(t, s, 2, (int64_t[]){1}, 1, ev);
+    assert_int_equal(sqt_int(t, -1, "SELECT id FROM " SQT_CLAIMED), 1);
+    sqt_ack(t, s, ev, 1);
+    t->ops->close(s);
+}
+
+/* A claims row lives until every event of its batch is settled, whatever
+ * the mix of settles; its keys are held until then, other keys are not. */
+static void test_claim_ends_with_its_batch(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL);
+    sqt_insert(t, "A", "x");
+    sqt_insert(t, "B", "x");
+    sqt_insert(t, "C", "x");
+    obx_event *ev[4], *more[4];
+    claim_ids(t, s, 3, (int64_t[]){1, 2, 3}, 3, ev);
+    sqt_insert(t, "A", "x"); /* 4 */
+    sqt_insert(t, "D", "x"); /* 5 */
+    sqt_ack(t, s, ev, 1);
+    ERRBUF;
+    obx_release r = {ev[1], 0, "again", true};
+    assert_int_equal(t->ops->release(s, &r, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 1);
+    /* A's and B's rows wait for the batch (C is still out); D does not */
+    claim_ids(t, s, 4, (int64_t[]){5}, 1, more);
+    sqt_ack(t, s, more, 1);
+    obx_burial bu = {ev[2], "no", "dlq"};
+    assert_int_equal(t->ops->bury(s, &bu, 1, err, sizeof err), OBX_OK);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
+    /* the batch is settled: B's retry and A's next row, in id order */
+    claim_ids(t, s, 4, (int64_t[]){2, 4}, 2, more);
+    sqt_ack(t, s, more, 2);
+    assert_int_equal(sqt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
+    t->ops->close(s);
+}
+
 /* An outbox table made by hand: no NOT NULL on the writer's columns, no
  * CHECK on headers; the event id column named `event_id_col`. */
 static void hand_made_table(sqt *t, const char *event_id_col)
@@ -652,6 +740,7 @@ static void hand_made_table(sqt *t, const char *event_id_col)
              "locked_until INTEGER, published_at INTEGER, dead_at INTEGER, "
              "last_error TEXT, dead_reason TEXT, dead_destination TEXT)",
              event_id_col);
+    claims_table(t);
 }
 
 /* Rows written by a client that bypassed the CHECK (a table created by
@@ -676,8 +765,8 @@ static void test_poison_headers(void **state)
     assert_int_equal(sqt_int(t, -1,
                              "SELECT count(*) FROM outbox WHERE "
                              "dead_at IS NOT NULL AND dead_reason "
-                             "LIKE '%%headers%%' AND locked_by IS "
-                             "NULL"),
+                             "LIKE '%%headers%%' AND id NOT IN (SELECT id "
+                             "FROM " SQT_CLAIMED ")"),
                      2);
     t->ops->close(s);
 }
@@ -847,7 +936,8 @@ static void test_text_nul_and_null(void **state)
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         if (sqt_int(t, -1,
                     "SELECT count(*) FROM outbox WHERE id = %lld AND dead_at "
-                    "IS NOT NULL AND locked_by IS NULL AND instr(dead_reason, "
+                    "IS NOT NULL AND id NOT IN (SELECT id FROM " SQT_CLAIMED
+                    ") AND instr(dead_reason, "
                     "%Q) > 0",
                     (long long)want[i].id, want[i].why) != 1)
             fail_msg("row %lld is not dead with reason '%s'",
@@ -975,7 +1065,7 @@ static void test_schema_default(void **state)
     sqt *t = *state;
     sbuf b = {0};
     schema_ok(t, &t->conf, &b);
-    assert_int_equal(b.calls, 5);
+    assert_int_equal(b.calls, 6);
     assert_non_null(strstr(b.text, "CREATE TABLE IF NOT EXISTS \"outbox\""));
     assert_non_null(strstr(b.text, "\"aggregate_id\" TEXT NOT NULL"));
     assert_non_null(strstr(b.text, "\"outbox_key\" ON \"outbox\" "
@@ -1300,9 +1390,8 @@ static void test_error_rolls_back(void **state)
     sqt_insert(t, "k2", "x");
     obx_event *ev[4];
     assert_int_equal(sqt_claim(t, s, ev, 1), 1);
-    sqt_exec(t, "CREATE TRIGGER no_claims BEFORE UPDATE OF locked_by ON "
-                "outbox WHEN NEW.locked_by IS NOT NULL BEGIN "
-                "SELECT RAISE(ABORT, 'claims are off'); END;"
+    sqt_exec(t, "CREATE TRIGGER no_claims BEFORE INSERT ON outbox_claims "
+                "BEGIN SELECT RAISE(ABORT, 'claims are off'); END;"
                 "CREATE TRIGGER no_acks BEFORE UPDATE OF published_at ON "
                 "outbox BEGIN SELECT RAISE(ABORT, 'acks are off'); END");
     size_t n = 9;
@@ -1319,10 +1408,8 @@ static void test_error_rolls_back(void **state)
     sqlite3_busy_timeout(sqt_db(t), 5000);
     sqt_exec(t, "DROP TRIGGER no_claims; DROP TRIGGER no_acks");
     /* nothing was half-done: row 2 is still unclaimed, row 1 still ours */
-    assert_int_equal(sqt_int(t, -1,
-                             "SELECT count(*) FROM outbox WHERE "
-                             "locked_by IS NULL"),
-                     1);
+    assert_int_equal(
+        sqt_int(t, -1, "SELECT group_concat(id) FROM " SQT_CLAIMED), 1);
     sqt_ack(t, s, ev, 1);
     assert_int_equal(sqt_claim(t, s, ev, 4), 1);
     assert_int_equal(ev[0]->pos.seq, 2);
@@ -1407,6 +1494,8 @@ int main(void)
         T(test_release),
         T(test_dead_list),
         T(test_dead_requeue_purge),
+        T(test_open_adds_claims_table),
+        T(test_claim_ends_with_its_batch),
         T(test_poison_headers),
         T(test_header_values),
         T(test_header_nul),
