@@ -62,3 +62,10 @@ CREATE TABLE IF NOT EXISTS "outbox_claims" (
     "ids" TEXT NOT NULL, -- JSON array: the events claimed
     "keys" TEXT NOT NULL -- JSON array: their aggregate_ids
 );
+
+CREATE TRIGGER IF NOT EXISTS "outbox_no_row_leases"
+    BEFORE UPDATE OF "locked_until" ON "outbox"
+    WHEN NEW."locked_until" IS NOT NULL
+BEGIN
+    SELECT RAISE(ABORT, 'outbox-relay: leases live in the claims table now: upgrade this relay (docs/sqlite-schema.md, Upgrading)');
+END;

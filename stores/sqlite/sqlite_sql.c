@@ -47,6 +47,17 @@ static const char *const sq_col_default[SQ_C_COUNT] = {
 #define SQ_PENDING_WHERE "{published_at} IS NULL AND {dead_at} IS NULL"
 
 /* clang-format off */
+#define SQ_CLAIMS_TABLE \
+    "{I:claims} (\n" \
+    "    \"claim_id\" INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused\n" \
+    "    \"owner\" TEXT NOT NULL, -- the relay (store.owner)\n" \
+    "    \"expires_at\" INTEGER NOT NULL, -- lease end, unix us\n" \
+    "    \"ids\" TEXT NOT NULL, -- JSON array: the events claimed\n" \
+    "    \"keys\" TEXT NOT NULL -- JSON array: their aggregate_ids\n" \
+    ")"
+
+const char sq_claims_temp_template[] = "CREATE TEMP TABLE " SQ_CLAIMS_TABLE;
+
 const char *const sq_ddl_templates[] = {
     "CREATE TABLE IF NOT EXISTS {T} (\n"
     "    -- written by the application\n"
@@ -93,13 +104,18 @@ const char *const sq_ddl_templates[] = {
      * write and an index entry per event, and the ack the same again);
      * the row goes when the batch is settled, handed back at close, or
      * its lease ran out and another claim took its events */
-    "CREATE TABLE IF NOT EXISTS {I:claims} (\n"
-    "    \"claim_id\" INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused\n"
-    "    \"owner\" TEXT NOT NULL, -- the relay (store.owner)\n"
-    "    \"expires_at\" INTEGER NOT NULL, -- lease end, unix us\n"
-    "    \"ids\" TEXT NOT NULL, -- JSON array: the events claimed\n"
-    "    \"keys\" TEXT NOT NULL -- JSON array: their aggregate_ids\n"
-    ")",
+    "CREATE TABLE IF NOT EXISTS " SQ_CLAIMS_TABLE,
+    /* a relay of an earlier version leases in the rows and does not see
+     * the claims table: it would take events this one has out. Its claim
+     * fails here, loudly, instead; this relay only ever clears the
+     * column (and a downgrade needs the trigger dropped) */
+    "CREATE TRIGGER IF NOT EXISTS {I:no_row_leases}\n"
+    "    BEFORE UPDATE OF {locked_until} ON {T}\n"
+    "    WHEN NEW.{locked_until} IS NOT NULL\n"
+    "BEGIN\n"
+    "    SELECT RAISE(ABORT, 'outbox-relay: leases live in the claims "
+    "table now: upgrade this relay (docs/sqlite-schema.md, Upgrading)');\n"
+    "END",
     NULL,
 };
 /* clang-format on */

@@ -50,13 +50,19 @@ int sq_names_init(sq_names *n, const sq_config *conf, char *err, size_t errlen);
 const char *sq_col_logical(sq_col c);
 
 /* Expand an SQL template: {T} is the quoted table, {I:sfx} the quoted
- * name "<table>_<sfx>" (its indexes, the claims table), {col} the quoted real name of a logical
- * column. Returns a string to free with sqlite3_free(), or NULL (no
- * memory, or an unknown placeholder: a bug). */
+ * name "<table>_<sfx>" (its indexes, the claims table), {col} the quoted real
+ * name of a logical column. Returns a string to free with sqlite3_free(), or
+ * NULL (no memory, or an unknown placeholder: a bug). */
 char *sq_sql_expand(const sq_names *n, const char *tpl);
 
-/* The DDL statements (the outbox table, its indexes, the claims table),
- * NULL-terminated templates. */
+/* The DDL statements (the outbox table, its indexes, the claims table and
+ * the trigger that turns away relays leasing in the rows), NULL-terminated
+ * templates. */
 extern const char *const sq_ddl_templates[];
+
+/* The claims table as a TEMP table of the same name, which the relay's
+ * unqualified statements resolve to first: what `check --connect` tries
+ * them against on a file that does not have the table yet. */
+extern const char sq_claims_temp_template[];
 
 #endif

@@ -43,7 +43,7 @@ static const obx_option sq_options[] = {
                  "create the table and its indexes at start-up when missing"),
     OBX_OPT_STRING(
         sq_config, owner, "owner", NULL,
-        "lease owner id written to locked_by (default <hostname>:<pid>)"),
+        "lease owner id written to each claim (default <hostname>:<pid>)"),
     OBX_OPT_PREFIX(sq_config, column, "column",
                    "column.<name> = <real column>: rename a writer-facing "
                    "column (id, event_id, aggregate_type, aggregate_id, "
@@ -74,8 +74,9 @@ static const obx_option sq_options[] = {
  * expired (its row deleted first, SQ_S_EXPIRE) leaves its rows the lowest
  * pending rows of their keys: no claim order to keep beside the ids. The
  * keys of live claims are read once per statement (an uncorrelated IN is
- * built once); CAST compares a key a writer stored as a BLOB by its bytes,
- * as the claims row holds it. The "locked_until IS NOT NULL OR
+ * built once); CAST lets a key a writer stored as a BLOB match its bytes
+ * in the claims row's JSON text (the retry check below compares keys as
+ * stored, so there a BLOB and a TEXT key of the same bytes are two keys). The "locked_until IS NOT NULL OR
  * next_attempt_at > 0" term is implied by the blocked test; it is spelled
  * out so SQLite can use the <table>_key partial index, which holds only
  * such rows. ?1 now, ?2 at most this many. */
@@ -109,8 +110,10 @@ static const char *const sq_stmt_sql[SQ_S_COUNT] = {
     [SQ_S_CLAIM_ADD] =
         "INSERT INTO {I:claims} (\"owner\", \"expires_at\", \"ids\", \"keys\")\n"
         "VALUES (?1, ?2, ?3, ?4)",
-    /* ?1 claim_id: its events are all settled, or handed back at close */
-    [SQ_S_CLAIM_END] = "DELETE FROM {I:claims} WHERE \"claim_id\" = ?1",
+    /* ?1 claim_id, ?2 owner: its events are all settled, or handed back at
+     * close (the owner too: a claims table made by hand may reuse ids) */
+    [SQ_S_CLAIM_END] =
+        "DELETE FROM {I:claims} WHERE \"claim_id\" = ?1 AND \"owner\" = ?2",
     [SQ_S_ACK] = NULL, /* by ack_mode, see sq_ack_sql() */
     /* ?4 retry time, ?5 1 when it counts as an attempt, ?6 the error */
     [SQ_S_RELEASE] =
@@ -176,9 +179,11 @@ static const char *const sq_stmt_sql[SQ_S_COUNT] = {
  * the IN list is searched by rowid. */
 #define SQ_ACK_IDS "{id} IN (SELECT value FROM json_each(?1))"
 static const char sq_ack_delete_sql[] = "DELETE FROM {T} WHERE " SQ_ACK_IDS;
+/* The lease columns are left alone: this relay never sets them, and an
+ * earlier relay's stale lease on a published row means nothing. */
 static const char sq_ack_mark_sql[] =
     "UPDATE {T}\n"
-    "   SET {published_at} = ?2, {locked_by} = NULL, {locked_until} = NULL\n"
+    "   SET {published_at} = ?2\n"
     " WHERE " SQ_ACK_IDS " AND {published_at} IS NULL";
 
 /* clang-format on */
@@ -393,12 +398,12 @@ static int sq_table_exists(sq_store *s, const char *name, bool *exists)
 static obx_status sq_check_claims(sq_store *s, char *errstr, size_t errlen)
 {
     char *name = sqlite3_mprintf("%s_claims", s->names.table);
-    bool exists = false;
-    int rc = name ? sq_table_exists(s, name, &exists) : SQLITE_NOMEM;
-    if (rc != SQLITE_OK) {
-        sqlite3_free(name);
-        return sq_open_fail(s, rc, "read schema", errstr, errlen);
-    }
+    if (!name)
+        return OBX_NOMEM;
+    /* any schema: check --connect puts a TEMP stand-in in its place */
+    bool exists =
+        sqlite3_table_column_metadata(s->db, NULL, name, "claim_id", NULL, NULL,
+                                      NULL, NULL, NULL) == SQLITE_OK;
     if (!exists)
         snprintf(errstr, errlen,
                  "sqlite %s: no table \"%s\" (the claims' leases, new in this "
@@ -549,6 +554,15 @@ static obx_status sq_open(const obx_host *host, const void *config, void **inst,
     return OBX_OK;
 }
 
+/* Delete our claims row `token` (gone already: nothing happens). */
+static int sq_claim_end(sq_store *s, int64_t token)
+{
+    sqlite3_stmt *st = s->st[SQ_S_CLAIM_END];
+    sqlite3_bind_int64(st, 1, token);
+    sqlite3_bind_text(st, 2, s->owner, -1, SQLITE_STATIC);
+    return sq_run(s, SQ_S_CLAIM_END);
+}
+
 /* Hand the claims of unsettled events back at once, so their events can
  * be claimed again now rather than when the lease runs out (best effort:
  * if this fails the leases simply run out), then free them. A claim's
@@ -562,8 +576,7 @@ static void sq_unlease_live(sq_store *s)
     for (sq_event *e = s->live; rc == SQLITE_OK && e; e = e->next) {
         if (e->prev && e->prev->lease_token == e->lease_token)
             continue;
-        sqlite3_bind_int64(s->st[SQ_S_CLAIM_END], 1, e->lease_token);
-        rc = sq_run(s, SQ_S_CLAIM_END);
+        rc = sq_claim_end(s, e->lease_token);
     }
     if (rc == SQLITE_OK)
         rc = sq_run(s, SQ_S_COMMIT);
@@ -866,8 +879,7 @@ static int sq_claims_end(sq_store *s, const void *items, size_t n,
     long ended = done ? osc_claimed_ended(s->live, items, n, item, done) : -1;
     int rc = ended < 0 ? SQLITE_NOMEM : SQLITE_OK;
     for (long j = 0; rc == SQLITE_OK && j < ended; j++) {
-        sqlite3_bind_int64(s->st[SQ_S_CLAIM_END], 1, done[j]);
-        rc = sq_run(s, SQ_S_CLAIM_END);
+        rc = sq_claim_end(s, done[j]);
     }
     free(done);
     return rc;
@@ -1018,8 +1030,9 @@ static obx_status sq_check_creatable(sq_store *s, char *errstr, size_t errlen)
 }
 
 /* Prepare every statement against the table. A claims table that open()
- * would add (create_schema, a table of an earlier relay) is made for the
- * check in a transaction rolled back after it: --connect changes nothing. */
+ * would add (create_schema, a table of an earlier relay) stands in as a
+ * TEMP table, gone with the connection: --connect writes nothing and
+ * takes no lock on the file. */
 static obx_status sq_validate_statements(sq_store *s, char *errstr,
                                          size_t errlen)
 {
@@ -1027,16 +1040,17 @@ static obx_status sq_validate_statements(sq_store *s, char *errstr,
     bool claims = false;
     int rc = name ? sq_table_exists(s, name, &claims) : SQLITE_NOMEM;
     sqlite3_free(name);
-    bool trial = rc == SQLITE_OK && !claims && s->conf->create_schema;
-    if (trial)
-        rc = sq_exec(s, "BEGIN IMMEDIATE");
-    if (trial && rc == SQLITE_OK)
-        rc = sq_ddl(s);
-    obx_status st = rc == SQLITE_OK
-                        ? sq_prepare_all(s, errstr, errlen)
-                        : sq_open_fail(s, rc, "create schema", errstr, errlen);
-    sq_rollback(s);
-    return st;
+    if (rc != SQLITE_OK)
+        return sq_open_fail(s, rc, "read schema", errstr, errlen);
+    if (!claims && s->conf->create_schema) {
+        char *sql = sq_sql_expand(&s->names, sq_claims_temp_template);
+        rc = sql ? sq_exec(s, sql) : SQLITE_NOMEM;
+        sqlite3_free(sql);
+    }
+    if (rc != SQLITE_OK)
+        return sq_open_fail(s, rc, "create a temp claims table", errstr,
+                            errlen);
+    return sq_prepare_all(s, errstr, errlen);
 }
 
 /* --connect: open the existing file read/write without creating anything

@@ -341,6 +341,9 @@ static void test_claim_key_order_dead_head(void **state)
     void *s = sqt_open(t, NULL);
     sqt_insert(t, "A", "x");
     sqt_insert(t, "A", "x");
+    /* a lease an earlier relay left before the upgrade (its trigger, which
+     * turns such relays away now, did not exist then) */
+    sqt_exec(t, "DROP TRIGGER outbox_no_row_leases");
     sqt_exec(t,
              "UPDATE outbox SET locked_by = 'other', locked_until = %lld "
              "WHERE id = 1",
@@ -692,7 +695,22 @@ static void test_open_adds_claims_table(void **state)
     obx_event *ev[2];
     claim_ids(t, s, 2, (int64_t[]){1}, 1, ev);
     assert_int_equal(sqt_int(t, -1, "SELECT id FROM " SQT_CLAIMED), 1);
+    /* a relay of the earlier version, still running, cannot lease the
+     * event in its row as well: its claim fails and says why */
+    char *msg = NULL;
+    assert_int_not_equal(
+        sqlite3_exec(sqt_db(t),
+                     "UPDATE outbox SET locked_by = 'old', locked_until = "
+                     "9000000000000000 WHERE id IN (SELECT id FROM outbox "
+                     "WHERE published_at IS NULL LIMIT 10)",
+                     NULL, NULL, &msg),
+        SQLITE_OK);
+    if (!msg || !strstr(msg, "leases live in the claims table"))
+        fail_msg("old relay's claim failed with '%s'", msg ? msg : "");
+    sqlite3_free(msg);
     sqt_ack(t, s, ev, 1);
+    /* what this relay writes to the lease columns (clearing) still works */
+    sqt_exec(t, "UPDATE outbox SET locked_by = NULL, locked_until = NULL");
     t->ops->close(s);
 }
 
@@ -1065,7 +1083,7 @@ static void test_schema_default(void **state)
     sqt *t = *state;
     sbuf b = {0};
     schema_ok(t, &t->conf, &b);
-    assert_int_equal(b.calls, 6);
+    assert_int_equal(b.calls, 7);
     assert_non_null(strstr(b.text, "CREATE TABLE IF NOT EXISTS \"outbox\""));
     assert_non_null(strstr(b.text, "\"aggregate_id\" TEXT NOT NULL"));
     assert_non_null(strstr(b.text, "\"outbox_key\" ON \"outbox\" "
