@@ -297,6 +297,25 @@ static bool natsb_send_one(natsb *b, size_t i, int64_t deadline)
     return go_on;
 }
 
+/* Put what the call sent on the wire now. cnats leaves asynchronous
+ * publishes to its flusher thread, which waits 1 ms for more before it
+ * writes; nothing more is coming, and the call waits for the PubAcks, so
+ * every publish(batch) paid that millisecond (a one-event call took 1.1
+ * ms instead of 0.35 at 1k events/s). A flush writes in place, then
+ * waits one PING/PONG round trip (the server reads the PING after the
+ * publishes and answers it at once, while the PubAcks come as the stream
+ * stores); what became of the events is the PubAcks' to tell, so the
+ * flush's own result is not. */
+static void natsb_kick(natsb *b, int64_t deadline)
+{
+    pthread_mutex_lock(&b->mu);
+    bool sent = b->call.inflight > 0 && !stopped_locked(b);
+    pthread_mutex_unlock(&b->mu);
+    int64_t ms = (deadline - b->host->mono_us()) / 1000;
+    if (sent && ms > 0)
+        natsConnection_FlushTimeout(b->nc, ms);
+}
+
 /* Wait for every PubAck, the deadline, or a stop. */
 static void natsb_wait_all(natsb *b, int64_t deadline)
 {
@@ -435,6 +454,7 @@ obx_status natsb_publish_js(natsb *b, obx_event *const *events, size_t n,
     for (size_t i = 0; i < n; i++)
         if (past(b, deadline) || !natsb_send_one(b, i, deadline))
             break;
+    natsb_kick(b, deadline);
     natsb_wait_all(b, deadline);
     obx_status st = natsb_finish(b, timeout_ms);
     natsb_log_late(b);
