@@ -351,6 +351,30 @@ static obx_status claim_recovering(pgw_store *s, obx_event **out, size_t max,
 /* Claim up to max events (see obx_store_ops.claim): retries that are due,
  * then what the stream delivered, in position order. The events are ours
  * until ack/release/bury settles them, or close(). */
+/* While the stream keeps coming, read on until the batch is full: what
+ * was buffered when the claim began is only what the socket held (the
+ * server stops sending while the relay publishes), a few hundred events
+ * of a backlog, and each batch costs the broker a round trip. A pause of
+ * PGW_FILL_GAP_US in the stream ends the batch, so a steady trickle (1k
+ * events/s: one a millisecond) goes out as it comes. */
+#define PGW_FILL_GAP_US 300
+
+static obx_status fill_batch(pgw_store *s, obx_event **out, size_t max,
+                             size_t *n, char *errstr, size_t errlen)
+{
+    obx_status st = OBX_OK;
+    while (st == OBX_OK && *n < max && s->n_ready == 0 &&
+           s->n_live < (size_t)s->conf->max_buffered) {
+        size_t before = *n;
+        st = pgw_stream_pump(s, PGW_FILL_GAP_US, errstr, errlen);
+        if (st == OBX_OK)
+            st = take_ready(s, out, max, n, errstr, errlen);
+        if (*n == before)
+            break;
+    }
+    return st;
+}
+
 static obx_status pgw_claim(void *inst, obx_event **out, size_t max, size_t *n,
                             int wait_ms, char *errstr, size_t errlen)
 {
@@ -384,6 +408,8 @@ static obx_status pgw_claim(void *inst, obx_event **out, size_t max, size_t *n,
     st = pgw_stream_pump(s, 0, errstr, errlen);
     if (st == OBX_OK)
         st = take_ready(s, out, max, n, errstr, errlen);
+    if (st == OBX_OK && *n > 0)
+        st = fill_batch(s, out, max, n, errstr, errlen);
     if (st != OBX_OK || *n > 0 || wait_ms <= 0)
         return st;
     st = pgw_stream_pump(s, idle_wait_us(s, wait_ms), errstr, errlen);
