@@ -45,7 +45,7 @@ long osc_claimed_ended(const osc_claimed *live, const void *items, size_t n,
  * leases were handed back or left to run out). */
 void osc_claimed_settle_all(osc_claimed **list);
 
-/* The lease owner written to locked_by: `configured` when set and not
+/* The owner written with each claim: `configured` when set and not
  * empty, else "<hostname>:<pid>" ("localhost" when the host name cannot
  * be read), so two relays on one table never share a name. Into out
  * (outlen bytes, cut when longer, NUL-terminated when outlen > 0). */
