@@ -76,10 +76,11 @@ static const obx_option sq_options[] = {
  * keys of live claims are read once per statement (an uncorrelated IN is
  * built once); CAST lets a key a writer stored as a BLOB match its bytes
  * in the claims row's JSON text (the retry check below compares keys as
- * stored, so there a BLOB and a TEXT key of the same bytes are two keys). The "locked_until IS NOT NULL OR
- * next_attempt_at > 0" term is implied by the blocked test; it is spelled
- * out so SQLite can use the <table>_key partial index, which holds only
- * such rows. ?1 now, ?2 at most this many. */
+ * stored, so there a BLOB and a TEXT key of the same bytes are two keys).
+ * The "locked_until IS NOT NULL OR next_attempt_at > 0" term is implied by
+ * the blocked test; it is spelled out so SQLite can use the <table>_key
+ * partial index, which holds only such rows. ?1 now, ?2 at most this
+ * many. */
 static const char sq_claim_sql[] =
     "SELECT " SQ_EVENT_COLS "\n"
     "  FROM {T} AS o\n"
@@ -392,26 +393,31 @@ static int sq_table_exists(sq_store *s, const char *name, bool *exists)
     return rc;
 }
 
+/* Whether <table>_claims is there, in any schema: check --connect's TEMP
+ * stand-in counts. Out of memory reads as "not there". */
+static bool sq_has_claims(sq_store *s)
+{
+    char *name = sqlite3_mprintf("%s_claims", s->names.table);
+    bool found = name && sqlite3_table_column_metadata(
+                             s->db, NULL, name, "claim_id", NULL, NULL, NULL,
+                             NULL, NULL) == SQLITE_OK;
+    sqlite3_free(name);
+    return found;
+}
+
 /* A table made by an earlier relay (which leased in the rows) has no
  * claims table; with create_schema = false nobody makes it for us, so
  * name the DDL. */
 static obx_status sq_check_claims(sq_store *s, char *errstr, size_t errlen)
 {
-    char *name = sqlite3_mprintf("%s_claims", s->names.table);
-    if (!name)
-        return OBX_NOMEM;
-    /* any schema: check --connect puts a TEMP stand-in in its place */
-    bool exists =
-        sqlite3_table_column_metadata(s->db, NULL, name, "claim_id", NULL, NULL,
-                                      NULL, NULL, NULL) == SQLITE_OK;
-    if (!exists)
-        snprintf(errstr, errlen,
-                 "sqlite %s: no table \"%s\" (the claims' leases, new in this "
-                 "version) and create_schema is false: run its CREATE TABLE "
-                 "from `outbox-relay schema sqlite`",
-                 s->path, name);
-    sqlite3_free(name);
-    return exists ? OBX_OK : OBX_CONFIG;
+    if (sq_has_claims(s))
+        return OBX_OK;
+    snprintf(errstr, errlen,
+             "sqlite %s: no table \"%s_claims\" (the claims' leases, new in "
+             "this version) and create_schema is false: run its CREATE TABLE "
+             "from `outbox-relay schema sqlite`",
+             s->path, s->names.table);
+    return OBX_CONFIG;
 }
 
 /* Every column our statements name must be in the table. Preparing them
@@ -1036,13 +1042,8 @@ static obx_status sq_check_creatable(sq_store *s, char *errstr, size_t errlen)
 static obx_status sq_validate_statements(sq_store *s, char *errstr,
                                          size_t errlen)
 {
-    char *name = sqlite3_mprintf("%s_claims", s->names.table);
-    bool claims = false;
-    int rc = name ? sq_table_exists(s, name, &claims) : SQLITE_NOMEM;
-    sqlite3_free(name);
-    if (rc != SQLITE_OK)
-        return sq_open_fail(s, rc, "read schema", errstr, errlen);
-    if (!claims && s->conf->create_schema) {
+    int rc = SQLITE_OK;
+    if (s->conf->create_schema && !sq_has_claims(s)) {
         char *sql = sq_sql_expand(&s->names, sq_claims_temp_template);
         rc = sql ? sq_exec(s, sql) : SQLITE_NOMEM;
         sqlite3_free(sql);
