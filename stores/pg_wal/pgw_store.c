@@ -375,13 +375,10 @@ static obx_status fill_batch(pgw_store *s, obx_event **out, size_t max,
     return st;
 }
 
-static obx_status pgw_claim(void *inst, obx_event **out, size_t max, size_t *n,
-                            int wait_ms, char *errstr, size_t errlen)
+static obx_status claim_events(pgw_store *s, obx_event **out, size_t max,
+                               size_t *n, int wait_ms, char *errstr,
+                               size_t errlen)
 {
-    pgw_store *s = inst;
-    *n = 0;
-    if (max == 0)
-        return OBX_OK;
     obx_status st = pgw_stream_start(s, errstr, errlen);
     if (st != OBX_OK && s->standby) {
         /* A hot standby is healthy, not an outage: wait here and try the
@@ -417,6 +414,34 @@ static obx_status pgw_claim(void *inst, obx_event **out, size_t max, size_t *n,
     if (st == OBX_OK)
         st = take_ready(s, out, max, n, errstr, errlen);
     return st;
+}
+
+/* A claim takes events and reads the stream in turns (a retry that fell
+ * due, then the stream; a batch being filled), so the stream can break
+ * after events were taken. The engine ignores out on an error, and an
+ * event taken here never expires the way a row lease does: it would stay
+ * claimed, never published, and hold the watermark until a restart. So
+ * the events go out, and the error is the next claim's answer (the
+ * stream is stopped already when it was the connection). */
+static obx_status pgw_claim(void *inst, obx_event **out, size_t max, size_t *n,
+                            int wait_ms, char *errstr, size_t errlen)
+{
+    pgw_store *s = inst;
+    *n = 0;
+    if (s->deferred != OBX_OK) {
+        obx_status st = s->deferred;
+        s->deferred = OBX_OK;
+        snprintf(errstr, errlen, "%s", s->deferred_err);
+        return st;
+    }
+    if (max == 0)
+        return OBX_OK;
+    obx_status st = claim_events(s, out, max, n, wait_ms, errstr, errlen);
+    if (st == OBX_OK || *n == 0)
+        return st;
+    s->deferred = st;
+    snprintf(s->deferred_err, sizeof s->deferred_err, "%s", errstr);
+    return OBX_OK;
 }
 
 /* ---- settle ---- */

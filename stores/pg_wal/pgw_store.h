@@ -100,6 +100,10 @@ typedef struct pgw_store {
      * error that follows ("" when it did not). */
     int64_t query_timeout_ms;
     char silent[256];
+    /* What broke a claim after it had taken events (they went out with
+     * OBX_OK): the next claim's answer. OBX_OK: nothing. */
+    obx_status deferred;
+    char deferred_err[OBX_ERRSTR_LEN];
 
     /* live events, position order; ready: first unclaimed */
     pgw_event *head, *tail, *ready;

@@ -37,6 +37,23 @@ static void settle_all(wt *t, void *inst, obx_event **evs, size_t n)
         wt_ack(t, inst, evs, n);
 }
 
+/* End the walsender streaming `slot` (the stream breaks under the
+ * relay) and wait until the server has let go of the slot. */
+static void end_walsender(wt *t, const char *slot)
+{
+    wt_exec(t,
+            "SELECT pg_terminate_backend(active_pid) FROM "
+            "pg_replication_slots WHERE slot_name = '%s' AND active",
+            slot);
+    int64_t end = wt_mono_ms() + 10000;
+    while (wt_int(t, 0,
+                  "SELECT count(*) FROM pg_replication_slots WHERE "
+                  "slot_name = '%s' AND active",
+                  slot) > 0 &&
+           wt_mono_ms() < end)
+        wt_sleep_ms(20);
+}
+
 /* Committed events arrive with their fields; rolled-back ones never. */
 static void test_stream_basic(void **state)
 {
@@ -183,6 +200,44 @@ static void test_retry_order(void **state)
     assert_string_equal(ev[1]->event_type, "B");
     assert_int_equal(ev[1]->attempts, 0);
     wt_ack(t, inst, ev, 2);
+    t->ops->close(inst);
+}
+
+/* The stream breaks in the middle of a claim, after it took a released
+ * event that fell due: the event still goes out (the engine ignores what
+ * a failed claim took, and nothing would ever hand it out again), and the
+ * break is the next claim's answer. */
+static void test_claim_broken_after_taking(void **state)
+{
+    wt *t = *state;
+    void *inst = wt_open(t, NULL);
+    wt_insert(t, "k", "A", "a");
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    char err[OBX_ERRSTR_LEN];
+    obx_release rel = {ev[0], wt_now_us(), "boom", true};
+    assert_int_equal(t->ops->release(inst, &rel, 1, err, sizeof err), OBX_OK);
+    end_walsender(t, t->name);
+    size_t n = 0;
+    obx_status st = t->ops->claim(inst, ev, MAXEV, &n, 100, err, sizeof err);
+    if (st != OBX_OK)
+        fail_msg("the claim that took the retry failed (%s: %s): the "
+                 "event it took would never go out",
+                 obx_status_name(st), err);
+    assert_int_equal(n, 1);
+    assert_string_equal(ev[0]->event_type, "A");
+    assert_int_equal(ev[0]->attempts, 1);
+    obx_event *a = ev[0];
+    n = 0;
+    assert_int_equal(t->ops->claim(inst, ev, MAXEV, &n, 100, err, sizeof err),
+                     OBX_UNAVAILABLE);
+    assert_non_null(strstr(err, "replication"));
+    wt_ack(t, inst, &a, 1);
+    /* the next claim streams again */
+    wt_insert(t, "k", "B", "b");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    assert_string_equal(ev[0]->event_type, "B");
+    wt_ack(t, inst, ev, 1);
     t->ops->close(inst);
 }
 
@@ -499,17 +554,7 @@ static void test_slot_lost_and_recover(void **state)
     t->ops->close(inst);
     /* The walsender of the closed stream may outlive close() for a moment;
      * end it so the slot can be dropped. */
-    wt_exec(t,
-            "SELECT pg_terminate_backend(active_pid) FROM "
-            "pg_replication_slots WHERE slot_name = '%s' AND active",
-            t->name);
-    int64_t end = wt_mono_ms() + 10000;
-    while (wt_int(t, 0,
-                  "SELECT count(*) FROM pg_replication_slots WHERE "
-                  "slot_name = '%s' AND active",
-                  t->name) > 0 &&
-           wt_mono_ms() < end)
-        wt_sleep_ms(20);
+    end_walsender(t, t->name);
     wt_exec(t, "SELECT pg_drop_replication_slot('%s')", t->name);
     wt_insert(t, "k", "Lost1", "2"); /* committed while there is no slot */
     wt_insert(t, "k", "Lost2", "3");
@@ -1135,6 +1180,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_leaves_the_slot_confirmed,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_broken_after_taking, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_slot_advances, setup,
