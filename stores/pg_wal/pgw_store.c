@@ -351,10 +351,11 @@ static obx_status claim_recovering(pgw_store *s, obx_event **out, size_t max,
 /* Claim up to max events (see obx_store_ops.claim): retries that are due,
  * then what the stream delivered, in position order. The events are ours
  * until ack/release/bury settles them, or close(). */
-/* While the stream keeps coming, read on until the batch is full: what
- * was buffered when the claim began is only what the socket held (the
- * server stops sending while the relay publishes), a few hundred events
- * of a backlog, and each batch costs the broker a round trip. A pause of
+/* While the stream keeps coming, read on until the batch is full: one
+ * read of the socket is a few dozen events of a backlog, what the socket
+ * holds at most a few hundred (the server stops sending while the relay
+ * publishes), and each batch costs the broker a round trip. A claim that
+ * waited for its first event fills the same way. A pause of
  * PGW_FILL_GAP_US in the stream ends the batch, so a steady trickle (1k
  * events/s: one a millisecond) goes out as it comes. */
 #define PGW_FILL_GAP_US 300
@@ -405,14 +406,14 @@ static obx_status claim_events(pgw_store *s, obx_event **out, size_t max,
     st = pgw_stream_pump(s, 0, errstr, errlen);
     if (st == OBX_OK)
         st = take_ready(s, out, max, n, errstr, errlen);
+    if (st == OBX_OK && *n == 0 && wait_ms > 0) {
+        st = pgw_stream_pump(s, idle_wait_us(s, wait_ms), errstr, errlen);
+        take_due(s, out, max, n);
+        if (st == OBX_OK)
+            st = take_ready(s, out, max, n, errstr, errlen);
+    }
     if (st == OBX_OK && *n > 0)
         st = fill_batch(s, out, max, n, errstr, errlen);
-    if (st != OBX_OK || *n > 0 || wait_ms <= 0)
-        return st;
-    st = pgw_stream_pump(s, idle_wait_us(s, wait_ms), errstr, errlen);
-    take_due(s, out, max, n);
-    if (st == OBX_OK)
-        st = take_ready(s, out, max, n, errstr, errlen);
     return st;
 }
 

@@ -548,6 +548,10 @@ obx_status pgw_stream_pump(pgw_store *s, int64_t wait_us, char *errstr,
 {
     int64_t until = s->host->mono_us() + wait_us;
     size_t cap = (size_t)s->conf->max_buffered;
+    /* What the socket holds already, without waiting: PQgetCopyData only
+     * parses libpq's buffer. A failure shows in PQgetCopyData below. */
+    if (s->repl && s->n_live < cap)
+        PQconsumeInput(s->repl);
     while (s->repl) {
         if (s->n_live >= cap) {
             /* full: the server waits (TCP backpressure); an idle claim

@@ -588,6 +588,37 @@ static void test_slot_lost_and_recover(void **state)
     t->ops->close(inst);
 }
 
+/* A backlog goes out in full batches: a claim reads on past what one
+ * read of the socket holds (a few dozen events), and past what libpq had
+ * buffered when it began (nothing, after an idle wait). Batches of a few
+ * events made every broker round trip carry a handful. */
+static void test_claim_fills_batch(void **state)
+{
+    wt *t = *state;
+    void *inst = wt_open(t, NULL);
+    enum { BATCH = 1000 };
+    obx_event *ev[BATCH];
+    assert_int_equal(wt_claim(t, inst, ev, BATCH, 0, 100), 0); /* streaming */
+    wt_exec(t, "INSERT INTO outbox (aggregate_type, aggregate_id, "
+               "event_type, payload) SELECT 'o', (i %% 7)::text, 'E', "
+               "convert_to(i::text, 'UTF8') FROM generate_series(1, 600) i");
+    wt_sleep_ms(1000); /* the server has sent what the socket takes */
+    char err[OBX_ERRSTR_LEN];
+    size_t n = 0;
+    assert_int_equal(t->ops->claim(inst, ev, BATCH, &n, 100, err, sizeof err),
+                     OBX_OK);
+    if (n < 300)
+        fail_msg("one claim over a backlog of 600 took %zu", n);
+    wt_ack(t, inst, ev, n);
+    size_t total = n;
+    while (total < 600 && (n = wt_claim(t, inst, ev, BATCH, 1, 5000)) > 0) {
+        wt_ack(t, inst, ev, n);
+        total += n;
+    }
+    assert_int_equal(total, 600);
+    t->ops->close(inst);
+}
+
 /* The read-ahead stops at max_buffered, whatever the backlog. */
 static void test_bounded_buffer(void **state)
 {
@@ -1190,6 +1221,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slot_lost_and_recover, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bounded_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_fills_batch, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_default_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_validate_recover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slot_messages, setup, teardown),
