@@ -348,9 +348,6 @@ static obx_status claim_recovering(pgw_store *s, obx_event **out, size_t max,
     return take_ready(s, out, max, n, errstr, errlen);
 }
 
-/* Claim up to max events (see obx_store_ops.claim): retries that are due,
- * then what the stream delivered, in position order. The events are ours
- * until ack/release/bury settles them, or close(). */
 /* While the stream keeps coming, read on until the batch is full: one
  * read of the socket is a few dozen events of a backlog, what the socket
  * holds at most a few hundred (the server stops sending while the relay
@@ -417,7 +414,10 @@ static obx_status claim_events(pgw_store *s, obx_event **out, size_t max,
     return st;
 }
 
-/* A claim takes events and reads the stream in turns (a retry that fell
+/* Claim up to max events (see obx_store_ops.claim): retries that are due,
+ * then what the stream delivered, in position order. The events are ours
+ * until ack/release/bury settles them, or close().
+ * A claim takes events and reads the stream in turns (a retry that fell
  * due, then the stream; a batch being filled), so the stream can break
  * after events were taken. The engine ignores out on an error, and an
  * event taken here never expires the way a row lease does: it would stay
