@@ -17,6 +17,7 @@
 #define OSC_PG_NAME_MAX 63
 
 /* Suffixes of the objects named after the table ("<table>_<suffix>"). */
+#define OSC_PG_SFX_EVENT_ID "event_id"
 #define OSC_PG_SFX_PENDING "pending_ids"
 #define OSC_PG_SFX_KEY "key_rank"
 #define OSC_PG_SFX_BLOCKED "blocked_until"
@@ -73,8 +74,9 @@
 #define OSC_PG_CLAIM_RANK(a) "coalesce(" a "{claim_seq}, 9223372036854775807)"
 
 /* One DDL statement of the shared table. `sfx` names the index it creates
- * (NULL: the table); `why` says what a store loses without it, for the
- * warning a store logs when it finds the index missing. */
+ * that a store checks for at open (NULL: the table, or an index no
+ * statement of a store reads); `why` says what a store loses without it, for
+ * the warning a store logs when it finds the index missing. */
 typedef struct osc_pg_ddl {
     const char *sfx;
     const char *why;

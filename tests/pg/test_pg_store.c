@@ -187,6 +187,59 @@ static void test_plain_insert(void **state)
     t->ops->close(s);
 }
 
+/* The writer's INSERT of one event with its own event_id: "" when it
+ * committed, else the SQLSTATE that refused it. */
+static const char *insert_event_id(pgt *t, const char *event_id, char state[6])
+{
+    const char *p[1] = {event_id};
+    PGresult *r = PQexecParams(pgt_db(t),
+                               "INSERT INTO outbox (event_id, aggregate_type, "
+                               "aggregate_id, event_type, payload) VALUES "
+                               "($1, 'order', 'k', 'Created', 'p')",
+                               1, NULL, p, NULL, NULL, 0);
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    snprintf(state, 6, "%s",
+             PQresultStatus(r) == PGRES_COMMAND_OK ? ""
+             : code                                ? code
+                                                   : "?");
+    PQclear(r);
+    return state;
+}
+
+/* event_id is unique among the events not yet published: a writer's
+ * duplicate of a pending or dead event is refused in its own
+ * transaction. A published row leaves the unique index (so the ack
+ * writes no entry into it), and its id may come again, as it may after
+ * retention or with ack_mode = delete. */
+static void test_event_id_unique_until_published(void **state)
+{
+    pgt *t = *state;
+    void *s = pgt_open(t, NULL);
+    char st[6];
+    assert_string_equal(insert_event_id(t, "e-1", st), "");
+    assert_string_equal(insert_event_id(t, "e-1", st), "23505");
+    obx_event *ev[2];
+    assert_int_equal(pgt_claim(t, s, ev, 2), 1);
+    ERRBUF;
+    obx_burial bu = {ev[0], "rejected", NULL};
+    assert_int_equal(t->ops->bury(s, &bu, 1, err, sizeof err), OBX_OK);
+    assert_string_equal(insert_event_id(t, "e-1", st), "23505"); /* dead */
+    uint64_t count = 0;
+    assert_int_equal(t->ops->dead_requeue(s, "e-1", &count, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(count, 1);
+    assert_int_equal(pgt_claim(t, s, ev, 2), 1);
+    assert_string_equal(ev[0]->event_id, "e-1");
+    pgt_ack(t, s, ev, 1);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE "
+                             "published_at IS NOT NULL"),
+                     1);
+    assert_string_equal(insert_event_id(t, "e-1", st), "");
+    assert_string_equal(insert_event_id(t, "e-1", st), "23505");
+    t->ops->close(s);
+}
+
 /* ---- claim ---- */
 
 static void test_claim_fields(void **state)
@@ -1895,6 +1948,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         T(test_descriptor),
         T(test_plain_insert),
+        T(test_event_id_unique_until_published),
         T(test_claim_fields),
         T(test_claim_max),
         T(test_claim_key_order_across_relays),
