@@ -839,11 +839,15 @@ static long claim_batch(obx_pipeline *p, obx_batch *x, obx_batch *y)
         return -1;
     char err[OBX_CORE_ERR_LEN] = "";
     int wait = (int)p->set.poll_interval_ms;
-    if (p->once && wait > 50)
-        wait = 50; /* draining: look again soon, exit promptly when done */
+    /* Draining: a claim that finds nothing first lets the loop ask whether
+     * the store is drained (then --once ends at once); only the next one
+     * waits, and not long. */
+    if (p->once)
+        wait = p->once_idle ? (wait < 50 ? wait : 50) : 0;
     obx_status st = claim_into(p, x, wait, err, sizeof err);
     if (st != OBX_OK)
         return claim_failed(p, st, err);
+    p->once_idle = x->n_claimed == 0;
     if (x->n_claimed == 0 && p->circuit.side == OBX_CIRCUIT_STORE)
         circuit_close(p);
     return (long)x->n_claimed;

@@ -87,6 +87,7 @@ typedef struct obx_pipeline {
     const atomic_int *stop; /* the relay's: set by the signal thread */
     atomic_int halt;        /* this pipeline only: a reload replaces it */
     bool once;              /* drain what is pending, then return */
+    bool once_idle;         /* once: the last claim found nothing */
 
     obx_pipeline_settings set;
     const obx_loaded *store_pl, *broker_pl;
@@ -130,8 +131,11 @@ typedef struct obx_pipeline {
     atomic_int_fast64_t heartbeat_us;
 
     pthread_t thread;
+    pthread_t waker; /* the thread to wake when this one's work is done */
     bool started;
-    atomic_int rc; /* thread result: 0 ok, 1 fatal (read by the main thread) */
+    atomic_int rc;       /* thread result: 0 ok, 1 fatal (read by the main
+                            thread) */
+    atomic_int finished; /* set after rc, just before the thread returns */
 } obx_pipeline;
 
 /* Initialise engine state (metrics, key sets); plugins must be loaded and

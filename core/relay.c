@@ -231,10 +231,16 @@ bool obx_relay_ready(obx_relay *r, obx_buf *why)
 
 /* ---- running --------------------------------------------------------- */
 
+/* Sent by a pipeline thread to the main thread when its work is done;
+ * blocked there (obx_relay_run), so it only ends a sigtimedwait. */
+#define OBX_WAKE_SIGNAL SIGUSR2
+
 static void *pipeline_thread(void *arg)
 {
     obx_pipeline *p = arg;
     atomic_store(&p->rc, obx_pipeline_run(p));
+    atomic_store(&p->finished, 1);
+    pthread_kill(p->waker, OBX_WAKE_SIGNAL);
     return NULL;
 }
 
@@ -287,21 +293,29 @@ static int start_http(obx_relay *r)
     return 0;
 }
 
+/* How many pipelines still work; joins the ones that are done (one that
+ * said so is about to return: the join waits for that, not for a tick). */
 static size_t running(obx_relay *r)
 {
     size_t n = 0;
-    for (size_t i = 0; i < r->n_pipelines; i++)
-        if (r->pipelines[i]->started &&
-            pthread_tryjoin_np(r->pipelines[i]->thread, NULL) != 0)
+    for (size_t i = 0; i < r->n_pipelines; i++) {
+        obx_pipeline *p = r->pipelines[i];
+        if (p->started && atomic_load(&p->finished))
+            pthread_join(p->thread, NULL);
+        else if (p->started && pthread_tryjoin_np(p->thread, NULL) != 0) {
             n++;
-        else
-            r->pipelines[i]->started = false;
+            continue;
+        }
+        p->started = false;
+    }
     return n;
 }
 
 static int start_pipeline(obx_relay *r, obx_pipeline *p)
 {
     atomic_store(&p->heartbeat_us, obx_mono_us());
+    atomic_store(&p->finished, 0);
+    p->waker = r->main_thread;
     if (pthread_create(&p->thread, NULL, pipeline_thread, p) != 0) {
         obx_log(r->lg, OBX_LOG_ERROR, "core", "cannot start thread: %s",
                 strerror(errno));
@@ -358,9 +372,12 @@ static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
     int64_t next_progress = obx_mono_us() + 1000000;
     sigset_t set;
     obx_stop_signals(&set);
+    sigaddset(&set, OBX_WAKE_SIGNAL);
     struct timespec tick = {0, 100 * 1000 * 1000};
     while (running(r) > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == OBX_WAKE_SIGNAL)
+            continue; /* a pipeline is done: count again */
         if (sig == SIGHUP && !once) {
             obx_supervisor_reloading(sv);
             obx_relay_reload(r);
@@ -589,6 +606,11 @@ void obx_relay_reload(obx_relay *r)
 
 int obx_relay_run(obx_relay *r, bool once)
 {
+    sigset_t wake;
+    sigemptyset(&wake);
+    sigaddset(&wake, OBX_WAKE_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &wake, NULL); /* before any thread starts */
+    r->main_thread = pthread_self();
     if (start_http(r) != 0)
         return 1;
     obx_supervisor sv;

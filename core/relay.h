@@ -34,6 +34,7 @@ typedef struct obx_relay {
     obx_loader *retired;
     size_t n_retired;
     atomic_uint_fast64_t reloads_ok, reloads_failed;
+    pthread_t main_thread; /* the one in obx_relay_run: pipelines wake it */
 } obx_relay;
 
 /* Parse and validate `path`, load every plugin it names and fill their
@@ -56,7 +57,10 @@ obx_validation obx_relay_validate(obx_relay *r, bool connect, FILE *out);
 
 /* The signals that stop the relay cleanly: SIGINT, SIGTERM, SIGHUP,
  * SIGQUIT and SIGPIPE. The caller blocks them in every thread (before it
- * starts any) and obx_relay_run takes them with sigtimedwait. */
+ * starts any) and obx_relay_run takes them with sigtimedwait. (It also
+ * blocks SIGUSR2 itself, in the calling thread: a pipeline that ends sends it
+ * to the main thread, so --once exits when the work is done, not at the next
+ * tick.) */
 void obx_stop_signals(sigset_t *set);
 
 /* Start the metrics endpoint and a thread per pipeline, and wait for one
