@@ -841,9 +841,12 @@ static long claim_batch(obx_pipeline *p, obx_batch *x, obx_batch *y)
     int wait = (int)p->set.poll_interval_ms;
     /* Draining: a claim that finds nothing first lets the loop ask whether
      * the store is drained (then --once ends at once); only the next one
-     * waits, and not long. */
+     * waits, and not long. A store without stats is drained at its first
+     * empty claim, so that one waits. */
     if (p->once)
-        wait = p->once_idle ? (wait < 50 ? wait : 50) : 0;
+        wait = p->once_idle || !OBX_HAS_OP(p->sops, obx_store_ops, stats)
+                   ? (wait < 50 ? wait : 50)
+                   : 0;
     obx_status st = claim_into(p, x, wait, err, sizeof err);
     if (st != OBX_OK)
         return claim_failed(p, st, err);

@@ -238,9 +238,10 @@ bool obx_relay_ready(obx_relay *r, obx_buf *why)
 static void *pipeline_thread(void *arg)
 {
     obx_pipeline *p = arg;
+    pthread_t waker = p->waker; /* p may be gone once finished is set */
     atomic_store(&p->rc, obx_pipeline_run(p));
     atomic_store(&p->finished, 1);
-    pthread_kill(p->waker, OBX_WAKE_SIGNAL);
+    pthread_kill(waker, OBX_WAKE_SIGNAL);
     return NULL;
 }
 
@@ -377,7 +378,7 @@ static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
     while (running(r) > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == OBX_WAKE_SIGNAL)
-            continue; /* a pipeline is done: count again */
+            sig = 0; /* a pipeline is done: see why, count again */
         if (sig == SIGHUP && !once) {
             obx_supervisor_reloading(sv);
             obx_relay_reload(r);
@@ -604,13 +605,8 @@ void obx_relay_reload(obx_relay *r)
             kept, kept == 1 ? "" : "s", restarted, added, removed);
 }
 
-int obx_relay_run(obx_relay *r, bool once)
+static int run_pipelines(obx_relay *r, bool once)
 {
-    sigset_t wake;
-    sigemptyset(&wake);
-    sigaddset(&wake, OBX_WAKE_SIGNAL);
-    pthread_sigmask(SIG_BLOCK, &wake, NULL); /* before any thread starts */
-    r->main_thread = pthread_self();
     if (start_http(r) != 0)
         return 1;
     obx_supervisor sv;
@@ -627,6 +623,25 @@ int obx_relay_run(obx_relay *r, bool once)
         fputs("\r\033[K", stderr);
     obx_http_stop(r->http);
     r->http = NULL;
+    return rc;
+}
+
+int obx_relay_run(obx_relay *r, bool once)
+{
+    sigset_t wake, before;
+    sigemptyset(&wake);
+    sigaddset(&wake, OBX_WAKE_SIGNAL);
+    /* before any thread starts; given back (no wake left pending) once
+     * they are all joined */
+    pthread_sigmask(SIG_BLOCK, &wake, &before);
+    r->main_thread = pthread_self();
+    int rc = run_pipelines(r, once);
+    if (running(r) > 0)
+        return rc; /* the grace ran out: a late one still wakes us */
+    struct timespec none = {0, 0};
+    while (sigtimedwait(&wake, NULL, &none) == OBX_WAKE_SIGNAL)
+        ;
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
     return rc;
 }
 

@@ -37,9 +37,9 @@ const osc_pg_ddl osc_pg_outbox_ddl[] = {
     /* Unique among the events not yet published (pending and dead), not
      * over every row: an ack then leaves this index instead of writing a
      * new entry into it (the ack can never be a HOT update), which was
-     * a third of the ack's cost (stores/pg_poll/README.md, "What the
-     * table costs"). Not checked at open: no statement of a store reads
-     * it; it is the writers' contract. */
+     * half of the ack's cost (stores/pg_poll/README.md, "What the table
+     * costs"). Not checked at open: the stores need it for nothing but
+     * pg_wal's dead requeue; it is the writers' contract. */
     {NULL, NULL,
      "CREATE UNIQUE INDEX IF NOT EXISTS {I:" OSC_PG_SFX_EVENT_ID "} ON {T}\n"
      "    ({event_id}) WHERE {published_at} IS NULL"},

@@ -97,11 +97,19 @@ static obx_status dead_count(pgw_store *s, const char *tpl,
  * deleted by a sibling CTE still holds its unique key), so the
  * re-inserted one keeps the event id: consumers dedup on it, and it was
  * never delivered. */
-static const char pgw_requeue_gone_sql[] =
-    "DELETE FROM {T}\n"
-    " WHERE {event_id} IN (SELECT event_id FROM {D}\n"
-    "                       WHERE ($1::text IS NULL OR event_id = $1)\n"
-    "                         AND $2::text IS NOT NULL)";
+#define PGW_REQUEUE_GONE                                                       \
+    "DELETE FROM {T}\n"                                                        \
+    " WHERE {event_id} IN (SELECT event_id FROM {D}\n"                         \
+    "                       WHERE ($1::text IS NULL OR event_id = $1)\n"       \
+    "                         AND $2::text IS NOT NULL)"
+static const char pgw_requeue_gone_sql[] = PGW_REQUEUE_GONE;
+/* ack_mode = mark keeps published rows: the original was never
+ * published, and saying so lets the lookup use the partial unique index
+ * on event_id (not a scan of every row kept for retention) and leaves
+ * alone a published row whose id a writer used again. (The other modes
+ * never set published_at, and a table of theirs may lack it.) */
+static const char pgw_requeue_gone_marked_sql[] =
+    PGW_REQUEUE_GONE "\n   AND {published_at} IS NULL";
 
 static const char pgw_requeue_table_sql[] =
     "WITH d AS (DELETE FROM {D}\n"
@@ -153,8 +161,11 @@ obx_status pgw_dead_requeue(void *inst, const char *event_id, uint64_t *count,
         pgw_run(s, "BEGIN", 0, NULL, "dead requeue", errstr, errlen);
     uint64_t gone = 0;
     if (st == OBX_OK)
-        st = dead_count(s, pgw_requeue_gone_sql, event_id, &gone,
-                        "dead requeue", errstr, errlen);
+        st = dead_count(s,
+                        s->conf->ack_mode == PGW_ACK_MARK
+                            ? pgw_requeue_gone_marked_sql
+                            : pgw_requeue_gone_sql,
+                        event_id, &gone, "dead requeue", errstr, errlen);
     if (st == OBX_NOT_FOUND)
         st = OBX_OK; /* no original row (ack_mode delete); the next
                         statement reports an unknown event_id */

@@ -511,7 +511,13 @@ static obx_status pgw_bury(void *inst, const obx_burial *items, size_t n,
  * 1 instead of 0 while a streaming relay has not yet read up to where the
  * server's WAL was when stats was first asked after the stream started,
  * or while recovery has rows left, so `run --once` does not stop before
- * it has read what was committed before it. That target is fixed: WAL
+ * it has read what was committed before it. Where the WAL was is its
+ * insert position, not its flush position: with synchronous_commit = off
+ * a transaction is committed (its rows visible) before its WAL is
+ * flushed, the walsender streams only flushed WAL, and a relay started
+ * right after such commits found the stream "caught up" with nothing
+ * read and stopped (bench/run's drain, since --once no longer waits
+ * before asking). That target is fixed: WAL
  * that other tables or other databases keep writing never makes the
  * stream look behind for long.
  * lag_bytes: the server's WAL position minus the slot's confirmed one,
@@ -523,7 +529,7 @@ static obx_status pgw_stats(void *inst, obx_store_stats *st, char *errstr,
     pgw_store *s = inst;
     PGresult *r = NULL;
     char *sql =
-        pgw_sql_expand(&s->names, "SELECT pg_current_wal_flush_lsn()::text, "
+        pgw_sql_expand(&s->names, "SELECT pg_current_wal_insert_lsn()::text, "
                                   "(SELECT count(*) FROM {D})::int8");
     if (!sql)
         return OBX_NOMEM;
