@@ -301,12 +301,13 @@ static size_t running(obx_relay *r)
     size_t n = 0;
     for (size_t i = 0; i < r->n_pipelines; i++) {
         obx_pipeline *p = r->pipelines[i];
-        if (p->started && atomic_load(&p->finished))
-            pthread_join(p->thread, NULL);
-        else if (p->started && pthread_tryjoin_np(p->thread, NULL) != 0) {
+        if (!p->started)
+            continue;
+        if (!atomic_load(&p->finished)) {
             n++;
             continue;
         }
+        pthread_join(p->thread, NULL);
         p->started = false;
     }
     return n;

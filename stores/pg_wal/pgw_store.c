@@ -515,9 +515,8 @@ static obx_status pgw_bury(void *inst, const obx_burial *items, size_t n,
  * insert position, not its flush position: with synchronous_commit = off
  * a transaction is committed (its rows visible) before its WAL is
  * flushed, the walsender streams only flushed WAL, and a relay started
- * right after such commits found the stream "caught up" with nothing
- * read and stopped (bench/run's drain, since --once no longer waits
- * before asking). That target is fixed: WAL
+ * right after such commits would find the stream "caught up" with
+ * nothing read. That target is fixed: WAL
  * that other tables or other databases keep writing never makes the
  * stream look behind for long.
  * lag_bytes: the server's WAL position minus the slot's confirmed one,

@@ -424,8 +424,6 @@ static int count_dead(void *ctx, const obx_dead_letter *dl)
     return 0;
 }
 
-/* bury -> dead table (and dead_at with ack_mode = mark); requeue puts the
- * event back in the stream with the same id; purge removes it. */
 /* run --once stops when stats says nothing is pending. A transaction
  * committed with synchronous_commit = off (the test server's setting) is
  * visible before its WAL is flushed, and the walsender streams flushed
@@ -453,6 +451,8 @@ static void test_stats_counts_unflushed_commits(void **state)
     t->ops->close(inst);
 }
 
+/* bury -> dead table (and dead_at with ack_mode = mark); requeue puts the
+ * event back in the stream with the same id; purge removes it. */
 static void test_dead_letters(void **state)
 {
     wt *t = *state;
