@@ -445,9 +445,10 @@ static int route_events(obx_pipeline *p, obx_batch *b)
 
 /* Keys with an event in the other batch's release list: that batch was
  * published while this one was claimed ahead, and its released events
- * are still claimed, so a store that does not order claims handed out
- * later events of their keys. Those must wait for the released ones to
- * come back (no earlier than their retry time). */
+ * are still claimed, so a store that does not order claims (or an
+ * ordered one's claim_ahead) handed out later events of their keys.
+ * Those must wait for the released ones to come back (no earlier than
+ * their retry time). */
 static void note_returning(obx_pipeline *p, const obx_batch *other)
 {
     obx_keyset_clear(&p->returning);
@@ -464,12 +465,13 @@ static void note_returning(obx_pipeline *p, const obx_batch *other)
 
 /* Hold back events whose key waits for a retry or for an event that is
  * being released (only needed when the store does not order claims
- * itself), then route the rest. */
+ * itself, or claimed b past its own unsettled events), then route the
+ * rest. An ordered store's keys are never in `held` (hold_key). */
 static int prepare_publish(obx_pipeline *p, obx_batch *b,
                            const obx_batch *other)
 {
     bool hold = p->set.ordering == OBX_ORDER_KEY &&
-                !(p->sops->flags & OBX_STORE_ORDERED_CLAIM);
+                (b->past_own || !(p->sops->flags & OBX_STORE_ORDERED_CLAIM));
     if (hold)
         note_returning(p, other);
     b->n_pub = 0;
@@ -807,11 +809,34 @@ static obx_status claim_into(obx_pipeline *p, obx_batch *b, int wait_ms,
 {
     size_t n = 0;
     b->n_claimed = b->n_pub = 0;
+    b->past_own = false;
     obx_status st =
         p->sops->claim(p->store, b->claimed, (size_t)p->set.batch_size, &n,
                        wait_ms, err, errlen);
     if (st == OBX_OK)
         b->n_claimed = n;
+    return st;
+}
+
+/* Claim into b while the other batch is out at the broker. An ordered
+ * store's claim would skip every key of that batch (with as many keys
+ * as a batch holds, everything), so its claim_ahead, if it has one,
+ * takes the events behind them; b is then routed against the other
+ * batch's releases (prepare_publish). */
+static obx_status claim_ahead_into(obx_pipeline *p, obx_batch *b, char *err,
+                                   size_t errlen)
+{
+    bool past_own = (p->sops->flags & OBX_STORE_ORDERED_CLAIM) &&
+                    OBX_HAS_OP(p->sops, obx_store_ops, claim_ahead);
+    if (!past_own)
+        return claim_into(p, b, 0, err, errlen);
+    size_t n = 0;
+    b->n_claimed = b->n_pub = 0;
+    obx_status st = p->sops->claim_ahead(
+        p->store, b->claimed, (size_t)p->set.batch_size, &n, err, errlen);
+    if (st == OBX_OK)
+        b->n_claimed = n;
+    b->past_own = true;
     return st;
 }
 
@@ -856,15 +881,15 @@ static long claim_batch(obx_pipeline *p, obx_batch *x, obx_batch *y)
     return (long)x->n_claimed;
 }
 
-/* Claiming ahead pays only when the backlog holds events of keys that
- * are not in the batch out at the broker. When it does not (as many keys
- * as a batch holds, or fewer) every claim ahead comes back empty, and an
- * ordered store pays a pass over its backlog to find that out: sqlite
- * took 130 ms for each at 200,000 pending, against 12 ms for the batch
- * out, and the drain fell from 75k to 7k events/s. So after an empty
- * claim ahead the next 1, 2, 4, ... (at most OBX_AHEAD_BACKOFF_MAX) full
- * batches go out without one; a claim ahead that finds events ends the
- * pause. Whether one is due; counts the pause down. */
+/* An ordered store without claim_ahead has nothing to give a claim
+ * ahead when the backlog holds no events of keys outside the batch out
+ * at the broker (as many keys as a batch holds, or fewer), and pays a
+ * pass over its backlog to find that out: sqlite took 130 ms for each at
+ * 200,000 pending, against 12 ms for the batch out, and the drain fell
+ * from 75k to 7k events/s. So after an empty claim ahead the next 1, 2,
+ * 4, ... (at most OBX_AHEAD_BACKOFF_MAX) full batches go out without one;
+ * a claim ahead that finds events ends the pause. Whether one is due;
+ * counts the pause down. */
 #define OBX_AHEAD_BACKOFF_MAX 256
 static bool ahead_due(obx_pipeline *p)
 {
@@ -889,13 +914,14 @@ static void ahead_claimed(obx_pipeline *p, size_t n)
 /* One cycle. x (bs[cur]) is published; while it is out at the broker
  * (on the publisher thread, for a full batch) the pipeline thread settles
  * y, the batch before, and claims the next batch into y without waiting.
- * The store sees x's events still leased during that claim, so an
- * ordered store holds their keys back, and y is only routed and checked
- * against the held keys in the next step, after x's results are in: per
- * key order is kept across the overlap. x's results are then settled in
- * the next step while y is out, or now when nothing was claimed ahead.
- * Store ops stay on the pipeline thread; the broker is used by one
- * thread at a time. */
+ * The store sees x's events still leased during that claim: an ordered
+ * store's claim holds their keys back, its claim_ahead hands out the
+ * events behind them, as an unordered store does. y is only routed, and
+ * checked against the held keys and x's releases, in the next step,
+ * after x's results are in: per-key order is kept across the overlap.
+ * x's results are then settled in the next step while y is out, or now
+ * when nothing was claimed ahead. Store ops stay on the pipeline thread;
+ * the broker is used by one thread at a time. */
 long obx_pipeline_step(obx_pipeline *p)
 {
     obx_batch *x = &p->bs[p->cur], *y = &p->bs[p->cur ^ 1];
@@ -919,7 +945,7 @@ long obx_pipeline_step(obx_pipeline *p)
     char aerr[OBX_CORE_ERR_LEN] = "";
     if (async) {
         if (rc == 0 && !stopping(p)) {
-            ast = claim_into(p, y, 0, aerr, sizeof aerr);
+            ast = claim_ahead_into(p, y, aerr, sizeof aerr);
             if (ast == OBX_OK)
                 ahead_claimed(p, y->n_claimed);
         }

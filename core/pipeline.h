@@ -66,6 +66,10 @@ typedef struct obx_batch {
     char (*reasons)[OBX_REASON_LEN];
     size_t n_claimed, n_pub, n_acks, n_rels, n_burs;
     size_t n_dlq_acks; /* acks that are dead letters delivered to the DLQ */
+    /* claimed by the store's claim_ahead while the other batch was out:
+     * it may hold later events of that batch's keys, so it is routed
+     * against the other batch's releases as an unordered store's is */
+    bool past_own;
 } obx_batch;
 
 /* The thread that runs the broker's publish for a batch while the
@@ -107,7 +111,8 @@ typedef struct obx_pipeline {
     obx_keyset held;      /* keys waiting for a retry (unordered stores only) */
     obx_keyset failed;    /* keys that failed in the current batch */
     obx_keyset returning; /* keys with an event in the other batch's
-                             release list (unordered stores) */
+                             release list (unordered stores, and a batch
+                             claimed past_own) */
     /* Two batches: while one is out at the broker (on the publisher's
      * thread), the pipeline thread settles the other's results and claims
      * the next batch into it. cur is the one to publish next. */

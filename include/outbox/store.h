@@ -151,9 +151,11 @@ typedef struct obx_store_ops {
      * Thread: the pipeline's. With claim_ahead the engine claims the next
      * batch while the last one is still out at the broker (its events
      * claimed, unsettled): an OBX_STORE_ORDERED_CLAIM store keeps holding
-     * back the later events of their keys; for other stores the engine
-     * does (it publishes nothing of a key before the earlier event's
-     * result is in, and holds what comes after an event being released).
+     * back the later events of their keys (unless it has the claim_ahead
+     * op, which the engine then calls instead); for other stores the
+     * engine does (it publishes nothing of a key before the earlier
+     * event's result is in, and holds what comes after an event being
+     * released).
      * Engine: OK with *n events publishes them (n == 0: nothing due; a
      * store circuit opened by claim closes again); UNAVAILABLE opens the
      * circuit: no claim until the circuit backoff has passed. Any other
@@ -246,6 +248,23 @@ typedef struct obx_store_ops {
     obx_status (*schema_v2)(const obx_host *host, const void *config,
                             obx_emit_fn emit, void *ctx, char *errstr,
                             size_t errlen);
+
+    /* Since 1.3, optional; for OBX_STORE_ORDERED_CLAIM stores. As claim
+     * with wait_ms 0, except that this instance's own unsettled events
+     * do not hold back the later events of their keys: out gets, per key,
+     * the events that follow them (never one of them again), while keys
+     * of other instances' claims and keys behind a retry stay held as in
+     * claim. With claim_ahead on, the engine calls it instead of claim
+     * while a batch is out at the broker, so that a backlog whose every
+     * key is in every batch can still be claimed ahead. The engine then
+     * publishes nothing this returned before the results of every event
+     * claimed earlier are in, and releases, uncounted and no earlier than
+     * its retry, each event whose key has an earlier event being released:
+     * per-key order is kept as with claim. Without this op the engine
+     * claims ahead with claim.
+     * Thread: the pipeline's. Engine: as claim. */
+    obx_status (*claim_ahead)(void *inst, obx_event **out, size_t max,
+                              size_t *n, char *errstr, size_t errlen);
 } obx_store_ops;
 
 #endif

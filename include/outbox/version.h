@@ -16,6 +16,8 @@
  *        bit in obx_broker_ops.flags; OBX_STORE_DURABLE_RETRY (0x2, never
  *        read by any core) was removed, and is still accepted from 1.0 and
  *        1.1 plugins.
+ *   1.3  obx_store_ops.claim_ahead (claim past this instance's own
+ *        unsettled events, so claim_ahead pays with an ordered store).
  *
  * Structs passed as arrays, or embedded in one, cannot grow within ABI 1
  * (the stride is part of the contract and they carry no struct_size):
@@ -28,7 +30,7 @@
 #define OUTBOX_VERSION_H
 
 #define OBX_ABI_MAJOR 1
-#define OBX_ABI_MINOR 2
+#define OBX_ABI_MINOR 3
 
 #define OBX_RELAY_VERSION "0.1.0"
 

@@ -65,6 +65,27 @@ long osc_claimed_ended(const osc_claimed *live, const void *items, size_t n,
     return ended;
 }
 
+size_t osc_claimed_tokens(const osc_claimed *live, int64_t *out, size_t cap)
+{
+    size_t d = 0;
+    int64_t last = 0;
+    for (const osc_claimed *e = live; e; e = e->next) {
+        /* a claim's events sit together on the list (added at once) */
+        if (d && e->lease_token == last)
+            continue;
+        last = e->lease_token;
+        size_t j = 0;
+        while (j < d && j < cap && out[j] != last)
+            j++;
+        if (j < d && j < cap)
+            continue;
+        if (d < cap)
+            out[d] = last;
+        d++;
+    }
+    return d;
+}
+
 void osc_lease_owner(const char *configured, char *out, size_t outlen)
 {
     if (outlen == 0)

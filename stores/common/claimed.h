@@ -41,6 +41,17 @@ void osc_claimed_settle(osc_claimed **list, osc_claimed *e);
 long osc_claimed_ended(const osc_claimed *live, const void *items, size_t n,
                        osc_claimed_item_fn item, int64_t *done);
 
+/* An instance's unsettled claims are rarely more than the one batch out
+ * at the broker; past this many, claim_ahead goes past none of them (and
+ * claims as claim does). */
+#define OSC_AHEAD_MAX_CLAIMS 16
+
+/* The distinct lease tokens of the events on `live` (this instance's
+ * unsettled claims), the first `cap` of them in out[]. Returns how many
+ * there are, or some number above cap when there are more. For
+ * claim_ahead, which goes past exactly these claims. */
+size_t osc_claimed_tokens(const osc_claimed *live, int64_t *out, size_t cap);
+
 /* Free every event on *list, which becomes empty (at close, after the
  * leases were handed back or left to run out). */
 void osc_claimed_settle_all(osc_claimed **list);

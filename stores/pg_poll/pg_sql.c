@@ -68,7 +68,9 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  * every claimed row with five index entries each, and the claim cost
  * more than the ack; the claims row costs one insert per batch.
  *  blocked - the keys that may not go out now: those of every claim
- *          (a batch in flight, here or at another relay) and those with
+ *          (a batch in flight, here or at another relay) but the ones
+ *          this claim goes past ($4: none for claim, the instance's own
+ *          unsettled claims for claim_ahead), and those with
  *          a row waiting for its retry (or leased in the row by a relay
  *          of an earlier version), read once into a hash (NOT IN over a
  *          subquery: a hashed SubPlan, never turned into a join);
@@ -76,11 +78,17 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  *          (released, returned at close, or expired: every one of those
  *          paths sets next_attempt_at, so they are the blocked index's
  *          rows). Only their rows can be out of id order (below);
+ *  mine  - the rows of the claims gone past, never candidates again;
  *  scan  - pending, due rows of keys not blocked, in id order. No row
  *          locks: claims of a table take turns (the claim lock) and the
  *          snapshot of this statement, taken after that lock, sees every
  *          claim committed before it; rows of other claims are never
- *          candidates because their keys are blocked;
+ *          candidates because their keys are blocked. Past a claim of
+ *          its own, a key not in hist goes on with the rows after the
+ *          prefix of its pending rows that claim took, and a row that
+ *          committed since is later in commit order than all of those;
+ *          a key in hist finds its predecessor (below) in that claim and
+ *          is left alone;
  *  back  - the rows that came back and are due, up to a batch, in claim
  *          order, whatever their id. They go first in their key (chain),
  *          and a key whose rows that came back lie above more than a
@@ -109,7 +117,7 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  * is a candidate whatever is blocked (NULL NOT IN a list is not true).
  * The session's work_mem (pgp_session_sql) keeps the hashes within what
  * the planner allows whatever its estimate. $1 owner, $2 max rows, $3
- * lease in ms. */
+ * lease in ms, $4 the claim ids to go past (int8[]). */
 #define PGP_RANK(a) OSC_PG_CLAIM_RANK(a)
 #define PGP_XID "pg_current_xact_id()::text::int8"
 /* A candidate row: the batch's columns, then the claim's own (obx_*). */
@@ -120,6 +128,7 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
 static const char pgp_claim_sql[] =
     "WITH blocked AS (\n"
     "  SELECT unnest(c.keys) AS k FROM {F:" PGP_SFX_CLAIMS "} AS c\n"
+    "  WHERE c.claim_id <> ALL ($4)\n"
     "  UNION ALL\n"
     "  SELECT b.{aggregate_id}::text FROM {T} AS b\n"
     "  WHERE " OSC_PG_PENDING_BLOCKED("b.") " AND b.{aggregate_id} IS NOT NULL\n"
@@ -129,6 +138,9 @@ static const char pgp_claim_sql[] =
     "  SELECT h.{aggregate_id}::text AS k FROM {T} AS h\n"
     "  WHERE " OSC_PG_PENDING_BLOCKED("h.") "\n"
     "    AND " PGP_MAYBE_BLOCKED("h.") "\n"
+    "), mine AS (\n"
+    "  SELECT unnest(c.ids) AS id FROM {F:" PGP_SFX_CLAIMS "} AS c\n"
+    "  WHERE c.claim_id = ANY ($4)\n"
     "), scan AS (\n"
     "  SELECT " PGP_CAND_COLS "\n"
     "  FROM {T} AS o\n"
@@ -137,6 +149,7 @@ static const char pgp_claim_sql[] =
     "    AND (o.{locked_until} IS NULL OR o.{locked_until} <= now())\n"
     "    AND (o.{aggregate_id} IS NULL\n"
     "      OR o.{aggregate_id}::text NOT IN (SELECT k FROM blocked))\n"
+    "    AND o.{id} NOT IN (SELECT id FROM mine)\n"
     "  ORDER BY o.{id} LIMIT $2\n"
     "), back AS (\n"
     "  SELECT " PGP_CAND_COLS "\n"
@@ -147,6 +160,7 @@ static const char pgp_claim_sql[] =
     "    AND (o.{aggregate_id} IS NULL\n"
     "      OR o.{aggregate_id}::text NOT IN (SELECT k FROM blocked))\n"
     "    AND o.{id} NOT IN (SELECT {id} FROM scan)\n"
+    "    AND o.{id} NOT IN (SELECT id FROM mine)\n"
     "  ORDER BY " PGP_RANK("o.") ", o.{id} LIMIT $2\n"
     "), cand AS (\n"
     "  SELECT * FROM scan UNION ALL SELECT * FROM back\n"

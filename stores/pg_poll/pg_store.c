@@ -287,15 +287,29 @@ static obx_status pgp_claim_rows(pgp_store *s, const PGresult *r, size_t max,
     return OBX_OK;
 }
 
+/* One claim; past_own: go past this instance's unsettled claims
+ * (claim_ahead), else past none. */
 static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
-                                 size_t *n, char *errstr, size_t errlen)
+                                 bool past_own, size_t *n, char *errstr,
+                                 size_t errlen)
 {
     char smax[24], lease[24];
     snprintf(smax, sizeof smax, "%zu", max);
     snprintf(lease, sizeof lease, "%lld", (long long)s->conf->lease_ms);
-    const char *p[3] = {s->owner, smax, lease};
+    const char *p[4] = {s->owner, smax, lease};
+    pgp_buf *past = pgp_arr(s, 3);
+    int64_t tok[OSC_AHEAD_MAX_CLAIMS];
+    size_t nt =
+        past_own ? osc_claimed_tokens(s->live, tok, OSC_AHEAD_MAX_CLAIMS) : 0;
+    for (size_t i = 0; nt <= OSC_AHEAD_MAX_CLAIMS && i < nt; i++)
+        pgp_buf_array_i64(past, tok[i]);
+    if (!pgp_arr_done(s, 3, 1, p)) {
+        snprintf(errstr, errlen, "pg_poll \"%s\": claim: out of memory",
+                 s->names.table);
+        return OBX_NOMEM;
+    }
     PGresult *r = NULL;
-    obx_status st = pgp_exec_claim(s, 3, p, &r, errstr, errlen);
+    obx_status st = pgp_exec_claim(s, 4, p, &r, errstr, errlen);
     if (st != OBX_OK)
         return st;
     pgp_batch b = {out, 0, NULL, NULL, 0, 0};
@@ -351,7 +365,7 @@ static obx_status pgp_claim(void *inst, obx_event **out, size_t max, size_t *n,
         return st;
     pgp_retention(s);
     pgp_drain_notifies(s); /* we are about to look anyway */
-    st = pgp_claim_once(s, out, max, n, errstr, errlen);
+    st = pgp_claim_once(s, out, max, false, n, errstr, errlen);
     if (st != OBX_OK || *n > 0 || wait_ms <= 0)
         return st;
     if (pgp_wait(s, pgp_idle_wait(s, wait_ms)) < 0) {
@@ -361,7 +375,20 @@ static obx_status pgp_claim(void *inst, obx_event **out, size_t max, size_t *n,
                        s->target);
         return OBX_UNAVAILABLE;
     }
-    return pgp_claim_once(s, out, max, n, errstr, errlen);
+    return pgp_claim_once(s, out, max, false, n, errstr, errlen);
+}
+
+/* Claim the events behind our own unsettled ones as well (see
+ * obx_store_ops.claim_ahead). */
+static obx_status pgp_claim_ahead(void *inst, obx_event **out, size_t max,
+                                  size_t *n, char *errstr, size_t errlen)
+{
+    pgp_store *s = inst;
+    *n = 0;
+    obx_status st = max ? pgp_ensure(s, errstr, errlen) : OBX_OK;
+    return st == OBX_OK && max
+               ? pgp_claim_once(s, out, max, true, n, errstr, errlen)
+               : st;
 }
 
 /* ---- settle: ack, release, bury ---- */
@@ -603,6 +630,7 @@ static const obx_store_ops pgp_ops = {
     .dead_requeue = pgp_dead_requeue,
     .dead_purge = pgp_dead_purge,
     .demo = pgp_demo,
+    .claim_ahead = pgp_claim_ahead,
 };
 
 OBX_STORE_PLUGIN("pg_poll",

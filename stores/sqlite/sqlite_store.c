@@ -64,15 +64,18 @@ static const obx_option sq_options[] = {
     "{id} = ?1 AND EXISTS (SELECT 1 FROM {I:claims}\n" \
     "                       WHERE \"claim_id\" = ?3 AND \"owner\" = ?2)"
 
-/* Eligible: pending, due, its key in no live claim, and no earlier pending
- * row of the key waiting for its retry (or leased in the row by an earlier
+/* Eligible: pending, due, its key in no live claim but those named in ?3
+ * (a JSON array of claim ids: '[]' for claim, our unsettled claims for
+ * claim_ahead), not a row of those either, and no earlier pending row of
+ * the key waiting for its retry (or leased in the row by an earlier
  * relay). SQLite has one writer at a time, so id order is commit order
  * and per-key order is id order: a claim takes every pending row of a key
  * up to the last it takes (earlier eligible rows have lower ids and ORDER
  * BY id LIMIT takes them first), so a row whose key is in a live claim
  * comes after all of that claim's rows of the key, and a claim that
  * expired (its row deleted first, SQ_S_EXPIRE) leaves its rows the lowest
- * pending rows of their keys: no claim order to keep beside the ids. The
+ * pending rows of their keys: no claim order to keep beside the ids; and
+ * claim_ahead, going past our claims, takes each key's rows after them. The
  * keys of live claims are read once per statement (an uncorrelated IN is
  * built once); CAST lets a key a writer stored as a BLOB match its bytes
  * in the claims row's JSON text (the retry check below compares keys as
@@ -80,7 +83,7 @@ static const obx_option sq_options[] = {
  * The "locked_until IS NOT NULL OR next_attempt_at > 0" term is implied by
  * the blocked test; it is spelled out so SQLite can use the <table>_key
  * partial index, which holds only such rows. ?1 now, ?2 at most this
- * many. */
+ * many, ?3 our claims to go past. */
 static const char sq_claim_sql[] =
     "SELECT " SQ_EVENT_COLS "\n"
     "  FROM {T} AS o\n"
@@ -89,7 +92,11 @@ static const char sq_claim_sql[] =
     "   AND (o.{locked_until} IS NULL OR o.{locked_until} <= ?1)\n"
     "   AND (o.{aggregate_id} IS NULL\n"
     "        OR CAST(o.{aggregate_id} AS TEXT) NOT IN (\n"
-    "          SELECT k.value FROM {I:claims} AS c, json_each(c.\"keys\") AS k))\n"
+    "          SELECT k.value FROM {I:claims} AS c, json_each(c.\"keys\") AS k\n"
+    "           WHERE c.\"claim_id\" NOT IN (SELECT value FROM json_each(?3))))\n"
+    "   AND o.{id} NOT IN (\n"
+    "     SELECT i.value FROM {I:claims} AS c, json_each(c.\"ids\") AS i\n"
+    "      WHERE c.\"claim_id\" IN (SELECT value FROM json_each(?3)))\n"
     "   AND NOT EXISTS (\n"
     "     SELECT 1 FROM {T} AS p\n"
     "      WHERE p.{aggregate_id} = o.{aggregate_id} AND p.{id} < o.{id}\n"
@@ -673,18 +680,20 @@ static int sq_bury_poison(sq_store *s, sq_batch *b, int64_t now)
 }
 
 /* Run the claim's SELECT and collect its rows into b. */
-static int sq_claim_step(sq_store *s, size_t max, int64_t now, sq_batch *b,
-                         obx_status *ost)
+static int sq_claim_step(sq_store *s, size_t max, int64_t now, const char *past,
+                         sq_batch *b, obx_status *ost)
 {
     sqlite3_stmt *st = s->st[SQ_S_CLAIM];
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, max > INT32_MAX ? INT32_MAX : (sqlite3_int64)max);
+    sqlite3_bind_text(st, 3, past, -1, SQLITE_STATIC);
     int rc = SQLITE_DONE;
     *ost = OBX_OK;
     /* never more than LIMIT rows; the check guards out[] */
     while (*ost == OBX_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
         *ost = b->n < max ? sq_claim_row(st, b) : OBX_FATAL;
     sqlite3_reset(st);
+    sqlite3_clear_bindings(st); /* ?3 is the caller's */
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
@@ -783,8 +792,10 @@ static int sq_expire(sq_store *s, int64_t now)
     return rc;
 }
 
+/* One claim transaction; past: the claims to go past (sq_claim_sql). */
 static obx_status sq_claim_once(sq_store *s, obx_event **out, size_t max,
-                                size_t *n, char *errstr, size_t errlen)
+                                const char *past, size_t *n, char *errstr,
+                                size_t errlen)
 {
     int64_t now = s->host->now_us();
     int64_t until = now + s->conf->lease_ms * 1000;
@@ -794,7 +805,7 @@ static obx_status sq_claim_once(sq_store *s, obx_event **out, size_t max,
     if (rc == SQLITE_OK)
         rc = sq_expire(s, now);
     if (rc == SQLITE_OK)
-        rc = sq_claim_step(s, max, now, &b, &ost);
+        rc = sq_claim_step(s, max, now, past, &b, &ost);
     if (rc == SQLITE_OK && ost == OBX_OK && b.n_bad)
         rc = sq_bury_poison(s, &b, now);
     if (rc == SQLITE_OK && ost == OBX_OK && b.n)
@@ -865,13 +876,33 @@ static obx_status sq_claim(void *inst, obx_event **out, size_t max, size_t *n,
     int rc = wait_ms > 0 ? sq_data_version(s, &seen) : SQLITE_OK;
     if (rc != SQLITE_OK)
         return sq_fail(s, rc, "data_version", errstr, errlen);
-    obx_status st = sq_claim_once(s, out, max, n, errstr, errlen);
+    obx_status st = sq_claim_once(s, out, max, "[]", n, errstr, errlen);
     if (st != OBX_OK || *n > 0 || wait_ms <= 0)
         return st;
     rc = sq_wait_change(s, seen, wait_ms);
     if (rc != SQLITE_OK)
         return sq_fail(s, rc, "data_version", errstr, errlen);
-    return sq_claim_once(s, out, max, n, errstr, errlen);
+    return sq_claim_once(s, out, max, "[]", n, errstr, errlen);
+}
+
+/* Claim the events behind our own unsettled ones as well (see
+ * obx_store_ops.claim_ahead). */
+static obx_status sq_claim_ahead(void *inst, obx_event **out, size_t max,
+                                 size_t *n, char *errstr, size_t errlen)
+{
+    sq_store *s = inst;
+    *n = 0;
+    if (max == 0)
+        return OBX_OK;
+    int64_t tok[OSC_AHEAD_MAX_CLAIMS];
+    size_t nt = osc_claimed_tokens(s->live, tok, OSC_AHEAD_MAX_CLAIMS);
+    char past[OSC_AHEAD_MAX_CLAIMS * 21 + 3] = "[";
+    size_t len = 1;
+    for (size_t i = 0; nt <= OSC_AHEAD_MAX_CLAIMS && i < nt; i++)
+        len += (size_t)snprintf(past + len, sizeof past - len, "%s%" PRId64,
+                                i ? "," : "", tok[i]);
+    snprintf(past + len, sizeof past - len, "]");
+    return sq_claim_once(s, out, max, past, n, errstr, errlen);
 }
 
 /* ---- settle: ack, release, bury ---- */
@@ -1129,6 +1160,7 @@ static const obx_store_ops sq_ops = {
     .dead_requeue = sq_dead_requeue,
     .dead_purge = sq_dead_purge,
     .demo = sq_demo,
+    .claim_ahead = sq_claim_ahead,
 };
 
 OBX_STORE_PLUGIN("sqlite", "SQLite outbox table (polling, WAL mode)", "1.0.0",

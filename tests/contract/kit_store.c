@@ -380,6 +380,60 @@ static void check_claim_holds_keys(void **state)
     k->ops->close(s);
 }
 
+/* One claim_ahead; asserts OK and what every event carries. */
+static size_t ks_claim_ahead(ks *k, void *inst, obx_event **ev, size_t max)
+{
+    KIT_ERR;
+    size_t n = 12345;
+    obx_status st = k->ops->claim_ahead(inst, ev, max, &n, err, sizeof err);
+    if (st != OBX_OK)
+        fail_msg("claim_ahead: %s: %s", obx_status_name(st), err);
+    if (n > max)
+        fail_msg("claim_ahead returned %zu events for max %zu", n, max);
+    for (size_t i = 0; i < n; i++)
+        ks_check_event(ev[i]);
+    return n;
+}
+
+/* claim_ahead (since 1.3): the events behind this instance's unsettled
+ * ones come out, per key in order, none of its own again; a key another
+ * instance has claimed, and a key behind a retry, stay held. */
+static void check_claim_ahead(void **state)
+{
+    ks *k = *state;
+    void *s = ks_open(k, 0, 0), *t = ks_open(k, 1, 0);
+    const char *keys[] = {"A", "B", "A", "C", "A", "B", "C"};
+    const char *pls[] = {"A1", "B1", "A2", "C1", "A3", "B2", "C2"};
+    for (int i = 0; i < 7; i++)
+        ks_write(k, keys[i], pls[i]);
+    obx_event *ev[16];
+    ks_expect(ev, ks_claim(k, s, ev, 2, 0), (const char *[]){"A1", "B1"}, 2);
+    ks_expect(ev + 2, ks_claim(k, t, ev + 2, 1, 0), (const char *[]){"C1"}, 1);
+    /* behind s's A1 and B1; C is t's */
+    ks_expect(ev + 3, ks_claim_ahead(k, s, ev + 3, 8),
+              (const char *[]){"A2", "A3", "B2"}, 3);
+    ks_expect(ev + 6, ks_claim_ahead(k, s, ev + 6, 8), NULL, 0);
+    ks_expect(ev + 6, ks_claim(k, s, ev + 6, 8, 0), NULL, 0);
+    ks_ack(k, s, ev, 2);
+    ks_ack(k, s, ev + 3, 3);
+    ks_ack(k, t, ev + 2, 1);
+    ks_expect(ev, ks_claim(k, s, ev, 8, 0), (const char *[]){"C2"}, 1);
+    ks_ack(k, s, ev, 1);
+    /* a retry holds its key for claim_ahead too */
+    ks_write(k, "E", "E1");
+    ks_write(k, "E", "E2");
+    ks_expect(ev, ks_claim(k, s, ev, 1, 0), (const char *[]){"E1"}, 1);
+    int64_t due = kit_now_us() + 400 * 1000;
+    ks_release1(k, s, ev[0], due, true, "nack");
+    ks_expect(ev, ks_claim_ahead(k, s, ev, 8), NULL, 0);
+    while (kit_now_us() < due + 20000)
+        kit_sleep_ms(20);
+    ks_expect(ev, ks_claim_n(k, s, ev, 8, 2), (const char *[]){"E1", "E2"}, 2);
+    ks_ack(k, s, ev, 2);
+    k->ops->close(t);
+    k->ops->close(s);
+}
+
 typedef struct late_writer {
     ks *k;
     int delay_ms;
@@ -982,7 +1036,7 @@ static const char *const store_checks[] = {
     "claim_wait",   "settle_once", "lease_after_close",
     "lease_expiry", "release",     "bury",
     "dead_ops",     "stats",       "backend_down",
-    "inspect",      NULL};
+    "inspect",      "claim_ahead", NULL};
 
 int obx_contract_store_run(const obx_contract_store_harness *h)
 {
@@ -1024,6 +1078,11 @@ int obx_contract_store_run(const obx_contract_store_harness *h)
          k->ordered ? kit_na(na, "claim_holds_keys")
                     : "the store does not set OBX_STORE_ORDERED_CLAIM (the "
                       "engine holds keys)"},
+        {"claim_ahead", check_claim_ahead,
+         !k->ordered ? "the store does not set OBX_STORE_ORDERED_CLAIM"
+         : !OBX_HAS_OP(k->ops, obx_store_ops, claim_ahead)
+             ? "the store has no claim_ahead (ABI 1.3)"
+             : kit_na(na, "claim_ahead")},
         {"claim_wait", check_claim_wait, kit_na(na, "claim_wait")},
         {"settle_once", check_settle_once, kit_na(na, "settle_once")},
         {"lease_after_close", check_lease_after_close,

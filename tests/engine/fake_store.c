@@ -1,6 +1,9 @@
 /* An in-memory store for engine tests. Unlike the SQL stores it does not
  * order claims by key (no OBX_STORE_ORDERED_CLAIM), as a WAL store, so the
- * engine's own per-key hold is exercised. Events are generated at open:
+ * engine's own per-key hold is exercised. Built with FAKE_ORDERED it is
+ * "fake_ordered": an ordered store, as the SQL stores are (a claim skips
+ * keys with an event claimed or waiting for its retry before it), with
+ * claim_ahead (which skips only the latter). Events are generated at open:
  * event i has key "k<i % keys>", type "Poison" when i is listed in
  * poison, else "Tick". Faults: the first unavailable_claims claims fail
  * with OBX_UNAVAILABLE, and claims fail while down_while_file exists. */
@@ -168,26 +171,40 @@ static bool down(const fake *f)
            access(f->conf->down_while_file, F_OK) == 0;
 }
 
-static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
-                             int wait_ms, char *errstr, size_t errlen)
+#ifdef FAKE_ORDERED
+/* Whether row i holds back the later events of its key: claimed (unless
+ * the claim goes past our own, which are all this store's claims), or
+ * pending and waiting for its retry. */
+static bool fake_blocks(const fake_row *r, int64_t now, bool past_own)
 {
-    fake *f = inst;
-    f->view.claims++;
-    *n = 0;
-    if (down(f)) {
-        f->view.unavailable_claims++;
-        snprintf(errstr, errlen, "fake store is down");
-        return OBX_UNAVAILABLE;
-    }
+    return (r->state == FAKE_CLAIMED && !past_own) ||
+           (r->state == FAKE_PENDING && r->next_at_us > now);
+}
+#endif
+
+static obx_status fake_take(fake *f, obx_event **out, size_t max, size_t *n,
+                            bool past_own)
+{
     int64_t now = f->host->now_us();
     uint64_t keys = (uint64_t)f->conf->keys;
-    bool *held = f->conf->hold_keys ? calloc(keys, sizeof *held) : NULL;
-    if (f->conf->hold_keys && !held)
+#ifdef FAKE_ORDERED
+    bool ordered = true;
+#else
+    bool ordered = false;
+    (void)past_own;
+#endif
+    bool hold = ordered || f->conf->hold_keys;
+    bool *held = hold ? calloc(keys, sizeof *held) : NULL;
+    if (hold && !held)
         return OBX_NOMEM;
-    for (uint64_t i = 0; held && i < f->view.n; i++)
+    for (uint64_t i = 0; !ordered && held && i < f->view.n; i++)
         held[i % keys] |= f->view.rows[i].state == FAKE_CLAIMED;
     for (uint64_t i = 0; i < f->view.n && *n < max; i++) {
         fake_row *r = &f->view.rows[i];
+#ifdef FAKE_ORDERED
+        if (fake_blocks(r, now, past_own))
+            held[i % keys] = true;
+#endif
         if (r->state != FAKE_PENDING || r->next_at_us > now ||
             (held && held[i % keys]))
             continue;
@@ -195,18 +212,49 @@ static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
         f->evs[i].ev.attempts = r->attempts;
         out[(*n)++] = &f->evs[i].ev;
     }
+    free(held);
+    return OBX_OK;
+}
+
+static obx_status fake_claim_in(fake *f, obx_event **out, size_t max, size_t *n,
+                                int wait_ms, bool past_own, char *errstr,
+                                size_t errlen)
+{
+    f->view.claims++;
+    *n = 0;
+    if (down(f)) {
+        f->view.unavailable_claims++;
+        snprintf(errstr, errlen, "fake store is down");
+        return OBX_UNAVAILABLE;
+    }
+    if (fake_take(f, out, max, n, past_own) != OBX_OK)
+        return OBX_NOMEM;
     uint64_t claimed = 0;
     for (uint64_t i = 0; i < f->view.n; i++)
         claimed += f->view.rows[i].state == FAKE_CLAIMED;
     /* read by the test's thread while the pipeline runs */
     if (claimed > __atomic_load_n(&f->view.max_claimed, __ATOMIC_RELAXED))
         __atomic_store_n(&f->view.max_claimed, claimed, __ATOMIC_RELEASE);
-    free(held);
     f->view.empty_nowait_claims += *n == 0 && wait_ms == 0;
+    f->view.ahead_claims += past_own;
     if (*n == 0 && wait_ms > 0)
         usleep(1000); /* nothing due: a short nap, as a real store waits */
     return OBX_OK;
 }
+
+static obx_status fake_claim(void *inst, obx_event **out, size_t max, size_t *n,
+                             int wait_ms, char *errstr, size_t errlen)
+{
+    return fake_claim_in(inst, out, max, n, wait_ms, false, errstr, errlen);
+}
+
+#ifdef FAKE_ORDERED
+static obx_status fake_claim_ahead(void *inst, obx_event **out, size_t max,
+                                   size_t *n, char *errstr, size_t errlen)
+{
+    return fake_claim_in(inst, out, max, n, 0, true, errstr, errlen);
+}
+#endif
 
 static fake_row *row_of(fake *f, const obx_event *ev)
 {
@@ -282,9 +330,21 @@ static obx_status fake_stats(void *inst, obx_store_stats *st, char *errstr,
     return OBX_OK;
 }
 
+#ifdef FAKE_ORDERED
+#define FAKE_NAME "fake_ordered"
+#define FAKE_DESC "in-memory ordered store with fault injection (tests)"
+#define FAKE_FLAGS OBX_STORE_ORDERED_CLAIM
+#define FAKE_CLAIM_AHEAD fake_claim_ahead
+#else
+#define FAKE_NAME "fake"
+#define FAKE_DESC "in-memory store with fault injection (tests)"
+#define FAKE_FLAGS 0
+#define FAKE_CLAIM_AHEAD NULL
+#endif
+
 static const obx_store_ops fake_ops = {
     .struct_size = sizeof(obx_store_ops),
-    .flags = 0,
+    .flags = FAKE_FLAGS,
     .open = fake_open,
     .close = fake_close,
     .claim = fake_claim,
@@ -292,7 +352,8 @@ static const obx_store_ops fake_ops = {
     .release = fake_release,
     .bury = fake_bury,
     .stats = fake_stats,
+    .claim_ahead = FAKE_CLAIM_AHEAD,
 };
 
-OBX_STORE_PLUGIN("fake", "in-memory store with fault injection (tests)",
-                 "1.0.0", fake_options, fake_conf, fake_ops)
+OBX_STORE_PLUGIN(FAKE_NAME, FAKE_DESC, "1.0.0", fake_options, fake_conf,
+                 fake_ops)

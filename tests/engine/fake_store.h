@@ -28,6 +28,7 @@ typedef struct fake_view {
     uint64_t n;
     uint64_t claims, unavailable_claims, acks;
     uint64_t empty_nowait_claims; /* claims with wait_ms 0 that found none */
+    uint64_t ahead_claims;        /* calls of claim_ahead (fake_ordered) */
     uint64_t max_claimed; /* most rows claimed and unsettled at once (set
                              and read with __atomic: the test polls it) */
 } fake_view;

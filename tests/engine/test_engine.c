@@ -27,6 +27,7 @@ typedef struct fixture {
     obx_logger lg;
     obx_relay r;
     obx_pipeline *p;
+    const char *store; /* the store plugin; NULL: fake (unordered) */
 } fixture;
 
 static int setup(void **state)
@@ -62,17 +63,18 @@ static void load(fixture *f, const char *store_extra, const char *extra)
     bool other_broker = strstr(extra, "broker = ") == extra;
     char path[4200], text[8192];
     snprintf(path, sizeof path, "%s/relay.conf", f->dir);
-    snprintf(
-        text, sizeof text,
-        "[relay]\nplugin_path = %s\nlog_level = error\n"
-        "[pipeline t]\nstore = fake\n%s%s\nbatch_size = 64\n%s%s"
-        "poll_interval = 5ms\n%s\n%s\n",
-        OBX_FAKE_DIR, other_broker ? "" : "broker = chaos\nbroker.output = ",
-        other_broker ? "" : f->out,
-        strstr(extra, "retry.backoff") ? "" : "retry.backoff = 1ms..4ms\n",
-        strstr(extra, "circuit.backoff") ? ""
-                                         : "circuit.backoff = 10ms..50ms\n",
-        store_extra, extra);
+    snprintf(text, sizeof text,
+             "[relay]\nplugin_path = %s\nlog_level = error\n"
+             "[pipeline t]\nstore = %s\n%s%s\nbatch_size = 64\n%s%s"
+             "poll_interval = 5ms\n%s\n%s\n",
+             OBX_FAKE_DIR, f->store ? f->store : "fake",
+             other_broker ? "" : "broker = chaos\nbroker.output = ",
+             other_broker ? "" : f->out,
+             strstr(extra, "retry.backoff") ? "" : "retry.backoff = 1ms..4ms\n",
+             strstr(extra, "circuit.backoff")
+                 ? ""
+                 : "circuit.backoff = 10ms..50ms\n",
+             store_extra, extra);
     FILE *fp = fopen(path, "w");
     assert_non_null(fp);
     fputs(text, fp);
@@ -163,6 +165,10 @@ static size_t check_output(fixture *f, uint64_t n, uint64_t keys,
 static void property_run(void **state, unsigned seed)
 {
     fixture *f = *state;
+    /* every third seed runs the ordered store (with claim_ahead when the
+     * seed is odd: claimed past its own events) */
+    if (seed % 3 == 0)
+        f->store = "fake_ordered";
     char extra[256];
     snprintf(extra, sizeof extra,
              "broker.fail_percent = 30\nbroker.seed = %u\n"
@@ -201,6 +207,16 @@ static void test_random_failures_keep_per_key_order_seed2(void **state)
 static void test_random_failures_keep_per_key_order_seed3(void **state)
 {
     property_run(state, 977);
+}
+
+static void test_random_failures_keep_per_key_order_ordered_ahead(void **state)
+{
+    property_run(state, 3);
+}
+
+static void test_random_failures_keep_per_key_order_ordered(void **state)
+{
+    property_run(state, 6);
 }
 
 static void test_poison_dead_after_max_attempts_others_flow(void **state)
@@ -611,14 +627,12 @@ static void test_per_event_nomem_is_a_counted_retry(void **state)
     assert_int_equal(atomic_load(&f->p->metrics.published), 19);
 }
 
-/* Claim ahead: while batch N is out at the broker the next batch is
- * claimed. The fake store does not order claims, so batch N+1 holds the
- * next event of every key of N; the one whose key fails in N (event 3,
- * flaky) must wait for it, and nothing of N+1 may go out before N's
- * results are in. */
-static void test_claim_ahead_keeps_key_order(void **state)
+/* 640 events of 64 keys (every key in every batch of 64), event 3 failing
+ * twice, claim_ahead on, on f->store: two batches must have been out at
+ * once, and each event gone out once, in key order; 3 after two counted
+ * retries, every other event at its first attempt. */
+static const fake_view *claim_ahead_flaky_run(fixture *f)
 {
-    fixture *f = *state;
     load(f, "store.events = 640\nstore.keys = 64\nstore.poison = 3",
          "broker.flaky_types = Poison\nbroker.flaky_times = 2\n"
          "broker.delay = 5ms\nclaim_ahead = true\n");
@@ -630,9 +644,21 @@ static void test_claim_ahead_keeps_key_order(void **state)
     for (uint64_t i = 0; i < 640; i++) {
         assert_int_equal(seen[i], 1);
         assert_int_equal(v->rows[i].state, FAKE_PUBLISHED);
+        assert_int_equal(v->rows[i].attempts, i == 3 ? 2 : 0);
     }
     assert_int_equal(v->rows[3].counted_releases, 2);
     free(seen);
+    return v;
+}
+
+/* Claim ahead: while batch N is out at the broker the next batch is
+ * claimed. The fake store does not order claims, so batch N+1 holds the
+ * next event of every key of N; the one whose key fails in N (event 3,
+ * flaky) must wait for it, and nothing of N+1 may go out before N's
+ * results are in. */
+static void test_claim_ahead_keeps_key_order(void **state)
+{
+    claim_ahead_flaky_run(*state);
 }
 
 /* With as many keys as a batch holds, an ordered store has nothing to
@@ -659,6 +685,21 @@ static void test_claim_ahead_backs_off_when_it_finds_nothing(void **state)
     free(seen);
 }
 
+/* An ordered store with claim_ahead: every key is in every batch, yet
+ * the next batch is claimed while one is out (the events behind it).
+ * The event whose key fails in batch N (3, flaky twice) holds back its
+ * key's event in N+1, claimed already: that one is handed back uncounted
+ * and goes out after 3, and nothing of N+1 before N's results. */
+static void test_claim_ahead_ordered_store_past_own_events(void **state)
+{
+    fixture *f = *state;
+    f->store = "fake_ordered";
+    const fake_view *v = claim_ahead_flaky_run(f);
+    assert_true(v->ahead_claims >= 5);
+    /* 67, claimed ahead while 3 was out, went back behind it */
+    assert_true(v->rows[67].uncounted_releases >= 1);
+}
+
 /* claim_ahead is off by default: one batch at a time. */
 static void test_claim_ahead_off(void **state)
 {
@@ -678,9 +719,10 @@ static void *run_thread(void *arg)
 /* Stopped while a batch is out at the broker and the next one is claimed
  * ahead: the first is acked once the broker answers, the second handed
  * back unpublished and uncounted; nothing stays claimed. */
-static void test_stop_with_two_batches_out_settles_both(void **state)
+static void stop_with_two_batches_out(void **state, const char *store)
 {
     fixture *f = *state;
+    f->store = store;
     load(f, "store.events = 640\nstore.keys = 64",
          "broker.delay = 300ms\nclaim_ahead = true\n");
     pthread_t th;
@@ -712,6 +754,18 @@ static void test_stop_with_two_batches_out_settles_both(void **state)
     free(seen);
 }
 
+static void test_stop_with_two_batches_out_settles_both(void **state)
+{
+    stop_with_two_batches_out(state, "fake");
+}
+
+/* The same with the ordered store, whose second batch holds later events
+ * of the first's keys. */
+static void test_stop_with_two_batches_out_settles_both_ordered(void **state)
+{
+    stop_with_two_batches_out(state, "fake_ordered");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -724,6 +778,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_ahead_off, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_two_batches_out_settles_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_stop_with_two_batches_out_settles_both_ordered, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_claim_ahead_ordered_store_past_own_events, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_random_failures_keep_per_key_order_ordered_ahead, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            test_random_failures_keep_per_key_order_ordered, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_random_failures_keep_per_key_order_seed2, setup, teardown),
         cmocka_unit_test_setup_teardown(

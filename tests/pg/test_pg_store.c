@@ -701,7 +701,7 @@ static long claim_buffers(pgt *t, PGconn *db)
 {
     pgt_exec_on(db, "BEGIN");
     PGresult *r = PQexec(db, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
-                             "EXECUTE claim('test-owner', 50, 60000)");
+                             "EXECUTE claim('test-owner', 50, 60000, '{}')");
     if (PQresultStatus(r) != PGRES_TUPLES_OK)
         fail_msg("explain: %s", PQerrorMessage(db));
     /* the first "Shared Hit Blocks" is the top node's: the whole claim */
