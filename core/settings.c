@@ -14,6 +14,7 @@ static const char *const log_levels[] = {"error", "warn",  "info",
                                          "debug", "trace", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const orderings[] = {"key", "none", NULL};
+static const char *const aheads[] = {"auto", "true", "false", NULL};
 
 #define SECONDS(n) ((int64_t)(n)*1000)
 
@@ -98,12 +99,14 @@ static const obx_option pipeline_options[] = {
         SECONDS(3600),
         "How long one claim waits for new events before the engine checks "
         "again (stores with notifications return as soon as events arrive)."),
-    OBX_OPT_BOOL(obx_pipeline_settings, claim_ahead, "claim_ahead", "false",
-                 "While a full batch is out at the broker, settle the previous "
-                 "one and claim the next (at most one batch ahead). Pays when "
-                 "the broker's confirmations are slow (a remote broker); "
-                 "against a local one it costs, because a claim made while a "
-                 "batch is in flight steps over its leased rows."),
+    OBX_OPT_ENUM(
+        obx_pipeline_settings, claim_ahead, "claim_ahead", "auto", aheads,
+        "While a full batch is out at the broker, settle the previous one "
+        "and claim the next (at most one batch ahead). auto: where the store "
+        "can claim past its own unsettled events (sqlite, pg_poll), which "
+        "pays with every broker; true: with every store (pg_wal: pays only "
+        "when the broker's confirmations are slow, a remote broker); false: "
+        "one batch at a time."),
     OBX_OPT_DURATION(obx_pipeline_settings, once_timeout_ms, "once_timeout",
                      "60s", SECONDS(1), SECONDS(604800),
                      "run --once gives up (exit 1, with the reason) after this "

@@ -25,6 +25,15 @@ typedef enum obx_ordering {
     OBX_ORDER_NONE = 1,
 } obx_ordering;
 
+/* claim_ahead: auto claims ahead where the store can claim past its own
+ * unsettled events (obx_store_ops.claim_ahead), where it was measured
+ * to pay; true and false always and never. */
+typedef enum obx_claim_ahead {
+    OBX_AHEAD_AUTO = 0,
+    OBX_AHEAD_ON = 1,
+    OBX_AHEAD_OFF = 2,
+} obx_claim_ahead;
+
 typedef enum obx_dlq_kind {
     OBX_DLQ_STORE = 0,
     OBX_DLQ_TOPIC = 1,
@@ -44,7 +53,7 @@ typedef struct obx_pipeline_settings {
     int64_t publish_timeout_ms;
     int64_t poll_interval_ms;
     int64_t once_timeout_ms; /* run --once: give up without progress */
-    bool claim_ahead;        /* overlap claim and settle with publish */
+    int claim_ahead;         /* obx_claim_ahead: overlap claim and publish */
     /* derived from dlq by obx_pipeline_settings_fill */
     obx_dlq_kind dlq_kind;
     const char *dlq_topic; /* points into dlq after "topic:" */

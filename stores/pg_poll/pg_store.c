@@ -386,9 +386,13 @@ static obx_status pgp_claim_ahead(void *inst, obx_event **out, size_t max,
     pgp_store *s = inst;
     *n = 0;
     obx_status st = max ? pgp_ensure(s, errstr, errlen) : OBX_OK;
-    return st == OBX_OK && max
-               ? pgp_claim_once(s, out, max, true, n, errstr, errlen)
-               : st;
+    if (st != OBX_OK || max == 0)
+        return st;
+    /* with a backlog every claim is one of these: they keep retention
+     * going and the notifications read, as claim does */
+    pgp_retention(s);
+    pgp_drain_notifies(s);
+    return pgp_claim_once(s, out, max, true, n, errstr, errlen);
 }
 
 /* ---- settle: ack, release, bury ---- */

@@ -83,7 +83,12 @@ static const obx_option sq_options[] = {
  * The "locked_until IS NOT NULL OR next_attempt_at > 0" term is implied by
  * the blocked test; it is spelled out so SQLite can use the <table>_key
  * partial index, which holds only such rows. ?1 now, ?2 at most this
- * many, ?3 our claims to go past. */
+ * many, ?3 our claims to go past, ?4 our owner name. */
+/* A claims row this claim goes past: one of ours named in ?3 (the owner
+ * as well: a claims table made by hand may reuse ids). */
+#define SQ_PAST(c) \
+    "(" c ".\"claim_id\" IN (SELECT value FROM json_each(?3)) AND " c \
+    ".\"owner\" = ?4)"
 static const char sq_claim_sql[] =
     "SELECT " SQ_EVENT_COLS "\n"
     "  FROM {T} AS o\n"
@@ -93,10 +98,10 @@ static const char sq_claim_sql[] =
     "   AND (o.{aggregate_id} IS NULL\n"
     "        OR CAST(o.{aggregate_id} AS TEXT) NOT IN (\n"
     "          SELECT k.value FROM {I:claims} AS c, json_each(c.\"keys\") AS k\n"
-    "           WHERE c.\"claim_id\" NOT IN (SELECT value FROM json_each(?3))))\n"
+    "           WHERE NOT " SQ_PAST("c") "))\n"
     "   AND o.{id} NOT IN (\n"
     "     SELECT i.value FROM {I:claims} AS c, json_each(c.\"ids\") AS i\n"
-    "      WHERE c.\"claim_id\" IN (SELECT value FROM json_each(?3)))\n"
+    "      WHERE " SQ_PAST("c") ")\n"
     "   AND NOT EXISTS (\n"
     "     SELECT 1 FROM {T} AS p\n"
     "      WHERE p.{aggregate_id} = o.{aggregate_id} AND p.{id} < o.{id}\n"
@@ -687,6 +692,7 @@ static int sq_claim_step(sq_store *s, size_t max, int64_t now, const char *past,
     sqlite3_bind_int64(st, 1, now);
     sqlite3_bind_int64(st, 2, max > INT32_MAX ? INT32_MAX : (sqlite3_int64)max);
     sqlite3_bind_text(st, 3, past, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, s->owner, -1, SQLITE_STATIC);
     int rc = SQLITE_DONE;
     *ost = OBX_OK;
     /* never more than LIMIT rows; the check guards out[] */
@@ -894,6 +900,7 @@ static obx_status sq_claim_ahead(void *inst, obx_event **out, size_t max,
     *n = 0;
     if (max == 0)
         return OBX_OK;
+    sq_retention(s); /* with a backlog every claim is one of these */
     int64_t tok[OSC_AHEAD_MAX_CLAIMS];
     size_t nt = osc_claimed_tokens(s->live, tok, OSC_AHEAD_MAX_CLAIMS);
     char past[OSC_AHEAD_MAX_CLAIMS * 21 + 3] = "[";

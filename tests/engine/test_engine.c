@@ -700,13 +700,67 @@ static void test_claim_ahead_ordered_store_past_own_events(void **state)
     assert_true(v->rows[67].uncounted_releases >= 1);
 }
 
-/* claim_ahead is off by default: one batch at a time. */
+/* claim_ahead = auto (the default) claims ahead only where the store can
+ * claim past its own events: not on the unordered fake store, whose
+ * claim ahead was measured not to pay (pg_wal's), and never with false. */
 static void test_claim_ahead_off(void **state)
 {
     fixture *f = *state;
     load(f, "store.events = 640\nstore.keys = 64", "");
     drive(f, 30000);
     assert_int_equal(view(f)->max_claimed, 64);
+}
+
+static void test_claim_ahead_off_ordered(void **state)
+{
+    fixture *f = *state;
+    f->store = "fake_ordered";
+    load(f, "store.events = 640\nstore.keys = 64", "claim_ahead = false\n");
+    drive(f, 30000);
+    assert_int_equal(view(f)->max_claimed, 64);
+    assert_int_equal(view(f)->ahead_claims, 0);
+}
+
+/* ... and on by default where it can. */
+static void test_claim_ahead_auto_ordered(void **state)
+{
+    fixture *f = *state;
+    f->store = "fake_ordered";
+    load(f, "store.events = 640\nstore.keys = 64", "broker.delay = 5ms\n");
+    drive(f, 30000);
+    assert_true(view(f)->max_claimed > 64);
+    assert_true(view(f)->ahead_claims >= 5);
+}
+
+/* Every key twice in every batch of 64 and a long backlog; event 3 is
+ * dead at once, so 35, its key's next in the batch, is handed back
+ * (the broker did not attempt it), and so are the key's events claimed
+ * ahead. A claim ahead past that batch took 35 again, whose batch then
+ * handed it back behind the events it had handed back before, and so on
+ * while batches were full: 35 went out at the end of the backlog. It
+ * must go out within a few batches, in order. */
+static void test_claim_ahead_does_not_starve_a_key(void **state)
+{
+    fixture *f = *state;
+    f->store = "fake_ordered";
+    load(f, "store.events = 12800\nstore.keys = 32\nstore.poison = 3",
+         "broker.permanent_types = Poison\n");
+    drive(f, 60000);
+    unsigned *seen = calloc(12800, sizeof *seen);
+    assert_int_equal(check_output(f, 12800, 32, seen, NULL), 12799);
+    free(seen);
+    FILE *fp = fopen(f->out, "r");
+    assert_non_null(fp);
+    char line[8192];
+    long at = -1;
+    for (long i = 0; at < 0 && fgets(line, sizeof line, fp); i++)
+        if (strstr(line, "\"e35\""))
+            at = i;
+    fclose(fp);
+    if (at < 0 || at > 10 * 64)
+        fail_msg("event 35 went out as line %ld of 12799 (bound %d)", at,
+                 10 * 64);
+    assert_true(view(f)->ahead_claims >= 100);
 }
 
 static void *run_thread(void *arg)
@@ -776,6 +830,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_claim_ahead_backs_off_when_it_finds_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_ahead_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_ahead_off_ordered, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_claim_ahead_auto_ordered, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_claim_ahead_does_not_starve_a_key,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_two_batches_out_settles_both, setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -357,15 +357,24 @@ static void test_claim_key_order_dead_head(void **state)
     t->ops->close(s);
 }
 
+/* Two relays, relay-a and relay-b, on one table, with leases of 200 ms
+ * (the configs must outlive the instances). */
+static void two_relays(sqt *t, sq_config *ca, sq_config *cb, void **a, void **b)
+{
+    *ca = *cb = t->conf;
+    ca->lease_ms = cb->lease_ms = 200;
+    ca->owner = (char *)"relay-a";
+    cb->owner = (char *)"relay-b";
+    *a = sqt_open(t, ca);
+    *b = sqt_open(t, cb);
+}
+
 static void test_lease_expiry(void **state)
 {
     sqt *t = *state;
-    sq_config ca = t->conf, cb = t->conf;
-    ca.lease_ms = cb.lease_ms = 200;
-    ca.owner = (char *)"relay-a";
-    cb.owner = (char *)"relay-b";
-    void *a = sqt_open(t, &ca);
-    void *b = sqt_open(t, &cb);
+    sq_config ca, cb;
+    void *a, *b;
+    two_relays(t, &ca, &cb, &a, &b);
     for (int i = 0; i < 3; i++)
         sqt_insert(t, i == 2 ? "k2" : "k1", "x");
     obx_event *ea[4], *eb[4];
@@ -651,6 +660,43 @@ static void test_dead_requeue_purge(void **state)
                      OBX_OK);
     assert_int_equal(count, 0);
     t->ops->close(s);
+}
+
+/* claim_ahead goes past our own claims only, by id and owner: in a
+ * claims table made by hand without AUTOINCREMENT another relay's claim
+ * can take the id of ours once that expired, and then holds our key. */
+static void test_claim_ahead_not_past_a_reused_claim_id(void **state)
+{
+    sqt *t = *state;
+    sq_config ca, cb;
+    void *a, *b;
+    two_relays(t, &ca, &cb, &a, &b);
+    sqt_exec(t, "DROP TABLE outbox_claims");
+    sqt_exec(t, "CREATE TABLE outbox_claims (claim_id INTEGER PRIMARY KEY, "
+                "owner TEXT NOT NULL, expires_at INTEGER NOT NULL, ids TEXT "
+                "NOT NULL, keys TEXT NOT NULL)");
+    for (int i = 0; i < 3; i++)
+        sqt_insert(t, "k1", "x");
+    obx_event *ea[4], *eb[4];
+    assert_int_equal(sqt_claim(t, a, ea, 1), 1);
+    int64_t ours = sqt_int(t, -1, "SELECT claim_id FROM outbox_claims");
+    sqt_sleep_ms(250);
+    assert_int_equal(sqt_claim(t, b, eb, 1), 1); /* took a's over */
+    assert_int_equal(sqt_int(t, -1,
+                             "SELECT claim_id FROM outbox_claims "
+                             "WHERE owner = 'relay-b'"),
+                     ours);
+    ERRBUF;
+    size_t n = 99;
+    assert_int_equal(t->ops->claim_ahead(a, ea + 1, 3, &n, err, sizeof err),
+                     OBX_OK);
+    if (n != 0)
+        fail_msg("claim_ahead went past another relay's claim of k1 (it "
+                 "reused our claim's id): %zu events",
+                 n);
+    sqt_ack(t, b, eb, 1);
+    t->ops->close(a);
+    t->ops->close(b);
 }
 
 /* The claims table as `outbox-relay schema sqlite` gives it. */
@@ -1507,6 +1553,7 @@ int main(void)
         T(test_claim_max),
         T(test_claim_key_order_dead_head),
         T(test_lease_expiry),
+        T(test_claim_ahead_not_past_a_reused_claim_id),
         T(test_ack_mark),
         T(test_ack_delete),
         T(test_release),
