@@ -14,7 +14,10 @@ static const char *const log_levels[] = {"error", "warn",  "info",
                                          "debug", "trace", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const orderings[] = {"key", "none", NULL};
-static const char *const aheads[] = {"auto", "true", "false", NULL};
+/* auto, then the spellings of a bool, true before false: claim_ahead
+ * was a bool before auto (see ahead_mode) */
+static const char *const aheads[] = {"auto", "true", "false", "yes", "no",
+                                     "on",   "off",  "1",     "0",   NULL};
 
 #define SECONDS(n) ((int64_t)(n)*1000)
 
@@ -103,10 +106,12 @@ static const obx_option pipeline_options[] = {
         obx_pipeline_settings, claim_ahead, "claim_ahead", "auto", aheads,
         "While a full batch is out at the broker, settle the previous one "
         "and claim the next (at most one batch ahead). auto: where the store "
-        "can claim past its own unsettled events (sqlite, pg_poll), which "
-        "pays with every broker; true: with every store (pg_wal: pays only "
-        "when the broker's confirmations are slow, a remote broker); false: "
-        "one batch at a time."),
+        "can claim past its own unsettled events (an ordered store with the "
+        "claim_ahead op: sqlite, pg_poll), which was measured to pay with "
+        "every broker; true (yes, on, 1): with every store (pg_wal -> kafka "
+        "was measured slower with it against a local broker); false (no, "
+        "off, 0): one batch at a time. Until store ABI 1.3 this was a bool, "
+        "off by default."),
     OBX_OPT_DURATION(obx_pipeline_settings, once_timeout_ms, "once_timeout",
                      "60s", SECONDS(1), SECONDS(604800),
                      "run --once gives up (exit 1, with the reason) after this "
@@ -288,6 +293,12 @@ static int check_topic(const char *file, const obx_conf_section *sec,
     return -1;
 }
 
+/* The obx_claim_ahead of an index into aheads[]. */
+static int ahead_mode(int i)
+{
+    return i == 0 ? OBX_AHEAD_AUTO : i % 2 ? OBX_AHEAD_ON : OBX_AHEAD_OFF;
+}
+
 int obx_pipeline_settings_fill(const char *file, const obx_conf_section *sec,
                                obx_pipeline_settings *s, char *err,
                                size_t errlen)
@@ -303,6 +314,7 @@ int obx_pipeline_settings_fill(const char *file, const obx_conf_section *sec,
     int rc = obx_options_fill(obx_pipeline_optable(), file, &view, "", s, err,
                               errlen);
     free(view.entries);
+    s->claim_ahead = ahead_mode(s->claim_ahead);
     if (rc == 0 && (check_dlq(file, sec, s, err, errlen) < 0 ||
                     check_topic(file, sec, s, err, errlen) < 0)) {
         obx_pipeline_settings_free(s);

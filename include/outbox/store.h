@@ -254,9 +254,13 @@ typedef struct obx_store_ops {
      * do not hold back the later events of their keys: out gets, per key,
      * the events that follow them (never one of them again), while keys
      * of other instances' claims and keys behind a retry stay held as in
-     * claim. With claim_ahead on, the engine calls it instead of claim
-     * while a batch is out at the broker, so that a backlog whose every
-     * key is in every batch can still be claimed ahead. The engine then
+     * claim. The engine calls it instead of claim while a batch is out at
+     * the broker (claim_ahead = auto, the default, turns that on for a
+     * store with this op), so that a backlog whose every key is in every
+     * batch can still be claimed ahead: with a backlog it may be the only
+     * claim for long stretches, so do claim's housekeeping here too
+     * (lease expiry, retention, notifications). It never claims ahead
+     * past a batch that handed events back as it was routed. The engine then
      * publishes nothing this returned before the results of every event
      * claimed earlier are in, and releases, uncounted and no earlier than
      * its retry, each event whose key has an earlier event being released:

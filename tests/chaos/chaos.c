@@ -165,10 +165,10 @@ static void write_config(relays *r, bool tight)
     FILE *fp = fopen(r->conf, "w");
     assert_non_null(fp);
     /* OBX_CHAOS_LOG_LEVEL=debug: the relays' full story of a failing run.
-     * claim_ahead is on: two batches out at once is the path SIGKILL can
-     * hurt most (the default, one batch at a time, is what every other
-     * test runs). Metrics on a port of each relay's choosing (its log
-     * names it). */
+     * claim_ahead is on for every store: two batches out at once is the
+     * path SIGKILL can hurt most (the default, auto, does so only for
+     * sqlite and pg_poll; pg_wal's other tests run one batch at a time).
+     * Metrics on a port of each relay's choosing (its log names it). */
     const char *level = getenv("OBX_CHAOS_LOG_LEVEL");
     if (!level || !*level)
         level = "info";

@@ -126,6 +126,7 @@ static void test_pipeline_defaults(void **state)
     assert_string_equal(ps.topic, "outbox.${aggregate_type}");
     assert_int_equal(ps.publish_timeout_ms, 30000);
     assert_int_equal(ps.poll_interval_ms, 1000);
+    assert_int_equal(ps.claim_ahead, OBX_AHEAD_AUTO);
     obx_pipeline_settings_free(&ps);
     assert_null(ps.store);
     obx_conf_free(&cf);
@@ -166,6 +167,35 @@ static void test_pipeline_values(void **state)
     assert_int_equal(ps.poll_interval_ms, 250);
     obx_pipeline_settings_free(&ps);
     obx_conf_free(&cf);
+}
+
+/* claim_ahead was a bool before auto: every bool spelling still means
+ * what it meant. */
+static void test_claim_ahead_spellings(void **state)
+{
+    static const struct {
+        const char *text;
+        int mode;
+    } cases[] = {{"auto", OBX_AHEAD_AUTO}, {"true", OBX_AHEAD_ON},
+                 {"yes", OBX_AHEAD_ON},    {"on", OBX_AHEAD_ON},
+                 {"1", OBX_AHEAD_ON},      {"false", OBX_AHEAD_OFF},
+                 {"no", OBX_AHEAD_OFF},    {"off", OBX_AHEAD_OFF},
+                 {"0", OBX_AHEAD_OFF}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char text[128];
+        snprintf(text, sizeof text,
+                 "[pipeline a]\nstore = s\nbroker = b\nclaim_ahead = %s\n",
+                 cases[i].text);
+        obx_conf_file cf;
+        parse_ok(text, &cf);
+        obx_pipeline_settings ps;
+        pipeline_ok(&cf.sections[0], &ps);
+        if (ps.claim_ahead != cases[i].mode)
+            fail_msg("claim_ahead = %s read as %d, expected %d", cases[i].text,
+                     ps.claim_ahead, cases[i].mode);
+        obx_pipeline_settings_free(&ps);
+        obx_conf_free(&cf);
+    }
 }
 
 static void test_dlq_none(void **state)
@@ -246,6 +276,7 @@ int main(void)
         cmocka_unit_test(test_pipeline_defaults),
         cmocka_unit_test(test_pipeline_values),
         cmocka_unit_test(test_dlq_none),
+        cmocka_unit_test(test_claim_ahead_spellings),
         cmocka_unit_test(test_multiple_pipelines),
         cmocka_unit_test(test_enum_order),
     };
