@@ -803,45 +803,33 @@ static bool update_stats(obx_pipeline *p, bool force)
     return true;
 }
 
-/* Claim into b (emptied first). The claim's status, err filled. */
+/* Claim into b (emptied first). The claim's status, err filled.
+ * past_own: with the store's claim_ahead (never waits), while the other
+ * batch is out at the broker; b is then routed against that batch's
+ * releases (prepare_publish). */
 static obx_status claim_into(obx_pipeline *p, obx_batch *b, int wait_ms,
-                             char *err, size_t errlen)
+                             bool past_own, char *err, size_t errlen)
 {
-    size_t n = 0;
+    size_t n = 0, max = (size_t)p->set.batch_size;
     b->n_claimed = b->n_pub = 0;
-    b->past_own = false;
-    obx_status st =
-        p->sops->claim(p->store, b->claimed, (size_t)p->set.batch_size, &n,
-                       wait_ms, err, errlen);
+    b->past_own = past_own;
+    obx_status st = past_own ? p->sops->claim_ahead(p->store, b->claimed, max,
+                                                    &n, err, errlen)
+                             : p->sops->claim(p->store, b->claimed, max, &n,
+                                              wait_ms, err, errlen);
     if (st == OBX_OK)
         b->n_claimed = n;
     return st;
 }
 
-/* Claim into b while the other batch is out at the broker. An ordered
- * store's claim would skip every key of that batch (with as many keys
- * as a batch holds, everything), so its claim_ahead, if it has one,
- * takes the events behind them; b is then routed against the other
- * batch's releases (prepare_publish). */
+/* Whether the store can claim past its own unsettled events. An ordered
+ * store's claim would skip every key of the batch out at the broker
+ * (with as many keys as a batch holds, everything); its claim_ahead
+ * takes the events behind them. */
 static bool claims_past_own(const obx_pipeline *p)
 {
     return (p->sops->flags & OBX_STORE_ORDERED_CLAIM) &&
            OBX_HAS_OP(p->sops, obx_store_ops, claim_ahead);
-}
-
-static obx_status claim_ahead_into(obx_pipeline *p, obx_batch *b, char *err,
-                                   size_t errlen)
-{
-    if (!claims_past_own(p))
-        return claim_into(p, b, 0, err, errlen);
-    size_t n = 0;
-    b->n_claimed = b->n_pub = 0;
-    obx_status st = p->sops->claim_ahead(
-        p->store, b->claimed, (size_t)p->set.batch_size, &n, err, errlen);
-    if (st == OBX_OK)
-        b->n_claimed = n;
-    b->past_own = true;
-    return st;
 }
 
 /* A claim's failure: UNAVAILABLE opens the circuit (0), anything else
@@ -876,7 +864,7 @@ static long claim_batch(obx_pipeline *p, obx_batch *x, obx_batch *y)
         wait = p->once_idle || !OBX_HAS_OP(p->sops, obx_store_ops, stats)
                    ? (wait < 50 ? wait : 50)
                    : 0;
-    obx_status st = claim_into(p, x, wait, err, sizeof err);
+    obx_status st = claim_into(p, x, wait, false, err, sizeof err);
     if (st != OBX_OK)
         return claim_failed(p, st, err);
     p->once_idle = x->n_claimed == 0;
@@ -963,7 +951,7 @@ long obx_pipeline_step(obx_pipeline *p)
     char aerr[OBX_CORE_ERR_LEN] = "";
     if (async) {
         if (rc == 0 && !stopping(p)) {
-            ast = claim_ahead_into(p, y, aerr, sizeof aerr);
+            ast = claim_into(p, y, 0, claims_past_own(p), aerr, sizeof aerr);
             if (ast == OBX_OK)
                 ahead_claimed(p, y->n_claimed);
         }

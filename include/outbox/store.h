@@ -259,8 +259,8 @@ typedef struct obx_store_ops {
      * store with this op), so that a backlog whose every key is in every
      * batch can still be claimed ahead: with a backlog it may be the only
      * claim for long stretches, so do claim's housekeeping here too
-     * (lease expiry, retention, notifications). It never claims ahead
-     * past a batch that handed events back as it was routed. The engine then
+     * (lease expiry, retention, notifications). The engine never claims
+     * ahead past a batch that handed events back as it was routed; it
      * publishes nothing this returned before the results of every event
      * claimed earlier are in, and releases, uncounted and no earlier than
      * its retry, each event whose key has an earlier event being released:

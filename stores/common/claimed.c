@@ -68,20 +68,15 @@ long osc_claimed_ended(const osc_claimed *live, const void *items, size_t n,
 size_t osc_claimed_tokens(const osc_claimed *live, int64_t *out, size_t cap)
 {
     size_t d = 0;
-    int64_t last = 0;
     for (const osc_claimed *e = live; e; e = e->next) {
-        /* a claim's events sit together on the list (added at once) */
-        if (d && e->lease_token == last)
-            continue;
-        last = e->lease_token;
         size_t j = 0;
-        while (j < d && j < cap && out[j] != last)
+        while (j < d && out[j] != e->lease_token)
             j++;
-        if (j < d && j < cap)
+        if (j < d)
             continue;
-        if (d < cap)
-            out[d] = last;
-        d++;
+        if (d == cap)
+            return 0;
+        out[d++] = e->lease_token;
     }
     return d;
 }

@@ -47,9 +47,8 @@ long osc_claimed_ended(const osc_claimed *live, const void *items, size_t n,
 #define OSC_AHEAD_MAX_CLAIMS 16
 
 /* The distinct lease tokens of the events on `live` (this instance's
- * unsettled claims), the first `cap` of them in out[]. Returns how many
- * there are, or some number above cap when there are more. For
- * claim_ahead, which goes past exactly these claims. */
+ * unsettled claims) in out[], and how many; 0 when there are more than
+ * cap. For claim_ahead, which goes past exactly these claims. */
 size_t osc_claimed_tokens(const osc_claimed *live, int64_t *out, size_t cap);
 
 /* Free every event on *list, which becomes empty (at close, after the

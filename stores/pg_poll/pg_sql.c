@@ -87,8 +87,7 @@ static const char *const pgp_col_default[PGP_C_COUNT] = {
  *          its own, a key not in hist goes on with the rows after the
  *          prefix of its pending rows that claim took, and a row that
  *          committed since is later in commit order than all of those;
- *          a key in hist finds its predecessor (below) in that claim and
- *          is left alone;
+ *          a key in hist is taken only where its chain holds (below);
  *  back  - the rows that came back and are due, up to a batch, in claim
  *          order, whatever their id. They go first in their key (chain),
  *          and a key whose rows that came back lie above more than a

@@ -301,7 +301,7 @@ static obx_status pgp_claim_once(pgp_store *s, obx_event **out, size_t max,
     int64_t tok[OSC_AHEAD_MAX_CLAIMS];
     size_t nt =
         past_own ? osc_claimed_tokens(s->live, tok, OSC_AHEAD_MAX_CLAIMS) : 0;
-    for (size_t i = 0; nt <= OSC_AHEAD_MAX_CLAIMS && i < nt; i++)
+    for (size_t i = 0; i < nt; i++)
         pgp_buf_array_i64(past, tok[i]);
     if (!pgp_arr_done(s, 3, 1, p)) {
         snprintf(errstr, errlen, "pg_poll \"%s\": claim: out of memory",

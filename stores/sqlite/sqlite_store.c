@@ -905,7 +905,7 @@ static obx_status sq_claim_ahead(void *inst, obx_event **out, size_t max,
     size_t nt = osc_claimed_tokens(s->live, tok, OSC_AHEAD_MAX_CLAIMS);
     char past[OSC_AHEAD_MAX_CLAIMS * 21 + 3] = "[";
     size_t len = 1;
-    for (size_t i = 0; nt <= OSC_AHEAD_MAX_CLAIMS && i < nt; i++)
+    for (size_t i = 0; i < nt; i++)
         len += (size_t)snprintf(past + len, sizeof past - len, "%s%" PRId64,
                                 i ? "," : "", tok[i]);
     snprintf(past + len, sizeof past - len, "]");
