@@ -34,6 +34,40 @@ int64_t bench_wall_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* CPU seconds the machine spent busy since boot: user, nice, system, irq,
+ * softirq and steal of /proc/stat's first line (idle and iowait left
+ * out). */
+static double machine_busy(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        bench_die("/proc/stat", "cannot be read");
+    unsigned long long v[8] = {0};
+    int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+                     &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (got != 8)
+        bench_die("/proc/stat", "no cpu line");
+    double busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+    return busy / (double)sysconf(_SC_CLK_TCK);
+}
+
+bench_clock bench_clock_start(void)
+{
+    return (bench_clock){.t0 = bench_now(), .busy0 = machine_busy()};
+}
+
+void bench_clock_stop(bench_clock *c)
+{
+    c->secs = bench_now() - c->t0;
+    c->cores = c->secs > 0 ? (machine_busy() - c->busy0) / c->secs : 0;
+}
+
+void bench_clock_print(const bench_clock *c, long n)
+{
+    printf("%.0f %.2f\n", (double)n / c->secs, c->cores);
+}
+
 _Noreturn void bench_die(const char *what, const char *why)
 {
     fprintf(stderr, "obx_bench: %s: %s\n", what, why ? why : "");

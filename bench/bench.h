@@ -36,17 +36,34 @@ double bench_now(void);      /* CLOCK_MONOTONIC, seconds */
 int64_t bench_wall_us(void); /* CLOCK_REALTIME, unix microseconds */
 _Noreturn void bench_die(const char *what, const char *why);
 
+/* The clock of a ceiling: the wall time of the measured part and the CPU
+ * the whole machine spent meanwhile (/proc/stat: every process, the
+ * servers' included), so bench/run can tell a ceiling that owned the
+ * cores from one that waited. */
+typedef struct bench_clock {
+    double t0, busy0; /* at start */
+    double secs;      /* after stop: wall seconds */
+    double cores;     /* after stop: machine CPU seconds / wall seconds */
+} bench_clock;
+
+bench_clock bench_clock_start(void);
+void bench_clock_stop(bench_clock *c);
+/* The result line of a ceiling: "RATE CORES" (n items over c). */
+void bench_clock_print(const bench_clock *c, long n);
+
 /* The payload of event seq (key seq % keys, t = 0) into buf
  * (BENCH_PAYLOAD + 1 bytes); returns BENCH_PAYLOAD. */
 size_t bench_payload(char *buf, long seq, long keys);
 
 /* Store ceilings: fill a minimal outbox table with a->n events, then
- * claim + mark it in batches of a->batch; prints rows/s. */
+ * claim + mark it in batches of a->batch; prints rows/s and busy cores
+ * (bench_clock_print). */
 void bench_store_sqlite(const bench_args *a);
 void bench_store_pg(const bench_args *a);
 
 /* Broker ceilings: a->n messages as the plugin sends them, pipelined
- * with the plugin's window, every one confirmed; prints msgs/s. */
+ * with the plugin's window, every one confirmed; prints msgs/s and busy
+ * cores (bench_clock_print). */
 void bench_broker_stdout(const bench_args *a);
 void bench_broker_kafka(const bench_args *a);
 void bench_broker_rabbitmq(const bench_args *a);

@@ -84,7 +84,7 @@ void bench_broker_stdout(const bench_args *a)
                              .destination = "outbox.order"};
         ptrs[i] = &evs[i];
     }
-    double t0 = bench_now();
+    bench_clock clk = bench_clock_start();
     for (long done = 0; done < a->n; done += b) {
         size_t k = (size_t)(a->n - done < b ? a->n - done : b);
         ops->publish(inst, ptrs, k, res, 30000);
@@ -92,7 +92,8 @@ void bench_broker_stdout(const bench_args *a)
             if (res[i].status != OBX_OK)
                 bench_die("stdout publish", "an event failed");
     }
-    printf("%.0f\n", (double)a->n / (bench_now() - t0));
+    bench_clock_stop(&clk);
+    bench_clock_print(&clk, a->n);
     ops->close(inst);
     free(evs);
     free(ptrs);
@@ -183,7 +184,7 @@ void bench_broker_kafka(const bench_args *a)
     if (rd_kafka_flush(rk, 30000) || s.delivered != 1)
         bench_die("kafka", "the first message was not delivered");
     s.delivered = 0;
-    double t0 = bench_now();
+    bench_clock clk = bench_clock_start();
     for (long i = 0; i < a->n; i++) {
         while (i - s.delivered - s.failed >= a->window)
             rd_kafka_poll(rk, 1);
@@ -192,11 +193,11 @@ void bench_broker_kafka(const bench_args *a)
     }
     if (rd_kafka_flush(rk, 60000))
         bench_die("kafka", "flush timed out");
-    double secs = bench_now() - t0;
+    bench_clock_stop(&clk);
     rd_kafka_destroy(rk);
     if (s.delivered != a->n || s.failed)
         bench_die("kafka", "not every message was confirmed");
-    printf("%.0f\n", (double)a->n / secs);
+    bench_clock_print(&clk, a->n);
 }
 
 /* ---- rabbitmq --------------------------------------------------------- */
@@ -301,7 +302,7 @@ void bench_broker_rabbitmq(const bench_args *a)
     uint64_t sent[RMQ_MAX_CH + 1] = {0}, acked[RMQ_MAX_CH + 1] = {0};
     long confirmed = 0, got;
     char key[32], id[48], val[BENCH_PAYLOAD + 1];
-    double t0 = bench_now();
+    bench_clock clk = bench_clock_start();
     for (long i = 0; i < a->n; i++) {
         snprintf(key, sizeof key, "o%ld", i % a->keys);
         snprintf(id, sizeof id, "00000000-0000-4000-8000-%012ld", i);
@@ -343,11 +344,11 @@ void bench_broker_rabbitmq(const bench_args *a)
     while (confirmed < a->n)
         if ((got = rmq_confirms(c, true, acked)) > 0)
             confirmed += got;
-    double secs = bench_now() - t0;
+    bench_clock_stop(&clk);
     amqp_connection_close(c, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(c);
     bench_rabbitmq_queue(a); /* purge: the next run starts empty */
-    printf("%.0f\n", (double)a->n / secs);
+    bench_clock_print(&clk, a->n);
 }
 
 /* ---- nats ------------------------------------------------------------- */
@@ -431,7 +432,7 @@ void bench_broker_nats(const bench_args *a)
      * messages as duplicates of the first's */
     long run = (long)(bench_wall_us() % 1000000000);
     char key[32], id[64], val[BENCH_PAYLOAD + 1];
-    double t0 = bench_now();
+    bench_clock clk = bench_clock_start();
     for (long i = 0; i < a->n; i++) {
         snprintf(key, sizeof key, "o%ld", i % a->keys);
         snprintf(id, sizeof id, "r%ld-%ld", run, i);
@@ -457,10 +458,10 @@ void bench_broker_nats(const bench_args *a)
     while (s.inflight > 0)
         pthread_cond_wait(&s.cv, &s.mu);
     pthread_mutex_unlock(&s.mu);
-    double secs = bench_now() - t0;
+    bench_clock_stop(&clk);
     if (s.acked != a->n || s.failed)
         bench_die("nats", "not every message was acknowledged");
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
-    printf("%.0f\n", (double)a->n / secs);
+    bench_clock_print(&clk, a->n);
 }

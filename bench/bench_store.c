@@ -79,7 +79,7 @@ void bench_store_sqlite(const bench_args *a)
                        "locked_until = NULL WHERE id = ?1");
     int64_t *ids = malloc(sizeof *ids * (size_t)a->batch);
     long done = 0;
-    double t0 = bench_now();
+    bench_clock clk = bench_clock_start();
     for (;;) {
         long k = 0;
         int64_t now = bench_wall_us();
@@ -112,10 +112,10 @@ void bench_store_sqlite(const bench_args *a)
         sq_exec(db, "COMMIT");
         done += k;
     }
-    double secs = bench_now() - t0;
+    bench_clock_stop(&clk);
     if (done != a->n)
         bench_die("store-sqlite", "not every row was claimed");
-    printf("%.0f\n", (double)done / secs);
+    bench_clock_print(&clk, done);
     free(ids);
     sqlite3_finalize(claim);
     sqlite3_finalize(mark);
@@ -179,7 +179,7 @@ void bench_store_pg(const bench_args *a)
     size_t cap = (size_t)a->batch * 21 + 3;
     char *ids = malloc(cap);
     long done = 0;
-    double t0 = bench_now();
+    bench_clock clk = bench_clock_start();
     for (;;) {
         const char *cp[1] = {batch};
         /* binary results, as the pg_poll store reads them */
@@ -207,10 +207,10 @@ void bench_store_pg(const bench_args *a)
         PQclear(r);
         done += rows;
     }
-    double secs = bench_now() - t0;
+    bench_clock_stop(&clk);
     if (done != a->n)
         bench_die("store-pg", "not every row was claimed");
-    printf("%.0f\n", (double)done / secs);
+    bench_clock_print(&clk, done);
     pg_exec(c, "DROP TABLE bench_outbox_min");
     free(ids);
     PQfinish(c);
