@@ -109,6 +109,11 @@ static int apply_mapping(pgw_names *n, const obx_kv *kv, char *err,
     return 0;
 }
 
+bool pgw_names_mapped(const pgw_names *n, int c)
+{
+    return c >= 0 && c < PGW_C_N_MAPPABLE && n->col[c] != pgw_col_default[c];
+}
+
 /* Slot names: lower-case letters, digits and underscores (PostgreSQL's
  * rule), at most 63 bytes. */
 static int check_slot(const char *slot, char *err, size_t errlen)

@@ -32,6 +32,11 @@ static const char pgw_mark_full_sql[] =
     "   AND attname IN ('attempts', 'dead_destination')\n"
     "   AND NOT attisdropped";
 
+/* The columns of table $1, as {T} expands it, and their types. */
+static const char pgw_columns_sql[] =
+    "SELECT attname, atttypid::regtype::text FROM pg_attribute\n"
+    " WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped";
+
 static const char pgw_publication_sql[] =
     "SELECT 1 FROM pg_publication WHERE pubname = $1";
 
@@ -125,6 +130,103 @@ static obx_status create_tables(pgw_store *s, unsigned parts, char *errstr,
     return rc < 0 ? OBX_NOMEM : OBX_CONFIG;
 }
 
+/* Whether this configuration reads or writes logical column c of the
+ * table. Every event needs its type, aggregate and payload; the rest
+ * depends on ack_mode and recover (a table made for another tool, say
+ * Debezium's, streams with ack_mode = none and has none of ours). A
+ * renamed column is needed: a name mapped to nothing is a typo. */
+static bool column_needed(const pgw_store *s, int c)
+{
+    if (pgw_names_mapped(&s->names, c))
+        return true;
+    bool mark = s->conf->ack_mode == PGW_ACK_MARK;
+    switch (c) {
+    case PGW_C_AGGREGATE_TYPE:
+    case PGW_C_AGGREGATE_ID:
+    case PGW_C_EVENT_TYPE:
+    case PGW_C_PAYLOAD: return true;
+    case PGW_C_ID: return s->conf->ack_mode != PGW_ACK_NONE;
+    case PGW_C_PUBLISHED_AT:
+    case PGW_C_DEAD_AT:
+    case PGW_C_DEAD_REASON: return mark;
+    default: /* event_id, topic, headers, created_at: recovery reads them */
+        return s->conf->recover;
+    }
+}
+
+/* The type of column name in r (pgw_columns_sql), or NULL without it. */
+static const char *column_type(const PGresult *r, const char *name)
+{
+    for (int i = 0; i < PQntuples(r); i++)
+        if (strcmp(PQgetvalue(r, i, 0), name) == 0)
+            return PQgetvalue(r, i, 1);
+    return NULL;
+}
+
+/* ack_mode mark and delete, and burying, find the row by an int8 id (a
+ * uuid id, as in Debezium's table, would fail every ack). */
+static obx_status check_id_type(pgw_store *s, const char *type, char *errstr,
+                                size_t errlen)
+{
+    if (s->conf->ack_mode == PGW_ACK_NONE || !type ||
+        strcmp(type, "bigint") == 0 || strcmp(type, "integer") == 0 ||
+        strcmp(type, "smallint") == 0)
+        return OBX_OK;
+    osc_errf_words(errstr, errlen,
+                   "pg_wal %s: column \"%s\" of table \"%s\" is %s, but "
+                   "ack_mode = %s finds rows by an integer id; map "
+                   "store.column.id to an integer column, or use ack_mode = "
+                   "none",
+                   s->target, s->names.col[PGW_C_ID], s->names.table, type,
+                   s->conf->ack_mode == PGW_ACK_MARK ? "mark" : "delete");
+    return OBX_CONFIG;
+}
+
+/* Refuse at open a table that lacks a column the configuration needs,
+ * naming every one: otherwise each event would be dead-lettered at claim
+ * ("column ... is NULL or missing"), or the first ack or bury would fail
+ * on the SQL. Without event_id an event's id is derived from its WAL
+ * position (stable across replays), so that one may be missing. */
+static obx_status check_columns(pgw_store *s, const char *table, char *errstr,
+                                size_t errlen)
+{
+    PGresult *r = NULL;
+    const char *p[1] = {table};
+    obx_status st = pgw_exec(s, pgw_columns_sql, 1, p, &r,
+                             "look at the table's columns", errstr, errlen);
+    if (st != OBX_OK)
+        return st;
+    pgw_buf missing = {0};
+    for (int c = 0; c < PGW_C_COUNT; c++) {
+        if (!column_needed(s, c) || column_type(r, s->names.col[c]))
+            continue;
+        pgw_buf_add(&missing, missing.len ? ", " : "");
+        pgw_buf_add(&missing, s->names.col[c]);
+    }
+    char *names = pgw_buf_take(&missing);
+    if (!names) {
+        PQclear(r);
+        return OBX_NOMEM;
+    }
+    if (names[0]) {
+        osc_errf_words(
+            errstr, errlen,
+            "pg_wal %s: table \"%s\" lacks column(s) %s, which the relay "
+            "needs with this configuration (ack_mode, recover). The relay's "
+            "own columns can be added with ALTER TABLE ... ADD COLUMN IF NOT "
+            "EXISTS, typed as in `outbox-relay schema pg_wal`; writer "
+            "columns named differently are mapped with store.column.<name>",
+            s->target, s->names.table, names);
+        st = OBX_CONFIG;
+    }
+    free(names);
+    if (st == OBX_OK)
+        st = check_id_type(s, column_type(r, s->names.col[PGW_C_ID]), errstr,
+                           errlen);
+    PQclear(r);
+    return st;
+}
+
 static obx_status check_table(pgw_store *s, char *errstr, size_t errlen)
 {
     char *name = pgw_sql_expand(&s->names, "{T}");
@@ -143,6 +245,8 @@ static obx_status check_table(pgw_store *s, char *errstr, size_t errlen)
                        s->target, s->names.table);
         return OBX_CONFIG;
     }
+    if (st == OBX_OK)
+        st = check_columns(s, name, errstr, errlen);
     /* A hand-made table may lack the bookkeeping columns pg_wal does not
      * need; burying then marks only dead_at and dead_reason. */
     char v[8] = "";

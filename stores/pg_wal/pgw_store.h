@@ -177,6 +177,8 @@ obx_status pgw_check_recover(const pgw_config *conf, char *errstr,
  * too when set), see osc_pg_default_slot. Slot names are cluster-wide,
  * so the database is part of it. No-op when the slot option is set. */
 void pgw_names_slot(pgw_names *n, const pgw_config *conf, const char *db);
+/* Whether logical column c was renamed (store.column.<name>). */
+bool pgw_names_mapped(const pgw_names *n, int c);
 /* Expand a template's placeholders ({T} table, {D} dead-letter table,
  * {R} recovery list, {S} schema, {P} publication, {SLOT} and {PFX}
  * literals, {I:sfx} an object named after the table, {col} a column) to

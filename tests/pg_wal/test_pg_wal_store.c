@@ -967,6 +967,51 @@ static void test_existing_table_left_alone(void **state)
                      1);
 }
 
+/* A table made for another tool (Debezium's outbox: a uuid id, none of
+ * our columns) streams with ack_mode = none and its columns mapped. A
+ * mapped name the table lacks, or an ack_mode whose columns it lacks, is
+ * refused at open with every missing column named, instead of each event
+ * being dead-lettered at claim or the first ack failing. */
+static void test_table_columns_checked_at_open(void **state)
+{
+    wt *t = *state;
+    wt_exec(t, "CREATE TABLE outbox (id uuid PRIMARY KEY DEFAULT "
+               "gen_random_uuid(), aggregatetype text NOT NULL, aggregateid "
+               "text NOT NULL, type text NOT NULL, payload jsonb)");
+    obx_kv cols[] = {{"aggregate_type", "aggregatetype", 3},
+                     {"aggregate_id", "aggregateid", 4},
+                     {"event_type", "type", 5}};
+    pgw_config conf = t->conf;
+    conf.column = (obx_kvlist){cols, 3};
+    void *inst = wt_open(t, &conf);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 0, 100), 0); /* streams */
+    wt_exec(t, "INSERT INTO outbox (aggregatetype, aggregateid, type, "
+               "payload) VALUES ('order', 'o-1', 'OrderCreated', '{}')");
+    assert_int_equal(wt_claim(t, inst, ev, MAXEV, 1, 5000), 1);
+    assert_string_equal(ev[0]->aggregate_id, "o-1");
+    assert_string_equal(ev[0]->event_type, "OrderCreated");
+    assert_non_null(strstr(ev[0]->event_id, "wal-")); /* no event_id column */
+    wt_ack(t, inst, ev, 1);
+    t->ops->close(inst);
+
+    char err[1024] = "";
+    void *bad = NULL;
+    cols[1].value = "aggregate";
+    assert_int_equal(wt_try_open(t, &conf, &bad, err, sizeof err), OBX_CONFIG);
+    if (!strstr(err, "lacks column(s) aggregate,") &&
+        !strstr(err, "lacks column(s) aggregate "))
+        fail_msg("the mapped name is not named: %s", err);
+    cols[1].value = "aggregateid";
+    conf.ack_mode = PGW_ACK_MARK;
+    assert_int_equal(wt_try_open(t, &conf, &bad, err, sizeof err), OBX_CONFIG);
+    assert_non_null(strstr(err, "lacks column(s) published_at, dead_at, "
+                                "dead_reason"));
+    conf.ack_mode = PGW_ACK_DELETE;
+    assert_int_equal(wt_try_open(t, &conf, &bad, err, sizeof err), OBX_CONFIG);
+    assert_non_null(strstr(err, "column \"id\" of table \"outbox\" is uuid"));
+}
+
 /* A relay upgraded over the old default dead-letter table (<table>_dead)
  * keeps its dead letters there instead of starting an empty new table. */
 static char captured_log[8192];
@@ -1273,6 +1318,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_existing_table_left_alone, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_table_columns_checked_at_open,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_dead_table_kept, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_first_open_together, setup,
