@@ -188,6 +188,41 @@ static void test_thousand_events_exactly_once_in_key_order(void **state)
                      0);
 }
 
+/* Both claim_ahead settings on the real store, through random retries:
+ * every event once, in key order, nothing left unpublished. `false`
+ * (one batch at a time) is pinned here: the default claims ahead on
+ * sqlite, so without this no e2e run would take that path. */
+static void test_claim_ahead_settings_keep_order_through_retries(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    static const char *const settings[] = {"false", "true"};
+    for (size_t r = 0; r < 2; r++) {
+        sql(f, "DELETE FROM outbox");
+        FILE *out = fopen(f->out, "w");
+        assert_non_null(out);
+        fclose(out);
+        insert_events(f, 0, 3000, 37, "OrderCreated");
+        char extra[256];
+        snprintf(extra, sizeof extra,
+                 "batch_size = 64\nclaim_ahead = %s\nretry.max_attempts = 50\n"
+                 "broker.fail_percent = 20\nbroker.seed = %zu",
+                 settings[r], r + 7);
+        write_conf(f, "chaos", extra);
+        assert_int_equal(run_once(f), 0);
+        int *seen = calloc(3000, sizeof *seen);
+        assert_int_equal(check_stream(f->out, 3000, 37, seen), 3000);
+        for (int i = 0; i < 3000; i++)
+            if (seen[i] != 1)
+                fail_msg("claim_ahead = %s: event %d published %d times",
+                         settings[r], i, seen[i]);
+        free(seen);
+        assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
+                                    "published_at IS NULL"),
+                         0);
+    }
+}
+
 static void test_demo_then_once(void **state)
 {
     fx *f = *state;
@@ -814,6 +849,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_thousand_events_exactly_once_in_key_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_claim_ahead_settings_keep_order_through_retries, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_demo_then_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_under_load_loses_nothing,
                                         setup, teardown),
