@@ -270,17 +270,22 @@ static const char pgp_claim_lock_sql[] =
 #define PGP_CLAIMS_FIRST                                                       \
     " AND (SELECT count(*) FROM held) + (SELECT count(*) FROM done) >= 0"
 /* Release, bury and unlease touch a row only while the claim that leased
- * it is still ours: once it expired and another relay took the rows over
- * (pgp_expire_sql deleted it), they are theirs. The claims row is locked
- * first, so a takeover running at the same moment waits for this
- * statement or this statement for it. $3 holds each row's token. */
+ * it is still ours and still holds it: once the claim expired and another
+ * relay took the rows over (pgp_expire_sql deleted it), they are theirs;
+ * once a release let go of the row (trim), it is free, and a release
+ * sent again after its reply was lost (the first one committed) must not
+ * count the attempt twice, nor free a lease another relay took since.
+ * The claims row is locked first, so a takeover running at the same
+ * moment waits for this statement or this statement for it. $3 holds
+ * each row's token. */
 #define PGP_MINE                                                               \
     "mine AS (\n"                                                              \
-    "  SELECT claim_id FROM {F:" PGP_SFX_CLAIMS "}\n"                          \
+    "  SELECT claim_id, ids FROM {F:" PGP_SFX_CLAIMS "}\n"                     \
     "  WHERE claim_id = ANY($3::int8[]) AND owner = $1\n"                      \
     "  ORDER BY claim_id FOR UPDATE)"
 #define PGP_OURS(a)                                                            \
-    a "{id} = r.id AND r.token IN (SELECT claim_id FROM mine)\n"               \
+    a "{id} = r.id AND EXISTS (SELECT 1 FROM mine AS m\n"                      \
+    "    WHERE m.claim_id = r.token AND " a "{id} = ANY(m.ids))\n"             \
     "  AND " PGP_PENDING(a)
 /* Where a row goes back to the table unpublished, its claim order stays
  * (claim_seq) and next_attempt_at is set, which puts it in the blocked

@@ -870,6 +870,51 @@ static void test_settle_batch_in_parts(void **state)
     t->ops->close(s);
 }
 
+/* A release whose reply is lost after it committed (here: the claims row
+ * is locked, the store gives up after query_timeout and drops the
+ * connection, the lock goes and the orphaned statement commits) is sent
+ * again, as the engine does while its claim still holds other rows: the
+ * attempt counts once. */
+static void test_release_sent_twice_counts_once(void **state)
+{
+    pgt *t = *state;
+    pgp_config c = t->conf;
+    c.query_timeout_ms = 300;
+    void *s = pgt_open(t, &c);
+    int64_t a = pgt_insert(t, "ka", "x"), b = pgt_insert(t, "kb", "x");
+    obx_event *ev[4];
+    claim_ids(t, s, 4, (int64_t[]){a, b}, 2, ev);
+    PGconn *lk = pgt_connect(t);
+    pgt_exec_on(lk, "BEGIN");
+    pgt_exec_on(lk, "SELECT 1 FROM outbox_claims FOR UPDATE");
+    ERRBUF;
+    obx_release r = {ev[0], 0, "first", true};
+    assert_int_equal(t->ops->release(s, &r, 1, err, sizeof err),
+                     OBX_UNAVAILABLE);
+    pgt_exec_on(lk, "COMMIT");
+    PQfinish(lk);
+    for (int i = 0; i < 200 && pgt_int(t, -1,
+                                       "SELECT attempts FROM outbox WHERE "
+                                       "id = %lld",
+                                       (long long)a) == 0;
+         i++)
+        pgt_sleep_ms(10);
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT attempts FROM outbox WHERE id = %lld",
+                             (long long)a),
+                     1);
+    release_one(t, s, ev[0], 0, true, "again");
+    assert_int_equal(pgt_int(t, -1,
+                             "SELECT count(*) FROM outbox WHERE id = %lld "
+                             "AND attempts = 1 AND last_error = 'first' "
+                             "AND locked_by IS NULL",
+                             (long long)a),
+                     1);
+    pgt_ack(t, s, ev + 1, 1);
+    assert_int_equal(pgt_int(t, -1, "SELECT count(*) FROM outbox_claims"), 0);
+    t->ops->close(s);
+}
+
 static void ack_mode_case(pgt *t, int mode)
 {
     pgp_config c = t->conf;
@@ -1962,6 +2007,7 @@ int main(void)
         T(test_claim_work_bounded_with_backlog),
         T(test_claim_with_every_key_in_flight_bounded),
         T(test_lease_token),
+        T(test_release_sent_twice_counts_once),
         T(test_settle_batch_in_parts),
         T(test_ack_mark),
         T(test_ack_delete),
