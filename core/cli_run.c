@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "escape.h"
@@ -30,6 +31,13 @@ int obx_cmd_run(obx_cli *c)
     if (rc)
         return rc;
     rc = obx_relay_run(&r, c->once);
+    if (obx_relay_busy(&r)) {
+        /* The grace ran out with a thread inside a plugin's publish or
+         * settle: exit now, without the exit handlers and unloading that
+         * would run under it. The leases bring its events back. */
+        fflush(NULL);
+        _exit(rc);
+    }
     obx_relay_free(&r);
     return rc;
 }

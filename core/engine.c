@@ -935,6 +935,11 @@ long obx_pipeline_step(obx_pipeline *p)
     long n = claim_batch(p, x, y);
     if (n <= 0)
         return n;
+    /* Stopped while the claim waited: nothing new goes out after SIGTERM
+     * (a publish begun now could outlast the shutdown grace); the loop
+     * ends and settle_pending hands the batch back unpublished. */
+    if (stopping(p))
+        return 0;
     int64_t t0 = obx_mono_us();
     x->n_acks = x->n_rels = x->n_burs = x->n_dlq_acks = 0;
     bool out = p->broker && publish_prepare(p, x, y);
@@ -1131,7 +1136,7 @@ int obx_pipeline_run(obx_pipeline *p)
             rc = 1;
             break;
         }
-        if (!p->once)
+        if (!p->once || stopping(p))
             continue;
         bool done = n == 0 && !p->circuit.open && drained(p);
         if (n == 0 && p->standby) {

@@ -646,8 +646,15 @@ int obx_relay_run(obx_relay *r, bool once)
     return rc;
 }
 
+bool obx_relay_busy(obx_relay *r)
+{
+    return running(r) > 0;
+}
+
 void obx_relay_free(obx_relay *r)
 {
+    if (obx_relay_busy(r))
+        return;
     for (size_t i = 0; i < r->n_pipelines; i++)
         if (r->pipelines[i])
             pipeline_free(r->pipelines[i]);

@@ -82,6 +82,14 @@ obx_pipeline *obx_relay_pipeline(obx_relay *r, const char *name);
 /* Readiness for /readyz; appends reasons to why when not ready. */
 bool obx_relay_ready(obx_relay *r, obx_buf *why);
 
+/* Whether a pipeline thread still runs: obx_relay_run returned because
+ * the shutdown grace ran out (a publish or settle outlasted it). Main
+ * thread, after obx_relay_run. */
+bool obx_relay_busy(obx_relay *r);
+
+/* Free what obx_relay_load built. Not while obx_relay_busy: a thread
+ * still runs plugin code over the pipelines and their batches, so those
+ * are left to the process's exit. Main thread. */
 void obx_relay_free(obx_relay *r);
 
 #endif

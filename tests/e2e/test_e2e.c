@@ -844,6 +844,53 @@ static void test_configuration_doc_in_sync(void **state)
     free(doc);
 }
 
+/* SIGTERM while a publish outlasts shutdown_grace: the relay says so and
+ * exits 1 when the grace ends, not when the publish does (it used to join
+ * the publisher thread still in publish, then free the pipelines under
+ * the pipeline thread); nothing is acked, and once the leases expire
+ * every event goes out once, in key order. */
+static void test_shutdown_grace_expiry_exits_at_once(void **state)
+{
+    fx *f = *state;
+    create_schema(f);
+    insert_events(f, 0, 40, 4, "Tick");
+    write_conf(f, "chaos",
+               "batch_size = 10\nbroker.delay = 8s\n"
+               "store.lease = 1s\n");
+    char *conf = slurp(f->conf);
+    const char *grace = "shutdown_grace = 20s";
+    char *at = strstr(conf, grace);
+    assert_non_null(at);
+    FILE *fp = fopen(f->conf, "w");
+    fprintf(fp, "%.*sshutdown_grace = 300ms%s", (int)(at - conf), conf,
+            at + strlen(grace));
+    fclose(fp);
+    free(conf);
+    char *argv[] = {BIN, "run", "-c", f->conf, NULL};
+    f->relay = proc_start(argv, NULL, f->err);
+    sleep_ms(600); /* the first batch of 10 is out, for 8 s */
+    int64_t t0 = mono_ms();
+    kill(f->relay, SIGTERM);
+    int rc = proc_wait(f->relay, 20000);
+    int64_t took = mono_ms() - t0;
+    f->relay = 0;
+    assert_int_equal(rc, 1);
+    if (took > 4000)
+        fail_msg("exited %lld ms after SIGTERM; the grace is 300 ms",
+                 (long long)took);
+    assert_int_equal(count_in_file(f->err, "shutdown grace expired"), 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM outbox WHERE "
+                                "published_at IS NOT NULL"),
+                     0);
+    sleep_ms(1200); /* past the leases */
+    write_conf(f, "chaos", "batch_size = 10\n");
+    assert_int_equal(run_once(f), 0);
+    int seen[40] = {0};
+    assert_int_equal(check_stream(f->out, 40, 4, seen), 40);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(seen[i], 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -853,6 +900,8 @@ int main(void)
             test_claim_ahead_settings_keep_order_through_retries, setup,
             teardown),
         cmocka_unit_test_setup_teardown(test_demo_then_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_shutdown_grace_expiry_exits_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_under_load_loses_nothing,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -28,6 +28,7 @@ typedef struct fake_conf {
     bool stats_fail;
     char *open_down_while_file;
     bool hold_keys;
+    int64_t claim_delay_ms;
 } fake_conf;
 
 static const obx_option fake_options[] = {
@@ -55,6 +56,9 @@ static const obx_option fake_options[] = {
     OBX_OPT_BOOL(fake_conf, hold_keys, "hold_keys", "false",
                  "a claim skips the keys with an event claimed before it, "
                  "as an ordered store does"),
+    OBX_OPT_DURATION(fake_conf, claim_delay_ms, "claim_delay", "0s", 0, 60000,
+                     "a claim that may wait and finds events returns them "
+                     "this much later, as one that waited for them"),
     OBX_OPTIONS_END};
 
 typedef struct fake_ev {
@@ -229,6 +233,8 @@ static obx_status fake_claim_in(fake *f, obx_event **out, size_t max, size_t *n,
     }
     if (fake_take(f, out, max, n, past_own) != OBX_OK)
         return OBX_NOMEM;
+    if (*n > 0 && wait_ms > 0 && f->conf->claim_delay_ms > 0)
+        usleep((useconds_t)f->conf->claim_delay_ms * 1000);
     uint64_t claimed = 0;
     for (uint64_t i = 0; i < f->view.n; i++)
         claimed += f->view.rows[i].state == FAKE_CLAIMED;

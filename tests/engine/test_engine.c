@@ -832,6 +832,33 @@ static void test_stop_with_two_batches_out_settles_both_ordered(void **state)
     stop_with_two_batches_out(state, "fake_ordered");
 }
 
+/* Stopped while a claim waits, which then returns events: they are
+ * handed back unpublished and uncounted, not published after the stop
+ * (a publish begun then could outlast the shutdown grace). */
+static void test_stop_during_claim_publishes_nothing(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 20\nstore.keys = 4\nstore.claim_delay = 300ms", "");
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_thread, f), 0);
+    usleep(100 * 1000); /* inside the first claim's 300 ms */
+    atomic_store(&f->p->halt, 1);
+    pthread_join(th, NULL);
+    fake_closed_view_fn closed = (fake_closed_view_fn)(uintptr_t)dlsym(
+        f->p->store_pl->handle, FAKE_CLOSED_VIEW_SYMBOL);
+    assert_non_null(closed);
+    const fake_view *v = closed();
+    unsigned seen[20] = {0};
+    assert_int_equal(check_output(f, 20, 4, seen, NULL), 0);
+    assert_int_equal(v->acks, 0);
+    for (uint64_t i = 0; i < 20; i++) {
+        assert_int_equal(v->rows[i].state, FAKE_PENDING);
+        assert_int_equal(v->rows[i].attempts, 0);
+        assert_int_equal(v->rows[i].counted_releases, 0);
+        assert_int_equal(v->rows[i].uncounted_releases, 1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -852,6 +879,8 @@ int main(void)
             test_claim_ahead_does_not_starve_a_key_unordered, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_two_batches_out_settles_both, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_stop_during_claim_publishes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_two_batches_out_settles_both_ordered, setup,
             teardown),
