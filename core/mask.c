@@ -49,18 +49,21 @@ static const char *value_end(const char *v, bool in_query)
     return v;
 }
 
-/* "scheme://user:pass@": returns the '@' when p starts such a URL's
- * user info, with *colon at the ':' before the password. */
-static const char *url_password(const char *p, const char **colon)
+/* "scheme://user:pass@" or "scheme://token@": returns the '@' when p
+ * starts such a URL's user info, with *secret at the first byte to mask:
+ * after the ':' before the password, or the whole user info when there
+ * is no ':' (nats://TOKEN@host is cnats' token form; a bare user name
+ * masked too is the safe side). */
+static const char *url_secret(const char *p, const char **secret)
 {
     if (strncmp(p, "://", 3) != 0)
         return NULL;
     const char *auth = p + 3;
     const char *at = strpbrk(auth, "@/ \t\n");
-    const char *c = strchr(auth, ':');
-    if (!at || *at != '@' || !c || c > at)
+    if (!at || *at != '@' || at == auth)
         return NULL;
-    *colon = c;
+    const char *c = memchr(auth, ':', (size_t)(at - auth));
+    *secret = c ? c + 1 : auth;
     return at;
 }
 
@@ -72,9 +75,9 @@ void obx_mask_secrets(const char *in, char *out, size_t outlen)
     const char *p = in ? in : "";
     const char *key = NULL; /* start of the word before p, if any */
     while (*p) {
-        const char *colon, *at = url_password(p, &colon);
+        const char *secret, *at = url_secret(p, &secret);
         if (at) {
-            put(&o, p, (size_t)(colon + 1 - p));
+            put(&o, p, (size_t)(secret - p));
             put(&o, "***", 3);
             p = at;
             key = NULL;

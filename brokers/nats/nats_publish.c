@@ -71,7 +71,9 @@ void natsb_on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     if (!pae && pa) {
         natsb_fill(r, OBX_OK, "%s", pa->Duplicate ? "duplicate" : "");
     } else if (pae && pae->Err == NATS_NO_RESPONDERS) {
-        c->state[i] = NATSB_NORESP;
+        c->state[i] = NATSB_NORESP; /* resolved at the end of the call */
+        if (ev->key)
+            obc_keyset_add(&c->failed, ev->key);
     } else {
         natsStatus s = pae ? pae->Err : NATS_ERR;
         jsErrCode code = pae ? pae->ErrCode : 0;
@@ -115,28 +117,56 @@ static bool past(const natsb *b, int64_t deadline_us)
     return b->host->mono_us() >= deadline_us;
 }
 
-/* The name of the first header of ev that a NATS header block cannot
- * carry (a line break anywhere, or ':' or white space in the name: they
- * would end or split the header), or NULL. */
-static const char *natsb_bad_header(const obx_event *ev)
+/* Whether s holds a byte that ends or splits a protocol line: white
+ * space or a control character. */
+static bool natsb_splits_line(const char *s)
 {
-    for (size_t i = 0; i < ev->n_headers; i++) {
-        const obx_header *h = &ev->headers[i];
-        if (!h->name)
-            continue;
-        if (strpbrk(h->name, ": \t\r\n") ||
-            (h->value && strpbrk(h->value, "\r\n")))
-            return h->name;
-    }
-    return NULL;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c <= ' ' || *c == 0x7f)
+            return true;
+    return false;
 }
 
-static void natsb_fill_bad_header(obx_result *r, const char *name)
+/* Why ev cannot be sent, into r as PERMANENT, or false when it can. cnats
+ * checks neither subjects nor header values: a subject with white space
+ * or a control character makes the server close the connection (every
+ * later try the same: the pipeline would stop on one event), and a line
+ * break in a header, the relay's own outbox-* included, would end the
+ * header block or forge one. */
+static bool natsb_unsendable(const obx_event *ev, obx_result *r)
 {
+    if (!ev->destination || !*ev->destination) {
+        natsb_fill(r, OBX_PERMANENT, "nats: no subject");
+        return true;
+    }
+    if (natsb_splits_line(ev->destination)) {
+        natsb_fill(r, OBX_PERMANENT,
+                   "nats: subject '%.200s' cannot be sent: NATS subjects "
+                   "take no white space or control character",
+                   ev->destination);
+        return true;
+    }
+    const char *fixed[][2] = {{NATSB_H_EVENT_ID, ev->event_id},
+                              {NATSB_H_EVENT_TYPE, ev->event_type},
+                              {NATSB_H_AGG_TYPE, ev->aggregate_type},
+                              {NATSB_H_AGG_ID, ev->aggregate_id}};
+    const char *bad = NULL;
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed && !bad; i++)
+        if (fixed[i][1] && strpbrk(fixed[i][1], "\r\n"))
+            bad = fixed[i][0];
+    for (size_t i = 0; i < ev->n_headers && !bad; i++) {
+        const obx_header *h = &ev->headers[i];
+        if (h->name && (strpbrk(h->name, ": \t\r\n") ||
+                        (h->value && strpbrk(h->value, "\r\n"))))
+            bad = h->name;
+    }
+    if (!bad)
+        return false;
     natsb_fill(r, OBX_PERMANENT,
                "nats: header '%.64s' cannot be sent: NATS headers take no "
                "line break, and no ':' or white space in a name",
-               name);
+               bad);
+    return true;
 }
 
 /* Build the message of ev: subject, payload, headers. NULL on failure,
@@ -239,16 +269,8 @@ static bool natsb_send_one(natsb *b, size_t i, int64_t deadline)
         pthread_mutex_unlock(&b->mu);
         return true;
     }
-    if (!ev->destination || !*ev->destination) {
-        c->state[i] = NATSB_DONE; /* the engine refuses these first */
-        natsb_fill(&c->results[i], OBX_PERMANENT, "nats: no subject");
-        pthread_mutex_unlock(&b->mu);
-        return true;
-    }
-    const char *bad = natsb_bad_header(ev);
-    if (bad) {
+    if (natsb_unsendable(ev, &c->results[i])) {
         c->state[i] = NATSB_DONE;
-        natsb_fill_bad_header(&c->results[i], bad);
         if (ev->key)
             obc_keyset_add(&c->failed, ev->key);
         pthread_mutex_unlock(&b->mu);
@@ -346,8 +368,10 @@ static void natsb_resolve_noresp(natsb *b)
         natsb_stream_state ss;
         obx_status st = natsb_stream_check(b->host, b->conf, b->js, false, &ss,
                                            why, sizeof why);
-        missing = st == OBX_UNAVAILABLE;
-        if (missing)
+        /* Created just now (create_stream): these events were sent
+         * while it was missing, and go again, not to the DLQ. */
+        missing = st == OBX_UNAVAILABLE || ss.created;
+        if (st == OBX_UNAVAILABLE)
             b->stream_ok = false;
     }
     obx_status st = natsb_no_responders(answers, missing);
@@ -365,7 +389,7 @@ static void natsb_resolve_noresp(natsb *b)
         else
             natsb_fill(&c->results[i], st,
                        "nats: no responders for subject %s: %s", subj,
-                       missing ? "the stream is missing"
+                       missing ? "the stream was missing"
                                : "JetStream does not answer");
     }
 }
@@ -470,10 +494,8 @@ obx_status natsb_publish_core(natsb *b, obx_event *const *events, size_t n,
     char why[OBX_ERRSTR_LEN] = "";
     memset(b->state, NATSB_UNSENT, n);
     for (size_t i = 0; i < n; i++) {
-        const char *bad = natsb_bad_header(events[i]);
-        if (bad) {
+        if (natsb_unsendable(events[i], &results[i])) {
             b->state[i] = NATSB_DONE;
-            natsb_fill_bad_header(&results[i], bad);
             continue;
         }
         natsStatus s;

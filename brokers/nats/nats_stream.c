@@ -161,6 +161,7 @@ obx_status natsb_stream_check(const obx_host *host, const natsb_config *c,
             obx_status cs = create(host, c, js, &si, errstr, errlen);
             if (cs != OBX_OK)
                 return cs;
+            st->created = true;
         } else {
             st->missing = true;
             snprintf(errstr, errlen,

@@ -20,6 +20,7 @@ bool natsb_subject_covers(const char *pattern, const char *subject);
 typedef struct natsb_stream_state {
     bool js_answers; /* a JetStream API request was answered */
     bool missing;    /* broker.stream does not exist */
+    bool created;    /* it did not; create_stream created it just now */
 } natsb_stream_state;
 
 /* Look up broker.stream (create it with create_stream), check it captures

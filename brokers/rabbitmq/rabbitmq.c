@@ -253,7 +253,8 @@ static void rmq_on_answer(void *ctx, uint32_t i, bool ack)
 }
 
 /* Window callback: event i will get no answer (its channel or the
- * connection closed). */
+ * connection closed). It goes again, so the later events of its key
+ * wait for it: after a channel closed, the call goes on on a new one. */
 static void rmq_on_lost(void *ctx, uint32_t i, bool ack)
 {
     (void)ack;
@@ -265,6 +266,7 @@ static void rmq_on_lost(void *ctx, uint32_t i, bool ack)
     rmq_fill(&r->results[i], r->drain_status,
              "%s (sent, unconfirmed: it may still be delivered)",
              r->drain_reason);
+    rmq_key_failed(r, i);
 }
 
 /* ---- connection ------------------------------------------------------- */

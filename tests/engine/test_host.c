@@ -35,6 +35,10 @@ static void test_mask_conninfo_and_urls(void **state)
     mask("sasl.password=hunter2", "sasl.password=***");
     mask("https://host/path?token=abc&x=1", "https://host/path?token=***&x=1");
     mask("no secrets here", "no secrets here");
+    /* a user info without ':' is a token in cnats' nats://TOKEN@host */
+    mask("nats://s3cr3t@n1:4222,nats://u:p@n2:4222",
+         "nats://***@n1:4222,nats://u:***@n2:4222");
+    mask("nats://n1:4222/x@y", "nats://n1:4222/x@y");
     /* values end where libpq ends them: escaped quotes, spaces around '=',
      * backslash escapes in unquoted values */
     mask("host=x password='a\\'hunter2' dbname=y",

@@ -311,18 +311,18 @@ static void test_republished_events_are_deduplicated(void **state)
     free_batch(&b);
 }
 
-/* A subject no stream captures: that event PERMANENT naming the subject,
- * the others stored. */
+/* A subject no stream captures: that event (the last of its key here)
+ * PERMANENT naming the subject, the others stored. */
 static void test_uncaptured_subject_is_permanent_others_land(void **state)
 {
     fixture *f = *state;
     nt_stream_create(f->url, f->stream, f->wild, 120000);
     open_inst(f);
     batch b = mk_batch(f, 0, 200, 10, 64);
-    b.ev[57].destination = "nowhere.order";
+    b.ev[197].destination = "nowhere.order";
     assert_int_equal(publish(f, &b, 20000), OBX_OK);
     for (size_t i = 0; i < b.n; i++) {
-        if (i == 57) {
+        if (i == 197) {
             assert_int_equal(b.res[i].status, OBX_PERMANENT);
             if (!strstr(b.res[i].errstr, "nowhere.order"))
                 fail_msg("reason: %s", b.res[i].errstr);
@@ -331,7 +331,102 @@ static void test_uncaptured_subject_is_permanent_others_land(void **state)
         if (b.res[i].status != OBX_OK)
             fail_msg("event %zu: %s", i, b.res[i].errstr);
     }
-    assert_stream_once(f, 200, 10, 57);
+    assert_stream_once(f, 200, 10, 197);
+    free_batch(&b);
+}
+
+/* Once "no responders" came back for an event, the later events of its
+ * key are held back ("not attempted"), as after any failure: the event
+ * may be retried (a missing stream), and they must not land before it.
+ * A window of 1 makes the answer come before the next event is sent. */
+static void test_no_responders_holds_its_key(void **state)
+{
+    fixture *f = *state;
+    nt_stream_create(f->url, f->stream, f->wild, 120000);
+    f->conf.max_in_flight = 1;
+    open_inst(f);
+    batch b = mk_batch(f, 0, 12, 4, 32);
+    b.ev[1].destination = "nowhere.order"; /* key k1: 5 and 9 after it */
+    assert_int_equal(publish(f, &b, 20000), OBX_OK);
+    for (size_t i = 0; i < b.n; i++) {
+        if (i == 1) {
+            assert_int_equal(b.res[i].status, OBX_PERMANENT);
+        } else if (i % 4 == 1) {
+            assert_int_equal(b.res[i].status, OBX_RETRY);
+            assert_string_equal(b.res[i].errstr, "not attempted");
+        } else if (b.res[i].status != OBX_OK) {
+            fail_msg("event %zu: %s", i, b.res[i].errstr);
+        }
+    }
+    assert_int_equal(nt_stream_count(f->url, f->stream), 9);
+    free_batch(&b);
+}
+
+/* The stream deleted under a relay with create_stream: the events that
+ * met no responders go again (the stream is back), they are not dead
+ * letters. */
+static void test_stream_recreated_events_go_again(void **state)
+{
+    fixture *f = *state;
+    f->conf.create_stream = true;
+    open_inst(f);
+    nt_stream_delete(f->url, f->stream);
+    batch b = mk_batch(f, 0, 10, 3, 32);
+    publish(f, &b, 20000);
+    size_t unavailable = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        if (b.res[i].status == OBX_UNAVAILABLE)
+            unavailable++;
+        else if (b.res[i].status != OBX_RETRY)
+            fail_msg("event %zu: %s: %s", i, obx_status_name(b.res[i].status),
+                     b.res[i].errstr);
+    }
+    assert_true(unavailable > 0);
+    assert_int_equal(publish(f, &b, 20000), OBX_OK);
+    assert_all_ok(&b);
+    assert_stream_once(f, 10, 3, -1);
+    free_batch(&b);
+}
+
+/* A subject with white space or a control character would make the
+ * server drop the connection (and every retry the same), a line break in
+ * one of the relay's own headers would forge one: PERMANENT before it is
+ * sent, later events of the key held back, the connection still up. */
+static void test_unsendable_subject_and_fields_are_permanent(void **state)
+{
+    fixture *f = *state;
+    nt_stream_create(f->url, f->stream, f->wild, 120000);
+    open_inst(f);
+    batch b = mk_batch(f, 0, 40, 4, 64);
+    char subj[128];
+    snprintf(subj, sizeof subj, "%s bad", f->subject);
+    b.ev[6].destination = subj;                                 /* key k2 */
+    b.ev[9].event_type = "OrderCreated\r\nNats-Msg-Id: forged"; /* k1 */
+    assert_int_equal(publish(f, &b, 20000), OBX_OK);
+    size_t ok = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        if (i == 6) {
+            assert_int_equal(b.res[i].status, OBX_PERMANENT);
+            if (!strstr(b.res[i].errstr, "white space"))
+                fail_msg("reason: %s", b.res[i].errstr);
+        } else if (i == 9) {
+            assert_int_equal(b.res[i].status, OBX_PERMANENT);
+            if (!strstr(b.res[i].errstr, "outbox-event-type"))
+                fail_msg("reason: %s", b.res[i].errstr);
+        } else if ((i > 6 && i % 4 == 2) || (i > 9 && i % 4 == 1)) {
+            assert_int_equal(b.res[i].status, OBX_RETRY);
+            assert_string_equal(b.res[i].errstr, "not attempted");
+        } else {
+            assert_int_equal(b.res[i].status, OBX_OK);
+            ok++;
+        }
+    }
+    assert_int_equal(nt_stream_count(f->url, f->stream), (int64_t)ok);
+    batch c = mk_batch(f, 40, 10, 4, 64);
+    assert_int_equal(publish(f, &c, 20000), OBX_OK);
+    assert_all_ok(&c);
+    assert_int_equal(nt_stream_count(f->url, f->stream), (int64_t)ok + 10);
+    free_batch(&c);
     free_batch(&b);
 }
 
@@ -721,6 +816,20 @@ static void test_token_auth(void **state)
     assert_int_equal(publish(f, &b, 10000), OBX_OK);
     assert_all_ok(&b);
     assert_false(logged("T0kenS3cr3t"));
+    f->ops->close(f->inst);
+    f->inst = NULL;
+    /* the token in the URL instead (nats://TOKEN@host): masked as well */
+    char url[256];
+    const char *hp = strstr(f->url, "://");
+    assert_non_null(hp);
+    snprintf(url, sizeof url, "nats://T0kenS3cr3tValue@%s", hp + 3);
+    f->servers[0] = url;
+    f->conf.token = NULL;
+    open_inst(f);
+    assert_int_equal(publish(f, &b, 10000), OBX_OK);
+    assert_all_ok(&b);
+    assert_true(logged("nats://***@"));
+    assert_false(logged("T0kenS3cr3t"));
     free_batch(&b);
 }
 
@@ -904,6 +1013,12 @@ int main(void)
             test_uncaptured_subject_is_permanent_others_land, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_oversize_is_permanent_and_holds_its_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_responders_holds_its_key, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stream_recreated_events_go_again,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_unsendable_subject_and_fields_are_permanent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_expected_stream_is_permanent,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
