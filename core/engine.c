@@ -101,6 +101,7 @@ static void circuit_trip(obx_pipeline *p, obx_circuit_side side,
     int64_t delay =
         obx_backoff_us(p->set.circuit_backoff, c->failures, &p->rng);
     c->failures++;
+    c->health_ok = false;
     c->next_probe_us = obx_mono_us() + delay;
     if (!c->open) {
         c->open = true;
@@ -166,6 +167,7 @@ static bool circuit_allows(obx_pipeline *p)
                          err[0] ? err : "health probe failed");
             return false;
         }
+        c->health_ok = true;
     }
     return true;
 }
@@ -383,9 +385,11 @@ static void dlq_publish(obx_pipeline *p, obx_batch *b)
         }
         /* Fall back to the store; keep the first reason, add the DLQ one. */
         size_t len = strlen(b->reasons[i]);
+        const obx_result *r = &d.res[i];
         snprintf(b->reasons[i] + len, sizeof b->reasons[i] - len,
-                 " (dlq topic failed: %s)",
-                 st == OBX_OK ? d.res[i].errstr : obx_status_name(st));
+                 " (dlq topic failed: %s%s%s)",
+                 obx_status_name(st == OBX_OK ? r->status : st),
+                 r->errstr[0] ? ": " : "", r->errstr);
         memmove(b->reasons[keep], b->reasons[i], sizeof b->reasons[i]);
         bu.reason = b->reasons[keep];
         b->burs[keep++] = bu;
@@ -568,10 +572,12 @@ static void fail_event(obx_pipeline *p, obx_batch *b, obx_event *ev,
     hold_key(p, ev, at, true);
 }
 
-/* Sort results into acks, releases and burials, in batch order. */
-static bool classify(obx_pipeline *p, obx_batch *b)
+/* Sort results into acks, releases and burials, in batch order. Returns
+ * the broker's reason for the first event it reported unavailable (the
+ * circuit's reason), or NULL. */
+static const char *classify(obx_pipeline *p, obx_batch *b)
 {
-    bool unavailable = false;
+    const char *unavailable = NULL;
     int64_t now_wall = obx_now_us();
     obx_keyset_clear(&p->failed);
     for (size_t i = 0; i < b->n_pub; i++) {
@@ -590,7 +596,10 @@ static bool classify(obx_pipeline *p, obx_batch *b)
             obx_pmetrics_error(&p->metrics, r->status);
             add_release(b, ev, now_wall, r->errstr, false);
             hold_key(p, ev, now_wall, true);
-            unavailable = true;
+            if (!unavailable)
+                unavailable = r->errstr[0] ? r->errstr
+                                           : "events reported "
+                                             "unavailable";
         } else {
             fail_event(p, b, ev, r->status, r->errstr);
         }
@@ -650,8 +659,9 @@ static int publish_done(obx_pipeline *p, obx_batch *b, obx_status st)
 {
     if (st == OBX_OK) {
         p->broker_fatal = false;
-        if (classify(p, b))
-            circuit_trip(p, OBX_CIRCUIT_BROKER, "events reported unavailable");
+        const char *down = classify(p, b);
+        if (down)
+            circuit_trip(p, OBX_CIRCUIT_BROKER, down);
         else
             circuit_close(p);
         if (b->n_burs && p->set.dlq_kind == OBX_DLQ_TOPIC)
@@ -663,7 +673,7 @@ static int publish_done(obx_pipeline *p, obx_batch *b, obx_status st)
         b->results[0].errstr[0] ? b->results[0].errstr : obx_status_name(st);
     char reason[OBX_ERRSTR_LEN];
     snprintf(reason, sizeof reason, "%s", why);
-    release_all(b, b->pub, b->n_pub, "broker unavailable");
+    release_all(b, b->pub, b->n_pub, why); /* kept until b is settled */
     circuit_trip(p, OBX_CIRCUIT_BROKER, reason);
     if (st == OBX_FATAL) {
         /* Reopening is the cure for a broken instance; when the fresh one
@@ -868,7 +878,8 @@ static long claim_batch(obx_pipeline *p, obx_batch *x, obx_batch *y)
     if (st != OBX_OK)
         return claim_failed(p, st, err);
     p->once_idle = x->n_claimed == 0;
-    if (x->n_claimed == 0 && p->circuit.side == OBX_CIRCUIT_STORE)
+    if (x->n_claimed == 0 &&
+        (p->circuit.side == OBX_CIRCUIT_STORE || p->circuit.health_ok))
         circuit_close(p);
     return (long)x->n_claimed;
 }

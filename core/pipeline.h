@@ -39,7 +39,11 @@ typedef struct obx_circuit {
     /* the side that opened it last; kept after it closes, so an empty
      * claim after a store outage still knows the store was the cause */
     obx_circuit_side side;
-    uint32_t failures;                  /* consecutive failed probes */
+    uint32_t failures; /* consecutive failed probes */
+    /* the broker's health op answered OK since it last tripped: an empty
+     * claim then closes a broker-side circuit too (no event may come to
+     * prove the broker back, and /readyz would stay failed meanwhile) */
+    bool health_ok;
     int64_t next_probe_us;              /* monotonic */
     int64_t opened_us;                  /* monotonic */
     char reason[OBX_CORE_ERR_LEN + 32]; /* "<side> unavailable: <why>" */

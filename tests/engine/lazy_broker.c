@@ -1,10 +1,10 @@
 /* A broker for engine tests that breaks the publish contract on purpose:
  * it fills no result for events bound for a destination starting with
  * "dead." (the DLQ topic in the tests), fails events typed Poison with
- * broker.poison_status (permanent, or nomem: a status that is transient
- * although it is not OBX_RETRY), and reports the rest OK without
- * publishing anything. The engine must never take an unfilled result for
- * a confirmation. */
+ * broker.poison_status (permanent; nomem: a status that is transient
+ * although it is not OBX_RETRY; or unavailable), and reports the rest OK
+ * without publishing anything. The engine must never take an unfilled result
+ * for a confirmation. */
 #include <outbox/plugin.h>
 
 #include <string.h>
@@ -13,7 +13,8 @@ typedef struct lazy_conf {
     int poison_status; /* index into lazy_statuses */
 } lazy_conf;
 
-static const char *const lazy_statuses[] = {"permanent", "nomem", NULL};
+static const char *const lazy_statuses[] = {"permanent", "nomem", "unavailable",
+                                            NULL};
 
 static const obx_option lazy_options[] = {
     OBX_OPT_ENUM(lazy_conf, poison_status, "poison_status", "permanent",
@@ -36,13 +37,15 @@ static obx_status lazy_publish(void *inst, obx_event *const *events, size_t n,
                                obx_result *results, int timeout_ms)
 {
     const lazy_conf *c = inst;
-    obx_status poison_st = c->poison_status ? OBX_NOMEM : OBX_PERMANENT;
+    static const obx_status st_of[] = {OBX_PERMANENT, OBX_NOMEM,
+                                       OBX_UNAVAILABLE};
+    obx_status poison_st = st_of[c->poison_status];
     for (size_t i = 0; i < n; i++) {
         if (strncmp(events[i]->destination, "dead.", 5) == 0)
             continue; /* the defect under test: no result at all */
         bool poison = strcmp(events[i]->event_type, "Poison") == 0;
         results[i].status = poison ? poison_st : OBX_OK;
-        strcpy(results[i].errstr, poison ? "poison" : "");
+        strcpy(results[i].errstr, poison ? "poison: node 7 is down" : "");
     }
     return OBX_OK;
 }

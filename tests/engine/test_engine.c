@@ -627,6 +627,49 @@ static void test_per_event_nomem_is_a_counted_retry(void **state)
     assert_int_equal(atomic_load(&f->p->metrics.published), 19);
 }
 
+/* An event the broker reports unavailable (its node down, say): the
+ * circuit opens with the broker's own reason, which /readyz, the
+ * outbox_circuit metric and the log show, not a generic one; the event
+ * goes back uncounted. */
+static void test_unavailable_event_reason_reaches_the_circuit(void **state)
+{
+    fixture *f = *state;
+    load(f, "store.events = 20\nstore.keys = 4\nstore.poison = 3",
+         "broker = lazy\nbroker.poison_status = unavailable\n");
+    assert_true(obx_pipeline_tick(f->p) >= 0);
+    assert_true(f->p->circuit.open);
+    if (!strstr(f->p->circuit.reason, "node 7 is down"))
+        fail_msg("circuit reason: %s", f->p->circuit.reason);
+    const fake_view *v = view(f);
+    assert_int_equal(v->rows[3].state, FAKE_PENDING);
+    assert_int_equal(v->rows[3].attempts, 0);
+    assert_int_equal(v->rows[3].uncounted_releases, 1);
+}
+
+/* The broker's circuit opened, and meanwhile another relay published
+ * everything: once the broker's health probe answers OK, the empty claim
+ * closes the circuit (readiness back) instead of it staying open until
+ * an event comes. */
+static void test_broker_circuit_closes_on_health_and_empty_claim(void **state)
+{
+    fixture *f = *state;
+    FILE *fp = fopen(f->flag, "w");
+    fclose(fp);
+    char extra[4400];
+    snprintf(extra, sizeof extra, "broker.down_while_file = %s\n", f->flag);
+    load(f, "store.events = 5\nstore.keys = 5", extra);
+    assert_true(obx_pipeline_tick(f->p) >= 0);
+    assert_true(f->p->circuit.open);
+    const fake_view *v = view(f);
+    for (uint64_t i = 0; i < v->n; i++)
+        v->rows[i].state = FAKE_PUBLISHED; /* by the other relay */
+    unlink(f->flag);
+    for (int i = 0; i < 200 && f->p->circuit.open; i++)
+        assert_true(obx_pipeline_tick(f->p) >= 0);
+    assert_false(f->p->circuit.open);
+    assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 0);
+}
+
 /* 640 events of 64 keys (every key in every batch of 64), event 3 failing
  * twice, claim_ahead on, on f->store: two batches must have been out at
  * once, and each event gone out once, in key order; 3 after two counted
@@ -881,6 +924,11 @@ int main(void)
             test_stop_with_two_batches_out_settles_both, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_during_claim_publishes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_unavailable_event_reason_reaches_the_circuit, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_broker_circuit_closes_on_health_and_empty_claim, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_two_batches_out_settles_both_ordered, setup,
             teardown),
