@@ -271,7 +271,7 @@ static void natsb_disconnect(natsb *b)
         natsConnection_Close(b->nc);
         int64_t end = b->host->mono_us() + 5000000;
         pthread_mutex_lock(&b->mu);
-        while ((!b->closed_seen || b->in_puback > 0) &&
+        while ((!b->closed_seen || atomic_load(&b->in_puback) > 0) &&
                b->host->mono_us() < end) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -12,6 +12,7 @@
 #define NATSB_INST_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,9 +63,11 @@ typedef struct natsb {
     char slow_reason[OBX_ERRSTR_LEN];
     bool closing;     /* close() began: callbacks stay quiet */
     bool closed_seen; /* cnats ran the closed callback: no more will come */
-    int in_puback;    /* PubAck handlers running */
     bool renewed;     /* natsb_renew ran since the last connect */
     uint64_t late_ok, late_failed;
+    /* PubAck handlers running: counted on entry, before the handler
+     * takes mu, so close() also waits for one that has not locked yet. */
+    atomic_int in_puback;
     /* Pipeline thread only. */
     unsigned char *state;
     size_t state_cap;

@@ -48,11 +48,11 @@ void natsb_on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
 {
     (void)js;
     natsb *b = closure;
+    atomic_fetch_add(&b->in_puback, 1);
     const char *id = NULL;
     if (natsMsgHeader_Get(msg, NATSB_H_MSG_ID, &id) != NATS_OK)
         id = NULL;
     pthread_mutex_lock(&b->mu);
-    b->in_puback++;
     natsb_call *c = &b->call;
     uintptr_t at = c->active && id ? (uintptr_t)obc_keyset_get(&c->ids, id) : 0;
     if (at == 0 || c->state[at - 1] != NATSB_INFLIGHT) {
@@ -86,12 +86,12 @@ void natsb_on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
             obc_keyset_add(&c->failed, ev->key);
     }
 out:
-    b->in_puback--;
     if (c->inflight == 0 || c->inflight + 1 == (size_t)b->conf->max_in_flight ||
         b->closing)
         pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
     natsMsg_Destroy(msg); /* ours again once its PubAck is handled */
+    atomic_fetch_sub(&b->in_puback, 1); /* last: close() may free b now */
 }
 
 /* ---- publish ---------------------------------------------------------- */
