@@ -76,6 +76,10 @@ typedef struct rmq_broker {
     bool ctl_open;
     obc_keyset declared; /* exchange names (owned) declared on conn */
     bool blocked;
+    /* reading what came between calls: nothing is sent to the server then
+     * (no heartbeats either), so it closes a quiet connection after two
+     * missed heartbeats; a drop found now is routine, not a warning */
+    bool between_calls;
     char blocked_reason[200];
     char down_reason[OBX_ERRSTR_LEN];
     bool was_up;      /* for logging state changes once */
@@ -289,8 +293,15 @@ static void rmq_drop(rmq_broker *r, const char *why)
     if (!r->conn)
         return;
     snprintf(r->down_reason, sizeof r->down_reason, "%s", why);
-    r->host->log(r->host, OBX_LOG_WARN, "rabbitmq: connection to %s lost: %s",
-                 r->shown, why);
+    if (r->between_calls)
+        r->host->log(r->host, OBX_LOG_INFO,
+                     "rabbitmq: connection to %s closed while idle (%s; the "
+                     "server closes a connection that sent no heartbeat "
+                     "for two intervals); reconnecting",
+                     r->shown, why);
+    else
+        r->host->log(r->host, OBX_LOG_WARN,
+                     "rabbitmq: connection to %s lost: %s", r->shown, why);
     rmq_disconnect(r->conn, false);
     r->conn = NULL;
     r->blocked = false;
@@ -1100,7 +1111,9 @@ static obx_status rabbitmq_publish(void *inst, obx_event *const *events,
     int64_t deadline = rmq_now(r) + (int64_t)timeout_ms * 1000;
     if (rmq_begin(r, events, n, results) != 0)
         return rmq_fail_all(r, results, n, "rabbitmq: out of memory");
+    r->between_calls = true;
     rmq_serve_ready(r); /* blocked, closes: what happened since last time */
+    r->between_calls = false;
     if (!rmq_ensure(r, false))
         return rmq_fail_all(r, results, n,
                             r->down_reason[0] ? r->down_reason

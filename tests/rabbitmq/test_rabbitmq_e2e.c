@@ -231,6 +231,35 @@ static void test_missing_exchange_opens_circuit_then_delivers(void **state)
     rmqt_exchange_delete(r->url, f->exch);
 }
 
+/* A quiet pipeline: nothing talks to the server between publishes, so it
+ * closes the connection after two missed heartbeats. The next publish
+ * reconnects and delivers at once, with no attempt counted, and the log
+ * says so at info level: no warning for every quiet minute. */
+static void test_idle_connection_closed_reconnects_quietly(void **state)
+{
+    fx *f = *state;
+    rmqr *r = f->r;
+    rmqr_create_schema(r);
+    rmqr_insert(r, 0, 5, 5);
+    rmqr_write_conf(r, "broker.heartbeat = 1s\n");
+    rmqr_start(r);
+    rmqr_wait_settled(r, 30000);
+    sleep_ms(4000); /* the server gives up on us after about 2 s */
+    rmqr_insert(r, 5, 5, 5);
+    rmqr_wait_settled(r, 30000);
+    rmqr_stop(r);
+    rmqr_assert_no_attempts(r);
+    if (!rmqr_file_has(r->err, "closed while idle"))
+        rmqr_fail_with_log(r, "the idle close is not logged as such");
+    if (rmqr_file_has(r->err, "warn "))
+        rmqr_fail_with_log(r, "a warning for an idle close");
+    if (rmqr_file_has(r->err, "circuit open"))
+        rmqr_fail_with_log(r, "the circuit opened for an idle close");
+    char **ids = rmqr_event_ids(r, 10);
+    rmqr_check_queue(r, r->queue, ids, 10, 5, -1);
+    rmqr_free_ids(ids, 10);
+}
+
 /* The password, in the URL or in broker.password, never shows: not in
  * `check` (with and without --connect), not in any log line at trace
  * level, not when the login fails, not when a publish fails. */
@@ -305,6 +334,8 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(
             test_pg_poll_to_rabbitmq_each_once_in_key_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_idle_connection_closed_reconnects_quietly, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_missing_exchange_opens_circuit_then_delivers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_never_in_logs_or_check,
