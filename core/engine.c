@@ -616,12 +616,21 @@ static void release_all(obx_batch *b, obx_event **evs, size_t n,
 }
 
 /* Refuse events whose destination came out empty before the broker sees
- * them: that can never succeed. */
+ * them: that can never succeed. The later events of a refused event's
+ * key go back behind it, as after any failure: with dlq = none it comes
+ * back, and they must not go out first. */
 static void refuse_bad_destinations(obx_pipeline *p, obx_batch *b)
 {
     size_t keep = 0;
+    obx_keyset_clear(&p->failed);
     for (size_t i = 0; i < b->n_pub; i++) {
         obx_event *ev = b->pub[i];
+        obx_keyset_entry *f =
+            ev->key ? obx_keyset_get(&p->failed, ev->key) : NULL;
+        if (f) {
+            add_release(b, ev, f->until_us, held_reason, false);
+            continue;
+        }
         if (ev->destination[0] == '\0') {
             char why[OBX_ERRSTR_LEN];
             snprintf(why, sizeof why,

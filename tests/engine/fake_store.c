@@ -29,6 +29,7 @@ typedef struct fake_conf {
     char *open_down_while_file;
     bool hold_keys;
     int64_t claim_delay_ms;
+    bool poison_untyped;
 } fake_conf;
 
 static const obx_option fake_options[] = {
@@ -59,6 +60,8 @@ static const obx_option fake_options[] = {
     OBX_OPT_DURATION(fake_conf, claim_delay_ms, "claim_delay", "0s", 0, 60000,
                      "a claim that may wait and finds events returns them "
                      "this much later, as one that waited for them"),
+    OBX_OPT_BOOL(fake_conf, poison_untyped, "poison_untyped", "false",
+                 "Poison events have an empty aggregate_type"),
     OBX_OPTIONS_END};
 
 typedef struct fake_ev {
@@ -131,7 +134,8 @@ static obx_status fake_open(const obx_host *host, const void *config,
         snprintf(e->id, sizeof e->id, "e%llu", (unsigned long long)i);
         snprintf(e->key, sizeof e->key, "k%llu",
                  (unsigned long long)(i % (uint64_t)c->keys));
-        snprintf(e->agg, sizeof e->agg, "thing");
+        snprintf(e->agg, sizeof e->agg, "%s",
+                 c->poison_untyped && is_poison(c, i) ? "" : "thing");
         int len = snprintf(e->payload, sizeof e->payload, "{\"seq\":%llu}",
                            (unsigned long long)i);
         e->ev = (obx_event){.event_id = e->id,

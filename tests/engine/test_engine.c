@@ -670,6 +670,27 @@ static void test_broker_circuit_closes_on_health_and_empty_claim(void **state)
     assert_int_equal(atomic_load(&f->p->metrics.circuit_open), 0);
 }
 
+/* An event whose route comes out empty is refused before the broker;
+ * with dlq = none it comes back, so the later events of its key in the
+ * same batch go back behind it instead of out ahead of it. */
+static void test_refused_destination_holds_its_key(void **state)
+{
+    fixture *f = *state;
+    load(f,
+         "store.events = 8\nstore.keys = 4\nstore.poison = 3\n"
+         "store.poison_untyped = true",
+         "topic = ${aggregate_type}\ndlq = none\nretry.backoff = 1h..1h\n");
+    assert_true(obx_pipeline_tick(f->p) >= 0);
+    const fake_view *v = view(f);
+    assert_int_equal(v->rows[3].counted_releases, 1); /* refused, retried */
+    assert_int_not_equal(v->rows[7].state, FAKE_PUBLISHED);
+    assert_int_equal(v->rows[7].uncounted_releases, 1);
+    assert_int_equal(v->rows[7].attempts, 0);
+    for (int i = 0; i < 8; i++)
+        if (i % 4 != 3)
+            assert_int_equal(v->rows[i].state, FAKE_PUBLISHED);
+}
+
 /* 640 events of 64 keys (every key in every batch of 64), event 3 failing
  * twice, claim_ahead on, on f->store: two batches must have been out at
  * once, and each event gone out once, in key order; 3 after two counted
@@ -929,6 +950,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_broker_circuit_closes_on_health_and_empty_claim, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(test_refused_destination_holds_its_key,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_stop_with_two_batches_out_settles_both_ordered, setup,
             teardown),
