@@ -10,11 +10,32 @@
 
 /* clang-format off */
 
-/* Inside the new slot's snapshot: the rows it will never stream. */
-static const char pgw_recover_list_sql[] =
-    "CREATE TABLE IF NOT EXISTS {R} AS\n"
-    "SELECT {id} AS id FROM {T}\n"
-    " WHERE {published_at} IS NULL AND {dead_at} IS NULL";
+/* Before the slot exists: a list marked as being built. The mark is what
+ * tells the next open that a slot it finds healthy came from a recovery
+ * that never wrote its list. Always a new list: one left by an earlier
+ * recovery lacks the rows committed between that slot and this one. */
+static const char *const pgw_recover_begin_sql[] = {
+    "BEGIN",
+    "DROP TABLE IF EXISTS {R}",
+    "CREATE TABLE {R} (id int8 PRIMARY KEY)",
+    "COMMENT ON TABLE {R} IS 'building'",
+    "COMMIT",
+    NULL};
+
+/* Inside the new slot's snapshot: the rows it will never stream, and the
+ * mark that the list is whole, in one transaction. */
+static const char *const pgw_recover_list_sql[] = {
+    "INSERT INTO {R}\n"
+    "SELECT {id} FROM {T}\n"
+    " WHERE {published_at} IS NULL AND {dead_at} IS NULL",
+    "COMMENT ON TABLE {R} IS 'ready'",
+    "COMMIT",
+    NULL};
+
+/* $1 the list's name: whether it exists, and its mark. */
+static const char pgw_recover_state_sql[] =
+    "SELECT to_regclass($1) IS NOT NULL,\n"
+    "       coalesce(obj_description(to_regclass($1), 'pg_class'), '')";
 
 /* $1 the last row id read, $2 how many: the next rows of the list still
  * pending, in PGW_C order (created_at in unix microseconds). */
@@ -50,10 +71,27 @@ obx_status pgw_recover_create(pgw_store *s, bool drop_first, char *errstr,
     return st;
 }
 
+/* Run stmts in order on the SQL session; on a failure inside a
+ * transaction, roll it back. */
+static obx_status run_all(pgw_store *s, const char *const *stmts,
+                          const char *what, char *errstr, size_t errlen)
+{
+    obx_status st = OBX_OK;
+    for (size_t i = 0; st == OBX_OK && stmts[i]; i++)
+        st = pgw_run(s, stmts[i], 0, NULL, what, errstr, errlen);
+    if (st != OBX_OK && s->sql)
+        PQclear(pgw_query(s, &s->sql, "ROLLBACK", 0, NULL, NULL, NULL, true));
+    return st;
+}
+
 static obx_status recover_create(pgw_store *s, bool drop_first, char *errstr,
                                  size_t errlen)
 {
     obx_status bad = pgw_check_recover(s->conf, errstr, errlen);
+    if (bad != OBX_OK)
+        return bad;
+    bad = run_all(s, pgw_recover_begin_sql, "recover: start the list", errstr,
+                  errlen);
     if (bad != OBX_OK)
         return bad;
     if (drop_first) {
@@ -97,10 +135,8 @@ static obx_status recover_create(pgw_store *s, bool drop_first, char *errstr,
         free(sql);
     }
     if (st == OBX_OK)
-        st = pgw_run(s, pgw_recover_list_sql, 0, NULL,
-                     "recover: list unpublished rows", errstr, errlen);
-    if (st == OBX_OK)
-        st = pgw_run(s, "COMMIT", 0, NULL, "recover: commit", errstr, errlen);
+        st = run_all(s, pgw_recover_list_sql, "recover: list unpublished rows",
+                     errstr, errlen);
     else if (s->sql)
         PQclear(pgw_query(s, &s->sql, "ROLLBACK", 0, NULL, NULL, NULL, true));
     PQfinish(rc);
@@ -112,19 +148,32 @@ static obx_status recover_create(pgw_store *s, bool drop_first, char *errstr,
     return st;
 }
 
-obx_status pgw_recover_pending(pgw_store *s, char *errstr, size_t errlen)
+obx_status pgw_recover_state(pgw_store *s, pgw_recover_list *out, char *errstr,
+                             size_t errlen)
 {
+    *out = PGW_RECOVER_NONE;
     char *name = pgw_sql_expand(&s->names, "{R}");
     if (!name)
         return OBX_NOMEM;
     const char *p[1] = {name};
-    char v[8];
-    bool found;
-    obx_status st =
-        pgw_query_text(s, "SELECT to_regclass($1) IS NOT NULL", 1, p, v,
-                       sizeof v, &found, "look for recovery", errstr, errlen);
+    PGresult *r = NULL;
+    obx_status st = pgw_exec(s, pgw_recover_state_sql, 1, p, &r,
+                             "look for recovery", errstr, errlen);
     free(name);
-    s->recovering = st == OBX_OK && v[0] == 't';
+    if (st != OBX_OK)
+        return st;
+    if (PQgetvalue(r, 0, 0)[0] == 't')
+        *out = strcmp(PQgetvalue(r, 0, 1), "ready") == 0 ? PGW_RECOVER_READY
+                                                         : PGW_RECOVER_BUILDING;
+    PQclear(r);
+    return OBX_OK;
+}
+
+obx_status pgw_recover_pending(pgw_store *s, char *errstr, size_t errlen)
+{
+    pgw_recover_list list;
+    obx_status st = pgw_recover_state(s, &list, errstr, errlen);
+    s->recovering = st == OBX_OK && list == PGW_RECOVER_READY;
     s->recover_after = 0;
     return st;
 }

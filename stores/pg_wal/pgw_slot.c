@@ -130,6 +130,29 @@ static obx_status create_slot(pgw_store *s, char *errstr, size_t errlen)
     return st == OBX_FATAL ? OBX_CONFIG : st;
 }
 
+/* A recovery created its slot and stopped before its list was whole (an
+ * error, a crash): the slot looks healthy but the rows committed before
+ * it would never be streamed. Drop that slot and recover again; the new
+ * list holds every row still unpublished, so nothing is lost. */
+static obx_status redo_recovery(pgw_store *s, bool slot_found, char *errstr,
+                                size_t errlen)
+{
+    if (!s->conf->recover) {
+        osc_errf_words(errstr, errlen,
+                       "pg_wal %s: a recovery of slot \"%s\" stopped before "
+                       "its list of unpublished rows was complete; streaming "
+                       "now would skip those rows. Restart with "
+                       "store.recover = true to redo the recovery.",
+                       s->target, s->names.slot);
+        return OBX_CONFIG;
+    }
+    s->host->log(s->host, OBX_LOG_WARN,
+                 "pg_wal %s: the last recovery stopped before its list of "
+                 "unpublished rows was complete; recovering again",
+                 s->target);
+    return pgw_recover_create(s, slot_found, errstr, errlen);
+}
+
 obx_status pgw_slot_ensure(pgw_store *s, bool pub_existed, char *errstr,
                            size_t errlen)
 {
@@ -138,6 +161,13 @@ obx_status pgw_slot_ensure(pgw_store *s, bool pub_existed, char *errstr,
     if (st != OBX_OK)
         return st;
     bool lost = si.found && strcmp(si.wal_status, "lost") == 0;
+    pgw_recover_list list = PGW_RECOVER_NONE;
+    if (s->conf->source != PGW_SOURCE_MESSAGES)
+        st = pgw_recover_state(s, &list, errstr, errlen);
+    if (st != OBX_OK)
+        return st;
+    if (list == PGW_RECOVER_BUILDING)
+        return redo_recovery(s, si.found, errstr, errlen);
     if (s->conf->recover && (!si.found || lost))
         return pgw_recover_create(s, lost, errstr, errlen);
     if (!si.found && !pub_existed && s->conf->create_slot)

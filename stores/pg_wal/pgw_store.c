@@ -388,10 +388,6 @@ static obx_status claim_events(pgw_store *s, obx_event **out, size_t max,
     }
     if (st != OBX_OK)
         return st;
-    if (s->standby) {
-        s->host->log(s->host, OBX_LOG_INFO, "took over slot %s", s->names.slot);
-        s->standby = false;
-    }
     if (s->recovering) {
         st = claim_recovering(s, out, max, n, errstr, errlen);
         if (st == OBX_OK && *n == 0 && s->recovering && wait_ms > 0)

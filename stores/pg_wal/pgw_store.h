@@ -264,6 +264,16 @@ obx_status pgw_slot_ensure(pgw_store *s, bool pub_existed, char *errstr,
  * slot first). */
 obx_status pgw_recover_create(pgw_store *s, bool drop_first, char *errstr,
                               size_t errlen);
+/* The recovery list in the database: none, marked as being built (a
+ * recovery stopped after its slot and before its list: redo it), or
+ * ready (recovery in progress). */
+typedef enum pgw_recover_list {
+    PGW_RECOVER_NONE,
+    PGW_RECOVER_BUILDING,
+    PGW_RECOVER_READY,
+} pgw_recover_list;
+obx_status pgw_recover_state(pgw_store *s, pgw_recover_list *out, char *errstr,
+                             size_t errlen);
 /* Whether a recovery list is waiting (s->recovering). */
 obx_status pgw_recover_pending(pgw_store *s, char *errstr, size_t errlen);
 /* Recovery: claim up to max rows from the recovery list. */

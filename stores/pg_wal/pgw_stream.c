@@ -192,24 +192,37 @@ static obx_status start_failed(pgw_store *s, PGresult *r, char *errstr,
                         "standing by)"
                       : "START_REPLICATION",
                  errstr, errlen);
-    if (busy) {
-        if (!s->standby)
-            s->host->log(s->host, OBX_LOG_INFO,
-                         "slot %s is streamed by another relay: standing "
-                         "by to take over",
-                         s->names.slot);
-        s->standby = true;
-    }
+    s->standby = busy;
     PQclear(r);
     PQfinish(s->repl);
     s->repl = NULL;
     return st;
 }
 
+static obx_status stream_start(pgw_store *s, char *errstr, size_t errlen);
+
+/* standby is this attempt's answer, not a latch: a slot that was busy and
+ * now fails for another reason (invalidated, auth, server down) is an
+ * outage the circuit must see, not an idle standby. */
 obx_status pgw_stream_start(pgw_store *s, char *errstr, size_t errlen)
 {
     if (s->repl)
         return OBX_OK;
+    bool was = s->standby;
+    s->standby = false;
+    obx_status st = stream_start(s, errstr, errlen);
+    if (s->standby && !was)
+        s->host->log(s->host, OBX_LOG_INFO,
+                     "slot %s is streamed by another relay: standing by to "
+                     "take over",
+                     s->names.slot);
+    else if (was && st == OBX_OK)
+        s->host->log(s->host, OBX_LOG_INFO, "took over slot %s", s->names.slot);
+    return st;
+}
+
+static obx_status stream_start(pgw_store *s, char *errstr, size_t errlen)
+{
     int64_t lag;
     obx_status st = pgw_sql_ensure(s, errstr, errlen);
     if (st == OBX_OK)

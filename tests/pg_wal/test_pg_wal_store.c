@@ -578,11 +578,34 @@ static void test_standby(void **state)
     t->ops->close(b);
 }
 
-/* A slot that disappears is a loud, fatal error, not a silent new slot;
- * with ack_mode = mark, recover = true re-reads unpublished rows. */
-static void test_slot_lost_and_recover(void **state)
+/* Standing by is the answer of one attempt, not a state that sticks: once
+ * the other relay is gone and the slot with it, the standby's claims fail
+ * (an outage the circuit sees), not stand by quietly for ever. */
+static void test_standby_then_slot_gone_fails(void **state)
 {
     wt *t = *state;
+    void *a = wt_open(t, NULL);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, a, ev, MAXEV, 1, 100), 0);
+    void *b = wt_open(t, NULL);
+    char err[OBX_ERRSTR_LEN] = "";
+    size_t n = 0;
+    assert_int_equal(t->ops->claim(b, ev, MAXEV, &n, 0, err, sizeof err),
+                     OBX_OK);
+    assert_int_equal(n, 0);
+    t->ops->close(a);
+    end_walsender(t, t->name);
+    wt_exec(t, "SELECT pg_drop_replication_slot('%s')", t->name);
+    assert_int_not_equal(t->ops->claim(b, ev, MAXEV, &n, 0, err, sizeof err),
+                         OBX_OK);
+    assert_non_null(strstr(err, "does not exist"));
+    t->ops->close(b);
+}
+
+/* Lose the slot of a mark-mode relay: publish one row, close, drop the
+ * slot; returns the configuration to open again with. */
+static pgw_config lose_slot(wt *t)
+{
     pgw_config conf = t->conf;
     conf.ack_mode = PGW_ACK_MARK;
     void *inst = wt_open(t, &conf);
@@ -595,6 +618,16 @@ static void test_slot_lost_and_recover(void **state)
      * end it so the slot can be dropped. */
     end_walsender(t, t->name);
     wt_exec(t, "SELECT pg_drop_replication_slot('%s')", t->name);
+    return conf;
+}
+
+/* A slot that disappears is a loud, fatal error, not a silent new slot;
+ * with ack_mode = mark, recover = true re-reads unpublished rows. */
+static void test_slot_lost_and_recover(void **state)
+{
+    wt *t = *state;
+    pgw_config conf = lose_slot(t);
+    obx_event *ev[MAXEV];
     wt_insert(t, "k", "Lost1", "2"); /* committed while there is no slot */
     wt_insert(t, "k", "Lost2", "3");
     void *x = NULL;
@@ -604,7 +637,7 @@ static void test_slot_lost_and_recover(void **state)
     assert_non_null(strstr(err, "recover"));
 
     conf.recover = true;
-    inst = wt_open(t, &conf);
+    void *inst = wt_open(t, &conf);
     wt_insert(t, "k", "After", "4"); /* streamed by the new slot */
     size_t n = wt_claim(t, inst, ev, MAXEV, 2, 5000);
     assert_int_equal(n, 2);
@@ -623,6 +656,99 @@ static void test_slot_lost_and_recover(void **state)
     assert_int_equal(wt_int(t, -1,
                             "SELECT count(*) FROM pg_tables WHERE "
                             "tablename = 'outbox_recover'"),
+                     0);
+    t->ops->close(inst);
+}
+
+/* Claim until n events came or 5 s passed; acks them; returns how many,
+ * their types joined by ',' in *types. */
+static size_t claim_types(wt *t, void *inst, size_t n, char *types, size_t len)
+{
+    obx_event *ev[MAXEV];
+    size_t got = 0;
+    types[0] = '\0';
+    int64_t end = wt_mono_ms() + 5000;
+    while (got < n && wt_mono_ms() < end) {
+        size_t k = wt_claim(t, inst, ev, MAXEV, 0, 200);
+        for (size_t i = 0; i < k; i++) {
+            size_t used = strlen(types);
+            snprintf(types + used, len - used, "%s%s", used ? "," : "",
+                     ev[i]->event_type);
+        }
+        wt_ack(t, inst, ev, k);
+        got += k;
+    }
+    return got;
+}
+
+/* A recovery that fails after creating its slot and before its list of
+ * unpublished rows is written leaves a healthy slot behind: here the
+ * relay's role may create the list but not read the outbox table. The
+ * next open must not stream that slot as if all were well: the rows
+ * committed before it would never go out. It recovers again, and they
+ * do. */
+static void test_interrupted_recovery_is_redone(void **state)
+{
+    wt *t = *state;
+    pgw_config conf = lose_slot(t);
+    wt_insert(t, "k", "Lost1", "2");
+    wt_insert(t, "k", "Lost2", "3");
+    wt_exec(t, "CREATE ROLE %s_r LOGIN REPLICATION", t->name);
+    wt_exec(t, "GRANT USAGE, CREATE ON SCHEMA %s TO %s_r", t->name, t->name);
+    char ci[1400];
+    snprintf(ci, sizeof ci, "%s user=%s_r", t->conninfo, t->name);
+    pgw_config weak = conf;
+    weak.conninfo = ci;
+    weak.recover = true;
+    void *x = NULL;
+    char err[1024];
+    assert_int_not_equal(wt_try_open(t, &weak, &x, err, sizeof err), OBX_OK);
+    assert_non_null(strstr(err, "permission denied"));
+    assert_int_equal(wt_int(t, 0,
+                            "SELECT count(*) FROM pg_replication_slots "
+                            "WHERE slot_name = '%s'",
+                            t->name),
+                     1); /* the half-done recovery's slot is there */
+    /* without recover, the relay refuses rather than skip the rows */
+    assert_int_equal(wt_try_open(t, &conf, &x, err, sizeof err), OBX_CONFIG);
+    assert_non_null(strstr(err, "store.recover = true"));
+    conf.recover = true;
+    void *inst = wt_open(t, &conf);
+    wt_insert(t, "k", "After", "4");
+    char types[256];
+    assert_int_equal(claim_types(t, inst, 3, types, sizeof types), 3);
+    assert_string_equal(types, "Lost1,Lost2,After");
+    t->ops->close(inst);
+    wt_exec(t, "DROP OWNED BY %s_r", t->name);
+    wt_exec(t, "DROP ROLE %s_r", t->name);
+}
+
+/* The slot is lost again while a recovery is under way: the rows
+ * committed while there was no slot the second time are in neither the
+ * first list nor the new slot. The second recovery lists again. */
+static void test_second_slot_loss_lists_again(void **state)
+{
+    wt *t = *state;
+    pgw_config conf = lose_slot(t);
+    wt_insert(t, "k", "Lost1", "2");
+    wt_insert(t, "k", "Lost2", "3");
+    conf.recover = true;
+    void *inst = wt_open(t, &conf);
+    obx_event *ev[MAXEV];
+    assert_int_equal(wt_claim(t, inst, ev, 1, 1, 5000), 1);
+    assert_string_equal(ev[0]->event_type, "Lost1");
+    wt_ack(t, inst, ev, 1);
+    t->ops->close(inst); /* Lost2 still listed, the recovery not done */
+    end_walsender(t, t->name);
+    wt_exec(t, "SELECT pg_drop_replication_slot('%s')", t->name);
+    wt_insert(t, "k", "Lost3", "5");
+    inst = wt_open(t, &conf);
+    char types[256];
+    assert_int_equal(claim_types(t, inst, 2, types, sizeof types), 2);
+    assert_string_equal(types, "Lost2,Lost3");
+    assert_int_equal(wt_int(t, -1,
+                            "SELECT count(*) FROM outbox WHERE "
+                            "published_at IS NULL"),
                      0);
     t->ops->close(inst);
 }
@@ -1304,6 +1430,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_slot_advances, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_standby, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_standby_then_slot_gone_fails,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interrupted_recovery_is_redone,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_slot_loss_lists_again,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_slot_lost_and_recover, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bounded_buffer, setup, teardown),
