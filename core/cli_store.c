@@ -176,14 +176,57 @@ static void fmt_time(int64_t us, char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* n bytes of s (NUL bytes included) made safe for a terminal, on the
+ * heap (NULL only when out of memory): a dead letter's fields are event
+ * data, and a control byte in them (an escape sequence) would drive the
+ * terminal. Newlines come out as \x0a too, so a field cannot fake a row
+ * or a field of its own. */
+static char *shown_n(const char *s, size_t n)
+{
+    char *copy = malloc(n + 1), *out = NULL;
+    size_t len = 0;
+    FILE *mem = copy ? open_memstream(&out, &len) : NULL;
+    if (!mem) {
+        free(copy);
+        return NULL;
+    }
+    memcpy(copy, s ? s : "", s ? n : 0);
+    copy[s ? n : 0] = '\0';
+    for (size_t i = 0; s && i < n;) {
+        obx_put_text_escaped(mem, copy + i, false);
+        i += strlen(copy + i);
+        if (i < n) {
+            fputs("\\x00", mem);
+            i++;
+        }
+    }
+    free(copy);
+    if (fclose(mem) != 0) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static char *shown(const char *s)
+{
+    return shown_n(s, s ? strlen(s) : 0);
+}
+
+/* "?" for a field shown_n could not make (out of memory). */
+#define SHOWN(s) ((s) ? (s) : "?")
+
 static int print_row(void *ctx, const obx_dead_letter *d)
 {
     (void)ctx;
     char when[32];
     fmt_time(d->dead_at_us, when, sizeof when);
-    printf("%-36s  %-16s  %-20s  %3u  %s  %.80s\n", d->event->event_id,
-           d->event->key ? d->event->key : "", d->event->event_type,
-           d->event->attempts, when, d->reason ? d->reason : "");
+    char *f[] = {shown(d->event->event_id), shown(d->event->key),
+                 shown(d->event->event_type), shown(d->reason)};
+    printf("%-36s  %-16s  %-20s  %3u  %s  %.80s\n", SHOWN(f[0]), SHOWN(f[1]),
+           SHOWN(f[2]), d->event->attempts, when, SHOWN(f[3]));
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        free(f[i]);
     return 0;
 }
 
@@ -194,19 +237,28 @@ static int print_full(void *ctx, const obx_dead_letter *d)
     char when[32], made[32];
     fmt_time(d->dead_at_us, when, sizeof when);
     fmt_time(e->created_at_us, made, sizeof made);
+    char *f[] = {shown(e->event_id),       shown(e->key),
+                 shown(e->aggregate_type), shown(e->aggregate_id),
+                 shown(e->event_type),     shown(e->topic),
+                 shown(d->destination),    shown(d->reason)};
     printf("event_id:       %s\nkey:            %s\naggregate_type: %s\n"
            "aggregate_id:   %s\nevent_type:     %s\ntopic:          %s\n"
            "destination:    %s\ncreated_at:     %s\ndead_at:        %s\n"
            "attempts:       %u\nreason:         %s\n",
-           e->event_id, e->key ? e->key : "", e->aggregate_type,
-           e->aggregate_id, e->event_type, e->topic ? e->topic : "",
-           d->destination ? d->destination : "", made, when, e->attempts,
-           d->reason ? d->reason : "");
-    for (size_t i = 0; i < e->n_headers; i++)
-        printf("header:         %s: %s\n", e->headers[i].name,
-               e->headers[i].value);
-    printf("payload:        %.*s\n", (int)e->payload_len,
-           (const char *)e->payload);
+           SHOWN(f[0]), SHOWN(f[1]), SHOWN(f[2]), SHOWN(f[3]), SHOWN(f[4]),
+           SHOWN(f[5]), SHOWN(f[6]), made, when, e->attempts, SHOWN(f[7]));
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        free(f[i]);
+    for (size_t i = 0; i < e->n_headers; i++) {
+        char *name = shown(e->headers[i].name);
+        char *value = shown(e->headers[i].value);
+        printf("header:         %s: %s\n", SHOWN(name), SHOWN(value));
+        free(name);
+        free(value);
+    }
+    char *payload = shown_n((const char *)e->payload, e->payload_len);
+    printf("payload:        %s\n", SHOWN(payload));
+    free(payload);
     (*found)++;
     return 0;
 }

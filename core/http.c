@@ -136,7 +136,11 @@ obx_http *obx_http_start(const char *listen, const obx_http_handlers *h,
         return NULL;
     }
     s->h = *h;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD;
+    /* MHD_USE_AUTO: epoll (or poll) rather than select(), which fails
+     * once any descriptor of the process is past FD_SETSIZE (a relay with
+     * many pipelines and broker connections gets there). In libmicrohttpd
+     * since 0.9.52; Debian 12 has 0.9.75. */
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,

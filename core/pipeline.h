@@ -145,6 +145,15 @@ typedef struct obx_pipeline {
     atomic_int rc;       /* thread result: 0 ok, 1 fatal (read by the main
                             thread) */
     atomic_int finished; /* set after rc, just before the thread returns */
+
+    /* Reload bookkeeping (relay.c, main thread only). A pipeline a reload
+     * started is on trial until it opens: if it fails before that, the
+     * relay runs `previous` (the halted pipeline it replaced, NULL for an
+     * added one) again instead of stopping. `reverted`: running again on
+     * settings the config file no longer has, so the next reload restarts
+     * it even when the file is unchanged. */
+    bool trial, reverted;
+    struct obx_pipeline *previous;
 } obx_pipeline;
 
 /* Initialise engine state (metrics, key sets); plugins must be loaded and

@@ -146,21 +146,49 @@ fail:
     return -1;
 }
 
+/* A plugin's config error names only its line ("line 7: store.column.x:
+ * ..."; a plugin never sees the file name): make it "FILE:7: ..." like the
+ * core's own config errors. Other text is copied unchanged. */
+static void locate_err(const char *path, const char *err, char *out, size_t len)
+{
+    int line = 0, n = 0;
+    if (sscanf(err, "line %d: %n", &line, &n) == 1 && n > 0 && line > 0)
+        snprintf(out, len, "%s:%d: %s", path, line, err + n);
+    else
+        snprintf(out, len, "%s", err);
+}
+
+/* Where validate_one reports a problem: a FILE (check) or the log
+ * (run, reload). */
+typedef struct validate_sink {
+    FILE *out;          /* when not NULL */
+    obx_logger *lg;     /* otherwise */
+    const char *prefix; /* log lines only: "reload: " */
+} validate_sink;
+
 /* One problem line; counts it as a config error unless the plugin only
  * could not reach its server. */
-static void validate_report(obx_validation *v, FILE *out, const char *pipe,
+static void validate_report(obx_validation *v, const validate_sink *to,
+                            const char *path, const char *pipe,
                             const char *role, const char *plugin, obx_status st,
                             const char *err)
 {
-    obx_eprintf(out, "[pipeline %s] %s %s: %s\n", pipe, role, plugin, err);
+    char where[OBX_CORE_ERR_LEN + 256];
+    locate_err(path, err, where, sizeof where);
+    if (to->out)
+        obx_eprintf(to->out, "[pipeline %s] %s %s: %s\n", pipe, role, plugin,
+                    where);
+    else
+        obx_log(to->lg, OBX_LOG_ERROR, "core", "%s[pipeline %s] %s %s: %s",
+                to->prefix, pipe, role, plugin, where);
     if (st == OBX_UNAVAILABLE)
         v->unreachable++;
     else
         v->config_errors++;
 }
 
-static void validate_one(obx_pipeline *p, bool connect, FILE *out,
-                         obx_validation *v)
+static void validate_one(const char *path, obx_pipeline *p, bool connect,
+                         const validate_sink *to, obx_validation *v)
 {
     char err[OBX_CORE_ERR_LEN];
     if (OBX_HAS_OP(p->sops, obx_store_ops, validate)) {
@@ -168,24 +196,25 @@ static void validate_one(obx_pipeline *p, bool connect, FILE *out,
         obx_status st = p->sops->validate(&p->store_host, p->store_conf,
                                           connect, err, sizeof err);
         if (st != OBX_OK)
-            validate_report(v, out, p->name, "store", p->store_pl->desc->name,
-                            st, err);
+            validate_report(v, to, path, p->name, "store",
+                            p->store_pl->desc->name, st, err);
     }
     if (OBX_HAS_OP(p->bops, obx_broker_ops, validate)) {
         err[0] = '\0';
         obx_status st = p->bops->validate(&p->broker_host, p->broker_conf,
                                           connect, err, sizeof err);
         if (st != OBX_OK)
-            validate_report(v, out, p->name, "broker", p->broker_pl->desc->name,
-                            st, err);
+            validate_report(v, to, path, p->name, "broker",
+                            p->broker_pl->desc->name, st, err);
     }
 }
 
 obx_validation obx_relay_validate(obx_relay *r, bool connect, FILE *out)
 {
     obx_validation v = {0, 0};
+    validate_sink to = {out, NULL, ""};
     for (size_t i = 0; i < r->n_pipelines; i++)
-        validate_one(r->pipelines[i], connect, out, &v);
+        validate_one(r->conf.path, r->pipelines[i], connect, &to, &v);
     return v;
 }
 
@@ -235,6 +264,13 @@ bool obx_relay_ready(obx_relay *r, obx_buf *why)
  * blocked there (obx_relay_run), so it only ends a sigtimedwait. */
 #define OBX_WAKE_SIGNAL SIGUSR2
 
+/* How long a reload waits for the pipelines it started to open before it
+ * counts itself: sqlite opens in milliseconds; a server that is down
+ * trips the circuit (the pipeline retries: not a failed reload) after its
+ * connect timeout. A pipeline still opening then is settled later, by the
+ * main loop, without changing the count. */
+#define OBX_RELOAD_SETTLE_US (10 * 1000000LL)
+
 static void *pipeline_thread(void *arg)
 {
     obx_pipeline *p = arg;
@@ -272,25 +308,41 @@ static bool ready_cb(void *ctx, obx_buf *why)
     return ok;
 }
 
-static int start_http(obx_relay *r)
+static bool listen_off(const char *l)
 {
-    const char *l = r->settings.metrics_listen;
-    if (!l || !*l || strcmp(l, "off") == 0)
-        return 0;
+    return !l || !*l || strcmp(l, "off") == 0;
+}
+
+/* Serve /metrics, /healthz and /readyz for r on `l` (not off). NULL with
+ * err filled when it cannot listen there. */
+static obx_http *http_open(obx_relay *r, const char *l, char *err,
+                           size_t errlen)
+{
     static const obx_http_handlers proto = {NULL, render_metrics, ready_cb};
     obx_http_handlers h = proto;
     h.ctx = r;
-    char err[256];
-    r->http = obx_http_start(l, &h, err, sizeof err);
-    if (!r->http) {
-        obx_log(r->lg, OBX_LOG_ERROR, "core", "%s", err);
-        return -1;
-    }
+    obx_http *s = obx_http_start(l, &h, err, errlen);
+    if (!s)
+        return NULL;
     /* The port actually bound: with :0 the kernel picked it. */
     const char *colon = strrchr(l, ':');
     obx_log(r->lg, OBX_LOG_INFO, "core",
             "metrics on http://%.*s:%u/metrics, /healthz, /readyz",
-            (int)(colon - l), l, obx_http_port(r->http));
+            (int)(colon - l), l, obx_http_port(s));
+    return s;
+}
+
+static int start_http(obx_relay *r)
+{
+    const char *l = r->settings.metrics_listen;
+    if (listen_off(l))
+        return 0;
+    char err[256];
+    r->http = http_open(r, l, err, sizeof err);
+    if (!r->http) {
+        obx_log(r->lg, OBX_LOG_ERROR, "core", "%s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -367,6 +419,8 @@ static const char *signal_name(int sig)
     return "signal";
 }
 
+static size_t settle_trials(obx_relay *r);
+
 /* Wait for a signal or for every pipeline to finish, keeping the
  * supervisor informed. */
 static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
@@ -376,7 +430,9 @@ static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
     obx_stop_signals(&set);
     sigaddset(&set, OBX_WAKE_SIGNAL);
     struct timespec tick = {0, 100 * 1000 * 1000};
-    while (running(r) > 0) {
+    /* settle_trials first: a reloaded pipeline that could not open is not
+     * a reason to stop (nor, as the last one, to think all are done) */
+    while (settle_trials(r), running(r) > 0) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == OBX_WAKE_SIGNAL)
             sig = 0; /* a pipeline is done: see why, count again */
@@ -398,8 +454,9 @@ static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
         obx_supervisor_tick(sv, r);
         progress(r, once, &next_progress);
         bool failed = false;
-        for (size_t i = 0; i < r->n_pipelines; i++)
-            failed |= atomic_load(&r->pipelines[i]->rc) != 0;
+        for (size_t i = 0; i < r->n_pipelines; i++) /* trials: above */
+            failed |= !r->pipelines[i]->trial &&
+                      atomic_load(&r->pipelines[i]->rc) != 0;
         if (failed)
             atomic_store(&r->stop, 1);
     }
@@ -427,6 +484,8 @@ static int join_all(obx_relay *r)
 /* Free one pipeline that is not running (never started, or joined). */
 static void pipeline_free(obx_pipeline *p)
 {
+    if (p->previous)
+        pipeline_free(p->previous);
     if (p->store_pl && p->store_conf)
         obx_options_free((obx_optable){p->store_pl->desc->options,
                                        p->store_pl->desc->option_size},
@@ -472,7 +531,9 @@ static bool same_pipeline(const obx_relay *r, const obx_pipeline *op,
         if (!found)
             return false;
     }
-    return strcmp(op->store_pl->path, np->store_pl->path) == 0 &&
+    /* a reverted one runs settings the file no longer has */
+    return !op->reverted &&
+           strcmp(op->store_pl->path, np->store_pl->path) == 0 &&
            strcmp(op->broker_pl->path, np->broker_pl->path) == 0;
 }
 
@@ -513,15 +574,144 @@ static int adopt(obx_relay *r, obx_relay *nr, obx_pipeline **next, size_t n)
     return 0;
 }
 
-static void restart_http_if_moved(obx_relay *r, const char *old_listen)
+static const char *listen_port(const char *l)
 {
-    const char *now =
-        r->settings.metrics_listen ? r->settings.metrics_listen : "";
-    if (strcmp(old_listen, now) == 0)
-        return;
+    const char *colon = l ? strrchr(l, ':') : NULL;
+    return colon ? colon + 1 : "";
+}
+
+/* A reload's new metrics_listen, bound before anything else changes so a
+ * port that is taken fails the reload with the old endpoint still up.
+ * *out is the new server (NULL for off). Returns -1 with err filled when
+ * it cannot listen. */
+static int bind_new_listener(obx_relay *r, const char *l, obx_http **out,
+                             char *err, size_t errlen)
+{
+    *out = NULL;
+    if (listen_off(l))
+        return 0;
+    *out = http_open(r, l, err, errlen);
+    const char *old = r->settings.metrics_listen;
+    if (*out || !r->http || strcmp(listen_port(l), listen_port(old)) != 0 ||
+        strcmp(listen_port(l), "0") == 0)
+        return *out ? 0 : -1;
+    /* The same port on another address ("127.0.0.1:9464" to
+     * "0.0.0.0:9464"): the old endpoint holds it until it is closed. */
     obx_http_stop(r->http);
     r->http = NULL;
-    start_http(r);
+    char e2[256];
+    *out = http_open(r, l, e2, sizeof e2);
+    if (*out)
+        return 0;
+    snprintf(err, errlen, "%s", e2);
+    r->http = http_open(r, old, e2, sizeof e2);
+    if (!r->http)
+        obx_log(r->lg, OBX_LOG_ERROR, "core",
+                "reload: cannot listen on the previous metrics_listen again "
+                "either: %s; /metrics, /healthz and /readyz are down until a "
+                "reload that can bind",
+                e2);
+    return -1;
+}
+
+static void reload_failed(obx_relay *r, obx_log_level level,
+                          obx_log_format format, const char *why)
+{
+    r->lg->level = level; /* the new file's [relay] applied at its load */
+    r->lg->format = format;
+    atomic_fetch_add(&r->reloads_failed, 1);
+    obx_log(r->lg, OBX_LOG_ERROR, "core",
+            "reload: %s; still running the previous config", why);
+}
+
+/* Pipelines on trial (started by a reload, not open yet): one that has
+ * opened passes (its previous is freed); one that failed before it opened
+ * (a config error only open finds: a column the table does not have, a
+ * directory that is not there) is dropped and its previous settings run
+ * again, or, added by the reload, it is not run at all. The relay stays
+ * up either way. Returns how many failed. Main thread. */
+static size_t settle_trials(obx_relay *r)
+{
+    size_t failed = 0;
+    if (atomic_load(&r->stop))
+        return 0; /* stopping: nothing to start again */
+    for (size_t i = 0; i < r->n_pipelines; i++) {
+        obx_pipeline *p = r->pipelines[i];
+        if (!p->trial)
+            continue;
+        if (atomic_load(&p->opened)) {
+            p->trial = false;
+            if (p->previous)
+                pipeline_free(p->previous);
+            p->previous = NULL;
+            continue;
+        }
+        /* still opening, or stopped by the relay (rc 0) before it could */
+        if ((p->started && !atomic_load(&p->finished)) ||
+            atomic_load(&p->rc) == 0)
+            continue;
+        if (p->started) {
+            pthread_join(p->thread, NULL);
+            p->started = false;
+        }
+        obx_pipeline *prev = p->previous;
+        p->previous = NULL;
+        pthread_mutex_lock(&r->mu);
+        if (prev)
+            r->pipelines[i] = prev;
+        else
+            memmove(&r->pipelines[i], &r->pipelines[i + 1],
+                    (--r->n_pipelines - i) * sizeof *r->pipelines);
+        pthread_mutex_unlock(&r->mu);
+        obx_log(r->lg, OBX_LOG_ERROR, "core",
+                "reload: pipeline %s cannot open with its new settings (the "
+                "error is above): %s; fix the config and reload",
+                p->name,
+                prev ? "it runs its previous settings again"
+                     : "this new pipeline is not running");
+        pipeline_free(p);
+        failed++;
+        if (prev) {
+            prev->reverted = true;
+            atomic_store(&prev->halt, 0);
+            atomic_store(&prev->rc, 0);
+            start_pipeline(r, prev);
+        } else {
+            i--;
+        }
+    }
+    return failed;
+}
+
+/* Wait (bounded) until each pipeline on trial has opened, failed, or found
+ * a server down (its circuit retries that: not the config's fault), so
+ * the reload can say how it went. */
+static size_t await_trials(obx_relay *r)
+{
+    int64_t deadline = obx_mono_us() + OBX_RELOAD_SETTLE_US;
+    for (;;) {
+        bool waiting = false;
+        for (size_t i = 0; i < r->n_pipelines && !waiting; i++) {
+            obx_pipeline *p = r->pipelines[i];
+            waiting = p->trial && p->started && !atomic_load(&p->finished) &&
+                      !atomic_load(&p->opened) &&
+                      !atomic_load(&p->metrics.circuit_open);
+        }
+        if (!waiting || obx_mono_us() > deadline)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return settle_trials(r);
+}
+
+/* Index in r->pipelines of the running pipeline named `name`, or -1. */
+static long old_index(const obx_relay *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        if (strcmp(r->pipelines[i]->name, name) == 0)
+            return (long)i;
+    return -1;
 }
 
 void obx_relay_reload(obx_relay *r)
@@ -532,73 +722,121 @@ void obx_relay_reload(obx_relay *r)
     obx_log_format format = r->lg->format;
     if (obx_relay_load(&nr, r->conf.path, r->exe_dir, r->lg, err, sizeof err) !=
         0) {
-        r->lg->level = level;
-        r->lg->format = format;
-        atomic_fetch_add(&r->reloads_failed, 1);
-        obx_log(r->lg, OBX_LOG_ERROR, "core",
-                "reload: %s; still running the previous config", err);
+        reload_failed(r, level, format, err);
         return;
     }
     size_t n = nr.n_pipelines, kept = 0, restarted = 0, added = 0;
     obx_pipeline **next = calloc(n, sizeof *next);
     bool *halt = calloc(r->n_pipelines + 1, sizeof *halt);
-    bool *carried = calloc(n + 1, sizeof *carried);
-    if (!next || !halt || !carried) {
+    long *prev = calloc(n + 1, sizeof *prev);   /* old index, -1: added */
+    bool *fresh = calloc(n + 1, sizeof *fresh); /* of next[]: to start */
+    if (!next || !halt || !prev || !fresh) {
         free(next);
         free(halt);
-        free(carried);
+        free(prev);
+        free(fresh);
         obx_relay_free(&nr);
-        atomic_fetch_add(&r->reloads_failed, 1);
-        obx_log(r->lg, OBX_LOG_ERROR, "core", "reload: out of memory");
+        reload_failed(r, level, format, "out of memory");
         return;
     }
     for (size_t i = 0; i < r->n_pipelines; i++)
         halt[i] = true;
     for (size_t j = 0; j < n; j++) {
         obx_pipeline *np = nr.pipelines[j];
-        for (size_t i = 0; i < r->n_pipelines && !next[j]; i++)
-            if (strcmp(r->pipelines[i]->name, np->name) == 0) {
-                if (same_pipeline(r, r->pipelines[i], &nr, np) &&
-                    atomic_load(&r->pipelines[i]->rc) == 0) {
-                    next[j] = r->pipelines[i];
-                    halt[i] = false;
-                    carried[j] = true;
-                    kept++;
-                } else {
-                    restarted++;
-                }
-            }
+        long i = prev[j] = old_index(r, np->name);
+        if (i >= 0 && same_pipeline(r, r->pipelines[i], &nr, np) &&
+            atomic_load(&r->pipelines[i]->rc) == 0) {
+            next[j] = r->pipelines[i];
+            halt[i] = false;
+            kept++;
+        } else if (i >= 0) {
+            restarted++;
+        }
     }
     added = n - kept - restarted;
     size_t removed = r->n_pipelines - kept - restarted;
+    /* Everything `check` (without --connect) would reject fails the reload
+     * here, while every pipeline still runs as before. */
+    obx_validation v = {0, 0};
+    validate_sink to = {NULL, r->lg, "reload: "};
+    for (size_t j = 0; j < n; j++)
+        if (!next[j])
+            validate_one(nr.conf.path, nr.pipelines[j], false, &to, &v);
+    const char *nl =
+        nr.settings.metrics_listen ? nr.settings.metrics_listen : "";
+    const char *ol =
+        r->settings.metrics_listen ? r->settings.metrics_listen : "";
+    bool moved = strcmp(nl, ol) != 0;
+    obx_http *nh = NULL;
+    if (v.config_errors || v.unreachable)
+        snprintf(err, sizeof err, "%u error%s in plugin settings (above)",
+                 v.config_errors + v.unreachable,
+                 v.config_errors + v.unreachable == 1 ? "" : "s");
+    if ((v.config_errors || v.unreachable) ||
+        (moved && bind_new_listener(r, nl, &nh, err, sizeof err) != 0)) {
+        free(next);
+        free(halt);
+        free(prev);
+        free(fresh);
+        obx_relay_free(&nr);
+        reload_failed(r, level, format, err);
+        return;
+    }
     halt_and_join(r, halt);
-    char old_listen[256];
-    snprintf(old_listen, sizeof old_listen, "%s",
-             r->settings.metrics_listen ? r->settings.metrics_listen : "");
     pthread_mutex_lock(&r->mu);
-    for (size_t i = 0; i < r->n_pipelines; i++)
-        if (halt[i])
-            pipeline_free(r->pipelines[i]);
     for (size_t j = 0; j < n; j++) {
-        if (carried[j]) {
+        if (next[j]) {
             pipeline_free(nr.pipelines[j]); /* built, never started */
             continue;
         }
         next[j] = nr.pipelines[j];
         next[j]->stop = &r->stop;
+        next[j]->trial = fresh[j] = true;
+        if (prev[j] >= 0) { /* to run again if the new one cannot open */
+            obx_pipeline *old = r->pipelines[prev[j]];
+            /* one step back only: no chain of ever older settings */
+            if (old->previous)
+                pipeline_free(old->previous);
+            old->previous = NULL;
+            next[j]->previous = old;
+            halt[prev[j]] = false;
+        }
     }
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        if (halt[i]) /* removed */
+            pipeline_free(r->pipelines[i]);
     int rc = adopt(r, &nr, next, n);
     pthread_mutex_unlock(&r->mu);
     if (rc != 0) {
         obx_log(r->lg, OBX_LOG_ERROR, "core", "reload: out of memory");
         atomic_store(&r->stop, 1);
     }
+    if (moved) {
+        obx_http *old = r->http;
+        r->http = nh;
+        obx_http_stop(old);
+        if (!nh)
+            obx_log(r->lg, OBX_LOG_INFO, "core", "metrics endpoint off");
+    }
     for (size_t j = 0; j < n && rc == 0; j++)
-        if (!carried[j])
+        if (fresh[j])
             start_pipeline(r, r->pipelines[j]);
-    restart_http_if_moved(r, old_listen);
     free(halt);
-    free(carried);
+    free(prev);
+    free(fresh);
+    /* One last line says how it went, after the pipelines it started
+     * opened or failed. */
+    size_t failed = rc == 0 ? await_trials(r) : 0;
+    if (failed) {
+        atomic_fetch_add(&r->reloads_failed, 1);
+        obx_log(r->lg, OBX_LOG_ERROR, "core",
+                "reload: failed: %zu pipeline%s could not open with the new "
+                "settings (%zu unchanged, %zu restarted, %zu added, %zu "
+                "removed)",
+                failed, failed == 1 ? "" : "s", kept, restarted, added,
+                removed);
+        return;
+    }
     atomic_fetch_add(&r->reloads_ok, 1);
     obx_log(r->lg, OBX_LOG_INFO, "core",
             "reload: %zu pipeline%s unchanged, %zu restarted with new "
@@ -608,6 +846,14 @@ void obx_relay_reload(obx_relay *r)
 
 static int run_pipelines(obx_relay *r, bool once)
 {
+    /* What `check` finds without connecting, with file:line, before any
+     * pipeline opens (open would stop the relay with less to go on). */
+    obx_validation v = {0, 0};
+    validate_sink to = {NULL, r->lg, ""};
+    for (size_t i = 0; i < r->n_pipelines; i++)
+        validate_one(r->conf.path, r->pipelines[i], false, &to, &v);
+    if (v.config_errors || v.unreachable)
+        return 1;
     if (start_http(r) != 0)
         return 1;
     obx_supervisor sv;

@@ -69,11 +69,17 @@ void obx_stop_signals(sigset_t *set);
  * code: 0 ok, 1 runtime failure. */
 int obx_relay_run(obx_relay *r, bool once);
 
-/* SIGHUP: read and validate the config file again. Invalid: log the
- * error (file:line), count it, keep running as before. Valid: pipelines
- * whose keys or plugins changed finish their batch, settle it and restart
- * with the new settings; unchanged ones run on untouched; added ones start,
- * removed ones stop. Main thread only, while the relay runs. */
+/* SIGHUP: read and validate the config file again (the plugins' validate
+ * without connecting, for new and changed pipelines) and bind a changed
+ * metrics_listen. Any of that fails: log the error (file:line), count it,
+ * keep running as before, untouched. Valid: pipelines whose keys or
+ * plugins changed finish their batch, settle it and restart with the new
+ * settings; unchanged ones run on untouched; added ones start, removed
+ * ones stop. A restarted pipeline that then cannot open runs its previous
+ * settings again (an added one is dropped): the reload counts as failed,
+ * the relay stays up. Blocks up to the in-flight batches' settling plus
+ * 10 s for the new pipelines to open. Main thread only, while the relay
+ * runs. */
 void obx_relay_reload(obx_relay *r);
 
 /* The pipeline named `name`, or the first one when name is NULL. */

@@ -389,12 +389,16 @@ int sq_columns_found(sqlite3 *db, const char *table, const char *const *want,
     return rc;
 }
 
+/* Whether table `name` is in the main schema. SQLite matches names
+ * without regard to (ASCII) case, as NOCASE does: "Outbox" in the config
+ * is the table "outbox" our statements will use. */
 static int sq_table_exists(sq_store *s, const char *name, bool *exists)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        s->db, "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-        -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT 1 FROM sqlite_schema WHERE type = "
+                                "'table' AND name = ?1 COLLATE NOCASE",
+                                -1, &st, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         rc = sqlite3_step(st);

@@ -1289,6 +1289,28 @@ static void test_open_errors(void **state)
         fail_msg("validate error '%s' does not name the missing column", err);
 }
 
+/* SQLite table names are case-insensitive: store.table = Outbox is the
+ * table "outbox". check --connect with create_schema = false must find it
+ * (it said "no table" while run worked), as open does. */
+static void test_table_name_case(void **state)
+{
+    sqt *t = *state;
+    void *s = sqt_open(t, NULL); /* creates "outbox" */
+    t->ops->close(s);
+    sq_config c = t->conf;
+    c.table = "OutBox";
+    c.create_schema = false;
+    ERRBUF;
+    err[0] = '\0';
+    obx_status st = t->ops->validate(t->host, &c, true, err, sizeof err);
+    if (st != OBX_OK)
+        fail_msg("validate of table \"OutBox\" (is \"outbox\"): %s: %s",
+                 obx_status_name(st), err);
+    void *inst = NULL;
+    assert_int_equal(t->ops->open(t->host, &c, &inst, err, sizeof err), OBX_OK);
+    t->ops->close(inst);
+}
+
 /* Issue 15 item 1: SQLite reads an unknown double-quoted identifier as a
  * string literal, so a store.column.* name that is not in the table used
  * to publish every event with the column's name as its payload (or id, or
@@ -1571,6 +1593,7 @@ int main(void)
         T(test_column_errors),
         T(test_open_errors),
         T(test_mapped_column_missing),
+        T(test_table_name_case),
         T(test_double_quoted_literal_refused),
         T(test_claim_wait),
         T(test_busy_unavailable),
