@@ -49,6 +49,7 @@ typedef enum kfk_state {
 
 /* The publish call in progress; n == 0 between calls. */
 typedef struct kfk_call {
+    obx_event *const *events; /* borrowed for the call */
     obx_result *results;
     unsigned char *state; /* kfk_state per event */
     size_t n;
@@ -61,6 +62,9 @@ typedef struct kfk_call {
      * way comes after it and says a broker is up: what had no report by
      * then is an outage's, and counts no attempt. */
     bool went_down;
+    /* A failed event's key could not be remembered (out of memory): hold
+     * every later keyed event of the call, as any of them may be its. */
+    bool keys_lost;
     int timeout_ms;
 } kfk_call;
 
@@ -72,7 +76,7 @@ typedef struct kfk_broker {
     kfk_call call;
     unsigned char *state; /* capacity for call.state */
     size_t state_cap;
-    obc_keyset failed_keys; /* keys failed in this call */
+    obc_keyset failed_keys; /* keys of events failed in this call */
     obc_keyset topics;      /* name -> rd_kafka_topic_t, for rk */
     bool down;              /* no broker usable, until proven again */
     char down_reason[OBX_ERRSTR_LEN];
@@ -255,11 +259,19 @@ static void kfk_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
         c->state[i] = KFK_UNSENT; /* we purged it: finish() labels it */
     } else {
         c->state[i] = KFK_DONE;
-        if (m->err)
+        if (m->err) {
             kfk_fail(&c->results[i], m->err, KFK_AT_DELIVERY,
                      rd_kafka_topic_name(m->rkt));
-        else
+            /* Reports are served while the batch is still being produced
+             * (past max_in_flight, or with librdkafka's queue full): the
+             * later events of this key not yet produced must wait for
+             * this one's retry, not go out ahead of it. */
+            const char *key = c->events[i]->key;
+            if (key && obc_keyset_add(&k->failed_keys, key) != 0)
+                c->keys_lost = true;
+        } else {
             kfk_fill(&c->results[i], OBX_OK, "%s", "");
+        }
     }
     if (c->inflight == c->wake_at)
         rd_kafka_yield(rk); /* what we wait for: return from flush now */
@@ -421,8 +433,8 @@ static int kfk_ms_left(const kfk_broker *k, int64_t deadline_us)
 
 /* Start a call: size the state array, open the window of message numbers.
  * -1 when out of memory. */
-static int kfk_begin(kfk_broker *k, obx_result *results, size_t n,
-                     int timeout_ms)
+static int kfk_begin(kfk_broker *k, obx_event *const *events,
+                     obx_result *results, size_t n, int timeout_ms)
 {
     if (n > k->state_cap) {
         unsigned char *s = realloc(k->state, n);
@@ -433,7 +445,8 @@ static int kfk_begin(kfk_broker *k, obx_result *results, size_t n,
     }
     memset(k->state, KFK_UNSENT, n);
     obc_keyset_clear(&k->failed_keys);
-    k->call = (kfk_call){.results = results,
+    k->call = (kfk_call){.events = events,
+                         .results = results,
                          .state = k->state,
                          .n = n,
                          .base = k->next_seq,
@@ -534,9 +547,24 @@ static bool kfk_stopped(const kfk_broker *k)
     return k->fatal || k->down || k->call.went_down;
 }
 
+/* Hold event i back when an earlier event of its key failed in this call
+ * (refused at once, or by a delivery report served meanwhile): true when
+ * it was held. */
+static bool kfk_hold(kfk_broker *k, const obx_event *ev, size_t i)
+{
+    kfk_call *c = &k->call;
+    if (!ev->key ||
+        (!c->keys_lost && !obc_keyset_has(&k->failed_keys, ev->key)))
+        return false;
+    c->state[i] = KFK_HELD;
+    kfk_fill(&c->results[i], OBX_RETRY, "not attempted");
+    return true;
+}
+
 /* Hand one event over, waiting (serving reports) while librdkafka's queue
- * is full. Returns false when the call must stop producing: deadline,
- * fatal error, brokers down. */
+ * is full; held back instead when a report served in that wait failed an
+ * earlier event of its key. Returns false when the call must stop
+ * producing: deadline, fatal error, brokers down. */
 static bool kfk_produce_one(kfk_broker *k, const obx_event *ev, size_t i,
                             int64_t deadline)
 {
@@ -549,6 +577,8 @@ static bool kfk_produce_one(kfk_broker *k, const obx_event *ev, size_t i,
         if (ms == 0 || kfk_stopped(k))
             return false;
         rd_kafka_poll(k->rk, ms > 10 ? 10 : ms);
+        if (kfk_hold(k, ev, i))
+            return true;
     }
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         c->state[i] = KFK_INFLIGHT;
@@ -589,18 +619,16 @@ static bool kfk_wait_room(kfk_broker *k, int64_t deadline)
 }
 
 /* Hand the events over in array order (librdkafka keeps that order per
- * partition); later events of a key that failed here are held back. */
+ * partition); later events of a key that failed here (refused, or failed
+ * in a report served meanwhile) are held back. */
 static void kfk_produce_all(kfk_broker *k, obx_event *const *events, size_t n,
                             int64_t deadline)
 {
     kfk_call *c = &k->call;
     for (size_t i = 0; i < n && !kfk_stopped(k); i++) {
         const obx_event *ev = events[i];
-        if (ev->key && obc_keyset_has(&k->failed_keys, ev->key)) {
-            c->state[i] = KFK_HELD;
-            kfk_fill(&c->results[i], OBX_RETRY, "not attempted");
+        if (kfk_hold(k, ev, i))
             continue;
-        }
         if (!ev->destination || !*ev->destination) {
             /* The engine refuses these first; never trust it blindly. */
             c->state[i] = KFK_DONE;
@@ -612,6 +640,9 @@ static void kfk_produce_all(kfk_broker *k, obx_event *const *events, size_t n,
         }
         if (!kfk_wait_room(k, deadline))
             return;
+        /* The wait served reports: one may have failed this key. */
+        if (kfk_hold(k, ev, i))
+            continue;
         if (kfk_ms_left(k, deadline) == 0 ||
             !kfk_produce_one(k, ev, i, deadline))
             return;
@@ -728,13 +759,20 @@ static obx_status kafka_publish(void *inst, obx_event *const *events, size_t n,
 {
     kfk_broker *k = inst;
     int64_t deadline = k->host->mono_us() + (int64_t)timeout_ms * 1000;
-    if (kfk_begin(k, results, n, timeout_ms) != 0)
+    if (kfk_begin(k, events, results, n, timeout_ms) != 0)
         return kfk_fail_all(k, results, n, OBX_UNAVAILABLE,
                             "kafka: out of memory");
     rd_kafka_poll(k->rk, 0); /* pending errors and late reports first */
-    if (k->down && !k->fatal) {
+    /* An outage reported before this call produced anything (served just
+     * now: it may be a bounce long over) is settled by a metadata request.
+     * When a broker answers, went_down is cleared: it stands for messages
+     * of this call left without a report by an outage, and there are none
+     * yet; kept, it would fail the call unproduced and cost the engine a
+     * circuit backoff for each bounce. */
+    if ((k->down || k->call.went_down) && !k->fatal) {
         int64_t probe = k->conf->probe_timeout_ms;
-        kfk_probe(k, (int)(probe < timeout_ms ? probe : timeout_ms));
+        if (kfk_probe(k, (int)(probe < timeout_ms ? probe : timeout_ms)))
+            k->call.went_down = false;
     }
     if (k->fatal)
         return kfk_fail_all(k, results, n, OBX_FATAL, k->fatal_reason);
@@ -758,17 +796,25 @@ static obx_status kafka_flush(void *inst, int timeout_ms)
     return err == RD_KAFKA_RESP_ERR_NO_ERROR ? OBX_OK : OBX_UNAVAILABLE;
 }
 
-/* For the circuit breaker: a metadata request with probe_timeout. OBX_OK
- * when a broker answered; OBX_UNAVAILABLE with the reason otherwise, and
- * after a fatal producer error. */
+/* For the circuit breaker (see broker.h; pipeline thread): a metadata
+ * request with probe_timeout. OBX_OK when a broker answered;
+ * OBX_UNAVAILABLE with the reason in errstr otherwise. Also OBX_OK after
+ * a fatal producer error, without a probe: waiting cannot mend the
+ * producer, and only publish() can have it replaced (it returns OBX_FATAL
+ * at once, without producing, and the engine closes and reopens the
+ * instance, as for a fatal error seen in publish); UNAVAILABLE here would
+ * keep the engine from ever calling publish, the pipeline paused for
+ * good. */
 static obx_status kafka_health(void *inst, char *errstr, size_t errlen)
 {
     kfk_broker *k = inst;
+    char tmp[8];
     rd_kafka_poll(k->rk, 0);
-    if (k->fatal) {
-        snprintf(errstr, errlen, "%s", k->fatal_reason);
-        return OBX_UNAVAILABLE;
-    }
+    /* The fatal state is set before its error event is served: look. */
+    if (!k->fatal && rd_kafka_fatal_error(k->rk, tmp, sizeof tmp))
+        kfk_set_fatal(k);
+    if (k->fatal)
+        return OBX_OK;
     if (kfk_probe(k, (int)k->conf->probe_timeout_ms))
         return OBX_OK;
     snprintf(errstr, errlen, "%s", k->down_reason);

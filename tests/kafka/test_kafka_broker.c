@@ -538,6 +538,66 @@ static void test_fatal_error_asks_for_a_reopen(void **state)
     free_batch(&c);
 }
 
+/* What the engine does with a batch while the circuit is open for a
+ * broker reason (core/engine.c: circuit_allows, publish_done): the health
+ * op first, the batch only once it says OK; OBX_FATAL from publish closes
+ * the instance and opens a new one. Until publish returns OBX_OK or ms
+ * pass; the last health error goes to err. */
+static obx_status engine_retry(fixture *f, batch *b, int ms, char *err,
+                               size_t len)
+{
+    obx_status st = OBX_UNAVAILABLE;
+    snprintf(err, len, "health never said OK");
+    for (int64_t end = kt_now_ms() + ms; kt_now_ms() < end;) {
+        char why[OBX_ERRSTR_LEN] = "";
+        if (f->ops->health(f->inst, why, sizeof why) != OBX_OK) {
+            snprintf(err, len, "health: %s", why);
+            kt_sleep_ms(200); /* the circuit's backoff */
+            continue;
+        }
+        st = publish(f, b, 10000);
+        if (st == OBX_OK)
+            return st;
+        snprintf(err, len, "publish: %s: %s", obx_status_name(st),
+                 b->res[0].errstr);
+        if (st == OBX_FATAL) {
+            close_inst(f);
+            open_inst(f);
+        }
+    }
+    return st;
+}
+
+/* A fatal producer error that comes up while the circuit is open: here
+ * the late answer to a request of a call that returned unavailable (no
+ * broker answered in time). health must not keep the circuit open for
+ * ever on it: the engine calls publish only after health said OK, and
+ * only publish can ask for the new producer (OBX_FATAL). */
+static void test_fatal_error_while_circuit_open_recovers(void **state)
+{
+    fixture *f = *state;
+    open_inst(f);
+    batch warm = mk_batch(f, 0, 10, 3, 64);
+    assert_int_equal(publish(f, &warm, 10000), OBX_OK);
+    assert_all_ok(&warm);
+    f->faults = true;
+    rd_kafka_mock_push_request_errors(
+        f->mock.cluster, KT_API_PRODUCE, 1,
+        RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    set_rtt(f, -1, 1500);
+    batch b = mk_batch(f, 10, 10, 3, 64);
+    assert_int_equal(publish(f, &b, 300), OBX_UNAVAILABLE); /* circuit opens */
+    set_rtt(f, -1, 0);
+    kt_sleep_ms(2500); /* the answers land, one of them fatal */
+    char err[2 * OBX_ERRSTR_LEN];
+    obx_status st = engine_retry(f, &b, 8000, err, sizeof err);
+    if (st != OBX_OK)
+        fail_msg("the relay did not recover: %s", err);
+    assert_all_ok(&b);
+    free_batch(&warm);
+    free_batch(&b);
+}
+
 /* Partitions 0-1 led by broker 1, 2-3 by broker 2, which answers after
  * 2 s: with a 600 ms timeout, events on broker 1 are confirmed and those
  * on broker 2 time out alone: RETRY, counted as an attempt. */
@@ -598,6 +658,87 @@ static void test_no_broker_answer_is_unavailable(void **state)
         assert_int_equal(b.res[i].status, OBX_UNAVAILABLE);
     set_rtt(f, -1, 0);
     f->rtt_set = false;
+    free_batch(&warm);
+    free_batch(&b);
+}
+
+/* A delivery report that fails an event while the batch is still being
+ * produced (max_in_flight = 1: each report comes in before the next event
+ * goes out) holds back the later events of its key, and only of its key:
+ * sent, they would reach the topic ahead of the failed event's retry. */
+static void test_failed_report_holds_its_key_mid_batch(void **state)
+{
+    fixture *f = *state;
+    f->conf.max_in_flight = 1;
+    open_inst(f);
+    batch warm = mk_batch(f, 0, 4, 2, 64);
+    assert_int_equal(publish(f, &warm, 10000), OBX_OK);
+    assert_all_ok(&warm);
+    /* The broker refuses the next record batch: that of seq 4 alone. */
+    f->faults = true;
+    rd_kafka_mock_push_request_errors(f->mock.cluster, KT_API_PRODUCE, 1,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    /* In this order: k0 4, k0 6 (its report comes in while waiting for
+     * room for this one), k1 5, k0 8, k1 7, k1 9. */
+    batch b = mk_batch(f, 4, 6, 2, 64);
+    static const size_t order[6] = {0, 2, 1, 4, 3, 5};
+    static const bool held[6] = {false, true, false, true, false, false};
+    for (size_t i = 0; i < b.n; i++)
+        b.ptrs[i] = &b.ev[order[i]];
+    assert_int_equal(publish(f, &b, 10000), OBX_OK);
+    assert_int_equal(b.res[0].status, OBX_RETRY);
+    assert_non_null(strstr(b.res[0].errstr, "MSG_SIZE_TOO_LARGE"));
+    for (size_t i = 1; i < b.n; i++) {
+        const obx_result *r = &b.res[i];
+        bool ok = held[i] ? r->status == OBX_RETRY &&
+                                strcmp(r->errstr, "not attempted") == 0
+                          : r->status == OBX_OK;
+        if (!ok)
+            fail_msg("seq %zu (%s): %s: %s", order[i] + 4,
+                     held[i] ? "k0, after the failed one" : "k1",
+                     obx_status_name(r->status), r->errstr);
+    }
+    /* The engine's retry: the failed event, then those held behind it. */
+    obx_event *again[3] = {&b.ev[0], &b.ev[2], &b.ev[4]};
+    obx_result res[3];
+    assert_int_equal(f->ops->publish(f->inst, again, 3, res, 10000), OBX_OK);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(res[i].status, OBX_OK);
+    kt_msgs m = kt_consume(f->mock.bootstraps, f->topic, 10, 500, 15000);
+    assert_exactly_once(&m, 10, 2); /* and in order per key */
+    kt_msgs_free(&m);
+    free_batch(&warm);
+    free_batch(&b);
+}
+
+/* All brokers go down and come back between two calls, nobody serving
+ * the producer meanwhile (an idle pipeline): the next call finds the
+ * ALL_BROKERS_DOWN of the bounce still queued. Its probe gets an answer,
+ * so the call goes ahead rather than failing unproduced, which would
+ * open the circuit for a backoff after every bounce. */
+static void test_outage_between_calls_is_settled_by_the_probe(void **state)
+{
+    fixture *f = *state;
+    prop(f, "reconnect.backoff.max.ms", "200");
+    open_inst(f);
+    batch warm = mk_batch(f, 0, 20, 5, 64);
+    assert_int_equal(publish(f, &warm, 10000), OBX_OK);
+    assert_all_ok(&warm);
+    f->faults = true;
+    rd_kafka_mock_broker_set_down(f->mock.cluster, -1);
+    kt_sleep_ms(1500); /* librdkafka sees every connection fail */
+    rd_kafka_mock_broker_set_up(f->mock.cluster, -1);
+    f->faults = false;
+    kt_sleep_ms(1500); /* and reconnects */
+    batch b = mk_batch(f, 20, 20, 5, 64);
+    obx_status st = publish(f, &b, 10000);
+    if (st != OBX_OK)
+        fail_msg("publish after the bounce: %s: %s", obx_status_name(st),
+                 b.res[0].errstr);
+    assert_all_ok(&b);
+    kt_msgs m = kt_consume(f->mock.bootstraps, f->topic, 40, 300, 15000);
+    assert_exactly_once(&m, 40, 5);
+    kt_msgs_free(&m);
     free_batch(&warm);
     free_batch(&b);
 }
@@ -676,6 +817,9 @@ int main(void)
         T(test_leader_changes_mid_stream_lose_nothing),
         T(test_unknown_topic_is_permanent),
         T(test_fatal_error_asks_for_a_reopen),
+        T(test_fatal_error_while_circuit_open_recovers),
+        T(test_failed_report_holds_its_key_mid_batch),
+        T(test_outage_between_calls_is_settled_by_the_probe),
         T(test_timeout_alone_is_retry),
         T(test_no_broker_answer_is_unavailable),
         T(test_validate_names_property_and_line),
