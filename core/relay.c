@@ -421,6 +421,14 @@ static const char *signal_name(int sig)
 
 static size_t settle_trials(obx_relay *r);
 
+/* A reload left no pipeline that can run (each new one failed to open):
+ * not a reason to exit, with status 0 and nothing logged; the relay waits
+ * for a reload that works, or a stop signal. */
+static bool idle_after_reload(obx_relay *r, bool once)
+{
+    return !once && r->n_pipelines == 0 && !atomic_load(&r->stop);
+}
+
 /* Wait for a signal or for every pipeline to finish, keeping the
  * supervisor informed. */
 static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
@@ -432,7 +440,7 @@ static void wait_for_stop(obx_relay *r, bool once, obx_supervisor *sv)
     struct timespec tick = {0, 100 * 1000 * 1000};
     /* settle_trials first: a reloaded pipeline that could not open is not
      * a reason to stop (nor, as the last one, to think all are done) */
-    while (settle_trials(r), running(r) > 0) {
+    while (settle_trials(r), running(r) > 0 || idle_after_reload(r, once)) {
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == OBX_WAKE_SIGNAL)
             sig = 0; /* a pipeline is done: see why, count again */
@@ -672,7 +680,11 @@ static size_t settle_trials(obx_relay *r)
         pipeline_free(p);
         failed++;
         if (prev) {
+            /* it opened before: proven, not on trial; open again from the
+             * start, so readiness waits for it */
             prev->reverted = true;
+            prev->trial = false;
+            atomic_store(&prev->opened, 0);
             atomic_store(&prev->halt, 0);
             atomic_store(&prev->rc, 0);
             start_pipeline(r, prev);
@@ -680,7 +692,25 @@ static size_t settle_trials(obx_relay *r)
             i--;
         }
     }
+    if (failed && r->n_pipelines == 0)
+        obx_log(r->lg, OBX_LOG_WARN, "core",
+                "no pipeline is running; waiting for a reload that works "
+                "(SIGHUP) or a stop signal");
     return failed;
+}
+
+/* A stop signal waits, blocked, for wait_for_stop: the reload must not
+ * keep it waiting. */
+static bool stop_pending(void)
+{
+    sigset_t stops, pending;
+    obx_stop_signals(&stops);
+    if (sigpending(&pending) != 0)
+        return false;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&stops, sig) == 1 && sigismember(&pending, sig) == 1)
+            return true;
+    return false;
 }
 
 /* Wait (bounded) until each pipeline on trial has opened, failed, or found
@@ -697,7 +727,7 @@ static size_t await_trials(obx_relay *r)
                       !atomic_load(&p->opened) &&
                       !atomic_load(&p->metrics.circuit_open);
         }
-        if (!waiting || obx_mono_us() > deadline)
+        if (!waiting || obx_mono_us() > deadline || stop_pending())
             break;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -794,12 +824,20 @@ void obx_relay_reload(obx_relay *r)
         next[j]->trial = fresh[j] = true;
         if (prev[j] >= 0) { /* to run again if the new one cannot open */
             obx_pipeline *old = r->pipelines[prev[j]];
-            /* one step back only: no chain of ever older settings */
-            if (old->previous)
-                pipeline_free(old->previous);
-            old->previous = NULL;
-            next[j]->previous = old;
-            halt[prev[j]] = false;
+            if (old->trial) {
+                /* never opened: the settings to go back to are still the
+                 * ones that last did (none for one a reload added); old
+                 * is freed with the removed ones */
+                next[j]->previous = old->previous;
+                old->previous = NULL;
+            } else {
+                /* one step back only: no chain of ever older settings */
+                if (old->previous)
+                    pipeline_free(old->previous);
+                old->previous = NULL;
+                next[j]->previous = old;
+                halt[prev[j]] = false;
+            }
         }
     }
     for (size_t i = 0; i < r->n_pipelines; i++)

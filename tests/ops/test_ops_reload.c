@@ -26,6 +26,7 @@
 typedef struct fx {
     char *dir;
     char db[4200], conf[4200], out[4200], err[4200], cli[4200];
+    const char *pipe; /* the pipeline's name; NULL: "p" */
     int port;
     pid_t pid;
 } fx;
@@ -66,7 +67,7 @@ static void write_conf(fx *f, int port, const char *path, const char *extra)
             "[relay]\n"                       /* 1 */
             "log_level = info\n"              /* 2 */
             "metrics_listen = 127.0.0.1:%d\n" /* 3 */
-            "[pipeline p]\n"                  /* 4 */
+            "[pipeline %s]\n"                 /* 4 */
             "store = sqlite\n"                /* 5 */
             "broker = chaos\n"                /* 6 */
             "store.path = %s\n"               /* 7 */
@@ -74,7 +75,7 @@ static void write_conf(fx *f, int port, const char *path, const char *extra)
             "poll_interval = 20ms\n"          /* 9 */
             "retry.backoff = 1ms..5ms\n"      /* 10 */
             "%s\n",                           /* 11 */
-            port, path ? path : f->db, f->out, extra);
+            port, f->pipe ? f->pipe : "p", path ? path : f->db, f->out, extra);
     fclose(fp);
 }
 
@@ -240,6 +241,66 @@ static void test_reload_open_failure_reverts(void **state)
     wait_published(f, 4);
 }
 
+/* The reload's only pipeline is new (renamed) and cannot open: nothing
+ * runs, but the relay stays up (exiting 0 would look like a clean stop to
+ * systemd) and the next good reload runs it. */
+static void test_reload_leaving_no_pipeline_stays_up(void **state)
+{
+    fx *f = *state;
+    write_conf(f, f->port, NULL, "");
+    start(f);
+    insert(f, "a");
+    wait_published(f, 1);
+    char missing[4300];
+    snprintf(missing, sizeof missing, "%s/no/such/dir/x.db", f->dir);
+    f->pipe = "q";
+    write_conf(f, f->port, missing, "");
+    reload(f, 1);
+    assert_log_has(f, "this new pipeline is not running");
+    sleep_ms(500);
+    assert_alive(f);
+    write_conf(f, f->port, NULL, "");
+    reload(f, 2);
+    assert_alive(f);
+    insert(f, "b");
+    wait_published(f, 2);
+}
+
+/* A reload while the last one's pipeline is still on trial (its open
+ * waits on a locked database): when the next reload's settings fail too,
+ * the pipeline goes back to the settings that last opened, not to the
+ * unproven ones in between. */
+static void test_reload_during_trial_keeps_the_proven_settings(void **state)
+{
+    fx *f = *state;
+    write_conf(f, f->port, NULL, "");
+    start(f);
+    insert(f, "a");
+    wait_published(f, 1);
+    sqlite3 *lock;
+    assert_int_equal(sqlite3_open(f->db, &lock), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(lock, "BEGIN EXCLUSIVE", NULL, NULL, NULL),
+                     SQLITE_OK);
+    write_conf(f, f->port, NULL, "store.column.payload = nosuch");
+    reload(f, 1); /* its open waits on the lock: still on trial */
+    char missing[4300];
+    snprintf(missing, sizeof missing, "%s/no/such/dir/x.db", f->dir);
+    write_conf(f, f->port, missing, "");
+    reload(f, 2);
+    assert_log_has(f, "it runs its previous settings again");
+    assert_int_equal(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(lock);
+    insert(f, "b");
+    wait_published(f, 2);
+    assert_alive(f);
+    if (count_in_file(f->err, "has no column \"nosuch\"") > 0) {
+        char *log = slurp(f->err);
+        fail_msg("went back to the settings that never opened:\n%s",
+                 log ? log : "");
+    }
+}
+
 /* A metrics_listen that cannot be bound: the old endpoint stays, the
  * reload is counted failed and nothing else changes; a free one moves. */
 static void test_reload_metrics_listen_taken(void **state)
@@ -341,6 +402,11 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_reload_open_failure_reverts, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            test_reload_leaving_no_pipeline_stays_up, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_reload_during_trial_keeps_the_proven_settings, setup,
+            teardown),
         cmocka_unit_test_setup_teardown(test_reload_metrics_listen_taken, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dead_letters_escaped, setup,
