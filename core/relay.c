@@ -561,12 +561,21 @@ static void halt_and_join(obx_relay *r, const bool *halt)
 
 /* Swap in nr's config, loader and settings; the old loader is retired
  * (carried-over pipelines still point into it). */
-static int adopt(obx_relay *r, obx_relay *nr, obx_pipeline **next, size_t n)
+/* Make room for one more retired loader, before a reload changes
+ * anything: adopt() must not fail half-way. */
+static int reserve_retired(obx_relay *r)
 {
     obx_loader *ret = realloc(r->retired, (r->n_retired + 1) * sizeof *ret);
     if (!ret)
         return -1;
     r->retired = ret;
+    return 0;
+}
+
+/* Take nr's config, loader and settings, and next[] as the pipelines;
+ * cannot fail (reserve_retired came first). Under r->mu. */
+static void adopt(obx_relay *r, obx_relay *nr, obx_pipeline **next, size_t n)
+{
     r->retired[r->n_retired++] = r->loader;
     r->loader = nr->loader;
     obx_conf_free(&r->conf);
@@ -579,7 +588,6 @@ static int adopt(obx_relay *r, obx_relay *nr, obx_pipeline **next, size_t n)
     free(nr->pipelines);
     pthread_mutex_destroy(&nr->mu);
     memset(nr, 0, sizeof *nr);
-    return 0;
 }
 
 static const char *listen_port(const char *l)
@@ -760,7 +768,7 @@ void obx_relay_reload(obx_relay *r)
     bool *halt = calloc(r->n_pipelines + 1, sizeof *halt);
     long *prev = calloc(n + 1, sizeof *prev);   /* old index, -1: added */
     bool *fresh = calloc(n + 1, sizeof *fresh); /* of next[]: to start */
-    if (!next || !halt || !prev || !fresh) {
+    if (!next || !halt || !prev || !fresh || reserve_retired(r) != 0) {
         free(next);
         free(halt);
         free(prev);
@@ -843,12 +851,8 @@ void obx_relay_reload(obx_relay *r)
     for (size_t i = 0; i < r->n_pipelines; i++)
         if (halt[i]) /* removed */
             pipeline_free(r->pipelines[i]);
-    int rc = adopt(r, &nr, next, n);
+    adopt(r, &nr, next, n);
     pthread_mutex_unlock(&r->mu);
-    if (rc != 0) {
-        obx_log(r->lg, OBX_LOG_ERROR, "core", "reload: out of memory");
-        atomic_store(&r->stop, 1);
-    }
     if (moved) {
         obx_http *old = r->http;
         r->http = nh;
@@ -856,7 +860,7 @@ void obx_relay_reload(obx_relay *r)
         if (!nh)
             obx_log(r->lg, OBX_LOG_INFO, "core", "metrics endpoint off");
     }
-    for (size_t j = 0; j < n && rc == 0; j++)
+    for (size_t j = 0; j < n; j++)
         if (fresh[j])
             start_pipeline(r, r->pipelines[j]);
     free(halt);
@@ -864,7 +868,7 @@ void obx_relay_reload(obx_relay *r)
     free(fresh);
     /* One last line says how it went, after the pipelines it started
      * opened or failed. */
-    size_t failed = rc == 0 ? await_trials(r) : 0;
+    size_t failed = await_trials(r);
     if (failed) {
         atomic_fetch_add(&r->reloads_failed, 1);
         obx_log(r->lg, OBX_LOG_ERROR, "core",
